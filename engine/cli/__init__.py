@@ -1,0 +1,61 @@
+"""The `callcc` command line: `main(argv, stdout, stderr) -> exit code`.
+
+Exit codes: 0 ok / finished, 1 the run failed, 2 the input was bad, 3 the run is suspended.
+Each subcommand lives in its own module exposing `register(subparsers)`; the registered
+handler takes `(args, stdout, stderr)` and returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TextIO
+
+from engine.errors import CallccError, RunError, UsageError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_SUSPENDED = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, with every subcommand registered."""
+    from engine.cli import run as run_cmd
+    from engine.cli import validate as validate_cmd
+
+    parser = argparse.ArgumentParser(
+        prog="callcc",
+        description="Run YAML-declared agents that suspend and resume from a continuation.",
+        epilog="Exit codes: 0 ok, 1 run failed, 2 bad input, 3 suspended (waiting).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    validate_cmd.register(sub)
+    run_cmd.register(sub)
+    return parser
+
+
+def main(
+    argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None
+) -> int:
+    """Run the CLI and return its exit code; never calls `sys.exit`."""
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help and on usage errors
+        code = exc.code
+        return code if isinstance(code, int) else EXIT_BAD_INPUT
+    try:
+        code: int = args.handler(args, out, err)
+    except UsageError as exc:
+        print(f"callcc: error: {exc}", file=err)
+        return EXIT_BAD_INPUT
+    except RunError as exc:
+        print(f"callcc: run failed: {exc}", file=err)
+        return EXIT_FAILED
+    except CallccError as exc:
+        print(f"callcc: error: {exc}", file=err)
+        return EXIT_FAILED
+    return code

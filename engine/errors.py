@@ -1,0 +1,129 @@
+"""Every exception callcc raises, under one root.
+
+Two families are kept apart on purpose: `UsageError` and its children say *you used callcc
+wrong* (a bad spec, a bad continuation, a decision for an id that is not pending); `RunError`
+and its children say *the run itself went wrong* (a model or a tool failed). The CLI maps the
+first family to exit code 2 and the second to exit code 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+
+class CallccError(Exception):
+    """Root of every error callcc raises."""
+
+
+class UsageError(CallccError):
+    """The library or the CLI was used wrongly; the input must be fixed (CLI exit 2)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Diagnostic:
+    """One finding of validation, pointing at the exact place in a file."""
+
+    code: str
+    """Stable machine-readable code, such as `unknown-field` or `undefined-tool`."""
+    message: str
+    """What is wrong, in one sentence."""
+    file: str
+    """Path of the file the finding is in."""
+    line: int
+    """1-based line number."""
+    col: int
+    """1-based column number."""
+    pointer: str
+    """JSON pointer of the offending node inside the document (`""` for the root)."""
+    suggestion: str | None = None
+    """How to fix it, when a likely fix is known."""
+    severity: Literal["error", "warning"] = "error"
+    """Errors make the spec invalid; warnings do not."""
+
+    def location(self) -> str:
+        """`file:line:col`, as compilers and editors print it."""
+        return f"{self.file}:{self.line}:{self.col}"
+
+    def to_dict(self) -> dict[str, object]:
+        """A plain dict for `--format json`."""
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "file": self.file,
+            "line": self.line,
+            "col": self.col,
+            "pointer": self.pointer,
+            "suggestion": self.suggestion,
+        }
+
+
+class SpecError(UsageError):
+    """A spec file is invalid; `diagnostics` holds every finding, sorted by file and line."""
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
+        self.diagnostics = tuple(diagnostics)
+        self.errors = tuple(d for d in self.diagnostics if d.severity == "error")
+        first = self.errors[0] if self.errors else self.diagnostics[0]
+        more = len(self.errors) - 1
+        tail = f" (and {more} more error{'s' if more != 1 else ''})" if more > 0 else ""
+        super().__init__(f"{first.location()}: {first.code}: {first.message}{tail}")
+
+
+class ContinuationError(UsageError):
+    """A continuation document cannot be used: malformed, from another spec, or modified."""
+
+    def __init__(self, message: str, *, pointer: str = "", suggestion: str | None = None) -> None:
+        self.pointer = pointer
+        self.suggestion = suggestion
+        where = f" at {pointer}" if pointer else ""
+        hint = f"; {suggestion}" if suggestion else ""
+        super().__init__(f"{message}{where}{hint}")
+
+
+class SpecChangedError(ContinuationError):
+    """The spec's digest differs from the one recorded when the run suspended."""
+
+
+class DecisionError(UsageError):
+    """A decision names no pending call, or is not allowed for the call it names."""
+
+    def __init__(self, message: str, *, pending_ids: Iterable[str] = ()) -> None:
+        self.pending_ids = tuple(sorted(pending_ids))
+        listed = ", ".join(self.pending_ids) if self.pending_ids else "none"
+        super().__init__(f"{message}; pending: {listed}")
+
+
+class RunError(CallccError):
+    """The run failed while executing (CLI exit 1)."""
+
+
+class ModelError(RunError):
+    """A model call failed after the client's own retries."""
+
+    def __init__(self, message: str, *, transient: bool, model: str = "") -> None:
+        self.transient = transient
+        self.model = model
+        super().__init__(message)
+
+
+class ScriptError(RunError):
+    """A scripted model was asked for a turn its script does not have."""
+
+
+class ToolFailure(RunError):
+    """A tool raised; the run suspends with reason `error` so a person can retry or answer."""
+
+    def __init__(self, tool: str, message: str) -> None:
+        self.tool = tool
+        super().__init__(f"tool {tool!r} failed: {message}")
+
+
+class ToolTimeoutError(ToolFailure):
+    """A tool did not finish within its `timeout`."""
+
+    def __init__(self, tool: str, timeout_seconds: float) -> None:
+        self.timeout_seconds = timeout_seconds
+        super().__init__(tool, f"timed out after {timeout_seconds:g} s")

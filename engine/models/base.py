@@ -1,0 +1,58 @@
+"""What the loop asks of a model, and what a model answers: plain data, no HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolCall:
+    """One function call the model asked for."""
+
+    id: str
+    """The call id the model chose; tool results answer it."""
+    name: str
+    """The tool's name."""
+    arguments: str
+    """The arguments exactly as the model wrote them (JSON text, possibly malformed)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ModelRequest:
+    """Everything one model call needs."""
+
+    agent: str
+    """Name of the agent asking."""
+    instructions: str
+    """The system prompt."""
+    messages: Sequence[Mapping[str, Any]]
+    """The conversation so far in OpenAI Chat Completions format, without the system prompt."""
+    tools: Sequence[Mapping[str, Any]]
+    """Tool definitions in OpenAI format (`{"type": "function", "function": {...}}`)."""
+    attempt: int
+    """How many model calls this agent invocation made before this one (0 for the first)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ModelReply:
+    """One assistant turn."""
+
+    content: str | None
+    """The text of the reply (None when the model only called tools)."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """Function calls, in the order the model gave them."""
+    finish_reason: str = "stop"
+    """`stop`, `tool_calls`, `length`, `content_filter`, ...: anything else than the first
+    two makes the run fail with that reason."""
+    usage: Mapping[str, int] = field(default_factory=dict)
+    """Token counts as the server reported them."""
+
+
+class ModelClient(Protocol):
+    """A model the loop can call. Raise `engine.errors.ModelError` on failure."""
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        """Answer one turn."""
+        ...

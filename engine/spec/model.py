@@ -1,0 +1,203 @@
+"""The typed, immutable spec: the only form of a spec that later layers ever see.
+
+Built by `engine.spec.load_spec` after the JSON Schema and the semantic checks passed, so every
+reference in it is known to resolve. Field names mirror the YAML keys one to one (a parity test
+holds the schema and these dataclasses to the same set of fields).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+DecisionKind: TypeAlias = Literal["approve", "edit", "reject"]
+
+DEFAULT_MAX_TURNS = 100
+"""Model turns an agent may take per invocation when `limits.max_turns` is absent."""
+DEFAULT_MAX_TOOL_CALLS = 1000
+"""Tool calls an agent may make per invocation when `limits.max_tool_calls` is absent."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OpenAIModel:
+    """A model behind any OpenAI-compatible Chat Completions endpoint."""
+
+    kind: Literal["openai"] = "openai"
+    name: str
+    """The key under `models:`."""
+    model: str
+    """The model id sent to the server, e.g. `gpt-4o-mini`."""
+    base_url: str | None = None
+    """Server root such as `http://127.0.0.1:8080/v1`; the OpenAI default when absent."""
+    api_key_env: str | None = None
+    """Name of the environment variable holding the API key (the key itself is never stored)."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """Extra request parameters, such as `temperature` or `max_tokens`."""
+    timeout: float | None = None
+    """Seconds per request before the client gives up."""
+    max_retries: int = 2
+    """Retries the client makes on transient failures before the run suspends with `error`."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ScriptedModel:
+    """A deterministic script of model turns, for tests and demos."""
+
+    kind: Literal["scripted"] = "scripted"
+    name: str
+    """The key under `models:`."""
+    script: str
+    """Absolute path of the script file (written relative to the spec)."""
+
+
+Model: TypeAlias = OpenAIModel | ScriptedModel
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Approval:
+    """Whether a tool call waits for a person, and what that person may decide."""
+
+    required: bool = False
+    """True: every call of the tool suspends the run until decided."""
+    decisions: tuple[DecisionKind, ...] = ("approve", "reject")
+    """What the reviewer may do with a call."""
+    prompt: str | None = None
+    """Text shown to the reviewer; `{{ args.NAME }}` inserts an argument."""
+
+
+NO_APPROVAL = Approval()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PythonTool:
+    """A tool implemented by an importable Python callable."""
+
+    kind: Literal["python"] = "python"
+    name: str
+    """The key under `tools:`; the function name the model sees."""
+    description: str
+    """What the tool does, for the model."""
+    ref: str
+    """`package.module:function`."""
+    parameters: Mapping[str, Any] | None = None
+    """JSON Schema of the arguments; inferred from the signature when absent."""
+    timeout: float | None = None
+    """Seconds a call may take before it fails with a timeout."""
+    idempotent: bool = False
+    """True when running a call twice has the effect of running it once."""
+    approval: Approval = NO_APPROVAL
+    """Whether calls wait for a person."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AgentTool:
+    """A sub-agent called as a tool: it runs its own loop with its own messages."""
+
+    kind: Literal["agent"] = "agent"
+    name: str
+    """The key under `tools:`."""
+    description: str
+    """What the sub-agent does, for the calling model."""
+    agent: str
+    """Name of the agent under `agents:` that runs."""
+    parameters: Mapping[str, Any] | None = None
+    """JSON Schema of the arguments; `{request: string}` when absent."""
+    timeout: float | None = None
+    """Seconds the sub-agent may run before it fails with a timeout."""
+    idempotent: bool = False
+    """True when running a call twice has the effect of running it once."""
+    approval: Approval = NO_APPROVAL
+    """Whether calls wait for a person before the sub-agent starts."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ExternalTool:
+    """A tool whose result a person or another system supplies later (`answer`)."""
+
+    kind: Literal["external"] = "external"
+    name: str
+    """The key under `tools:`."""
+    description: str
+    """What the tool does, for the model."""
+    parameters: Mapping[str, Any] | None = None
+    """JSON Schema of the arguments; any object when absent."""
+    timeout: float | None = None
+    """Accepted for symmetry; an external call waits as long as it takes."""
+    idempotent: bool = False
+    """True when supplying a result twice is harmless."""
+    approval: Approval = NO_APPROVAL
+    """Whether calls wait for a person before the request goes out."""
+
+
+Tool: TypeAlias = PythonTool | AgentTool | ExternalTool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Limits:
+    """Budgets of one agent invocation; reaching one suspends with reason `turn_limit`."""
+
+    max_turns: int = DEFAULT_MAX_TURNS
+    """Model turns per invocation."""
+    max_tool_calls: int = DEFAULT_MAX_TOOL_CALLS
+    """Tool calls per invocation."""
+    timeout: float | None = None
+    """Seconds of active running per invocation (time spent suspended does not count)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SuspendRules:
+    """Pauses beyond approval: the run suspends with reason `pause`."""
+
+    every_turns: int | None = None
+    """Pause after every N model turns."""
+    after_seconds: float | None = None
+    """Pause once this many seconds of active running passed since the last pause."""
+    before_tools: tuple[str, ...] = ()
+    """Pause before any call of these tools runs."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Agent:
+    """One LLM-tool loop."""
+
+    name: str
+    """The key under `agents:`."""
+    description: str
+    """What the agent is for."""
+    model: str
+    """Name of a model under `models:`."""
+    instructions: str
+    """The system prompt (read from `instructions_file` when that was given)."""
+    tools: tuple[str, ...] = ()
+    """Names of tools under `tools:` the agent may call."""
+    limits: Limits = Limits()
+    """Budgets per invocation."""
+    suspend: SuspendRules = SuspendRules()
+    """Pauses beyond approval."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Spec:
+    """A whole validated spec file."""
+
+    spec_version: int
+    """Always 1 for this format."""
+    name: str
+    """`name:` of the spec, or the file's stem."""
+    path: str
+    """The file the spec was loaded from."""
+    entrypoint: str
+    """The agent `run` starts when none is named."""
+    models: Mapping[str, Model]
+    """Models by name."""
+    tools: Mapping[str, Tool]
+    """Tools by name."""
+    agents: Mapping[str, Agent]
+    """Agents by name."""
+    description: str = ""
+    """What the spec is for."""
+    allow_modules: tuple[str, ...] = ()
+    """Module prefixes `kind: python` refs may come from (empty: any)."""
+    digest: str = ""
+    """`sha256:` of the spec's canonical form; a continuation records it."""
