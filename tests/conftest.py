@@ -1,0 +1,21 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from openai_server import OpenAICompatServer
+
+
+@pytest.fixture
+def openai_server() -> Iterator[OpenAICompatServer]:
+    """A scripted OpenAI-compatible server on loopback; fails the test on unused answers.
+
+    `openai_server.push(text=...)` / `push(tool_calls=[...])` / `push(status=500)` queue answers;
+    point a model at `openai_server.base_url`; `openai_server.requests` holds the bodies received.
+    Call `openai_server.reset()` in a test that leaves answers unused on purpose.
+    """
+    with OpenAICompatServer() as server:
+        yield server
+        server.assert_done()
