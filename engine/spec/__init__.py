@@ -1,0 +1,45 @@
+"""The spec layer: YAML in, a validated and typed `Spec` out (it knows no HTTP and runs nothing).
+
+Ownership, one line a module:
+- `yamlload`: safe YAML with line/column of every node, refusing tags, aliases bombs, deep trees.
+- `env`: `${env:NAME}` substitution in string values.
+- `schema`: the JSON Schema file of the format and its one validator.
+- `check`: runs env substitution, `_schema_pass` and `_semantic` over a loaded document.
+- `_resolve`: `--resolve`, importing python refs and checking their signatures.
+- `_build`: data to the frozen dataclasses of `model`, and the spec digest.
+- `load`: `load_spec`, `validate_file`, `validate_files`.
+"""
+
+from engine.spec.load import load_spec, validate_file, validate_files
+from engine.spec.model import (
+    Agent,
+    AgentTool,
+    Approval,
+    ExternalTool,
+    Limits,
+    Model,
+    OpenAIModel,
+    PythonTool,
+    ScriptedModel,
+    Spec,
+    SuspendRules,
+    Tool,
+)
+
+__all__ = [
+    "Agent",
+    "AgentTool",
+    "Approval",
+    "ExternalTool",
+    "Limits",
+    "Model",
+    "OpenAIModel",
+    "PythonTool",
+    "ScriptedModel",
+    "Spec",
+    "SuspendRules",
+    "Tool",
+    "load_spec",
+    "validate_file",
+    "validate_files",
+]

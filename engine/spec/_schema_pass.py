@@ -1,0 +1,269 @@
+"""Pass 1: the JSON Schema, with each jsonschema error turned into one pointed diagnostic."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from jsonschema.exceptions import ValidationError, best_match
+
+from engine.errors import Diagnostic
+from engine.spec.schema import spec_validator
+from engine.spec.yamlload import YamlDoc, escape
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_NAME_RULE = "names start with a lowercase letter, then up to 63 lowercase letters, digits or '_'"
+_SINGULAR = {"agents": "agent", "tools": "tool", "models": "model"}
+
+
+def schema_pass(doc: YamlDoc, data: dict[str, Any]) -> list[Diagnostic]:
+    """Validate `data` against the spec schema; one diagnostic per distinct problem."""
+    seen: set[tuple[str, int, int, str]] = set()
+    out: list[Diagnostic] = []
+    for error in spec_validator().iter_errors(data):
+        for diag in _translate(error, doc):
+            key = (diag.code, diag.line, diag.col, diag.message)
+            if key not in seen:
+                seen.add(key)
+                out.append(diag)
+    return out
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """`did you mean 'x'?` for the closest of `choices`, or None."""
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+def suggest_name(bad: str) -> str | None:
+    """A valid name close to `bad` (lowercased, other characters as '_'), or None."""
+    fixed = re.sub(r"[^a-z0-9_]", "_", bad.strip().lower())
+    fixed = re.sub(r"^[^a-z]+", "", fixed)[:64]
+    return fixed or None
+
+
+def pointer_of(path: Sequence[Any]) -> str:
+    """JSON pointer of a jsonschema path."""
+    return "".join(f"/{escape(str(part))}" for part in path)
+
+
+def where(path: Sequence[Any]) -> str:
+    """Plain-words location of a path: `in agent 'x'`, `in limits of agent 'x'`, ..."""
+    parts = [str(p) for p in path]
+    if not parts:
+        return "at the top level"
+    if len(parts) >= 2 and parts[0] in _SINGULAR:
+        owner = f"{_SINGULAR[parts[0]]} '{parts[1]}'"
+        return f"in {owner}" if len(parts) == 2 else f"in {parts[2]} of {owner}"
+    return f"in {parts[0]}"
+
+
+def _diag(
+    doc: YamlDoc,
+    code: str,
+    message: str,
+    pointer: str,
+    suggestion: str | None = None,
+    *,
+    key: bool = False,
+) -> Diagnostic:
+    line, col = doc.locate(pointer, key=key)
+    return Diagnostic(
+        code=code,
+        message=message,
+        file=doc.path,
+        line=line,
+        col=col,
+        pointer=pointer,
+        suggestion=suggestion,
+    )
+
+
+def _translate(error: ValidationError, doc: YamlDoc) -> Iterator[Diagnostic]:
+    path = list(error.absolute_path)
+    pointer = pointer_of(path)
+    kind = str(error.validator)
+    value: Any = error.validator_value
+    schema: dict[str, Any] = error.schema if isinstance(error.schema, dict) else {}
+    inst = error.instance
+    field = str(path[-1]) if path else "the spec"
+    if kind == "additionalProperties" and isinstance(inst, dict):
+        allowed = set(schema.get("properties", {}))
+        for extra in sorted(set(inst) - allowed):
+            hint = did_you_mean(extra, allowed) or "remove it; allowed fields: " + ", ".join(
+                sorted(allowed)
+            )
+            yield _diag(
+                doc,
+                "unknown-field",
+                f"unknown field '{extra}' {where(path)}",
+                f"{pointer}/{escape(extra)}",
+                hint,
+                key=True,
+            )
+    elif kind == "required" and isinstance(inst, dict):
+        for name in value:
+            if name not in inst:
+                yield _diag(
+                    doc,
+                    "missing-field",
+                    f"missing required field '{name}' {where(path)}",
+                    pointer,
+                    _missing_hint(name, schema),
+                    key=True,
+                )
+    elif kind == "type":
+        expected = " or ".join(value) if isinstance(value, list) else value
+        yield _diag(
+            doc,
+            "wrong-type",
+            f"'{field}' must be {_article(expected)} {expected}, not {_json_type(inst)}",
+            pointer,
+            _type_hint(expected, inst),
+        )
+    elif kind == "enum":
+        options = ", ".join(str(v) for v in value)
+        what = "kind" if field == "kind" else f"value for '{field}'"
+        yield _diag(
+            doc,
+            "bad-value",
+            f"unknown {what} '{inst}'; expected one of: {options}",
+            pointer,
+            did_you_mean(str(inst), [str(v) for v in value]),
+        )
+    elif kind == "const":
+        yield _diag(
+            doc,
+            "bad-value",
+            f"'{field}' must be {value!r}, not {inst!r}",
+            pointer,
+            f"write '{field}: {value}'",
+        )
+    elif kind == "pattern":
+        yield _pattern(error, doc, path, pointer)
+    elif kind in ("oneOf", "anyOf"):
+        yield from _one_of(error, doc, path, pointer)
+    else:
+        yield _diag(doc, "bad-value", _plain_message(kind, field, value, inst), pointer)
+
+
+def _pattern(error: ValidationError, doc: YamlDoc, path: list[Any], pointer: str) -> Diagnostic:
+    inst = str(error.instance)
+    if "propertyNames" in error.relative_schema_path:
+        fixed = suggest_name(inst)
+        return _diag(
+            doc,
+            "bad-name",
+            f"'{inst}' is not a valid name {where(path)}: {_NAME_RULE}",
+            f"{pointer}/{escape(inst)}",
+            f"rename it to '{fixed}'" if fixed else None,
+            key=True,
+        )
+    field = str(path[-1]) if path else ""
+    if field == "ref":
+        fix = None
+        if ":" not in inst and "." in inst:
+            fix = "did you mean '{}:{}'?".format(*inst.rsplit(".", 1))
+        return _diag(
+            doc,
+            "bad-ref",
+            f"ref '{inst}' is not of the form 'package.module:function'",
+            pointer,
+            fix or "write the module path, a colon, then the attribute: 'pkg.mod:func'",
+        )
+    if error.validator_value == NAME_RE.pattern:
+        fixed = suggest_name(inst)
+        return _diag(
+            doc,
+            "bad-name",
+            f"'{inst}' is not a valid name: {_NAME_RULE}",
+            pointer,
+            f"use '{fixed}'" if fixed else None,
+        )
+    return _diag(
+        doc,
+        "bad-value",
+        f"'{inst}' does not match the pattern {error.validator_value}",
+        pointer,
+    )
+
+
+def _one_of(
+    error: ValidationError, doc: YamlDoc, path: list[Any], pointer: str
+) -> Iterator[Diagnostic]:
+    inst = error.instance
+    branches: Any = error.validator_value
+    names = [b["required"][0] for b in branches if set(b) == {"required"}]
+    if isinstance(inst, dict) and len(names) == len(branches):
+        present = [n for n in names if n in inst]
+        either = " or ".join(f"'{n}'" for n in names)
+        if not present:
+            yield _diag(
+                doc,
+                "missing-field",
+                f"missing {either} {where(path)}",
+                pointer,
+                f"add '{names[0]}: ...' (the text) or '{names[1]}: path/to/file.md'",
+                key=True,
+            )
+        else:
+            yield _diag(
+                doc,
+                "conflicting-fields",
+                f"give either {either} {where(path)}, not both",
+                f"{pointer}/{escape(present[-1])}",
+                f"remove '{present[-1]}' or '{present[0]}'",
+                key=True,
+            )
+        return
+    best = best_match(error.context) if error.context else None
+    if best is None:
+        yield _diag(doc, "bad-value", error.message, pointer)
+    else:
+        yield from _translate(best, doc)
+
+
+def _missing_hint(name: str, schema: dict[str, Any]) -> str:
+    kind = schema.get("properties", {}).get("kind", {})
+    if name == "kind" and "enum" in kind:
+        return "add 'kind: <" + "|".join(kind["enum"]) + ">'"
+    return f"add '{name}: ...'"
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"a string ('{value}')" if len(value) < 40 else "a string"
+    return "a list" if isinstance(value, list) else "a mapping"
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
+def _type_hint(expected: str, inst: Any) -> str | None:
+    if expected == "array" and isinstance(inst, str):
+        return f"write a list: [{inst}]"
+    if expected in ("integer", "number") and isinstance(inst, str):
+        return "write a number without quotes"
+    if expected == "object" and inst is None:
+        return "indent the fields under it, or remove the empty key"
+    return None
+
+
+def _plain_message(kind: str, field: str, value: Any, inst: Any) -> str:
+    messages = {
+        "minimum": f"'{field}' must be at least {value}, not {inst}",
+        "exclusiveMinimum": f"'{field}' must be greater than {value}, not {inst}",
+        "minItems": f"'{field}' must list at least {value} item(s)",
+        "minLength": f"'{field}' must not be empty",
+        "uniqueItems": f"'{field}' lists the same entry more than once",
+    }
+    return messages.get(kind, f"'{field}' is invalid ({kind}: {value!r})")

@@ -1,0 +1,270 @@
+"""Pass 2: what the schema cannot express — references, the sub-agent graph, files, templates.
+
+Runs on data that may have failed the schema, so every access checks the type it expects.
+Never imports user code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from engine.errors import Diagnostic
+from engine.spec._schema_pass import did_you_mean
+from engine.spec.yamlload import YamlDoc, escape
+
+FORBIDDEN_MODULES = frozenset({"os", "subprocess", "builtins", "sys", "shutil", "importlib"})
+"""Top-level modules a `kind: python` ref may never come from."""
+_TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_TEMPLATE_ARG = re.compile(r"^args\.([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def _dicts(value: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(v, dict)}
+
+
+def _listing(what: str, names: Iterable[str]) -> str:
+    ordered = sorted(names)
+    if not ordered:
+        return f"no {what} are defined"
+    shown = ", ".join(ordered[:12])
+    more = f", … ({len(ordered) - 12} more)" if len(ordered) > 12 else ""
+    return f"defined {what}: {shown}{more}"
+
+
+class _Checker:
+    def __init__(self, doc: YamlDoc, data: dict[str, Any], spec_dir: Path) -> None:
+        self.doc, self.spec_dir = doc, spec_dir
+        self.models = _dicts(data.get("models"))
+        self.tools = _dicts(data.get("tools"))
+        self.agents = _dicts(data.get("agents"))
+        allow = data.get("allow_modules")
+        self.allow = [m for m in allow if isinstance(m, str)] if isinstance(allow, list) else None
+        self.entry = data.get("entrypoint")
+        self.out: list[Diagnostic] = []
+
+    def add(
+        self,
+        code: str,
+        message: str,
+        pointer: str,
+        suggestion: str | None = None,
+        *,
+        key: bool = False,
+        severity: str = "error",
+    ) -> None:
+        line, col = self.doc.locate(pointer, key=key)
+        self.out.append(
+            Diagnostic(
+                code=code,
+                message=message,
+                file=self.doc.path,
+                line=line,
+                col=col,
+                pointer=pointer,
+                suggestion=suggestion,
+                severity="warning" if severity == "warning" else "error",
+            )
+        )
+
+    def undefined(self, code: str, what: str, name: str, pool: Iterable[str], ptr: str) -> None:
+        names = list(pool)
+        hint = did_you_mean(name, names) or f"define '{name}' under {what}s:"
+        self.add(code, f"{what} '{name}' is not defined; {_listing(what + 's', names)}", ptr, hint)
+
+    def run(self) -> list[Diagnostic]:
+        if isinstance(self.entry, str) and self.entry not in self.agents:
+            line_hint = did_you_mean(self.entry, self.agents) or "define it under agents:"
+            self.add(
+                "undefined-entrypoint",
+                f"entrypoint '{self.entry}' is not a defined agent; "
+                + _listing("agents", self.agents),
+                "/entrypoint",
+                line_hint,
+            )
+        for name, model in self.models.items():
+            self.check_file(
+                model.get("script"), f"/models/{escape(name)}/script", "script", utf8=False
+            )
+        for name, tool in self.tools.items():
+            self.check_tool(name, tool)
+        for name, agent in self.agents.items():
+            self.check_agent(name, agent)
+        self.check_graph()
+        return self.out
+
+    def check_file(self, rel: Any, pointer: str, what: str, *, utf8: bool) -> None:
+        if not isinstance(rel, str) or not rel:
+            return
+        path = self.spec_dir / rel
+        try:
+            data = path.read_bytes()
+            if utf8:
+                data.decode("utf-8")
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            self.add(
+                "unreadable",
+                f"cannot read {what} '{rel}': {reason}",
+                pointer,
+                f"the path is relative to the spec's folder ({self.spec_dir})",
+            )
+        except UnicodeDecodeError as exc:
+            self.add("unreadable", f"{what} '{rel}' is not UTF-8 ({exc.reason})", pointer)
+
+    def check_tool(self, name: str, tool: dict[str, Any]) -> None:
+        kind = tool.get("kind")
+        base = f"/tools/{escape(name)}"
+        target = tool.get("agent")
+        if kind == "agent" and isinstance(target, str) and target not in self.agents:
+            self.undefined("undefined-agent", "agent", target, self.agents, f"{base}/agent")
+        ref = tool.get("ref")
+        if kind == "python" and isinstance(ref, str) and ":" in ref:
+            self.check_module(ref, f"{base}/ref")
+        approval = tool.get("approval")
+        if isinstance(approval, dict) and isinstance(approval.get("prompt"), str):
+            self.check_template(approval["prompt"], tool, f"{base}/approval/prompt")
+        params = tool.get("parameters")
+        if isinstance(params, dict):
+            self.check_parameters(params, f"{base}/parameters")
+
+    def check_module(self, ref: str, pointer: str) -> None:
+        module = ref.split(":", 1)[0]
+        top = module.split(".", 1)[0]
+        if top in FORBIDDEN_MODULES:
+            self.add(
+                "module-not-allowed",
+                f"ref '{ref}' comes from '{top}'; tools may never come from "
+                + ", ".join(sorted(FORBIDDEN_MODULES)),
+                pointer,
+                "wrap what you need in a function of your own module",
+            )
+        elif self.allow is not None and not any(
+            module == p or module.startswith(p + ".") for p in self.allow
+        ):
+            self.add(
+                "module-not-allowed",
+                f"module '{module}' is not under allow_modules ({', '.join(self.allow)})",
+                pointer,
+                f"add '{module}' to allow_modules, or move the function under an allowed module",
+            )
+
+    def check_template(self, prompt: str, tool: dict[str, Any], pointer: str) -> None:
+        params = tool.get("parameters")
+        props = params.get("properties") if isinstance(params, dict) else None
+        if props is None and tool.get("kind") == "agent":
+            props = {"request": {}}
+        for match in _TEMPLATE.finditer(prompt):
+            inner = match.group(1).strip()
+            arg = _TEMPLATE_ARG.match(inner)
+            if arg is None:
+                self.add(
+                    "bad-template",
+                    f"'{{{{ {inner} }}}}' is not allowed in a prompt; only {{{{ args.NAME }}}}",
+                    pointer,
+                    "insert arguments as {{ args.NAME }} where NAME is a parameter name",
+                )
+            elif isinstance(props, dict) and arg.group(1) not in props:
+                name = arg.group(1)
+                hint = did_you_mean(name, props) or f"add '{name}' to the tool's parameters"
+                self.add(
+                    "bad-template",
+                    f"prompt uses args.{name}, but the tool has no parameter '{name}'",
+                    pointer,
+                    hint,
+                )
+        rest = _TEMPLATE.sub("", prompt)
+        if "{{" in rest or "}}" in rest:
+            self.add(
+                "bad-template",
+                "unbalanced '{{' or '}}' in the prompt",
+                pointer,
+                "close every {{ with }}",
+            )
+
+    def check_parameters(self, params: dict[str, Any], pointer: str) -> None:
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        try:
+            Draft202012Validator.check_schema(params)
+        except SchemaError as exc:
+            where = "".join(f"/{p}" for p in exc.absolute_path)
+            self.add(
+                "bad-parameters",
+                f"parameters is not a valid JSON Schema: {exc.message}",
+                pointer + where,
+                "see https://json-schema.org/understanding-json-schema/",
+            )
+
+    def check_agent(self, name: str, agent: dict[str, Any]) -> None:
+        base = f"/agents/{escape(name)}"
+        model = agent.get("model")
+        if isinstance(model, str) and model not in self.models:
+            self.undefined("undefined-model", "model", model, self.models, f"{base}/model")
+        tools = agent.get("tools")
+        own = [t for t in tools if isinstance(t, str)] if isinstance(tools, list) else []
+        for i, tool in enumerate(tools if isinstance(tools, list) else []):
+            if isinstance(tool, str) and tool not in self.tools:
+                self.undefined("undefined-tool", "tool", tool, self.tools, f"{base}/tools/{i}")
+        suspend = agent.get("suspend")
+        before = suspend.get("before_tools") if isinstance(suspend, dict) else None
+        for i, tool in enumerate(before if isinstance(before, list) else []):
+            if isinstance(tool, str) and tool not in own:
+                hint = did_you_mean(tool, own) or f"add '{tool}' to the agent's tools"
+                self.add(
+                    "undefined-tool",
+                    f"before_tools names '{tool}', which is not a tool of agent '{name}'; "
+                    + (f"its tools: {', '.join(own)}" if own else "it has no tools"),
+                    f"{base}/suspend/before_tools/{i}",
+                    hint,
+                )
+        self.check_file(
+            agent.get("instructions_file"), f"{base}/instructions_file", "file", utf8=True
+        )
+
+    def check_graph(self) -> None:
+        graph: nx.DiGraph[str] = nx.DiGraph()
+        graph.add_nodes_from(self.agents)
+        for name, agent in self.agents.items():
+            tools = agent.get("tools")
+            for i, tool in enumerate(tools if isinstance(tools, list) else []):
+                spec = self.tools.get(tool) if isinstance(tool, str) else None
+                target = spec.get("agent") if spec and spec.get("kind") == "agent" else None
+                if isinstance(target, str) and target in self.agents:
+                    graph.add_edge(name, target, tool=tool, index=i)
+        for component in nx.strongly_connected_components(graph):
+            first = min(component)
+            if len(component) == 1 and not graph.has_edge(first, first):
+                continue
+            edges = nx.find_cycle(graph.subgraph(component), source=first)
+            names = [u for u, _ in edges] + [first]
+            data = graph.edges[edges[0][0], edges[0][1]]
+            self.add(
+                "agent-cycle",
+                "sub-agents call each other in a cycle: " + " -> ".join(names),
+                f"/agents/{escape(first)}/tools/{data['index']}",
+                f"remove tool '{data['tool']}' from agent '{first}', or break the cycle elsewhere",
+            )
+        if isinstance(self.entry, str) and self.entry in self.agents:
+            reachable = nx.descendants(graph, self.entry) | {self.entry}
+            for name in sorted(set(self.agents) - reachable):
+                self.add(
+                    "unreachable-agent",
+                    f"agent '{name}' is never called from entrypoint '{self.entry}'",
+                    f"/agents/{escape(name)}",
+                    "give a reachable agent a `kind: agent` tool for it, or remove it",
+                    key=True,
+                    severity="warning",
+                )
+
+
+def semantic_pass(doc: YamlDoc, data: dict[str, Any], spec_dir: Path) -> list[Diagnostic]:
+    """Check references, the sub-agent graph, files and prompt templates of `data`."""
+    return _Checker(doc, data, spec_dir).run()

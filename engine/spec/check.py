@@ -1,0 +1,26 @@
+"""Validation of a loaded YAML document: env substitution, then the schema, then semantics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from engine.errors import Diagnostic
+from engine.spec._schema_pass import schema_pass
+from engine.spec._semantic import semantic_pass
+from engine.spec.env import substitute
+from engine.spec.yamlload import YamlDoc
+
+
+def sort_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """Diagnostics ordered by file, line, column, then code."""
+    return sorted(diagnostics, key=lambda d: (d.file, d.line, d.col, d.code, d.message))
+
+
+def check_document(doc: YamlDoc, *, env: Mapping[str, str]) -> tuple[Any, list[Diagnostic]]:
+    """Return the env-substituted data and every diagnostic of both passes, sorted."""
+    data, diagnostics = substitute(doc.data, env=env, file=doc.path, locate=doc.locate)
+    diagnostics += schema_pass(doc, data)
+    diagnostics += semantic_pass(doc, data, Path(doc.path).resolve().parent)
+    return data, sort_diagnostics(diagnostics)

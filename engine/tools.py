@@ -1,0 +1,179 @@
+"""Python tools: importing a `module:attr` ref, inferring its JSON Schema, and what it may raise.
+
+A tool function takes keyword arguments named like its parameters; one parameter annotated
+`ToolContext` (any name) receives the call's context instead of a model argument. A tool that
+raises `Deferred` says its result will be supplied later: the run suspends as `external`.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import inspect
+import sys
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+from engine.errors import UsageError
+
+JsonSchema = dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolContext:
+    """What a running tool may know about the call it serves."""
+
+    run_id: str
+    """The run the call belongs to."""
+    call_id: str
+    """The model's id of this tool call; stable across resumes."""
+    agent: str
+    """Name of the agent that made the call."""
+    tool: str
+    """Name of the tool being called."""
+
+    @property
+    def idempotency_key(self) -> str:
+        """A key that is the same every time this exact call is attempted."""
+        return f"{self.run_id}:{self.call_id}"
+
+
+class Deferred(Exception):
+    """Raised by a python tool whose result will be supplied later (the run suspends)."""
+
+    def __init__(self, reason: str = "") -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class ToolRefError(UsageError):
+    """A tool ref cannot be used; `code` is `ref-not-found`, `not-callable` or `import-failed`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+def import_ref(ref: str, search_path: str | None = None) -> Callable[..., Any]:
+    """Import `package.module:attr` (with `search_path` first on sys.path) and return it."""
+    module_name, sep, attr_path = ref.partition(":")
+    if not sep or not module_name or not attr_path:
+        raise ToolRefError("ref-not-found", f"ref '{ref}' is not of the form 'module:attr'")
+    saved = list(sys.path)
+    if search_path is not None:
+        sys.path.insert(0, search_path)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ToolRefError(
+            "ref-not-found", f"module '{module_name}' of ref '{ref}' cannot be found: {exc}"
+        ) from exc
+    except Exception as exc:
+        raise ToolRefError(
+            "import-failed", f"importing '{module_name}' raised {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        sys.path[:] = saved
+    target: Any = module
+    for part in attr_path.split("."):
+        if not hasattr(target, part):
+            names = sorted(n for n in dir(target) if not n.startswith("_"))
+            raise ToolRefError(
+                "ref-not-found",
+                f"'{module_name}' has no attribute '{attr_path}'; it has: {', '.join(names[:20])}",
+            )
+        target = getattr(target, part)
+    if not callable(target):
+        raise ToolRefError("not-callable", f"'{ref}' is a {type(target).__name__}, not callable")
+    return typing.cast(Callable[..., Any], target)
+
+
+def tool_parameters(func: Callable[..., Any]) -> list[inspect.Parameter]:
+    """The parameters of `func` the model supplies (no ToolContext, no *args/**kwargs)."""
+    hints = _hints(func)
+    skip = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return [
+        p
+        for p in inspect.signature(func).parameters.values()
+        if p.kind not in skip and not _is_context(hints.get(p.name))
+    ]
+
+
+def accepts_any_keyword(func: Callable[..., Any]) -> bool:
+    """True when `func` has a `**kwargs` parameter."""
+    params = inspect.signature(func).parameters.values()
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def infer_parameters(func: Callable[..., Any]) -> JsonSchema:
+    """A JSON Schema object for `func`'s arguments, from its signature and type hints."""
+    hints = _hints(func)
+    properties: dict[str, JsonSchema] = {}
+    required: list[str] = []
+    for param in tool_parameters(func):
+        if param.kind is inspect.Parameter.POSITIONAL_ONLY:
+            raise TypeError(f"parameter '{param.name}' is positional-only; tools take keywords")
+        schema = type_schema(hints.get(param.name, Any))
+        if param.default is inspect.Parameter.empty:
+            required.append(param.name)
+        else:
+            default = param.default
+            if isinstance(default, enum.Enum):
+                default = default.value
+            if isinstance(default, str | int | float | bool | None):
+                schema = {**schema, "default": default}
+        properties[param.name] = schema
+    result: JsonSchema = {"type": "object", "properties": properties}
+    if required:
+        result["required"] = required
+    result["additionalProperties"] = accepts_any_keyword(func)
+    return result
+
+
+def type_schema(hint: Any) -> JsonSchema:
+    """JSON Schema of one Python type hint; raises TypeError for types it cannot express."""
+    simple = {str: "string", int: "integer", float: "number", bool: "boolean"}
+    if hint is Any or hint is inspect.Parameter.empty:
+        return {}
+    if hint is None or hint is type(None):
+        return {"type": "null"}
+    if isinstance(hint, type) and hint in simple:
+        return {"type": simple[hint]}
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return {"enum": [member.value for member in hint]}
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Annotated:
+        return type_schema(args[0])
+    if origin is Literal:
+        return {"enum": list(args)}
+    if origin in (Union, types.UnionType):
+        options = [type_schema(a) for a in args]
+        if all(set(o) == {"type"} and isinstance(o["type"], str) for o in options):
+            return {"type": [o["type"] for o in options]}
+        return {"anyOf": options}
+    if hint in (list, tuple, set, frozenset) or origin in (list, tuple, set, frozenset):
+        if args and origin is not tuple:
+            return {"type": "array", "items": type_schema(args[0])}
+        return {"type": "array"}
+    if hint is dict or origin is dict:
+        if len(args) == 2:
+            return {"type": "object", "additionalProperties": type_schema(args[1])}
+        return {"type": "object"}
+    raise TypeError(f"cannot express type {hint!r} as JSON Schema; give `parameters` in the spec")
+
+
+def _hints(func: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(func, include_extras=True)
+    except Exception:  # unresolvable forward references: fall back to raw annotations
+        return dict(getattr(func, "__annotations__", {}))
+
+
+def _is_context(hint: Any) -> bool:
+    if hint is ToolContext or hint == "ToolContext":
+        return True
+    return any(_is_context(a) for a in typing.get_args(hint))
