@@ -1,0 +1,1 @@
+"""callcc: declarative agents that suspend anywhere and resume from a continuation."""

@@ -1,0 +1,323 @@
+"""Continuation documents to and from plain JSON data, checking every field on the way in.
+
+The frames are stored flat (`frames[0]` is the root; a `subagent` entry names its child by
+index), so the JSON nests only a few levels whatever the depth of the call stack and neither
+`json.loads` nor this module ever recurse per frame. Every malformed field is a
+`ContinuationError` with the JSON pointer of the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from engine.errors import ContinuationError
+from engine.frames import (
+    CALL_STATUSES,
+    DECISION_KINDS,
+    REASONS,
+    Answer,
+    Approve,
+    Decision,
+    Edit,
+    Extend,
+    Frame,
+    Pending,
+    Reject,
+    Resume,
+    Stop,
+    walk,
+)
+
+_COUNTERS_INT = ("turns", "attempts", "tool_calls", "extra_turns", "extra_tool_calls", "serial")
+_COUNTERS_NUM = ("extra_seconds", "elapsed", "pause_elapsed")
+_ROLES = frozenset({"user", "assistant", "tool", "system", "developer"})
+
+
+def frames_to_data(root: Frame) -> list[dict[str, Any]]:
+    """The stack as a flat list of frame objects, root first."""
+    order = walk(root)
+    index = {id(frame): i for i, (_, frame) in enumerate(order)}
+    return [_frame_to_data(frame, index) for _, frame in order]
+
+
+def _frame_to_data(frame: Frame, index: dict[int, int]) -> dict[str, Any]:
+    data: dict[str, Any] = {"agent": frame.agent, "messages": frame.messages}
+    counters: dict[str, Any] = {}
+    for name in _COUNTERS_INT + _COUNTERS_NUM:
+        value = getattr(frame, name)
+        if value:
+            counters[name] = value
+    data["counters"] = counters
+    data["ledger"] = frame.ledger
+    if frame.results:
+        data["results"] = frame.results
+    if frame.pending:
+        data["pending"] = [_pending_to_data(p, index) for p in frame.pending]
+    return data
+
+
+def _pending_to_data(entry: Pending, index: dict[int, int]) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": entry.id,
+        "reason": entry.reason,
+        "tool": entry.tool,
+        "arguments": entry.arguments,
+        "decisions": list(entry.decisions),
+        "fingerprint": entry.fingerprint,
+    }
+    if entry.prompt is not None:
+        data["prompt"] = entry.prompt
+    if entry.detail is not None:
+        data["detail"] = entry.detail
+    if entry.decision is not None:
+        data["decision"] = decision_to_data(entry.decision)
+    if entry.child is not None:
+        data["child"] = index[id(entry.child)]
+    return data
+
+
+def decision_to_data(decision: Decision) -> dict[str, Any]:
+    """A decision as a JSON object tagged by `kind`."""
+    data: dict[str, Any] = {"kind": decision.kind, "fingerprint": decision.fingerprint}
+    if isinstance(decision, Edit):
+        data["arguments"] = decision.arguments
+    elif isinstance(decision, Reject):
+        data["reason"] = decision.reason
+    elif isinstance(decision, Answer):
+        data["result"] = decision.result
+    elif isinstance(decision, Extend):
+        data["turns"] = decision.turns
+    return data
+
+
+def frames_from_data(raw: Any, pointer: str) -> Frame:
+    """Rebuild the stack from `frames`, checking types and that the links form one tree."""
+    if not isinstance(raw, list) or not raw:
+        raise ContinuationError("expected a non-empty list of frames", pointer=pointer)
+    frames: list[Frame] = []
+    links: list[tuple[Pending, int, str]] = []
+    for i, item in enumerate(raw):
+        frames.append(_frame_from_data(item, f"{pointer}/{i}", links))
+    parent_of: dict[int, str] = {}
+    for entry, child_index, where in links:
+        if not 0 < child_index < len(frames):
+            raise ContinuationError(
+                f"child frame index {child_index} is out of range 1..{len(frames) - 1}",
+                pointer=where,
+            )
+        if child_index in parent_of:
+            raise ContinuationError(
+                f"frame {child_index} is the child of two entries (also {parent_of[child_index]})",
+                pointer=where,
+            )
+        parent_of[child_index] = where
+        entry.child = frames[child_index]
+    orphans = [i for i in range(1, len(frames)) if i not in parent_of]
+    if orphans:
+        raise ContinuationError(
+            f"frames {orphans} are not reachable from the root frame", pointer=pointer
+        )
+    root = frames[0]
+    if len(walk(root)) != len(frames):  # a link cycle that skips the root
+        raise ContinuationError("frame links form a cycle", pointer=pointer)
+    return root
+
+
+def _frame_from_data(raw: Any, ptr: str, links: list[tuple[Pending, int, str]]) -> Frame:
+    obj = _object(raw, ptr)
+    _known(obj, ptr, {"agent", "messages", "counters", "ledger", "results", "pending"})
+    frame = Frame(
+        agent=_str(obj, "agent", ptr),
+        messages=_messages(obj.get("messages"), f"{ptr}/messages"),
+    )
+    counters = _object(obj.get("counters", {}), f"{ptr}/counters")
+    _known(counters, f"{ptr}/counters", set(_COUNTERS_INT + _COUNTERS_NUM))
+    for name in _COUNTERS_INT:
+        value = counters.get(name, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ContinuationError(
+                "expected a non-negative integer", pointer=f"{ptr}/counters/{name}"
+            )
+        setattr(frame, name, value)
+    for name in _COUNTERS_NUM:
+        value = counters.get(name, 0.0)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise ContinuationError(
+                "expected a non-negative number", pointer=f"{ptr}/counters/{name}"
+            )
+        setattr(frame, name, float(value))
+    ledger = _object(obj.get("ledger", {}), f"{ptr}/ledger")
+    for call_id, status in ledger.items():
+        if status not in CALL_STATUSES:
+            raise ContinuationError(
+                f"unknown call status {status!r}; expected one of {', '.join(CALL_STATUSES)}",
+                pointer=f"{ptr}/ledger/{_escape(call_id)}",
+            )
+    frame.ledger = cast(Any, dict(ledger))
+    results = _object(obj.get("results", {}), f"{ptr}/results")
+    for call_id, text in results.items():
+        if not isinstance(text, str):
+            raise ContinuationError(
+                "expected a string", pointer=f"{ptr}/results/{_escape(call_id)}"
+            )
+    frame.results = dict(results)
+    pending_raw = obj.get("pending", [])
+    if not isinstance(pending_raw, list):
+        raise ContinuationError("expected a list", pointer=f"{ptr}/pending")
+    for j, item in enumerate(pending_raw):
+        where = f"{ptr}/pending/{j}"
+        entry, child = _pending_from_data(item, where)
+        frame.pending.append(entry)
+        if child is not None:
+            links.append((entry, child, f"{where}/child"))
+    return frame
+
+
+def _pending_from_data(raw: Any, ptr: str) -> tuple[Pending, int | None]:
+    obj = _object(raw, ptr)
+    _known(
+        obj,
+        ptr,
+        {"id", "reason", "tool", "arguments", "decisions", "fingerprint"}
+        | {"prompt", "detail", "decision", "child"},
+    )
+    reason = obj.get("reason")
+    if reason not in REASONS:
+        raise ContinuationError(
+            f"unknown reason {reason!r}; expected one of {', '.join(REASONS)}",
+            pointer=f"{ptr}/reason",
+        )
+    tool = obj.get("tool")
+    if tool is not None and not isinstance(tool, str):
+        raise ContinuationError("expected a string or null", pointer=f"{ptr}/tool")
+    arguments = obj.get("arguments")
+    if arguments is not None and not isinstance(arguments, dict):
+        raise ContinuationError("expected an object or null", pointer=f"{ptr}/arguments")
+    decisions = obj.get("decisions")
+    if not isinstance(decisions, list) or any(d not in DECISION_KINDS for d in decisions):
+        raise ContinuationError(
+            f"expected a list of decision kinds ({', '.join(DECISION_KINDS)})",
+            pointer=f"{ptr}/decisions",
+        )
+    child = obj.get("child")
+    if child is not None and (not isinstance(child, int) or isinstance(child, bool)):
+        raise ContinuationError("expected a frame index", pointer=f"{ptr}/child")
+    if (reason == "subagent") != (child is not None):
+        raise ContinuationError(
+            "a `subagent` entry needs a child frame, and only it may have one",
+            pointer=f"{ptr}/child",
+        )
+    entry = Pending(
+        id=_str(obj, "id", ptr),
+        reason=reason,
+        tool=tool,
+        arguments=arguments,
+        decisions=tuple(decisions),
+        fingerprint=_str(obj, "fingerprint", ptr),
+        prompt=_opt_str(obj, "prompt", ptr),
+        detail=_opt_str(obj, "detail", ptr),
+    )
+    if "decision" in obj:
+        entry.decision = decision_from_data(obj["decision"], f"{ptr}/decision")
+    return entry, child
+
+
+def decision_from_data(raw: Any, ptr: str) -> Decision:
+    """A decision from its tagged JSON object."""
+    obj = _object(raw, ptr)
+    kind = obj.get("kind")
+    fp = _str(obj, "fingerprint", ptr)
+    extra = {
+        "edit": {"arguments"},
+        "reject": {"reason"},
+        "answer": {"result"},
+        "extend": {"turns"},
+    }.get(kind if isinstance(kind, str) else "", set())
+    _known(obj, ptr, {"kind", "fingerprint"} | extra)
+    if kind == "approve":
+        return Approve(fingerprint=fp)
+    if kind == "stop":
+        return Stop(fingerprint=fp)
+    if kind == "resume":
+        return Resume(fingerprint=fp)
+    if kind == "edit":
+        arguments = obj.get("arguments")
+        if not isinstance(arguments, dict):
+            raise ContinuationError("expected an object", pointer=f"{ptr}/arguments")
+        return Edit(fingerprint=fp, arguments=arguments)
+    if kind == "reject":
+        return Reject(fingerprint=fp, reason=_str(obj, "reason", ptr))
+    if kind == "answer":
+        if "result" not in obj:
+            raise ContinuationError("missing field", pointer=f"{ptr}/result")
+        return Answer(fingerprint=fp, result=obj["result"])
+    if kind == "extend":
+        turns = obj.get("turns")
+        if not isinstance(turns, int) or isinstance(turns, bool) or turns < 1:
+            raise ContinuationError("expected a positive integer", pointer=f"{ptr}/turns")
+        return Extend(fingerprint=fp, turns=turns)
+    raise ContinuationError(
+        f"unknown decision kind {kind!r}; expected one of {', '.join(DECISION_KINDS)}",
+        pointer=f"{ptr}/kind",
+    )
+
+
+def _messages(raw: Any, ptr: str) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        raise ContinuationError("expected a list of messages", pointer=ptr)
+    for i, message in enumerate(raw):
+        if not isinstance(message, dict) or message.get("role") not in _ROLES:
+            raise ContinuationError(
+                "expected a message object with a role (user, assistant, tool)",
+                pointer=f"{ptr}/{i}",
+            )
+        calls = message.get("tool_calls")
+        if calls is not None and not (
+            isinstance(calls, list)
+            and all(
+                isinstance(c, dict)
+                and isinstance(c.get("id"), str)
+                and isinstance(c.get("function"), dict)
+                and isinstance(c["function"].get("name"), str)
+                and isinstance(c["function"].get("arguments"), str)
+                for c in calls
+            )
+        ):
+            raise ContinuationError(
+                "expected tool calls as {id, type, function: {name, arguments}}",
+                pointer=f"{ptr}/{i}/tool_calls",
+            )
+    return raw
+
+
+def _object(raw: Any, ptr: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ContinuationError(f"expected an object, found {type(raw).__name__}", pointer=ptr)
+    return raw
+
+
+def _known(obj: dict[str, Any], ptr: str, allowed: set[str]) -> None:
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise ContinuationError(
+            f"unknown field {unknown[0]!r}; expected only {', '.join(sorted(allowed))}",
+            pointer=f"{ptr}/{_escape(unknown[0])}",
+        )
+
+
+def _str(obj: dict[str, Any], key: str, ptr: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str):
+        raise ContinuationError("expected a string", pointer=f"{ptr}/{key}")
+    return value
+
+
+def _opt_str(obj: dict[str, Any], key: str, ptr: str) -> str | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ContinuationError("expected a string", pointer=f"{ptr}/{key}")
+    return value
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")

@@ -1,0 +1,169 @@
+"""Spec -> Program: agents with their model clients and bound tools, ready for the loop.
+
+Compiling imports the python tools (with the spec's folder first on the import path), infers
+their parameters from signatures where the spec gives none, builds one argument validator per
+tool and one client per model. The loop then needs no YAML and no lookups by string.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from engine.errors import UsageError
+from engine.models.base import ModelClient
+from engine.models.scripted import ScriptedModel
+from engine.spec.model import Agent, AgentTool, ExternalTool, Model, PythonTool, Spec, Tool
+from engine.tools import ToolContext, import_ref, infer_parameters
+
+AGENT_TOOL_PARAMETERS: Mapping[str, Any] = {
+    "type": "object",
+    "properties": {"request": {"type": "string", "description": "What the sub-agent should do"}},
+    "required": ["request"],
+    "additionalProperties": False,
+}
+ANY_OBJECT: Mapping[str, Any] = {"type": "object"}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BoundTool:
+    """A tool ready to call."""
+
+    spec: Tool
+    """The tool as declared."""
+    parameters: Mapping[str, Any]
+    """JSON Schema of its arguments (declared or inferred)."""
+    validator: Draft202012Validator
+    """Checks arguments before anything runs."""
+    func: Callable[..., Any] | None = None
+    """The python callable (python tools only)."""
+    is_async: bool = False
+    """True when `func` is a coroutine function."""
+    context_param: str | None = None
+    """Name of the parameter that receives a `ToolContext`, if any."""
+
+    @property
+    def name(self) -> str:
+        """The tool's name."""
+        return self.spec.name
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BoundAgent:
+    """An agent ready to run."""
+
+    spec: Agent
+    """The agent as declared."""
+    model: ModelClient
+    """The client answering its model calls."""
+    tools: Mapping[str, BoundTool]
+    """Its tools by name."""
+    tool_defs: tuple[Mapping[str, Any], ...]
+    """Its tools in OpenAI `tools=` format."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Program:
+    """A compiled spec."""
+
+    spec: Spec
+    """The spec compiled."""
+    agents: Mapping[str, BoundAgent]
+    """Every agent by name."""
+
+
+def compile_spec(
+    spec: Spec,
+    *,
+    model_override: ModelClient | str | None = None,
+) -> Program:
+    """Bind every agent's model and tools. `model_override` replaces every agent's model: a
+    client object, a model name from the spec, or `scripted:PATH`."""
+    search_path = str(Path(spec.path).resolve().parent) if spec.path else None
+    override = _resolve_override(spec, model_override)
+    clients: dict[str, ModelClient] = {}
+    tools = {name: _bind_tool(tool, search_path) for name, tool in spec.tools.items()}
+    agents: dict[str, BoundAgent] = {}
+    for name, agent in spec.agents.items():
+        if override is not None:
+            client = override
+        else:
+            if agent.model not in clients:
+                clients[agent.model] = build_model(spec.models[agent.model])
+            client = clients[agent.model]
+        own = {t: tools[t] for t in agent.tools}
+        agents[name] = BoundAgent(
+            spec=agent,
+            model=client,
+            tools=own,
+            tool_defs=tuple(_definition(t) for t in own.values()),
+        )
+    return Program(spec=spec, agents=agents)
+
+
+def build_model(model: Model) -> ModelClient:
+    """The client for one spec model."""
+    if model.kind == "scripted":
+        return ScriptedModel.from_file(model.script)
+    from engine.models.openai import build_model as build_openai  # imports the HTTP stack
+
+    return build_openai(model)
+
+
+def _resolve_override(spec: Spec, override: ModelClient | str | None) -> ModelClient | None:
+    if override is None or not isinstance(override, str):
+        return override
+    if override.startswith("scripted:"):
+        return ScriptedModel.from_file(override.removeprefix("scripted:"))
+    if override in spec.models:
+        return build_model(spec.models[override])
+    known = ", ".join(sorted(spec.models)) or "none"
+    raise UsageError(
+        f"unknown model {override!r}; use a model of the spec ({known}) or scripted:PATH"
+    )
+
+
+def _bind_tool(tool: Tool, search_path: str | None) -> BoundTool:
+    if isinstance(tool, PythonTool):
+        func = import_ref(tool.ref, search_path)
+        parameters = tool.parameters or infer_parameters(func)
+        context_param = _context_param(func)
+        return BoundTool(
+            spec=tool,
+            parameters=parameters,
+            validator=Draft202012Validator(parameters),
+            func=func,
+            is_async=inspect.iscoroutinefunction(func),
+            context_param=context_param,
+        )
+    default = AGENT_TOOL_PARAMETERS if isinstance(tool, AgentTool) else ANY_OBJECT
+    assert isinstance(tool, AgentTool | ExternalTool)
+    parameters = tool.parameters or default
+    return BoundTool(spec=tool, parameters=parameters, validator=Draft202012Validator(parameters))
+
+
+def _context_param(func: Callable[..., Any]) -> str | None:
+    try:
+        hints = inspect.get_annotations(func, eval_str=True)
+    except Exception:  # unresolvable annotations: no context injection
+        hints = {}
+    for name, hint in hints.items():
+        if hint is ToolContext:
+            return name
+    return None
+
+
+def _definition(tool: BoundTool) -> Mapping[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.spec.description,
+            "parameters": tool.parameters,
+        },
+    }

@@ -1,0 +1,310 @@
+"""The continuation: one JSON document holding a whole suspended call stack.
+
+Decisions are made through methods that return a new `Continuation` (the original never
+changes), each decision bound to the fingerprint of the entry it answers. Decisions only fill
+in `decision` fields, so deciding several entries in any order gives the same document.
+
+Versions of the document (`version`), newest last; every version listed here still loads:
+
+- 1: flat `frames` (root first, children by index), per-frame `counters`, `ledger`,
+  `results` and `pending` entries with `decision`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from engine._codec import decision_to_data, frames_from_data, frames_to_data
+from engine.errors import ContinuationError, DecisionError
+from engine.frames import (
+    Answer,
+    Approve,
+    Decision,
+    Edit,
+    Extend,
+    Frame,
+    Pending,
+    Reject,
+    Resume,
+    Stop,
+    walk,
+)
+
+FORMAT = "callcc.continuation"
+VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+CHANGELOG = {1: "first version: flat frames, counters, ledger, pending entries, decisions"}
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+"""Documents larger than this are refused before parsing."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PendingDecision:
+    """One decision a person (or a system) can make now, as `callcc pending` lists it."""
+
+    id: str
+    """The call id (or synthetic id) to pass to a decision method."""
+    path: str
+    """`agent/.../agent/id`: where in the stack the entry sits; also accepted as an id."""
+    agent: str
+    """The agent whose frame waits."""
+    tool: str | None
+    """The tool called, None for a frame-level wait."""
+    arguments: dict[str, Any] | None
+    """The call's arguments."""
+    reason: str
+    """approval, external, turn_limit, pause or error."""
+    decisions: tuple[str, ...]
+    """Decision kinds allowed."""
+    prompt: str | None
+    """What the reviewer is asked."""
+    detail: str | None
+    """The limit reached, the error message, ..."""
+    decision: str | None
+    """The decision already made, if any (kind only)."""
+    fingerprint: str
+    """What a decision must match."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for `--format json`."""
+        return {
+            "id": self.id,
+            "path": self.path,
+            "agent": self.agent,
+            "tool": self.tool,
+            "arguments": self.arguments,
+            "reason": self.reason,
+            "decisions": list(self.decisions),
+            "prompt": self.prompt,
+            "detail": self.detail,
+            "decision": self.decision,
+        }
+
+
+class Continuation:
+    """A suspended run: its id, the spec it belongs to, and the root frame."""
+
+    __slots__ = ("_root", "run_id", "spec_digest", "spec_name")
+
+    def __init__(self, *, run_id: str, spec_name: str, spec_digest: str, root: Frame) -> None:
+        self.run_id = run_id
+        self.spec_name = spec_name
+        self.spec_digest = spec_digest
+        self._root = root
+
+    @property
+    def root(self) -> Frame:
+        """A copy of the root frame (the continuation itself never changes)."""
+        return self._root.copy()
+
+    def frames(self) -> list[tuple[tuple[str, ...], Frame]]:
+        """Every frame with its agent path, root first (read-only view: do not mutate)."""
+        return walk(self._root)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def pending(self) -> list[PendingDecision]:
+        """The entries waiting for a decision, at any depth, in stack order."""
+        return [view for view, _ in self._leaves()]
+
+    def _leaves(self) -> list[tuple[PendingDecision, Pending]]:
+        out: list[tuple[PendingDecision, Pending]] = []
+        for path, frame in walk(self._root):
+            for entry in frame.pending:
+                if entry.reason == "subagent":
+                    continue
+                view = PendingDecision(
+                    id=entry.id,
+                    path="/".join((*path, entry.id)),
+                    agent=frame.agent,
+                    tool=entry.tool,
+                    arguments=entry.arguments,
+                    reason=entry.reason,
+                    decisions=entry.decisions,
+                    prompt=entry.prompt,
+                    detail=entry.detail,
+                    decision=entry.decision.kind if entry.decision else None,
+                    fingerprint=entry.fingerprint,
+                )
+                out.append((view, entry))
+        return out
+
+    def undecided(self) -> list[PendingDecision]:
+        """Pending entries that have no decision yet."""
+        return [p for p in self.pending() if p.decision is None]
+
+    # -- deciding ----------------------------------------------------------------------------
+
+    def approve(self, id: str) -> Continuation:
+        """Run the call as asked (for a failed call: run it again)."""
+        return self._decide(id, "approve", lambda fp: Approve(fingerprint=fp))
+
+    def edit(self, id: str, arguments: dict[str, Any]) -> Continuation:
+        """Run the call with these arguments instead; checked against the tool at resume."""
+        if not isinstance(arguments, dict):
+            raise DecisionError("edited arguments must be a JSON object", pending_ids=())
+        return self._decide(id, "edit", lambda fp: Edit(fingerprint=fp, arguments=arguments))
+
+    def reject(self, id: str, reason: str = "rejected by the reviewer") -> Continuation:
+        """Never run the call; the model is told so, with the reason."""
+        return self._decide(id, "reject", lambda fp: Reject(fingerprint=fp, reason=reason))
+
+    def answer(self, id: str, result: Any) -> Continuation:
+        """Supply the result of an external (or failed) call."""
+        return self._decide(id, "answer", lambda fp: Answer(fingerprint=fp, result=result))
+
+    def extend(self, id: str, turns: int) -> Continuation:
+        """Grant more turns (or tool calls, or seconds) after a `turn_limit` suspension."""
+        if not isinstance(turns, int) or isinstance(turns, bool) or turns < 1:
+            raise DecisionError("extend needs a positive whole number", pending_ids=())
+        return self._decide(id, "extend", lambda fp: Extend(fingerprint=fp, turns=turns))
+
+    def stop(self, id: str) -> Continuation:
+        """End the waiting agent now with its reply so far."""
+        return self._decide(id, "stop", lambda fp: Stop(fingerprint=fp))
+
+    def resume(self, id: str) -> Continuation:
+        """Carry on after a pause or a model error."""
+        return self._decide(id, "resume", lambda fp: Resume(fingerprint=fp))
+
+    def approve_all(self) -> Continuation:
+        """Approve every undecided entry that allows `approve`."""
+        result = self
+        for view in self.undecided():
+            if "approve" in view.decisions:
+                result = result.approve(view.path)
+        return result
+
+    def _decide(self, ident: str, kind: str, make: Callable[[str], Decision]) -> Continuation:
+        view, _ = self.find(ident)
+        if kind not in view.decisions:
+            allowed = ", ".join(view.decisions) or "none (decide inside the sub-agent)"
+            raise DecisionError(
+                f"{view.path} ({view.reason}) does not allow {kind!r}; allowed: {allowed}",
+                pending_ids=[p.path for p in self.undecided()],
+            )
+        if view.decision is not None:
+            raise DecisionError(
+                f"{view.path} is already decided ({view.decision}); decide on the earlier "
+                "continuation to choose differently",
+                pending_ids=[p.path for p in self.undecided()],
+            )
+        root = self._root.copy()
+        for path, frame in walk(root):
+            for entry in frame.pending:
+                if "/".join((*path, entry.id)) == view.path:
+                    entry.decision = make(entry.fingerprint)
+        return Continuation(
+            run_id=self.run_id, spec_name=self.spec_name, spec_digest=self.spec_digest, root=root
+        )
+
+    def find(self, ident: str) -> tuple[PendingDecision, Pending]:
+        """The pending entry named by a full path, a path suffix, or a bare unique call id."""
+        leaves = self._leaves()
+        exact = [leaf for leaf in leaves if leaf[0].path == ident]
+        if not exact:
+            exact = [leaf for leaf in leaves if leaf[0].id == ident]
+        if not exact:
+            exact = [leaf for leaf in leaves if leaf[0].path.endswith("/" + ident)]
+        if len(exact) == 1:
+            return exact[0]
+        if not exact:
+            raise DecisionError(
+                f"no pending call {ident!r}", pending_ids=[v.path for v, _ in leaves]
+            )
+        raise DecisionError(
+            f"{ident!r} names {len(exact)} pending calls; use the full path",
+            pending_ids=[v.path for v, _ in exact],
+        )
+
+    # -- the document ------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The document as plain JSON data."""
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "run_id": self.run_id,
+            "spec": {"name": self.spec_name, "digest": self.spec_digest},
+            "frames": frames_to_data(self._root),
+        }
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """The document as JSON text."""
+        separators = (",", ":") if indent is None else (",", ": ")
+        return json.dumps(
+            self.to_dict(), ensure_ascii=False, indent=indent, separators=separators
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Continuation:
+        """Parse a document, refusing anything malformed with the JSON pointer of the fault."""
+        if len(text) > MAX_DOCUMENT_BYTES:
+            raise ContinuationError(
+                f"document is {len(text)} bytes, over the {MAX_DOCUMENT_BYTES} byte limit"
+            )
+        try:
+            data = json.loads(text)
+        except UnicodeDecodeError as exc:
+            raise ContinuationError(f"document is not UTF-8: {exc.reason}") from None
+        except json.JSONDecodeError as exc:
+            raise ContinuationError(
+                f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                suggestion="was the file truncated or edited by hand?",
+            ) from None
+        except RecursionError:
+            raise ContinuationError("document nests too deeply to be a continuation") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Continuation:
+        """Build from plain JSON data, checking every field."""
+        if not isinstance(data, dict):
+            raise ContinuationError("expected a JSON object", pointer="")
+        if data.get("format") != FORMAT:
+            raise ContinuationError(
+                f"not a callcc continuation (format is {data.get('format')!r}, "
+                f"expected {FORMAT!r})",
+                pointer="/format",
+            )
+        version = data.get("version")
+        if version not in SUPPORTED_VERSIONS:
+            raise ContinuationError(
+                f"unsupported continuation version {version!r}; this callcc reads versions "
+                f"{', '.join(map(str, SUPPORTED_VERSIONS))}",
+                pointer="/version",
+                suggestion="upgrade callcc to read newer documents",
+            )
+        allowed = {"format", "version", "run_id", "spec", "frames"}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ContinuationError(f"unknown field {unknown[0]!r}", pointer=f"/{unknown[0]}")
+        run_id = data.get("run_id")
+        if not isinstance(run_id, str) or not run_id:
+            raise ContinuationError("expected a non-empty string", pointer="/run_id")
+        spec = data.get("spec")
+        if (
+            not isinstance(spec, dict)
+            or not isinstance(spec.get("name"), str)
+            or not isinstance(spec.get("digest"), str)
+            or set(spec) - {"name", "digest"}
+        ):
+            raise ContinuationError("expected {name: string, digest: string}", pointer="/spec")
+        root = frames_from_data(data.get("frames"), "/frames")
+        return cls(run_id=run_id, spec_name=spec["name"], spec_digest=spec["digest"], root=root)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Continuation) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(self.to_json())
+
+    def __repr__(self) -> str:
+        waiting = ", ".join(p.path for p in self.pending()) or "nothing"
+        return f"<Continuation run={self.run_id} spec={self.spec_name} waiting on {waiting}>"
+
+
+__all__ = ["Continuation", "PendingDecision", "decision_to_data"]

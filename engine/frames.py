@@ -1,0 +1,264 @@
+"""The suspended call stack as plain data: frames, pending entries and decisions.
+
+A `Frame` is one agent invocation: its OpenAI-format messages, its counters, the ledger of its
+tool calls and the entries it waits on. A `Pending` entry of reason `subagent` holds the child's
+whole frame, so the root frame holds the entire stack. The interpreter mutates frames while it
+runs; a `Continuation` hands out copies, so a document once returned never changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypeAlias
+
+from engine._canonical import fingerprint
+
+Reason: TypeAlias = Literal["approval", "subagent", "external", "turn_limit", "pause", "error"]
+CallStatus: TypeAlias = Literal["pending", "running", "done", "rejected", "failed"]
+Message: TypeAlias = dict[str, Any]
+
+REASONS: tuple[Reason, ...] = ("approval", "subagent", "external", "turn_limit", "pause", "error")
+CALL_STATUSES: tuple[CallStatus, ...] = ("pending", "running", "done", "rejected", "failed")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Approve:
+    """Run the call as the model asked (for `error` entries: run it again)."""
+
+    kind: Literal["approve"] = "approve"
+    fingerprint: str
+    """Fingerprint of the entry this decision answers."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Edit:
+    """Run the call with other arguments; the model sees the edited call."""
+
+    kind: Literal["edit"] = "edit"
+    fingerprint: str
+    """Fingerprint of the entry this decision answers."""
+    arguments: dict[str, Any]
+    """The arguments to run with instead (validated against the tool's parameters)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Reject:
+    """Never run the call; the model is told it was rejected and why."""
+
+    kind: Literal["reject"] = "reject"
+    fingerprint: str
+    """Fingerprint of the entry this decision answers."""
+    reason: str
+    """Why, in words the model will read."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Answer:
+    """Supply the result of an external call (or of a failed call) without running anything."""
+
+    kind: Literal["answer"] = "answer"
+    fingerprint: str
+    """Fingerprint of the entry this decision answers."""
+    result: Any
+    """Any JSON value; text is passed to the model as is, anything else as JSON."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Extend:
+    """Grant more budget after a `turn_limit` suspension."""
+
+    kind: Literal["extend"] = "extend"
+    fingerprint: str
+    """Fingerprint of the entry this decision answers."""
+    turns: int
+    """More model turns, tool calls or seconds, whichever limit was reached."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Stop:
+    """End the agent now with its reply so far."""
+
+    kind: Literal["stop"] = "stop"
+    fingerprint: str
+    """Fingerprint of the entry this decision answers."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Resume:
+    """Carry on after a `pause` or a model `error`."""
+
+    kind: Literal["resume"] = "resume"
+    fingerprint: str
+    """Fingerprint of the entry this decision answers."""
+
+
+Decision: TypeAlias = Approve | Edit | Reject | Answer | Extend | Stop | Resume
+DECISION_KINDS = ("approve", "edit", "reject", "answer", "extend", "stop", "resume")
+
+
+@dataclass(kw_only=True, slots=True)
+class Pending:
+    """One thing a frame waits on."""
+
+    id: str
+    """The tool call id, or a synthetic id (`limit-3`, `pause-2`, `error-1`) for frame-level
+    waits that no tool call caused."""
+    reason: Reason
+    """Why the frame waits."""
+    tool: str | None
+    """The tool called; None for frame-level waits."""
+    arguments: dict[str, Any] | None
+    """The call's arguments as the model gave them (None for frame-level waits)."""
+    decisions: tuple[str, ...]
+    """Decision kinds allowed; empty for `subagent` (decide inside the child)."""
+    fingerprint: str
+    """Hash of id, tool and canonical arguments (or of id, reason and detail)."""
+    prompt: str | None = None
+    """What the reviewer is asked, with the arguments filled in."""
+    detail: str | None = None
+    """More about the reason: the limit reached, the error message."""
+    decision: Decision | None = None
+    """The decision once made, until the run resumes."""
+    child: Frame | None = None
+    """For `subagent`: the suspended child's frame."""
+
+    @staticmethod
+    def for_call(
+        *,
+        id: str,
+        reason: Reason,
+        tool: str,
+        arguments: dict[str, Any],
+        decisions: tuple[str, ...],
+        prompt: str | None = None,
+        detail: str | None = None,
+        child: Frame | None = None,
+    ) -> Pending:
+        """An entry for a tool call, fingerprinted on what the reviewer sees."""
+        return Pending(
+            id=id,
+            reason=reason,
+            tool=tool,
+            arguments=arguments,
+            decisions=decisions,
+            fingerprint=fingerprint(id, tool, arguments),
+            prompt=prompt,
+            detail=detail,
+            child=child,
+        )
+
+    @staticmethod
+    def for_frame(*, id: str, reason: Reason, decisions: tuple[str, ...], detail: str) -> Pending:
+        """An entry for a wait no tool call caused (a limit, a pause, a model error)."""
+        return Pending(
+            id=id,
+            reason=reason,
+            tool=None,
+            arguments=None,
+            decisions=decisions,
+            fingerprint=fingerprint(id, reason, detail),
+            detail=detail,
+        )
+
+
+@dataclass(kw_only=True, slots=True)
+class Frame:
+    """One agent invocation: messages, counters, ledger and what it waits on."""
+
+    agent: str
+    """The agent running in this frame."""
+    messages: list[Message]
+    """OpenAI Chat Completions messages, without the system prompt (it comes from the spec)."""
+    turns: int = 0
+    """Model replies received."""
+    attempts: int = 0
+    """Model calls made, failed ones included."""
+    tool_calls: int = 0
+    """Tool calls counted against `max_tool_calls`."""
+    extra_turns: int = 0
+    """Model turns granted by `extend` beyond the spec's `max_turns`."""
+    extra_tool_calls: int = 0
+    """Tool calls granted by `extend` beyond the spec's `max_tool_calls`."""
+    extra_seconds: float = 0.0
+    """Seconds granted by `extend` beyond the spec's `limits.timeout`."""
+    elapsed: float = 0.0
+    """Seconds of active running (suspended time does not count)."""
+    pause_turns: int = 0
+    """Model turns since the last pause."""
+    pause_elapsed: float = 0.0
+    """Seconds of active running since the last pause."""
+    serial: int = 0
+    """Counter for synthetic pending ids."""
+    ledger: dict[str, CallStatus] = field(default_factory=dict)
+    """Every tool call of this frame by id, with its status."""
+    results: dict[str, str] = field(default_factory=dict)
+    """Results of the current turn's calls, until all are in and become tool messages."""
+    pending: list[Pending] = field(default_factory=list)
+    """What the frame waits on, in tool-call order."""
+
+    def copy(self) -> Frame:
+        """A deep copy of this frame and all its children (messages are shared: they are
+        never mutated, only replaced). Iterative, so any depth is fine."""
+        copies: dict[int, Frame] = {}
+        frames = [f for _, f in walk(self)]
+        for frame in frames:
+            copies[id(frame)] = _shallow(frame)
+        for new in copies.values():
+            for entry in new.pending:
+                if entry.child is not None:
+                    entry.child = copies[id(entry.child)]
+        return copies[id(self)]
+
+    def in_flight(self) -> list[dict[str, Any]]:
+        """The tool calls of the last assistant message while they still await results."""
+        if not self.messages:
+            return []
+        last = self.messages[-1]
+        if last.get("role") != "assistant":
+            return []
+        calls: list[dict[str, Any]] = last.get("tool_calls") or []
+        return calls
+
+    def last_text(self) -> str:
+        """The latest assistant text, the agent's reply so far."""
+        for message in reversed(self.messages):
+            if message.get("role") == "assistant" and message.get("content"):
+                return str(message["content"])
+        return ""
+
+    def next_id(self, prefix: str) -> str:
+        """A fresh synthetic id such as `limit-3`."""
+        self.serial += 1
+        return f"{prefix}-{self.serial}"
+
+
+def _shallow(frame: Frame) -> Frame:
+    return Frame(
+        agent=frame.agent,
+        messages=list(frame.messages),
+        turns=frame.turns,
+        attempts=frame.attempts,
+        tool_calls=frame.tool_calls,
+        extra_turns=frame.extra_turns,
+        extra_tool_calls=frame.extra_tool_calls,
+        extra_seconds=frame.extra_seconds,
+        elapsed=frame.elapsed,
+        pause_turns=frame.pause_turns,
+        pause_elapsed=frame.pause_elapsed,
+        serial=frame.serial,
+        ledger=dict(frame.ledger),
+        results=dict(frame.results),
+        pending=[replace(p) for p in frame.pending],
+    )
+
+
+def walk(root: Frame) -> list[tuple[tuple[str, ...], Frame]]:
+    """Every frame with its agent path, root first, depth first, without recursion."""
+    out: list[tuple[tuple[str, ...], Frame]] = []
+    stack: list[tuple[tuple[str, ...], Frame]] = [((root.agent,), root)]
+    while stack:
+        path, frame = stack.pop()
+        out.append((path, frame))
+        children = [(path + (p.child.agent,), p.child) for p in frame.pending if p.child]
+        stack.extend(reversed(children))
+    return out

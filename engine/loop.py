@@ -1,0 +1,239 @@
+"""The agent loop: `step(frame) -> Continue | Suspend | Finish | Fail` and its driver.
+
+One step does one thing: settle the current turn's tool calls (run them, apply decisions,
+re-drive suspended sub-agents), or check budgets and pauses, or ask the model. Everything a
+step needs to know is in the frame, so a frame loaded from a continuation in a fresh process
+steps exactly as the one that suspended would have.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from engine.compile import BoundAgent
+from engine.errors import ModelError, ScriptError
+from engine.frames import Frame, Pending
+from engine.models.base import ModelReply, ModelRequest
+from engine.tooling import RunContext, classify, run_calls
+
+__all__ = ["Continue", "Fail", "Finish", "RunContext", "Suspend", "drive", "step"]
+
+
+@dataclass(frozen=True, slots=True)
+class Continue:
+    """Take another step."""
+
+    kind: Literal["continue"] = "continue"
+
+
+@dataclass(frozen=True, slots=True)
+class Suspend:
+    """The frame waits on its `pending` entries."""
+
+    kind: Literal["suspend"] = "suspend"
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The agent answered."""
+
+    output: str
+    kind: Literal["finish"] = "finish"
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """The agent cannot go on."""
+
+    reason: str
+    kind: Literal["fail"] = "fail"
+
+
+Step = Continue | Suspend | Finish | Fail
+CONTINUE = Continue()
+SUSPEND = Suspend()
+_FINISH_REASONS = frozenset({"stop", "tool_calls", "function_call"})
+
+
+async def drive(frame: Frame, ctx: RunContext) -> Suspend | Finish | Fail:
+    """Step until the frame finishes, fails or suspends; count active time in the frame."""
+    agent = ctx.program.agents[frame.agent]
+    clock = time.perf_counter
+    while True:
+        started = clock()
+        result = await step(frame, agent, ctx)
+        spent = clock() - started
+        frame.elapsed += spent
+        frame.pause_elapsed += spent
+        if not isinstance(result, Continue):
+            return result
+
+
+async def step(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
+    """One phase of the loop, chosen by the frame's state alone."""
+    if frame.pending or frame.in_flight():
+        return await settle(frame, agent, ctx)
+    gate = check_limits(frame, agent) or check_pause(frame, agent)
+    if gate is not None:
+        frame.pending.append(gate)
+        return SUSPEND
+    return await ask_model(frame, agent)
+
+
+def check_limits(frame: Frame, agent: BoundAgent) -> Pending | None:
+    """A `turn_limit` entry when a budget is used up before the next model call."""
+    limits = agent.spec.limits
+    allowed = limits.max_turns + frame.extra_turns
+    if frame.turns >= allowed:
+        detail = f"max_turns: {frame.turns} model turns used of {allowed}"
+    elif limits.timeout is not None and frame.elapsed >= limits.timeout + frame.extra_seconds:
+        detail = f"timeout: {frame.elapsed:.1f} s of {limits.timeout + frame.extra_seconds:g} s"
+    else:
+        return None
+    return Pending.for_frame(
+        id=frame.next_id("limit"), reason="turn_limit", decisions=("extend", "stop"), detail=detail
+    )
+
+
+def check_pause(frame: Frame, agent: BoundAgent) -> Pending | None:
+    """A `pause` entry when `suspend: every_turns / after_seconds` says so."""
+    rules = agent.spec.suspend
+    if rules.every_turns is not None and frame.pause_turns >= rules.every_turns:
+        detail = f"every_turns: paused after {frame.pause_turns} turns"
+    elif rules.after_seconds is not None and frame.pause_elapsed >= rules.after_seconds:
+        detail = f"after_seconds: paused after {frame.pause_elapsed:.1f} s"
+    else:
+        return None
+    return Pending.for_frame(
+        id=frame.next_id("pause"), reason="pause", decisions=("resume", "stop"), detail=detail
+    )
+
+
+async def ask_model(frame: Frame, agent: BoundAgent) -> Step:
+    """Call the model once and record its reply."""
+    request = ModelRequest(
+        agent=frame.agent,
+        instructions=agent.spec.instructions,
+        messages=frame.messages,
+        tools=agent.tool_defs,
+        attempt=frame.attempts,
+    )
+    frame.attempts += 1
+    try:
+        reply = await agent.model.complete(request)
+    except ModelError as exc:
+        if not exc.transient:
+            return Fail(f"model call of agent {frame.agent!r} failed: {exc}")
+        frame.pending.append(
+            Pending.for_frame(
+                id=frame.next_id("error"),
+                reason="error",
+                decisions=("resume", "stop"),
+                detail=f"model call failed: {exc}",
+            )
+        )
+        return SUSPEND
+    except ScriptError as exc:
+        return Fail(str(exc))
+    frame.turns += 1
+    frame.pause_turns += 1
+    frame.messages.append(_assistant_message(frame, reply))
+    if reply.finish_reason not in _FINISH_REASONS:
+        return Fail(
+            f"model reply of agent {frame.agent!r} ended with finish_reason "
+            f"{reply.finish_reason!r} (expected stop or tool_calls); the reply is incomplete"
+        )
+    if reply.tool_calls:
+        return CONTINUE
+    return Finish(reply.content or "")
+
+
+def _assistant_message(frame: Frame, reply: ModelReply) -> dict[str, Any]:
+    if not reply.tool_calls:
+        return {"role": "assistant", "content": reply.content or ""}
+    seen: set[str] = set()
+    calls = []
+    for i, call in enumerate(reply.tool_calls):
+        call_id = call.id or f"call_{frame.turns}_{i}"
+        while call_id in seen or call_id in frame.ledger:  # a model reused an id: keep unique
+            call_id = f"{call_id}~{frame.turns}"
+        seen.add(call_id)
+        calls.append(
+            {
+                "id": call_id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+        )
+    return {"role": "assistant", "content": reply.content or "", "tool_calls": calls}
+
+
+async def settle(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
+    """Apply decisions, run what may run, and close the turn once every call has a result."""
+    for entry in [p for p in frame.pending if p.tool is None]:
+        decision = entry.decision
+        if decision is None:
+            return SUSPEND
+        frame.pending.remove(entry)
+        if decision.kind == "stop":
+            return stop_early(frame)
+        if decision.kind == "extend":
+            _grant(frame, entry.detail or "", decision.turns)
+        elif entry.reason == "pause":
+            frame.pause_turns = 0
+            frame.pause_elapsed = 0.0
+    calls = frame.in_flight()
+    if not calls:
+        return CONTINUE
+    fresh = [c for c in calls if c["id"] not in frame.ledger]
+    if fresh:
+        allowed = agent.spec.limits.max_tool_calls + frame.extra_tool_calls
+        if frame.tool_calls + len(fresh) > allowed:
+            frame.pending.append(
+                Pending.for_frame(
+                    id=frame.next_id("limit"),
+                    reason="turn_limit",
+                    decisions=("extend", "stop"),
+                    detail=f"max_tool_calls: {frame.tool_calls} used of {allowed}, "
+                    f"the model asks for {len(fresh)} more",
+                )
+            )
+            return SUSPEND
+        frame.tool_calls += len(fresh)
+        for call in fresh:
+            classify(frame, agent, call)
+    failure = await run_calls(frame, agent, calls, ctx)
+    if failure is not None:
+        return Fail(failure)
+    if frame.pending:
+        return SUSPEND
+    for call in calls:
+        content = frame.results.pop(call["id"])
+        frame.messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
+    return CONTINUE
+
+
+def stop_early(frame: Frame) -> Finish:
+    """End the frame with its reply so far; calls without a result are marked not run."""
+    for call in frame.in_flight():
+        call_id = call["id"]
+        if call_id not in frame.results:
+            frame.ledger[call_id] = "rejected"
+            frame.results[call_id] = "not executed: the run was stopped by the reviewer"
+        frame.messages.append(
+            {"role": "tool", "tool_call_id": call_id, "content": frame.results.pop(call_id)}
+        )
+    frame.pending.clear()
+    return Finish(frame.last_text())
+
+
+def _grant(frame: Frame, detail: str, amount: int) -> None:
+    limit = detail.split(":", 1)[0]
+    if limit == "max_tool_calls":
+        frame.extra_tool_calls += amount
+    elif limit == "timeout":
+        frame.extra_seconds += amount
+    else:
+        frame.extra_turns += amount

@@ -1,0 +1,257 @@
+"""The public entry: `Runtime(spec).run(prompt)` and `.resume(continuation)`.
+
+Async at the core (`arun`, `aresume`); the sync methods drive the same coroutines on an event
+loop the runtime keeps, so they add no logic of their own. Before a resume executes anything,
+the whole document is checked against the spec: every agent and tool it names exists, every
+decision is allowed and matches the fingerprint of the entry it answers, every edit fits the
+tool's parameters. A document that fails any check is refused whole; nothing runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+import weakref
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from engine._canonical import fingerprint
+from engine.compile import BoundAgent, Program, compile_spec
+from engine.continuation import Continuation
+from engine.errors import ContinuationError, DecisionError, SpecChangedError, UsageError
+from engine.frames import Frame, Message, Pending, walk
+from engine.loop import Fail, Finish, drive
+from engine.models.base import ModelClient
+from engine.spec.model import Spec
+from engine.tooling import RunContext, argument_problem
+
+log = logging.getLogger("callcc")
+T = TypeVar("T")
+
+_ALLOWED: dict[str, frozenset[str]] = {
+    "external": frozenset({"answer", "reject"}),
+    "turn_limit": frozenset({"extend", "stop"}),
+    "pause": frozenset({"resume", "stop", "reject"}),
+    "error": frozenset({"approve", "answer", "reject", "resume", "stop"}),
+    "subagent": frozenset(),
+}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Finished:
+    """The entry agent answered."""
+
+    kind: Literal["finished"] = "finished"
+    output: str
+    """The final reply."""
+    messages: list[Message] = field(default_factory=list)
+    """The entry agent's whole conversation."""
+    run_id: str = ""
+    """The run's id."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Suspended:
+    """The run waits; decide on `continuation` and resume it."""
+
+    kind: Literal["suspended"] = "suspended"
+    continuation: Continuation
+    """The whole suspended call stack."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Failed:
+    """The run cannot go on; `continuation` shows the stack as it was."""
+
+    kind: Literal["failed"] = "failed"
+    reason: str
+    """What went wrong, and where."""
+    continuation: Continuation
+    """The stack at the failure, for inspection."""
+
+
+Outcome = Finished | Suspended | Failed
+
+
+class Runtime:
+    """A compiled spec, ready to run and resume."""
+
+    def __init__(self, spec: Spec, *, model_override: ModelClient | str | None = None) -> None:
+        self.spec = spec
+        self.program: Program = compile_spec(spec, model_override=model_override)
+        self._local = threading.local()
+        self._runners: list[asyncio.Runner] = []
+        self._finalizer = weakref.finalize(self, _close_all, self._runners)
+
+    # -- async core ----------------------------------------------------------------------
+
+    async def arun(self, prompt: str, *, agent: str | None = None, run_id: str | None = None) -> Outcome:
+        """Start a run of `agent` (the entrypoint by default) on `prompt`."""
+        name = agent or self.spec.entrypoint
+        if name not in self.spec.agents:
+            known = ", ".join(sorted(self.spec.agents))
+            raise UsageError(f"unknown agent {name!r}; agents of {self.spec.name}: {known}")
+        root = Frame(agent=name, messages=[{"role": "user", "content": prompt}])
+        return await self._drive(root, run_id or uuid.uuid4().hex)
+
+    async def aresume(
+        self, continuation: Continuation, *, allow_spec_change: bool = False
+    ) -> Outcome:
+        """Apply the decisions recorded in `continuation` and carry on."""
+        self.check(continuation, allow_spec_change=allow_spec_change)
+        return await self._drive(continuation.root, continuation.run_id)
+
+    async def _drive(self, root: Frame, run_id: str) -> Outcome:
+        ctx = RunContext(program=self.program, run_id=run_id)
+        result = await drive(root, ctx)
+        if isinstance(result, Finish):
+            log.info("run %s finished", run_id)
+            return Finished(output=result.output, messages=root.messages, run_id=run_id)
+        document = Continuation(
+            run_id=run_id, spec_name=self.spec.name, spec_digest=self.spec.digest, root=root
+        )
+        if isinstance(result, Fail):
+            log.info("run %s failed: %s", run_id, result.reason)
+            return Failed(reason=result.reason, continuation=document)
+        log.info("run %s suspended on %s", run_id, ", ".join(p.path for p in document.pending()))
+        return Suspended(continuation=document)
+
+    # -- sync API ------------------------------------------------------------------------
+
+    def run(self, prompt: str, *, agent: str | None = None, run_id: str | None = None) -> Outcome:
+        """`arun`, for code that is not async."""
+        return self._sync(self.arun(prompt, agent=agent, run_id=run_id))
+
+    def resume(self, continuation: Continuation, *, allow_spec_change: bool = False) -> Outcome:
+        """`aresume`, for code that is not async."""
+        return self._sync(self.aresume(continuation, allow_spec_change=allow_spec_change))
+
+    def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            coro.close()
+            raise UsageError("run/resume were called inside a running event loop; await arun/aresume")
+        runner: asyncio.Runner | None = getattr(self._local, "runner", None)
+        if runner is None:
+            runner = asyncio.Runner()
+            self._local.runner = runner
+            self._runners.append(runner)
+        return runner.run(coro)
+
+    def close(self) -> None:
+        """Close the event loops the sync API opened."""
+        self._finalizer()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- checking a document before anything runs ---------------------------------------
+
+    def check(self, continuation: Continuation, *, allow_spec_change: bool = False) -> None:
+        """Refuse a document this spec cannot resume, before anything executes."""
+        if continuation.spec_name != self.spec.name:
+            raise SpecChangedError(
+                f"the continuation belongs to spec {continuation.spec_name!r}, "
+                f"not {self.spec.name!r}",
+                pointer="/spec/name",
+            )
+        if continuation.spec_digest != self.spec.digest and not allow_spec_change:
+            raise SpecChangedError(
+                "the spec changed since the run suspended "
+                f"({continuation.spec_digest[:19]} then, {self.spec.digest[:19]} now)",
+                pointer="/spec/digest",
+                suggestion="resume with the spec it suspended with, or pass "
+                "allow_spec_change=True (--allow-spec-change) if the change is safe",
+            )
+        for index, (_, frame) in enumerate(walk(continuation._root)):
+            self._check_frame(frame, f"/frames/{index}")
+
+    def _check_frame(self, frame: Frame, ptr: str) -> None:
+        agent = self.program.agents.get(frame.agent)
+        if agent is None:
+            raise ContinuationError(
+                f"agent {frame.agent!r} is not in the spec", pointer=f"{ptr}/agent"
+            )
+        in_flight = {c["id"] for c in frame.in_flight()}
+        for call_id in frame.results:
+            if call_id not in in_flight:
+                raise ContinuationError(
+                    f"a result for {call_id!r}, which is not a call of the current turn",
+                    pointer=f"{ptr}/results",
+                )
+        for j, entry in enumerate(frame.pending):
+            where = f"{ptr}/pending/{j}"
+            if entry.id in frame.results:
+                raise ContinuationError(
+                    f"call {entry.id!r} is pending and has a result", pointer=f"{where}/id"
+                )
+            self._check_entry(agent, entry, where, in_flight)
+
+    def _check_entry(
+        self, agent: BoundAgent, entry: Pending, where: str, in_flight: set[str]
+    ) -> None:
+        if entry.tool is None:
+            expected = fingerprint(entry.id, entry.reason, entry.detail)
+        else:
+            if entry.tool not in agent.tools:
+                raise ContinuationError(
+                    f"pending call {entry.id!r} names tool {entry.tool!r}, which its agent "
+                    "does not have in the spec",
+                    pointer=f"{where}/tool",
+                )
+            if entry.id not in in_flight:
+                raise ContinuationError(
+                    f"pending call {entry.id!r} is not a call of the agent's current turn",
+                    pointer=f"{where}/id",
+                )
+            expected = fingerprint(entry.id, entry.tool, entry.arguments)
+        if entry.fingerprint != expected:
+            raise ContinuationError(
+                "the entry does not match its fingerprint: its call was modified",
+                pointer=f"{where}/fingerprint",
+            )
+        allowed = self._allowed(entry)
+        extra = set(entry.decisions) - allowed
+        if extra:
+            raise ContinuationError(
+                f"decisions {sorted(extra)} are not allowed for this entry by the spec",
+                pointer=f"{where}/decisions",
+            )
+        decision = entry.decision
+        if decision is None:
+            return
+        if decision.kind not in entry.decisions:
+            raise ContinuationError(
+                f"decision {decision.kind!r} is not one of {list(entry.decisions)}",
+                pointer=f"{where}/decision",
+            )
+        if decision.fingerprint != entry.fingerprint:
+            raise ContinuationError(
+                "the decision answers another call than this entry (fingerprint mismatch)",
+                pointer=f"{where}/decision/fingerprint",
+            )
+        if decision.kind == "edit":
+            problem = argument_problem(agent.tools[entry.tool or ""], decision.arguments)
+            if problem:
+                raise DecisionError(f"edit of {entry.id}: {problem}", pending_ids=[entry.id])
+
+    def _allowed(self, entry: Pending) -> frozenset[str]:
+        if entry.reason == "approval":
+            tool = self.spec.tools.get(entry.tool or "")
+            return frozenset(tool.approval.decisions) if tool else frozenset()
+        return _ALLOWED[entry.reason]
+
+
+def _close_all(runners: list[asyncio.Runner]) -> None:
+    for runner in runners:
+        runner.close()
+    runners.clear()

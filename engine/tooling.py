@@ -1,0 +1,318 @@
+"""Tool calls of one turn: sort them (refuse, gate or run), apply decisions, run them.
+
+Calls that need no decision run concurrently (a single call runs inline, the cheapest way);
+sub-agents run as tasks of their own so any nesting depth costs no Python stack. Every
+outcome lands in the frame: a result, a pending entry, or the reason the run must fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema.exceptions import best_match
+
+from engine.compile import AGENT_TOOL_PARAMETERS, BoundAgent, BoundTool, Program
+from engine.frames import Frame, Pending
+from engine.tools import Deferred, ToolContext
+
+_TEMPLATE = re.compile(r"\{\{\s*args\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunContext:
+    """What every step of one run shares: the compiled spec and the run's id."""
+
+    program: Program
+    """The compiled spec."""
+    run_id: str
+    """The run's id, part of every tool's idempotency key."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Wait:
+    entry: Pending
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    reason: str
+
+
+_Outcome = _Done | _Wait | _Failed
+
+
+def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any]) -> None:
+    """Record a new call as refused (the model gets an error), gated (pending) or runnable."""
+    call_id = call["id"]
+    name = call["function"]["name"]
+    tool = agent.tools.get(name)
+    if tool is None:
+        known = ", ".join(sorted(agent.tools)) or "none"
+        _refuse(frame, call_id, f"error: unknown tool {name!r}; available tools: {known}")
+        return
+    arguments, problem = parse_arguments(tool, call["function"]["arguments"])
+    if arguments is None:
+        _refuse(frame, call_id, f"error: {problem}; call {name} again with valid arguments")
+        return
+    approval = tool.spec.approval
+    if approval.required:
+        prompt = render_prompt(approval.prompt, arguments) if approval.prompt else None
+        _gate(frame, call_id, name, arguments, "approval", approval.decisions, prompt)
+    elif name in agent.spec.suspend.before_tools:
+        _gate(frame, call_id, name, arguments, "pause", ("resume", "reject"), None)
+    else:
+        frame.ledger[call_id] = "running"
+
+
+def parse_arguments(tool: BoundTool, text: str) -> tuple[dict[str, Any] | None, str]:
+    """The call's arguments, or None and what is wrong with them."""
+    try:
+        arguments = json.loads(text) if text.strip() else {}
+    except (json.JSONDecodeError, RecursionError) as exc:
+        return None, f"the arguments are not valid JSON ({exc})"
+    if not isinstance(arguments, dict):
+        return None, "the arguments must be a JSON object"
+    problem = argument_problem(tool, arguments)
+    return (None, problem) if problem else (arguments, "")
+
+
+def argument_problem(tool: BoundTool, arguments: dict[str, Any]) -> str | None:
+    """What makes `arguments` violate the tool's parameters, or None."""
+    if tool.validator.is_valid(arguments):
+        return None
+    error = best_match(tool.validator.iter_errors(arguments))
+    where = "/".join(str(p) for p in error.absolute_path)
+    return f"the arguments do not match the parameters of {tool.name}" + (
+        f" at {where}: {error.message}" if where else f": {error.message}"
+    )
+
+
+def render_prompt(template: str, arguments: dict[str, Any]) -> str:
+    """Fill `{{ args.NAME }}` with argument values (nothing else is ever evaluated)."""
+    return _TEMPLATE.sub(lambda m: _short(arguments.get(m.group(1), "")), template)
+
+
+def _short(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _refuse(frame: Frame, call_id: str, message: str) -> None:
+    frame.ledger[call_id] = "failed"
+    frame.results[call_id] = message
+
+
+def _gate(
+    frame: Frame,
+    call_id: str,
+    tool: str,
+    arguments: dict[str, Any],
+    reason: Any,
+    decisions: tuple[str, ...],
+    prompt: str | None,
+) -> None:
+    frame.ledger[call_id] = "pending"
+    frame.pending.append(
+        Pending.for_call(
+            id=call_id,
+            reason=reason,
+            tool=tool,
+            arguments=arguments,
+            decisions=decisions,
+            prompt=prompt,
+        )
+    )
+
+
+async def run_calls(
+    frame: Frame, agent: BoundAgent, calls: list[dict[str, Any]], ctx: RunContext
+) -> str | None:
+    """Run every call that may run now; return why the run must fail, if it must."""
+    entries = {p.id: p for p in frame.pending if p.tool is not None}
+    jobs: list[tuple[str, Awaitable[_Outcome] | None, BoundTool, dict[str, Any]]] = []
+    for call in calls:
+        call_id = call["id"]
+        if call_id in frame.results:
+            continue
+        entry = entries.get(call_id)
+        if entry is None:
+            if frame.ledger.get(call_id) == "running":
+                tool = agent.tools[call["function"]["name"]]
+                args, _ = parse_arguments(tool, call["function"]["arguments"])
+                jobs.append((call_id, None, tool, args or {}))
+            continue
+        tool = agent.tools[entry.tool or ""]
+        if entry.reason == "subagent":
+            assert entry.child is not None
+            frame.pending.remove(entry)
+            jobs.append((call_id, _child(entry.child, entry, ctx), tool, entry.arguments or {}))
+            continue
+        decision = entry.decision
+        if decision is None:
+            continue
+        frame.pending.remove(entry)
+        if decision.kind == "reject":
+            frame.ledger[call_id] = "rejected"
+            frame.results[call_id] = f"rejected: the call was not executed ({decision.reason})"
+        elif decision.kind == "answer":
+            frame.ledger[call_id] = "done"
+            frame.results[call_id] = _short(decision.result)
+        elif decision.kind == "edit":
+            _rewrite_arguments(frame, call_id, decision.arguments)
+            jobs.append((call_id, None, tool, decision.arguments))
+        else:  # approve, resume: run it (again, for an `error` entry)
+            jobs.append((call_id, None, tool, entry.arguments or {}))
+    if not jobs:
+        return None
+    inline = len(jobs) == 1
+    awaitables = [
+        job if job is not None else _execute(frame, tool, call_id, args, ctx, inline)
+        for call_id, job, tool, args in jobs
+    ]
+    if inline:
+        outcomes = [await awaitables[0]]
+    else:
+        outcomes = list(await asyncio.gather(*awaitables))
+    failure = None
+    for (call_id, _, _, _), outcome in zip(jobs, outcomes, strict=True):
+        if isinstance(outcome, _Done):
+            frame.ledger[call_id] = "done"
+            frame.results[call_id] = outcome.text
+        elif isinstance(outcome, _Wait):
+            frame.ledger[call_id] = "failed" if outcome.entry.reason == "error" else "pending"
+            frame.pending.append(outcome.entry)
+        elif failure is None:
+            failure = outcome.reason
+    order = {call["id"]: i for i, call in enumerate(calls)}
+    frame.pending.sort(key=lambda p: order.get(p.id, -1))
+    return failure
+
+
+async def _execute(
+    frame: Frame,
+    tool: BoundTool,
+    call_id: str,
+    arguments: dict[str, Any],
+    ctx: RunContext,
+    inline: bool,
+) -> _Outcome:
+    spec = tool.spec
+    if spec.kind == "external":
+        return _Wait(
+            Pending.for_call(
+                id=call_id,
+                reason="external",
+                tool=tool.name,
+                arguments=arguments,
+                decisions=("answer", "reject"),
+                prompt=spec.description,
+            )
+        )
+    if spec.kind == "agent":
+        child = Frame(agent=spec.agent, messages=[{"role": "user", "content": _request(tool, arguments)}])
+        entry = Pending.for_call(
+            id=call_id, reason="subagent", tool=tool.name, arguments=arguments, decisions=()
+        )
+        return await _child(child, entry, ctx)
+    return await _python(frame, tool, call_id, arguments, ctx, inline)
+
+
+def _request(tool: BoundTool, arguments: dict[str, Any]) -> str:
+    if tool.parameters is AGENT_TOOL_PARAMETERS:
+        return str(arguments.get("request", ""))
+    return json.dumps(arguments, ensure_ascii=False)
+
+
+async def _child(child: Frame, entry: Pending, ctx: RunContext) -> _Outcome:
+    from engine.loop import Finish, Suspend, drive
+
+    outcome = await asyncio.ensure_future(drive(child, ctx))  # a task: no stack per level
+    if isinstance(outcome, Finish):
+        return _Done(outcome.output)
+    if isinstance(outcome, Suspend):
+        entry.child = child
+        entry.decision = None
+        return _Wait(entry)
+    return _Failed(f"sub-agent {child.agent!r} (call {entry.id}) failed: {outcome.reason}")
+
+
+async def _python(
+    frame: Frame,
+    tool: BoundTool,
+    call_id: str,
+    arguments: dict[str, Any],
+    ctx: RunContext,
+    inline: bool,
+) -> _Outcome:
+    assert tool.func is not None
+    kwargs = dict(arguments)
+    if tool.context_param:
+        kwargs[tool.context_param] = ToolContext(
+            run_id=ctx.run_id, call_id=call_id, agent=frame.agent, tool=tool.name
+        )
+    timeout = tool.spec.timeout
+    try:
+        if tool.is_async:
+            value = await asyncio.wait_for(tool.func(**kwargs), timeout)
+        elif inline and timeout is None:
+            value = tool.func(**kwargs)
+        else:
+            value = await asyncio.wait_for(asyncio.to_thread(tool.func, **kwargs), timeout)
+    except Deferred as exc:
+        return _Wait(
+            Pending.for_call(
+                id=call_id,
+                reason="external",
+                tool=tool.name,
+                arguments=arguments,
+                decisions=("answer", "reject"),
+                detail=exc.reason or None,
+            )
+        )
+    except TimeoutError:
+        return _Wait(_error(call_id, tool, arguments, f"timed out after {timeout:g} s"))
+    except Exception as exc:  # a tool's failure must not lose the run: ask a person
+        return _Wait(_error(call_id, tool, arguments, f"{type(exc).__name__}: {exc}"))
+    return _Done(tool_result_text(value))
+
+
+def _error(call_id: str, tool: BoundTool, arguments: dict[str, Any], message: str) -> Pending:
+    return Pending.for_call(
+        id=call_id,
+        reason="error",
+        tool=tool.name,
+        arguments=arguments,
+        decisions=("approve", "answer", "reject"),
+        detail=f"tool {tool.name} failed: {message}; approve to retry, answer to supply "
+        "the result, reject to skip",
+    )
+
+
+def _rewrite_arguments(frame: Frame, call_id: str, arguments: dict[str, Any]) -> None:
+    """Make the model see the edited call: replace (never mutate) the assistant message."""
+    message = frame.messages[-1]
+    text = json.dumps(arguments, ensure_ascii=False)
+    calls = [
+        {**c, "function": {**c["function"], "arguments": text}} if c["id"] == call_id else c
+        for c in message["tool_calls"]
+    ]
+    frame.messages[-1] = {**message, "tool_calls": calls}
+
+
+def tool_result_text(value: Any) -> str:
+    """What the model reads for a tool's return value: text as is, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(value)

@@ -1,0 +1,56 @@
+"""Tool functions for the interpreter tests; every call is recorded so tests can prove what ran.
+
+Set CALLCC_TEST_LOG to a file path to also append each call there (for subprocess tests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from engine.tools import Deferred, ToolContext
+
+CALLS: list[tuple[str, dict[str, Any]]] = []
+FLAKY: dict[str, int] = {}
+
+
+def _record(name: str, **kwargs: Any) -> None:
+    CALLS.append((name, kwargs))
+    log = os.environ.get("CALLCC_TEST_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps([name, kwargs]) + "\n")
+
+
+def echo(text: str) -> str:
+    """Return the text."""
+    _record("echo", text=text)
+    return f"echo: {text}"
+
+
+def transfer(to: str, amount: int) -> dict[str, Any]:
+    """Move money (a side effect worth approving)."""
+    _record("transfer", to=to, amount=amount)
+    return {"ok": True, "to": to, "amount": amount}
+
+
+def lookup(key: str, ctx: ToolContext) -> str:
+    """Return the idempotency key so tests can see the context."""
+    _record("lookup", key=key)
+    return f"{key}@{ctx.idempotency_key}"
+
+
+def later(topic: str) -> str:
+    """Always defers: the result comes from outside."""
+    _record("later", topic=topic)
+    raise Deferred(f"waiting for a result about {topic}")
+
+
+def flaky(key: str) -> str:
+    """Fails the first time for each key, then works."""
+    _record("flaky", key=key)
+    FLAKY[key] = FLAKY.get(key, 0) + 1
+    if FLAKY[key] == 1:
+        raise ConnectionError("upstream unavailable")
+    return f"ok {key}"
