@@ -19,8 +19,18 @@ dot:
 	  echo "installing the graphviz OS package (for the dot program)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq graphviz >/dev/null; }
 
+DEMO_STATE := .callcc/demo-state.json
+
+# The HR example end to end with its scripted model: run -> suspended at
+# account_agent -> authorize_account -> approve -> finished.
 demo: $(STAMP) dot
-	$(BIN)/python -m engine validate specs/*.yaml
+	$(BIN)/callcc validate $(filter-out %.script.yaml,$(wildcard specs/*.yaml))
+	@rm -f $(DEMO_STATE)
+	@echo; echo "== callcc run: the run suspends for a human's approval (exit code 3)"
+	$(BIN)/callcc run specs/hr_agent.yaml --state $(DEMO_STATE) \
+	  -p "Onboard Ada Lovelace as an engineer"; test $$? -eq 3
+	@echo; echo "== callcc resume: approve, and the run finishes where it stopped"
+	$(BIN)/callcc resume $(DEMO_STATE) --approve call_acc_2
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check engine tests bench

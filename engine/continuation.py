@@ -87,12 +87,25 @@ class PendingDecision:
 class Continuation:
     """A suspended run: its id, the spec it belongs to, and the root frame."""
 
-    __slots__ = ("_root", "run_id", "spec_digest", "spec_name")
+    __slots__ = ("_root", "run_id", "spec_digest", "spec_name", "spec_path")
 
-    def __init__(self, *, run_id: str, spec_name: str, spec_digest: str, root: Frame) -> None:
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        spec_name: str,
+        spec_digest: str,
+        root: Frame,
+        spec_path: str | None = None,
+    ) -> None:
         self.run_id = run_id
+        """The run's id, stable across suspensions."""
         self.spec_name = spec_name
+        """`name` of the spec the run belongs to."""
         self.spec_digest = spec_digest
+        """Digest of that spec's canonical form when the run suspended."""
+        self.spec_path = spec_path
+        """Where the spec file was when the run started: a hint for `callcc resume`."""
         self._root = root
 
     @property
@@ -198,7 +211,11 @@ class Continuation:
                 if "/".join((*path, entry.id)) == view.path:
                     entry.decision = make(entry.fingerprint)
         return Continuation(
-            run_id=self.run_id, spec_name=self.spec_name, spec_digest=self.spec_digest, root=root
+            run_id=self.run_id,
+            spec_name=self.spec_name,
+            spec_digest=self.spec_digest,
+            spec_path=self.spec_path,
+            root=root,
         )
 
     def find(self, ident: str) -> tuple[PendingDecision, Pending]:
@@ -228,7 +245,7 @@ class Continuation:
             "format": FORMAT,
             "version": VERSION,
             "run_id": self.run_id,
-            "spec": {"name": self.spec_name, "digest": self.spec_digest},
+            "spec": self._spec_data(),
             "frames": frames_to_data(self._root),
         }
 
@@ -238,6 +255,12 @@ class Continuation:
         return json.dumps(
             self.to_dict(), ensure_ascii=False, indent=indent, separators=separators
         )
+
+    def _spec_data(self) -> dict[str, str]:
+        data = {"name": self.spec_name, "digest": self.spec_digest}
+        if self.spec_path is not None:
+            data["path"] = self.spec_path
+        return data
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Continuation:
@@ -290,11 +313,20 @@ class Continuation:
             not isinstance(spec, dict)
             or not isinstance(spec.get("name"), str)
             or not isinstance(spec.get("digest"), str)
-            or set(spec) - {"name", "digest"}
+            or not isinstance(spec.get("path", ""), str)
+            or set(spec) - {"name", "digest", "path"}
         ):
-            raise ContinuationError("expected {name: string, digest: string}", pointer="/spec")
+            raise ContinuationError(
+                "expected {name: string, digest: string, path?: string}", pointer="/spec"
+            )
         root = frames_from_data(data.get("frames"), "/frames")
-        return cls(run_id=run_id, spec_name=spec["name"], spec_digest=spec["digest"], root=root)
+        return cls(
+            run_id=run_id,
+            spec_name=spec["name"],
+            spec_digest=spec["digest"],
+            spec_path=spec.get("path"),
+            root=root,
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Continuation) and self.to_dict() == other.to_dict()

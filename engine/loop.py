@@ -16,7 +16,7 @@ from engine.compile import BoundAgent
 from engine.errors import ModelError, ScriptError
 from engine.frames import Frame, Pending
 from engine.models.base import ModelReply, ModelRequest
-from engine.tooling import RunContext, classify, run_calls
+from engine.tooling import RunContext, classify, run_calls, say
 
 __all__ = ["Continue", "Fail", "Finish", "RunContext", "Suspend", "drive", "step"]
 
@@ -77,6 +77,7 @@ async def step(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
         return await settle(frame, agent, ctx)
     gate = check_limits(frame, agent) or check_pause(frame, agent)
     if gate is not None:
+        say(frame, "suspends (%s: %s)", gate.reason, gate.detail)
         frame.pending.append(gate)
         return SUSPEND
     return await ask_model(frame, agent)
@@ -121,6 +122,7 @@ async def ask_model(frame: Frame, agent: BoundAgent) -> Step:
         attempt=frame.attempts,
     )
     frame.attempts += 1
+    say(frame, "asks the model (turn %d)", frame.turns + 1)
     try:
         reply = await agent.model.complete(request)
     except ModelError as exc:
@@ -146,8 +148,15 @@ async def ask_model(frame: Frame, agent: BoundAgent) -> Step:
             f"{reply.finish_reason!r} (expected stop or tool_calls); the reply is incomplete"
         )
     if reply.tool_calls:
+        say(frame, "calls %s", ", ".join(c.name for c in reply.tool_calls))
         return CONTINUE
+    say(frame, "answers: %s", _clip(reply.content or ""))
     return Finish(reply.content or "")
+
+
+def _clip(text: str, limit: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _assistant_message(frame: Frame, reply: ModelReply) -> dict[str, Any]:

@@ -111,7 +111,11 @@ class Runtime:
             log.info("run %s finished", run_id)
             return Finished(output=result.output, messages=root.messages, run_id=run_id)
         document = Continuation(
-            run_id=run_id, spec_name=self.spec.name, spec_digest=self.spec.digest, root=root
+            run_id=run_id,
+            spec_name=self.spec.name,
+            spec_digest=self.spec.digest,
+            spec_path=self.spec.path or None,
+            root=root,
         )
         if isinstance(result, Fail):
             log.info("run %s failed: %s", run_id, result.reason)

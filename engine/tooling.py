@@ -8,7 +8,9 @@ outcome lands in the frame: a result, a pending entry, or the reason the run mus
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
+import logging
 import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -20,6 +22,9 @@ from engine.compile import AGENT_TOOL_PARAMETERS, BoundAgent, BoundTool, Program
 from engine.frames import Frame, Pending
 from engine.tools import Deferred, ToolContext
 
+log = logging.getLogger("callcc.run")
+DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("callcc_depth", default=0)
+"""How deep in sub-agents the current task runs (for indented progress logs)."""
 _TEMPLATE = re.compile(r"\{\{\s*args\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
@@ -68,8 +73,10 @@ def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any]) -> None:
     if approval.required:
         prompt = render_prompt(approval.prompt, arguments) if approval.prompt else None
         _gate(frame, call_id, name, arguments, "approval", approval.decisions, prompt)
+        say(frame, "%s waits for approval (%s)", name, call_id)
     elif name in agent.spec.suspend.before_tools:
         _gate(frame, call_id, name, arguments, "pause", ("resume", "reject"), None)
+        say(frame, "pauses before %s (%s)", name, call_id)
     else:
         frame.ledger[call_id] = "running"
 
@@ -106,7 +113,14 @@ def _short(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+def say(frame: Frame, message: str, *args: Any) -> None:
+    """Log one progress line for `frame`, indented by sub-agent depth."""
+    if log.isEnabledFor(logging.INFO):
+        log.info("%s%s: " + message, "  " * DEPTH.get(), frame.agent, *args)
+
+
 def _refuse(frame: Frame, call_id: str, message: str) -> None:
+    say(frame, "call %s refused: %s", call_id, message)
     frame.ledger[call_id] = "failed"
     frame.results[call_id] = message
 
@@ -160,6 +174,7 @@ async def run_calls(
         if decision is None:
             continue
         frame.pending.remove(entry)
+        say(frame, "%s (%s) decided: %s", entry.tool, call_id, decision.kind)
         if decision.kind == "reject":
             frame.ledger[call_id] = "rejected"
             frame.results[call_id] = f"rejected: the call was not executed ({decision.reason})"
@@ -218,6 +233,7 @@ async def _execute(
             )
         )
     if spec.kind == "agent":
+        say(frame, "starts sub-agent %s (%s)", spec.agent, call_id)
         child = Frame(agent=spec.agent, messages=[{"role": "user", "content": _request(tool, arguments)}])
         entry = Pending.for_call(
             id=call_id, reason="subagent", tool=tool.name, arguments=arguments, decisions=()
@@ -235,7 +251,12 @@ def _request(tool: BoundTool, arguments: dict[str, Any]) -> str:
 async def _child(child: Frame, entry: Pending, ctx: RunContext) -> _Outcome:
     from engine.loop import Finish, Suspend, drive
 
-    outcome = await asyncio.ensure_future(drive(child, ctx))  # a task: no stack per level
+    token = DEPTH.set(DEPTH.get() + 1)
+    try:
+        task = asyncio.ensure_future(drive(child, ctx))  # a task: no stack per level
+    finally:
+        DEPTH.reset(token)
+    outcome = await task
     if isinstance(outcome, Finish):
         return _Done(outcome.output)
     if isinstance(outcome, Suspend):
@@ -260,6 +281,7 @@ async def _python(
             run_id=ctx.run_id, call_id=call_id, agent=frame.agent, tool=tool.name
         )
     timeout = tool.spec.timeout
+    say(frame, "runs %s (%s)", tool.name, call_id)
     try:
         if tool.is_async:
             value = await asyncio.wait_for(tool.func(**kwargs), timeout)
