@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
 from engine.errors import Diagnostic
 from engine.spec._schema_pass import did_you_mean
 from engine.spec.yamlload import YamlDoc, escape
@@ -55,6 +58,15 @@ def resolve_pass(
             except TypeError as exc:
                 add("signature-mismatch", f"cannot infer parameters: {exc}", f"{base}/ref")
             continue
+        try:
+            Draft202012Validator.check_schema(params)
+        except SchemaError as exc:
+            add(
+                "bad-parameters",
+                f"parameters is not a valid JSON Schema: {exc.message}",
+                f"{base}/parameters" + "".join(f"/{escape(str(p))}" for p in exc.absolute_path),
+                "see https://json-schema.org/draft/2020-12/json-schema-core",
+            )
         props = params.get("properties")
         declared = set(props) if isinstance(props, dict) else set()
         accepted = {p.name: p for p in tool_parameters(func)}

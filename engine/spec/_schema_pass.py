@@ -105,7 +105,7 @@ def _translate(error: ValidationError, doc: YamlDoc) -> Iterator[Diagnostic]:
             )
     elif kind == "required" and isinstance(inst, dict):
         for name in value:
-            if name not in inst:
+            if name not in inst and not _typo_present(name, inst, schema):
                 yield _diag(
                     doc,
                     "missing-field",
@@ -115,7 +115,8 @@ def _translate(error: ValidationError, doc: YamlDoc) -> Iterator[Diagnostic]:
                     key=True,
                 )
     elif kind == "type":
-        expected = " or ".join(value) if isinstance(value, list) else value
+        types: list[str] = value if isinstance(value, list) else [value]
+        expected = " or ".join(_YAML_TYPES.get(t, t) for t in types)
         yield _diag(
             doc,
             "wrong-type",
@@ -196,9 +197,14 @@ def _one_of(
     inst = error.instance
     branches: Any = error.validator_value
     names = [b["required"][0] for b in branches if set(b) == {"required"}]
-    if isinstance(inst, dict) and len(names) == len(branches):
+    if not isinstance(inst, dict):
+        return  # the type error of the same node says it already
+    if len(names) == len(branches):
         present = [n for n in names if n in inst]
         either = " or ".join(f"'{n}'" for n in names)
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        if not present and any(_typo_present(n, inst, schema) for n in names):
+            return
         if not present:
             yield _diag(
                 doc,
@@ -225,10 +231,22 @@ def _one_of(
         yield from _translate(best, doc)
 
 
+_YAML_TYPES = {"object": "mapping", "array": "list"}
+
+
+def _typo_present(name: str, inst: dict[str, Any], schema: dict[str, Any]) -> bool:
+    """True when an unknown key of `inst` is a likely typo of `name` (reported as such)."""
+    allowed = schema.get("properties", {})
+    unknown = [k for k in inst if k not in allowed]
+    return bool(difflib.get_close_matches(name, unknown, n=1, cutoff=0.6))
+
+
 def _missing_hint(name: str, schema: dict[str, Any]) -> str:
-    kind = schema.get("properties", {}).get("kind", {})
-    if name == "kind" and "enum" in kind:
-        return "add 'kind: <" + "|".join(kind["enum"]) + ">'"
+    prop = schema.get("properties", {}).get(name, {})
+    if "enum" in prop:
+        return f"add '{name}: <" + "|".join(prop["enum"]) + ">'"
+    if "const" in prop:
+        return f"add '{name}: {prop['const']}'"
     return f"add '{name}: ...'"
 
 

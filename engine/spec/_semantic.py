@@ -20,7 +20,7 @@ from engine.spec.yamlload import YamlDoc, escape
 FORBIDDEN_MODULES = frozenset({"os", "subprocess", "builtins", "sys", "shutil", "importlib"})
 """Top-level modules a `kind: python` ref may never come from."""
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-_TEMPLATE_ARG = re.compile(r"^args\.([A-Za-z_][A-Za-z0-9_]*)$")
+_TEMPLATE_ARG = re.compile(r"^args\.([A-Za-z][A-Za-z0-9_]*)$")
 
 
 def _dicts(value: Any) -> dict[str, dict[str, Any]]:
@@ -130,9 +130,6 @@ class _Checker:
         approval = tool.get("approval")
         if isinstance(approval, dict) and isinstance(approval.get("prompt"), str):
             self.check_template(approval["prompt"], tool, f"{base}/approval/prompt")
-        params = tool.get("parameters")
-        if isinstance(params, dict):
-            self.check_parameters(params, f"{base}/parameters")
 
     def check_module(self, ref: str, pointer: str) -> None:
         module = ref.split(":", 1)[0]
@@ -186,21 +183,6 @@ class _Checker:
                 "unbalanced '{{' or '}}' in the prompt",
                 pointer,
                 "close every {{ with }}",
-            )
-
-    def check_parameters(self, params: dict[str, Any], pointer: str) -> None:
-        from jsonschema import Draft202012Validator
-        from jsonschema.exceptions import SchemaError
-
-        try:
-            Draft202012Validator.check_schema(params)
-        except SchemaError as exc:
-            where = "".join(f"/{p}" for p in exc.absolute_path)
-            self.add(
-                "bad-parameters",
-                f"parameters is not a valid JSON Schema: {exc.message}",
-                pointer + where,
-                "see https://json-schema.org/understanding-json-schema/",
             )
 
     def check_agent(self, name: str, agent: dict[str, Any]) -> None:

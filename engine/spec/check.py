@@ -20,6 +20,19 @@ def sort_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
 
 def check_document(doc: YamlDoc, *, env: Mapping[str, str]) -> tuple[Any, list[Diagnostic]]:
     """Return the env-substituted data and every diagnostic of both passes, sorted."""
+    if "script_version" in doc.data and "spec_version" not in doc.data:
+        line, col = doc.locate("/script_version", key=True)
+        return doc.data, [
+            Diagnostic(
+                code="not-a-spec",
+                message="this is a scripted model's script, not a spec",
+                file=doc.path,
+                line=line,
+                col=col,
+                pointer="/script_version",
+                suggestion="validate the spec that names it under models: (kind: scripted)",
+            )
+        ]
     data, diagnostics = substitute(doc.data, env=env, file=doc.path, locate=doc.locate)
     diagnostics += schema_pass(doc, data)
     diagnostics += semantic_pass(doc, data, Path(doc.path).resolve().parent)
