@@ -1,0 +1,98 @@
+"""`callcc validate FILE...` and `callcc schema`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from engine.errors import Diagnostic
+from engine.spec import validate_files
+from engine.spec.schema import schema_text
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+def register(sub: Any) -> None:
+    """Add the `validate` and `schema` subcommands to `sub` (argparse subparsers)."""
+    validate = sub.add_parser(
+        "validate",
+        help="check spec files and point at every mistake",
+        description="Validate spec files against the schema and the semantic rules. "
+        "Exit 0 when valid (warnings allowed), 2 when any file has an error.",
+    )
+    validate.add_argument("files", nargs="+", metavar="FILE", help="spec files to check")
+    validate.add_argument(
+        "--resolve",
+        action="store_true",
+        help="also import every python tool ref and check its signature against parameters",
+    )
+    validate.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (default), json for tools",
+    )
+    validate.set_defaults(handler=run_validate)
+    schema = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of the spec format",
+        description="Print the JSON Schema (draft 2020-12) that spec files follow.",
+    )
+    schema.set_defaults(handler=run_schema)
+
+
+def run_validate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Validate the files named in `args`; print findings; return 0 or 2."""
+    diagnostics = validate_files(args.files, resolve=args.resolve)
+    if args.format == "json":
+        json.dump([d.to_dict() for d in diagnostics], stdout, indent=2, ensure_ascii=False)
+        stdout.write("\n")
+    else:
+        stdout.write(render_text(diagnostics, files=args.files))
+    has_error = any(d.severity == "error" for d in diagnostics)
+    return EXIT_BAD_INPUT if has_error else EXIT_OK
+
+
+def run_schema(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Print the spec schema."""
+    stdout.write(schema_text())
+    return EXIT_OK
+
+
+def render_text(diagnostics: Sequence[Diagnostic], *, files: Sequence[str]) -> str:
+    """Compiler-style text: location, severity and code, the source line, a caret, help."""
+    sources: dict[str, list[str]] = {}
+    parts: list[str] = []
+    for diag in diagnostics:
+        parts.append(f"{diag.location()}: {diag.severity}[{diag.code}]: {diag.message}\n")
+        if diag.file not in sources:
+            sources[diag.file] = [] if diag.code == "file-too-large" else _lines(diag.file)
+        lines = sources[diag.file]
+        if 1 <= diag.line <= len(lines):
+            text = lines[diag.line - 1].rstrip("\n").replace("\t", " ")
+            gutter = f"{diag.line:>5} | "
+            parts.append(f"{gutter}{text}\n")
+            parts.append(" " * (len(gutter) - 2) + "| " + " " * (diag.col - 1) + "^\n")
+        if diag.suggestion:
+            parts.append(f"  help: {diag.suggestion}\n")
+    errors = sum(d.severity == "error" for d in diagnostics)
+    warnings = len(diagnostics) - errors
+    count = len(files)
+    verdict = "invalid" if errors else "valid"
+    parts.append(
+        f"{verdict}: {count} file{'s' if count != 1 else ''} checked, "
+        f"{errors} error{'s' if errors != 1 else ''}, "
+        f"{warnings} warning{'s' if warnings != 1 else ''}\n"
+    )
+    return "".join(parts)
+
+
+def _lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.readlines()
+    except OSError:
+        return []
