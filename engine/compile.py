@@ -46,6 +46,9 @@ class BoundTool:
     """True when `func` is a coroutine function."""
     context_param: str | None = None
     """Name of the parameter that receives a `ToolContext`, if any."""
+    quick_check: Callable[[dict[str, Any]], bool] = lambda _: False
+    """A fast check for simple flat schemas: True means valid for sure; False means ask
+    `validator` (which also explains what is wrong)."""
 
     @property
     def name(self) -> str:
@@ -140,11 +143,69 @@ def _bind_tool(tool: Tool, search_path: str | None) -> BoundTool:
             func=func,
             is_async=inspect.iscoroutinefunction(func),
             context_param=context_param,
+            quick_check=quick_checker(parameters),
         )
     default = AGENT_TOOL_PARAMETERS if isinstance(tool, AgentTool) else ANY_OBJECT
     assert isinstance(tool, AgentTool | ExternalTool)
     parameters = tool.parameters or default
-    return BoundTool(spec=tool, parameters=parameters, validator=Draft202012Validator(parameters))
+    return BoundTool(
+        spec=tool,
+        parameters=parameters,
+        validator=Draft202012Validator(parameters),
+        quick_check=quick_checker(parameters),
+    )
+
+
+_SCALAR: Mapping[str, Callable[[Any], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+}
+_OBJECT_KEYS = frozenset({"type", "properties", "required", "additionalProperties"})
+_PROPERTY_KEYS = frozenset({"type", "enum", "description", "title"})
+_DOC_KEYS = frozenset({"description", "title", "$schema"})
+
+
+def quick_checker(schema: Mapping[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """A check of flat objects of scalar fields, ~20x faster than jsonschema; anything
+    richer gets a checker that always defers to jsonschema."""
+    never: Callable[[dict[str, Any]], bool] = lambda _: False  # noqa: E731
+    if set(schema) - _OBJECT_KEYS - _DOC_KEYS or schema.get("type") != "object":
+        return never
+    properties = schema.get("properties", {})
+    required = tuple(schema.get("required", ()))
+    closed = schema.get("additionalProperties", True) is False
+    if schema.get("additionalProperties", True) not in (True, False):
+        return never
+    checks: dict[str, Callable[[Any], bool]] = {}
+    for name, sub in properties.items():
+        if not isinstance(sub, Mapping) or set(sub) - _PROPERTY_KEYS:
+            return never
+        kind = _SCALAR.get(sub.get("type", ""))
+        if kind is None:
+            return never
+        enum = sub.get("enum")
+        if enum is not None:
+            allowed = tuple(enum)
+            checks[name] = lambda v, k=kind, a=allowed: k(v) and v in a  # type: ignore[misc]
+        else:
+            checks[name] = kind
+
+    def check(arguments: dict[str, Any]) -> bool:
+        for name in required:
+            if name not in arguments:
+                return False
+        for name, value in arguments.items():
+            test = checks.get(name)
+            if test is None:
+                if closed:
+                    return False
+            elif not test(value):
+                return False
+        return True
+
+    return check
 
 
 def _context_param(func: Callable[..., Any]) -> str | None:

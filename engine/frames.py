@@ -8,7 +8,7 @@ runs; a `Continuation` hands out copies, so a document once returned never chang
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from engine._canonical import fingerprint
@@ -248,7 +248,21 @@ def _shallow(frame: Frame) -> Frame:
         serial=frame.serial,
         ledger=dict(frame.ledger),
         results=dict(frame.results),
-        pending=[replace(p) for p in frame.pending],
+        pending=[
+            Pending(
+                id=p.id,
+                reason=p.reason,
+                tool=p.tool,
+                arguments=p.arguments,
+                decisions=p.decisions,
+                fingerprint=p.fingerprint,
+                prompt=p.prompt,
+                detail=p.detail,
+                decision=p.decision,
+                child=p.child,
+            )
+            for p in frame.pending
+        ],
     )
 
 
@@ -259,6 +273,6 @@ def walk(root: Frame) -> list[tuple[tuple[str, ...], Frame]]:
     while stack:
         path, frame = stack.pop()
         out.append((path, frame))
-        children = [(path + (p.child.agent,), p.child) for p in frame.pending if p.child]
+        children = [((*path, p.child.agent), p.child) for p in frame.pending if p.child]
         stack.extend(reversed(children))
     return out

@@ -83,12 +83,14 @@ class Runtime:
         self.spec = spec
         self.program: Program = compile_spec(spec, model_override=model_override)
         self._local = threading.local()
-        self._runners: list[asyncio.Runner] = []
-        self._finalizer = weakref.finalize(self, _close_all, self._runners)
+        self._loops: list[asyncio.AbstractEventLoop] = []
+        self._finalizer = weakref.finalize(self, _close_all, self._loops)
 
     # -- async core ----------------------------------------------------------------------
 
-    async def arun(self, prompt: str, *, agent: str | None = None, run_id: str | None = None) -> Outcome:
+    async def arun(
+        self, prompt: str, *, agent: str | None = None, run_id: str | None = None
+    ) -> Outcome:
         """Start a run of `agent` (the entrypoint by default) on `prompt`."""
         name = agent or self.spec.entrypoint
         if name not in self.spec.agents:
@@ -120,7 +122,9 @@ class Runtime:
         if isinstance(result, Fail):
             log.info("run %s failed: %s", run_id, result.reason)
             return Failed(reason=result.reason, continuation=document)
-        log.info("run %s suspended on %s", run_id, ", ".join(p.path for p in document.pending()))
+        if log.isEnabledFor(logging.INFO):
+            waiting = ", ".join(p.path for p in document.pending())
+            log.info("run %s suspended on %s", run_id, waiting)
         return Suspended(continuation=document)
 
     # -- sync API ------------------------------------------------------------------------
@@ -140,13 +144,15 @@ class Runtime:
             pass
         else:
             coro.close()
-            raise UsageError("run/resume were called inside a running event loop; await arun/aresume")
-        runner: asyncio.Runner | None = getattr(self._local, "runner", None)
-        if runner is None:
-            runner = asyncio.Runner()
-            self._local.runner = runner
-            self._runners.append(runner)
-        return runner.run(coro)
+            raise UsageError(
+                "run/resume were called inside a running event loop; await arun/aresume"
+            )
+        loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = asyncio.new_event_loop()  # one per thread, reused: a new loop per call
+            self._local.loop = loop  # costs more than a whole scripted model turn
+            self._loops.append(loop)
+        return loop.run_until_complete(coro)
 
     def close(self) -> None:
         """Close the event loops the sync API opened."""
@@ -255,7 +261,10 @@ class Runtime:
         return _ALLOWED[entry.reason]
 
 
-def _close_all(runners: list[asyncio.Runner]) -> None:
-    for runner in runners:
-        runner.close()
-    runners.clear()
+def _close_all(loops: list[asyncio.AbstractEventLoop]) -> None:
+    for loop in loops:
+        if not loop.is_running() and not loop.is_closed():
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+    loops.clear()

@@ -95,7 +95,7 @@ def parse_arguments(tool: BoundTool, text: str) -> tuple[dict[str, Any] | None, 
 
 def argument_problem(tool: BoundTool, arguments: dict[str, Any]) -> str | None:
     """What makes `arguments` violate the tool's parameters, or None."""
-    if tool.validator.is_valid(arguments):
+    if tool.quick_check(arguments) or tool.validator.is_valid(arguments):
         return None
     error = best_match(tool.validator.iter_errors(arguments))
     where = "/".join(str(p) for p in error.absolute_path)
@@ -159,10 +159,10 @@ async def run_calls(
             continue
         entry = entries.get(call_id)
         if entry is None:
-            if frame.ledger.get(call_id) == "running":
+            if frame.ledger.get(call_id) == "running":  # classified: its arguments are valid
                 tool = agent.tools[call["function"]["name"]]
-                args, _ = parse_arguments(tool, call["function"]["arguments"])
-                jobs.append((call_id, None, tool, args or {}))
+                text = call["function"]["arguments"]
+                jobs.append((call_id, None, tool, json.loads(text) if text.strip() else {}))
             continue
         tool = agent.tools[entry.tool or ""]
         if entry.reason == "subagent":
@@ -193,10 +193,7 @@ async def run_calls(
         job if job is not None else _execute(frame, tool, call_id, args, ctx, inline)
         for call_id, job, tool, args in jobs
     ]
-    if inline:
-        outcomes = [await awaitables[0]]
-    else:
-        outcomes = list(await asyncio.gather(*awaitables))
+    outcomes = [await awaitables[0]] if inline else list(await asyncio.gather(*awaitables))
     failure = None
     for (call_id, _, _, _), outcome in zip(jobs, outcomes, strict=True):
         if isinstance(outcome, _Done):
@@ -234,7 +231,9 @@ async def _execute(
         )
     if spec.kind == "agent":
         say(frame, "starts sub-agent %s (%s)", spec.agent, call_id)
-        child = Frame(agent=spec.agent, messages=[{"role": "user", "content": _request(tool, arguments)}])
+        child = Frame(
+            agent=spec.agent, messages=[{"role": "user", "content": _request(tool, arguments)}]
+        )
         entry = Pending.for_call(
             id=call_id, reason="subagent", tool=tool.name, arguments=arguments, decisions=()
         )

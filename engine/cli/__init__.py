@@ -45,8 +45,7 @@ def main(
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help and on usage errors
-        code = exc.code
-        return code if isinstance(code, int) else EXIT_BAD_INPUT
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     try:
         code: int = args.handler(args, out, err)
     except UsageError as exc:

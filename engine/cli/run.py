@@ -67,8 +67,14 @@ def register(sub: Any) -> None:
     decide.add_argument("--extend", action="append", default=[], metavar="ID")
     decide.add_argument("--turns", action="append", default=[], type=int, help="per --extend")
     decide.add_argument("--stop", action="append", default=[], metavar="ID")
-    decide.add_argument("--continue", dest="carry_on", action="append", default=[],
-                        metavar="ID", help="resume after a pause or a model error")
+    decide.add_argument(
+        "--continue",
+        dest="carry_on",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="resume after a pause or a model error",
+    )
     resume.add_argument(
         "--allow-spec-change", action="store_true", help="resume even though the spec changed"
     )
@@ -152,8 +158,9 @@ def apply_decisions(continuation: Continuation, args: argparse.Namespace) -> Con
     return result
 
 
-def _pairs(ids: list[str], values: list[Any], flag: str, value_flag: str, *,
-           optional: bool = False) -> list[tuple[str, Any]]:
+def _pairs(
+    ids: list[str], values: list[Any], flag: str, value_flag: str, *, optional: bool = False
+) -> list[tuple[str, Any]]:
     if len(values) > len(ids) or (not optional and len(values) != len(ids)):
         raise UsageError(f"give one {value_flag} for each {flag} ({len(ids)} vs {len(values)})")
     return [(ident, values[i] if i < len(values) else None) for i, ident in enumerate(ids)]
@@ -175,8 +182,9 @@ def _read(path: str) -> str:
         raise UsageError(f"{path}: cannot read: {exc}") from None
 
 
-def _report(outcome: Outcome, state: str, args: argparse.Namespace, stdout: TextIO,
-            stderr: TextIO) -> int:
+def _report(
+    outcome: Outcome, state: str, args: argparse.Namespace, stdout: TextIO, stderr: TextIO
+) -> int:
     state_file = state
     if isinstance(outcome, Finished | Failed):
         Path(state_file).unlink(missing_ok=True)  # the run is over: never resume it again
@@ -197,9 +205,17 @@ def _report(outcome: Outcome, state: str, args: argparse.Namespace, stdout: Text
     return _emit(args, stdout, "suspended", EXIT_SUSPENDED, pending=items, state_file=state_file)
 
 
-def _emit(args: argparse.Namespace, stdout: TextIO, status: str, code: int, *,
-          output: str | None = None, reason: str | None = None,
-          pending: list[PendingDecision] | None = None, state_file: str | None = None) -> int:
+def _emit(
+    args: argparse.Namespace,
+    stdout: TextIO,
+    status: str,
+    code: int,
+    *,
+    output: str | None = None,
+    reason: str | None = None,
+    pending: list[PendingDecision] | None = None,
+    state_file: str | None = None,
+) -> int:
     if args.format == "json":
         data = {
             "status": status,
@@ -246,8 +262,10 @@ def _warn_unused(runtime: Runtime, outcome: Outcome, stderr: TextIO) -> None:
     models = {id(a.model): a.model for a in runtime.program.agents.values()}
     for model in models.values():
         if isinstance(model, ScriptedModel) and model.unused():
-            print(f"callcc: warning: scripted turns never played: {', '.join(model.unused())}",
-                  file=stderr)
+            print(
+                f"callcc: warning: scripted turns never played: {', '.join(model.unused())}",
+                file=stderr,
+            )
 
 
 class _progress:
