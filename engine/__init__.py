@@ -1,1 +1,58 @@
-"""callcc: declarative agents that suspend anywhere and resume from a continuation."""
+"""callcc: declarative agents that suspend anywhere and resume from one JSON continuation.
+
+Public API: `load_spec`, `Runtime` (`run`/`arun`, `resume`/`aresume`), the outcomes `Finished`,
+`Suspended`, `Failed`, `Continuation` (with `pending()` and the decision methods), and for tool
+authors `ToolContext` and `Deferred`.
+
+Ownership, one line a module (a leading underscore marks an internal):
+- `errors`: the one exception root (`CallccError`), usage errors vs run errors, `Diagnostic`.
+- `spec/`: YAML in, validated frozen `Spec` out; knows no HTTP and runs nothing.
+- `tools`: importing python refs, inferring parameters, `ToolContext`, `Deferred`.
+- `compile`: `Spec` -> `Program` (bound tools, model clients, argument validators).
+- `frames`: the suspended stack as data: `Frame`, `Pending`, the decision variants.
+- `loop`: `step(frame) -> Continue | Suspend | Finish | Fail` and the driver.
+- `tooling`: one turn's tool calls: sort, gate, apply decisions, run, record.
+- `continuation`: the document, its decision API, versions; `_codec` parses and checks it.
+- `runtime`: `Runtime`, outcomes, the check of a document before a resume runs anything.
+- `models/`: the model protocol (`base`), the OpenAI adapter, the scripted model.
+- `render/`: networkx graphs of specs and stacks; DOT, SVG/PNG, Mermaid, terminal text.
+- `cli/`: `callcc` subcommands, one module each; `main(argv, stdout, stderr) -> int`.
+- `_canonical`: canonical JSON and fingerprints.
+"""
+
+from engine.continuation import Continuation, PendingDecision
+from engine.errors import (
+    CallccError,
+    ContinuationError,
+    DecisionError,
+    ModelError,
+    RunError,
+    SpecChangedError,
+    SpecError,
+    UsageError,
+)
+from engine.runtime import Failed, Finished, Outcome, Runtime, Suspended
+from engine.spec import Spec, load_spec
+from engine.tools import Deferred, ToolContext
+
+__all__ = [
+    "CallccError",
+    "Continuation",
+    "ContinuationError",
+    "DecisionError",
+    "Deferred",
+    "Failed",
+    "Finished",
+    "ModelError",
+    "Outcome",
+    "PendingDecision",
+    "RunError",
+    "Runtime",
+    "Spec",
+    "SpecChangedError",
+    "SpecError",
+    "Suspended",
+    "ToolContext",
+    "UsageError",
+    "load_spec",
+]

@@ -252,9 +252,7 @@ class Continuation:
     def to_json(self, *, indent: int | None = None) -> str:
         """The document as JSON text."""
         separators = (",", ":") if indent is None else (",", ": ")
-        return json.dumps(
-            self.to_dict(), ensure_ascii=False, indent=indent, separators=separators
-        )
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent, separators=separators)
 
     def _spec_data(self) -> dict[str, str]:
         data = {"name": self.spec_name, "digest": self.spec_digest}
