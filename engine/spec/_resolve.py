@@ -27,7 +27,7 @@ def resolve_pass(
     out: list[Diagnostic] = []
 
     def add(code: str, message: str, pointer: str, suggestion: str | None = None) -> None:
-        line, col = doc.locate(pointer)
+        line, col = doc.locate(pointer, key="/parameters" in pointer)
         out.append(
             Diagnostic(
                 code=code,

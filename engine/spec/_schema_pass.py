@@ -197,9 +197,7 @@ def _one_of(
     inst = error.instance
     branches: Any = error.validator_value
     names = [b["required"][0] for b in branches if set(b) == {"required"}]
-    if not isinstance(inst, dict):
-        return  # the type error of the same node says it already
-    if len(names) == len(branches):
+    if isinstance(inst, dict) and len(names) == len(branches):
         present = [n for n in names if n in inst]
         either = " or ".join(f"'{n}'" for n in names)
         schema = error.schema if isinstance(error.schema, dict) else {}
@@ -224,11 +222,11 @@ def _one_of(
                 key=True,
             )
         return
-    best = best_match(error.context) if error.context else None
-    if best is None:
-        yield _diag(doc, "bad-value", error.message, pointer)
-    else:
-        yield from _translate(best, doc)
+    if not error.context:
+        if isinstance(inst, dict):
+            yield _diag(doc, "bad-value", error.message, pointer)
+        return  # not a mapping: the type error of the same node says it already
+    yield from _translate(best_match(error.context), doc)
 
 
 _YAML_TYPES = {"object": "mapping", "array": "list"}

@@ -154,8 +154,11 @@ def _build(name: str, text: str) -> YamlDoc:
         problem = exc.problem or "invalid YAML"
         if exc.context:
             problem = f"{problem} ({exc.context})"
-        hint = "indent with spaces; YAML forbids tabs for indentation" if "\\t" in problem else None
-        raise _Refused("yaml-syntax", problem, exc.problem_mark, hint) from None
+        mark = exc.problem_mark
+        hint = None
+        if mark is not None and "\t" in text.split("\n")[mark.line][: mark.column + 1]:
+            hint = "indent with spaces; YAML forbids tabs for indentation"
+        raise _Refused("yaml-syntax", problem, mark, hint) from None
     except yaml.YAMLError as exc:
         raise _Refused("yaml-syntax", str(exc), None) from None
     finally:
