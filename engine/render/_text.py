@@ -1,0 +1,123 @@
+"""Text helpers shared by every exporter: shortening, compact arguments, secret masking."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from engine.frames import Frame
+from engine.spec.model import OpenAIModel, Spec
+
+FIELD_WIDTH = 80
+"""Characters a label field may hold before it is shortened with an ellipsis."""
+ELLIPSIS = "…"
+MASK = "***"
+
+_SECRET_KEY = re.compile(
+    r"(pass(word|wd|phrase)?|secret|token|api[_-]?key|(private|access|signing)[_-]?key|"
+    r"credential|authorization|cookie|^key$)",
+    re.IGNORECASE,
+)
+_SECRET_VALUE = re.compile(r"^(sk-|ghp_|gho_|xox[abp]-|Bearer\s)", re.IGNORECASE)
+_SPACE = re.compile(r"\s+")
+
+
+def clean(text: str) -> str:
+    """One line of printable text: whitespace runs and control characters become one space,
+    unpaired surrogates become U+FFFD."""
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return _SPACE.sub(" ", text).strip()
+
+
+def shorten(text: str, width: int = FIELD_WIDTH) -> str:
+    """`clean(text)`, cut to `width` characters with an ellipsis when longer."""
+    if len(text) > width * 4:  # never clean a 100 kB message whole
+        text = text[: width * 4]
+    line = clean(text)
+    if len(line) <= width:
+        return line
+    return line[: width - 1].rstrip() + ELLIPSIS
+
+
+def is_secret_key(key: str, extra: Iterable[str] = ()) -> bool:
+    """True for keys named like a password, token, secret or API key, or listed in `extra`."""
+    return key in set(extra) or bool(_SECRET_KEY.search(key))
+
+
+def mask(value: Any, extra: Iterable[str] = ()) -> Any:
+    """`value` with every secret-looking field (at any depth) replaced by `***`."""
+    names = frozenset(extra)
+    if isinstance(value, Mapping):
+        return {
+            str(k): MASK if is_secret_key(str(k), names) else mask(v, names)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [mask(v, names) for v in value]
+    if isinstance(value, str) and _SECRET_VALUE.match(value):
+        return MASK
+    return value
+
+
+def compact_arguments(
+    arguments: Mapping[str, Any] | None, extra: Iterable[str] = (), width: int = FIELD_WIDTH
+) -> str:
+    """`key=value, ...` with secrets masked, shortened to `width`."""
+    if not arguments:
+        return ""
+    parts = []
+    for key, value in mask(arguments, extra).items():
+        shown = value if isinstance(value, str) else _json(value)
+        parts.append(f"{key}={shown}")
+    return shorten(", ".join(parts), width)
+
+
+def parse_arguments(text: Any) -> dict[str, Any]:
+    """Arguments of an OpenAI tool call (a JSON string) as a dict; `{}` when unreadable."""
+    if isinstance(text, dict):
+        return text
+    if not isinstance(text, str):
+        return {}
+    try:
+        value = json.loads(text[:100_000])
+    except ValueError:
+        return {"arguments": text}
+    return value if isinstance(value, dict) else {"arguments": value}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def calls_by_id(frame: Frame) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Tool name and arguments of every call in the frame's assistant messages, by id."""
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for message in frame.messages:
+        for call in message.get("tool_calls") or () if message.get("role") == "assistant" else ():
+            function = call.get("function") or {}
+            out[str(call.get("id"))] = (
+                str(function.get("name", "?")),
+                parse_arguments(function.get("arguments")),
+            )
+    return out
+
+
+def content_text(content: Any) -> str:
+    """A message's content as text (content parts joined)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
+
+
+def secret_names(spec: Spec | None) -> frozenset[str]:
+    """Names listed as `api_key_env` in the spec's models: masked wherever they appear."""
+    if spec is None:
+        return frozenset()
+    return frozenset(
+        m.api_key_env for m in spec.models.values() if isinstance(m, OpenAIModel) and m.api_key_env
+    )

@@ -1,0 +1,285 @@
+"""Specs and continuations as `networkx.DiGraph`s: the public, exporter-neutral picture.
+
+Every node carries `kind` (agent, tool, frame, pending, call, legend), a `title` and `rows`
+(tuples of `(caption, text)`, text already cleaned and shortened, never escaped), Graphviz
+style attributes (`shape`, `style`, `fillcolor`, `color`, `penwidth`, `fontcolor`), and the
+flags `table` (draw as an HTML table), `strike` (struck through) and `cluster` (`"legend"`
+for the legend). Domain fields sit beside them (`agent`, `tool`, `call_id`, `status`,
+`reason`, `decisions`, `decision`, `reachable`, ...), so users can query or re-style the
+graph before exporting it. Edges carry `kind`, `label` and the same style attributes.
+Graph attributes: `kind` (spec or stack), `title` and `rankdir`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import networkx as nx
+
+from engine.continuation import Continuation
+from engine.frames import Frame, Pending
+from engine.render._text import calls_by_id, compact_arguments, content_text, secret_names, shorten
+from engine.render.styles import (
+    AGENT,
+    APPROVAL,
+    DECIDED,
+    EXTERNAL,
+    FADED,
+    FRAME,
+    PYTHON,
+    STATUS,
+    WAITING,
+    add_legend,
+)
+from engine.spec.model import (
+    DEFAULT_MAX_TOOL_CALLS,
+    DEFAULT_MAX_TURNS,
+    Agent,
+    AgentTool,
+    ExternalTool,
+    OpenAIModel,
+    Spec,
+    Tool,
+)
+
+_REASONS = {
+    "approval": "waits for approval",
+    "external": "waits for an external result",
+    "turn_limit": "reached a limit",
+    "pause": "paused",
+    "error": "failed; waits for a decision",
+}
+
+
+def spec_graph(spec: Spec) -> nx.DiGraph[str]:
+    """Agents (rounded boxes), their tools (ellipses by kind) and sub-agent calls (edges)."""
+    graph: nx.DiGraph[str] = nx.DiGraph(kind="spec", title=f"spec {spec.name}", rankdir="TB")
+    reachable = _reachable(spec)
+    for name, agent in spec.agents.items():
+        on = name in reachable
+        rows = [("", shorten(agent.description, 60))] if agent.description else []
+        rows += [("model", _model_name(spec, agent)), ("limits", _limits(agent))]
+        if name == spec.entrypoint:
+            rows.insert(0, ("", "entrypoint"))
+        style = dict(AGENT, **({} if on else FADED))
+        if name == spec.entrypoint:
+            style["penwidth"] = "2"
+        graph.add_node(
+            f"agent:{name}",
+            kind="agent",
+            agent=name,
+            title=name,
+            rows=tuple(rows),
+            reachable=on,
+            **style,
+        )
+    for name, agent in spec.agents.items():
+        for tool_name in agent.tools:
+            tool = spec.tools[tool_name]
+            if isinstance(tool, AgentTool):
+                _agent_edge(graph, name, tool)
+            else:
+                node = f"tool:{tool_name}"
+                if node not in graph:
+                    _tool_node(graph, node, tool)
+                graph.add_edge(f"agent:{name}", node, kind="uses", label="", color="#9e9e9e")
+    for node, data in graph.nodes(data=True):
+        if data["kind"] == "tool":
+            users = [u for u, _ in graph.in_edges(node)]
+            data["reachable"] = any(graph.nodes[u]["reachable"] for u in users)
+            if not data["reachable"]:
+                data.update(fontcolor="#9e9e9e", color="#9e9e9e", fillcolor="#f5f5f5")
+    add_legend(graph, "spec")
+    return graph
+
+
+def _agent_edge(graph: nx.DiGraph[str], caller: str, tool: AgentTool) -> None:
+    label = tool.name
+    attrs: dict[str, Any] = {"color": "#1565c0", "penwidth": "1.5"}
+    if tool.approval.required:
+        label += " (needs approval)"
+        attrs = {"color": "#e65100", "penwidth": "2.5", "style": "bold", "fontcolor": "#e65100"}
+    graph.add_edge(
+        f"agent:{caller}",
+        f"agent:{tool.agent}",
+        kind="subagent",
+        tool=tool.name,
+        label=label,
+        approval=tool.approval.required,
+        **attrs,
+    )
+
+
+def _tool_node(graph: nx.DiGraph[str], node: str, tool: Tool) -> None:
+    rows: list[tuple[str, str]] = [("", tool.kind)]
+    style = dict(EXTERNAL if isinstance(tool, ExternalTool) else PYTHON)
+    if isinstance(tool, ExternalTool):
+        rows[0] = ("", "external: the result arrives later")
+    if tool.approval.required:
+        rows.append(("", "needs approval"))
+        rows.append(("decide", " | ".join(tool.approval.decisions)))
+        style = dict(APPROVAL)
+    if tool.timeout is not None:
+        rows.append(("timeout", f"{tool.timeout:g} s"))
+    graph.add_node(
+        node,
+        kind="tool",
+        tool=tool.name,
+        tool_kind=tool.kind,
+        title=tool.name,
+        rows=tuple(rows),
+        approval=tool.approval.required,
+        **style,
+    )
+
+
+def _reachable(spec: Spec) -> set[str]:
+    seen, todo = {spec.entrypoint}, [spec.entrypoint]
+    while todo:
+        agent = spec.agents.get(todo.pop())
+        for tool_name in agent.tools if agent else ():
+            tool = spec.tools.get(tool_name)
+            if isinstance(tool, AgentTool) and tool.agent not in seen:
+                seen.add(tool.agent)
+                todo.append(tool.agent)
+    return seen
+
+
+def _model_name(spec: Spec, agent: Agent) -> str:
+    model = spec.models.get(agent.model)
+    if isinstance(model, OpenAIModel):
+        return f"{agent.model} ({model.model})"
+    return agent.model
+
+
+def _limits(agent: Agent) -> str:
+    limits, parts = agent.limits, []
+    parts.append(f"{limits.max_turns} turns")
+    if limits.max_tool_calls != DEFAULT_MAX_TOOL_CALLS or limits.max_turns != DEFAULT_MAX_TURNS:
+        parts.append(f"{limits.max_tool_calls} tool calls")
+    if limits.timeout is not None:
+        parts.append(f"{limits.timeout:g} s")
+    if agent.suspend.every_turns:
+        parts.append(f"pause every {agent.suspend.every_turns} turns")
+    return " · ".join(parts)
+
+
+def stack_graph(continuation: Continuation, spec: Spec | None = None) -> nx.DiGraph[str]:
+    """The suspended call stack: frames, the calls that started them, what each waits on and
+    what its ledger already holds. With `spec`, turns show their maximum and the secret names
+    of `api_key_env` are masked too."""
+    secrets = secret_names(spec)
+    graph: nx.DiGraph[str] = nx.DiGraph(
+        kind="stack",
+        rankdir="TB",
+        title=f"run {continuation.run_id} · spec {continuation.spec_name}",
+    )
+    ids: dict[int, str] = {}
+    for index, (path, frame) in enumerate(continuation.frames()):
+        node = f"frame:{index}"
+        ids[id(frame)] = node
+        graph.add_node(
+            node,
+            kind="frame",
+            agent=frame.agent,
+            path="/".join(path),
+            depth=len(path) - 1,
+            turns=frame.turns,
+            title=frame.agent,
+            rows=_frame_rows(frame, spec),
+            table=True,
+            **FRAME,
+        )
+        calls = calls_by_id(frame)
+        for entry in frame.pending:
+            if entry.child is not None:
+                continue
+            _pending_node(graph, node, f"pending:{index}:{entry.id}", entry, secrets)
+        waiting = {p.id for p in frame.pending}
+        for call_id, status in frame.ledger.items():
+            if call_id in waiting:
+                continue
+            tool = calls.get(call_id, ("?", {}))[0]
+            call = f"call:{index}:{call_id}"
+            graph.add_node(
+                call,
+                kind="call",
+                call_id=call_id,
+                tool=tool,
+                status=status,
+                title=tool,
+                rows=(("", f"{call_id} · {status}"),),
+                strike=status == "rejected",
+                **STATUS.get(status, STATUS["running"]),
+            )
+            graph.add_edge(node, call, kind="call", label="", color="#9e9e9e", style="dashed")
+    for _, frame in continuation.frames():
+        for entry in frame.pending:
+            if entry.child is not None:
+                graph.add_edge(
+                    ids[id(frame)],
+                    ids[id(entry.child)],
+                    kind="subagent",
+                    tool=entry.tool,
+                    call_id=entry.id,
+                    color="#1565c0",
+                    label=f"{entry.tool} · {entry.id}",
+                    penwidth="1.5",
+                )
+    add_legend(graph, "stack")
+    return graph
+
+
+def _frame_rows(frame: Frame, spec: Spec | None) -> tuple[tuple[str, str], ...]:
+    agent = spec.agents.get(frame.agent) if spec else None
+    turns = f"{frame.turns}"
+    if agent is not None:
+        turns += f" of {agent.limits.max_turns + frame.extra_turns}"
+    rows = [("turns", turns)]
+    user = next((m for m in reversed(frame.messages) if m.get("role") == "user"), None)
+    if user is not None:
+        rows.append(("user", shorten(content_text(user.get("content")), 60) or "(empty)"))
+    said = frame.last_text()
+    rows.append(("assistant", shorten(said, 60) if said else "(no text yet)"))
+    return tuple(rows)
+
+
+def _pending_node(
+    graph: nx.DiGraph[str], frame_node: str, node: str, entry: Pending, secrets: frozenset[str]
+) -> None:
+    rows: list[tuple[str, str]] = [("", f"{entry.id} · {_REASONS.get(entry.reason, entry.reason)}")]
+    if entry.arguments:
+        rows.append(("args", compact_arguments(entry.arguments, secrets)))
+    if entry.prompt:
+        rows.append(("ask", shorten(entry.prompt)))
+    if entry.detail:
+        rows.append(("detail", shorten(entry.detail)))
+    decision = entry.decision.kind if entry.decision else None
+    if decision is None:
+        rows.append(("decide", " | ".join(entry.decisions) or "inside the sub-agent"))
+        style = WAITING
+    else:
+        rows.append(("decided", f"{decision} (not resumed yet)"))
+        style = DECIDED
+    title = entry.tool or entry.reason.replace("_", " ")
+    graph.add_node(
+        node,
+        kind="pending",
+        call_id=entry.id,
+        tool=entry.tool,
+        reason=entry.reason,
+        decisions=tuple(entry.decisions),
+        decision=decision,
+        title=title,
+        rows=tuple(rows),
+        **style,
+    )
+    graph.add_edge(
+        frame_node,
+        node,
+        kind="waits",
+        label=entry.id,
+        color="#e65100",
+        penwidth="2.5",
+        style="bold",
+    )
