@@ -21,6 +21,7 @@ EXIT_SUSPENDED = 3
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, with every subcommand registered."""
+    from engine.cli import render as render_cmd
     from engine.cli import run as run_cmd
     from engine.cli import validate as validate_cmd
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     validate_cmd.register(sub)
     run_cmd.register(sub)
+    render_cmd.register(sub)
     return parser
 
 
