@@ -80,3 +80,28 @@ def test_kind_variants_match_the_model_literals() -> None:
         if "kind" in defs[definition]["properties"]:
             default = {f.name: f.default for f in dataclasses.fields(cls)}["kind"]
             assert defs[definition]["properties"]["kind"]["const"] == default
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        {"kind": "python", "ref": "a.b:c", "description": "d"},
+        {"kind": "python", "ref": "a.b:c"},
+        {"kind": "pyhton", "ref": "a.b:c", "description": "d"},
+        {"kind": "agent", "agent": "x", "description": "d", "ref": "a:b"},
+        {"kind": "external", "description": "d", "approval": {"decisions": []}},
+        {"description": "d"},
+        "not a mapping",
+    ],
+)
+def test_split_validators_mean_the_same_as_the_schema(tool: object) -> None:
+    from engine.spec.schema import spec_validator, spec_validators
+
+    data = {"spec_version": 1, "entrypoint": "a", "tools": {"t": tool}}
+    whole = spec_validator().is_valid(data)
+    split = spec_validators()
+    kind = tool.get("kind") if isinstance(tool, dict) else None
+    by_kind = split.variants["tools"]
+    entry = by_kind.get(kind, split.dispatch["tools"]) if isinstance(kind, str) else None
+    entry = entry or split.dispatch["tools"]
+    assert whole == (split.root.is_valid(data) and entry.is_valid(tool))

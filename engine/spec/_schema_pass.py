@@ -10,7 +10,7 @@ from typing import Any
 from jsonschema.exceptions import ValidationError, best_match
 
 from engine.errors import Diagnostic
-from engine.spec.schema import spec_validator
+from engine.spec.schema import spec_validators
 from engine.spec.yamlload import YamlDoc, escape
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -20,10 +20,21 @@ _SINGULAR = {"agents": "agent", "tools": "tool", "models": "model"}
 
 def schema_pass(doc: YamlDoc, data: dict[str, Any]) -> list[Diagnostic]:
     """Validate `data` against the spec schema; one diagnostic per distinct problem."""
+    validators = spec_validators()
+    found: list[tuple[ValidationError, tuple[str, ...]]] = [
+        (e, ()) for e in validators.root.iter_errors(data)
+    ]
+    for section, by_kind in validators.variants.items():
+        entries = data.get(section)
+        for name, entry in (entries if isinstance(entries, dict) else {}).items():
+            kind = entry.get("kind") if isinstance(entry, dict) else None
+            fallback = validators.dispatch[section]
+            validator = by_kind.get(kind, fallback) if isinstance(kind, str) else fallback
+            found.extend((e, (section, name)) for e in validator.iter_errors(entry))
     seen: set[tuple[str, int, int, str]] = set()
     out: list[Diagnostic] = []
-    for error in spec_validator().iter_errors(data):
-        for diag in _translate(error, doc):
+    for error, prefix in found:
+        for diag in _translate(error, doc, prefix):
             key = (diag.code, diag.line, diag.col, diag.message)
             if key not in seen:
                 seen.add(key)
@@ -81,8 +92,10 @@ def _diag(
     )
 
 
-def _translate(error: ValidationError, doc: YamlDoc) -> Iterator[Diagnostic]:
-    path = list(error.absolute_path)
+def _translate(
+    error: ValidationError, doc: YamlDoc, prefix: tuple[str, ...] = ()
+) -> Iterator[Diagnostic]:
+    path = [*prefix, *error.absolute_path]
     pointer = pointer_of(path)
     kind = str(error.validator)
     value: Any = error.validator_value
@@ -145,7 +158,7 @@ def _translate(error: ValidationError, doc: YamlDoc) -> Iterator[Diagnostic]:
     elif kind == "pattern":
         yield _pattern(error, doc, path, pointer)
     elif kind in ("oneOf", "anyOf"):
-        yield from _one_of(error, doc, path, pointer)
+        yield from _one_of(error, doc, path, pointer, prefix)
     else:
         yield _diag(doc, "bad-value", _plain_message(kind, field, value, inst), pointer)
 
@@ -192,7 +205,7 @@ def _pattern(error: ValidationError, doc: YamlDoc, path: list[Any], pointer: str
 
 
 def _one_of(
-    error: ValidationError, doc: YamlDoc, path: list[Any], pointer: str
+    error: ValidationError, doc: YamlDoc, path: list[Any], pointer: str, prefix: tuple[str, ...]
 ) -> Iterator[Diagnostic]:
     inst = error.instance
     branches: Any = error.validator_value
@@ -226,7 +239,7 @@ def _one_of(
         if isinstance(inst, dict):
             yield _diag(doc, "bad-value", error.message, pointer)
         return  # not a mapping: the type error of the same node says it already
-    yield from _translate(best_match(error.context), doc)
+    yield from _translate(best_match(error.context), doc, prefix)
 
 
 _YAML_TYPES = {"object": "mapping", "array": "list"}

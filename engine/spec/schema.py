@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import typing
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,53 @@ def spec_schema() -> dict[str, Any]:
 
 @functools.cache
 def spec_validator() -> Draft202012Validator:
-    """The validator for the spec schema, built once; it holds no per-run state."""
+    """The validator for the whole spec schema, built once; it holds no per-run state."""
     return Draft202012Validator(inline_refs(spec_schema()))
 
 
+@dataclass(frozen=True, slots=True)
+class SpecValidators:
+    """The spec schema split for speed: `models`/`tools` entries are checked by their kind.
+
+    Dispatching on `kind` in code instead of through the schema's `if`/`then` chain halves the
+    cost of the schema pass; the meaning is the same as `spec_validator()`.
+    """
+
+    root: Draft202012Validator
+    """The schema with the entries of `models` and `tools` left to the validators below."""
+    variants: dict[str, dict[str, Draft202012Validator]]
+    """Section (`models`, `tools`) -> kind -> validator of that variant."""
+    dispatch: dict[str, Draft202012Validator]
+    """Section -> validator of the kind-dispatching definition, for entries with a bad kind."""
+
+
+@functools.cache
+def spec_validators() -> SpecValidators:
+    """The split validators, built once; they hold no per-run state."""
+    schema = spec_schema()
+    defs = schema["$defs"]
+
+    def build(definition: dict[str, Any]) -> Draft202012Validator:
+        return Draft202012Validator(inline_refs({**definition, "$defs": defs}))
+
+    root = {**schema, "properties": dict(schema["properties"])}
+    variants: dict[str, dict[str, Draft202012Validator]] = {}
+    dispatch: dict[str, Draft202012Validator] = {}
+    for section, entry in (("models", "model"), ("tools", "tool")):
+        root["properties"][section] = {
+            **schema["properties"][section],
+            "additionalProperties": True,
+        }
+        dispatch[section] = build(defs[entry])
+        variants[section] = {
+            kind: build(defs[f"{kind}_{entry}"])
+            for kind in defs[entry]["properties"]["kind"]["enum"]
+        }
+    return SpecValidators(Draft202012Validator(inline_refs(root)), variants, dispatch)
+
+
 def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `schema` with every non-recursive local `$ref` replaced by its definition.
+    """A copy of `schema` with local `$ref`s inlined (recursive ones only a few levels deep).
 
     Same meaning, but validation skips reference resolution, which was most of its cost.
     """
@@ -55,7 +97,7 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith(_DEFS):
             name = ref[len(_DEFS) :]
-            if name not in trail:
+            if trail.count(name) < _MAX_INLINE:
                 rest = {k: v for k, v in node.items() if k != "$ref"}
                 if set(rest) <= _ANNOTATIONS:
                     return inline({**defs[name], **rest}, (*trail, name))
@@ -67,4 +109,5 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _DEFS = "#/$defs/"
+_MAX_INLINE = 3  # a recursive definition (json_schema) is inlined this deep, then referenced
 _ANNOTATIONS = frozenset({"title", "description", "default"})
