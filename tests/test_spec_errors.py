@@ -494,3 +494,27 @@ def test_resolve_signature_mismatch(tmp_path: Path) -> None:
         ),
         ("signature-mismatch", 13, 20, "did you mean 'order_id'?"),
     ]
+
+
+def test_env_values_never_appear_in_messages(tmp_path: Path) -> None:
+    text = BASE.replace("    model: m\n", "    model: ${env:SECRET_MODEL}\n")
+    found = check(tmp_path, text, env={"SECRET_MODEL": "sk-live-123"})
+    assert [d.code for d in found] == ["bad-name", "undefined-model"]
+    for d in found:
+        assert "live" not in f"{d.message} {d.suggestion}"
+        assert (
+            d.suggestion
+            == "the value comes from ${env:SECRET_MODEL}; check that environment variable"
+        )
+    assert found[1].message.startswith("model '${env:SECRET_MODEL}' is not defined")
+
+
+def test_escaped_and_default_env_references(tmp_path: Path) -> None:
+    text = BASE.replace(
+        "Be helpful.", "Use $${env:LITERAL}, ${env:TONE:-calm} and ${not_env}, ${env:WHO}."
+    )
+    assert check(tmp_path, text, env={"WHO": "Ada"}) == []
+    from engine.spec import load_spec
+
+    spec = load_spec(tmp_path / "spec.yaml", env={"WHO": "Ada"})
+    assert spec.agents["main"].instructions == "Use ${env:LITERAL}, calm and ${not_env}, Ada."

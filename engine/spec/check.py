@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,23 @@ def check_document(doc: YamlDoc, *, env: Mapping[str, str]) -> tuple[Any, list[D
                 suggestion="validate the spec that names it under models: (kind: scripted)",
             )
         ]
-    data, diagnostics = substitute(doc.data, env=env, file=doc.path, locate=doc.locate)
-    diagnostics += schema_pass(doc, data)
-    diagnostics += semantic_pass(doc, data, Path(doc.path).resolve().parent)
+    originals: dict[str, tuple[str, str]] = {}
+    data, diagnostics = substitute(
+        doc.data, env=env, file=doc.path, locate=doc.locate, originals=originals
+    )
+    found = schema_pass(doc, data) + semantic_pass(doc, data, Path(doc.path).resolve().parent)
+    diagnostics += [_redact(d, originals) for d in found]
     return data, sort_diagnostics(diagnostics)
+
+
+def _redact(diag: Diagnostic, originals: dict[str, tuple[str, str]]) -> Diagnostic:
+    """Show `${env:NAME}` as written instead of the value it had: values may be secrets.
+
+    The suggestion is dropped: it may quote a transformed value ("rename it to 'sk_live'").
+    """
+    if diag.pointer not in originals:
+        return diag
+    written, value = originals[diag.pointer]
+    message = diag.message.replace(value, written) if value else diag.message
+    hint = f"the value comes from {written}; check that environment variable"
+    return dataclasses.replace(diag, message=message, suggestion=hint)

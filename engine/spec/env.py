@@ -22,38 +22,45 @@ def substitute(
     env: Mapping[str, str],
     file: str,
     locate: Callable[[str], tuple[int, int]],
+    originals: dict[str, tuple[str, str]] | None = None,
 ) -> tuple[Any, list[Diagnostic]]:
-    """Return a copy of `data` with env references replaced, and a diagnostic per unset name."""
+    """Return a copy of `data` with env references replaced, and a diagnostic per unset name.
+
+    `originals`, when given, receives pointer -> (text as written, text substituted) for every
+    string that changed, so messages can show what was written instead of a secret's value.
+    """
     diagnostics: list[Diagnostic] = []
 
     def one(text: str, pointer: str) -> str:
         if "${" not in text:
             return text
+        result = _PATTERN.sub(lambda match: replace(match, pointer), text)
+        if originals is not None and result != text:
+            originals[pointer] = (text, result)
+        return result
 
-        def replace(match: re.Match[str]) -> str:
-            escaped, name, default = match.groups()
-            if escaped:
-                return match.group(0)[1:]
-            value = env.get(name)
-            if value is not None:
-                return value
-            if default is not None:
-                return default
-            line, col = locate(pointer)
-            diagnostics.append(
-                Diagnostic(
-                    code="env-unset",
-                    message=f"environment variable '{name}' is not set",
-                    file=file,
-                    line=line,
-                    col=col,
-                    pointer=pointer,
-                    suggestion=f"set {name}, or give a default: ${{env:{name}:-value}}",
-                )
+    def replace(match: re.Match[str], pointer: str) -> str:
+        escaped, name, default = match.groups()
+        if escaped:
+            return match.group(0)[1:]
+        value = env.get(name)
+        if value is not None:
+            return value
+        if default is not None:
+            return default
+        line, col = locate(pointer)
+        diagnostics.append(
+            Diagnostic(
+                code="env-unset",
+                message=f"environment variable '{name}' is not set",
+                file=file,
+                line=line,
+                col=col,
+                pointer=pointer,
+                suggestion=f"set {name}, or give a default: ${{env:{name}:-value}}",
             )
-            return match.group(0)
-
-        return _PATTERN.sub(replace, text)
+        )
+        return match.group(0)
 
     return _walk(data, "", one), diagnostics
 
