@@ -264,7 +264,5 @@ class Runtime:
 def _close_all(loops: list[asyncio.AbstractEventLoop]) -> None:
     for loop in loops:
         if not loop.is_running() and not loop.is_closed():
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-            loop.close()
+            loop.close()  # may run at garbage collection, inside someone else's event loop
     loops.clear()
