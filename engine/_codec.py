@@ -43,12 +43,23 @@ def frames_to_data(root: Frame) -> list[dict[str, Any]]:
 def _frame_to_data(frame: Frame, index: dict[int, int]) -> dict[str, Any]:
     data: dict[str, Any] = {"agent": frame.agent, "messages": frame.messages}
     counters: dict[str, Any] = {}
-    for name in _COUNTERS_INT + _COUNTERS_NUM:
+    for name in _COUNTERS_INT:
         value = getattr(frame, name)
         if value:
             counters[name] = value
+    for name in _COUNTERS_NUM:
+        value = round(getattr(frame, name), 4)  # 0.1 ms is plenty for budgets in seconds
+        if value:
+            counters[name] = value
     data["counters"] = counters
-    data["ledger"] = frame.ledger
+    # Calls of closed turns are `done` unless the ledger says otherwise: only the exceptions
+    # and the current turn's calls are written (the loader fills the rest in from messages).
+    current = {c["id"] for c in frame.in_flight()}
+    data["ledger"] = {
+        call_id: status
+        for call_id, status in frame.ledger.items()
+        if status != "done" or call_id in current
+    }
     if frame.results:
         data["results"] = frame.results
     if frame.pending:
@@ -153,7 +164,7 @@ def _frame_from_data(raw: Any, ptr: str, links: list[tuple[Pending, int, str]]) 
                 f"unknown call status {status!r}; expected one of {', '.join(CALL_STATUSES)}",
                 pointer=f"{ptr}/ledger/{_escape(call_id)}",
             )
-    frame.ledger = cast(Any, dict(ledger))
+    frame.ledger = cast(Any, _full_ledger(frame, ledger))
     results = _object(obj.get("results", {}), f"{ptr}/results")
     for call_id, text in results.items():
         if not isinstance(text, str):
@@ -171,6 +182,18 @@ def _frame_from_data(raw: Any, ptr: str, links: list[tuple[Pending, int, str]]) 
         if child is not None:
             links.append((entry, child, f"{where}/child"))
     return frame
+
+
+def _full_ledger(frame: Frame, written: dict[str, Any]) -> dict[str, Any]:
+    """The ledger with every call of a closed turn that the document left out as `done`."""
+    current = frame.in_flight()
+    closed_turns = frame.messages[:-1] if current else frame.messages
+    ledger: dict[str, Any] = {}
+    for message in closed_turns:
+        for call in message.get("tool_calls") or ():
+            ledger[call["id"]] = "done"
+    ledger.update(written)
+    return ledger
 
 
 def _pending_from_data(raw: Any, ptr: str) -> tuple[Pending, int | None]:

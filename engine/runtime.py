@@ -10,6 +10,7 @@ tool's parameters. A document that fails any check is refused whole; nothing run
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import uuid
@@ -191,7 +192,7 @@ class Runtime:
             raise ContinuationError(
                 f"agent {frame.agent!r} is not in the spec", pointer=f"{ptr}/agent"
             )
-        in_flight = {c["id"] for c in frame.in_flight()}
+        in_flight = {c["id"]: c for c in frame.in_flight()}
         for call_id in frame.results:
             if call_id not in in_flight:
                 raise ContinuationError(
@@ -207,7 +208,7 @@ class Runtime:
             self._check_entry(agent, entry, where, in_flight)
 
     def _check_entry(
-        self, agent: BoundAgent, entry: Pending, where: str, in_flight: set[str]
+        self, agent: BoundAgent, entry: Pending, where: str, in_flight: dict[str, Message]
     ) -> None:
         if entry.tool is None:
             expected = fingerprint(entry.id, entry.reason, entry.detail)
@@ -218,17 +219,25 @@ class Runtime:
                     "does not have in the spec",
                     pointer=f"{where}/tool",
                 )
-            if entry.id not in in_flight:
-                raise ContinuationError(
-                    f"pending call {entry.id!r} is not a call of the agent's current turn",
-                    pointer=f"{where}/id",
-                )
             expected = fingerprint(entry.id, entry.tool, entry.arguments)
         if entry.fingerprint != expected:
             raise ContinuationError(
                 "the entry does not match its fingerprint: its call was modified",
                 pointer=f"{where}/fingerprint",
             )
+        if entry.tool is not None:
+            call = in_flight.get(entry.id)
+            if call is None:
+                raise ContinuationError(
+                    f"pending call {entry.id!r} is not a call of the agent's current turn",
+                    pointer=f"{where}/id",
+                )
+            if call["function"]["name"] != entry.tool or _parsed(call) != entry.arguments:
+                raise ContinuationError(
+                    f"pending call {entry.id!r} differs from the call in the agent's messages: "
+                    "the document was modified",
+                    pointer=f"{where}/arguments",
+                )
         allowed = self._allowed(entry)
         extra = set(entry.decisions) - allowed
         if extra:
@@ -259,6 +268,14 @@ class Runtime:
             tool = self.spec.tools.get(entry.tool or "")
             return frozenset(tool.approval.decisions) if tool else frozenset()
         return _ALLOWED[entry.reason]
+
+
+def _parsed(call: Message) -> Any:
+    text = call["function"]["arguments"]
+    try:
+        return json.loads(text) if text.strip() else {}
+    except (json.JSONDecodeError, RecursionError):
+        return None
 
 
 def _close_all(loops: list[asyncio.AbstractEventLoop]) -> None:
