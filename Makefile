@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck unit bench dot clean
+.PHONY: demo test lint typecheck unit bench dot figures clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,16 @@ demo: $(STAMP) dot
 	  -p "Onboard Ada Lovelace as an engineer"; test $$? -eq 3
 	@echo; echo "== callcc resume: approve, and the run finishes where it stopped"
 	$(BIN)/callcc resume $(DEMO_STATE) --approve call_acc_2
+
+FIGURE_STATE := .callcc/figure-state.json
+
+# docs/hr-suspended.svg, regenerated from the HR example so the README's picture never goes stale.
+figures: $(STAMP) dot
+	@rm -f $(FIGURE_STATE)
+	$(BIN)/callcc run specs/hr_agent.yaml --run-id golden-hr --state $(FIGURE_STATE) --quiet \
+	  -p "Onboard Ada"; test $$? -eq 3
+	$(BIN)/callcc render $(FIGURE_STATE) --spec specs/hr_agent.yaml -o docs/hr-suspended.svg
+	$(BIN)/callcc render $(FIGURE_STATE) --spec specs/hr_agent.yaml -o docs/hr-suspended.png
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check engine tests bench

@@ -326,6 +326,12 @@ class Continuation:
             root=root,
         )
 
+    def _repr_svg_(self) -> str:
+        """Jupyter draws a continuation as its suspended call stack."""
+        from engine.render import render, stack_graph
+
+        return render(stack_graph(self), "svg").decode("utf-8")
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Continuation) and self.to_dict() == other.to_dict()
 

@@ -34,6 +34,7 @@ def register(sub: Any) -> None:
     prompt.add_argument("-p", "--prompt", help="the user's request")
     prompt.add_argument("--prompt-file", metavar="F", help="read the request from a file")
     run.add_argument("--agent", metavar="NAME", help="start this agent instead of the entrypoint")
+    run.add_argument("--run-id", metavar="ID", help="the run's id (default: a random one)")
     _common(run)
     run.set_defaults(handler=run_command)
 
@@ -102,7 +103,7 @@ def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
     spec = load_spec(args.spec)
     state = args.state_out or DEFAULT_STATE
     with _progress(args, stdout), Runtime(spec, model_override=args.model) as runtime:
-        outcome = runtime.run(prompt, agent=args.agent)
+        outcome = runtime.run(prompt, agent=args.agent, run_id=args.run_id)
         _warn_unused(runtime, outcome, stderr)
     return _report(outcome, state, args, stdout, stderr)
 

@@ -201,3 +201,9 @@ class Spec:
     """Module prefixes `kind: python` refs may come from (empty: any)."""
     digest: str = ""
     """`sha256:` of the spec's canonical form; a continuation records it."""
+
+    def _repr_svg_(self) -> str:
+        """Jupyter draws a spec as its agent graph."""
+        from engine.render import render, spec_graph  # the spec layer never needs the renderer
+
+        return render(spec_graph(self), "svg").decode("utf-8")
