@@ -8,7 +8,7 @@ tool and one client per model. The loop then needs no YAML and no lookups by str
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 from engine.errors import UsageError
 from engine.models.base import ModelClient
 from engine.models.scripted import ScriptedModel
+from engine.spec._semantic import FORBIDDEN_MODULES
 from engine.spec.model import Agent, AgentTool, ExternalTool, Model, PythonTool, Spec, Tool
 from engine.tools import ToolContext, import_ref, infer_parameters
 
@@ -84,10 +85,15 @@ def compile_spec(
     spec: Spec,
     *,
     model_override: ModelClient | str | None = None,
+    allowed_modules: Sequence[str] | None = None,
 ) -> Program:
     """Bind every agent's model and tools. `model_override` replaces every agent's model: a
-    client object, a model name from the spec, or `scripted:PATH`."""
+    client object, a model name from the spec, or `scripted:PATH`. Python tools are imported
+    only from modules the spec's `allow_modules` and the caller's `allowed_modules` allow."""
     search_path = str(Path(spec.path).resolve().parent) if spec.path else None
+    for tool in spec.tools.values():
+        if isinstance(tool, PythonTool):
+            check_module_allowed(tool, spec.allow_modules, allowed_modules)
     override = _resolve_override(spec, model_override)
     clients: dict[str, ModelClient] = {}
     tools = {name: _bind_tool(tool, search_path) for name, tool in spec.tools.items()}
@@ -107,6 +113,31 @@ def compile_spec(
             tool_defs=tuple(_definition(t) for t in own.values()),
         )
     return Program(spec=spec, agents=agents)
+
+
+def check_module_allowed(
+    tool: PythonTool, spec_allows: Sequence[str], runtime_allows: Sequence[str] | None
+) -> None:
+    """Refuse a ref from a forbidden module, or from outside either allowlist."""
+    module = tool.ref.split(":", 1)[0]
+    if module.split(".", 1)[0] in FORBIDDEN_MODULES:
+        raise UsageError(
+            f"tool {tool.name!r}: ref {tool.ref!r} comes from a module tools may never come "
+            f"from ({', '.join(sorted(FORBIDDEN_MODULES))}); wrap it in a function of your own"
+        )
+    for source, allows in (
+        ("the spec's allow_modules", spec_allows),
+        ("the runtime's allowed_modules (--allow-module)", runtime_allows),
+    ):
+        if allows and not any(module == p or module.startswith(p + ".") for p in allows):
+            raise UsageError(
+                f"tool {tool.name!r}: module {module!r} is not allowed by {source} "
+                f"({', '.join(allows)})"
+            )
+    if runtime_allows is not None and not runtime_allows:
+        raise UsageError(
+            f"tool {tool.name!r}: the runtime allows no python modules (allowed_modules=[])"
+        )
 
 
 def build_model(model: Model) -> ModelClient:

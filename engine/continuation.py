@@ -7,13 +7,20 @@ in `decision` fields, so deciding several entries in any order gives the same do
 Versions of the document (`version`), newest last; every version listed here still loads:
 
 - 1: flat `frames` (root first, children by index), per-frame `counters`, `ledger`,
-  `results` and `pending` entries with `decision`.
+  `results` and `pending` entries with `decision`; a `nonce` per suspension and an optional
+  HMAC-SHA256 `signature` (see `engine.signing`).
+
+A continuation made by a `Runtime` that has signing keys carries its key in memory (never in
+the document): its decisions stay signed and `to_json` signs. One parsed from JSON is only
+trusted by such a runtime once its signature was verified (`from_json(text, keys=...)` or
+`Runtime.load`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +39,7 @@ from engine.frames import (
     Stop,
     walk,
 )
+from engine.signing import sign, verify
 
 FORMAT = "callcc.continuation"
 VERSION = 1
@@ -87,7 +95,7 @@ class PendingDecision:
 class Continuation:
     """A suspended run: its id, the spec it belongs to, and the root frame."""
 
-    __slots__ = ("_root", "run_id", "spec_digest", "spec_name", "spec_path")
+    __slots__ = ("_key", "_root", "nonce", "run_id", "spec_digest", "spec_name", "spec_path")
 
     def __init__(
         self,
@@ -97,6 +105,8 @@ class Continuation:
         spec_digest: str,
         root: Frame,
         spec_path: str | None = None,
+        nonce: str | None = None,
+        key: bytes | None = None,
     ) -> None:
         self.run_id = run_id
         """The run's id, stable across suspensions."""
@@ -106,7 +116,19 @@ class Continuation:
         """Digest of that spec's canonical form when the run suspended."""
         self.spec_path = spec_path
         """Where the spec file was when the run started: a hint for `callcc resume`."""
+        self.nonce = nonce or secrets.token_hex(12)
+        """Names this suspension; a run store refuses to resume the same nonce twice."""
         self._root = root
+        self._key = key
+
+    @property
+    def signed(self) -> bool:
+        """True when this object holds a signing key (verified, or made by a keyed runtime)."""
+        return self._key is not None
+
+    def signed_with(self, keys: Sequence[bytes]) -> bool:
+        """True when this object was verified with (or made under) one of `keys`."""
+        return self._key is not None and self._key in keys
 
     @property
     def root(self) -> Frame:
@@ -215,6 +237,8 @@ class Continuation:
             spec_name=self.spec_name,
             spec_digest=self.spec_digest,
             spec_path=self.spec_path,
+            nonce=self.nonce,
+            key=self._key,
             root=root,
         )
 
@@ -245,14 +269,24 @@ class Continuation:
             "format": FORMAT,
             "version": VERSION,
             "run_id": self.run_id,
+            "nonce": self.nonce,
             "spec": self._spec_data(),
             "frames": frames_to_data(self._root),
         }
 
     def to_json(self, *, indent: int | None = None) -> str:
-        """The document as JSON text."""
-        separators = (",", ":") if indent is None else (",", ": ")
-        return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent, separators=separators)
+        """The document as JSON text, signed when this object holds a key."""
+        data = self.to_dict()
+        payload = _compact(data)
+        if self._key is None:
+            if indent is None:
+                return payload
+            return json.dumps(data, ensure_ascii=False, indent=indent)
+        signature = sign(payload, self._key)
+        if indent is None:
+            return payload[:-1] + ',"signature":' + _compact(signature) + "}"
+        data["signature"] = signature
+        return json.dumps(data, ensure_ascii=False, indent=indent)
 
     def _spec_data(self) -> dict[str, str]:
         data = {"name": self.spec_name, "digest": self.spec_digest}
@@ -261,8 +295,11 @@ class Continuation:
         return data
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> Continuation:
-        """Parse a document, refusing anything malformed with the JSON pointer of the fault."""
+    def from_json(cls, text: str | bytes, *, keys: Sequence[bytes] = ()) -> Continuation:
+        """Parse a document, refusing anything malformed with the JSON pointer of the fault.
+
+        With `keys`, the signature must verify with one of them (an unsigned or modified
+        document is refused); the result then signs with the first key."""
         if len(text) > MAX_DOCUMENT_BYTES:
             raise ContinuationError(
                 f"document is {len(text)} bytes, over the {MAX_DOCUMENT_BYTES} byte limit"
@@ -278,11 +315,16 @@ class Continuation:
             ) from None
         except RecursionError:
             raise ContinuationError("document nests too deeply to be a continuation") from None
-        return cls.from_dict(data)
+        if not isinstance(data, dict):
+            raise ContinuationError("expected a JSON object", pointer="")
+        signature = data.pop("signature", None)
+        if keys:
+            verify(_compact(data), signature, keys)
+        return cls.from_dict(data, _key=keys[0] if keys else None)
 
     @classmethod
-    def from_dict(cls, data: Any) -> Continuation:
-        """Build from plain JSON data, checking every field."""
+    def from_dict(cls, data: Any, *, _key: bytes | None = None) -> Continuation:
+        """Build from plain JSON data (without `signature`), checking every field."""
         if not isinstance(data, dict):
             raise ContinuationError("expected a JSON object", pointer="")
         if data.get("format") != FORMAT:
@@ -299,13 +341,16 @@ class Continuation:
                 pointer="/version",
                 suggestion="upgrade callcc to read newer documents",
             )
-        allowed = {"format", "version", "run_id", "spec", "frames"}
+        allowed = {"format", "version", "run_id", "nonce", "spec", "frames"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ContinuationError(f"unknown field {unknown[0]!r}", pointer=f"/{unknown[0]}")
         run_id = data.get("run_id")
         if not isinstance(run_id, str) or not run_id:
             raise ContinuationError("expected a non-empty string", pointer="/run_id")
+        nonce = data.get("nonce")
+        if not isinstance(nonce, str) or not nonce:
+            raise ContinuationError("expected a non-empty string", pointer="/nonce")
         spec = data.get("spec")
         if (
             not isinstance(spec, dict)
@@ -323,6 +368,8 @@ class Continuation:
             spec_name=spec["name"],
             spec_digest=spec["digest"],
             spec_path=spec.get("path"),
+            nonce=nonce,
+            key=_key,
             root=root,
         )
 
@@ -341,6 +388,10 @@ class Continuation:
     def __repr__(self) -> str:
         waiting = ", ".join(p.path for p in self.pending()) or "nothing"
         return f"<Continuation run={self.run_id} spec={self.spec_name} waiting on {waiting}>"
+
+
+def _compact(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 __all__ = ["Continuation", "PendingDecision", "decision_to_data"]

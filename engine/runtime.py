@@ -15,7 +15,7 @@ import logging
 import threading
 import uuid
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -26,6 +26,7 @@ from engine.errors import ContinuationError, DecisionError, SpecChangedError, Us
 from engine.frames import Frame, Message, Pending, walk
 from engine.loop import Fail, Finish, drive
 from engine.models.base import ModelClient
+from engine.signing import keys_from_env, normalize_keys
 from engine.spec.model import Spec
 from engine.tooling import RunContext, argument_problem
 
@@ -80,9 +81,24 @@ Outcome = Finished | Suspended | Failed
 class Runtime:
     """A compiled spec, ready to run and resume."""
 
-    def __init__(self, spec: Spec, *, model_override: ModelClient | str | None = None) -> None:
+    def __init__(
+        self,
+        spec: Spec,
+        *,
+        model_override: ModelClient | str | None = None,
+        secret_key: str | bytes | Sequence[str | bytes] | None = None,
+        allowed_modules: Sequence[str] | None = None,
+    ) -> None:
+        """Compile `spec`. `secret_key` (one key, or several: the first signs, all verify)
+        defaults to `CALLCC_SECRET_KEY` / `CALLCC_SECRET_KEY_FILE`; without any key,
+        continuations are unsigned. `allowed_modules` narrows where python tools may come from
+        (on top of the spec's own `allow_modules`)."""
         self.spec = spec
-        self.program: Program = compile_spec(spec, model_override=model_override)
+        self.keys = normalize_keys(secret_key) if secret_key is not None else keys_from_env()
+        self.program: Program = compile_spec(
+            spec, model_override=model_override, allowed_modules=allowed_modules
+        )
+        self._consumed: set[str] = set()
         self._local = threading.local()
         self._loops: list[asyncio.AbstractEventLoop] = []
         self._finalizer = weakref.finalize(self, _close_all, self._loops)
@@ -105,7 +121,18 @@ class Runtime:
     ) -> Outcome:
         """Apply the decisions recorded in `continuation` and carry on."""
         self.check(continuation, allow_spec_change=allow_spec_change)
+        if continuation.nonce in self._consumed:
+            raise ContinuationError(
+                "this continuation was already resumed by this runtime; resume the one its "
+                "resume returned",
+                pointer="/nonce",
+            )
+        self._consumed.add(continuation.nonce)
         return await self._drive(continuation.root, continuation.run_id)
+
+    def load(self, text: str | bytes) -> Continuation:
+        """Parse a document, verifying its signature with this runtime's keys (if any)."""
+        return Continuation.from_json(text, keys=self.keys)
 
     async def _drive(self, root: Frame, run_id: str) -> Outcome:
         ctx = RunContext(program=self.program, run_id=run_id)
@@ -118,6 +145,7 @@ class Runtime:
             spec_name=self.spec.name,
             spec_digest=self.spec.digest,
             spec_path=self.spec.path or None,
+            key=self.keys[0] if self.keys else None,
             root=root,
         )
         if isinstance(result, Fail):
@@ -169,6 +197,13 @@ class Runtime:
 
     def check(self, continuation: Continuation, *, allow_spec_change: bool = False) -> None:
         """Refuse a document this spec cannot resume, before anything executes."""
+        if self.keys and not continuation.signed_with(self.keys):
+            raise ContinuationError(
+                "the continuation's signature was not verified with this runtime's keys",
+                pointer="/signature",
+                suggestion="load documents with runtime.load(text) or "
+                "Continuation.from_json(text, keys=...)",
+            )
         if continuation.spec_name != self.spec.name:
             raise SpecChangedError(
                 f"the continuation belongs to spec {continuation.spec_name!r}, "

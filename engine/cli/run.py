@@ -14,7 +14,8 @@ from engine.continuation import Continuation, PendingDecision
 from engine.errors import DecisionError, UsageError
 from engine.models.scripted import ScriptedModel
 from engine.runtime import Failed, Finished, Outcome, Runtime
-from engine.spec import load_spec
+from engine.signing import KEY_ENV, KEY_FILE_ENV, generate_key, keys_from_env
+from engine.spec import Spec, load_spec
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SUSPENDED = 0, 1, 2, 3
 DEFAULT_STATE = "callcc-state.json"
@@ -82,9 +83,24 @@ def register(sub: Any) -> None:
     _common(resume)
     resume.set_defaults(handler=resume_command)
 
+    keygen = sub.add_parser(
+        "keygen",
+        help="print a new random key for signing continuations",
+        description=f"Print a new 256-bit key. Export it as {KEY_ENV} (several keys separated "
+        "by commas rotate: the first signs, all verify), or put it in the file named by "
+        f"{KEY_FILE_ENV}.",
+    )
+    keygen.set_defaults(handler=keygen_command)
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="NAME|scripted:PATH", help="use this model for all")
+    parser.add_argument(
+        "--allow-module",
+        action="append",
+        metavar="PREFIX",
+        help="only import python tools from modules under PREFIX (repeatable)",
+    )
     parser.add_argument(
         "--state",
         dest="state_out",
@@ -102,7 +118,7 @@ def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
         prompt = _read(args.prompt_file)
     spec = load_spec(args.spec)
     state = args.state_out or DEFAULT_STATE
-    with _progress(args, stdout), Runtime(spec, model_override=args.model) as runtime:
+    with _progress(args, stdout), _runtime(spec, args, stderr) as runtime:
         outcome = runtime.run(prompt, agent=args.agent, run_id=args.run_id)
         _warn_unused(runtime, outcome, stderr)
     return _report(outcome, state, args, stdout, stderr)
@@ -110,7 +126,9 @@ def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
 
 def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`callcc pending`."""
-    continuation = Continuation.from_json(_read(args.state))
+    keys = keys_from_env()
+    _warn_unsigned(keys, stderr)
+    continuation = Continuation.from_json(_read(args.state), keys=keys)
     items = continuation.pending()
     if args.format == "json":
         json.dump([p.to_dict() for p in items], stdout, indent=2, ensure_ascii=False)
@@ -122,18 +140,39 @@ def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
 
 def resume_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`callcc resume`."""
-    continuation = Continuation.from_json(_read(args.state))
-    spec_path = args.spec or continuation.spec_path
+    text = _read(args.state)
+    spec_path = args.spec or Continuation.from_json(text).spec_path
     if not spec_path:
         raise UsageError("the state file records no spec path; pass --spec SPEC")
     spec = load_spec(spec_path)
-    continuation = apply_decisions(continuation, args)
-    with _progress(args, stdout), Runtime(spec, model_override=args.model) as runtime:
+    with _progress(args, stdout), _runtime(spec, args, stderr) as runtime:
+        continuation = apply_decisions(runtime.load(text), args)
         outcome = runtime.resume(continuation, allow_spec_change=args.allow_spec_change)
         _warn_unused(runtime, outcome, stderr)
     if args.state_out and args.state_out != args.state:
         Path(args.state).unlink(missing_ok=True)  # consumed: only the new state may resume
     return _report(outcome, args.state_out or args.state, args, stdout, stderr)
+
+
+def _runtime(spec: Spec, args: argparse.Namespace, stderr: TextIO) -> Runtime:
+    runtime = Runtime(spec, model_override=args.model, allowed_modules=args.allow_module)
+    _warn_unsigned(runtime.keys, stderr)
+    return runtime
+
+
+def _warn_unsigned(keys: tuple[bytes, ...], stderr: TextIO) -> None:
+    if not keys:
+        print(
+            f"callcc: warning: continuations are not signed; set {KEY_ENV} "
+            "(`callcc keygen` makes a key)",
+            file=stderr,
+        )
+
+
+def keygen_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """`callcc keygen`."""
+    stdout.write(generate_key() + "\n")
+    return EXIT_OK
 
 
 def apply_decisions(continuation: Continuation, args: argparse.Namespace) -> Continuation:
