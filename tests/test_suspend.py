@@ -26,7 +26,9 @@ from builders import (
     user,
 )
 
+from engine.continuation import Continuation
 from engine.errors import DecisionError
+from engine.runtime import Suspended
 from engine.spec.model import ExternalTool, Limits, SuspendRules
 
 
@@ -447,3 +449,28 @@ def test_approve_all_approves_every_undecided_entry_that_allows_it() -> None:
     finished(resume(rt, suspended(run(rt)).approve_all()))
 
     assert loop_tools.CALLS == [("transfer", BOB), ("transfer", BOB)]
+
+
+def test_BUG_the_every_turns_pause_counter_survives_the_json_document() -> None:
+    """`pause_turns` must be in the document, or a run resumed from JSON (another process)
+    pauses later than the same run resumed in memory."""
+    spec = make_spec(
+        [agent("main", "echo", "transfer", suspend=SuspendRules(every_turns=2))],
+        [python_tool("echo"), gated("transfer")],
+    )
+    turns = {
+        "main": [
+            calls(call("t1", "transfer", BOB)),
+            calls(call("e1", "echo", {"text": "a"})),
+            say("Done."),
+        ]
+    }
+    rt = runtime(spec, turns)
+    decided = suspended(run(rt)).approve("t1")
+
+    in_memory = suspended(rt.resume(decided))
+    from_json = runtime(spec, turns).resume(Continuation.from_json(decided.to_json()))
+
+    assert pending_ids(in_memory) == ["main/pause-1"]
+    assert isinstance(from_json, Suspended), from_json
+    assert pending_ids(from_json.continuation) == ["main/pause-1"]
