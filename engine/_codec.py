@@ -28,8 +28,18 @@ from engine.frames import (
     walk,
 )
 
-_COUNTERS_INT = ("turns", "attempts", "tool_calls", "extra_turns", "extra_tool_calls", "serial")
+_COUNTERS_INT = (
+    "turns",
+    "attempts",
+    "tool_calls",
+    "extra_turns",
+    "extra_tool_calls",
+    "pause_turns",
+    "serial",
+)
 _COUNTERS_NUM = ("extra_seconds", "elapsed", "pause_elapsed")
+_SAME_AS = {"attempts": "turns", "pause_turns": "turns", "pause_elapsed": "elapsed"}
+"""Counters left out when equal to another (the usual case): absent means equal."""
 _ROLES = frozenset({"user", "assistant", "tool", "system", "developer"})
 
 
@@ -43,13 +53,13 @@ def frames_to_data(root: Frame) -> list[dict[str, Any]]:
 def _frame_to_data(frame: Frame, index: dict[int, int]) -> dict[str, Any]:
     data: dict[str, Any] = {"agent": frame.agent, "messages": frame.messages}
     counters: dict[str, Any] = {}
-    for name in _COUNTERS_INT:
+    for name in _COUNTERS_INT + _COUNTERS_NUM:
         value = getattr(frame, name)
-        if value:
-            counters[name] = value
-    for name in _COUNTERS_NUM:
-        value = round(getattr(frame, name), 4)  # 0.1 ms is plenty for budgets in seconds
-        if value:
+        if isinstance(value, float):
+            value = round(value, 4)  # 0.1 ms is plenty for budgets in seconds
+        other = _SAME_AS.get(name)
+        default = round(getattr(frame, other), 4) if other else 0
+        if value != default:
             counters[name] = value
     data["counters"] = counters
     # Calls of closed turns are `done` unless the ledger says otherwise: only the exceptions
@@ -143,20 +153,19 @@ def _frame_from_data(raw: Any, ptr: str, links: list[tuple[Pending, int, str]]) 
     )
     counters = _object(obj.get("counters", {}), f"{ptr}/counters")
     _known(counters, f"{ptr}/counters", set(_COUNTERS_INT + _COUNTERS_NUM))
-    for name in _COUNTERS_INT:
-        value = counters.get(name, 0)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ContinuationError(
-                "expected a non-negative integer", pointer=f"{ptr}/counters/{name}"
-            )
-        setattr(frame, name, value)
-    for name in _COUNTERS_NUM:
-        value = counters.get(name, 0.0)
-        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-            raise ContinuationError(
-                "expected a non-negative number", pointer=f"{ptr}/counters/{name}"
-            )
-        setattr(frame, name, float(value))
+    for name in _COUNTERS_INT + _COUNTERS_NUM:  # `_SAME_AS` targets come first in each
+        other = _SAME_AS.get(name)
+        value = counters.get(name, getattr(frame, other) if other else 0)
+        whole = name in _COUNTERS_INT
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or value < 0
+            or (whole and not isinstance(value, int))
+        ):
+            expected = "a non-negative integer" if whole else "a non-negative number"
+            raise ContinuationError(f"expected {expected}", pointer=f"{ptr}/counters/{name}")
+        setattr(frame, name, value if whole else float(value))
     ledger = _object(obj.get("ledger", {}), f"{ptr}/ledger")
     for call_id, status in ledger.items():
         if status not in CALL_STATUSES:

@@ -19,3 +19,10 @@ def openai_server() -> Iterator[OpenAICompatServer]:
     with OpenAICompatServer() as server:
         yield server
         server.assert_done()
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never pick up a developer's signing keys or run store from the environment."""
+    for name in ("CALLCC_SECRET_KEY", "CALLCC_SECRET_KEY_FILE", "CALLCC_STORE"):
+        monkeypatch.delenv(name, raising=False)

@@ -435,7 +435,7 @@ def test_the_schema_refuses_what_the_loader_refuses() -> None:
 # -- frozen fixtures of released versions --------------------------------------------------
 
 
-def test_BUG_the_frozen_v1_hr_fixture_without_a_nonce_still_loads_resumes_and_finishes() -> None:
+def test_the_frozen_v1_hr_fixture_still_loads_resumes_and_finishes() -> None:
     spec = load_spec(ROOT / "specs" / "hr_agent.yaml")
     text = (FIXTURES / "v1-hr-approval.json").read_text(encoding="utf-8")
     document = Continuation.from_json(text)

@@ -161,7 +161,7 @@ def test_edit_with_json_args_finishes_and_bad_args_are_bad_input(payments_state:
     assert json.loads(out)["output"] == "Transferred 200 EUR from acct_alice to acct_bob."
 
 
-def test_BUG_answer_then_pause_then_continue_through_the_research_example(tmp_path: Path) -> None:
+def test_answer_then_pause_then_continue_through_the_research_example(tmp_path: Path) -> None:
     state = tmp_path / "research.json"
     code, out, _ = callcc(
         "run", str(SPECS / "research.yaml"), "-p", "What is call/cc?", "--state", str(state),

@@ -451,7 +451,7 @@ def test_approve_all_approves_every_undecided_entry_that_allows_it() -> None:
     assert loop_tools.CALLS == [("transfer", BOB), ("transfer", BOB)]
 
 
-def test_BUG_the_every_turns_pause_counter_survives_the_json_document() -> None:
+def test_the_every_turns_pause_counter_survives_the_json_document() -> None:
     """`pause_turns` must be in the document, or a run resumed from JSON (another process)
     pauses later than the same run resumed in memory."""
     spec = make_spec(
