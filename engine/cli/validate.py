@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 from engine.errors import Diagnostic
 from engine.spec import validate_files
-from engine.spec.schema import schema_text
+from engine.spec.schema import CONTINUATION_SCHEMA_NAME, SCHEMA_NAME, schema_text
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -39,7 +39,11 @@ def register(sub: Any) -> None:
     schema = sub.add_parser(
         "schema",
         help="print the JSON Schema of the spec format",
-        description="Print the JSON Schema (draft 2020-12) that spec files follow.",
+        description="Print the JSON Schema (draft 2020-12) that spec files follow, or with "
+        "--continuation the one continuation documents follow.",
+    )
+    schema.add_argument(
+        "--continuation", action="store_true", help="the continuation document's schema"
     )
     schema.set_defaults(handler=run_schema)
 
@@ -57,8 +61,8 @@ def run_validate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
 
 
 def run_schema(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    """Print the spec schema."""
-    stdout.write(schema_text())
+    """Print the spec schema (or the continuation schema)."""
+    stdout.write(schema_text(CONTINUATION_SCHEMA_NAME if args.continuation else SCHEMA_NAME))
     return EXIT_OK
 
 

@@ -13,18 +13,21 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 SCHEMA_NAME = "agent-spec.v1.schema.json"
-"""File name of the spec schema, in `schema/` of the repository (or `engine/schema/` in wheels)."""
+"""File name of the spec schema, in `schema/` of the repository (`engine/schema` links to it,
+so wheels ship it as package data)."""
+CONTINUATION_SCHEMA_NAME = "continuation.v1.schema.json"
+"""File name of the continuation document's schema, beside the spec schema."""
 
 
-def schema_text() -> str:
-    """The spec schema's JSON text, from the installed package if shipped there, else the repo."""
+def schema_text(name: str = SCHEMA_NAME) -> str:
+    """A schema's JSON text, from the installed package if shipped there, else the repo."""
     try:
-        packaged = resources.files("engine").joinpath("schema", SCHEMA_NAME)
+        packaged = resources.files("engine").joinpath("schema", name)
         if packaged.is_file():
             return packaged.read_text(encoding="utf-8")
     except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
         pass
-    repo = Path(__file__).resolve().parent.parent.parent / "schema" / SCHEMA_NAME
+    repo = Path(__file__).resolve().parent.parent.parent / "schema" / name
     return repo.read_text(encoding="utf-8")
 
 
