@@ -127,3 +127,11 @@ class ToolTimeoutError(ToolFailure):
     def __init__(self, tool: str, timeout_seconds: float) -> None:
         self.timeout_seconds = timeout_seconds
         super().__init__(tool, f"timed out after {timeout_seconds:g} s")
+
+
+class ConflictError(UsageError):
+    """Another process changed the run first (a second resume, a concurrent recovery)."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(message)

@@ -1,0 +1,145 @@
+"""The run store protocol: what the interpreter needs to keep runs durably.
+
+A run is a row (id, spec, status, version, timestamps, the nonce of the continuation it waits
+on, its output or failure) plus an append-only list of events. Events are deltas of frames,
+keyed by the frame's path (`""` for the root, `"/call_1/call_7"` for a sub-agent started by
+call `call_1`, and so on): `messages` (messages from index `start` on, usually only new ones),
+`state` (the frame without its messages: counters, ledger, results, pending entries) and
+nothing else. Replaying the events rebuilds the continuation (`engine.journal`), so storage
+grows with the messages, not with the number of steps.
+
+Every write names the version it expects and bumps it; a write against another version raises
+`ConflictError`, so of two processes driving one run only one can go on. `claim` is the door
+to a resume: it succeeds once per suspension (its nonce), whoever asks first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeAlias
+
+RunStatus: TypeAlias = Literal["running", "suspended", "finished", "failed"]
+RUN_STATUSES: tuple[RunStatus, ...] = ("running", "suspended", "finished", "failed")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Event:
+    """One delta of one frame."""
+
+    frame: str
+    """The frame's path: `""` for the root, `"/call_1"` for the sub-agent call_1 started."""
+    kind: Literal["messages", "state"]
+    """`messages`: `data` is `{"start": i, "messages": [...]}`; `state`: the frame without
+    messages, as in the continuation document (`pending[].child` is true/false)."""
+    data: dict[str, Any]
+    """The payload, plain JSON."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunRecord:
+    """One run as the store keeps it."""
+
+    run_id: str
+    """The run's id."""
+    spec_name: str
+    """`name` of the spec."""
+    spec_digest: str
+    """Digest of the spec the run started (or last resumed) with."""
+    spec_path: str | None
+    """Where the spec file was, as given."""
+    agent: str
+    """The entry agent."""
+    status: RunStatus
+    """running, suspended, finished or failed."""
+    version: int
+    """Bumped by every write; writes name the version they expect."""
+    nonce: str | None
+    """The nonce of the continuation a suspended run waits on."""
+    output: str | None
+    """The final reply (finished) or the failure reason (failed)."""
+    created_at: float
+    """Seconds since the epoch."""
+    updated_at: float
+    """Seconds since the epoch."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PendingRow:
+    """One decision a suspended run waits for, queryable without parsing documents."""
+
+    run_id: str
+    """The run."""
+    path: str
+    """`agent/.../call_id`, as `Continuation.pending()` names it."""
+    call_id: str
+    """The call (or synthetic) id."""
+    tool: str | None
+    """The tool called, None for frame-level waits."""
+    reason: str
+    """approval, external, turn_limit, pause or error."""
+    created_at: float
+    """When the run suspended on it (seconds since the epoch)."""
+
+
+class RunStore(Protocol):
+    """Durable runs. Implementations: `engine.store.sqlite`, `engine.store.postgres`."""
+
+    url: str
+    """The URL the store was opened with (never contains a password: it is masked)."""
+
+    def create_run(self, run: RunRecord) -> None:
+        """Insert a new run (status running, version 0); ConflictError if the id exists."""
+        ...
+
+    def append(self, run_id: str, version: int, events: Sequence[Event]) -> int:
+        """Append events in one transaction if the run is at `version`; return the new
+        version (version + 1). ConflictError when the version differs."""
+        ...
+
+    def settle(
+        self,
+        run_id: str,
+        version: int,
+        *,
+        status: RunStatus,
+        nonce: str | None,
+        output: str | None,
+        pending: Sequence[PendingRow],
+        spec_digest: str | None = None,
+    ) -> int:
+        """Record the outcome of a drive (status, the nonce it waits on, output or failure
+        reason) and replace the run's pending rows, if at `version`; return the new version."""
+        ...
+
+    def claim(self, run_id: str, nonce: str) -> int:
+        """Take a suspended run waiting on `nonce` for a resume: record the nonce as consumed,
+        set status running, bump and return the version. ConflictError when the run is not
+        suspended on that nonce (already resumed, superseded, finished) — exactly one of any
+        number of concurrent claims succeeds."""
+        ...
+
+    def take_over(self, run_id: str, version: int) -> int:
+        """For recovery: bump the version of a `running` run whose process died, so that
+        process (if it lives after all) fails its next write; return the new version."""
+        ...
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run; `KeyError`-free: raises UsageError naming the id when unknown."""
+        ...
+
+    def events(self, run_id: str) -> list[Event]:
+        """All events of a run, in append order."""
+        ...
+
+    def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
+        """Runs, newest first, optionally of one status."""
+        ...
+
+    def pending(self, *, limit: int = 100) -> list[PendingRow]:
+        """Pending decisions across runs, oldest first."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
