@@ -8,6 +8,7 @@ index), so the JSON nests only a few levels whatever the depth of the call stack
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 from engine.errors import ContinuationError
@@ -47,10 +48,17 @@ def frames_to_data(root: Frame) -> list[dict[str, Any]]:
     """The stack as a flat list of frame objects, root first."""
     order = walk(root)
     index = {id(frame): i for i, (_, frame) in enumerate(order)}
-    return [_frame_to_data(frame, index) for _, frame in order]
+    return [_frame_to_data(frame, lambda child: index[id(child)]) for _, frame in order]
 
 
-def _frame_to_data(frame: Frame, index: dict[int, int]) -> dict[str, Any]:
+def frame_state_data(frame: Frame) -> dict[str, Any]:
+    """A frame without its messages, `pending[].child` as true: a run store's `state` event."""
+    data = _frame_to_data(frame, lambda child: True)
+    del data["messages"]
+    return data
+
+
+def _frame_to_data(frame: Frame, child_ref: Callable[[Frame], Any]) -> dict[str, Any]:
     data: dict[str, Any] = {"agent": frame.agent, "messages": frame.messages}
     counters: dict[str, Any] = {}
     for name in _COUNTERS_INT + _COUNTERS_NUM:
@@ -73,11 +81,11 @@ def _frame_to_data(frame: Frame, index: dict[int, int]) -> dict[str, Any]:
     if frame.results:
         data["results"] = frame.results
     if frame.pending:
-        data["pending"] = [_pending_to_data(p, index) for p in frame.pending]
+        data["pending"] = [_pending_to_data(p, child_ref) for p in frame.pending]
     return data
 
 
-def _pending_to_data(entry: Pending, index: dict[int, int]) -> dict[str, Any]:
+def _pending_to_data(entry: Pending, child_ref: Callable[[Frame], Any]) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": entry.id,
         "reason": entry.reason,
@@ -93,7 +101,7 @@ def _pending_to_data(entry: Pending, index: dict[int, int]) -> dict[str, Any]:
     if entry.decision is not None:
         data["decision"] = decision_to_data(entry.decision)
     if entry.child is not None:
-        data["child"] = index[id(entry.child)]
+        data["child"] = child_ref(entry.child)
     return data
 
 

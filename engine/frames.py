@@ -195,6 +195,9 @@ class Frame:
     """Results of the current turn's calls, until all are in and become tool messages."""
     pending: list[Pending] = field(default_factory=list)
     """What the frame waits on, in tool-call order."""
+    path: str = ""
+    """Where the frame sits, by the calls that started it: `""` for the root, `"/call_1"`
+    for the sub-agent call_1 started (in memory only; a run store keys deltas by it)."""
 
     def copy(self) -> Frame:
         """A deep copy of this frame and all its children (messages are shared: they are
@@ -248,6 +251,7 @@ def _shallow(frame: Frame) -> Frame:
         serial=frame.serial,
         ledger=dict(frame.ledger),
         results=dict(frame.results),
+        path=frame.path,
         pending=[
             Pending(
                 id=p.id,
@@ -264,6 +268,18 @@ def _shallow(frame: Frame) -> Frame:
             for p in frame.pending
         ],
     )
+
+
+def assign_paths(root: Frame) -> None:
+    """Set every frame's `path` from the call ids that lead to it, without recursion."""
+    stack = [root]
+    root.path = ""
+    while stack:
+        frame = stack.pop()
+        for entry in frame.pending:
+            if entry.child is not None:
+                entry.child.path = f"{frame.path}/{entry.id}"
+                stack.append(entry.child)
 
 
 def walk(root: Frame) -> list[tuple[tuple[str, ...], Frame]]:

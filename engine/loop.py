@@ -61,12 +61,15 @@ async def drive(frame: Frame, ctx: RunContext) -> Suspend | Finish | Fail:
     """Step until the frame finishes, fails or suspends; count active time in the frame."""
     agent = ctx.program.agents[frame.agent]
     clock = time.perf_counter
+    journal = ctx.journal
     while True:
         started = clock()
         result = await step(frame, agent, ctx)
         spent = clock() - started
         frame.elapsed += spent
         frame.pause_elapsed += spent
+        if journal is not None:
+            journal.checkpoint(frame)
         if not isinstance(result, Continue):
             return result
 

@@ -19,15 +19,18 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from engine import durable
 from engine._canonical import fingerprint
 from engine.compile import BoundAgent, Program, compile_spec
 from engine.continuation import Continuation
 from engine.errors import ContinuationError, DecisionError, SpecChangedError, UsageError
-from engine.frames import Frame, Message, Pending, walk
-from engine.loop import Fail, Finish, drive
+from engine.frames import Frame, Message, Pending, assign_paths, walk
+from engine.journal import Journal
+from engine.loop import Fail, Finish, Suspend, drive
 from engine.models.base import ModelClient
 from engine.signing import keys_from_env, normalize_keys
 from engine.spec.model import Spec
+from engine.store import RunStore, open_store
 from engine.tooling import RunContext, argument_problem
 
 log = logging.getLogger("callcc")
@@ -88,17 +91,21 @@ class Runtime:
         model_override: ModelClient | str | None = None,
         secret_key: str | bytes | Sequence[str | bytes] | None = None,
         allowed_modules: Sequence[str] | None = None,
+        store: RunStore | str | None = None,
     ) -> None:
         """Compile `spec`. `secret_key` (one key, or several: the first signs, all verify)
         defaults to `CALLCC_SECRET_KEY` / `CALLCC_SECRET_KEY_FILE`; without any key,
         continuations are unsigned. `allowed_modules` narrows where python tools may come from
-        (on top of the spec's own `allow_modules`)."""
+        (on top of the spec's own `allow_modules`). `store` (a `RunStore` or a URL such as
+        `sqlite:///.callcc/runs.db`) keeps every run durably, checkpointed at every step."""
         self.spec = spec
         self.keys = normalize_keys(secret_key) if secret_key is not None else keys_from_env()
         self.program: Program = compile_spec(
             spec, model_override=model_override, allowed_modules=allowed_modules
         )
         self._consumed: set[str] = set()
+        self.store: RunStore | None = open_store(store) if isinstance(store, str) else store
+        self._owns_store = isinstance(store, str)
         self._local = threading.local()
         self._loops: list[asyncio.AbstractEventLoop] = []
         self._finalizer = weakref.finalize(self, _close_all, self._loops)
@@ -114,7 +121,9 @@ class Runtime:
             known = ", ".join(sorted(self.spec.agents))
             raise UsageError(f"unknown agent {name!r}; agents of {self.spec.name}: {known}")
         root = Frame(agent=name, messages=[{"role": "user", "content": prompt}])
-        return await self._drive(root, run_id or uuid.uuid4().hex)
+        run_id = run_id or uuid.uuid4().hex
+        journal = durable.start(self.store, self.spec, root, run_id) if self.store else None
+        return await self._drive(root, run_id, journal)
 
     async def aresume(
         self, continuation: Continuation, *, allow_spec_change: bool = False
@@ -127,16 +136,56 @@ class Runtime:
                 "resume returned",
                 pointer="/nonce",
             )
+        if self.store is None:
+            self._consumed.add(continuation.nonce)
+            return await self._drive(continuation.root, continuation.run_id, None)
+        root, journal = durable.claim(self.store, continuation, self._key)
         self._consumed.add(continuation.nonce)
-        return await self._drive(continuation.root, continuation.run_id)
+        return await self._drive(root, continuation.run_id, journal)
+
+    async def arecover(self, run_id: str) -> Outcome:
+        """Continue a run whose process died, from its last checkpoint (needs a store).
+
+        Calls that finished are never run again; a call left running runs again only if its
+        tool is `idempotent`, otherwise the run suspends with reason `error` for a person."""
+        store = self._require_store()
+        root, journal = durable.recover(store, self.spec, run_id, self._key)
+        return await self._drive(root, run_id, journal)
 
     def load(self, text: str | bytes) -> Continuation:
         """Parse a document, verifying its signature with this runtime's keys (if any)."""
         return Continuation.from_json(text, keys=self.keys)
 
-    async def _drive(self, root: Frame, run_id: str) -> Outcome:
-        ctx = RunContext(program=self.program, run_id=run_id)
+    def load_run(self, run_id: str) -> Continuation:
+        """The continuation a suspended run in the store waits on."""
+        return durable.load(self._require_store(), run_id, self._key)
+
+    @property
+    def _key(self) -> bytes | None:
+        return self.keys[0] if self.keys else None
+
+    def _require_store(self) -> RunStore:
+        if self.store is None:
+            raise UsageError("this needs a run store: Runtime(spec, store=URL) or --store URL")
+        return self.store
+
+    async def _drive(self, root: Frame, run_id: str, journal: Journal | None) -> Outcome:
+        assign_paths(root)
+        ctx = RunContext(program=self.program, run_id=run_id, journal=journal)
         result = await drive(root, ctx)
+        outcome = self._outcome(result, root, run_id)
+        if journal is not None:
+            journal.settle(
+                status=outcome.kind,
+                continuation=None if isinstance(outcome, Finished) else outcome.continuation,
+                output=outcome.output
+                if isinstance(outcome, Finished)
+                else getattr(outcome, "reason", None),
+                spec_digest=self.spec.digest,
+            )
+        return outcome
+
+    def _outcome(self, result: Suspend | Finish | Fail, root: Frame, run_id: str) -> Outcome:
         if isinstance(result, Finish):
             log.info("run %s finished", run_id)
             return Finished(output=result.output, messages=root.messages, run_id=run_id)
@@ -183,9 +232,16 @@ class Runtime:
             self._loops.append(loop)
         return loop.run_until_complete(coro)
 
+    def recover(self, run_id: str) -> Outcome:
+        """`arecover`, for code that is not async."""
+        return self._sync(self.arecover(run_id))
+
     def close(self) -> None:
-        """Close the event loops the sync API opened."""
+        """Close the event loops the sync API opened (and the store, if this runtime opened
+        it from a URL)."""
         self._finalizer()
+        if self._owns_store and self.store is not None:
+            self.store.close()
 
     def __enter__(self) -> Runtime:
         return self

@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jsonschema.exceptions import best_match
 
@@ -25,6 +25,9 @@ from engine.tools import Deferred, ToolContext
 log = logging.getLogger("callcc.run")
 DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("callcc_depth", default=0)
 """How deep in sub-agents the current task runs (for indented progress logs)."""
+if TYPE_CHECKING:
+    from engine.journal import Journal
+
 _TEMPLATE = re.compile(r"\{\{\s*args\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
@@ -36,6 +39,8 @@ class RunContext:
     """The compiled spec."""
     run_id: str
     """The run's id, part of every tool's idempotency key."""
+    journal: Journal | None = None
+    """Where checkpoints go when the run is kept in a store."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,25 +193,38 @@ async def run_calls(
             jobs.append((call_id, None, tool, entry.arguments or {}))
     if not jobs:
         return None
+    journal = ctx.journal
+    for call_id, _, _, _ in jobs:
+        frame.ledger[call_id] = "running"
+    if journal is not None:  # durable: mark them running before any side effect happens
+        journal.checkpoint(frame)
     inline = len(jobs) == 1
-    awaitables = [
-        job if job is not None else _execute(frame, tool, call_id, args, ctx, inline)
-        for call_id, job, tool, args in jobs
-    ]
-    outcomes = [await awaitables[0]] if inline else list(await asyncio.gather(*awaitables))
-    failure = None
-    for (call_id, _, _, _), outcome in zip(jobs, outcomes, strict=True):
+
+    async def settle_one(call_id: str, job: Awaitable[_Outcome]) -> str | None:
+        outcome = await job
         if isinstance(outcome, _Done):
             frame.ledger[call_id] = "done"
             frame.results[call_id] = outcome.text
         elif isinstance(outcome, _Wait):
             frame.ledger[call_id] = "failed" if outcome.entry.reason == "error" else "pending"
             frame.pending.append(outcome.entry)
-        elif failure is None:
-            failure = outcome.reason
+        else:
+            frame.ledger[call_id] = "failed"
+            return outcome.reason
+        if journal is not None:  # each result is kept the moment it exists
+            journal.checkpoint(frame)
+        return None
+
+    jobs_now = [
+        settle_one(
+            call_id, job if job is not None else _execute(frame, tool, call_id, args, ctx, inline)
+        )
+        for call_id, job, tool, args in jobs
+    ]
+    failures = [await jobs_now[0]] if inline else list(await asyncio.gather(*jobs_now))
     order = {call["id"]: i for i, call in enumerate(calls)}
     frame.pending.sort(key=lambda p: order.get(p.id, -1))
-    return failure
+    return next((f for f in failures if f is not None), None)
 
 
 async def _execute(

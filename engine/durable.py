@@ -1,0 +1,105 @@
+"""What a `Runtime` with a run store does beyond running: start, claim, recover, transfer.
+
+Kept apart from `runtime` so the store-less path stays small; only this module and `journal`
+know the store's protocol (`engine.store.base`), and neither imports a database driver.
+"""
+
+from __future__ import annotations
+
+import time
+
+from engine.continuation import Continuation
+from engine.errors import ConflictError, ContinuationError, UsageError
+from engine.frames import Frame, walk
+from engine.journal import Journal, rebuild
+from engine.spec.model import Spec
+from engine.store.base import RunRecord, RunStore
+
+
+def start(store: RunStore, spec: Spec, root: Frame, run_id: str) -> Journal:
+    """Create the run and checkpoint its first frame (so even the prompt survives a crash)."""
+    now = time.time()
+    store.create_run(
+        RunRecord(
+            run_id=run_id,
+            spec_name=spec.name,
+            spec_digest=spec.digest,
+            spec_path=spec.path or None,
+            agent=root.agent,
+            status="running",
+            version=0,
+            nonce=None,
+            output=None,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    journal = Journal(store=store, run_id=run_id, version=0)
+    journal.checkpoint(root)
+    return journal
+
+
+def load(store: RunStore, run_id: str, key: bytes | None) -> Continuation:
+    """The continuation a suspended run waits on, rebuilt from its checkpoints."""
+    run = store.get_run(run_id)
+    if run.status != "suspended":
+        hint = " (use recover if its process died)" if run.status == "running" else ""
+        raise UsageError(f"run {run_id!r} is {run.status}, not suspended{hint}")
+    return rebuild(run, store.events(run_id), key=key)
+
+
+def claim(store: RunStore, decided: Continuation, key: bytes | None) -> tuple[Frame, Journal]:
+    """Take the run for a resume: the store's own state plus the decisions of `decided`.
+
+    The store is the source of truth for everything but the decisions, so a document edited
+    on its way back can change nothing else. Exactly one of concurrent claims wins."""
+    stored = load(store, decided.run_id, key)
+    if stored.nonce != decided.nonce:
+        raise ConflictError(
+            f"run {decided.run_id!r} no longer waits on this continuation (it was resumed "
+            "already, or suspended again since)",
+            run_id=decided.run_id,
+        )
+    root = stored.root
+    transfer_decisions(decided, root)
+    version = store.claim(decided.run_id, decided.nonce)
+    journal = Journal(store=store, run_id=decided.run_id, version=version)
+    journal.prime(root)
+    return root, journal
+
+
+def recover(store: RunStore, spec: Spec, run_id: str, key: bytes | None) -> tuple[Frame, Journal]:
+    """Take over a run whose process died and continue from its last checkpoint."""
+    run = store.get_run(run_id)
+    if run.status != "running":
+        raise UsageError(
+            f"run {run_id!r} is {run.status}; recover continues runs whose process died "
+            "while running"
+        )
+    version = store.take_over(run_id, run.version)
+    continuation = rebuild(run, store.events(run_id), key=key, spec=spec)
+    root = continuation.root
+    journal = Journal(store=store, run_id=run_id, version=version)
+    journal.prime(root)
+    return root, journal
+
+
+def transfer_decisions(decided: Continuation, root: Frame) -> None:
+    """Copy every decision of `decided` onto the matching entry of `root` (same path and
+    fingerprint), refusing a decision that has no such entry."""
+    wanted = {view.path: entry for view, entry in decided._leaves() if entry.decision}
+    for path, frame in walk(root):
+        for entry in frame.pending:
+            source = wanted.pop("/".join((*path, entry.id)), None)
+            if source is None:
+                continue
+            if source.fingerprint != entry.fingerprint:
+                raise ContinuationError(
+                    f"the decision for {entry.id!r} answers another call than the run waits on",
+                    pointer="/frames",
+                )
+            entry.decision = source.decision
+    if wanted:
+        raise ContinuationError(
+            f"decisions for calls the run does not wait on: {', '.join(sorted(wanted))}"
+        )

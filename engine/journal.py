@@ -1,0 +1,215 @@
+"""Checkpoints as deltas, and the continuation rebuilt from them.
+
+`Journal.checkpoint(frame)` writes what changed in one frame since its last checkpoint: the
+messages added (each message is stored once; an edited call rewrites only the last one) and
+the frame's small state (counters, ledger exceptions, the current turn's results, pending
+entries). Storage therefore grows with the messages, not with the number of steps.
+
+`rebuild` replays a run's events into the continuation document; `recoverable` also decides
+what to do with calls a dead process left `running`: sub-agents carry on from their own last
+checkpoint, idempotent tools run again, any other tool waits for a person (`error`: approve to
+run it again, answer to supply its result, reject to skip) because nobody knows whether its
+side effect happened.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine._canonical import fingerprint
+from engine._codec import frame_state_data
+from engine.continuation import FORMAT, VERSION, Continuation
+from engine.errors import ContinuationError
+from engine.frames import Frame, walk
+from engine.spec.model import Spec
+from engine.store.base import Event, PendingRow, RunRecord, RunStatus, RunStore
+
+
+@dataclass(kw_only=True)
+class Journal:
+    """Writes one run's checkpoints; holds the version it expects the store to be at."""
+
+    store: RunStore
+    """Where the run is kept."""
+    run_id: str
+    """The run."""
+    version: int
+    """The store version after our last write."""
+    _messages: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _states: dict[str, str] = field(default_factory=dict)
+
+    def prime(self, root: Frame) -> None:
+        """Mark the messages of every frame of `root` as stored already (a loaded run)."""
+        for _, frame in walk(root):
+            last = id(frame.messages[-1]) if frame.messages else 0
+            self._messages[frame.path] = (len(frame.messages), last)
+
+    def checkpoint(self, frame: Frame) -> None:
+        """Append what changed in `frame` since its last checkpoint (nothing if nothing did)."""
+        events: list[Event] = []
+        messages = frame.messages
+        saved, last = self._messages.get(frame.path, (0, 0))
+        start = saved
+        if saved > len(messages):
+            start = 0
+        elif saved and id(messages[saved - 1]) != last:  # an edit replaced the last message
+            start = saved - 1
+        if start < len(messages):
+            events.append(
+                Event(
+                    frame=frame.path,
+                    kind="messages",
+                    data={"start": start, "messages": messages[start:]},
+                )
+            )
+        state = frame_state_data(frame)
+        text = json.dumps(state, ensure_ascii=False, separators=(",", ":"))
+        if self._states.get(frame.path) != text:
+            events.append(Event(frame=frame.path, kind="state", data=state))
+        if not events:
+            return
+        self.version = self.store.append(self.run_id, self.version, events)
+        self._messages[frame.path] = (len(messages), id(messages[-1]) if messages else 0)
+        self._states[frame.path] = text
+
+    def settle(
+        self,
+        *,
+        status: RunStatus,
+        continuation: Continuation | None,
+        output: str | None,
+        spec_digest: str,
+    ) -> None:
+        """Record the outcome and the pending decisions, queryable without the document."""
+        now = time.time()
+        rows = [
+            PendingRow(
+                run_id=self.run_id,
+                path=p.path,
+                call_id=p.id,
+                tool=p.tool,
+                reason=p.reason,
+                created_at=now,
+            )
+            for p in (continuation.pending() if continuation and status == "suspended" else [])
+        ]
+        self.version = self.store.settle(
+            self.run_id,
+            self.version,
+            status=status,
+            nonce=continuation.nonce if continuation and status == "suspended" else None,
+            output=output,
+            pending=rows,
+            spec_digest=spec_digest,
+        )
+
+
+def replay(events: list[Event]) -> dict[str, dict[str, Any]]:
+    """Every frame ever checkpointed, by path: `{"messages": [...], "state": {...}}`."""
+    frames: dict[str, dict[str, Any]] = {}
+    for event in events:
+        slot = frames.setdefault(event.frame, {"messages": [], "state": None})
+        if event.kind == "messages":
+            start = event.data["start"]
+            slot["messages"][start:] = event.data["messages"]
+        else:
+            slot["state"] = event.data
+    return frames
+
+
+def rebuild(
+    run: RunRecord, events: list[Event], *, key: bytes | None = None, spec: Spec | None = None
+) -> Continuation:
+    """The run's continuation from its events. With `spec`, calls left `running` by a dead
+    process are made safe to continue (see the module docstring)."""
+    frames = replay(events)
+    if "" not in frames or frames[""]["state"] is None:
+        raise ContinuationError(f"run {run.run_id!r} has no checkpoint of its root frame")
+    if spec is not None:
+        for path in list(frames):
+            _settle_running(path, frames, spec)
+    documents: list[dict[str, Any]] = []
+    order: list[tuple[str, int | None, int | None]] = [("", None, None)]
+    while order:
+        path, parent, slot = order.pop()
+        data = {**frames[path]["state"], "messages": frames[path]["messages"]}
+        data["pending"] = [dict(p) for p in data.get("pending", [])]
+        index = len(documents)
+        documents.append(data)
+        if parent is not None and slot is not None:
+            documents[parent]["pending"][slot]["child"] = index
+        for j, entry in enumerate(data["pending"]):
+            if entry.get("child"):
+                child = f"{path}/{entry['id']}"
+                if child not in frames:
+                    raise ContinuationError(
+                        f"run {run.run_id!r}: no checkpoint of sub-agent frame {child!r}"
+                    )
+                order.append((child, index, j))
+            else:
+                entry.pop("child", None)
+    document = {
+        "format": FORMAT,
+        "version": VERSION,
+        "run_id": run.run_id,
+        "nonce": run.nonce or f"recovered-{run.version}",
+        "spec": {"name": run.spec_name, "digest": run.spec_digest}
+        | ({"path": run.spec_path} if run.spec_path else {}),
+        "frames": documents,
+    }
+    return Continuation.from_dict(document, _key=key)
+
+
+def _settle_running(path: str, frames: Mapping[str, dict[str, Any]], spec: Spec) -> None:
+    state = frames[path]["state"]
+    messages = frames[path]["messages"]
+    if state is None or not messages or messages[-1].get("role") != "assistant":
+        return
+    ledger = state.setdefault("ledger", {})
+    results = state.get("results", {})
+    pending = state.setdefault("pending", [])
+    waiting = {p["id"] for p in pending}
+    for call in messages[-1].get("tool_calls") or []:
+        call_id = call["id"]
+        if ledger.get(call_id) != "running" or call_id in results or call_id in waiting:
+            continue
+        tool = spec.tools.get(call["function"]["name"])
+        if tool is None:
+            continue
+        try:
+            arguments = json.loads(call["function"]["arguments"] or "{}")
+        except json.JSONDecodeError:
+            continue
+        if tool.kind == "agent" and f"{path}/{call_id}" in frames:
+            ledger[call_id] = "pending"
+            pending.append(
+                {
+                    "id": call_id,
+                    "reason": "subagent",
+                    "tool": tool.name,
+                    "arguments": arguments,
+                    "decisions": [],
+                    "fingerprint": fingerprint(call_id, tool.name, arguments),
+                    "child": True,
+                }
+            )
+        elif tool.kind == "python" and not tool.idempotent:
+            ledger[call_id] = "pending"
+            pending.append(
+                {
+                    "id": call_id,
+                    "reason": "error",
+                    "tool": tool.name,
+                    "arguments": arguments,
+                    "decisions": ["approve", "answer", "reject"],
+                    "fingerprint": fingerprint(call_id, tool.name, arguments),
+                    "detail": f"the process stopped while {tool.name} was running and nobody "
+                    "knows whether it took effect: approve to run it again, answer to supply "
+                    "its result, reject to skip it",
+                }
+            )
+        # idempotent python tools and sub-agents without a checkpoint simply run again
