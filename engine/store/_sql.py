@@ -1,0 +1,181 @@
+"""What the SQL backends share: JSON encoding, row mapping, the refusals they raise, URL masking.
+
+Kept free of any driver so `sqlite.py` and `postgres.py` word their errors the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from engine.errors import ConflictError, UsageError
+from engine.store.base import RUN_STATUSES, Event, PendingRow, RunRecord, RunStatus
+
+RUN_COLUMNS = (
+    "id, spec_name, spec_digest, spec_path, agent, status, version, nonce, output,"
+    " created_at, updated_at"
+)
+"""The `runs` columns in the order `record()` reads them."""
+
+PENDING_COLUMNS = "run_id, path, call_id, tool, reason, created_at"
+"""The `pending` columns in the order `pending_row()` reads them."""
+
+MIGRATIONS_TABLE = "callcc_migrations"
+
+
+def dump_json(data: dict[str, Any]) -> str:
+    """Compact JSON text, non-ASCII kept as is (smaller, and readable in a SQL shell)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def load_json(text: str | bytes | dict[str, Any]) -> dict[str, Any]:
+    """The payload back; accepts a driver's already-decoded value."""
+    if isinstance(text, dict):
+        return text
+    return cast(dict[str, Any], json.loads(text))
+
+
+def record(row: Sequence[Any]) -> RunRecord:
+    """A `runs` row (selected with `RUN_COLUMNS`) as a RunRecord."""
+    return RunRecord(
+        run_id=row[0],
+        spec_name=row[1],
+        spec_digest=row[2],
+        spec_path=row[3],
+        agent=row[4],
+        status=cast(RunStatus, row[5]),
+        version=int(row[6]),
+        nonce=row[7],
+        output=row[8],
+        created_at=float(row[9]),
+        updated_at=float(row[10]),
+    )
+
+
+def pending_row(row: Sequence[Any]) -> PendingRow:
+    """A `pending` row (selected with `PENDING_COLUMNS`) as a PendingRow."""
+    return PendingRow(
+        run_id=row[0],
+        path=row[1],
+        call_id=row[2],
+        tool=row[3],
+        reason=row[4],
+        created_at=float(row[5]),
+    )
+
+
+def event(row: Sequence[Any]) -> Event:
+    """An `events` row (frame, kind, data) as an Event."""
+    kind = row[1]
+    if kind not in ("messages", "state"):
+        raise UsageError(f"the store holds an event of unknown kind {kind!r}")
+    return Event(frame=row[0], kind=kind, data=load_json(row[2]))
+
+
+def check_status(status: str | None) -> None:
+    """Refuse a status the schema does not know before it reaches SQL."""
+    if status is not None and status not in RUN_STATUSES:
+        raise UsageError(
+            f"unknown run status {status!r}; expected one of {', '.join(RUN_STATUSES)}"
+        )
+
+
+def no_run(run_id: str, url: str) -> UsageError:
+    """The error for an id the store does not hold."""
+    return UsageError(f"no run {run_id!r} in {url}; `callcc runs list` shows the runs it holds")
+
+
+def duplicate_run(run_id: str, url: str) -> ConflictError:
+    """The error for `create_run` with an id that is taken."""
+    return ConflictError(f"run {run_id!r} already exists in {url}", run_id=run_id)
+
+
+def stale_version(run_id: str, expected: int, actual: int) -> ConflictError:
+    """The error for a write that names a version the run has left behind."""
+    return ConflictError(
+        f"another process changed run {run_id!r}: it is at version {actual}, this process"
+        f" expected version {expected} (a second resume or a recovery took the run over);"
+        " reload the run before going on",
+        run_id=run_id,
+    )
+
+
+def not_running(run_id: str, status: str) -> ConflictError:
+    """The error for `take_over` of a run that is not running."""
+    return ConflictError(
+        f"run {run_id!r} is {status}, not running: there is no dead process to take it over"
+        " from" + ("; resume it instead" if status == "suspended" else ""),
+        run_id=run_id,
+    )
+
+
+def claim_refusal(
+    run_id: str, nonce: str, *, status: str, waits_on: str | None, consumed: bool
+) -> ConflictError | None:
+    """Why a claim of `nonce` must fail, or None when the run is suspended on exactly it."""
+    if consumed:
+        return already_resumed(run_id)
+    if status == "running":
+        reason = "the run is running: another process resumed it or is driving it"
+    elif status in ("finished", "failed"):
+        reason = f"the run has {status}"
+    elif waits_on != nonce:
+        reason = "the run waits on another continuation (unknown or superseded nonce)"
+    else:
+        return None
+    return ConflictError(f"cannot resume run {run_id!r}: {reason}", run_id=run_id)
+
+
+def already_resumed(run_id: str) -> ConflictError:
+    """The error for a claim of a nonce that an earlier claim consumed."""
+    return ConflictError(
+        f"cannot resume run {run_id!r}: this continuation was already resumed"
+        " (its nonce is consumed); resume from the run's latest continuation",
+        run_id=run_id,
+    )
+
+
+def newer_schema(url: str, applied: int, known: int) -> UsageError:
+    """The error for a store migrated by a newer callcc than this one."""
+    return UsageError(
+        f"the store {url} has schema version {applied}, this callcc knows versions up to"
+        f" {known}; upgrade callcc"
+    )
+
+
+def mask_url(url: str) -> str:
+    """`url` with any password replaced by `***` (in the user info and in the query)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        name = user.split(":", 1)[0]
+        netloc = f"{name}:***@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(key == "password" for key, _ in pairs):
+            masked = [(key, "***" if key == "password" else value) for key, value in pairs]
+            query = urlencode(masked, safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def check_new(run: RunRecord) -> None:
+    """`create_run` stores runs as running at version 0; refuse a record that says otherwise."""
+    if run.status != "running" or run.version != 0:
+        raise UsageError(
+            f"create_run stores a new run as running at version 0, got status {run.status!r}"
+            f" at version {run.version}; settle the run after creating it"
+        )
+
+
+def pending_params(run_id: str, pending: Sequence[PendingRow]) -> list[tuple[Any, ...]]:
+    """The `pending` rows to insert (`PENDING_COLUMNS` order); each must name `run_id`."""
+    rows: list[tuple[Any, ...]] = []
+    for p in pending:
+        if p.run_id != run_id:
+            raise UsageError(f"pending row {p.path!r} names run {p.run_id!r}, not {run_id!r}")
+        rows.append((p.run_id, p.path, p.call_id, p.tool, p.reason, p.created_at))
+    return rows

@@ -1,0 +1,359 @@
+"""The shared run store: PostgreSQL through psycopg 3, for many processes on many machines.
+
+The only module that imports the driver. One connection per store (autocommit off, one
+explicit transaction per method, reconnected when broken). Version checks are conditional
+updates (`UPDATE ... WHERE version = %s`); `claim` and `take_over` lock the run's row with
+`SELECT ... FOR UPDATE`, so concurrent claims queue on the row and exactly one finds the run
+still suspended. Migrations run under `pg_advisory_xact_lock`, so concurrent opens take turns.
+
+URL: `postgresql://user[:password]@host[:port]/db[?libpq params][&schema=name]`. `schema` is
+callcc's own parameter: the schema is created if missing and put first on the search path, so
+several stores (or test runs) can share one database.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from engine.errors import UsageError
+from engine.store import _sql
+from engine.store._sql import MIGRATIONS_TABLE, PENDING_COLUMNS, RUN_COLUMNS
+from engine.store.base import Event, PendingRow, RunRecord, RunStatus
+
+MIGRATION_LOCK = 0x63616C6C6363  # "callcc": the advisory lock key concurrent opens queue on
+CONNECT_TIMEOUT_SECONDS = 10
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: runs, their append-only events, the pending decisions, consumed nonces. `data` is
+    # `json`, not `jsonb`: it is never queried inside, and `json` keeps the text exactly (key
+    # order, number spelling, `\u0000` which `jsonb` refuses) and costs no conversion.
+    (
+        """CREATE TABLE runs (
+            id text PRIMARY KEY,
+            spec_name text NOT NULL,
+            spec_digest text NOT NULL,
+            spec_path text,
+            agent text NOT NULL,
+            status text NOT NULL
+                CHECK (status IN ('running', 'suspended', 'finished', 'failed')),
+            version bigint NOT NULL,
+            nonce text,
+            output text,
+            created_at double precision NOT NULL,
+            updated_at double precision NOT NULL
+        )""",
+        "CREATE INDEX runs_by_updated ON runs (updated_at DESC)",
+        "CREATE INDEX runs_by_status ON runs (status, updated_at DESC)",
+        """CREATE TABLE events (
+            run_id text NOT NULL,
+            seq integer NOT NULL,
+            frame text NOT NULL,
+            kind text NOT NULL CHECK (kind IN ('messages', 'state')),
+            data json NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        )""",
+        """CREATE TABLE pending (
+            run_id text NOT NULL,
+            path text NOT NULL,
+            call_id text NOT NULL,
+            tool text,
+            reason text NOT NULL,
+            created_at double precision NOT NULL,
+            PRIMARY KEY (run_id, path)
+        )""",
+        "CREATE INDEX pending_oldest_first ON pending (created_at, run_id, path)",
+        """CREATE TABLE consumed_nonces (
+            nonce text PRIMARY KEY,
+            run_id text NOT NULL,
+            consumed_at double precision NOT NULL
+        )""",
+    ),
+)
+"""Numbered schema changes (version = index + 1), applied in order on open; append only."""
+
+Cursor = psycopg.Cursor[tuple[Any, ...]]
+
+
+def split_url(url: str) -> tuple[str, str | None]:
+    """The libpq connection URL without callcc's `schema` parameter, and that schema."""
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [value for key, value in pairs if key == "schema"]
+    if schemas and not schemas[-1]:
+        raise UsageError(f"empty schema= in the store URL {_sql.mask_url(url)}")
+    rest = urlencode([(key, value) for key, value in pairs if key != "schema"])
+    return urlunsplit(parts._replace(query=rest)), (schemas[-1] if schemas else None)
+
+
+class PostgresStore:
+    """A RunStore in PostgreSQL (see `engine.store.base.RunStore` for the contract)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = _sql.mask_url(url)
+        self._conninfo, self.schema = split_url(url)
+        self._lock = threading.Lock()
+        self._conn = self._connect()
+        try:
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- connections and transactions ----------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+        kwargs: dict[str, Any] = {"autocommit": False}
+        if "connect_timeout" not in self._conninfo:
+            kwargs["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+        try:
+            conn = psycopg.connect(self._conninfo, **kwargs)
+        except psycopg.OperationalError as exc:
+            raise UsageError(f"cannot connect to the run store {self.url}: {exc}") from None
+        if self.schema is not None:
+            path = sql.Identifier(self.schema).as_string(conn)
+            conn.execute("SELECT set_config('search_path', %s, false)", (path,))
+            conn.commit()
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[Cursor]:
+        """One transaction on the store's connection (reconnecting first if it broke)."""
+        with self._lock:
+            if self._conn.broken:
+                self._conn = self._connect()
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                yield cur
+
+    def _migrate(self) -> None:
+        """Apply the migrations this database lacks, one opener at a time."""
+        known = len(MIGRATIONS)
+        with self._tx() as cur:
+            if self._schema_version(cur) == known:
+                return  # the common case takes no lock
+        with self._tx() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            if self.schema is not None:
+                cur.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+                )
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE}"
+                " (version integer PRIMARY KEY, applied_at double precision NOT NULL)"
+            )
+            applied = self._schema_version(cur)
+            if applied > known:
+                raise _sql.newer_schema(self.url, applied, known)
+            for version in range(applied + 1, known + 1):
+                for statement in MIGRATIONS[version - 1]:
+                    cur.execute(statement)
+                cur.execute(
+                    f"INSERT INTO {MIGRATIONS_TABLE} (version, applied_at) VALUES (%s, %s)",
+                    (version, time.time()),
+                )
+
+    @staticmethod
+    def _schema_version(cur: Cursor) -> int:
+        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (MIGRATIONS_TABLE,))
+        row = cur.fetchone()
+        if row is None or not row[0]:
+            return 0
+        cur.execute(f"SELECT MAX(version) FROM {MIGRATIONS_TABLE}")
+        row = cur.fetchone()
+        return int(row[0] or 0) if row else 0
+
+    def _bump(self, cur: Cursor, run_id: str, version: int, sets: str, *args: Any) -> int:
+        """`UPDATE runs SET <sets>, version + 1` if the run is at `version`, else the refusal."""
+        cur.execute(
+            f"UPDATE runs SET {sets}version = version + 1, updated_at = %s"
+            " WHERE id = %s AND version = %s",
+            (*args, time.time(), run_id, version),
+        )
+        if cur.rowcount == 1:
+            return version + 1
+        cur.execute("SELECT version FROM runs WHERE id = %s", (run_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise _sql.no_run(run_id, self.url)
+        raise _sql.stale_version(run_id, version, int(row[0]))
+
+    # -- the RunStore protocol -----------------------------------------------------------------
+
+    def create_run(self, run: RunRecord) -> None:
+        """Insert a new run (status running, version 0); ConflictError if the id exists."""
+        _sql.check_new(run)
+        with self._tx() as cur:
+            cur.execute(
+                f"INSERT INTO runs ({RUN_COLUMNS})"
+                " VALUES (%s, %s, %s, %s, %s, 'running', 0, %s, %s, %s, %s)"
+                " ON CONFLICT (id) DO NOTHING",
+                (
+                    run.run_id,
+                    run.spec_name,
+                    run.spec_digest,
+                    run.spec_path,
+                    run.agent,
+                    run.nonce,
+                    run.output,
+                    run.created_at,
+                    run.updated_at,
+                ),
+            )
+            if cur.rowcount != 1:
+                raise _sql.duplicate_run(run.run_id, self.url)
+
+    def append(self, run_id: str, version: int, events: Sequence[Event]) -> int:
+        """Append events if the run is at `version`; return version + 1."""
+        rows = [(e.frame, e.kind, _sql.dump_json(e.data)) for e in events]
+        with self._tx() as cur:
+            new = self._bump(cur, run_id, version, "")
+            if rows:
+                cur.execute(
+                    "SELECT COALESCE(MAX(seq), -1) FROM events WHERE run_id = %s", (run_id,)
+                )
+                last = _one(cur)
+                cur.executemany(
+                    "INSERT INTO events (run_id, seq, frame, kind, data)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    [(run_id, last + 1 + i, *row) for i, row in enumerate(rows)],
+                )
+            return new
+
+    def settle(
+        self,
+        run_id: str,
+        version: int,
+        *,
+        status: RunStatus,
+        nonce: str | None,
+        output: str | None,
+        pending: Sequence[PendingRow],
+        spec_digest: str | None = None,
+    ) -> int:
+        """Record a drive's outcome and replace the pending rows if at `version`."""
+        _sql.check_status(status)
+        rows = _sql.pending_params(run_id, pending)
+        with self._tx() as cur:
+            new = self._bump(
+                cur,
+                run_id,
+                version,
+                "status = %s, nonce = %s, output = %s, spec_digest = COALESCE(%s, spec_digest), ",
+                status,
+                nonce,
+                output,
+                spec_digest,
+            )
+            cur.execute("DELETE FROM pending WHERE run_id = %s", (run_id,))
+            if rows:
+                cur.executemany(
+                    f"INSERT INTO pending ({PENDING_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
+                    rows,
+                )
+            return new
+
+    def claim(self, run_id: str, nonce: str) -> int:
+        """Take a run suspended on `nonce` for a resume, once per nonce; return the version."""
+        with self._tx() as cur:
+            cur.execute(
+                "SELECT status, nonce, version FROM runs WHERE id = %s FOR UPDATE", (run_id,)
+            )
+            row = cur.fetchone()
+            if row is None:
+                raise _sql.no_run(run_id, self.url)
+            cur.execute("SELECT 1 FROM consumed_nonces WHERE nonce = %s", (nonce,))
+            consumed = cur.fetchone() is not None
+            refusal = _sql.claim_refusal(
+                run_id, nonce, status=row[0], waits_on=row[1], consumed=consumed
+            )
+            if refusal is not None:
+                raise refusal
+            now = time.time()
+            cur.execute(
+                "INSERT INTO consumed_nonces (nonce, run_id, consumed_at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (nonce) DO NOTHING",
+                (nonce, run_id, now),
+            )
+            if cur.rowcount != 1:  # consumed by a claim of another run that holds the same nonce
+                raise _sql.already_resumed(run_id)
+            cur.execute(
+                "UPDATE runs SET status = 'running', version = version + 1, updated_at = %s"
+                " WHERE id = %s",
+                (now, run_id),
+            )
+            cur.execute("DELETE FROM pending WHERE run_id = %s", (run_id,))
+            return int(row[2]) + 1
+
+    def take_over(self, run_id: str, version: int) -> int:
+        """Bump the version of a running run whose process died; return the new version."""
+        with self._tx() as cur:
+            cur.execute("SELECT status FROM runs WHERE id = %s FOR UPDATE", (run_id,))
+            row = cur.fetchone()
+            if row is not None and row[0] != "running":
+                raise _sql.not_running(run_id, row[0])
+            return self._bump(cur, run_id, version, "")
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run; UsageError naming the id when unknown."""
+        with self._tx() as cur:
+            cur.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %s", (run_id,))
+            row = cur.fetchone()
+        if row is None:
+            raise _sql.no_run(run_id, self.url)
+        return _sql.record(row)
+
+    def events(self, run_id: str) -> list[Event]:
+        """All events of a run, in append order."""
+        with self._tx() as cur:
+            cur.execute(
+                "SELECT frame, kind, data FROM events WHERE run_id = %s ORDER BY seq", (run_id,)
+            )
+            rows = cur.fetchall()
+        return [_sql.event(row) for row in rows]
+
+    def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
+        """Runs, newest first (by last update), optionally of one status."""
+        _sql.check_status(status)
+        where = "WHERE status = %s " if status is not None else ""
+        params: tuple[Any, ...] = (status, limit) if status is not None else (limit,)
+        with self._tx() as cur:
+            cur.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs {where}ORDER BY updated_at DESC, id DESC LIMIT %s",
+                params,
+            )
+            rows = cur.fetchall()
+        return [_sql.record(row) for row in rows]
+
+    def pending(self, *, limit: int = 100) -> list[PendingRow]:
+        """Pending decisions of suspended runs, oldest first."""
+        with self._tx() as cur:
+            cur.execute(
+                "SELECT p.run_id, p.path, p.call_id, p.tool, p.reason, p.created_at"
+                " FROM pending p JOIN runs r ON r.id = p.run_id"
+                " WHERE r.status = 'suspended'"
+                " ORDER BY p.created_at, p.run_id, p.path LIMIT %s",
+                (limit,),
+            )
+            rows = cur.fetchall()
+        return [_sql.pending_row(row) for row in rows]
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.url!r})"
+
+
+def _one(cur: Cursor) -> int:
+    row = cur.fetchone()
+    assert row is not None
+    return int(row[0])

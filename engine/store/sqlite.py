@@ -1,0 +1,320 @@
+"""The embedded run store: one SQLite file that several processes on one machine share.
+
+WAL mode so readers never block the writer, `synchronous=NORMAL` (a power cut may lose the last
+commits, never corrupt the file), a busy timeout so a process waits for another's write instead
+of failing. Every write is one `BEGIN IMMEDIATE` transaction: it takes the file's write lock
+before it reads the version, so the version check and the write are atomic across processes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UsageError
+from engine.store import _sql
+from engine.store._sql import MIGRATIONS_TABLE, PENDING_COLUMNS, RUN_COLUMNS
+from engine.store.base import Event, PendingRow, RunRecord, RunStatus
+
+BUSY_TIMEOUT_SECONDS = 5.0
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: runs, their append-only events, the pending decisions, consumed nonces.
+    (
+        """CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            spec_name TEXT NOT NULL,
+            spec_digest TEXT NOT NULL,
+            spec_path TEXT,
+            agent TEXT NOT NULL,
+            status TEXT NOT NULL
+                CHECK (status IN ('running', 'suspended', 'finished', 'failed')),
+            version INTEGER NOT NULL,
+            nonce TEXT,
+            output TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "CREATE INDEX runs_by_updated ON runs (updated_at DESC)",
+        "CREATE INDEX runs_by_status ON runs (status, updated_at DESC)",
+        """CREATE TABLE events (
+            run_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            frame TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('messages', 'state')),
+            data TEXT NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        )""",
+        """CREATE TABLE pending (
+            run_id TEXT NOT NULL,
+            path TEXT NOT NULL,
+            call_id TEXT NOT NULL,
+            tool TEXT,
+            reason TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (run_id, path)
+        )""",
+        "CREATE INDEX pending_oldest_first ON pending (created_at, run_id, path)",
+        """CREATE TABLE consumed_nonces (
+            nonce TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            consumed_at REAL NOT NULL
+        )""",
+    ),
+)
+"""Numbered schema changes (version = index + 1), applied in order on open; append only."""
+
+
+def database_path(url: str) -> str:
+    """`sqlite:///rel/runs.db` -> `rel/runs.db`; `sqlite:////abs/runs.db` -> `/abs/runs.db`."""
+    if not url.startswith("sqlite:///"):
+        raise UsageError(f"not a SQLite store URL: {url!r}; use sqlite:///PATH")
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    if not path:
+        raise UsageError(f"the SQLite store URL {url!r} names no file; use sqlite:///PATH")
+    return path
+
+
+class SQLiteStore:
+    """A RunStore in one SQLite file (see `engine.store.base.RunStore` for the contract)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        path = database_path(url)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    # -- transactions --------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Cursor]:
+        """One write transaction holding the file's write lock from its first statement."""
+        with self._lock:
+            cur = self._db.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """All rows of one query (one statement reads one consistent snapshot)."""
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def _migrate(self) -> None:
+        """Apply the migrations this file lacks, under the write lock (concurrent opens wait)."""
+        known = len(MIGRATIONS)
+        if self._schema_version(self._db.cursor()) == known:
+            return  # the common case takes no write lock
+        with self._write() as cur:
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE}"
+                " (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            applied = self._schema_version(cur)
+            if applied > known:
+                raise _sql.newer_schema(self.url, applied, known)
+            for version in range(applied + 1, known + 1):
+                for statement in MIGRATIONS[version - 1]:
+                    cur.execute(statement)
+                cur.execute(
+                    f"INSERT INTO {MIGRATIONS_TABLE} (version, applied_at) VALUES (?, ?)",
+                    (version, time.time()),
+                )
+
+    @staticmethod
+    def _schema_version(cur: sqlite3.Cursor) -> int:
+        exists = cur.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (MIGRATIONS_TABLE,)
+        ).fetchone()
+        if not exists:
+            return 0
+        row = cur.execute(f"SELECT MAX(version) FROM {MIGRATIONS_TABLE}").fetchone()
+        return int(row[0] or 0)
+
+    def _bump(self, cur: sqlite3.Cursor, run_id: str, version: int, sets: str, *args: Any) -> int:
+        """`UPDATE runs SET <sets>, version + 1` if the run is at `version`, else the refusal."""
+        cur.execute(
+            f"UPDATE runs SET {sets}version = version + 1, updated_at = ?"
+            " WHERE id = ? AND version = ?",
+            (*args, time.time(), run_id, version),
+        )
+        if cur.rowcount == 1:
+            return version + 1
+        row = cur.execute("SELECT version FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise _sql.no_run(run_id, self.url)
+        raise _sql.stale_version(run_id, version, int(row[0]))
+
+    # -- the RunStore protocol -----------------------------------------------------------------
+
+    def create_run(self, run: RunRecord) -> None:
+        """Insert a new run (status running, version 0); ConflictError if the id exists."""
+        _sql.check_new(run)
+        with self._write() as cur:
+            try:
+                cur.execute(
+                    f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run.run_id,
+                        run.spec_name,
+                        run.spec_digest,
+                        run.spec_path,
+                        run.agent,
+                        "running",
+                        0,
+                        run.nonce,
+                        run.output,
+                        run.created_at,
+                        run.updated_at,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise _sql.duplicate_run(run.run_id, self.url) from None
+
+    def append(self, run_id: str, version: int, events: Sequence[Event]) -> int:
+        """Append events if the run is at `version`; return version + 1."""
+        rows = [(e.frame, e.kind, _sql.dump_json(e.data)) for e in events]
+        with self._write() as cur:
+            new = self._bump(cur, run_id, version, "")
+            if rows:
+                (last,) = cur.execute(
+                    "SELECT COALESCE(MAX(seq), -1) FROM events WHERE run_id = ?", (run_id,)
+                ).fetchone()
+                cur.executemany(
+                    "INSERT INTO events (run_id, seq, frame, kind, data) VALUES (?, ?, ?, ?, ?)",
+                    [(run_id, last + 1 + i, *row) for i, row in enumerate(rows)],
+                )
+            return new
+
+    def settle(
+        self,
+        run_id: str,
+        version: int,
+        *,
+        status: RunStatus,
+        nonce: str | None,
+        output: str | None,
+        pending: Sequence[PendingRow],
+        spec_digest: str | None = None,
+    ) -> int:
+        """Record a drive's outcome and replace the pending rows if at `version`."""
+        _sql.check_status(status)
+        rows = _sql.pending_params(run_id, pending)
+        with self._write() as cur:
+            new = self._bump(
+                cur,
+                run_id,
+                version,
+                "status = ?, nonce = ?, output = ?, spec_digest = COALESCE(?, spec_digest), ",
+                status,
+                nonce,
+                output,
+                spec_digest,
+            )
+            cur.execute("DELETE FROM pending WHERE run_id = ?", (run_id,))
+            cur.executemany(
+                f"INSERT INTO pending ({PENDING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", rows
+            )
+            return new
+
+    def claim(self, run_id: str, nonce: str) -> int:
+        """Take a run suspended on `nonce` for a resume, once per nonce; return the version."""
+        with self._write() as cur:
+            row = cur.execute(
+                "SELECT status, nonce, version FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise _sql.no_run(run_id, self.url)
+            consumed = cur.execute(
+                "SELECT 1 FROM consumed_nonces WHERE nonce = ?", (nonce,)
+            ).fetchone()
+            refusal = _sql.claim_refusal(
+                run_id, nonce, status=row[0], waits_on=row[1], consumed=consumed is not None
+            )
+            if refusal is not None:
+                raise refusal
+            now = time.time()
+            cur.execute(
+                "INSERT INTO consumed_nonces (nonce, run_id, consumed_at) VALUES (?, ?, ?)",
+                (nonce, run_id, now),
+            )
+            cur.execute(
+                "UPDATE runs SET status = 'running', version = version + 1, updated_at = ?"
+                " WHERE id = ?",
+                (now, run_id),
+            )
+            cur.execute("DELETE FROM pending WHERE run_id = ?", (run_id,))
+            return int(row[2]) + 1
+
+    def take_over(self, run_id: str, version: int) -> int:
+        """Bump the version of a running run whose process died; return the new version."""
+        with self._write() as cur:
+            row = cur.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is not None and row[0] != "running":
+                raise _sql.not_running(run_id, row[0])
+            return self._bump(cur, run_id, version, "")
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run; UsageError naming the id when unknown."""
+        rows = self._read(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            raise _sql.no_run(run_id, self.url)
+        return _sql.record(rows[0])
+
+    def events(self, run_id: str) -> list[Event]:
+        """All events of a run, in append order."""
+        rows = self._read(
+            "SELECT frame, kind, data FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
+        )
+        return [_sql.event(row) for row in rows]
+
+    def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
+        """Runs, newest first (by last update), optionally of one status."""
+        _sql.check_status(status)
+        where = "WHERE status = ? " if status is not None else ""
+        params: tuple[Any, ...] = (status, limit) if status is not None else (limit,)
+        rows = self._read(
+            f"SELECT {RUN_COLUMNS} FROM runs {where}ORDER BY updated_at DESC, id DESC LIMIT ?",
+            params,
+        )
+        return [_sql.record(row) for row in rows]
+
+    def pending(self, *, limit: int = 100) -> list[PendingRow]:
+        """Pending decisions of suspended runs, oldest first."""
+        rows = self._read(
+            "SELECT p.run_id, p.path, p.call_id, p.tool, p.reason, p.created_at"
+            " FROM pending p JOIN runs r ON r.id = p.run_id"
+            " WHERE r.status = 'suspended'"
+            " ORDER BY p.created_at, p.run_id, p.path LIMIT ?",
+            (limit,),
+        )
+        return [_sql.pending_row(row) for row in rows]
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.url!r})"
