@@ -306,7 +306,8 @@ def _messages(raw: Any, ptr: str) -> list[dict[str, Any]]:
     if not isinstance(raw, list):
         raise ContinuationError("expected a list of messages", pointer=ptr)
     for i, message in enumerate(raw):
-        if not isinstance(message, dict) or message.get("role") not in _ROLES:
+        role = message.get("role") if isinstance(message, dict) else None
+        if not isinstance(role, str) or role not in _ROLES:
             raise ContinuationError(
                 "expected a message object with a role (user, assistant, tool)",
                 pointer=f"{ptr}/{i}",
@@ -326,6 +327,10 @@ def _messages(raw: Any, ptr: str) -> list[dict[str, Any]]:
             raise ContinuationError(
                 "expected tool calls as {id, type, function: {name, arguments}}",
                 pointer=f"{ptr}/{i}/tool_calls",
+            )
+        if calls and len({c["id"] for c in calls}) != len(calls):
+            raise ContinuationError(
+                "two tool calls of one message share an id", pointer=f"{ptr}/{i}/tool_calls"
             )
     return raw
 

@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 
 from engine import durable
 from engine._canonical import fingerprint
-from engine.compile import BoundAgent, Program, compile_spec
+from engine.compile import BoundAgent, BoundTool, Program, compile_spec
 from engine.continuation import Continuation
 from engine.errors import ContinuationError, DecisionError, SpecChangedError, UsageError
 from engine.frames import Frame, Message, Pending, assign_paths, walk
@@ -290,6 +290,33 @@ class Runtime:
                     f"a result for {call_id!r}, which is not a call of the current turn",
                     pointer=f"{ptr}/results",
                 )
+        waiting = {entry.id for entry in frame.pending}
+        if len(waiting) != len(frame.pending):
+            raise ContinuationError("two pending entries share an id", pointer=f"{ptr}/pending")
+        for call_id, call in in_flight.items():
+            status = frame.ledger.get(call_id)
+            if status == "running" and call_id not in waiting:
+                tool = agent.tools.get(call["function"]["name"])
+                arguments = _parsed(call)
+                if (
+                    tool is None
+                    or not isinstance(arguments, dict)
+                    or argument_problem(tool, arguments)
+                    or _needs_a_decision(agent, tool)
+                ):
+                    raise ContinuationError(
+                        f"call {call_id!r} is marked running but is not a valid call of "
+                        f"{frame.agent!r}: the document was modified",
+                        pointer=f"{ptr}/ledger",
+                    )
+            settled = call_id in frame.results or call_id in waiting
+            if settled or status == "running" or (status is None and not frame.results):
+                continue
+            raise ContinuationError(
+                f"call {call_id!r} of the current turn is {status or 'unrecorded'} but has "
+                "neither a result nor a pending entry: the document was modified",
+                pointer=f"{ptr}/ledger",
+            )
         for j, entry in enumerate(frame.pending):
             where = f"{ptr}/pending/{j}"
             if entry.id in frame.results:
@@ -359,6 +386,16 @@ class Runtime:
             tool = self.spec.tools.get(entry.tool or "")
             return frozenset(tool.approval.decisions) if tool else frozenset()
         return _ALLOWED[entry.reason]
+
+
+def _needs_a_decision(agent: BoundAgent, tool: BoundTool) -> bool:
+    """A call of this tool only runs after a decision, so a document cannot mark it running."""
+    spec = tool.spec
+    return (
+        spec.approval.required
+        or spec.kind == "external"
+        or spec.name in agent.spec.suspend.before_tools
+    )
 
 
 def _parsed(call: Message) -> Any:

@@ -100,6 +100,10 @@ def verify(payload: str, signature: Any, keys: Sequence[bytes]) -> bytes:
     for key in keys:
         expected = hmac.new(key, data, hashlib.sha256).hexdigest()
         if hmac.compare_digest(expected, signature["mac"]):
+            if signature["kid"] != key_id(key):
+                raise ContinuationError(
+                    "the signature's key id was modified", pointer="/signature/kid"
+                )
             return key
     known = ", ".join(key_id(k) for k in keys)
     raise ContinuationError(

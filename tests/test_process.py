@@ -54,6 +54,7 @@ def test_a_run_suspended_in_one_process_resumes_and_finishes_in_another(tmp_path
     suspended = json.loads(ran.stdout)
     assert suspended["status"] == "suspended"
     assert suspended["state_file"] == str(state)
+    run_id = suspended["run_id"]
     assert [(p["id"], p["path"], p["tool"], p["reason"]) for p in suspended["pending"]] == [
         ("call_acc_2", "hr_agent/account_agent/call_acc_2", "authorize_account", "approval")
     ]
@@ -67,6 +68,7 @@ def test_a_run_suspended_in_one_process_resumes_and_finishes_in_another(tmp_path
         "output": HR_OUTPUT,
         "pending": [],
         "state_file": None,
+        "run_id": run_id,
     }
     assert not state.exists()  # a finished run cannot be resumed again
 

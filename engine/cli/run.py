@@ -1,23 +1,30 @@
-"""`callcc run`, `callcc pending` and `callcc resume`: a run from the shell, state in a file."""
+"""`callcc run`, `callcc pending`, `callcc resume` and `callcc keygen`: runs from the shell,
+their state in a file or (with `--store` / `CALLCC_STORE`) in a run store."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine.continuation import Continuation, PendingDecision
-from engine.errors import DecisionError, UsageError
-from engine.models.scripted import ScriptedModel
-from engine.runtime import Failed, Finished, Outcome, Runtime
+from engine.cli._output import (
+    EXIT_OK,
+    EXIT_SUSPENDED,
+    describe,
+    progress,
+    report,
+    warn_unsigned,
+    warn_unused,
+)
+from engine.continuation import Continuation
+from engine.errors import UsageError
+from engine.runtime import Runtime
 from engine.signing import KEY_ENV, KEY_FILE_ENV, generate_key, keys_from_env
 from engine.spec import Spec, load_spec
+from engine.store import STORE_ENV, RunStore, open_store
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SUSPENDED = 0, 1, 2, 3
 DEFAULT_STATE = "callcc-state.json"
 
 
@@ -56,7 +63,11 @@ def register(sub: Any) -> None:
         "suspends again (the state file is removed once the run is over). Ids are bare call "
         "ids or paths such as account_agent/call_6. Exit codes as for run.",
     )
-    resume.add_argument("state", metavar="STATE", help="the continuation file to resume")
+    resume.add_argument(
+        "state",
+        metavar="STATE|RUN_ID",
+        help="the continuation file to resume, or a run id of the store",
+    )
     resume.add_argument("--spec", metavar="SPEC", help="the spec (default: the path recorded)")
     decide = resume.add_argument_group("decisions (each may be repeated)")
     decide.add_argument("--approve", action="append", default=[], metavar="ID|all")
@@ -107,6 +118,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help=f"where to write the state on suspension (run: {DEFAULT_STATE}; resume: STATE)",
     )
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help=f"keep the run in this store (sqlite:///PATH, postgresql://...; default ${STORE_ENV})",
+    )
     parser.add_argument("--format", choices=["text", "json"], default="text", help="output")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the outcome")
 
@@ -117,56 +133,79 @@ def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
     if args.prompt_file:
         prompt = _read(args.prompt_file)
     spec = load_spec(args.spec)
-    state = args.state_out or DEFAULT_STATE
-    with _progress(args, stdout), _runtime(spec, args, stderr) as runtime:
+    store_url = store_url_of(args)
+    state = args.state_out or (None if store_url else DEFAULT_STATE)
+    with progress(args, stdout), _runtime(spec, args, stderr, store_url) as runtime:
         outcome = runtime.run(prompt, agent=args.agent, run_id=args.run_id)
-        _warn_unused(runtime, outcome, stderr)
-    return _report(outcome, state, args, stdout, stderr)
+        warn_unused(runtime, outcome, stderr)
+    return report(outcome, state, args, stdout, stderr, store_url=store_url)
 
 
 def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`callcc pending`."""
     keys = keys_from_env()
-    _warn_unsigned(keys, stderr)
+    warn_unsigned(keys, stderr)
     continuation = Continuation.from_json(_read(args.state), keys=keys)
     items = continuation.pending()
     if args.format == "json":
         json.dump([p.to_dict() for p in items], stdout, indent=2, ensure_ascii=False)
         stdout.write("\n")
     else:
-        stdout.write(_describe(items) if items else "nothing is pending\n")
+        stdout.write(describe(items) if items else "nothing is pending\n")
     return EXIT_SUSPENDED if items else EXIT_OK
 
 
 def resume_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`callcc resume`."""
+    store_url = store_url_of(args)
+    if store_url and not Path(args.state).is_file():
+        return _resume_stored(args, store_url, stdout, stderr)
     text = _read(args.state)
     spec_path = args.spec or Continuation.from_json(text).spec_path
     if not spec_path:
         raise UsageError("the state file records no spec path; pass --spec SPEC")
     spec = load_spec(spec_path)
-    with _progress(args, stdout), _runtime(spec, args, stderr) as runtime:
+    with progress(args, stdout), _runtime(spec, args, stderr, store_url) as runtime:
         continuation = apply_decisions(runtime.load(text), args)
         outcome = runtime.resume(continuation, allow_spec_change=args.allow_spec_change)
-        _warn_unused(runtime, outcome, stderr)
+        warn_unused(runtime, outcome, stderr)
     if args.state_out and args.state_out != args.state:
         Path(args.state).unlink(missing_ok=True)  # consumed: only the new state may resume
-    return _report(outcome, args.state_out or args.state, args, stdout, stderr)
+    state = args.state_out or args.state
+    return report(outcome, state, args, stdout, stderr, store_url=store_url)
 
 
-def _runtime(spec: Spec, args: argparse.Namespace, stderr: TextIO) -> Runtime:
-    runtime = Runtime(spec, model_override=args.model, allowed_modules=args.allow_module)
-    _warn_unsigned(runtime.keys, stderr)
+def _resume_stored(args: argparse.Namespace, url: str, stdout: TextIO, stderr: TextIO) -> int:
+    store = open_store(url)
+    try:
+        run = store.get_run(args.state)
+        spec_path = args.spec or run.spec_path
+        if not spec_path:
+            raise UsageError(f"run {run.run_id} records no spec path; pass --spec SPEC")
+        spec = load_spec(spec_path)
+        with progress(args, stdout), _runtime(spec, args, stderr, store) as runtime:
+            continuation = apply_decisions(runtime.load_run(run.run_id), args)
+            outcome = runtime.resume(continuation, allow_spec_change=args.allow_spec_change)
+            warn_unused(runtime, outcome, stderr)
+    finally:
+        store.close()
+    return report(outcome, args.state_out, args, stdout, stderr, store_url=url)
+
+
+def store_url_of(args: argparse.Namespace) -> str | None:
+    """`--store`, else `CALLCC_STORE`, else None."""
+    url: str | None = getattr(args, "store", None) or os.environ.get(STORE_ENV) or None
+    return url
+
+
+def _runtime(
+    spec: Spec, args: argparse.Namespace, stderr: TextIO, store: RunStore | str | None
+) -> Runtime:
+    runtime = Runtime(
+        spec, model_override=args.model, allowed_modules=args.allow_module, store=store
+    )
+    warn_unsigned(runtime.keys, stderr)
     return runtime
-
-
-def _warn_unsigned(keys: tuple[bytes, ...], stderr: TextIO) -> None:
-    if not keys:
-        print(
-            f"callcc: warning: continuations are not signed; set {KEY_ENV} "
-            "(`callcc keygen` makes a key)",
-            file=stderr,
-        )
 
 
 def keygen_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -220,113 +259,3 @@ def _read(path: str) -> str:
         raise UsageError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read: {exc}") from None
-
-
-def _report(
-    outcome: Outcome, state: str, args: argparse.Namespace, stdout: TextIO, stderr: TextIO
-) -> int:
-    state_file = state
-    if isinstance(outcome, Finished | Failed):
-        Path(state_file).unlink(missing_ok=True)  # the run is over: never resume it again
-        if isinstance(outcome, Finished):
-            return _emit(args, stdout, "finished", EXIT_OK, output=outcome.output)
-        print(f"callcc: run failed: {outcome.reason}", file=stderr)
-        return _emit(args, stdout, "failed", EXIT_FAILED, reason=outcome.reason)
-    _write_atomic(state_file, outcome.continuation.to_json())
-    items = outcome.continuation.pending()
-    if args.format == "text":
-        stdout.write(f"suspended: {len(items)} pending, state written to {state_file}\n")
-        stdout.write(_describe(items))
-        first = next((p for p in items if p.decision is None), None)
-        if first is not None:
-            verb = "--" + ("continue" if first.decisions[0] == "resume" else first.decisions[0])
-            stdout.write(f"next: callcc resume {state_file} {verb} {first.id}\n")
-        return EXIT_SUSPENDED
-    return _emit(args, stdout, "suspended", EXIT_SUSPENDED, pending=items, state_file=state_file)
-
-
-def _emit(
-    args: argparse.Namespace,
-    stdout: TextIO,
-    status: str,
-    code: int,
-    *,
-    output: str | None = None,
-    reason: str | None = None,
-    pending: list[PendingDecision] | None = None,
-    state_file: str | None = None,
-) -> int:
-    if args.format == "json":
-        data = {
-            "status": status,
-            "output": output,
-            "pending": [p.to_dict() for p in pending or []],
-            "state_file": state_file,
-        }
-        if reason is not None:
-            data["reason"] = reason
-        json.dump(data, stdout, ensure_ascii=False)
-        stdout.write("\n")
-    elif output is not None:
-        stdout.write(output + "\n")
-    return code
-
-
-def _describe(items: list[PendingDecision]) -> str:
-    lines = []
-    for p in items:
-        what = p.tool or "(agent)"
-        args = json.dumps(p.arguments, ensure_ascii=False) if p.arguments is not None else ""
-        lines.append(f"  {p.path}  [{p.reason}]  {what} {args}".rstrip())
-        if p.prompt:
-            lines.append(f"      {p.prompt}")
-        if p.detail:
-            lines.append(f"      {p.detail}")
-        state = f"decided: {p.decision}" if p.decision else "decide: " + ", ".join(p.decisions)
-        lines.append(f"      {state}")
-    return "\n".join(lines) + "\n"
-
-
-def _write_atomic(path: str, text: str) -> None:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".callcc-", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, target)
-
-
-def _warn_unused(runtime: Runtime, outcome: Outcome, stderr: TextIO) -> None:
-    if not isinstance(outcome, Finished):
-        return
-    models = {id(a.model): a.model for a in runtime.program.agents.values()}
-    for model in models.values():
-        if isinstance(model, ScriptedModel) and model.unused():
-            print(
-                f"callcc: warning: scripted turns never played: {', '.join(model.unused())}",
-                file=stderr,
-            )
-
-
-class _progress:
-    """Print the run's progress log lines unless --quiet or --format json."""
-
-    def __init__(self, args: argparse.Namespace, stream: TextIO) -> None:
-        self.enabled = not args.quiet and args.format == "text"
-        self.handler = logging.StreamHandler(stream)
-        self.handler.setFormatter(logging.Formatter("· %(message)s"))
-        self.logger = logging.getLogger("callcc.run")
-        self.level = self.logger.level
-
-    def __enter__(self) -> None:
-        if self.enabled:
-            self.logger.addHandler(self.handler)
-            self.logger.setLevel(logging.INFO)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.logger.removeHandler(self.handler)
-            self.logger.setLevel(self.level)
-
-
-__all__ = ["DecisionError", "register"]

@@ -1,0 +1,152 @@
+"""What `run`, `resume` and the store commands print and write: outcomes, pending lists,
+progress lines, state files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import TextIO
+
+from engine.continuation import PendingDecision
+from engine.models.scripted import ScriptedModel
+from engine.runtime import Failed, Finished, Outcome, Runtime
+from engine.signing import KEY_ENV
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SUSPENDED = 0, 1, 2, 3
+
+
+def report(
+    outcome: Outcome,
+    state_file: str | None,
+    args: argparse.Namespace,
+    stdout: TextIO,
+    stderr: TextIO,
+    *,
+    store_url: str | None = None,
+) -> int:
+    """Print the outcome; on suspension write `state_file` (when given). A finished or
+    failed run's state file is removed: the run is over and must never be resumed again."""
+    run_id = outcome.run_id if isinstance(outcome, Finished) else outcome.continuation.run_id
+    if isinstance(outcome, Finished | Failed):
+        if state_file:
+            Path(state_file).unlink(missing_ok=True)
+        if isinstance(outcome, Finished):
+            return _emit(args, stdout, "finished", EXIT_OK, run_id, output=outcome.output)
+        print(f"callcc: run failed: {outcome.reason}", file=stderr)
+        return _emit(args, stdout, "failed", EXIT_FAILED, run_id, reason=outcome.reason)
+    if state_file:
+        write_atomic(state_file, outcome.continuation.to_json())
+    items = outcome.continuation.pending()
+    if args.format == "json":
+        return _emit(
+            args, stdout, "suspended", EXIT_SUSPENDED, run_id, pending=items, state_file=state_file
+        )
+    where = f"state written to {state_file}" if state_file else f"run {run_id} kept in the store"
+    stdout.write(f"suspended: {len(items)} pending, {where}\n")
+    stdout.write(describe(items))
+    first = next((p for p in items if p.decision is None), None)
+    if first is not None:
+        verb = "--" + ("continue" if first.decisions[0] == "resume" else first.decisions[0])
+        target = state_file or f"{run_id} --store {store_url}"
+        stdout.write(f"next: callcc resume {target} {verb} {first.id}\n")
+    return EXIT_SUSPENDED
+
+
+def _emit(
+    args: argparse.Namespace,
+    stdout: TextIO,
+    status: str,
+    code: int,
+    run_id: str,
+    *,
+    output: str | None = None,
+    reason: str | None = None,
+    pending: list[PendingDecision] | None = None,
+    state_file: str | None = None,
+) -> int:
+    if args.format == "json":
+        data = {
+            "status": status,
+            "output": output,
+            "pending": [p.to_dict() for p in pending or []],
+            "state_file": state_file,
+            "run_id": run_id,
+        }
+        if reason is not None:
+            data["reason"] = reason
+        json.dump(data, stdout, ensure_ascii=False)
+        stdout.write("\n")
+    elif output is not None:
+        stdout.write(output + "\n")
+    return code
+
+
+def describe(items: list[PendingDecision]) -> str:
+    lines = []
+    for p in items:
+        what = p.tool or "(agent)"
+        args = json.dumps(p.arguments, ensure_ascii=False) if p.arguments is not None else ""
+        lines.append(f"  {p.path}  [{p.reason}]  {what} {args}".rstrip())
+        if p.prompt:
+            lines.append(f"      {p.prompt}")
+        if p.detail:
+            lines.append(f"      {p.detail}")
+        state = f"decided: {p.decision}" if p.decision else "decide: " + ", ".join(p.decisions)
+        lines.append(f"      {state}")
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: str, text: str) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".callcc-", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, target)
+
+
+def warn_unused(runtime: Runtime, outcome: Outcome, stderr: TextIO) -> None:
+    if not isinstance(outcome, Finished):
+        return
+    models = {id(a.model): a.model for a in runtime.program.agents.values()}
+    for model in models.values():
+        if isinstance(model, ScriptedModel) and model.unused():
+            print(
+                f"callcc: warning: scripted turns never played: {', '.join(model.unused())}",
+                file=stderr,
+            )
+
+
+class progress:
+    """Print the run's progress log lines (context manager) unless --quiet or --format json."""
+
+    def __init__(self, args: argparse.Namespace, stream: TextIO) -> None:
+        self.enabled = not args.quiet and args.format == "text"
+        self.handler = logging.StreamHandler(stream)
+        self.handler.setFormatter(logging.Formatter("· %(message)s"))
+        self.logger = logging.getLogger("callcc.run")
+        self.level = self.logger.level
+
+    def __enter__(self) -> None:
+        if self.enabled:
+            self.logger.addHandler(self.handler)
+            self.logger.setLevel(logging.INFO)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.logger.removeHandler(self.handler)
+            self.logger.setLevel(self.level)
+
+
+def warn_unsigned(keys: tuple[bytes, ...], stderr: TextIO) -> None:
+    """One line on stderr when continuations are not signed."""
+    if not keys:
+        print(
+            f"callcc: warning: continuations are not signed; set {KEY_ENV} "
+            "(`callcc keygen` makes a key)",
+            file=stderr,
+        )
