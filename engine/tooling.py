@@ -250,7 +250,9 @@ async def _execute(
     if spec.kind == "agent":
         say(frame, "starts sub-agent %s (%s)", spec.agent, call_id)
         child = Frame(
-            agent=spec.agent, messages=[{"role": "user", "content": _request(tool, arguments)}]
+            agent=spec.agent,
+            messages=[{"role": "user", "content": _request(tool, arguments)}],
+            path=f"{frame.path}/{call_id}",
         )
         entry = Pending.for_call(
             id=call_id, reason="subagent", tool=tool.name, arguments=arguments, decisions=()

@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The full parser, with every subcommand registered."""
     from engine.cli import render as render_cmd
     from engine.cli import run as run_cmd
+    from engine.cli import runs as runs_cmd
     from engine.cli import validate as validate_cmd
 
     parser = argparse.ArgumentParser(
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate_cmd.register(sub)
     run_cmd.register(sub)
     render_cmd.register(sub)
+    runs_cmd.register(sub)
     return parser
 
 

@@ -1,0 +1,202 @@
+"""`callcc runs list|show|pending` and `callcc recover`: the run store from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any, TextIO
+
+from engine.cli._output import EXIT_OK, progress, report, warn_unused
+from engine.cli.run import store_url_of
+from engine.errors import UsageError
+from engine.journal import rebuild
+from engine.render import inspect_text
+from engine.runtime import Runtime
+from engine.spec import load_spec
+from engine.store import RUN_STATUSES, STORE_ENV, RunRecord, RunStore, open_store
+
+
+def register(sub: Any) -> None:
+    """Add `runs` (with list, show, pending) and `recover`."""
+    runs = sub.add_parser(
+        "runs",
+        help="list and show the runs kept in a run store",
+        description=f"Query the run store given by --store or ${STORE_ENV}.",
+    )
+    actions = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="runs, newest first")
+    listing.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (50)")
+    _store_options(listing)
+    listing.set_defaults(handler=list_command)
+    show = actions.add_parser("show", help="one run: its record and its call stack")
+    show.add_argument("run_id", metavar="RUN_ID")
+    show.add_argument("--spec", metavar="SPEC", help="the spec, to show limits")
+    _store_options(show)
+    show.set_defaults(handler=show_command)
+    pending = actions.add_parser("pending", help="every pending decision, oldest first")
+    pending.add_argument("--limit", type=int, default=100, help="at most this many (100)")
+    _store_options(pending)
+    pending.set_defaults(handler=pending_command)
+
+    recover = sub.add_parser(
+        "recover",
+        help="continue runs whose process died, from their last checkpoint",
+        description="Take over a run left `running` by a process that died and continue it "
+        "from its last checkpoint. Finished calls never run again; a call left running runs "
+        "again only if its tool is idempotent, otherwise the run suspends (reason error) for a "
+        "person. Only recover runs whose process is gone: the old process, if alive, fails "
+        "its next checkpoint.",
+    )
+    target = recover.add_mutually_exclusive_group(required=True)
+    target.add_argument("run_id", nargs="?", metavar="RUN_ID", help="the run to recover")
+    target.add_argument("--all", action="store_true", help="every run left running")
+    recover.add_argument(
+        "--older-than",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="with --all: only runs not checkpointed for this long",
+    )
+    recover.add_argument("--spec", metavar="SPEC", help="the spec (default: the path recorded)")
+    recover.add_argument("--model", metavar="NAME|scripted:PATH", help="use this model for all")
+    recover.add_argument("-q", "--quiet", action="store_true", help="print only the outcome")
+    _store_options(recover)
+    recover.set_defaults(handler=recover_command)
+
+
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", metavar="URL", help=f"the run store (default ${STORE_ENV})")
+    parser.add_argument("--format", choices=["text", "json"], default="text", help="output")
+
+
+def _open(args: argparse.Namespace) -> RunStore:
+    url = store_url_of(args)
+    if not url:
+        raise UsageError(f"no run store: pass --store URL or set {STORE_ENV}")
+    return open_store(url)
+
+
+def list_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """`callcc runs list`."""
+    store = _open(args)
+    try:
+        runs = store.list_runs(status=args.status, limit=args.limit)
+    finally:
+        store.close()
+    if args.format == "json":
+        json.dump([_record(r) for r in runs], stdout, indent=2, ensure_ascii=False)
+        stdout.write("\n")
+        return EXIT_OK
+    if not runs:
+        stdout.write("no runs\n")
+    for run in runs:
+        stdout.write(
+            f"{run.run_id}  {run.status:<9}  {run.spec_name}/{run.agent}  "
+            f"updated {_when(run.updated_at)}\n"
+        )
+    return EXIT_OK
+
+
+def show_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """`callcc runs show`."""
+    store = _open(args)
+    try:
+        run = store.get_run(args.run_id)
+        continuation = rebuild(run, store.events(run.run_id))
+    finally:
+        store.close()
+    if args.format == "json":
+        data = _record(run) | {"pending": [p.to_dict() for p in continuation.pending()]}
+        json.dump(data, stdout, indent=2, ensure_ascii=False)
+        stdout.write("\n")
+        return EXIT_OK
+    spec = load_spec(args.spec) if args.spec else None
+    stdout.write(f"run {run.run_id}: {run.status}, updated {_when(run.updated_at)}\n")
+    if run.output is not None:
+        label = "output" if run.status == "finished" else "reason"
+        stdout.write(f"{label}: {run.output}\n")
+    stdout.write(inspect_text(continuation, spec))
+    return EXIT_OK
+
+
+def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """`callcc runs pending`."""
+    store = _open(args)
+    try:
+        rows = store.pending(limit=args.limit)
+    finally:
+        store.close()
+    if args.format == "json":
+        data = [
+            {
+                "run_id": r.run_id,
+                "path": r.path,
+                "id": r.call_id,
+                "tool": r.tool,
+                "reason": r.reason,
+                "created_at": r.created_at,
+            }
+            for r in rows
+        ]
+        json.dump(data, stdout, indent=2, ensure_ascii=False)
+        stdout.write("\n")
+        return EXIT_OK
+    if not rows:
+        stdout.write("nothing is pending\n")
+    for r in rows:
+        stdout.write(f"{_when(r.created_at)}  {r.run_id}  {r.path}  [{r.reason}]  {r.tool or ''}\n")
+    return EXIT_OK
+
+
+def recover_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """`callcc recover RUN_ID` / `callcc recover --all`."""
+    store = _open(args)
+    try:
+        if args.all:
+            cutoff = time.time() - args.older_than
+            runs = [r for r in store.list_runs(status="running", limit=10_000)]
+            ids = [r.run_id for r in runs if r.updated_at <= cutoff]
+        else:
+            ids = [args.run_id]
+        if not ids:
+            stdout.write("no run to recover\n")
+            return EXIT_OK
+        codes = [_recover_one(store, run_id, args, stdout, stderr) for run_id in ids]
+    finally:
+        store.close()
+    return max(codes)
+
+
+def _recover_one(
+    store: RunStore, run_id: str, args: argparse.Namespace, stdout: TextIO, stderr: TextIO
+) -> int:
+    run = store.get_run(run_id)
+    spec_path = args.spec or run.spec_path
+    if not spec_path:
+        raise UsageError(f"run {run_id} records no spec path; pass --spec SPEC")
+    spec = load_spec(spec_path)
+    if args.format == "text":
+        stdout.write(f"recovering run {run_id}\n")
+    with progress(args, stdout), Runtime(spec, model_override=args.model, store=store) as rt:
+        outcome = rt.recover(run_id)
+        warn_unused(rt, outcome, stderr)
+    return report(outcome, None, args, stdout, stderr, store_url=store.url)
+
+
+def _record(run: RunRecord) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "status": run.status,
+        "spec": run.spec_name,
+        "agent": run.agent,
+        "version": run.version,
+        "output": run.output,
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+    }
+
+
+def _when(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
