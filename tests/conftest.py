@@ -26,3 +26,7 @@ def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never pick up a developer's signing keys or run store from the environment."""
     for name in ("CALLCC_SECRET_KEY", "CALLCC_SECRET_KEY_FILE", "CALLCC_STORE"):
         monkeypatch.delenv(name, raising=False)
+
+
+# The run store fixtures (`store_url` over both backends, `store`) for every test module.
+from store_fixtures import store, store_url  # noqa: E402, F401

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from typing import Any, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from engine.errors import ConflictError, UsageError
 from engine.store.base import RUN_STATUSES, Event, PendingRow, RunRecord, RunStatus
@@ -146,20 +146,22 @@ def newer_schema(url: str, applied: int, known: int) -> UsageError:
 
 
 def mask_url(url: str) -> str:
-    """`url` with any password replaced by `***` (in the user info and in the query)."""
+    """`url` with any password replaced by `***` (in the user info and in the query); the
+    rest of the text is left exactly as written."""
     parts = urlsplit(url)
-    netloc = parts.netloc
+    masked = url
     if parts.password is not None:
-        user, _, host = netloc.rpartition("@")
+        user, _, host = parts.netloc.rpartition("@")
         name = user.split(":", 1)[0]
-        netloc = f"{name}:***@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(key == "password" for key, _ in pairs):
-            masked = [(key, "***" if key == "password" else value) for key, value in pairs]
-            query = urlencode(masked, safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        masked = masked.replace(parts.netloc, f"{name}:***@{host}", 1)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "password" for key, _ in pairs):
+        hidden = [(key, "***" if key == "password" else value) for key, value in pairs]
+        head, _, _ = masked.partition("?")
+        masked = f"{head}?{urlencode(hidden, safe='*')}"
+        if parts.fragment:
+            masked += f"#{parts.fragment}"
+    return masked
 
 
 def check_new(run: RunRecord) -> None:

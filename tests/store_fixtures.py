@@ -1,0 +1,156 @@
+"""Run store fixtures shared by every test that needs a store, on both backends.
+
+`store_url` is parametrized over `sqlite` (a file in `tmp_path`) and `postgresql` (a fresh schema
+on the server from `CALLCC_TEST_POSTGRES_URL`, default the loopback server, dropped afterwards);
+pass it to subprocesses. `store` is an open store at that URL. Without a PostgreSQL server the
+`postgresql` tests skip with a message, except under `CI=true`, where they fail.
+
+`conftest.py` imports the fixtures, so any test module can ask for them. Helpers run in other
+processes (`multiprocessing` spawn context) live here too, because spawned children import them
+by module name.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+from engine.errors import ConflictError
+from engine.store import RunStore, open_store
+
+POSTGRES_ENV = "CALLCC_TEST_POSTGRES_URL"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+BACKENDS = ("sqlite", "postgresql")
+
+_reachable: dict[str, str | None] = {}
+
+
+def postgres_url() -> str:
+    """The PostgreSQL server the tests use."""
+    return os.environ.get(POSTGRES_ENV) or DEFAULT_POSTGRES_URL
+
+
+def _postgres_problem(url: str) -> str | None:
+    """Why the server at `url` cannot be used, or None; asked once per session."""
+    if url not in _reachable:
+        try:
+            import psycopg
+
+            with psycopg.connect(url, connect_timeout=3) as conn:
+                conn.execute("SELECT 1")
+            _reachable[url] = None
+        except Exception as exc:  # ImportError, OperationalError: both mean "no server"
+            _reachable[url] = f"{type(exc).__name__}: {exc}".strip()
+    return _reachable[url]
+
+
+def require_postgres() -> str:
+    """The server URL; skips the test without a server, fails it under CI=true."""
+    url = postgres_url()
+    problem = _postgres_problem(url)
+    if problem is not None:
+        message = f"no PostgreSQL at {url} (set {POSTGRES_ENV} to use another server): {problem}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true needs the PostgreSQL tests; {message}")
+        pytest.skip(message)
+    return url
+
+
+def with_schema(url: str, schema: str) -> str:
+    """`url` with callcc's `schema=` parameter added."""
+    return f"{url}{'&' if '?' in url else '?'}schema={schema}"
+
+
+def drop_schema(url: str, schema: str) -> None:
+    """Drop a test schema and everything in it."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty store of each backend, private to this test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store' / 'runs.db'}"
+        return
+    server = require_postgres()
+    schema = f"callcc_test_{uuid.uuid4().hex[:16]}"
+    try:
+        yield with_schema(server, schema)
+    finally:
+        drop_schema(server, schema)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[RunStore]:
+    """An open store at `store_url`, closed afterwards."""
+    opened = open_store(store_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def query(url: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of one SQL statement run directly against the store at `url` (for assertions on
+    what the store wrote; write `?` placeholders, they become `%s` on PostgreSQL)."""
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        with sqlite3.connect(path) as db:
+            return list(db.execute(statement, params).fetchall())
+    import psycopg
+
+    parts = urlsplit(url)
+    schema = dict(parse_qsl(parts.query)).get("schema")
+    server = url.split("?", 1)[0]
+    with psycopg.connect(server, autocommit=True) as conn:
+        if schema:
+            conn.execute("SELECT set_config('search_path', %s, false)", (f'"{schema}"',))
+        cur = conn.execute(statement.replace("?", "%s").encode(), params)
+        return list(cur.fetchall()) if cur.description is not None else []
+
+
+# -- run in spawned processes ------------------------------------------------------------------
+
+
+def claim_in_process(url: str, run_id: str, nonce: str, barrier: Barrier, results: Any) -> None:
+    """Open the store, wait for every racer, claim; put ("won", version), ("conflict", message)
+    or ("error", repr) on `results`."""
+    try:
+        store = open_store(url)
+    except Exception as exc:
+        results.put(("error", repr(exc)))
+        barrier.abort()
+        return
+    try:
+        barrier.wait(timeout=60)
+        results.put(("won", store.claim(run_id, nonce)))
+    except ConflictError as exc:
+        results.put(("conflict", str(exc)))
+    except Exception as exc:
+        results.put(("error", repr(exc)))
+    finally:
+        store.close()
+
+
+def open_in_process(url: str, barrier: Barrier, results: Any) -> None:
+    """Wait for every opener, then open (and so migrate) the store; report ("ok", url) or
+    ("error", repr)."""
+    try:
+        barrier.wait(timeout=60)
+        store = open_store(url)
+        store.close()
+        results.put(("ok", store.url))
+    except Exception as exc:
+        results.put(("error", repr(exc)))
