@@ -1,0 +1,143 @@
+"""callcc's side of every workload, run in the project's environment.
+
+The spec is built once (as a deployment would load its YAML once); every iteration starts a
+new run, serializes the continuation to bytes, parses it into a fresh object graph, decides
+and resumes. Tools are bench/bench_tools.py, the same bodies the peers call.
+
+    .venv/bin/python -m bench.peers.callcc_worker   # speaks the worker protocol on stdin
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.peers import script
+from bench.peers.worker import Workload, serve
+from engine import Continuation, Finished, Runtime, Suspended
+from engine.models.scripted import ScriptedModel
+from engine.spec.model import (
+    Agent,
+    AgentTool,
+    Approval,
+    Limits,
+    OpenAIModel,
+    PythonTool,
+    Spec,
+)
+from engine.spec.model import ScriptedModel as ScriptSpec
+
+BENCH = Path(__file__).resolve().parent.parent
+AGENTS = ("payer", "looper", *script.NESTED)
+
+
+def _agent(name: str, *tools: str, model: str) -> Agent:
+    limits = Limits(max_turns=script.TURNS + 1)
+    return Agent(
+        name=name, description=name, model=model, instructions=f"You are {name}.", tools=tools,
+        limits=limits,
+    )  # fmt: skip
+
+
+def spec(server: str | None = None) -> Spec:
+    """Every agent of the workloads; on the loopback server when `server` is given."""
+    model = OpenAIModel(name="m", model="bench", base_url=server) if server else None
+    root, child, leaf = script.NESTED
+    tools = {
+        "transfer": PythonTool(
+            name="transfer",
+            description="Move money.",
+            ref="bench_tools:transfer",
+            approval=Approval(required=True),
+        ),
+        "echo": PythonTool(name="echo", description="Echo.", ref="bench_tools:echo"),
+        child: AgentTool(name=child, description="delegate", agent=child),
+        leaf: AgentTool(name=leaf, description="delegate", agent=leaf),
+    }
+    agents = [
+        _agent("payer", "transfer", model="m"),
+        _agent("looper", "echo", model="m"),
+        _agent(root, child, model="m"),
+        _agent(child, leaf, model="m"),
+        _agent(leaf, "transfer", model="m"),
+    ]
+    return Spec(
+        spec_version=1,
+        name="bench",
+        path=str(BENCH / "bench.yaml"),
+        entrypoint="payer",
+        models={"m": model or ScriptSpec(name="m", script="-")},
+        tools=tools,
+        agents={a.name: a for a in agents},
+        digest="sha256:bench",
+    )
+
+
+def scripted() -> ScriptedModel:
+    """The shared script as callcc script data (turn n of an agent = `script.turn(agent, n)`)."""
+    turns: dict[str, list[dict[str, Any]]] = {}
+    for agent in AGENTS:
+        turns[agent] = []
+        for seen in range(script.TURNS + 1):
+            t = script.turn(agent, seen)
+            if t.text is not None:
+                turns[agent].append({"text": t.text})
+                break
+            call = {"id": t.call_id, "name": t.tool, "arguments": t.arguments}
+            turns[agent].append({"tool_calls": [call]})
+    return ScriptedModel.from_data({"agents": turns}, source="bench")
+
+
+def approval(runtime: Runtime, agent: str, final: str) -> Workload:
+    """run -> Suspended -> bytes -> fresh Continuation -> approve -> resume -> Finished."""
+    last: list[bytes] = [b""]
+
+    def suspend() -> bytes:
+        outcome = runtime.run(script.PROMPT, agent=agent)
+        assert isinstance(outcome, Suspended), outcome
+        return outcome.continuation.to_json().encode()
+
+    def cycle() -> None:
+        data = last[0] = suspend()
+        loaded = Continuation.from_json(data)
+        [entry] = loaded.pending()
+        assert (entry.tool, entry.arguments) == ("transfer", script.TRANSFER_ARGS), entry
+        outcome = runtime.resume(loaded.approve(entry.path))
+        assert isinstance(outcome, Finished) and outcome.output == final, outcome
+
+    return Workload(cycle=cycle, state_bytes=lambda: len(last[0]), suspend=suspend)
+
+
+def long_loop(runtime: Runtime) -> Workload:
+    """50 turns each calling `echo`, then the answer; the state is the finished transcript."""
+    last: list[Finished] = []
+
+    def cycle() -> None:
+        outcome = runtime.run("loop", agent="looper")
+        assert isinstance(outcome, Finished) and outcome.output == script.LOOP_FINAL, outcome
+        assert len(outcome.messages) == 2 + 2 * script.TURNS
+        last[:] = [outcome]
+
+    def state_bytes() -> int:
+        return len(json.dumps(last[0].messages, separators=(",", ":")).encode())
+
+    return Workload(cycle=cycle, state_bytes=state_bytes)
+
+
+def make(name: str, server: str | None) -> Workload | str:
+    """The workload `name` (see `bench/peers/__init__.py`)."""
+    if name == "over_http":
+        return approval(Runtime(spec(server)), "payer", script.FINAL)
+    runtime = Runtime(spec(), model_override=scripted())
+    if name == "approval_cycle":
+        return approval(runtime, "payer", script.FINAL)
+    if name == "nested_approval":
+        return approval(runtime, script.NESTED[0], f"{script.NESTED[0]} done")
+    if name == "long_loop":
+        return long_loop(runtime)
+    raise KeyError(name)
+
+
+if __name__ == "__main__":
+    serve(make)

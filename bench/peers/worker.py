@@ -1,0 +1,116 @@
+"""The worker side of the runner: one process per system, answering timing requests.
+
+Standard library only (it runs inside every peer's environment). The runner writes one JSON
+request a line on stdin; the worker answers one JSON line on the stdout it started with.
+Anything a framework prints goes to stderr, so it cannot corrupt the protocol.
+
+Requests: `{"op": "time", "workload", "n", "warmup"}` -> per-iteration seconds and the state
+size; `{"op": "peak", "workload"}` -> tracemalloc peak of one iteration; `{"op": "hold",
+"workload", "n"}` -> bytes per suspended run held in memory; `{"op": "quit"}`.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import time
+import traceback
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+
+@dataclass
+class Workload:
+    """How one system does one workload."""
+
+    cycle: Callable[[], None]
+    """One verified iteration; raises when the result (output, approval seen) is wrong."""
+    state_bytes: Callable[[], int]
+    """Size of the state the last iteration serialized (suspended, or final for a loop)."""
+    suspend: Callable[[], bytes] | None = None
+    """One fresh run up to its suspension, serialized; for the memory of held runs."""
+
+
+Factory = Callable[[str, str | None], "Workload | str"]
+"""`(workload name, server url) -> Workload`, or the reason the system cannot do it."""
+
+
+def serve(factory: Factory) -> None:
+    """Answer requests until stdin closes; `--server URL` names the loopback server."""
+    out: TextIO = sys.stdout
+    sys.stdout = sys.stderr
+    server = sys.argv[sys.argv.index("--server") + 1] if "--server" in sys.argv else None
+    made: dict[str, Workload | str] = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request["op"] == "quit":
+            break
+        try:
+            name = request["workload"]
+            if name not in made:
+                made[name] = factory(name, server)
+            answer = _answer(made[name], request)
+        except Exception:  # reported to the runner, which stops with the traceback
+            answer = {"error": traceback.format_exc()}
+        out.write(json.dumps(answer) + "\n")
+        out.flush()
+
+
+def _answer(workload: Workload | str, request: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(workload, str):
+        return {"unsupported": workload}
+    if request["op"] == "time":
+        return _time(workload, request["n"], request["warmup"])
+    if request["op"] == "peak":
+        return {"peak_bytes": _peak(workload)}
+    if request["op"] == "hold":
+        return _hold(workload, request["n"])
+    raise ValueError(f"unknown op {request['op']!r}")
+
+
+def _time(workload: Workload, n: int, warmup: int) -> dict[str, Any]:
+    for _ in range(warmup):
+        workload.cycle()
+    samples = []
+    clock = time.perf_counter
+    cycle = workload.cycle
+    for _ in range(n):
+        start = clock()
+        cycle()
+        samples.append(clock() - start)
+    return {"samples": samples, "state_bytes": workload.state_bytes()}
+
+
+def _peak(workload: Workload) -> int:
+    workload.cycle()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        workload.cycle()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _hold(workload: Workload, n: int) -> dict[str, Any]:
+    if workload.suspend is None:
+        return {"unsupported": "this workload does not suspend"}
+    workload.suspend()
+    gc.collect()
+    rss = _rss()
+    held = [workload.suspend() for _ in range(n)]
+    gc.collect()
+    grown = _rss() - rss
+    return {
+        "bytes_per_run": sum(sys.getsizeof(b) for b in held) / n,
+        "rss_per_run": grown / n,
+    }
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
