@@ -1,1 +1,19 @@
-"""Peer frameworks run through the same workloads as callcc, each in its own environment."""
+"""callcc and its peers through the same workloads, each system in its own process.
+
+Workloads (every iteration checks the final output and the pending approval it saw):
+- `approval_cycle`: one agent, one tool needing approval; run, suspend, serialize to bytes,
+  load into a fresh object graph, approve, resume, finish.
+- `nested_approval`: root -> child -> grandchild, each the tool of the one above; the
+  grandchild's tool needs approval; the same cycle from the root.
+- `long_loop`: 50 model turns each calling a cheap tool, then the answer; no approval.
+- `over_http`: `approval_cycle` through each system's Chat Completions adapter against one
+  loopback server (`server.py`).
+
+Ownership, one line a module:
+- `script`: the shared script (which turn a model gives) and the tool bodies; stdlib only.
+- `worker`: the worker protocol and the timing, peak-memory and held-runs measurements.
+- `<system>_worker`: one system's workloads, run in that system's environment.
+- `server`: the loopback OpenAI-compatible server answering from `script`.
+- `venvs`: pinned per-peer environments under bench/.venvs/.
+- `runner`: starts the workers and alternates them in rounds; `report`: table, JSON, machine.
+"""

@@ -32,12 +32,15 @@ BENCH = Path(__file__).resolve().parent.parent
 AGENTS = ("payer", "looper", *script.NESTED)
 
 
-def _agent(name: str, *tools: str, model: str) -> Agent:
-    limits = Limits(max_turns=script.TURNS + 1)
+def _agent(name: str, *tools: str) -> Agent:
     return Agent(
-        name=name, description=name, model=model, instructions=f"You are {name}.", tools=tools,
-        limits=limits,
-    )  # fmt: skip
+        name=name,
+        description=name,
+        model="m",
+        instructions=f"You are {name}.",
+        tools=tools,
+        limits=Limits(max_turns=script.TURNS + 1),
+    )
 
 
 def spec(server: str | None = None) -> Spec:
@@ -56,11 +59,11 @@ def spec(server: str | None = None) -> Spec:
         leaf: AgentTool(name=leaf, description="delegate", agent=leaf),
     }
     agents = [
-        _agent("payer", "transfer", model="m"),
-        _agent("looper", "echo", model="m"),
-        _agent(root, child, model="m"),
-        _agent(child, leaf, model="m"),
-        _agent(leaf, "transfer", model="m"),
+        _agent("payer", "transfer"),
+        _agent("looper", "echo"),
+        _agent(root, child),
+        _agent(child, leaf),
+        _agent(leaf, "transfer"),
     ]
     return Spec(
         spec_version=1,
@@ -126,7 +129,7 @@ def long_loop(runtime: Runtime) -> Workload:
 
 
 def make(name: str, server: str | None) -> Workload | str:
-    """The workload `name` (see `bench/peers/__init__.py`)."""
+    """The workload `name` (the list is in `bench/peers/__init__.py`)."""
     if name == "over_http":
         return approval(Runtime(spec(server)), "payer", script.FINAL)
     runtime = Runtime(spec(), model_override=scripted())
