@@ -207,6 +207,21 @@ def test_editing_the_key_id_of_the_signature_is_refused() -> None:
     assert loop_tools.CALLS == []
 
 
+@pytest.mark.parametrize("mac", ["\u00e9" * 64, "caf\u00e9"])
+def test_BUG_a_signature_mac_with_non_ascii_text_is_a_continuation_error(mac: str) -> None:
+    """engine/signing.py verify: `hmac.compare_digest(expected, signature["mac"])` raises
+    TypeError ("comparing strings with non-ASCII characters is not supported") for a
+    non-ASCII mac; found by the signed-corruption property."""
+    rt, continuation = suspended_bank(NEW_KEY)
+
+    def change(d: dict[str, Any]) -> None:
+        d["signature"]["mac"] = mac
+
+    with pytest.raises(ContinuationError) as caught:
+        rt.load(edit_json(continuation.to_json(), change))
+    assert caught.value.pointer.startswith("/signature")
+
+
 def test_an_unsigned_document_is_refused_by_a_runtime_with_a_key() -> None:
     _, unsigned = suspended_bank(None)
     text = unsigned.approve("t1").reject("t2").to_json()

@@ -355,9 +355,11 @@ def test_a_corrupted_document_is_refused_or_runs_only_what_it_approves(
 
 @PROPERTY
 @given(base=st.sampled_from(BASES), data=st.data())
-def test_every_corruption_of_a_signed_document_is_refused_at_the_signature(
+def test_BUG_every_corruption_of_a_signed_document_is_refused_at_the_signature(
     base: str, data: st.DataObject
 ) -> None:
+    """Fails while a non-ASCII `signature.mac` raises TypeError (see test_integrity.py
+    test_BUG_a_signature_mac_with_non_ascii_text_is_a_continuation_error); drop `BUG_` then."""
     key = "property-key-0123456789abcdef"
     rt = Runtime(SPEC, model_override=script(TURNS), secret_key=key)
     signed = Continuation.from_json(base, keys=()).to_dict()
@@ -387,7 +389,7 @@ def test_every_corruption_of_a_signed_document_is_refused_at_the_signature(
 # Each starts from the undecided (or partly decided) valid document and changes one or two
 # fields; each must be refused with ContinuationError before anything runs. Against the
 # engine of 6b4cc67 these raised KeyError, ValueError, TypeError and JSONDecodeError, or ran
-# an unapproved call (the `test_BUG_` one still does).
+# an unapproved call.
 
 
 def _resume_edited(base: str, change: Any) -> tuple[Runtime, Any]:
@@ -397,7 +399,7 @@ def _resume_edited(base: str, change: Any) -> tuple[Runtime, Any]:
     return rt, rt.resume(Continuation.from_json(json.dumps(data)))
 
 
-def test_BUG_a_call_marked_running_without_its_pending_entry_runs_unapproved() -> None:
+def test_a_call_marked_running_without_its_pending_entry_is_refused() -> None:
     """engine/tooling.py run_calls: an in-flight call whose ledger says `running` and that has
     no pending entry is executed, so deleting the clerk's approval entry and writing `running`
     runs `echo` nobody approved. No valid document holds `running` (statuses at suspension are
