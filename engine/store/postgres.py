@@ -81,6 +81,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 
 Cursor = psycopg.Cursor[tuple[Any, ...]]
 
+# A successful bump proves no other write committed since this statement's snapshot (every
+# write bumps the version), so `last` sees every earlier event of the run.
+_APPEND = """
+WITH bumped AS (
+    UPDATE runs SET version = version + 1, updated_at = %s
+    WHERE id = %s AND version = %s RETURNING id
+), last AS (
+    SELECT COALESCE(MAX(seq), -1) AS seq FROM events WHERE run_id = %s
+)
+INSERT INTO events (run_id, seq, frame, kind, data)
+SELECT bumped.id, last.seq + e.n, e.frame, e.kind, e.data::json
+FROM bumped, last,
+    unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS e (frame, kind, data, n)
+"""
+
 
 def split_url(url: str) -> tuple[str, str | None]:
     """The libpq connection URL without callcc's `schema` parameter, and that schema."""
@@ -178,11 +193,15 @@ class PostgresStore:
         )
         if cur.rowcount == 1:
             return version + 1
+        raise self._refusal(cur, run_id, version)
+
+    def _refusal(self, cur: Cursor, run_id: str, version: int) -> Exception:
+        """Why a write expecting `version` matched no row: an unknown run or a stale version."""
         cur.execute("SELECT version FROM runs WHERE id = %s", (run_id,))
         row = cur.fetchone()
         if row is None:
-            raise _sql.no_run(run_id, self.url)
-        raise _sql.stale_version(run_id, version, int(row[0]))
+            return _sql.no_run(run_id, self.url)
+        return _sql.stale_version(run_id, version, int(row[0]))
 
     # -- the RunStore protocol -----------------------------------------------------------------
 
@@ -210,21 +229,23 @@ class PostgresStore:
                 raise _sql.duplicate_run(run.run_id, self.url)
 
     def append(self, run_id: str, version: int, events: Sequence[Event]) -> int:
-        """Append events if the run is at `version`; return version + 1."""
-        rows = [(e.frame, e.kind, _sql.dump_json(e.data)) for e in events]
+        """Append events if the run is at `version`; return version + 1.
+
+        One statement bumps the version and inserts the events: a checkpoint is one round trip
+        plus the commit. When the bump matches no row nothing is inserted."""
+        if not events:
+            with self._tx() as cur:
+                return self._bump(cur, run_id, version, "")
+        columns: tuple[list[str], list[str], list[str]] = ([], [], [])
+        for e in events:
+            columns[0].append(e.frame)
+            columns[1].append(e.kind)
+            columns[2].append(_sql.dump_json(e.data))
         with self._tx() as cur:
-            new = self._bump(cur, run_id, version, "")
-            if rows:
-                cur.execute(
-                    "SELECT COALESCE(MAX(seq), -1) FROM events WHERE run_id = %s", (run_id,)
-                )
-                last = _one(cur)
-                cur.executemany(
-                    "INSERT INTO events (run_id, seq, frame, kind, data)"
-                    " VALUES (%s, %s, %s, %s, %s)",
-                    [(run_id, last + 1 + i, *row) for i, row in enumerate(rows)],
-                )
-            return new
+            cur.execute(_APPEND, (time.time(), run_id, version, run_id, *columns))
+            if cur.rowcount == len(events):
+                return version + 1
+            raise self._refusal(cur, run_id, version)
 
     def settle(
         self,
@@ -351,9 +372,3 @@ class PostgresStore:
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r})"
-
-
-def _one(cur: Cursor) -> int:
-    row = cur.fetchone()
-    assert row is not None
-    return int(row[0])
