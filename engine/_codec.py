@@ -303,36 +303,39 @@ def decision_from_data(raw: Any, ptr: str) -> Decision:
 
 
 def _messages(raw: Any, ptr: str) -> list[dict[str, Any]]:
-    if not isinstance(raw, list):
+    if type(raw) is not list:
         raise ContinuationError("expected a list of messages", pointer=ptr)
-    for i, message in enumerate(raw):
-        role = message.get("role") if isinstance(message, dict) else None
-        if not isinstance(role, str) or role not in _ROLES:
+    roles = _ROLES
+    for i, message in enumerate(raw):  # a hot loop: plain `type() is` checks on purpose
+        role = message.get("role") if type(message) is dict else None
+        if type(role) is not str or role not in roles:
             raise ContinuationError(
                 "expected a message object with a role (user, assistant, tool)",
                 pointer=f"{ptr}/{i}",
             )
         calls = message.get("tool_calls")
-        if calls is not None and not (
-            isinstance(calls, list)
-            and all(
-                isinstance(c, dict)
-                and isinstance(c.get("id"), str)
-                and isinstance(c.get("function"), dict)
-                and isinstance(c["function"].get("name"), str)
-                and isinstance(c["function"].get("arguments"), str)
-                for c in calls
-            )
+        if calls is not None:
+            _tool_calls(calls, f"{ptr}/{i}/tool_calls")
+    return raw
+
+
+def _tool_calls(calls: Any, ptr: str) -> None:
+    ids: set[str] = set()
+    for call in calls if type(calls) is list else (None,):
+        function = call.get("function") if type(call) is dict else None
+        call_id = call.get("id") if type(call) is dict else None
+        if (
+            type(call_id) is not str
+            or type(function) is not dict
+            or type(function.get("name")) is not str
+            or type(function.get("arguments")) is not str
         ):
             raise ContinuationError(
-                "expected tool calls as {id, type, function: {name, arguments}}",
-                pointer=f"{ptr}/{i}/tool_calls",
+                "expected tool calls as {id, type, function: {name, arguments}}", pointer=ptr
             )
-        if calls and len({c["id"] for c in calls}) != len(calls):
-            raise ContinuationError(
-                "two tool calls of one message share an id", pointer=f"{ptr}/{i}/tool_calls"
-            )
-    return raw
+        ids.add(call_id)
+    if len(ids) != len(calls):
+        raise ContinuationError("two tool calls of one message share an id", pointer=ptr)
 
 
 def _object(raw: Any, ptr: str) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from engine.frames import (
     Stop,
     walk,
 )
-from engine.signing import sign, verify
+from engine.signing import ALGORITHM, SIGNED_TAIL, sign, verify
 
 FORMAT = "callcc.continuation"
 VERSION = 1
@@ -304,17 +304,21 @@ class Continuation:
             raise ContinuationError(
                 f"document is {len(text)} bytes, over the {MAX_DOCUMENT_BYTES} byte limit"
             )
-        try:
-            data = json.loads(text)
-        except UnicodeDecodeError as exc:
-            raise ContinuationError(f"document is not UTF-8: {exc.reason}") from None
-        except json.JSONDecodeError as exc:
-            raise ContinuationError(
-                f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                suggestion="was the file truncated or edited by hand?",
-            ) from None
-        except RecursionError:
-            raise ContinuationError("document nests too deeply to be a continuation") from None
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ContinuationError(f"document is not UTF-8: {exc.reason}") from None
+        tail = SIGNED_TAIL.search(text) if keys else None
+        if tail is not None:  # our own compact form: check the MAC over the very bytes parsed
+            payload = text[: tail.start()] + "}"
+            signature = {"alg": ALGORITHM, "kid": tail.group(1), "mac": tail.group(2)}
+            key = verify(payload, signature, keys)
+            data = _parse(payload)
+            if not isinstance(data, dict) or "signature" in data:
+                raise ContinuationError("a signed document holds one signature, last", pointer="")
+            return cls.from_dict(data, _key=keys[0] if key else None)
+        data = _parse(text)
         if not isinstance(data, dict):
             raise ContinuationError("expected a JSON object", pointer="")
         signature = data.pop("signature", None)
@@ -334,7 +338,7 @@ class Continuation:
                 pointer="/format",
             )
         version = data.get("version")
-        if version not in SUPPORTED_VERSIONS:
+        if type(version) is not int or version not in SUPPORTED_VERSIONS:
             raise ContinuationError(
                 f"unsupported continuation version {version!r}; this callcc reads versions "
                 f"{', '.join(map(str, SUPPORTED_VERSIONS))}",
@@ -388,6 +392,18 @@ class Continuation:
     def __repr__(self) -> str:
         waiting = ", ".join(p.path for p in self.pending()) or "nothing"
         return f"<Continuation run={self.run_id} spec={self.spec_name} waiting on {waiting}>"
+
+
+def _parse(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ContinuationError(
+            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            suggestion="was the file truncated or edited by hand?",
+        ) from None
+    except RecursionError:
+        raise ContinuationError("document nests too deeply to be a continuation") from None
 
 
 def _compact(data: Any) -> str:

@@ -236,9 +236,19 @@ class Runtime:
         """`arecover`, for code that is not async."""
         return self._sync(self.arecover(run_id))
 
+    async def aclose(self) -> None:
+        """Close the model clients' connections (the async counterpart of `close`)."""
+        for model in {id(a.model): a.model for a in self.program.agents.values()}.values():
+            closer = getattr(model, "aclose", None)
+            if closer is not None:
+                await closer()
+
     def close(self) -> None:
-        """Close the event loops the sync API opened (and the store, if this runtime opened
-        it from a URL)."""
+        """Close model connections, the event loops the sync API opened, and the store if
+        this runtime opened it from a URL."""
+        loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
+        if loop is not None and not loop.is_closed() and not loop.is_running():
+            loop.run_until_complete(self.aclose())
         self._finalizer()
         if self._owns_store and self.store is not None:
             self.store.close()

@@ -14,12 +14,20 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from engine.errors import ContinuationError, UsageError
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+SIGNED_TAIL = re.compile(
+    r',"signature":\{"alg":"HMAC-SHA256","kid":"([0-9a-f]{8})","mac":"([0-9a-f]{64})"\}\}\s*\Z'
+)
+"""How `Continuation.to_json` ends a signed compact document: the MAC covers the bytes
+before it (plus the closing brace), so a verifier checks them without re-serializing."""
 
 KEY_ENV = "CALLCC_SECRET_KEY"
 KEY_FILE_ENV = "CALLCC_SECRET_KEY_FILE"
@@ -89,8 +97,10 @@ def verify(payload: str, signature: Any, keys: Sequence[bytes]) -> bytes:
         )
     if (
         not isinstance(signature, dict)
+        or set(signature) != {"alg", "kid", "mac"}
         or signature.get("alg") != ALGORITHM
         or not isinstance(signature.get("mac"), str)
+        or not _HEX64.fullmatch(signature["mac"])
         or not isinstance(signature.get("kid"), str)
     ):
         raise ContinuationError(

@@ -159,10 +159,19 @@ def _build(name: str, text: str) -> YamlDoc:
         if mark is not None and "\t" in text.split("\n")[mark.line][: mark.column + 1]:
             hint = "indent with spaces; YAML forbids tabs for indentation"
         raise _Refused("yaml-syntax", problem, mark, hint) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML forbids, e.g. NUL
+        raise _Refused("yaml-syntax", str(exc), _mark_at(text, exc.position)) from None
     except yaml.YAMLError as exc:
         raise _Refused("yaml-syntax", str(exc), None) from None
     finally:
         loader.dispose()
+
+
+def _mark_at(text: str, position: int) -> yaml.Mark:
+    """A mark (0-based line and column, as PyYAML's) for a character offset."""
+    line = text.count("\n", 0, position)
+    column = position - (text.rfind("\n", 0, position) + 1)
+    return yaml.Mark("<spec>", position, line, column, None, 0)
 
 
 class _Builder:
