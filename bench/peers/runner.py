@@ -109,7 +109,7 @@ def _workload(
     order = list(workers)
     for i in range(ROUNDS):
         for system in order[i % len(order) :] + order[: i % len(order)]:
-            if system in rows:
+            if "unsupported" in rows.get(system, {}):
                 continue
             answer = workers[system].ask(op="time", workload=name, n=per_round, warmup=warmup)
             if "unsupported" in answer:
@@ -119,6 +119,7 @@ def _workload(
             rows.setdefault(system, {})["state_bytes"] = answer["state_bytes"]
     for system, row in rows.items():
         if system in samples:
+            assert len(samples[system]) == per_round * ROUNDS, (system, len(samples[system]))
             row.update(report.summary(samples[system]), iterations=len(samples[system]))
             row["peak_bytes"] = workers[system].ask(op="peak", workload=name)["peak_bytes"]
     base = rows.get("callcc", {}).get("median_us")
