@@ -79,7 +79,7 @@ def _frame_to_data(frame: Frame, child_ref: Callable[[Frame], Any]) -> dict[str,
         if status != "done" or call_id in current
     }
     if frame.results:
-        data["results"] = frame.results
+        data["results"] = dict(frame.results)  # a snapshot: the frame goes on changing
     if frame.pending:
         data["pending"] = [_pending_to_data(p, child_ref) for p in frame.pending]
     return data

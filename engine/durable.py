@@ -53,18 +53,20 @@ def claim(store: RunStore, decided: Continuation, key: bytes | None) -> tuple[Fr
 
     The store is the source of truth for everything but the decisions, so a document edited
     on its way back can change nothing else. Exactly one of concurrent claims wins."""
-    stored = load(store, decided.run_id, key)
-    if stored.nonce != decided.nonce:
+    run = store.get_run(decided.run_id)
+    if run.status != "suspended" or run.nonce != decided.nonce:
         raise ConflictError(
-            f"run {decided.run_id!r} no longer waits on this continuation (it was resumed "
-            "already, or suspended again since)",
+            f"run {decided.run_id!r} no longer waits on this continuation: it was resumed "
+            f"already (the run is {run.status} now)",
             run_id=decided.run_id,
         )
+    stored = load(store, decided.run_id, key)
     root = stored.root
     transfer_decisions(decided, root)
     version = store.claim(decided.run_id, decided.nonce)
     journal = Journal(store=store, run_id=decided.run_id, version=version)
     journal.prime(root)
+    journal.checkpoint_all(root)  # the decisions are kept before anything runs
     return root, journal
 
 

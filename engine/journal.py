@@ -24,7 +24,7 @@ from engine._canonical import fingerprint
 from engine._codec import frame_state_data
 from engine.continuation import FORMAT, VERSION, Continuation
 from engine.errors import ContinuationError
-from engine.frames import Frame, walk
+from engine.frames import Frame, assign_paths, walk
 from engine.spec.model import Spec
 from engine.store.base import Event, PendingRow, RunRecord, RunStatus, RunStore
 
@@ -40,10 +40,11 @@ class Journal:
     version: int
     """The store version after our last write."""
     _messages: dict[str, tuple[int, int]] = field(default_factory=dict)
-    _states: dict[str, str] = field(default_factory=dict)
+    _states: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def prime(self, root: Frame) -> None:
         """Mark the messages of every frame of `root` as stored already (a loaded run)."""
+        assign_paths(root)
         for _, frame in walk(root):
             last = id(frame.messages[-1]) if frame.messages else 0
             self._messages[frame.path] = (len(frame.messages), last)
@@ -67,14 +68,23 @@ class Journal:
                 )
             )
         state = frame_state_data(frame)
-        text = json.dumps(state, ensure_ascii=False, separators=(",", ":"))
-        if self._states.get(frame.path) != text:
+        before = self._states.get(frame.path)
+        if before is None:
             events.append(Event(frame=frame.path, kind="state", data=state))
+        else:
+            patch = _diff(before, state)
+            if patch:
+                events.append(Event(frame=frame.path, kind="state", data={"patch": patch}))
         if not events:
             return
         self.version = self.store.append(self.run_id, self.version, events)
         self._messages[frame.path] = (len(messages), id(messages[-1]) if messages else 0)
-        self._states[frame.path] = text
+        self._states[frame.path] = state
+
+    def checkpoint_all(self, root: Frame) -> None:
+        """Checkpoint every frame of the stack (after a claim: persists the decisions)."""
+        for _, frame in walk(root):
+            self.checkpoint(frame)
 
     def settle(
         self,
@@ -108,16 +118,53 @@ class Journal:
         )
 
 
+_MAPS = ("counters", "ledger", "results")
+
+
+def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What changed between two frame states: per map the changed keys (None: removed),
+    and `pending` whole when it changed."""
+    patch: dict[str, Any] = {}
+    for name in _MAPS:
+        old, new = before.get(name, {}), after.get(name, {})
+        if old != new:
+            changes = {k: v for k, v in new.items() if old.get(k) != v}
+            changes.update({k: None for k in old if k not in new})
+            patch[name] = changes
+    if before.get("pending") != after.get("pending"):
+        patch["pending"] = after.get("pending", [])
+    return patch
+
+
+def _apply(state: dict[str, Any], patch: dict[str, Any]) -> None:
+    for name in _MAPS:
+        for key, value in patch.get(name, {}).items():
+            target = state.setdefault(name, {})
+            if value is None:
+                target.pop(key, None)
+            else:
+                target[key] = value
+    if "pending" in patch:
+        state["pending"] = patch["pending"]
+
+
 def replay(events: list[Event]) -> dict[str, dict[str, Any]]:
-    """Every frame ever checkpointed, by path: `{"messages": [...], "state": {...}}`."""
+    """Every frame ever checkpointed, by path: `{"messages": [...], "state": {...}}`.
+
+    A `state` event holds a whole frame state, or `{"patch": ...}`: the changes since the
+    frame's previous state (so a step that only moves a counter stores a few bytes)."""
     frames: dict[str, dict[str, Any]] = {}
     for event in events:
         slot = frames.setdefault(event.frame, {"messages": [], "state": None})
         if event.kind == "messages":
             start = event.data["start"]
             slot["messages"][start:] = event.data["messages"]
+        elif "patch" in event.data:
+            if slot["state"] is None:
+                raise ContinuationError(f"a state patch of frame {event.frame!r} before its state")
+            _apply(slot["state"], event.data["patch"])
         else:
-            slot["state"] = event.data
+            slot["state"] = json.loads(json.dumps(event.data))  # own copy: patches mutate it
     return frames
 
 

@@ -26,6 +26,9 @@ class Continue:
     """Take another step."""
 
     kind: Literal["continue"] = "continue"
+    checkpoint: bool = True
+    """False when the step only did what the last checkpoint already implies (closing a
+    turn whose results are all recorded), so a run store need not write it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,7 @@ class Fail:
 
 Step = Continue | Suspend | Finish | Fail
 CONTINUE = Continue()
+CLOSED_TURN = Continue(checkpoint=False)
 SUSPEND = Suspend()
 _FINISH_REASONS = frozenset({"stop", "tool_calls", "function_call"})
 
@@ -68,7 +72,7 @@ async def drive(frame: Frame, ctx: RunContext) -> Suspend | Finish | Fail:
         spent = clock() - started
         frame.elapsed += spent
         frame.pause_elapsed += spent
-        if journal is not None:
+        if journal is not None and (not isinstance(result, Continue) or result.checkpoint):
             journal.checkpoint(frame)
         if not isinstance(result, Continue):
             return result
@@ -224,7 +228,7 @@ async def settle(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
     for call in calls:
         content = frame.results.pop(call["id"])
         frame.messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
-    return CONTINUE
+    return CLOSED_TURN
 
 
 def stop_early(frame: Frame) -> Finish:

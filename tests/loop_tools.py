@@ -54,3 +54,21 @@ def flaky(key: str) -> str:
     if FLAKY[key] == 1:
         raise ConnectionError("upstream unavailable")
     return f"ok {key}"
+
+
+def slow(key: str) -> str:
+    """Logs that it started; then, while the file named by CALLCC_TEST_BLOCK exists and holds
+    this key, waits (so a test can kill the process in the middle of this very call)."""
+    _record("slow", key=key)
+    block = os.environ.get("CALLCC_TEST_BLOCK")
+    if block:
+        import time
+        from pathlib import Path
+
+        gate = Path(block)
+        if gate.exists() and gate.read_text(encoding="utf-8") == key:
+            Path(block + ".started").write_text(key, encoding="utf-8")
+            deadline = time.monotonic() + 60
+            while gate.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+    return f"slow {key} done"
