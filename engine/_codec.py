@@ -64,9 +64,9 @@ def _frame_to_data(frame: Frame, child_ref: Callable[[Frame], Any]) -> dict[str,
     for name in _COUNTERS_INT + _COUNTERS_NUM:
         value = getattr(frame, name)
         if isinstance(value, float):
-            value = round(value, 4)  # 0.1 ms is plenty for budgets in seconds
+            value = round(value, 3)  # 1 ms is plenty for budgets in seconds
         other = _SAME_AS.get(name)
-        default = round(getattr(frame, other), 4) if other else 0
+        default = round(getattr(frame, other), 3) if other else 0
         if value != default:
             counters[name] = value
     data["counters"] = counters

@@ -69,6 +69,8 @@ class Journal:
             )
         state = frame_state_data(frame)
         before = self._states.get(frame.path)
+        if before is not None and start < len(messages):
+            before = _closed(before, messages[start:])
         if before is None:
             events.append(Event(frame=frame.path, kind="state", data=state))
         else:
@@ -121,6 +123,17 @@ class Journal:
 _MAPS = ("counters", "ledger", "results")
 
 
+def _closed(state: dict[str, Any], new_messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """`state` without `running` ledger entries whose tool message is among `new_messages`:
+    a running call whose result is in the messages is done, so nothing needs writing."""
+    answered = {m.get("tool_call_id") for m in new_messages if m.get("role") == "tool"}
+    ledger = state.get("ledger", {})
+    if not answered.intersection(ledger):
+        return state
+    kept = {k: v for k, v in ledger.items() if not (v == "running" and k in answered)}
+    return {**state, "ledger": kept}
+
+
 def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """What changed between two frame states: per map the changed keys (None: removed),
     and `pending` whole when it changed."""
@@ -165,6 +178,13 @@ def replay(events: list[Event]) -> dict[str, dict[str, Any]]:
             _apply(slot["state"], event.data["patch"])
         else:
             slot["state"] = json.loads(json.dumps(event.data))  # own copy: patches mutate it
+    for slot in frames.values():  # a running call with a tool message is done (see _closed)
+        state = slot["state"]
+        if state is not None and state.get("ledger"):
+            answered = {m.get("tool_call_id") for m in slot["messages"] if m.get("role") == "tool"}
+            state["ledger"] = {
+                k: v for k, v in state["ledger"].items() if not (v == "running" and k in answered)
+            }
     return frames
 
 

@@ -220,7 +220,7 @@ async def settle(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
         frame.tool_calls += len(fresh)
         for call in fresh:
             classify(frame, agent, call)
-    failure = await run_calls(frame, agent, calls, ctx)
+    failure, unsaved = await run_calls(frame, agent, calls, ctx)
     if failure is not None:
         return Fail(failure)
     if frame.pending:
@@ -228,7 +228,7 @@ async def settle(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
     for call in calls:
         content = frame.results.pop(call["id"])
         frame.messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
-    return CLOSED_TURN
+    return CONTINUE if unsaved else CLOSED_TURN  # the closed turn is kept with its messages
 
 
 def stop_early(frame: Frame) -> Finish:

@@ -154,8 +154,9 @@ def _gate(
 
 async def run_calls(
     frame: Frame, agent: BoundAgent, calls: list[dict[str, Any]], ctx: RunContext
-) -> str | None:
-    """Run every call that may run now; return why the run must fail, if it must."""
+) -> tuple[str | None, bool]:
+    """Run every call that may run now; return why the run must fail (if it must) and whether
+    a result was recorded that no checkpoint holds yet (a lone call run inline)."""
     entries = {p.id: p for p in frame.pending if p.tool is not None}
     jobs: list[tuple[str, Awaitable[_Outcome] | None, BoundTool, dict[str, Any]]] = []
     for call in calls:
@@ -192,7 +193,7 @@ async def run_calls(
         else:  # approve, resume: run it (again, for an `error` entry)
             jobs.append((call_id, None, tool, entry.arguments or {}))
     if not jobs:
-        return None
+        return None, False
     journal = ctx.journal
     for call_id, _, _, _ in jobs:
         frame.ledger[call_id] = "running"
@@ -211,8 +212,8 @@ async def run_calls(
         else:
             frame.ledger[call_id] = "failed"
             return outcome.reason
-        if journal is not None:  # each result is kept the moment it exists
-            journal.checkpoint(frame)
+        if journal is not None and not inline:  # each result is kept the moment it exists;
+            journal.checkpoint(frame)  # a lone inline call's result is kept by the step's end
         return None
 
     jobs_now = [
@@ -224,7 +225,7 @@ async def run_calls(
     failures = [await jobs_now[0]] if inline else list(await asyncio.gather(*jobs_now))
     order = {call["id"]: i for i, call in enumerate(calls)}
     frame.pending.sort(key=lambda p: order.get(p.id, -1))
-    return next((f for f in failures if f is not None), None)
+    return next((f for f in failures if f is not None), None), inline
 
 
 async def _execute(
