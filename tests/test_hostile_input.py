@@ -186,7 +186,7 @@ def test_binary_garbage_is_refused_as_not_utf8(tmp_path: Path) -> None:
     )
 
 
-def test_BUG_control_characters_are_refused_on_their_own_line(tmp_path: Path) -> None:
+def test_control_characters_are_refused_on_their_own_line(tmp_path: Path) -> None:
     """engine/spec/yamlload.py _build: the reader's error (a NUL on line 2) has no
     problem_mark, so the diagnostic points at 1:1 instead of 2:8."""
     d = diagnose(tmp_path, "spec_version: 1\nname: a\x00b\n")
@@ -363,7 +363,6 @@ FIELDS = [
     "/frames/0/counters",
     "/frames/0/counters/turns",
     "/frames/0/counters/tool_calls",
-    "/frames/0/counters/elapsed",
     "/frames/0/ledger",
     "/frames/0/ledger/t",
     "/frames/0/pending",
@@ -394,7 +393,17 @@ CAUGHT_LATER = {
 """A null where the format allows one: refused by the consistency checks, elsewhere."""
 
 
-def test_BUG_version_true_is_accepted_as_1() -> None:
+@pytest.mark.parametrize("value", ["soon", -1.5, True, None, [1]])
+def test_a_time_counter_that_is_not_a_non_negative_number_is_refused(value: Any) -> None:
+    rt, data = _decided_data()
+    data["frames"][0]["counters"]["elapsed"] = value
+
+    error = refused(rt, json.dumps(data))
+
+    assert error.pointer == "/frames/0/counters/elapsed"
+
+
+def test_a_boolean_version_is_not_version_1() -> None:
     """engine/continuation.py from_dict: `version not in SUPPORTED_VERSIONS` is True for
     `true` and `1.0` (`True == 1`), so `"version": true` loads as version 1."""
     rt, data = _decided_data()
@@ -433,7 +442,7 @@ def test_a_value_of_the_wrong_type_at_any_field_is_refused_pointing_at_it(path: 
         if _type(value) == _type(good) or (path, _type(value)) in VALID_ALTERNATIVES:
             continue
         if path == "/version" and value is True:
-            continue  # test_BUG_version_true_is_accepted_as_1
+            continue  # test_a_boolean_version_is_not_version_1
         bad = copy.deepcopy(data)
         _put(bad, path, value)
 
@@ -666,7 +675,7 @@ def test_neither_the_api_key_nor_the_signing_key_appears_in_output_logs_or_state
         gc.collect()
 
 
-def test_BUG_the_cli_closes_the_openai_clients_sockets(
+def test_the_cli_closes_the_openai_clients_sockets(
     openai_server: OpenAICompatServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """engine/runtime.py Runtime.close (used by the CLI's `with _runtime(...)`) closes the event

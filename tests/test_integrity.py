@@ -208,7 +208,7 @@ def test_editing_the_key_id_of_the_signature_is_refused() -> None:
 
 
 @pytest.mark.parametrize("mac", ["\u00e9" * 64, "caf\u00e9"])
-def test_BUG_a_signature_mac_with_non_ascii_text_is_a_continuation_error(mac: str) -> None:
+def test_a_signature_mac_with_non_ascii_text_is_a_continuation_error(mac: str) -> None:
     """engine/signing.py verify: `hmac.compare_digest(expected, signature["mac"])` raises
     TypeError ("comparing strings with non-ASCII characters is not supported") for a
     non-ASCII mac; found by the signed-corruption property."""

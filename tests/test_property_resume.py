@@ -355,7 +355,7 @@ def test_a_corrupted_document_is_refused_or_runs_only_what_it_approves(
 
 @PROPERTY
 @given(base=st.sampled_from(BASES), data=st.data())
-def test_BUG_every_corruption_of_a_signed_document_is_refused_at_the_signature(
+def test_every_corruption_of_a_signed_document_is_refused_at_the_signature(
     base: str, data: st.DataObject
 ) -> None:
     """Fails while a non-ASCII `signature.mac` raises TypeError (see test_integrity.py
