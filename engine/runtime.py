@@ -19,7 +19,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from engine import durable
+from engine import _eager, durable
 from engine._canonical import fingerprint
 from engine.compile import BoundAgent, BoundTool, Program, compile_spec
 from engine.continuation import Continuation
@@ -28,6 +28,7 @@ from engine.frames import Frame, Message, Pending, assign_paths, walk
 from engine.journal import Journal
 from engine.loop import Fail, Finish, Suspend, drive
 from engine.models.base import ModelClient
+from engine.models.scripted import ScriptedModel
 from engine.signing import keys_from_env, normalize_keys
 from engine.spec.model import Spec
 from engine.store import RunStore, open_store
@@ -104,6 +105,13 @@ class Runtime:
             spec, model_override=model_override, allowed_modules=allowed_modules
         )
         self._consumed: set[str] = set()
+        # Eager driving skips the event loop's round trip, but libraries that ask which async
+        # library runs them (httpx, anyio: the openai client) need a real task: only when every
+        # model is scripted and every tool is sync is the whole run free of such code.
+        self._eager = all(
+            isinstance(a.model, ScriptedModel) and not any(t.is_async for t in a.tools.values())
+            for a in self.program.agents.values()
+        )
         self.store: RunStore | None = open_store(store) if isinstance(store, str) else store
         self._owns_store = isinstance(store, str)
         self._local = threading.local()
@@ -230,6 +238,8 @@ class Runtime:
             loop = asyncio.new_event_loop()  # one per thread, reused: a new loop per call
             self._local.loop = loop  # costs more than a whole scripted model turn
             self._loops.append(loop)
+        if self._eager:
+            return _eager.run(loop, coro)
         return loop.run_until_complete(coro)
 
     def recover(self, run_id: str) -> Outcome:
