@@ -238,16 +238,7 @@ async def _execute(
 ) -> _Outcome:
     spec = tool.spec
     if spec.kind == "external":
-        return _Wait(
-            Pending.for_call(
-                id=call_id,
-                reason="external",
-                tool=tool.name,
-                arguments=arguments,
-                decisions=("answer", "reject"),
-                prompt=spec.description,
-            )
-        )
+        return _Wait(_external(call_id, tool, arguments, prompt=spec.description))
     if spec.kind == "agent":
         say(frame, "starts sub-agent %s (%s)", spec.agent, call_id)
         child = Frame(
@@ -310,21 +301,32 @@ async def _python(
         else:
             value = await asyncio.wait_for(asyncio.to_thread(tool.func, **kwargs), timeout)
     except Deferred as exc:
-        return _Wait(
-            Pending.for_call(
-                id=call_id,
-                reason="external",
-                tool=tool.name,
-                arguments=arguments,
-                decisions=("answer", "reject"),
-                detail=exc.reason or None,
-            )
-        )
+        return _Wait(_external(call_id, tool, arguments, detail=exc.reason or None))
     except TimeoutError:
         return _Wait(_error(call_id, tool, arguments, f"timed out after {timeout:g} s"))
     except Exception as exc:  # a tool's failure must not lose the run: ask a person
         return _Wait(_error(call_id, tool, arguments, f"{type(exc).__name__}: {exc}"))
     return _Done(tool_result_text(value))
+
+
+def _external(
+    call_id: str,
+    tool: BoundTool,
+    arguments: dict[str, Any],
+    *,
+    prompt: str | None = None,
+    detail: str | None = None,
+) -> Pending:
+    """The call waits for a result from outside (`answer`), or to be `reject`ed."""
+    return Pending.for_call(
+        id=call_id,
+        reason="external",
+        tool=tool.name,
+        arguments=arguments,
+        decisions=("answer", "reject"),
+        prompt=prompt,
+        detail=detail,
+    )
 
 
 def _error(call_id: str, tool: BoundTool, arguments: dict[str, Any], message: str) -> Pending:
