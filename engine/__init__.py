@@ -13,7 +13,12 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `loop`: `step(frame) -> Continue | Suspend | Finish | Fail` and the driver.
 - `tooling`: one turn's tool calls: sort, gate, apply decisions, run, record.
 - `continuation`: the document, its decision API, versions; `_codec` parses and checks it.
-- `runtime`: `Runtime`, outcomes, the check of a document before a resume runs anything.
+- `runtime`: `Runtime` and its outcomes; `_eager` drives scripted runs without a loop trip.
+- `_preflight`: the check of a document against the spec before a resume runs anything.
+- `signing`: HMAC-SHA256 signatures, keys from the environment, rotation.
+- `store/`: the run store protocol (`base`), SQLite and PostgreSQL backends, `open_store`.
+- `journal`: checkpoints as frame deltas, and continuations rebuilt from them.
+- `durable`: what a runtime with a store does: start, claim a resume, recover a dead run.
 - `models/`: the model protocol (`base`), the OpenAI adapter, the scripted model.
 - `render/`: networkx graphs of specs and stacks; DOT, SVG/PNG, Mermaid, terminal text.
 - `cli/`: `callcc` subcommands, one module each; `main(argv, stdout, stderr) -> int`.

@@ -1,0 +1,189 @@
+"""The check of a continuation against the spec before a resume runs anything.
+
+A document may have travelled through queues, browsers and people; a resume first makes sure
+that it belongs to this spec, that it was verified when keys are configured, and that every
+frame, pending entry and decision is one the spec allows and the document's own messages
+agree with. Anything else is refused whole, with the JSON pointer of the fault: nothing runs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from engine._canonical import fingerprint
+from engine.compile import BoundAgent, BoundTool, Program
+from engine.continuation import Continuation
+from engine.errors import ContinuationError, DecisionError, SpecChangedError
+from engine.frames import Frame, Message, Pending, walk
+from engine.tooling import argument_problem
+
+_ALLOWED: dict[str, frozenset[str]] = {
+    "external": frozenset({"answer", "reject"}),
+    "turn_limit": frozenset({"extend", "stop"}),
+    "pause": frozenset({"resume", "stop", "reject"}),
+    "error": frozenset({"approve", "answer", "reject", "resume", "stop"}),
+    "subagent": frozenset(),
+}
+
+
+def check_document(
+    program: Program,
+    keys: tuple[bytes, ...],
+    continuation: Continuation,
+    *,
+    allow_spec_change: bool = False,
+) -> None:
+    """Refuse a document this spec cannot resume, before anything executes."""
+    if keys and not continuation.signed_with(keys):
+        raise ContinuationError(
+            "the continuation's signature was not verified with this runtime's keys",
+            pointer="/signature",
+            suggestion="load documents with runtime.load(text) or "
+            "Continuation.from_json(text, keys=...)",
+        )
+    if continuation.spec_name != program.spec.name:
+        raise SpecChangedError(
+            f"the continuation belongs to spec {continuation.spec_name!r}, "
+            f"not {program.spec.name!r}",
+            pointer="/spec/name",
+        )
+    if continuation.spec_digest != program.spec.digest and not allow_spec_change:
+        raise SpecChangedError(
+            "the spec changed since the run suspended "
+            f"({continuation.spec_digest[:19]} then, {program.spec.digest[:19]} now)",
+            pointer="/spec/digest",
+            suggestion="resume with the spec it suspended with, or pass "
+            "allow_spec_change=True (--allow-spec-change) if the change is safe",
+        )
+    for index, (_, frame) in enumerate(walk(continuation._root)):
+        _check_frame(program, frame, f"/frames/{index}")
+
+
+def _check_frame(program: Program, frame: Frame, ptr: str) -> None:
+    agent = program.agents.get(frame.agent)
+    if agent is None:
+        raise ContinuationError(f"agent {frame.agent!r} is not in the spec", pointer=f"{ptr}/agent")
+    in_flight = {c["id"]: c for c in frame.in_flight()}
+    for call_id in frame.results:
+        if call_id not in in_flight:
+            raise ContinuationError(
+                f"a result for {call_id!r}, which is not a call of the current turn",
+                pointer=f"{ptr}/results",
+            )
+    waiting = {entry.id for entry in frame.pending}
+    if len(waiting) != len(frame.pending):
+        raise ContinuationError("two pending entries share an id", pointer=f"{ptr}/pending")
+    for call_id, call in in_flight.items():
+        status = frame.ledger.get(call_id)
+        if status == "running" and call_id not in waiting:
+            tool = agent.tools.get(call["function"]["name"])
+            arguments = _parsed(call)
+            if (
+                tool is None
+                or not isinstance(arguments, dict)
+                or argument_problem(tool, arguments)
+                or _needs_a_decision(agent, tool)
+            ):
+                raise ContinuationError(
+                    f"call {call_id!r} is marked running but is not a valid call of "
+                    f"{frame.agent!r}: the document was modified",
+                    pointer=f"{ptr}/ledger",
+                )
+        settled = call_id in frame.results or call_id in waiting
+        if settled or status == "running" or (status is None and not frame.results):
+            continue
+        raise ContinuationError(
+            f"call {call_id!r} of the current turn is {status or 'unrecorded'} but has "
+            "neither a result nor a pending entry: the document was modified",
+            pointer=f"{ptr}/ledger",
+        )
+    for j, entry in enumerate(frame.pending):
+        where = f"{ptr}/pending/{j}"
+        if entry.id in frame.results:
+            raise ContinuationError(
+                f"call {entry.id!r} is pending and has a result", pointer=f"{where}/id"
+            )
+        _check_entry(program, agent, entry, where, in_flight)
+
+
+def _check_entry(
+    program: Program, agent: BoundAgent, entry: Pending, where: str, in_flight: dict[str, Message]
+) -> None:
+    if entry.tool is None:
+        expected = fingerprint(entry.id, entry.reason, entry.detail)
+    else:
+        if entry.tool not in agent.tools:
+            raise ContinuationError(
+                f"pending call {entry.id!r} names tool {entry.tool!r}, which its agent "
+                "does not have in the spec",
+                pointer=f"{where}/tool",
+            )
+        expected = fingerprint(entry.id, entry.tool, entry.arguments)
+    if entry.fingerprint != expected:
+        raise ContinuationError(
+            "the entry does not match its fingerprint: its call was modified",
+            pointer=f"{where}/fingerprint",
+        )
+    if entry.tool is not None:
+        call = in_flight.get(entry.id)
+        if call is None:
+            raise ContinuationError(
+                f"pending call {entry.id!r} is not a call of the agent's current turn",
+                pointer=f"{where}/id",
+            )
+        if call["function"]["name"] != entry.tool or _parsed(call) != entry.arguments:
+            raise ContinuationError(
+                f"pending call {entry.id!r} differs from the call in the agent's messages: "
+                "the document was modified",
+                pointer=f"{where}/arguments",
+            )
+    allowed = _allowed(program, entry)
+    extra = set(entry.decisions) - allowed
+    if extra:
+        raise ContinuationError(
+            f"decisions {sorted(extra)} are not allowed for this entry by the spec",
+            pointer=f"{where}/decisions",
+        )
+    decision = entry.decision
+    if decision is None:
+        return
+    if decision.kind not in entry.decisions:
+        raise ContinuationError(
+            f"decision {decision.kind!r} is not one of {list(entry.decisions)}",
+            pointer=f"{where}/decision",
+        )
+    if decision.fingerprint != entry.fingerprint:
+        raise ContinuationError(
+            "the decision answers another call than this entry (fingerprint mismatch)",
+            pointer=f"{where}/decision/fingerprint",
+        )
+    if decision.kind == "edit":
+        problem = argument_problem(agent.tools[entry.tool or ""], decision.arguments)
+        if problem:
+            raise DecisionError(f"edit of {entry.id}: {problem}", pending_ids=[entry.id])
+
+
+def _allowed(program: Program, entry: Pending) -> frozenset[str]:
+    if entry.reason == "approval":
+        tool = program.spec.tools.get(entry.tool or "")
+        return frozenset(tool.approval.decisions) if tool else frozenset()
+    return _ALLOWED[entry.reason]
+
+
+def _needs_a_decision(agent: BoundAgent, tool: BoundTool) -> bool:
+    """A call of this tool only runs after a decision, so a document cannot mark it running."""
+    spec = tool.spec
+    return (
+        spec.approval.required
+        or spec.kind == "external"
+        or spec.name in agent.spec.suspend.before_tools
+    )
+
+
+def _parsed(call: Message) -> Any:
+    text = call["function"]["arguments"]
+    try:
+        return json.loads(text) if text.strip() else {}
+    except (json.JSONDecodeError, RecursionError):
+        return None
