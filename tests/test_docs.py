@@ -41,3 +41,22 @@ def test_every_subcommand_appears_in_the_readme() -> None:
 def test_readme_starts_with_the_two_commands() -> None:
     head = README[: README.index("## The spec language")]
     assert "make demo" in head and "make test" in head
+
+
+def test_the_readme_python_example_runs_as_written() -> None:
+    import re
+    import subprocess
+    import sys
+
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert blocks, "the README has no Python example"
+    for block in blocks:
+        ran = subprocess.run(
+            [sys.executable, "-c", block],
+            cwd=Path(__file__).parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert ran.returncode == 0, ran.stderr
