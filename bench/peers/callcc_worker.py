@@ -9,7 +9,11 @@ and resumes. Tools are bench/bench_tools.py, the same bodies the peers call.
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
+import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +143,27 @@ def make(name: str, server: str | None) -> Workload | str:
         return approval(runtime, script.NESTED[0], f"{script.NESTED[0]} done")
     if name == "long_loop":
         return long_loop(runtime)
+    if name in ("store_sqlite", "store_postgresql"):
+        stored = Runtime(spec(), model_override=scripted(), store=_store_url(name))
+        return approval(stored, "payer", script.FINAL)
     raise KeyError(name)
+
+
+def _store_url(name: str) -> str:
+    """A fresh store for the run: a SQLite file, or a PostgreSQL schema dropped at exit."""
+    if name == "store_sqlite":
+        return f"sqlite:///{tempfile.mkdtemp(prefix='callcc-bench-')}/runs.db"
+    server = os.environ.get("CALLCC_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1/test"
+    schema = f"callcc_bench_{uuid.uuid4().hex[:12]}"
+
+    def drop() -> None:
+        import psycopg
+
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+    atexit.register(drop)
+    return f"{server}?schema={schema}"
 
 
 if __name__ == "__main__":

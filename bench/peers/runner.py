@@ -19,7 +19,16 @@ from bench.peers import report, venvs
 from bench.peers.server import ScriptServer
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKLOADS = ("approval_cycle", "nested_approval", "long_loop", "over_http")
+WORKLOADS = (
+    "approval_cycle",
+    "nested_approval",
+    "long_loop",
+    "over_http",
+    "store_sqlite",
+    "store_postgresql",
+)
+CALLCC_ONLY = ("store_sqlite", "store_postgresql")
+"""approval_cycle with callcc's run stores, a checkpoint at every step (no peer equivalent)."""
 SYSTEMS = ("callcc", "langgraph", "openai_agents", "pydantic_ai")
 ROUNDS = 5
 
@@ -83,7 +92,15 @@ def run(plan: Plan, log: TextIO) -> dict[str, Any]:
     with ScriptServer() as server:
         workers = {s: Worker(s, server.base_url) for s in plan.systems}
         try:
-            results = {w: _workload(w, workers, plan, log) for w in plan.workloads}
+            results = {
+                w: _workload(
+                    w,
+                    {"callcc": workers["callcc"]} if w in CALLCC_ONLY else workers,
+                    plan,
+                    log,
+                )
+                for w in plan.workloads
+            }
             held = _held(workers, plan, log) if "approval_cycle" in plan.workloads else None
         finally:
             for worker in workers.values():
