@@ -41,6 +41,12 @@ _COUNTERS_INT = (
 _COUNTERS_NUM = ("extra_seconds", "elapsed", "pause_elapsed")
 _SAME_AS = {"attempts": "turns", "pause_turns": "turns", "pause_elapsed": "elapsed"}
 """Counters left out when equal to another (the usual case): absent means equal."""
+_COUNTER_KEYS = frozenset(_COUNTERS_INT + _COUNTERS_NUM)
+_FRAME_KEYS = frozenset({"agent", "messages", "counters", "ledger", "results", "pending"})
+_PENDING_KEYS = frozenset(
+    {"id", "reason", "tool", "arguments", "decisions", "fingerprint"}
+    | {"prompt", "detail", "decision", "child"}
+)
 _ROLES = frozenset({"user", "assistant", "tool", "system", "developer"})
 
 
@@ -154,16 +160,14 @@ def frames_from_data(raw: Any, pointer: str) -> Frame:
 
 def _frame_from_data(raw: Any, ptr: str, links: list[tuple[Pending, int, str]]) -> Frame:
     obj = _object(raw, ptr)
-    _known(obj, ptr, {"agent", "messages", "counters", "ledger", "results", "pending"})
+    _known(obj, ptr, _FRAME_KEYS)
     frame = Frame(
         agent=_str(obj, "agent", ptr),
         messages=_messages(obj.get("messages"), f"{ptr}/messages"),
     )
     counters = _object(obj.get("counters", {}), f"{ptr}/counters")
-    _known(counters, f"{ptr}/counters", set(_COUNTERS_INT + _COUNTERS_NUM))
-    for name in _COUNTERS_INT + _COUNTERS_NUM:  # `_SAME_AS` targets come first in each
-        other = _SAME_AS.get(name)
-        value = counters.get(name, getattr(frame, other) if other else 0)
+    _known(counters, f"{ptr}/counters", _COUNTER_KEYS)
+    for name, value in counters.items():  # absent counters keep the frame's zero default
         whole = name in _COUNTERS_INT
         if (
             not isinstance(value, int | float)
@@ -174,6 +178,9 @@ def _frame_from_data(raw: Any, ptr: str, links: list[tuple[Pending, int, str]]) 
             expected = "a non-negative integer" if whole else "a non-negative number"
             raise ContinuationError(f"expected {expected}", pointer=f"{ptr}/counters/{name}")
         setattr(frame, name, value if whole else float(value))
+    for name, other in _SAME_AS.items():
+        if name not in counters:
+            setattr(frame, name, getattr(frame, other))
     ledger = _object(obj.get("ledger", {}), f"{ptr}/ledger")
     for call_id, status in ledger.items():
         if status not in CALL_STATUSES:
@@ -215,12 +222,7 @@ def _full_ledger(frame: Frame, written: dict[str, Any]) -> dict[str, Any]:
 
 def _pending_from_data(raw: Any, ptr: str) -> tuple[Pending, int | None]:
     obj = _object(raw, ptr)
-    _known(
-        obj,
-        ptr,
-        {"id", "reason", "tool", "arguments", "decisions", "fingerprint"}
-        | {"prompt", "detail", "decision", "child"},
-    )
+    _known(obj, ptr, _PENDING_KEYS)
     reason = obj.get("reason")
     if reason not in REASONS:
         raise ContinuationError(
@@ -344,7 +346,9 @@ def _object(raw: Any, ptr: str) -> dict[str, Any]:
     return raw
 
 
-def _known(obj: dict[str, Any], ptr: str, allowed: set[str]) -> None:
+def _known(obj: dict[str, Any], ptr: str, allowed: frozenset[str] | set[str]) -> None:
+    if allowed.issuperset(obj):
+        return
     unknown = sorted(set(obj) - allowed)
     if unknown:
         raise ContinuationError(

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine import _json
 from engine._codec import decision_to_data, frames_from_data, frames_to_data
 from engine.errors import ContinuationError, DecisionError
 from engine.frames import (
@@ -396,7 +397,7 @@ class Continuation:
 
 def _parse(text: str) -> Any:
     try:
-        return json.loads(text)
+        return _json.loads(text)
     except json.JSONDecodeError as exc:
         raise ContinuationError(
             f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
@@ -407,7 +408,7 @@ def _parse(text: str) -> Any:
 
 
 def _compact(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return _json.dumps(data)
 
 
 __all__ = ["Continuation", "PendingDecision", "decision_to_data"]
