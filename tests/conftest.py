@@ -30,3 +30,14 @@ def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # The run store fixtures (`store_url` over both backends, `store`) for every test module.
 from store_fixtures import store, store_url  # noqa: E402, F401
+
+
+@pytest.fixture(autouse=True)
+def _fresh_tool_log() -> Iterator[None]:
+    """Every test starts with an empty record of the tools that ran (tests/loop_tools.py)."""
+    import loop_tools
+
+    loop_tools.CALLS.clear()
+    loop_tools.FLAKY.clear()
+    yield
+    loop_tools.CALLS.clear()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -38,14 +38,6 @@ from engine.spec import load_spec
 from engine.spec.model import ExternalTool, Limits, SuspendRules
 
 FIXTURES = ROOT / "tests" / "fixtures" / "continuation"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_calls() -> Iterator[None]:
-    loop_tools.CALLS.clear()
-    loop_tools.FLAKY.clear()
-    yield
-    loop_tools.CALLS.clear()
 
 
 # A root agent that delegates to a sub-agent, which runs echo and waits on a transfer.

@@ -13,7 +13,6 @@ import gc
 import json
 import logging
 import warnings
-from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,13 +44,6 @@ from engine.spec.yamlload import MAX_FILE_BYTES
 
 if TYPE_CHECKING:
     from openai_server import OpenAICompatServer
-
-
-@pytest.fixture(autouse=True)
-def _fresh_calls() -> Iterator[None]:
-    loop_tools.CALLS.clear()
-    yield
-    loop_tools.CALLS.clear()
 
 
 # -- specs ---------------------------------------------------------------------------------

@@ -50,13 +50,6 @@ UNSIGNED_WARNING = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _fresh_calls() -> Iterator[None]:
-    loop_tools.CALLS.clear()
-    yield
-    loop_tools.CALLS.clear()
-
-
 # A bank agent that asks to move money twice in one turn; each transfer waits for a reviewer.
 BANK = make_spec(
     [agent("bank", "transfer", "echo")],

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import loop_tools
 import pytest
 from builders import (
@@ -23,15 +21,6 @@ from builders import (
     tool_result,
     user,
 )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_calls() -> Iterator[None]:
-    loop_tools.CALLS.clear()
-    loop_tools.FLAKY.clear()
-    yield
-    loop_tools.CALLS.clear()
-
 
 ECHO_SPEC = make_spec(
     [agent("main", "echo", "lookup")], [python_tool("echo"), python_tool("lookup")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from functools import cache
 
 import loop_tools
@@ -33,14 +32,6 @@ from hypothesis import strategies as st
 from engine.continuation import Continuation
 from engine.runtime import Runtime
 from engine.spec import Spec, load_spec
-
-
-@pytest.fixture(autouse=True)
-def _fresh_calls() -> Iterator[None]:
-    loop_tools.CALLS.clear()
-    yield
-    loop_tools.CALLS.clear()
-
 
 # -- the HR example ------------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import loop_tools
@@ -33,13 +32,6 @@ from engine.spec.model import ExternalTool, SuspendRules
 PROPERTY = settings(
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_calls() -> Iterator[None]:
-    loop_tools.CALLS.clear()
-    yield
-    loop_tools.CALLS.clear()
 
 
 SPEC = make_spec(

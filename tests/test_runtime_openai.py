@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import loop_tools
@@ -17,13 +16,6 @@ from engine.spec.model import OpenAIModel, Spec
 
 if TYPE_CHECKING:
     from openai_server import OpenAICompatServer
-
-
-@pytest.fixture(autouse=True)
-def _fresh_calls() -> Iterator[None]:
-    loop_tools.CALLS.clear()
-    yield
-    loop_tools.CALLS.clear()
 
 
 def openai_spec(base_url: str) -> Spec:

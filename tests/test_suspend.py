@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import loop_tools
 import pytest
@@ -30,15 +29,6 @@ from engine.continuation import Continuation
 from engine.errors import DecisionError
 from engine.runtime import Suspended
 from engine.spec.model import ExternalTool, Limits, SuspendRules
-
-
-@pytest.fixture(autouse=True)
-def _fresh_calls() -> Iterator[None]:
-    loop_tools.CALLS.clear()
-    loop_tools.FLAKY.clear()
-    yield
-    loop_tools.CALLS.clear()
-
 
 PAY = make_spec(
     [agent("bank", "echo", "transfer")],
