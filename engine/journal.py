@@ -51,7 +51,6 @@ class Journal:
 
     def checkpoint(self, frame: Frame) -> None:
         """Append what changed in `frame` since its last checkpoint (nothing if nothing did)."""
-        events: list[Event] = []
         messages = frame.messages
         saved, last = self._messages.get(frame.path, (0, 0))
         start = saved
@@ -59,26 +58,31 @@ class Journal:
             start = 0
         elif saved and id(messages[saved - 1]) != last:  # an edit replaced the last message
             start = saved - 1
+        data: dict[str, Any] = {}
         if start < len(messages):
-            events.append(
-                Event(
-                    frame=frame.path,
-                    kind="messages",
-                    data={"start": start, "messages": messages[start:]},
-                )
-            )
+            if start != saved:  # a rewrite; otherwise the messages append where the last ended
+                data["start"] = start
+            data["messages"] = messages[start:]
         state = frame_state_data(frame)
         before = self._states.get(frame.path)
-        if before is not None and start < len(messages):
-            before = _closed(before, messages[start:])
         if before is None:
-            events.append(Event(frame=frame.path, kind="state", data=state))
+            data["state"] = state
         else:
+            if "messages" in data:
+                before = _closed(before, messages[start:])
             patch = _diff(before, state)
             if patch:
-                events.append(Event(frame=frame.path, kind="state", data={"patch": patch}))
-        if not events:
+                data["patch"] = patch
+        if not data:
             return
+        # One event a checkpoint: `messages` when messages came (with the state or its patch
+        # alongside), else `state` (a whole state or a patch).
+        if "messages" in data:
+            events = [Event(frame=frame.path, kind="messages", data=data)]
+        elif "state" in data:
+            events = [Event(frame=frame.path, kind="state", data=state)]
+        else:
+            events = [Event(frame=frame.path, kind="state", data={"patch": data["patch"]})]
         self.version = self.store.append(self.run_id, self.version, events)
         self._messages[frame.path] = (len(messages), id(messages[-1]) if messages else 0)
         self._states[frame.path] = state
@@ -164,20 +168,29 @@ def _apply(state: dict[str, Any], patch: dict[str, Any]) -> None:
 def replay(events: list[Event]) -> dict[str, dict[str, Any]]:
     """Every frame ever checkpointed, by path: `{"messages": [...], "state": {...}}`.
 
-    A `state` event holds a whole frame state, or `{"patch": ...}`: the changes since the
-    frame's previous state (so a step that only moves a counter stores a few bytes)."""
+    A `messages` event holds new messages (from `start`, when it is not where the last ended)
+    and the frame's `state` or `patch` of the same checkpoint; a `state` event holds a whole
+    frame state, or `{"patch": ...}`: the changes since the frame's previous state (so a step
+    that only moves a counter stores a few bytes)."""
     frames: dict[str, dict[str, Any]] = {}
     for event in events:
         slot = frames.setdefault(event.frame, {"messages": [], "state": None})
+        data = event.data
         if event.kind == "messages":
-            start = event.data["start"]
-            slot["messages"][start:] = event.data["messages"]
-        elif "patch" in event.data:
+            start = data.get("start", len(slot["messages"]))
+            slot["messages"][start:] = data["messages"]
+            state = data.get("state")
+            patch = data.get("patch")
+        elif "patch" in data:
+            state, patch = None, data["patch"]
+        else:
+            state, patch = data, None
+        if state is not None:
+            slot["state"] = json.loads(json.dumps(state))  # own copy: patches mutate it
+        if patch is not None:
             if slot["state"] is None:
                 raise ContinuationError(f"a state patch of frame {event.frame!r} before its state")
-            _apply(slot["state"], event.data["patch"])
-        else:
-            slot["state"] = json.loads(json.dumps(event.data))  # own copy: patches mutate it
+            _apply(slot["state"], patch)
     for slot in frames.values():  # a running call with a tool message is done (see _closed)
         state = slot["state"]
         if state is not None and state.get("ledger"):

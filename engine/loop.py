@@ -156,7 +156,8 @@ async def ask_model(frame: Frame, agent: BoundAgent) -> Step:
         )
     if reply.tool_calls:
         say(frame, "calls %s", ", ".join(c.name for c in reply.tool_calls))
-        return CONTINUE
+        # sorted now, so the checkpoint of the reply also marks its calls running
+        return open_turn(frame, agent, frame.in_flight())
     say(frame, "answers: %s", _clip(reply.content or ""))
     return Finish(reply.content or "")
 
@@ -203,23 +204,8 @@ async def settle(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
     calls = frame.in_flight()
     if not calls:
         return CONTINUE
-    fresh = [c for c in calls if c["id"] not in frame.ledger]
-    if fresh:
-        allowed = agent.spec.limits.max_tool_calls + frame.extra_tool_calls
-        if frame.tool_calls + len(fresh) > allowed:
-            frame.pending.append(
-                Pending.for_frame(
-                    id=frame.next_id("limit"),
-                    reason="turn_limit",
-                    decisions=("extend", "stop"),
-                    detail=f"max_tool_calls: {frame.tool_calls} used of {allowed}, "
-                    f"the model asks for {len(fresh)} more",
-                )
-            )
-            return SUSPEND
-        frame.tool_calls += len(fresh)
-        for call in fresh:
-            classify(frame, agent, call)
+    if open_turn(frame, agent, calls) is SUSPEND:
+        return SUSPEND
     failure, unsaved = await run_calls(frame, agent, calls, ctx)
     if failure is not None:
         return Fail(failure)
@@ -229,6 +215,30 @@ async def settle(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
         content = frame.results.pop(call["id"])
         frame.messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
     return CONTINUE if unsaved else CLOSED_TURN  # the closed turn is kept with its messages
+
+
+def open_turn(frame: Frame, agent: BoundAgent, calls: list[dict[str, Any]]) -> Step:
+    """Sort the calls not yet in the ledger (refused, gated or runnable) within the tool-call
+    budget, or suspend with `turn_limit` before any of them runs."""
+    fresh = [c for c in calls if c["id"] not in frame.ledger]
+    if not fresh:
+        return CONTINUE
+    allowed = agent.spec.limits.max_tool_calls + frame.extra_tool_calls
+    if frame.tool_calls + len(fresh) > allowed:
+        frame.pending.append(
+            Pending.for_frame(
+                id=frame.next_id("limit"),
+                reason="turn_limit",
+                decisions=("extend", "stop"),
+                detail=f"max_tool_calls: {frame.tool_calls} used of {allowed}, "
+                f"the model asks for {len(fresh)} more",
+            )
+        )
+        return SUSPEND
+    frame.tool_calls += len(fresh)
+    for call in fresh:
+        classify(frame, agent, call)
+    return CONTINUE
 
 
 def stop_early(frame: Frame) -> Finish:
