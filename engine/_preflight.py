@@ -11,20 +11,32 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine._canonical import fingerprint
 from engine.compile import BoundAgent, BoundTool, Program
 from engine.continuation import Continuation
 from engine.errors import ContinuationError, DecisionError, SpecChangedError
-from engine.frames import Frame, Message, Pending, walk
+from engine.frames import (
+    Frame,
+    Message,
+    Pending,
+    call_fingerprint,
+    frame_fingerprint,
+    walk,
+)
 from engine.tooling import argument_problem
 
-_ALLOWED: dict[str, frozenset[str]] = {
+_FOR_CALLS: dict[str, frozenset[str]] = {
     "external": frozenset({"answer", "reject"}),
-    "turn_limit": frozenset({"extend", "stop"}),
-    "pause": frozenset({"resume", "stop", "reject"}),
-    "error": frozenset({"approve", "answer", "reject", "resume", "stop"}),
+    "pause": frozenset({"resume", "reject"}),
+    "error": frozenset({"approve", "answer", "reject"}),
     "subagent": frozenset(),
 }
+"""Decisions a tool-call entry may allow, by reason (`approval`: those of the spec)."""
+_FOR_FRAMES: dict[str, frozenset[str]] = {
+    "turn_limit": frozenset({"extend", "stop"}),
+    "pause": frozenset({"resume", "stop"}),
+    "error": frozenset({"resume", "stop"}),
+}
+"""Decisions a frame-level entry (a limit, a pause, a model error) may allow, by reason."""
 
 
 def check_document(
@@ -111,7 +123,7 @@ def _check_entry(
     program: Program, agent: BoundAgent, entry: Pending, where: str, in_flight: dict[str, Message]
 ) -> None:
     if entry.tool is None:
-        expected = fingerprint(entry.id, entry.reason, entry.detail)
+        expected = frame_fingerprint(entry.id, entry.reason, entry.detail, entry.decisions)
     else:
         if entry.tool not in agent.tools:
             raise ContinuationError(
@@ -119,7 +131,9 @@ def _check_entry(
                 "does not have in the spec",
                 pointer=f"{where}/tool",
             )
-        expected = fingerprint(entry.id, entry.tool, entry.arguments)
+        expected = call_fingerprint(
+            entry.id, entry.tool, entry.arguments, entry.reason, entry.decisions
+        )
     if entry.fingerprint != expected:
         raise ContinuationError(
             "the entry does not match its fingerprint: its call was modified",
@@ -165,10 +179,12 @@ def _check_entry(
 
 
 def _allowed(program: Program, entry: Pending) -> frozenset[str]:
+    if entry.tool is None:
+        return _FOR_FRAMES.get(entry.reason, frozenset())
     if entry.reason == "approval":
-        tool = program.spec.tools.get(entry.tool or "")
+        tool = program.spec.tools.get(entry.tool)
         return frozenset(tool.approval.decisions) if tool else frozenset()
-    return _ALLOWED[entry.reason]
+    return _FOR_CALLS.get(entry.reason, frozenset())
 
 
 def _needs_a_decision(agent: BoundAgent, tool: BoundTool) -> bool:

@@ -213,7 +213,8 @@ def quick_checker(schema: Mapping[str, Any]) -> Callable[[dict[str, Any]], bool]
     for name, sub in properties.items():
         if not isinstance(sub, Mapping) or set(sub) - _PROPERTY_KEYS:
             return never
-        kind = _SCALAR.get(sub.get("type", ""))
+        declared = sub.get("type")
+        kind = _SCALAR.get(declared) if isinstance(declared, str) else None
         if kind is None:
             return never
         enum = sub.get("enum")

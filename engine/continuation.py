@@ -18,10 +18,11 @@ trusted by such a runtime once its signature was verified (`from_json(text, keys
 
 from __future__ import annotations
 
+import copy
 import json
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine import _json
@@ -143,8 +144,11 @@ class Continuation:
     # -- reading -----------------------------------------------------------------------------
 
     def pending(self) -> list[PendingDecision]:
-        """The entries waiting for a decision, at any depth, in stack order."""
-        return [view for view, _ in self._leaves()]
+        """The entries waiting for a decision, at any depth, in stack order (their arguments
+        are copies: changing them changes no continuation)."""
+        return [
+            replace(view, arguments=copy.deepcopy(view.arguments)) for view, _ in self._leaves()
+        ]
 
     def _leaves(self) -> list[tuple[PendingDecision, Pending]]:
         out: list[tuple[PendingDecision, Pending]] = []
@@ -182,15 +186,19 @@ class Continuation:
         """Run the call with these arguments instead; checked against the tool at resume."""
         if not isinstance(arguments, dict):
             raise DecisionError("edited arguments must be a JSON object", pending_ids=())
-        return self._decide(id, "edit", lambda fp: Edit(fingerprint=fp, arguments=arguments))
+        copied = _json_value(arguments, "edited arguments")
+        return self._decide(id, "edit", lambda fp: Edit(fingerprint=fp, arguments=copied))
 
     def reject(self, id: str, reason: str = "rejected by the reviewer") -> Continuation:
         """Never run the call; the model is told so, with the reason."""
+        if not isinstance(reason, str):
+            raise DecisionError("the reason of a rejection must be text", pending_ids=())
         return self._decide(id, "reject", lambda fp: Reject(fingerprint=fp, reason=reason))
 
     def answer(self, id: str, result: Any) -> Continuation:
-        """Supply the result of an external (or failed) call."""
-        return self._decide(id, "answer", lambda fp: Answer(fingerprint=fp, result=result))
+        """Supply the result of an external (or failed) call: any JSON value."""
+        copied = _json_value(result, "an answer")
+        return self._decide(id, "answer", lambda fp: Answer(fingerprint=fp, result=copied))
 
     def extend(self, id: str, turns: int) -> Continuation:
         """Grant more turns (or tool calls, or seconds) after a `turn_limit` suspension."""
@@ -393,6 +401,14 @@ class Continuation:
     def __repr__(self) -> str:
         waiting = ", ".join(p.path for p in self.pending()) or "nothing"
         return f"<Continuation run={self.run_id} spec={self.spec_name} waiting on {waiting}>"
+
+
+def _json_value(value: Any, what: str) -> Any:
+    """A private copy of `value`, which must be plain JSON (no NaN, no sets, str keys)."""
+    try:
+        return json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise DecisionError(f"{what} must be plain JSON data: {exc}", pending_ids=()) from None
 
 
 def _parse(text: str) -> Any:

@@ -7,6 +7,7 @@ know the store's protocol (`engine.store.base`), and neither imports a database 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from engine.continuation import Continuation
 from engine.errors import ConflictError, ContinuationError, UsageError
@@ -70,16 +71,24 @@ def claim(store: RunStore, decided: Continuation, key: bytes | None) -> tuple[Fr
     return root, journal
 
 
-def recover(store: RunStore, spec: Spec, run_id: str, key: bytes | None) -> tuple[Frame, Journal]:
-    """Take over a run whose process died and continue from its last checkpoint."""
+def recover(
+    store: RunStore,
+    spec: Spec,
+    run_id: str,
+    key: bytes | None,
+    check: Callable[[Continuation], None],
+) -> tuple[Frame, Journal]:
+    """Take over a run whose process died and continue from its last checkpoint, once
+    `check` accepted the rebuilt stack (the spec it ran with, every entry)."""
     run = store.get_run(run_id)
     if run.status != "running":
         raise UsageError(
             f"run {run_id!r} is {run.status}; recover continues runs whose process died "
             "while running"
         )
-    version = store.take_over(run_id, run.version)
     continuation = rebuild(run, store.events(run_id), key=key, spec=spec)
+    check(continuation)
+    version = store.take_over(run_id, run.version)
     root = continuation.root
     journal = Journal(store=store, run_id=run_id, version=version)
     journal.prime(root)
@@ -95,12 +104,19 @@ def transfer_decisions(decided: Continuation, root: Frame) -> None:
             source = wanted.pop("/".join((*path, entry.id)), None)
             if source is None:
                 continue
-            if source.fingerprint != entry.fingerprint:
+            decision = source.decision
+            if source.fingerprint != entry.fingerprint or decision is None:
                 raise ContinuationError(
                     f"the decision for {entry.id!r} answers another call than the run waits on",
                     pointer="/frames",
                 )
-            entry.decision = source.decision
+            if decision.kind not in entry.decisions:
+                raise ContinuationError(
+                    f"decision {decision.kind!r} is not allowed for {entry.id!r} "
+                    f"(allowed: {', '.join(entry.decisions) or 'none'})",
+                    pointer="/frames",
+                )
+            entry.decision = decision
     if wanted:
         raise ContinuationError(
             f"decisions for calls the run does not wait on: {', '.join(sorted(wanted))}"

@@ -96,6 +96,19 @@ Decision: TypeAlias = Approve | Edit | Reject | Answer | Extend | Stop | Resume
 DECISION_KINDS = ("approve", "edit", "reject", "answer", "extend", "stop", "resume")
 
 
+def call_fingerprint(
+    call_id: str, tool: str, arguments: Any, reason: str, decisions: tuple[str, ...]
+) -> str:
+    """What a decision on a call is bound to: the call as the reviewer saw it, why it waits,
+    and what may be decided (so relabelling an entry breaks the binding too)."""
+    return fingerprint(call_id, tool, arguments, reason, list(decisions))
+
+
+def frame_fingerprint(entry_id: str, reason: str, detail: Any, decisions: tuple[str, ...]) -> str:
+    """The same for a wait no tool call caused (a limit, a pause, a model error)."""
+    return fingerprint(entry_id, reason, detail, list(decisions))
+
+
 @dataclass(kw_only=True, slots=True)
 class Pending:
     """One thing a frame waits on."""
@@ -112,7 +125,8 @@ class Pending:
     decisions: tuple[str, ...]
     """Decision kinds allowed; empty for `subagent` (decide inside the child)."""
     fingerprint: str
-    """Hash of id, tool and canonical arguments (or of id, reason and detail)."""
+    """Hash of id, tool, canonical arguments, reason and decisions (or of id, reason, detail
+    and decisions for frame-level waits)."""
     prompt: str | None = None
     """What the reviewer is asked, with the arguments filled in."""
     detail: str | None = None
@@ -141,7 +155,7 @@ class Pending:
             tool=tool,
             arguments=arguments,
             decisions=decisions,
-            fingerprint=fingerprint(id, tool, arguments),
+            fingerprint=call_fingerprint(id, tool, arguments, reason, decisions),
             prompt=prompt,
             detail=detail,
             child=child,
@@ -156,7 +170,7 @@ class Pending:
             tool=None,
             arguments=None,
             decisions=decisions,
-            fingerprint=fingerprint(id, reason, detail),
+            fingerprint=frame_fingerprint(id, reason, detail, decisions),
             detail=detail,
         )
 

@@ -20,11 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine._canonical import fingerprint
 from engine._codec import frame_state_data
 from engine.continuation import FORMAT, VERSION, Continuation
 from engine.errors import ContinuationError
-from engine.frames import Frame, assign_paths, walk
+from engine.frames import Frame, assign_paths, call_fingerprint, walk
 from engine.spec.model import Spec
 from engine.store.base import Event, PendingRow, RunRecord, RunStatus, RunStore
 
@@ -244,13 +243,25 @@ def rebuild(
     return Continuation.from_dict(document, _key=key)
 
 
+def _finished(frame: dict[str, Any]) -> bool:
+    """True when a frame's last checkpoint holds its final answer."""
+    messages, state = frame["messages"], frame["state"]
+    return (
+        state is not None
+        and not state.get("pending")
+        and bool(messages)
+        and messages[-1].get("role") == "assistant"
+        and not messages[-1].get("tool_calls")
+    )
+
+
 def _settle_running(path: str, frames: Mapping[str, dict[str, Any]], spec: Spec) -> None:
     state = frames[path]["state"]
     messages = frames[path]["messages"]
     if state is None or not messages or messages[-1].get("role") != "assistant":
         return
     ledger = state.setdefault("ledger", {})
-    results = state.get("results", {})
+    results = state.setdefault("results", {})
     pending = state.setdefault("pending", [])
     waiting = {p["id"] for p in pending}
     for call in messages[-1].get("tool_calls") or []:
@@ -264,7 +275,11 @@ def _settle_running(path: str, frames: Mapping[str, dict[str, Any]], spec: Spec)
             arguments = json.loads(call["function"]["arguments"] or "{}")
         except json.JSONDecodeError:
             continue
-        if tool.kind == "agent" and f"{path}/{call_id}" in frames:
+        child = frames.get(f"{path}/{call_id}")
+        if tool.kind == "agent" and child is not None and _finished(child):
+            ledger[call_id] = "done"  # the sub-agent answered; only its parent missed it
+            results[call_id] = child["messages"][-1].get("content") or ""
+        elif tool.kind == "agent" and child is not None:
             ledger[call_id] = "pending"
             pending.append(
                 {
@@ -273,7 +288,7 @@ def _settle_running(path: str, frames: Mapping[str, dict[str, Any]], spec: Spec)
                     "tool": tool.name,
                     "arguments": arguments,
                     "decisions": [],
-                    "fingerprint": fingerprint(call_id, tool.name, arguments),
+                    "fingerprint": call_fingerprint(call_id, tool.name, arguments, "subagent", ()),
                     "child": True,
                 }
             )
@@ -286,7 +301,9 @@ def _settle_running(path: str, frames: Mapping[str, dict[str, Any]], spec: Spec)
                     "tool": tool.name,
                     "arguments": arguments,
                     "decisions": ["approve", "answer", "reject"],
-                    "fingerprint": fingerprint(call_id, tool.name, arguments),
+                    "fingerprint": call_fingerprint(
+                        call_id, tool.name, arguments, "error", ("approve", "answer", "reject")
+                    ),
                     "detail": f"the process stopped while {tool.name} was running and nobody "
                     "knows whether it took effect: approve to run it again, answer to supply "
                     "its result, reject to skip it",

@@ -148,12 +148,13 @@ async def ask_model(frame: Frame, agent: BoundAgent) -> Step:
         return Fail(str(exc))
     frame.turns += 1
     frame.pause_turns += 1
-    frame.messages.append(_assistant_message(frame, reply))
-    if reply.finish_reason not in _FINISH_REASONS:
+    if reply.finish_reason not in _FINISH_REASONS:  # kept for the record, its calls never run
+        frame.messages.append({"role": "assistant", "content": reply.content or ""})
         return Fail(
             f"model reply of agent {frame.agent!r} ended with finish_reason "
             f"{reply.finish_reason!r} (expected stop or tool_calls); the reply is incomplete"
         )
+    frame.messages.append(_assistant_message(frame, reply))
     if reply.tool_calls:
         say(frame, "calls %s", ", ".join(c.name for c in reply.tool_calls))
         # sorted now, so the checkpoint of the reply also marks its calls running

@@ -129,6 +129,12 @@ class Runtime:
     ) -> Outcome:
         """Apply the decisions recorded in `continuation` and carry on."""
         self.check(continuation, allow_spec_change=allow_spec_change)
+        if not continuation.pending():
+            raise ContinuationError(
+                "the continuation waits on nothing: it records a finished or failed run, "
+                "which cannot be resumed",
+                pointer="/frames/0/pending",
+            )
         if continuation.nonce in self._consumed:
             raise ContinuationError(
                 "this continuation was already resumed by this runtime; resume the one its "
@@ -142,13 +148,20 @@ class Runtime:
         self._consumed.add(continuation.nonce)
         return await self._drive(root, continuation.run_id, journal)
 
-    async def arecover(self, run_id: str) -> Outcome:
+    async def arecover(self, run_id: str, *, allow_spec_change: bool = False) -> Outcome:
         """Continue a run whose process died, from its last checkpoint (needs a store).
 
         Calls that finished are never run again; a call left running runs again only if its
-        tool is `idempotent`, otherwise the run suspends with reason `error` for a person."""
+        tool is `idempotent`, otherwise the run suspends with reason `error` for a person.
+        The run must have started with this spec (`allow_spec_change` as for resume)."""
         store = self._require_store()
-        root, journal = durable.recover(store, self.spec, run_id, self._key)
+        root, journal = durable.recover(
+            store,
+            self.spec,
+            run_id,
+            self._key,
+            lambda c: self.check(c, allow_spec_change=allow_spec_change),
+        )
         return await self._drive(root, run_id, journal)
 
     def load(self, text: str | bytes) -> Continuation:
@@ -233,9 +246,9 @@ class Runtime:
             return _eager.run(loop, coro)
         return loop.run_until_complete(coro)
 
-    def recover(self, run_id: str) -> Outcome:
+    def recover(self, run_id: str, *, allow_spec_change: bool = False) -> Outcome:
         """`arecover`, for code that is not async."""
-        return self._sync(self.arecover(run_id))
+        return self._sync(self.arecover(run_id, allow_spec_change=allow_spec_change))
 
     async def aclose(self) -> None:
         """Close the model clients' connections (the async counterpart of `close`)."""

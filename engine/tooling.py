@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from jsonschema.exceptions import best_match
 
 from engine.compile import AGENT_TOOL_PARAMETERS, BoundAgent, BoundTool, Program
+from engine.errors import ContinuationError
 from engine.frames import Frame, Pending
 from engine.tools import Deferred, ToolContext
 
@@ -89,13 +90,19 @@ def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any]) -> None:
 def parse_arguments(tool: BoundTool, text: str) -> tuple[dict[str, Any] | None, str]:
     """The call's arguments, or None and what is wrong with them."""
     try:
-        arguments = json.loads(text) if text.strip() else {}
+        arguments = json.loads(text, parse_constant=_no_constant) if text.strip() else {}
     except (json.JSONDecodeError, RecursionError) as exc:
+        return None, f"the arguments are not valid JSON ({exc})"
+    except ValueError as exc:
         return None, f"the arguments are not valid JSON ({exc})"
     if not isinstance(arguments, dict):
         return None, "the arguments must be a JSON object"
     problem = argument_problem(tool, arguments)
     return (None, problem) if problem else (arguments, "")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def argument_problem(tool: BoundTool, arguments: dict[str, Any]) -> str | None:
@@ -190,8 +197,12 @@ async def run_calls(
         elif decision.kind == "edit":
             _rewrite_arguments(frame, call_id, decision.arguments)
             jobs.append((call_id, None, tool, decision.arguments))
-        else:  # approve, resume: run it (again, for an `error` entry)
+        elif decision.kind in ("approve", "resume"):  # run it (again, for an `error` entry)
             jobs.append((call_id, None, tool, entry.arguments or {}))
+        else:  # the document check refuses these first; never run a call on them
+            raise ContinuationError(
+                f"decision {decision.kind!r} cannot apply to the call {call_id!r}"
+            )
     if not jobs:
         return None, False
     journal = ctx.journal

@@ -50,9 +50,11 @@ def report(
     stdout.write(describe(items))
     first = next((p for p in items if p.decision is None), None)
     if first is not None:
-        verb = "--" + ("continue" if first.decisions[0] == "resume" else first.decisions[0])
+        kind = first.decisions[0]
+        flag = "continue" if kind == "resume" else kind
+        value = {"extend": " --turns N", "answer": " --result JSON", "edit": " --args JSON"}
         target = state_file or f"{run_id} --store {store_url}"
-        stdout.write(f"next: callcc resume {target} {verb} {first.id}\n")
+        stdout.write(f"next: callcc resume {target} --{flag} {first.id}{value.get(kind, '')}\n")
     return EXIT_SUSPENDED
 
 

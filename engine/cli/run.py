@@ -161,7 +161,8 @@ def resume_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     if store_url and not Path(args.state).is_file():
         return _resume_stored(args, store_url, stdout, stderr)
     text = _read(args.state)
-    spec_path = args.spec or Continuation.from_json(text).spec_path
+    # with keys, the document is verified before anything it names (its spec) is loaded
+    spec_path = args.spec or Continuation.from_json(text, keys=keys_from_env()).spec_path
     if not spec_path:
         raise UsageError("the state file records no spec path; pass --spec SPEC")
     spec = load_spec(spec_path)
@@ -218,7 +219,8 @@ def apply_decisions(continuation: Continuation, args: argparse.Namespace) -> Con
     """Apply every decision flag, checking that paired flags come in pairs."""
     result = continuation
     for ident in args.approve:
-        result = result.approve_all() if ident == "all" else result.approve(ident)
+        if ident != "all":
+            result = result.approve(ident)
     for ident, reason in _pairs(args.reject, args.reason, "--reject", "--reason", optional=True):
         result = result.reject(ident, reason or "rejected by the reviewer")
     for ident, text in _pairs(args.edit, args.args, "--edit", "--args"):
@@ -234,6 +236,8 @@ def apply_decisions(continuation: Continuation, args: argparse.Namespace) -> Con
         result = result.stop(ident)
     for ident in args.carry_on:
         result = result.resume(ident)
+    if "all" in args.approve:  # last: `all` means every call no other flag decided
+        result = result.approve_all()
     return result
 
 

@@ -7,9 +7,17 @@ import json
 import time
 from typing import Any, TextIO
 
-from engine.cli._output import EXIT_OK, progress, report, warn_unused
+from engine.cli._output import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_SUSPENDED,
+    progress,
+    report,
+    warn_unused,
+)
 from engine.cli.run import store_url_of
-from engine.errors import UsageError
+from engine.errors import CallccError, UsageError
 from engine.journal import rebuild
 from engine.render import inspect_text
 from engine.runtime import Runtime
@@ -163,10 +171,17 @@ def recover_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
         if not ids:
             stdout.write("no run to recover\n")
             return EXIT_OK
-        codes = [_recover_one(store, run_id, args, stdout, stderr) for run_id in ids]
+        codes = []
+        for run_id in ids:  # one run's trouble (another worker took it) stops no other
+            try:
+                codes.append(_recover_one(store, run_id, args, stdout, stderr))
+            except CallccError as exc:
+                print(f"callcc: run {run_id}: {exc}", file=stderr)
+                codes.append(EXIT_BAD_INPUT if isinstance(exc, UsageError) else EXIT_FAILED)
     finally:
         store.close()
-    return max(codes)
+    # a failure outranks a suspension, which outranks success
+    return max(codes, key=lambda code: {EXIT_OK: 0, EXIT_SUSPENDED: 1}.get(code, 2))
 
 
 def _recover_one(
