@@ -28,6 +28,7 @@ Ownership, one line a module (a leading underscore marks an internal):
 from engine.continuation import Continuation, PendingDecision
 from engine.errors import (
     CallccError,
+    ConflictError,
     ContinuationError,
     DecisionError,
     ModelError,
@@ -42,6 +43,7 @@ from engine.tools import Deferred, ToolContext
 
 __all__ = [
     "CallccError",
+    "ConflictError",
     "Continuation",
     "ContinuationError",
     "DecisionError",

@@ -309,9 +309,12 @@ class Continuation:
 
         With `keys`, the signature must verify with one of them (an unsigned or modified
         document is refused); the result then signs with the first key."""
-        if len(text) > MAX_DOCUMENT_BYTES:
+        size = len(text)
+        if isinstance(text, str) and size * 4 > MAX_DOCUMENT_BYTES:  # count bytes, not chars
+            size = len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_DOCUMENT_BYTES:
             raise ContinuationError(
-                f"document is {len(text)} bytes, over the {MAX_DOCUMENT_BYTES} byte limit"
+                f"document is {size} bytes, over the {MAX_DOCUMENT_BYTES} byte limit"
             )
         if isinstance(text, bytes):
             try:

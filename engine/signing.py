@@ -74,7 +74,8 @@ def keys_from_env(environ: Mapping[str, str] | None = None) -> tuple[bytes, ...]
             lines = Path(path).read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise UsageError(f"{KEY_FILE_ENV}={path}: cannot read the key file: {exc}") from None
-        keys = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        stripped = (line.strip() for line in lines)
+        keys = [line for line in stripped if line and not line.startswith("#")]
         if not keys:
             raise UsageError(f"{KEY_FILE_ENV}={path}: the key file holds no key")
         return normalize_keys(keys)

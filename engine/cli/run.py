@@ -18,7 +18,7 @@ from engine.cli._output import (
     warn_unsigned,
     warn_unused,
 )
-from engine.continuation import Continuation
+from engine.continuation import MAX_DOCUMENT_BYTES, Continuation
 from engine.errors import UsageError
 from engine.runtime import Runtime
 from engine.signing import KEY_ENV, KEY_FILE_ENV, generate_key, keys_from_env
@@ -258,6 +258,9 @@ def _json(text: str, flag: str) -> Any:
 
 def _read(path: str) -> str:
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_DOCUMENT_BYTES:  # refused before a byte of it is read
+            raise UsageError(f"{path}: {size} bytes, over the {MAX_DOCUMENT_BYTES} byte limit")
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None

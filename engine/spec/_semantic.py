@@ -17,7 +17,12 @@ from engine.errors import Diagnostic
 from engine.spec._schema_pass import did_you_mean
 from engine.spec.yamlload import YamlDoc, escape
 
-FORBIDDEN_MODULES = frozenset({"os", "subprocess", "builtins", "sys", "shutil", "importlib"})
+FORBIDDEN_MODULES = frozenset(
+    {"os", "posix", "nt", "subprocess", "pty", "builtins", "sys", "shutil", "importlib"}
+    | {"ctypes", "runpy", "code", "codeop", "pickle", "marshal"}
+)
+"""Modules no tool may come from: a guard against the obvious mistakes, not a sandbox (only
+an allowlist, `allow_modules` / `--allow-module`, restricts what may be imported)."""
 """Top-level modules a `kind: python` ref may never come from."""
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _TEMPLATE_ARG = re.compile(r"^args\.([A-Za-z][A-Za-z0-9_]*)$")
