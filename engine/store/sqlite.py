@@ -94,7 +94,7 @@ class SQLiteStore:
         )
         try:
             self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            _wal(self._db)
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
         except BaseException:
@@ -318,3 +318,19 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.url!r})"
+
+
+def _wal(db: sqlite3.Connection) -> None:
+    """Switch to WAL. The switch takes the file's exclusive lock without waiting on the busy
+    timeout, so when several processes open a new file at once it is retried here."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    delay = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
