@@ -26,8 +26,6 @@ def run(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
         except StopIteration as done:
             result: T = done.value
             return result
-        except BaseException:
-            raise
     finally:
         asyncio._set_running_loop(None)
     return loop.run_until_complete(_adopt(coro, first))

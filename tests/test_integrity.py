@@ -653,6 +653,9 @@ def test_a_prefix_allows_submodules_but_not_lookalike_names() -> None:
     )
     with pytest.raises(UsageError, match="'loop_tools_evil' is not allowed"):
         Runtime(replace(spec, allow_modules=("loop_tools",)))
+    hr = load_spec(HR_SPEC)  # refs in callcc_examples.hr: a submodule of the prefix
+    assert Runtime(hr, allowed_modules=["callcc_examples"]).program.agents
+    assert Runtime(hr, allowed_modules=["callcc_examples.hr"]).program.agents
 
 
 def test_the_runtime_allowlist_narrows_the_spec() -> None:

@@ -322,6 +322,16 @@ def authorized(doc: Continuation) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def edited(doc: Continuation) -> list[str]:
+    """The tools of the calls a document decides to edit."""
+    out = []
+    for view in doc.pending():
+        _, entry = doc.find(view.path)
+        if entry.decision is not None and entry.decision.kind == "edit" and entry.tool:
+            out.append(entry.tool)
+    return out
+
+
 @PROPERTY
 @given(base=st.sampled_from(BASES), data=st.data())
 def test_a_corrupted_document_is_refused_or_runs_only_what_it_approves(
@@ -333,16 +343,24 @@ def test_a_corrupted_document_is_refused_or_runs_only_what_it_approves(
     text = json.dumps(document)
     note = f"corruptions: {steps}\ndocument: {text}"
     rt = Runtime(SPEC, model_override=script(TURNS))
+    # What the *uncorrupted* document approves: a corruption must never add to it. (An edit's
+    # arguments are not bound to anything without a key, so an edited call may run with
+    # corrupted arguments, but only a call the reviewer chose to edit.)
+    approved = authorized(Continuation.from_json(base))
+    edited_tools = edited(Continuation.from_json(base))
     try:
         doc = Continuation.from_json(text)
-        allowed = authorized(doc)
         rt.resume(doc)
     except ACCEPTED:
         assert loop_tools.CALLS == [], note
         return
     for name, arguments in loop_tools.CALLS:
-        assert (name, arguments) in allowed, f"{name}({arguments}) ran unapproved\n{note}"
-        allowed.remove((name, arguments))
+        if (name, arguments) in approved:
+            approved.remove((name, arguments))
+        elif name in edited_tools:
+            edited_tools.remove(name)
+        else:
+            raise AssertionError(f"{name}({arguments}) ran unapproved\n{note}")
 
 
 @PROPERTY

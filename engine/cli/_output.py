@@ -11,12 +11,13 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
+from engine.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
 from engine.continuation import PendingDecision
 from engine.models.scripted import ScriptedModel
 from engine.runtime import Failed, Finished, Outcome, Runtime
 from engine.signing import KEY_ENV
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SUSPENDED = 0, 1, 2, 3
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "EXIT_SUSPENDED"]
 
 
 def report(

@@ -9,13 +9,13 @@ from typing import Any, TextIO
 
 import networkx as nx
 
+from engine.cli import EXIT_OK
 from engine.continuation import FORMAT, Continuation
 from engine.errors import UsageError
 from engine.render import inspect_text, render, spec_graph, stack_graph, to_dot, to_mermaid
 from engine.spec import load_spec
 from engine.spec.model import Spec
 
-EXIT_OK = 0
 FORMATS = ("dot", "svg", "png", "mermaid")
 _EXTENSIONS = {".dot": "dot", ".gv": "dot", ".svg": "svg", ".png": "png", ".mmd": "mermaid",
                ".mermaid": "mermaid"}  # fmt: skip

@@ -7,12 +7,10 @@ import json
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from engine.cli import EXIT_BAD_INPUT, EXIT_OK
 from engine.errors import Diagnostic
 from engine.spec import validate_files
 from engine.spec.schema import CONTINUATION_SCHEMA_NAME, SCHEMA_NAME, schema_text
-
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
 
 
 def register(sub: Any) -> None:
