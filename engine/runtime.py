@@ -129,7 +129,7 @@ class Runtime:
     ) -> Outcome:
         """Apply the decisions recorded in `continuation` and carry on."""
         self.check(continuation, allow_spec_change=allow_spec_change)
-        if not continuation.pending():
+        if not continuation.frames()[0][1].pending:
             raise ContinuationError(
                 "the continuation waits on nothing: it records a finished or failed run, "
                 "which cannot be resumed",

@@ -90,7 +90,7 @@ def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any]) -> None:
 def parse_arguments(tool: BoundTool, text: str) -> tuple[dict[str, Any] | None, str]:
     """The call's arguments, or None and what is wrong with them."""
     try:
-        arguments = json.loads(text, parse_constant=_no_constant) if text.strip() else {}
+        arguments = _ARGUMENTS.decode(text) if text.strip() else {}
     except (json.JSONDecodeError, RecursionError) as exc:
         return None, f"the arguments are not valid JSON ({exc})"
     except ValueError as exc:
@@ -103,6 +103,10 @@ def parse_arguments(tool: BoundTool, text: str) -> tuple[dict[str, Any] | None, 
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+_ARGUMENTS = json.JSONDecoder(parse_constant=_no_constant)
+"""Reads a model's arguments; NaN and Infinity are not JSON, so they are refused."""
 
 
 def argument_problem(tool: BoundTool, arguments: dict[str, Any]) -> str | None:
