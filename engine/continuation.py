@@ -18,7 +18,6 @@ trusted by such a runtime once its signature was verified (`from_json(text, keys
 
 from __future__ import annotations
 
-import copy
 import json
 import secrets
 from collections.abc import Callable, Sequence
@@ -147,7 +146,7 @@ class Continuation:
         """The entries waiting for a decision, at any depth, in stack order (their arguments
         are copies: changing them changes no continuation)."""
         return [
-            replace(view, arguments=copy.deepcopy(view.arguments)) for view, _ in self._leaves()
+            replace(view, arguments=_copy_arguments(view.arguments)) for view, _ in self._leaves()
         ]
 
     def _leaves(self) -> list[tuple[PendingDecision, Pending]]:
@@ -404,6 +403,22 @@ class Continuation:
     def __repr__(self) -> str:
         waiting = ", ".join(p.path for p in self.pending()) or "nothing"
         return f"<Continuation run={self.run_id} spec={self.spec_name} waiting on {waiting}>"
+
+
+def _copy_arguments(value: Any) -> Any:
+    try:
+        return _copy(value)
+    except RecursionError:  # absurdly deep arguments: hand out the original, read-only by doc
+        return value
+
+
+def _copy(value: Any) -> Any:
+    """A copy of plain JSON data (dicts and lists copied, everything else immutable)."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
 
 
 def _json_value(value: Any, what: str) -> Any:
