@@ -73,6 +73,10 @@ class Failed:
 Outcome = Finished | Suspended | Failed
 
 
+REMEMBERED_NONCES = 100_000
+"""How many resumed nonces a store-less runtime remembers to refuse replays."""
+
+
 class Runtime:
     """A compiled spec, ready to run and resume."""
 
@@ -95,7 +99,9 @@ class Runtime:
         self.program: Program = compile_spec(
             spec, model_override=model_override, allowed_modules=allowed_modules
         )
-        self._consumed: set[str] = set()
+        self._consumed: dict[str, None] = {}
+        """Nonces this runtime resumed without a store (the store keeps its own), oldest first,
+        at most `REMEMBERED_NONCES` of them so a long-lived process does not grow forever."""
         # Eager driving skips the event loop's round trip, but libraries that ask which async
         # library runs them (httpx, anyio: the openai client) need a real task: only when every
         # model is scripted and every tool is sync is the whole run free of such code.
@@ -142,10 +148,11 @@ class Runtime:
                 pointer="/nonce",
             )
         if self.store is None:
-            self._consumed.add(continuation.nonce)
+            self._consumed[continuation.nonce] = None
+            if len(self._consumed) > REMEMBERED_NONCES:
+                del self._consumed[next(iter(self._consumed))]
             return await self._drive(continuation.root, continuation.run_id, None)
-        root, journal = durable.claim(self.store, continuation, self._key)
-        self._consumed.add(continuation.nonce)
+        root, journal = durable.claim(self.store, continuation, self._key)  # refuses replays
         return await self._drive(root, continuation.run_id, journal)
 
     async def arecover(self, run_id: str, *, allow_spec_change: bool = False) -> Outcome:

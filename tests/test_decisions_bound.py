@@ -294,3 +294,18 @@ def test_the_cli_verifies_a_signed_document_before_loading_the_spec_it_names(
     assert code == 2
     assert "modified" in err.getvalue()
     assert not marker.exists()
+
+
+def test_a_store_less_runtime_remembers_a_bounded_number_of_resumed_nonces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import engine.runtime
+
+    monkeypatch.setattr(engine.runtime, "REMEMBERED_NONCES", 2)
+    rt = runtime(PAY, PAY_TURNS)
+    decided = [suspended(run(rt, "Pay bob")).approve("t1") for _ in range(3)]
+    for document in decided:
+        finished(rt.resume(document))
+    with pytest.raises(ContinuationError, match="already resumed"):
+        rt.resume(decided[2])  # remembered
+    assert list(rt._consumed) == [decided[1].nonce, decided[2].nonce]  # the oldest forgotten
