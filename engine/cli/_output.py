@@ -30,7 +30,8 @@ def report(
     store_url: str | None = None,
 ) -> int:
     """Print the outcome; on suspension write `state_file` (when given). A finished or
-    failed run's state file is removed: the run is over and must never be resumed again."""
+    failed run's state file is removed: the run is over and must never be resumed again
+    (a failed run that can be resumed once its cause is fixed keeps it)."""
     run_id = outcome.run_id if isinstance(outcome, Finished) else outcome.continuation.run_id
     if isinstance(outcome, Failed) and outcome.resumable:
         return _report_resumable_failure(outcome, state_file, args, stdout, stderr, store_url)
@@ -54,10 +55,9 @@ def report(
     first = next((p for p in items if p.decision is None), None)
     if first is not None:
         kind = first.decisions[0]
-        flag = kind
         value = {"extend": " --turns N", "answer": " --result JSON", "edit": " --args JSON"}
         target = state_file or f"{run_id} --store {store_url}"
-        stdout.write(f"next: callcc resume {target} --{flag} {first.id}{value.get(kind, '')}\n")
+        stdout.write(f"next: callcc resume {target} --{kind} {first.id}{value.get(kind, '')}\n")
     return EXIT_SUSPENDED
 
 
