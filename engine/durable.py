@@ -43,7 +43,7 @@ def start(store: RunStore, spec: Spec, root: Frame, run_id: str) -> Journal:
 def load(store: RunStore, run_id: str, key: bytes | None) -> Continuation:
     """The continuation a suspended run waits on, rebuilt from its checkpoints."""
     run = store.get_run(run_id)
-    if run.status != "suspended":
+    if run.status != "suspended" and not _resumable_failure(run):
         hint = " (use recover if its process died)" if run.status == "running" else ""
         raise UsageError(f"run {run_id!r} is {run.status}, not suspended{hint}")
     return rebuild(run, store.events(run_id), key=key)
@@ -55,7 +55,8 @@ def claim(store: RunStore, decided: Continuation, key: bytes | None) -> tuple[Fr
     The store is the source of truth for everything but the decisions, so a document edited
     on its way back can change nothing else. Exactly one of concurrent claims wins."""
     run = store.get_run(decided.run_id)
-    if run.status != "suspended" or run.nonce != decided.nonce:
+    waits = run.status == "suspended" or _resumable_failure(run)
+    if not waits or run.nonce != decided.nonce:
         raise ConflictError(
             f"run {decided.run_id!r} no longer waits on this continuation: it was resumed "
             f"already (the run is {run.status} now)",
@@ -69,6 +70,12 @@ def claim(store: RunStore, decided: Continuation, key: bytes | None) -> tuple[Fr
     journal.prime(root)
     journal.checkpoint_all(root)  # the decisions are kept before anything runs
     return root, journal
+
+
+def _resumable_failure(run: RunRecord) -> bool:
+    """A failed run that kept the nonce of its continuation: it waits on a decision (resume
+    or stop) and is claimed like a suspended run."""
+    return run.status == "failed" and run.nonce is not None
 
 
 def recover(

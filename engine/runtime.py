@@ -67,7 +67,11 @@ class Failed:
     reason: str
     """What went wrong, and where."""
     continuation: Continuation
-    """The stack at the failure, for inspection."""
+    """The stack at the failure, for inspection (and to resume, when `resumable`)."""
+    resumable: bool = False
+    """True when the failing frame recorded an `error` entry (a model call that failed for
+    good: HTTP 400, bad credentials): once the cause is fixed, decide `resume` on it and
+    resume `continuation` (with a store: `load_run`), or decide `stop`."""
 
 
 Outcome = Finished | Suspended | Failed
@@ -137,8 +141,9 @@ class Runtime:
         self.check(continuation, allow_spec_change=allow_spec_change)
         if not continuation.frames()[0][1].pending:
             raise ContinuationError(
-                "the continuation waits on nothing: it records a finished or failed run, "
-                "which cannot be resumed",
+                "the continuation waits on nothing: it records a finished run, or a failed "
+                "run whose failure left nothing to resume (only a failed model call can be "
+                "resumed)",
                 pointer="/frames/0/pending",
             )
         if continuation.nonce in self._consumed:
@@ -201,6 +206,7 @@ class Runtime:
                 if isinstance(outcome, Finished)
                 else getattr(outcome, "reason", None),
                 spec_digest=self.spec.digest,
+                resumable=isinstance(outcome, Failed) and outcome.resumable,
             )
         return outcome
 
@@ -218,7 +224,7 @@ class Runtime:
         )
         if isinstance(result, Fail):
             log.info("run %s failed: %s", run_id, result.reason)
-            return Failed(reason=result.reason, continuation=document)
+            return Failed(reason=result.reason, continuation=document, resumable=result.resumable)
         if log.isEnabledFor(logging.INFO):
             waiting = ", ".join(p.path for p in document.pending())
             log.info("run %s suspended on %s", run_id, waiting)

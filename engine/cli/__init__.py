@@ -12,6 +12,7 @@ import contextlib
 import sys
 from typing import TextIO
 
+from engine.cli._pipe import guarded
 from engine.errors import CallccError, RunError, UsageError
 
 EXIT_OK = 0
@@ -43,9 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(
     argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
-    """Run the CLI and return its exit code; never calls `sys.exit`."""
-    out = stdout if stdout is not None else sys.stdout
-    err = stderr if stderr is not None else sys.stderr
+    """Run the CLI and return its exit code; never calls `sys.exit`. A reader that closes
+    the output early (`| head`) costs nothing but the rest of the output."""
+    out = guarded(stdout if stdout is not None else sys.stdout)
+    err = guarded(stderr if stderr is not None else sys.stderr)
+    try:
+        return _main(argv, out, err)
+    finally:
+        out.flush()
+        err.flush()
+
+
+def _main(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
     parser = build_parser()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
