@@ -13,6 +13,7 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `loop`: `step(frame) -> Continue | Suspend | Finish | Fail` and the driver.
 - `tooling`: one turn's tool calls: sort, gate, apply decisions, run, record.
 - `continuation`: the document, its decision API, versions; `_codec` parses and checks it.
+- `_paths`: pending paths (`root/child@CALL/.../ENTRY`) and which entry an identifier names.
 - `runtime`: `Runtime` and its outcomes; `_eager` drives scripted runs without a loop trip.
 - `_preflight`: the check of a document against the spec before a resume runs anything.
 - `signing`: HMAC-SHA256 signatures, keys from the environment, rotation.

@@ -127,6 +127,7 @@ async def ask_model(frame: Frame, agent: BoundAgent) -> Step:
         messages=frame.messages,
         tools=agent.tool_defs,
         attempt=frame.attempts,
+        path=frame.path,
     )
     frame.attempts += 1
     say(frame, "asks the model (turn %d)", frame.turns + 1)

@@ -507,8 +507,8 @@ def test_a_decision_for_a_call_that_is_not_pending_lists_the_pending_ids() -> No
     with pytest.raises(DecisionError) as caught:
         doc.approve("wire_1")
 
-    assert caught.value.pending_ids == ("boss/clerk/e", "boss/q", "boss/t")
-    assert str(caught.value) == "no pending call 'wire_1'; pending: boss/clerk/e, boss/q, boss/t"
+    assert caught.value.pending_ids == ("boss/clerk@c/e", "boss/q", "boss/t")
+    assert str(caught.value) == "no pending call 'wire_1'; pending: boss/clerk@c/e, boss/q, boss/t"
     with pytest.raises(DecisionError, match="does not allow 'approve'; allowed: answer, reject"):
         doc.approve("q")
     with pytest.raises(DecisionError, match="'c'"):

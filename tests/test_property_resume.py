@@ -67,7 +67,7 @@ TURNS = {
     ],
     "clerk": [calls(call("e", "echo", {"text": "note"})), say("Clerk done.")],
 }
-LEAVES = {"t": "boss/t", "q": "boss/q", "l": "boss/l", "e": "boss/clerk/e"}
+LEAVES = {"t": "boss/t", "q": "boss/q", "l": "boss/l", "e": "boss/clerk@c/e"}
 TOOL_OF = {"t": "transfer", "q": "ask", "l": "lookup", "e": "echo"}
 ORIGINAL_ARGS = {
     "t": {"to": "bob", "amount": 5},
@@ -112,7 +112,9 @@ DECISION = st.one_of(
     st.tuples(st.just("stop")),
     st.tuples(st.just("resume")),
 )
-IDENT = st.sampled_from([*LEAVES, *LEAVES.values(), "clerk/e", "c", "nope", "boss"])
+IDENT = st.sampled_from(
+    [*LEAVES, *LEAVES.values(), "clerk/e", "clerk@c/e", "boss/clerk/e", "c", "nope", "boss"]
+)
 ROUND = st.lists(st.tuples(IDENT, DECISION), max_size=6)
 
 

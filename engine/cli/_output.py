@@ -55,7 +55,7 @@ def report(
         flag = "continue" if kind == "resume" else kind
         value = {"extend": " --turns N", "answer": " --result JSON", "edit": " --args JSON"}
         target = state_file or f"{run_id} --store {store_url}"
-        stdout.write(f"next: callcc resume {target} --{flag} {first.id}{value.get(kind, '')}\n")
+        stdout.write(f"next: callcc resume {target} --{flag} {first.path}{value.get(kind, '')}\n")
     return EXIT_SUSPENDED
 
 

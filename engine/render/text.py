@@ -48,7 +48,8 @@ def inspect_text(continuation: Continuation, spec: Spec | None = None) -> str:
             if entry.child is not None:
                 via[id(entry.child)] = entry
                 continue
-            out.extend(_entry(entry, inner, secrets))
+            head, *rest = _entry(entry, inner, secrets)
+            out.extend([head, f"{inner}      path: {'/'.join((*path, entry.id))}", *rest])
     return "\n".join(out) + "\n"
 
 
