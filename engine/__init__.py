@@ -1,8 +1,8 @@
 """callcc: declarative agents that suspend anywhere and resume from one JSON continuation.
 
 Public API: `load_spec`, `Runtime` (`run`/`arun`, `resume`/`aresume`), the outcomes `Finished`,
-`Suspended`, `Failed`, `Continuation` (with `pending()` and the decision methods), and for tool
-authors `ToolContext` and `Deferred`.
+`Stopped`, `Suspended`, `Failed`, `Continuation` (with `pending()` and the decision methods),
+and for tool authors `ToolContext` and `Deferred`.
 
 Ownership, one line a module (a leading underscore marks an internal):
 - `errors`: the one exception root (`CallccError`), usage errors vs run errors, `Diagnostic`.
@@ -38,7 +38,7 @@ from engine.errors import (
     SpecError,
     UsageError,
 )
-from engine.runtime import Failed, Finished, Outcome, Runtime, Suspended
+from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped, Suspended
 from engine.spec import Spec, load_spec
 from engine.tools import Deferred, ToolContext
 
@@ -59,6 +59,7 @@ __all__ = [
     "Spec",
     "SpecChangedError",
     "SpecError",
+    "Stopped",
     "Suspended",
     "ToolContext",
     "UsageError",

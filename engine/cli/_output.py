@@ -14,7 +14,7 @@ from typing import TextIO
 from engine.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
 from engine.continuation import PendingDecision
 from engine.models.scripted import ScriptedModel
-from engine.runtime import Failed, Finished, Outcome, Runtime
+from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped
 from engine.signing import KEY_ENV
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "EXIT_SUSPENDED"]
@@ -29,14 +29,19 @@ def report(
     *,
     store_url: str | None = None,
 ) -> int:
-    """Print the outcome; on suspension write `state_file` (when given). A finished or
-    failed run's state file is removed: the run is over and must never be resumed again."""
-    run_id = outcome.run_id if isinstance(outcome, Finished) else outcome.continuation.run_id
-    if isinstance(outcome, Finished | Failed):
+    """Print the outcome; on suspension write `state_file` (when given). A finished, stopped
+    or failed run's state file is removed: the run is over and must never be resumed again."""
+    if isinstance(outcome, Finished | Stopped):
+        run_id = outcome.run_id
+    else:
+        run_id = outcome.continuation.run_id
+    if isinstance(outcome, Finished | Stopped | Failed):
         if state_file:
             Path(state_file).unlink(missing_ok=True)
-        if isinstance(outcome, Finished):
-            return _emit(args, stdout, "finished", EXIT_OK, run_id, output=outcome.output)
+        if isinstance(outcome, Stopped) and args.format != "json":
+            stdout.write("stopped: a stop decision ended the run; its reply so far:\n")
+        if isinstance(outcome, Finished | Stopped):
+            return _emit(args, stdout, outcome.kind, EXIT_OK, run_id, output=outcome.output)
         print(f"callcc: run failed: {outcome.reason}", file=stderr)
         return _emit(args, stdout, "failed", EXIT_FAILED, run_id, reason=outcome.reason)
     if state_file:
