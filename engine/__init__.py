@@ -20,7 +20,8 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `store/`: the run store protocol (`base`), SQLite and PostgreSQL backends, `open_store`.
 - `journal`: checkpoints as frame deltas, and continuations rebuilt from them.
 - `durable`: what a runtime with a store does: start, claim a resume, recover a dead run.
-- `models/`: the model protocol (`base`), the OpenAI adapter, the scripted model.
+- `models/`: the model protocol (`base`), the OpenAI adapter, the scripted model, and
+  `script_check`, `callcc validate`'s located check of a script against its spec.
 - `render/`: networkx graphs of specs and stacks; DOT, SVG/PNG, Mermaid, terminal text.
 - `cli/`: `callcc` subcommands, one module each; `main(argv, stdout, stderr) -> int`.
 - `_canonical`: canonical JSON and fingerprints.
