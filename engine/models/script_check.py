@@ -36,7 +36,7 @@ def check_spec_scripts(paths: Iterable[str], found: Sequence[Diagnostic]) -> lis
         for model in spec.models.values():
             if isinstance(model, ScriptedModel):
                 out.extend(check_script(spec, model))
-    return out
+    return list(dict.fromkeys(out))  # two specs naming one script: each finding once
 
 
 def check_script(spec: Spec, model: ScriptedModel) -> list[Diagnostic]:
