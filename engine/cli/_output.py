@@ -39,7 +39,10 @@ def report(
         if state_file:
             Path(state_file).unlink(missing_ok=True)
         if isinstance(outcome, Stopped) and args.format != "json":
-            stdout.write("stopped: a stop decision ended the run; its reply so far:\n")
+            so_far = "; its reply so far:" if outcome.output else " before it said anything"
+            stdout.write(f"stopped: a stop decision ended the run{so_far}\n")
+            if not outcome.output:
+                return EXIT_OK
         if isinstance(outcome, Finished | Stopped):
             return _emit(args, stdout, outcome.kind, EXIT_OK, run_id, output=outcome.output)
         print(f"callcc: run failed: {outcome.reason}", file=stderr)
