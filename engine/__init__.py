@@ -1,8 +1,8 @@
 """callcc: declarative agents that suspend anywhere and resume from one JSON continuation.
 
 Public API: `load_spec`, `Runtime` (`run`/`arun`, `resume`/`aresume`), the outcomes `Finished`,
-`Suspended`, `Failed`, `Continuation` (with `pending()` and the decision methods), and for tool
-authors `ToolContext` and `Deferred`.
+`Stopped`, `Suspended`, `Failed`, `Continuation` (with `pending()` and the decision methods),
+and for tool authors `ToolContext` and `Deferred`.
 
 Ownership, one line a module (a leading underscore marks an internal):
 - `errors`: the one exception root (`CallccError`), usage errors vs run errors, `Diagnostic`.
@@ -13,13 +13,15 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `loop`: `step(frame) -> Continue | Suspend | Finish | Fail` and the driver.
 - `tooling`: one turn's tool calls: sort, gate, apply decisions, run, record.
 - `continuation`: the document, its decision API, versions; `_codec` parses and checks it.
+- `_paths`: pending paths (`root/child@CALL/.../ENTRY`) and which entry an identifier names.
 - `runtime`: `Runtime` and its outcomes; `_eager` drives scripted runs without a loop trip.
 - `_preflight`: the check of a document against the spec before a resume runs anything.
 - `signing`: HMAC-SHA256 signatures, keys from the environment, rotation.
 - `store/`: the run store protocol (`base`), SQLite and PostgreSQL backends, `open_store`.
 - `journal`: checkpoints as frame deltas, and continuations rebuilt from them.
 - `durable`: what a runtime with a store does: start, claim a resume, recover a dead run.
-- `models/`: the model protocol (`base`), the OpenAI adapter, the scripted model.
+- `models/`: the model protocol (`base`), the OpenAI adapter, the scripted model, and
+  `script_check`, `callcc validate`'s located check of a script against its spec.
 - `render/`: networkx graphs of specs and stacks; DOT, SVG/PNG, Mermaid, terminal text.
 - `cli/`: `callcc` subcommands, one module each; `main(argv, stdout, stderr) -> int`.
 - `_canonical`: canonical JSON and fingerprints.
@@ -37,7 +39,7 @@ from engine.errors import (
     SpecError,
     UsageError,
 )
-from engine.runtime import Failed, Finished, Outcome, Runtime, Suspended
+from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped, Suspended
 from engine.spec import Spec, load_spec
 from engine.tools import Deferred, ToolContext
 
@@ -58,6 +60,7 @@ __all__ = [
     "Spec",
     "SpecChangedError",
     "SpecError",
+    "Stopped",
     "Suspended",
     "ToolContext",
     "UsageError",

@@ -40,10 +40,11 @@ class Suspend:
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """The agent answered."""
+    """The agent answered (or a `stop` decision ended it: `stopped`)."""
 
     output: str
     kind: Literal["finish"] = "finish"
+    stopped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,7 @@ async def ask_model(frame: Frame, agent: BoundAgent) -> Step:
         messages=frame.messages,
         tools=agent.tool_defs,
         attempt=frame.attempts,
+        path=frame.path,
     )
     frame.attempts += 1
     say(frame, "asks the model (turn %d)", frame.turns + 1)
@@ -277,7 +279,7 @@ def stop_early(frame: Frame) -> Finish:
             {"role": "tool", "tool_call_id": call_id, "content": frame.results.pop(call_id)}
         )
     frame.pending.clear()
-    return Finish(frame.last_text())
+    return Finish(frame.last_text(), stopped=True)
 
 
 def _grant(frame: Frame, detail: str, amount: int) -> None:

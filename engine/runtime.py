@@ -51,6 +51,19 @@ class Finished:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Stopped:
+    """A `stop` decision ended the entry agent; `output` is its reply so far."""
+
+    kind: Literal["stopped"] = "stopped"
+    output: str
+    """The entry agent's last text when it was stopped (may be empty)."""
+    messages: list[Message] = field(default_factory=list)
+    """The entry agent's whole conversation."""
+    run_id: str = ""
+    """The run's id."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Suspended:
     """The run waits; decide on `continuation` and resume it."""
 
@@ -74,7 +87,7 @@ class Failed:
     resume `continuation` (with a store: `load_run`), or decide `stop`."""
 
 
-Outcome = Finished | Suspended | Failed
+Outcome = Finished | Stopped | Suspended | Failed
 
 
 REMEMBERED_NONCES = 100_000
@@ -201,9 +214,11 @@ class Runtime:
         if journal is not None:
             journal.settle(
                 status=outcome.kind,
-                continuation=None if isinstance(outcome, Finished) else outcome.continuation,
+                continuation=None
+                if isinstance(outcome, Finished | Stopped)
+                else outcome.continuation,
                 output=outcome.output
-                if isinstance(outcome, Finished)
+                if isinstance(outcome, Finished | Stopped)
                 else getattr(outcome, "reason", None),
                 spec_digest=self.spec.digest,
                 resumable=isinstance(outcome, Failed) and outcome.resumable,
@@ -211,6 +226,9 @@ class Runtime:
         return outcome
 
     def _outcome(self, result: Suspend | Finish | Fail, root: Frame, run_id: str) -> Outcome:
+        if isinstance(result, Finish) and result.stopped:
+            log.info("run %s stopped by a decision", run_id)
+            return Stopped(output=result.output, messages=root.messages, run_id=run_id)
         if isinstance(result, Finish):
             log.info("run %s finished", run_id)
             return Finished(output=result.output, messages=root.messages, run_id=run_id)

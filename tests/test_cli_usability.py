@@ -229,7 +229,7 @@ def test_the_next_hint_names_the_resume_flag(tmp_path: Path) -> None:
     code, out, _ = callcc("resume", str(state), "--result-text", "call_res_2", "Scheme", "-q")
 
     assert code == 3
-    assert out.splitlines()[-1] == f"next: callcc resume {state} --resume pause-1"
+    assert out.splitlines()[-1] == f"next: callcc resume {state} --resume researcher/pause-1"
 
 
 def test_patch_merges_onto_the_arguments_and_is_checked_like_an_edit(shop: Path) -> None:

@@ -24,6 +24,7 @@ from builders import (
     runtime,
     say,
     script,
+    stopped,
     sub_agent,
 )
 from openai_server import OpenAICompatServer
@@ -76,7 +77,7 @@ def test_a_failed_run_resumes_only_with_a_decision_and_can_be_stopped() -> None:
     again = rt.resume(outcome.continuation)  # undecided: nothing is asked, the run waits
     assert again.kind == "suspended"
     assert [p.decisions for p in again.continuation.pending()] == [("resume", "stop")]
-    assert finished(resume(rt, again.continuation.stop("error-1"))).output == "Working."
+    assert stopped(resume(rt, again.continuation.stop("error-1"))).output == "Working."
     assert loop_tools.CALLS == [("echo", {"text": "a"})]
 
 
@@ -91,7 +92,7 @@ def test_a_sub_agent_failing_keeps_the_whole_stack_and_resumes_inside_the_child(
     )
     assert outcome.resumable
     assert [(p.path, p.reason) for p in outcome.continuation.pending()] == [
-        ("lead/helper/error-1", "error")
+        ("lead/helper@c_help/error-1", "error")
     ]
     done = finished(resume(rt, outcome.continuation.resume("error-1")))
     assert done.output == "Lead done."
@@ -120,7 +121,7 @@ def test_with_a_store_a_failed_run_stays_failed_and_is_claimed_like_a_suspended_
         assert record.nonce == outcome.continuation.nonce
 
         loaded = rt.load_run("r-failed")
-        assert [p.path for p in loaded.pending()] == ["lead/helper/error-1"]
+        assert [p.path for p in loaded.pending()] == ["lead/helper@c_help/error-1"]
         decided = loaded.resume("error-1")
         assert finished(rt.resume(decided)).output == "Lead done."
         assert rt.store.get_run("r-failed").status == "finished"
@@ -219,7 +220,7 @@ def test_cli_with_a_store_keeps_the_failed_run_and_resumes_it_once_fixed(
     assert [(p["id"], p["reason"]) for p in data["pending"]] == [("error-1", "error")]
     assert (
         "callcc: the failed run r-400 is kept in the store: once the cause is fixed, resume it "
-        f"with `callcc resume r-400 --store {store_url} --resume error-1`"
+        f"with `callcc resume r-400 --store {store_url} --resume main/error-1`"
     ) in err
     assert not list(tmp_path.glob("callcc-state*.json"))
     code, out, _ = callcc("runs", "show", "r-400", "--format", "json", *store)

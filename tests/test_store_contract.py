@@ -421,7 +421,7 @@ def test_migrations_are_recorded_once_and_opening_again_is_a_no_op(
 ) -> None:
     store.create_run(new_run("run-1"))
     first = query(store_url, "SELECT version, applied_at FROM callcc_migrations")
-    assert [version for version, _ in first] == [1]
+    assert [version for version, _ in first] == [1, 2]
     again = open_store(store_url)
     again.close()
     assert query(store_url, "SELECT version, applied_at FROM callcc_migrations") == first
@@ -450,7 +450,7 @@ def test_8_processes_opening_a_new_store_at_once_migrate_it_once(store_url: str)
     results.close()
     results.join_thread()
     assert [kind for kind, _ in outcomes] == ["ok"] * 8, outcomes
-    assert [v for (v,) in query(store_url, "SELECT version FROM callcc_migrations")] == [1]
+    assert [v for (v,) in query(store_url, "SELECT version FROM callcc_migrations")] == [1, 2]
 
 
 def test_the_url_never_shows_a_password(store_url: str) -> None:

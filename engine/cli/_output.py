@@ -14,7 +14,7 @@ from typing import TextIO
 from engine.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
 from engine.continuation import Continuation, PendingDecision
 from engine.models.scripted import ScriptedModel
-from engine.runtime import Failed, Finished, Outcome, Runtime
+from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped
 from engine.signing import KEY_ENV
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "EXIT_SUSPENDED"]
@@ -29,17 +29,25 @@ def report(
     *,
     store_url: str | None = None,
 ) -> int:
-    """Print the outcome; on suspension write `state_file` (when given). A finished or
-    failed run's state file is removed: the run is over and must never be resumed again
+    """Print the outcome; on suspension write `state_file` (when given). A finished, stopped
+    or failed run's state file is removed: the run is over and must never be resumed again
     (a failed run that can be resumed once its cause is fixed keeps it)."""
-    run_id = outcome.run_id if isinstance(outcome, Finished) else outcome.continuation.run_id
+    if isinstance(outcome, Finished | Stopped):
+        run_id = outcome.run_id
+    else:
+        run_id = outcome.continuation.run_id
     if isinstance(outcome, Failed) and outcome.resumable:
         return _report_resumable_failure(outcome, state_file, args, stdout, stderr, store_url)
-    if isinstance(outcome, Finished | Failed):
+    if isinstance(outcome, Finished | Stopped | Failed):
         if state_file:
             Path(state_file).unlink(missing_ok=True)
-        if isinstance(outcome, Finished):
-            return _emit(args, stdout, "finished", EXIT_OK, run_id, output=outcome.output)
+        if isinstance(outcome, Stopped) and args.format != "json":
+            so_far = "; its reply so far:" if outcome.output else " before it said anything"
+            stdout.write(f"stopped: a stop decision ended the run{so_far}\n")
+            if not outcome.output:
+                return EXIT_OK
+        if isinstance(outcome, Finished | Stopped):
+            return _emit(args, stdout, outcome.kind, EXIT_OK, run_id, output=outcome.output)
         print(f"callcc: run failed: {outcome.reason}", file=stderr)
         return _emit(args, stdout, "failed", EXIT_FAILED, run_id, reason=outcome.reason)
     if state_file:
@@ -57,7 +65,7 @@ def report(
         kind = first.decisions[0]
         value = {"extend": " --turns N", "answer": " --result JSON", "edit": " --args JSON"}
         target = state_file or f"{run_id} --store {store_url}"
-        stdout.write(f"next: callcc resume {target} --{kind} {first.id}{value.get(kind, '')}\n")
+        stdout.write(f"next: callcc resume {target} --{kind} {first.path}{value.get(kind, '')}\n")
     return EXIT_SUSPENDED
 
 
@@ -86,7 +94,7 @@ def _report_resumable_failure(
     print(f"callcc: run failed: {outcome.reason}", file=stderr)
     print(
         f"callcc: {where}: once the cause is fixed, resume it with "
-        f"`callcc resume {target} --resume {first.id}` (or end it with --stop)",
+        f"`callcc resume {target} --resume {first.path}` (or end it with --stop)",
         file=stderr,
     )
     return _emit(

@@ -76,6 +76,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             consumed_at double precision NOT NULL
         )""",
     ),
+    # 2: status `stopped` (a run ended by a `stop` decision).
+    (
+        "ALTER TABLE runs DROP CONSTRAINT runs_status_check",
+        "ALTER TABLE runs ADD CONSTRAINT runs_status_check"
+        " CHECK (status IN ('running', 'suspended', 'finished', 'failed', 'stopped'))",
+    ),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
 

@@ -66,6 +66,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             consumed_at REAL NOT NULL
         )""",
     ),
+    # 2: status `stopped` (a run ended by a `stop` decision). SQLite cannot alter a CHECK;
+    # widening its list in the stored schema is safe for every existing row and, unlike a table
+    # rebuild, keeps whatever columns other migrations add to `runs`.
+    (
+        "PRAGMA writable_schema = ON",
+        "UPDATE sqlite_master SET sql = replace(sql, '''failed'')', '''failed'', ''stopped'')')"
+        " WHERE type = 'table' AND name = 'runs'",
+        "PRAGMA writable_schema = RESET",
+    ),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
 
