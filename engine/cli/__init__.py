@@ -12,7 +12,7 @@ import contextlib
 import sys
 from typing import TextIO
 
-from engine.errors import CallccError, RunError, UsageError
+from engine.errors import CallccError, RunError, SpecError, UsageError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -54,6 +54,11 @@ def main(
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     try:
         code: int = args.handler(args, out, err)
+    except SpecError as exc:  # every finding, located, with its help line (as `validate`)
+        from engine.cli.validate import render_text
+
+        err.write(render_text(exc.diagnostics, files=sorted({d.file for d in exc.diagnostics})))
+        return EXIT_BAD_INPUT
     except UsageError as exc:
         print(f"callcc: error: {exc}", file=err)
         return EXIT_BAD_INPUT
