@@ -173,3 +173,142 @@ def test_a_spec_built_in_python_is_checked_too() -> None:
         f"{spec.path}:1:1: error[signature-mismatch]: parameters declares 'memo', which "
         "loop_tools:transfer does not accept | help: remove it, or add it to the function"
     ]
+
+
+# --- item 7: the field named and the fix suggested ---------------------------------------------
+
+APPROVAL = """\
+    approval:
+      decisions: [approve, modify]
+agents:
+"""
+
+
+def test_an_unknown_decision_names_its_field_and_suggests_edit(tmp_path: Path) -> None:
+    path = write(tmp_path, SPEC.replace("agents:\n", APPROVAL, 1))
+    expected = (
+        f"{path}:15:28: error[bad-value]: unknown value 'modify' for approval.decisions of tool "
+        "'issue_refund'; expected one of: approve, edit, reject"
+    )
+    help_line = (
+        "did you mean 'edit'? (edit: the reviewer changes the arguments, then the call runs)"
+    )
+    code, out, _ = cli("validate", str(path))
+    assert code == 2
+    assert out == (
+        f"{expected}\n"
+        "   15 |       decisions: [approve, modify]\n"
+        "      |                            ^\n"
+        f"  help: {help_line}\n"
+        "invalid: 1 file checked, 1 error, 0 warnings\n"
+    )
+    assert lines(validate_file(path, env={})) == [f"{expected} | help: {help_line}"]
+
+
+def test_an_agents_tools_list_indented_as_an_agent_says_so(tmp_path: Path) -> None:
+    path = write(tmp_path, SPEC.replace("    tools: [issue_refund]\n", "  tools: [issue_refund]\n"))
+    code, out, _ = cli("validate", str(path))
+    assert code == 2
+    assert out == (
+        f"{path}:7:3: warning[unused-tool]: tool 'issue_refund' is not in any agent's tools, so "
+        "no model can call it\n"
+        "    7 |   issue_refund:\n"
+        "      |   ^\n"
+        "  help: add 'issue_refund' to the tools: list of agent 'main', or remove it\n"
+        f"{path}:19:3: error[misplaced-key]: 'tools' is indented as an entry of agents:, so it "
+        "was read as an agent named 'tools'\n"
+        "   19 |   tools: [issue_refund]\n"
+        "      |   ^\n"
+        "  help: indent 'tools:' to column 5, under agent 'main', to make it a field of that "
+        "agent\n"
+        "invalid: 1 file checked, 1 error, 1 warning\n"
+    )
+
+
+def test_a_top_level_section_indented_under_agents_says_so(tmp_path: Path) -> None:
+    tools = SPEC[SPEC.index("tools:\n") : SPEC.index("agents:\n")]
+    moved = SPEC.replace(tools, "").replace(
+        "entrypoint:", "".join("  " + line for line in tools.splitlines(True)) + "entrypoint:"
+    )
+    path = write(tmp_path, moved)
+    found = [d for d in validate_file(path, env={}) if d.code == "misplaced-key"]
+    assert lines(found) == [
+        f"{path}:12:3: error[misplaced-key]: 'tools' is indented as an entry of agents:, so it "
+        "was read as an agent named 'tools' | help: move 'tools:' to column 1, to make it the "
+        "spec's top-level 'tools:'"
+    ]
+
+
+def test_resolve_reports_a_signature_mismatch_beside_the_tools_other_errors(
+    tmp_path: Path,
+) -> None:
+    prompt = '    approval:\n      prompt: "Refund {{ args.order_id }}?"\nagents:\n'
+    path = write(tmp_path, SPEC.replace("agents:\n", prompt, 1))
+    assert lines(validate_file(path, resolve=True, env={})) == [
+        f"{path}:11:5: error[signature-mismatch]: sigshop.refunds:issue_refund requires "
+        "'order_id', but parameters has no property 'order_id' | help: add 'order_id' under "
+        "parameters.properties, or give it a default",
+        f"{path}:13:20: error[signature-mismatch]: parameters declares 'order', which "
+        "sigshop.refunds:issue_refund does not accept | help: did you mean 'order_id'?",
+        f"{path}:15:15: error[bad-template]: prompt uses args.order_id, but the tool has no "
+        "parameter 'order_id' | help: did you mean 'order'?",
+    ]
+
+
+def test_resolve_never_imports_a_tool_whose_ref_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, SPEC.replace("sigshop.refunds:issue_refund", "os:getcwd"))
+    assert [d.code for d in validate_file(path, resolve=True, env={})] == ["module-not-allowed"]
+
+
+# --- item 9: unused tools warn, at their line --------------------------------------------------
+
+UNUSED = """\
+  lookup:
+    kind: python
+    ref: os:getcwd
+    description: Denied and never called.
+  archive:
+    kind: external
+    description: Never called.
+agents:
+"""
+
+
+def test_unused_tools_warn_at_their_line_even_with_a_denied_ref(tmp_path: Path) -> None:
+    path = write(tmp_path, SPEC.replace("agents:\n", UNUSED, 1))
+    code, out, _ = cli("validate", str(path))
+    assert code == 2  # the denied ref is an error of its own
+    assert out == (
+        f"{path}:14:3: warning[unused-tool]: tool 'lookup' is not in any agent's tools, so no "
+        "model can call it\n"
+        "   14 |   lookup:\n"
+        "      |   ^\n"
+        "  help: add 'lookup' to the tools: list of agent 'main', or remove it\n"
+        f"{path}:16:10: error[module-not-allowed]: ref 'os:getcwd' comes from 'os'; tools may "
+        "never come from builtins, code, codeop, ctypes, importlib, marshal, nt, os, pickle, "
+        "posix, pty, runpy, shutil, subprocess, sys\n"
+        "   16 |     ref: os:getcwd\n"
+        "      |          ^\n"
+        "  help: wrap what you need in a function of your own module\n"
+        f"{path}:18:3: warning[unused-tool]: tool 'archive' is not in any agent's tools, so no "
+        "model can call it\n"
+        "   18 |   archive:\n"
+        "      |   ^\n"
+        "  help: add 'archive' to the tools: list of agent 'main', or remove it\n"
+        "invalid: 1 file checked, 1 error, 2 warnings\n"
+    )
+
+
+def test_an_unused_tool_alone_is_a_warning_and_load_spec_logs_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = SPEC.replace(
+        "agents:\n", "  archive:\n    kind: external\n    description: Never called.\nagents:\n", 1
+    ).replace("{order: {type: string}, amount", "{order_id: {type: string}, amount")
+    path = write(tmp_path, text)
+    assert cli("validate", "--resolve", str(path))[0] == 0
+    load_spec(path, env={})
+    assert caplog.messages == [
+        f"{path}:14:3: warning[unused-tool]: tool 'archive' is not in any agent's tools, so no "
+        "model can call it"
+    ]
