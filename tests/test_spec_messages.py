@@ -231,12 +231,25 @@ def test_a_top_level_section_indented_under_agents_says_so(tmp_path: Path) -> No
         "entrypoint:", "".join("  " + line for line in tools.splitlines(True)) + "entrypoint:"
     )
     path = write(tmp_path, moved)
-    found = [d for d in validate_file(path, env={}) if d.code == "misplaced-key"]
-    assert lines(found) == [
+    misplaced = (
         f"{path}:12:3: error[misplaced-key]: 'tools' is indented as an entry of agents:, so it "
-        "was read as an agent named 'tools' | help: move 'tools:' to column 1, to make it the "
-        "spec's top-level 'tools:'"
+        "was read as an agent named 'tools'"
+    )
+    # Nothing else about the entry 'tools' (no missing model, no unreachable agent): one
+    # finding says what happened; the agent's tool is then undefined, which is true.
+    assert lines(validate_file(path, env={})) == [
+        f"{path}:11:13: error[undefined-tool]: tool 'issue_refund' is not defined; no tools are "
+        "defined | help: define 'issue_refund' under tools:",
+        f"{misplaced} | help: move 'tools:' to column 1, to make it the spec's top-level 'tools:'",
     ]
+    code, out, _ = cli("validate", str(path))
+    assert code == 2
+    assert (
+        f"{misplaced}\n"
+        "   12 |   tools:\n"
+        "      |   ^\n"
+        "  help: move 'tools:' to column 1, to make it the spec's top-level 'tools:'\n"
+    ) in out
 
 
 def test_resolve_reports_a_signature_mismatch_beside_the_tools_other_errors(

@@ -75,8 +75,7 @@ def resolve_pass(
                     f"{base}/parameters" + "".join(f"/{escape(str(p))}" for p in exc.absolute_path),
                     "see https://json-schema.org/draft/2020-12/json-schema-core",
                 )
-        for mismatch in signature_mismatches(
-            ref, func, params if isinstance(params, dict) else None
-        ):
+        declared = params if isinstance(params, dict) and params else None  # as compile reads it
+        for mismatch in signature_mismatches(ref, func, declared):
             out.append(located(name, mismatch, file=doc.path, locate=locate))
     return out

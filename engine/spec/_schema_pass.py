@@ -16,6 +16,8 @@ from engine.spec.yamlload import YamlDoc, escape
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _NAME_RULE = "names start with a lowercase letter, then up to 63 lowercase letters, digits or '_'"
 _SINGULAR = {"agents": "agent", "tools": "tool", "models": "model"}
+MISPLACED = "misplaced-key"
+"""Code of a key indented so that it reads as an entry of agents:, tools: or models:."""
 
 
 def schema_pass(doc: YamlDoc, data: dict[str, Any]) -> list[Diagnostic]:
@@ -32,12 +34,8 @@ def schema_pass(doc: YamlDoc, data: dict[str, Any]) -> list[Diagnostic]:
             validator = by_kind.get(kind, fallback) if isinstance(kind, str) else fallback
             found.extend((e, (section, name)) for e in validator.iter_errors(entry))
     out = misplaced(doc, data)
-    moved = tuple(d.pointer for d in out)
     seen: set[tuple[str, int, int, str]] = set()
     for error, prefix in found:
-        pointer = pointer_of([*prefix, *error.absolute_path])
-        if any(pointer == m or pointer.startswith(m + "/") for m in moved):
-            continue  # inside an entry that is a misplaced key: one finding says it
         for diag in _translate(error, doc, prefix):
             key = (diag.code, diag.line, diag.col, diag.message)
             if key not in seen:
@@ -48,7 +46,8 @@ def schema_pass(doc: YamlDoc, data: dict[str, Any]) -> list[Diagnostic]:
 
 def misplaced(doc: YamlDoc, data: dict[str, Any]) -> list[Diagnostic]:
     """Keys indented one level too far or too little, so that they read as an entry: an
-    agent's `tools: [...]` written beside the agents, or a top-level `tools:` under `agents:`."""
+    agent's `tools: [...]` written beside the agents, or a top-level `tools:` under `agents:`.
+    `check_document` drops every other finding inside such an entry: this one says it all."""
     schema = spec_schema()
     defs = schema["$defs"]
     top_level = set(schema["properties"])
@@ -78,7 +77,7 @@ def misplaced(doc: YamlDoc, data: dict[str, Any]) -> list[Diagnostic]:
             out.append(
                 _diag(
                     doc,
-                    "misplaced-key",
+                    MISPLACED,
                     f"'{name}' is indented as an entry of {section}:, so it was read as "
                     f"{_article(entry)} {entry} named '{name}'",
                     pointer,
