@@ -197,7 +197,7 @@ def _bind_tool(tool: Tool, search_path: str | None) -> BoundTool | list[Mismatch
         else:
             try:
                 parameters = infer_parameters(func)
-            except TypeError:
+            except (TypeError, ValueError):  # ValueError: no signature to read
                 mismatches = signature_mismatches(tool.ref, func, None)
             else:
                 mismatches = []

@@ -325,3 +325,18 @@ def test_an_unused_tool_alone_is_a_warning_and_load_spec_logs_it(
         f"{path}:14:3: warning[unused-tool]: tool 'archive' is not in any agent's tools, so no "
         "model can call it"
     ]
+
+
+def test_a_builtin_without_a_signature_is_refused_with_a_fix_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, SPEC.replace("sigshop.refunds:issue_refund", "math:hypot"))
+    expected = [
+        f"{path}:9:10: error[no-signature]: math:hypot has no signature to hold its parameters "
+        "to (no signature found for builtin <built-in function hypot>) | help: wrap it in a "
+        "Python function whose parameters are named like the tool's parameters"
+    ]
+    assert lines(validate_file(path, resolve=True, env={})) == expected
+    with pytest.raises(SpecError) as caught:
+        Runtime(load_spec(path, env={}))
+    assert lines(caught.value.diagnostics) == expected

@@ -43,7 +43,7 @@ def signature_mismatches(
     if not isinstance(parameters, Mapping):
         try:
             infer_parameters(func)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:  # ValueError: no signature to read at all
             return [
                 Mismatch(
                     code=SIGNATURE_MISMATCH,
@@ -55,7 +55,18 @@ def signature_mismatches(
         return []
     props = parameters.get("properties")
     declared = set(props) if isinstance(props, Mapping) else set()
-    accepted, any_keyword = _shape(func)
+    try:
+        accepted, any_keyword = _shape(func)
+    except ValueError as exc:  # some builtins: nothing says which keywords they take
+        return [
+            Mismatch(
+                code="no-signature",
+                message=f"{ref} has no signature to hold its parameters to ({exc})",
+                pointer="/ref",
+                suggestion="wrap it in a Python function whose parameters are named like "
+                "the tool's parameters",
+            )
+        ]
     out: list[Mismatch] = []
     for name, (required, positional_only) in accepted.items():
         if positional_only and name in declared:
@@ -95,9 +106,10 @@ def _shape(func: Callable[..., Any]) -> tuple[dict[str, tuple[bool, bool]], bool
     """`{name: (required, positional only)}` of what the model supplies, and whether `func`
     takes `**kwargs`; cached, as `Runtime(spec)` asks it for every tool of every spec."""
     try:
-        return _cached_shape(func)
+        hash(func)
     except TypeError:  # an unhashable callable object
         return _compute_shape(func)
+    return _cached_shape(func)
 
 
 def _compute_shape(func: Callable[..., Any]) -> tuple[dict[str, tuple[bool, bool]], bool]:
