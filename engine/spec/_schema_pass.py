@@ -58,12 +58,10 @@ def misplaced(doc: YamlDoc, data: dict[str, Any]) -> list[Diagnostic]:
         entries: dict[str, Any] = found if isinstance(found, dict) else {}
         for name, value in entries.items():
             as_field = name in fields and not isinstance(value, dict)
-            as_section = (
-                name in top_level
-                and isinstance(value, dict)
-                and any(k not in fields for k in value)
+            as_top = name in top_level and (
+                not isinstance(value, dict) or any(k not in fields for k in value)
             )
-            if not (as_field or as_section):
+            if not (as_field or as_top):
                 continue
             pointer = f"/{section}/{escape(name)}"
             if as_field and (above := _entry_above(doc, entries, section, pointer)):
