@@ -340,3 +340,14 @@ def test_a_builtin_without_a_signature_is_refused_with_a_fix_not_a_traceback(
     with pytest.raises(SpecError) as caught:
         Runtime(load_spec(path, env={}))
     assert lines(caught.value.diagnostics) == expected
+
+
+def test_a_top_level_scalar_indented_under_agents_says_so(tmp_path: Path) -> None:
+    path = write(tmp_path, SPEC.replace("entrypoint: main", "  entrypoint: main"))
+    assert lines(validate_file(path, env={})) == [
+        f"{path}:1:1: error[missing-field]: missing required field 'entrypoint' at the top "
+        "level | help: add 'entrypoint: ...'",
+        f"{path}:20:3: error[misplaced-key]: 'entrypoint' is indented as an entry of agents:, "
+        "so it was read as an agent named 'entrypoint' | help: move 'entrypoint:' to column 1, "
+        "to make it the spec's top-level 'entrypoint:'",
+    ]
