@@ -2,7 +2,8 @@
 
 Public API: `load_spec`, `Runtime` (`run`/`arun`, `resume`/`aresume`), the outcomes `Finished`,
 `Stopped`, `Suspended`, `Failed`, `Continuation` (with `pending()` and the decision methods),
-and for tool authors `ToolContext` and `Deferred`.
+and for tool authors `ToolContext` and `Deferred`. The top-level `callcc` package re-exports
+exactly this `__all__`, for `import callcc`.
 
 Ownership, one line a module (a leading underscore marks an internal):
 - `errors`: the one exception root (`CallccError`), usage errors vs run errors, `Diagnostic`.

@@ -13,7 +13,7 @@ import sys
 from typing import TextIO
 
 from engine.cli._pipe import guarded
-from engine.errors import CallccError, RunError, UsageError
+from engine.errors import CallccError, RunError, SpecError, UsageError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -64,6 +64,11 @@ def _main(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     try:
         code: int = args.handler(args, out, err)
+    except SpecError as exc:  # every finding, located, with its help line (as `validate`)
+        from engine.cli.validate import render_text
+
+        err.write(render_text(exc.diagnostics, files=sorted({d.file for d in exc.diagnostics})))
+        return EXIT_BAD_INPUT
     except UsageError as exc:
         print(f"callcc: error: {exc}", file=err)
         return EXIT_BAD_INPUT

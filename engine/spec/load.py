@@ -9,9 +9,10 @@ from pathlib import Path
 
 from engine.errors import Diagnostic, SpecError
 from engine.spec._build import build_spec, spec_digest
-from engine.spec._resolve import resolve_pass
+from engine.spec._resolve import resolve_pass, unimportable
 from engine.spec.check import check_document, sort_diagnostics
 from engine.spec.model import Spec
+from engine.spec.signature import tool_locations
 from engine.spec.yamlload import load_yaml
 
 _log = logging.getLogger("engine.spec")
@@ -29,7 +30,8 @@ def load_spec(path: PathLike, *, env: Mapping[str, str] | None = None) -> Spec:
         _log.warning("%s: warning[%s]: %s", warning.location(), warning.code, warning.message)
     spec_path = Path(path)
     digest = spec_digest(doc.data, spec_path.resolve().parent)
-    return build_spec(data, path=spec_path, digest=digest)
+    locations = tool_locations(doc.keys, doc.values, data.get("tools"))
+    return build_spec(data, path=spec_path, digest=digest, locations=locations)
 
 
 def validate_file(
@@ -42,11 +44,7 @@ def validate_file(
         return list(exc.diagnostics)
     data, diagnostics = check_document(doc, env=os.environ if env is None else env)
     if resolve and isinstance(data, dict):
-        broken = {
-            d.pointer.split("/")[2]
-            for d in diagnostics
-            if d.severity == "error" and d.pointer.startswith("/tools/")
-        }
+        broken = unimportable(diagnostics)
         spec_dir = Path(path).resolve().parent
         diagnostics = sort_diagnostics(diagnostics + resolve_pass(doc, data, spec_dir, broken))
     return diagnostics
