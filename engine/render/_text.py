@@ -75,6 +75,19 @@ def compact_arguments(
     return shorten(", ".join(parts), width)
 
 
+def compact_result(text: str, extra: Iterable[str] = (), width: int = FIELD_WIDTH) -> str:
+    """A tool result as one short line: a JSON object as `key=value, ...`, other JSON compact,
+    plain text as is; secrets masked as in arguments."""
+    try:
+        value = json.loads(text[:100_000]) if text[:1] in ("{", "[") else text
+    except ValueError:
+        value = text
+    if isinstance(value, Mapping):
+        return compact_arguments(value, extra, width) or "{}"
+    shown = mask(value, extra)
+    return shorten(shown if isinstance(shown, str) else _json(shown), width)
+
+
 def parse_arguments(text: Any) -> dict[str, Any]:
     """Arguments of an OpenAI tool call (a JSON string) as a dict; `{}` when unreadable."""
     if isinstance(text, dict):
@@ -103,6 +116,34 @@ def calls_by_id(frame: Frame) -> dict[str, tuple[str, dict[str, Any]]]:
                 parse_arguments(function.get("arguments")),
             )
     return out
+
+
+def results_by_id(frame: Frame) -> dict[str, str]:
+    """The result text of every call of the frame that has one: closed turns' tool messages,
+    then the current turn's results."""
+    out = {
+        str(m.get("tool_call_id")): content_text(m.get("content"))
+        for m in frame.messages
+        if m.get("role") == "tool"
+    }
+    out.update(frame.results)
+    return out
+
+
+def last_assistant(frame: Frame) -> str:
+    """What the agent said last: its latest assistant text, or when it only called tools,
+    which ones (so a reply of calls alone never reads as silence)."""
+    for message in reversed(frame.messages):
+        if message.get("role") != "assistant":
+            continue
+        said = content_text(message.get("content")).strip()
+        if said:
+            return said
+    calls = calls_by_id(frame)
+    if not calls:
+        return "(no reply yet)"
+    names = list(dict.fromkeys(name for name, _ in calls.values()))
+    return "(no text) called " + ", ".join(names)
 
 
 def content_text(content: Any) -> str:
