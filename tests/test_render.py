@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import re
 import shutil
@@ -233,6 +234,7 @@ def hostile() -> Continuation:
         agent='ag"ent<1>{x}',
         messages=[{"role": "user", "content": big}, message],
         ledger={"c1": "pending", "c0": "rejected", 'c"2': "failed"},
+        results={"c0": HOSTILE + big, 'c"2': json.dumps({"password": "hunter2", HOSTILE: big})},
     )
     root.pending.append(
         Pending.for_call(
@@ -314,6 +316,32 @@ def test_a_long_hostile_result_stays_one_short_escaped_line() -> None:
     )
     dot = to_dot(stack_graph(Continuation(run_id="r", spec_name="s", spec_digest="d", root=root)))
     assert "<I>result</I> &lt;b&gt;" + "x" * 66 + "…</FONT>" in dot
+
+
+def test_secrets_in_results_that_are_not_json_objects_are_masked_too() -> None:
+    results = {
+        "c1": "created; api_key=live-123, note: password: hunter2",
+        "c2": "call with Authorization: Bearer abc.def or ghp_token42",
+        "c3": '["ok", {"token": "t-1"}]',
+        "c4": '{"password": "hunter2", "cut": "' + "x" * 2_000_000,  # too big, not JSON
+    }
+    root = Frame(
+        agent="a",
+        messages=[{"role": "user", "content": "go"}],
+        ledger=dict.fromkeys(results, "done"),
+        results=results,
+    )
+    cont = Continuation(run_id="r", spec_name="s", spec_digest="d", root=root)
+    rows = {
+        d["call_id"]: d["rows"][1][1]
+        for _, d in stack_graph(cont).nodes(data=True)
+        if d["kind"] == "call"
+    }
+    assert rows["c1"] == "created; api_key=***, note: password: ***"
+    assert rows["c2"] == "call with Authorization: *** or ***"
+    assert rows["c3"] == '["ok", {"token": "***"}]'
+    assert rows["c4"].startswith('{"password": ***, "cut": "xxx')
+    assert "hunter2" not in inspect_text(cont)
 
 
 def test_the_frame_shows_what_the_assistant_said_or_which_tools_it_called() -> None:
@@ -449,7 +477,7 @@ def test_hostile_text_gives_valid_dot_and_mermaid() -> None:
     graph = stack_graph(hostile())
     dot = to_dot(graph)
     assert len(dot) < 20_000  # the 100 kB message is shortened, not embedded
-    assert "hunter2" not in dot
+    assert "hunter2" not in dot + inspect_text(hostile())  # in arguments and in results
     done = subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True, check=False)
     assert done.returncode == 0, done.stderr.decode()
     assert done.stderr == b""

@@ -77,15 +77,42 @@ def compact_arguments(
 
 def compact_result(text: str, extra: Iterable[str] = (), width: int = FIELD_WIDTH) -> str:
     """A tool result as one short line: a JSON object as `key=value, ...`, other JSON compact,
-    plain text as is; secrets masked as in arguments."""
-    try:
-        value = json.loads(text[:100_000]) if text[:1] in ("{", "[") else text
-    except ValueError:
-        value = text
+    other text as is; secrets masked as in arguments, and in text that is not JSON (or too
+    big to parse) every `key: value` / `key=value` under a secret-looking key too."""
+    value: Any = text
+    if text.lstrip()[:1] in ("{", "[") and len(text) <= _PARSE_LIMIT:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
     if isinstance(value, Mapping):
         return compact_arguments(value, extra, width) or "{}"
-    shown = mask(value, extra)
-    return shorten(shown if isinstance(shown, str) else _json(shown), width)
+    if isinstance(value, str):
+        return shorten(mask_text(value[: width * 4], extra), width)
+    return shorten(_json(mask(value, extra)), width)
+
+
+_PARSE_LIMIT = 1_000_000
+"""Characters of a result parsed as JSON to mask it field by field; longer ones as text."""
+_KEY = re.compile(r'(?P<key>[A-Za-z_][\w-]*)"?\s*[:=]\s*')
+_VALUE = re.compile(r'"(?:[^"\\]|\\.)*"?|(?:Bearer\s+)?[^\s,;&"]+', re.IGNORECASE)
+_TOKEN = re.compile(r"\b(sk-|ghp_|gho_|xox[abp]-)[\w-]+|(?<=Bearer )\S+", re.IGNORECASE)
+
+
+def mask_text(text: str, extra: Iterable[str] = ()) -> str:
+    """`text` with the value of every secret-looking `key: value` or `key=value` pair, and
+    every token-looking word (`sk-...`, `ghp_...`, `Bearer ...`), replaced by `***`."""
+    names = frozenset(extra)
+    out, done = [], 0
+    for key in _KEY.finditer(text):
+        if key.start() < done or not is_secret_key(key["key"], names):
+            continue
+        value = _VALUE.match(text, key.end())
+        if value is not None:
+            out += [text[done : key.end()], MASK]
+            done = value.end()
+    out.append(text[done:])
+    return _TOKEN.sub(MASK, "".join(out))
 
 
 def parse_arguments(text: Any) -> dict[str, Any]:
