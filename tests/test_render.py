@@ -349,10 +349,10 @@ def test_the_frame_shows_what_the_assistant_said_or_which_tools_it_called() -> N
     dot = to_dot(stack_graph(cont, spec))
     said = "Order A-7 totals 80 EUR; the customer asks for 60 back."
     assert f"<I>assistant</I> {said}</FONT>" in dot
-    hr_spec, hr_cont = hr()
-    dot = to_dot(stack_graph(hr_cont, hr_spec))
+    _, deep_cont = deep()
+    dot = to_dot(stack_graph(deep_cont))
     assert "(no text yet)" not in dot
-    assert "<I>assistant</I> (no text) called create_account, authorize_account</FONT>" in dot
+    assert "<I>assistant</I> (no text) called echo, call_mid</FONT>" in dot  # frame left
     parts = [{"type": "text", "text": "Checking"}, {"type": "text", "text": "the order."}]
     root = Frame(agent="a", messages=[{"role": "user", "content": "go"}])
     root.messages.append({"role": "assistant", "content": parts})
@@ -441,8 +441,10 @@ def test_inspect_text_of_hr() -> None:
         "run golden-hr · spec hr_onboarding · 1 waiting, 0 decided\n"
         "hr_agent  [turns 1 of 10]\n"
         "   user: Onboard Ada\n"
+        "   assistant: I'll have account_agent set up Ada's account first.\n"
         "   account_agent  ← account_agent (call_hr_1)  [turns 1 of 5]\n"
         "      user: Create an account for Ada Lovelace (ada) with role engineer\n"
+        "      assistant: Creating the account ada, then granting the engineer role.\n"
         "      done     create_account (call_acc_1) → username=ada, full_name=Ada Lovelace, "
         "status=created\n"
         "      >> authorize_account (call_acc_2) · approval\n"
