@@ -79,7 +79,7 @@ def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any]) -> None:
         return
     approval = tool.spec.approval
     if approval.required:
-        prompt = render_prompt(approval.prompt, arguments) if approval.prompt else None
+        prompt = approval_question(approval.prompt, name, arguments)
         _gate(frame, call_id, name, arguments, "approval", approval.decisions, prompt)
         say(frame, "%s waits for approval (%s)", name, call_id)
     elif name in agent.spec.suspend.before_tools:
@@ -120,6 +120,14 @@ def argument_problem(tool: BoundTool, arguments: dict[str, Any]) -> str | None:
     return f"the arguments do not match the parameters of {tool.name}" + (
         f" at {where}: {error.message}" if where else f": {error.message}"
     )
+
+
+def approval_question(template: str | None, tool: str, arguments: dict[str, Any]) -> str:
+    """What the reviewer of a call is asked: the spec's `approval.prompt` filled in, or a
+    default question naming the tool when the spec gives none."""
+    if template:
+        return render_prompt(template, arguments)
+    return f"Run {tool} with these arguments?"
 
 
 def render_prompt(template: str, arguments: dict[str, Any]) -> str:

@@ -83,3 +83,28 @@ def test_the_readme_python_example_runs_as_written() -> None:
             check=False,
         )
         assert ran.returncode == 0, ran.stderr
+
+
+def test_the_readme_python_examples_print_what_the_readme_says() -> None:
+    """A Python example followed by `Prints:` and a text block must print exactly that text,
+    so the documented API (tool folders, the run store, failed runs) stays true as written."""
+    import re
+    import subprocess
+    import sys
+
+    example = re.compile(
+        r"```python\n((?:(?!```).)*)```\n\nPrints:\n\n```text\n((?:(?!```).)*)```", re.S
+    )
+    pairs = example.findall(README)
+    assert len(pairs) >= 3, "the tool-folder, run-store and failed-run examples are missing"
+    for code, printed in pairs:
+        ran = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=Path(__file__).parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout == printed, code

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import re
 import shutil
@@ -161,6 +162,63 @@ def deep() -> tuple[Spec, Continuation]:
     return spec, outcome.continuation
 
 
+def refund() -> tuple[Spec, Continuation]:
+    """A refund agent that looked the order up, said why, and asks for `issue_refund`, whose
+    approval has no prompt: what a decider needs is the order's total and the model's words."""
+    tools: dict[str, Any] = {
+        "lookup_order": PythonTool(
+            name="lookup_order", description="Find an order.", ref="render_tools:lookup_order"
+        ),
+        "issue_refund": PythonTool(
+            name="issue_refund",
+            description="Refund money.",
+            ref="render_tools:issue_refund",
+            approval=Approval(required=True, decisions=("approve", "edit", "reject")),
+        ),
+    }
+    refunds = Agent(
+        name="refund_agent",
+        description="Refunds orders.",
+        model="m",
+        instructions="Refund carefully.",
+        tools=("lookup_order", "issue_refund"),
+    )
+    spec = Spec(
+        spec_version=1,
+        name="refunds",
+        path="",
+        entrypoint="refund_agent",
+        models={"m": ScriptedModel(name="m", script="")},
+        tools=tools,
+        agents={"refund_agent": refunds},
+    )
+    script = {
+        "agents": {
+            "refund_agent": [
+                {
+                    "tool_calls": [
+                        {"id": "c_look", "name": "lookup_order", "arguments": {"order": "A-7"}}
+                    ]
+                },
+                {
+                    "text": "Order A-7 totals 80 EUR; the customer asks for 60 back.",
+                    "tool_calls": [
+                        {
+                            "id": "c_refund",
+                            "name": "issue_refund",
+                            "arguments": {"order": "A-7", "amount": 60},
+                        }
+                    ],
+                },
+            ]
+        }
+    }
+    with Runtime(spec, model_override=ScriptedClient.from_data(script)) as runtime:
+        outcome = runtime.run("Refund 60 EUR of order A-7", run_id="refund-bob")
+    assert outcome.kind == "suspended"
+    return spec, outcome.continuation
+
+
 def hostile() -> Continuation:
     """A frame whose messages and arguments hold every troublesome character and 100 kB."""
     big = ("x<&>\"'{}|\n" * 10_000)[:100_000]
@@ -176,6 +234,7 @@ def hostile() -> Continuation:
         agent='ag"ent<1>{x}',
         messages=[{"role": "user", "content": big}, message],
         ledger={"c1": "pending", "c0": "rejected", 'c"2': "failed"},
+        results={"c0": HOSTILE + big, 'c"2': json.dumps({"password": "hunter2", HOSTILE: big})},
     )
     root.pending.append(
         Pending.for_call(
@@ -232,6 +291,108 @@ def test_dot_is_deterministic_across_runs() -> None:
     assert to_mermaid(spec_graph(first[0])) == to_mermaid(spec_graph(second[0]))
 
 
+# -- what a decider reads ----------------------------------------------------------------------
+
+
+def test_a_done_calls_result_shows_masked_in_the_picture_and_the_tree() -> None:
+    spec, cont = refund()
+    dot = to_dot(stack_graph(cont, spec))
+    row = "<I>result</I> order=A-7, total=80, currency=EUR, card_token=***"
+    assert '<B>lookup_order</B><BR/><FONT POINT-SIZE="9">c_look · done</FONT><BR/>' in dot
+    assert f'<FONT POINT-SIZE="9">{row}</FONT>' in dot
+    assert "tok_4242" not in dot + to_mermaid(stack_graph(cont, spec)) + inspect_text(cont, spec)
+    assert (
+        "   done     lookup_order (c_look) → order=A-7, total=80, currency=EUR, card_token=***\n"
+        in inspect_text(cont, spec)
+    )
+
+
+def test_a_long_hostile_result_stays_one_short_escaped_line() -> None:
+    root = Frame(
+        agent="a",
+        messages=[{"role": "user", "content": "go"}],
+        ledger={"c1": "done"},
+        results={"c1": "<b>" + "x" * 5_000 + "</b>"},
+    )
+    dot = to_dot(stack_graph(Continuation(run_id="r", spec_name="s", spec_digest="d", root=root)))
+    assert "<I>result</I> &lt;b&gt;" + "x" * 66 + "…</FONT>" in dot
+
+
+def test_secrets_in_results_that_are_not_json_objects_are_masked_too() -> None:
+    results = {
+        "c1": "created; api_key=live-123, note: password: hunter2",
+        "c2": "call with Authorization: Bearer abc.def or ghp_token42",
+        "c3": '["ok", {"token": "t-1"}]',
+        "c4": '{"password": "hunter2", "cut": "' + "x" * 2_000_000,  # too big, not JSON
+    }
+    root = Frame(
+        agent="a",
+        messages=[{"role": "user", "content": "go"}],
+        ledger=dict.fromkeys(results, "done"),
+        results=results,
+    )
+    cont = Continuation(run_id="r", spec_name="s", spec_digest="d", root=root)
+    rows = {
+        d["call_id"]: d["rows"][1][1]
+        for _, d in stack_graph(cont).nodes(data=True)
+        if d["kind"] == "call"
+    }
+    assert rows["c1"] == "created; api_key=***, note: password: ***"
+    assert rows["c2"] == "call with Authorization: *** or ***"
+    assert rows["c3"] == '["ok", {"token": "***"}]'
+    assert rows["c4"].startswith('{"password": ***, "cut": "xxx')
+    assert "hunter2" not in inspect_text(cont)
+
+
+def test_the_frame_shows_what_the_assistant_said_or_which_tools_it_called() -> None:
+    spec, cont = refund()
+    dot = to_dot(stack_graph(cont, spec))
+    said = "Order A-7 totals 80 EUR; the customer asks for 60 back."
+    assert f"<I>assistant</I> {said}</FONT>" in dot
+    _, deep_cont = deep()
+    dot = to_dot(stack_graph(deep_cont))
+    assert "(no text yet)" not in dot
+    assert "<I>assistant</I> (no text) called echo, call_mid</FONT>" in dot  # frame left
+    parts = [{"type": "text", "text": "Checking"}, {"type": "text", "text": "the order."}]
+    root = Frame(agent="a", messages=[{"role": "user", "content": "go"}])
+    root.messages.append({"role": "assistant", "content": parts})
+    graph = stack_graph(Continuation(run_id="r", spec_name="s", spec_digest="d", root=root))
+    assert ("assistant", "Checking the order.") in graph.nodes["frame:0"]["rows"]
+
+
+def test_the_title_names_the_spec_the_run_and_what_waits() -> None:
+    spec, cont = refund()
+    title = "refunds · run refund-bob · waits for approval of issue_refund"
+    assert f"label=<<B>{title}</B>>, labelloc=t" in to_dot(stack_graph(cont, spec))
+    _, deep_cont = deep()
+    assert stack_graph(deep_cont).graph["title"] == (
+        "deep · run golden-deep · waits for approval of transfer, the result of ask"
+    )
+    decided = stack_graph(cont.approve("c_refund")).graph["title"]
+    assert decided == "refunds · run refund-bob · decided: resume it to carry on"
+
+
+def test_an_approval_without_a_prompt_asks_a_default_question(tmp_path: Path) -> None:
+    spec, cont = refund()
+    question = "Run issue_refund with these arguments?"
+    assert [p.prompt for p in cont.pending()] == [question]
+    assert f"<I>ask</I> {question}</FONT>" in to_dot(stack_graph(cont, spec))
+    state = tmp_path / "state.json"
+    state.write_text(cont.to_json(), encoding="utf-8")
+    code, out, _ = cli("pending", str(state))
+    assert code == 3  # suspended
+    assert f"\n      {question}\n" in out
+
+
+def test_the_legend_is_one_small_table_not_a_row_of_nodes() -> None:
+    spec, cont = hr()
+    dot = to_dot(stack_graph(cont, spec))
+    assert "cluster_legend" not in dot
+    legend = [line for line in dot.splitlines() if line.startswith('  "legend"')]
+    assert len(legend) == 1 and legend[0].count("<TR>") == 3  # a heading and two rows of three
+    assert '<TD BGCOLOR="#ffcc80" COLOR="#e65100" BORDER="2">' in legend[0]
+
+
 # -- the graph is public API -------------------------------------------------------------------
 
 
@@ -280,9 +441,12 @@ def test_inspect_text_of_hr() -> None:
         "run golden-hr · spec hr_onboarding · 1 waiting, 0 decided\n"
         "hr_agent  [turns 1 of 10]\n"
         "   user: Onboard Ada\n"
+        "   assistant: I'll have account_agent set up Ada's account first.\n"
         "   account_agent  ← account_agent (call_hr_1)  [turns 1 of 5]\n"
         "      user: Create an account for Ada Lovelace (ada) with role engineer\n"
-        "      done     create_account (call_acc_1)\n"
+        "      assistant: Creating the account ada, then granting the engineer role.\n"
+        "      done     create_account (call_acc_1) → username=ada, full_name=Ada Lovelace, "
+        "status=created\n"
         "      >> authorize_account (call_acc_2) · approval\n"
         "            path: hr_agent/account_agent@call_hr_1/call_acc_2\n"
         "            args: username=ada, role=engineer\n"
@@ -316,7 +480,7 @@ def test_hostile_text_gives_valid_dot_and_mermaid() -> None:
     graph = stack_graph(hostile())
     dot = to_dot(graph)
     assert len(dot) < 20_000  # the 100 kB message is shortened, not embedded
-    assert "hunter2" not in dot
+    assert "hunter2" not in dot + inspect_text(hostile())  # in arguments and in results
     done = subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True, check=False)
     assert done.returncode == 0, done.stderr.decode()
     assert done.stderr == b""

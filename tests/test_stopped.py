@@ -201,7 +201,7 @@ def test_a_stopped_runs_frames_are_drawn_grey_and_titled_stopped() -> None:
 
     graph = stack_graph(waiting, status="stopped")
 
-    assert graph.graph["title"] == "run stop-2 · spec test · stopped"
+    assert graph.graph["title"] == "test · run stop-2 · stopped"
     assert graph.nodes["frame:0"]["fillcolor"] == "#eeeeee"
     assert "#eeeeee" in to_dot(graph)
     assert stack_graph(waiting).nodes["frame:0"]["fillcolor"] == "#e3f2fd"

@@ -75,6 +75,46 @@ def compact_arguments(
     return shorten(", ".join(parts), width)
 
 
+def compact_result(text: str, extra: Iterable[str] = (), width: int = FIELD_WIDTH) -> str:
+    """A tool result as one short line: a JSON object as `key=value, ...`, other JSON compact,
+    other text as is; secrets masked as in arguments, and in text that is not JSON (or too
+    big to parse) every `key: value` / `key=value` under a secret-looking key too."""
+    value: Any = text
+    if text.lstrip()[:1] in ("{", "[") and len(text) <= _PARSE_LIMIT:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+    if isinstance(value, Mapping):
+        return compact_arguments(value, extra, width) or "{}"
+    if isinstance(value, str):
+        return shorten(mask_text(value[: width * 4], extra), width)
+    return shorten(_json(mask(value, extra)), width)
+
+
+_PARSE_LIMIT = 1_000_000
+"""Characters of a result parsed as JSON to mask it field by field; longer ones as text."""
+_KEY = re.compile(r'(?P<key>[A-Za-z_][\w-]*)"?\s*[:=]\s*')
+_VALUE = re.compile(r'"(?:[^"\\]|\\.)*"?|(?:Bearer\s+)?[^\s,;&"]+', re.IGNORECASE)
+_TOKEN = re.compile(r"\b(sk-|ghp_|gho_|xox[abp]-)[\w-]+|(?<=Bearer )\S+", re.IGNORECASE)
+
+
+def mask_text(text: str, extra: Iterable[str] = ()) -> str:
+    """`text` with the value of every secret-looking `key: value` or `key=value` pair, and
+    every token-looking word (`sk-...`, `ghp_...`, `Bearer ...`), replaced by `***`."""
+    names = frozenset(extra)
+    out, done = [], 0
+    for key in _KEY.finditer(text):
+        if key.start() < done or not is_secret_key(key["key"], names):
+            continue
+        value = _VALUE.match(text, key.end())
+        if value is not None:
+            out += [text[done : key.end()], MASK]
+            done = value.end()
+    out.append(text[done:])
+    return _TOKEN.sub(MASK, "".join(out))
+
+
 def parse_arguments(text: Any) -> dict[str, Any]:
     """Arguments of an OpenAI tool call (a JSON string) as a dict; `{}` when unreadable."""
     if isinstance(text, dict):
@@ -103,6 +143,34 @@ def calls_by_id(frame: Frame) -> dict[str, tuple[str, dict[str, Any]]]:
                 parse_arguments(function.get("arguments")),
             )
     return out
+
+
+def results_by_id(frame: Frame) -> dict[str, str]:
+    """The result text of every call of the frame that has one: closed turns' tool messages,
+    then the current turn's results."""
+    out = {
+        str(m.get("tool_call_id")): content_text(m.get("content"))
+        for m in frame.messages
+        if m.get("role") == "tool"
+    }
+    out.update(frame.results)
+    return out
+
+
+def last_assistant(frame: Frame) -> str:
+    """What the agent said last: its latest assistant text, or when it only called tools,
+    which ones (so a reply of calls alone never reads as silence)."""
+    for message in reversed(frame.messages):
+        if message.get("role") != "assistant":
+            continue
+        said = content_text(message.get("content")).strip()
+        if said:
+            return said
+    calls = calls_by_id(frame)
+    if not calls:
+        return "(no reply yet)"
+    names = list(dict.fromkeys(name for name, _ in calls.values()))
+    return "(no text) called " + ", ".join(names)
 
 
 def content_text(content: Any) -> str:

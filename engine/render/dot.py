@@ -57,10 +57,13 @@ def to_dot(graph: nx.DiGraph[str]) -> str:
     out.append(f'  node [fontname={quote(FONT)}, fontsize=11, margin="0.12,0.06"];')
     out.append(f'  edge [fontname={quote(FONT)}, fontsize=9, color="#616161"];')
     clusters: dict[str, list[str]] = {}
+    legend: list[Mapping[str, Any]] = []
     for node, data in graph.nodes(data=True):
         line = f"{quote(node)} [{_node_attrs(data)}];"
         cluster = data.get("cluster")
-        if cluster:
+        if cluster == "legend":
+            legend.append(data)
+        elif cluster:
             clusters.setdefault(str(cluster), []).append(line)
         else:
             out.append("  " + line)
@@ -79,8 +82,45 @@ def to_dot(graph: nx.DiGraph[str]) -> str:
         # dot lays a row of unconnected nodes out right to left: reversed, they read in order
         out.extend("    " + line for line in reversed(lines))
         out.append("  }")
+    if legend:
+        out.append(f'  "legend" [shape="plain", label=<{_legend(legend)}>];')
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+LEGEND_COLUMNS = 3
+"""Swatches per row of the legend."""
+
+
+def _legend(items: list[Mapping[str, Any]]) -> str:
+    """The legend as one small table of coloured swatches (a node per item made it as wide as
+    the picture): each swatch has the fill, border and text colour of what it explains."""
+    columns = min(LEGEND_COLUMNS, len(items))
+    head = (
+        f'<TR><TD COLSPAN="{columns}" BORDER="0" ALIGN="LEFT">'
+        '<FONT POINT-SIZE="8" COLOR="#757575"><B>Legend</B></FONT></TD></TR>'
+    )
+    rows = []
+    for start in range(0, len(items), columns):
+        cells = []
+        for data in items[start : start + columns]:
+            text = html(data.get("title", ""))
+            if data.get("strike"):
+                text = f"<S>{text}</S>"
+            border = "2" if float(data.get("penwidth") or 1) >= 2 else "1"
+            cells.append(
+                f"<TD BGCOLOR={quote(data.get('fillcolor', '#ffffff'))} "
+                f"COLOR={quote(data.get('color', '#000000'))} BORDER={quote(border)}>"
+                f'<FONT POINT-SIZE="8" COLOR={quote(data.get("fontcolor", "#000000"))}>'
+                f"{text}</FONT></TD>"
+            )
+        rows.append("<TR>" + "".join(cells) + "</TR>")
+    return (
+        '<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="3" CELLPADDING="2">'
+        + head
+        + "".join(rows)
+        + "</TABLE>"
+    )
 
 
 def _style(data: Mapping[str, Any]) -> list[str]:

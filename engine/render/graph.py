@@ -4,10 +4,12 @@ Every node carries `kind` (agent, tool, frame, pending, call, legend), a `title`
 (tuples of `(caption, text)`, text already cleaned and shortened, never escaped), Graphviz
 style attributes (`shape`, `style`, `fillcolor`, `color`, `penwidth`, `fontcolor`), and the
 flags `table` (draw as an HTML table), `strike` (struck through) and `cluster` (`"legend"`
-for the legend). Domain fields sit beside them (`agent`, `tool`, `call_id`, `status`,
-`reason`, `decisions`, `decision`, `reachable`, ...), so users can query or re-style the
-graph before exporting it. Edges carry `kind`, `label` and the same style attributes.
-Graph attributes: `kind` (spec or stack), `title` and `rankdir`.
+for the legend, which DOT draws as one small table of swatches). Domain fields sit beside
+them (`agent`, `tool`, `call_id`, `status`, `reason`, `decisions`, `decision`, `reachable`,
+...), so users can query or re-style the graph before exporting it. A stack's frames show the
+last user and assistant text, its finished calls their result (masked and shortened). Edges
+carry `kind`, `label` and the same style attributes. Graph attributes: `kind` (spec or
+stack), `title` (for a stack: spec, run id and what waits) and `rankdir`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,16 @@ import networkx as nx
 
 from engine.continuation import Continuation
 from engine.frames import Frame, Pending
-from engine.render._text import calls_by_id, compact_arguments, content_text, secret_names, shorten
+from engine.render._text import (
+    calls_by_id,
+    compact_arguments,
+    compact_result,
+    content_text,
+    last_assistant,
+    results_by_id,
+    secret_names,
+    shorten,
+)
 from engine.render.styles import (
     AGENT,
     APPROVAL,
@@ -43,6 +54,12 @@ from engine.spec.model import (
     Tool,
 )
 
+TEXT_WIDTH = 70
+"""Characters of a frame's user and assistant text shown."""
+RESULT_WIDTH = 70
+"""Characters of a finished call's result shown."""
+_TITLE_ITEMS = 2
+"""Waiting entries named in a stack picture's title; the rest are counted."""
 _REASONS = {
     "approval": "waits for approval",
     "external": "waits for an external result",
@@ -174,10 +191,7 @@ def stack_graph(
     title, and a stopped run's frames are drawn grey."""
     secrets = secret_names(spec)
     graph: nx.DiGraph[str] = nx.DiGraph(
-        kind="stack",
-        rankdir="TB",
-        title=f"run {continuation.run_id} · spec {continuation.spec_name}"
-        + (f" · {status}" if status else ""),
+        kind="stack", rankdir="TB", title=stack_title(continuation, status=status)
     )
     ids: dict[int, str] = {}
     for index, (path, frame) in enumerate(continuation.frames()):
@@ -196,6 +210,7 @@ def stack_graph(
             **(STOPPED if status == "stopped" else FRAME),
         )
         calls = calls_by_id(frame)
+        results = results_by_id(frame)
         for entry in frame.pending:
             if entry.child is not None:
                 continue
@@ -206,6 +221,9 @@ def stack_graph(
                 continue
             tool = calls.get(call_id, ("?", {}))[0]
             call = f"call:{index}:{call_id}"
+            rows = [("", f"{call_id} · {status}")]
+            if call_id in results:
+                rows.append(("result", compact_result(results[call_id], secrets, RESULT_WIDTH)))
             graph.add_node(
                 call,
                 kind="call",
@@ -213,7 +231,7 @@ def stack_graph(
                 tool=tool,
                 status=status,
                 title=tool,
-                rows=(("", f"{call_id} · {status}"),),
+                rows=tuple(rows),
                 strike=status == "rejected",
                 **STATUS.get(status, STATUS["running"]),
             )
@@ -243,10 +261,40 @@ def _frame_rows(frame: Frame, spec: Spec | None) -> tuple[tuple[str, str], ...]:
     rows = [("turns", turns)]
     user = next((m for m in reversed(frame.messages) if m.get("role") == "user"), None)
     if user is not None:
-        rows.append(("user", shorten(content_text(user.get("content")), 60) or "(empty)"))
-    said = frame.last_text()
-    rows.append(("assistant", shorten(said, 60) if said else "(no text yet)"))
+        rows.append(("user", shorten(content_text(user.get("content")), TEXT_WIDTH) or "(empty)"))
+    rows.append(("assistant", shorten(last_assistant(frame), TEXT_WIDTH)))
     return tuple(rows)
+
+
+def stack_title(continuation: Continuation, *, status: str | None = None) -> str:
+    """`spec · run id · what waits`: the first line a decider reads. A run that waits no
+    more (`status` finished, stopped, failed) says so instead."""
+    waiting = [p for p in continuation.pending() if p.decision is None]
+    if status is not None and status not in ("suspended", "running"):
+        state = status
+    elif waiting:
+        what = [_waits_for(p.reason, p.tool, p.agent) for p in waiting[:_TITLE_ITEMS]]
+        more = len(waiting) - _TITLE_ITEMS
+        state = "waits for " + ", ".join(what) + (f" and {more} more" if more > 0 else "")
+    elif continuation.pending():
+        state = "decided: resume it to carry on"
+    else:
+        state = "waits on nothing"
+    return f"{continuation.spec_name} · run {continuation.run_id} · {state}"
+
+
+def _waits_for(reason: str, tool: str | None, agent: str) -> str:
+    if reason == "approval":
+        return f"approval of {tool}"
+    if reason == "external":
+        return f"the result of {tool}"
+    if reason == "turn_limit":
+        return f"more budget for {agent}"
+    if reason == "pause":
+        return f"resume before {tool}" if tool else f"resume of {agent} (paused)"
+    if reason == "error":
+        return f"a decision on failed {tool}" if tool else f"a decision on {agent}'s model error"
+    return f"{reason} in {agent}"
 
 
 def _pending_node(

@@ -2,14 +2,22 @@
 
 Markers at the start of a line: `>>` a call waiting for a decision, `!` a failed call (or a
 model error) waiting for a decision, `=>` decided but not resumed yet; ledger entries show
-their status in words (done, rejected, failed, running, queued).
+their status in words (done, rejected, failed, running, queued) and, after `→`, their result.
 """
 
 from __future__ import annotations
 
 from engine.continuation import Continuation
 from engine.frames import Frame, Pending
-from engine.render._text import calls_by_id, compact_arguments, content_text, secret_names, shorten
+from engine.render._text import (
+    calls_by_id,
+    compact_arguments,
+    compact_result,
+    content_text,
+    results_by_id,
+    secret_names,
+    shorten,
+)
 from engine.spec.model import Spec
 
 _INDENT = "   "
@@ -41,12 +49,16 @@ def inspect_text(
         if said:
             out.append(f"{inner}assistant: {shorten(said, 70)}")
         calls = calls_by_id(frame)
+        results = results_by_id(frame)
         entries = {p.id for p in frame.pending}
         for call_id, status in frame.ledger.items():
             if call_id not in entries:
                 tool = calls.get(call_id, ("?", {}))[0]
                 word = "queued" if status == "pending" else status
-                out.append(f"{inner}{word:<8} {tool} ({call_id})")
+                got = (
+                    f" → {compact_result(results[call_id], secrets)}" if call_id in results else ""
+                )
+                out.append(f"{inner}{word:<8} {tool} ({call_id}){got}")
         for entry in frame.pending:
             if entry.child is not None:
                 via[id(entry.child)] = entry

@@ -63,7 +63,8 @@ class Approval:
     decisions: tuple[DecisionKind, ...] = ("approve", "reject")
     """What the reviewer may do with a call."""
     prompt: str | None = None
-    """Text shown to the reviewer; `{{ args.NAME }}` inserts an argument."""
+    """Text shown to the reviewer; `{{ args.NAME }}` inserts an argument. Without it the
+    reviewer is asked "Run TOOL with these arguments?" (`engine.tooling.approval_question`)."""
 
 
 NO_APPROVAL = Approval()
