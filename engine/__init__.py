@@ -19,6 +19,7 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `store/`: the run store protocol (`base`), SQLite and PostgreSQL backends, `open_store`.
 - `journal`: checkpoints as frame deltas, and continuations rebuilt from them.
 - `durable`: what a runtime with a store does: start, claim a resume, recover a dead run.
+- `lease`: the lease a driving process holds on a run: its length, owner ids, the heartbeat.
 - `models/`: the model protocol (`base`), the OpenAI adapter, the scripted model.
 - `render/`: networkx graphs of specs and stacks; DOT, SVG/PNG, Mermaid, terminal text.
 - `cli/`: `callcc` subcommands, one module each; `main(argv, stdout, stderr) -> int`.

@@ -82,6 +82,10 @@ async def step(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
     """One phase of the loop, chosen by the frame's state alone."""
     if frame.pending or frame.in_flight():
         return await settle(frame, agent, ctx)
+    if frame.messages and frame.messages[-1].get("role") == "assistant":
+        # the agent answered already: a recovered run whose process died after keeping the
+        # answer and before reporting it; it finishes with that answer, asking no model again
+        return Finish(frame.messages[-1].get("content") or "")
     gate = check_limits(frame, agent) or check_pause(frame, agent)
     if gate is not None:
         say(frame, "suspends (%s: %s)", gate.reason, gate.detail)
