@@ -238,6 +238,8 @@ def test_recover_refuses_a_run_whose_process_is_alive_and_takes_it_once_it_died(
         code, _, err = cli("resume", "held", "--store", store_url, "--approve", "k1")
         assert code == 2
         assert "a live process is working on it" in err and "recover" not in err
+        code, out, _ = cli("runs", "show", "held", "--store", store_url)
+        assert code == 0 and f"lease: {inside.lease_owner}, until " in out and "(live)" in out
         after = store.get_run("held")
         assert (after.status, after.version) == ("running", inside.version)  # untouched
     finally:

@@ -128,6 +128,9 @@ def show_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         return EXIT_OK
     spec = load_spec(args.spec) if args.spec else None
     stdout.write(f"run {run.run_id}: {run.status}, updated {_when(run.updated_at)}\n")
+    if run.status == "running" and run.lease_owner and run.lease_expires is not None:
+        state = "live" if run.lease_expires > time.time() else "expired: recover continues it"
+        stdout.write(f"lease: {run.lease_owner}, until {_when(run.lease_expires)} ({state})\n")
     if run.output is not None:
         label = "output" if run.status == "finished" else "reason"
         stdout.write(f"{label}: {run.output}\n")
