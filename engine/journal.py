@@ -268,6 +268,7 @@ def _finished(frame: dict[str, Any]) -> bool:
         and bool(messages)
         and messages[-1].get("role") == "assistant"
         and not messages[-1].get("tool_calls")
+        and "finish_reason" not in messages[-1]  # an incomplete reply is no answer
     )
 
 
@@ -282,11 +283,15 @@ def _settle_running(path: str, frames: Mapping[str, dict[str, Any]], spec: Spec)
     waiting = {p["id"] for p in pending}
     for call in messages[-1].get("tool_calls") or []:
         call_id = call["id"]
-        if ledger.get(call_id) != "running" or call_id in results or call_id in waiting:
+        status = ledger.get(call_id)
+        if status not in ("running", "failed") or call_id in results or call_id in waiting:
             continue
         tool = spec.tools.get(call["function"]["name"])
         if tool is None:
             continue
+        if status == "failed" and (tool.kind != "agent" or f"{path}/{call_id}" not in frames):
+            continue  # only a failed sub-agent leaves a call failed without a result: the
+            # process died before the failure was recorded, so its frame is driven to it again
         try:
             arguments = json.loads(call["function"]["arguments"] or "{}")
         except json.JSONDecodeError:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from builders import agent, call, calls, gated, make_spec, python_tool, say, script, sub_agent
 
-from engine import Continuation, Finished, Runtime, Suspended
+from engine import Continuation, Failed, Finished, Runtime, Spec, Suspended
 from engine.errors import RunError, UsageError
 from engine.journal import rebuild
 from engine.store import RunRecord, RunStore, open_store
@@ -197,22 +197,36 @@ def test_a_run_killed_at_any_store_write_is_recovered_to_the_same_end(
             assert [p for p in store.pending() if p.run_id == run_id] == [], where
 
 
-def test_a_run_that_answered_before_its_process_died_finishes_without_asking_again(
-    store: RunStore,
-) -> None:
-    class DiesAtTheSettle(KillingStore):
-        def settle(self, *args: Any, **kwargs: Any) -> int:
-            raise SystemExit("the process died after keeping the answer")
+class DiesAtTheSettle(KillingStore):
+    """Dies right before it records the outcome: the last checkpoint holds the answer."""
 
-    spec = make_spec([agent("solo", "note")], [python_tool("note", ref="loop_tools:echo")])
-    turns = {"solo": [calls(call("n1", "note", {"text": "x"})), say("the answer")]}
+    def settle(self, *args: Any, **kwargs: Any) -> int:
+        raise SystemExit("the process died after keeping the answer")
+
+
+def die_before_the_settle(store: RunStore, last_turn: dict[str, Any], *, nested: bool) -> Spec:
+    """Run a spec whose (sub-)agent ends with `last_turn`, dying before the run is settled."""
+    tools = [python_tool("note", ref="loop_tools:echo"), sub_agent("solo")]
+    spec = make_spec([agent("boss", "solo"), agent("solo", "note")], tools)
+    if not nested:
+        spec = make_spec([agent("solo", "note")], tools[:1])
+    turns = {
+        "boss": [calls(call("s1", "solo", {"request": "work"})), say("boss done")],
+        "solo": [calls(call("n1", "note", {"text": "x"})), last_turn],
+    }
     with (
         Runtime(spec, model_override=script(turns), store=DiesAtTheSettle(store)) as first,
         pytest.raises(SystemExit),
     ):
         first.run("go", run_id="answered")
     assert store.get_run("answered").status == "running"
+    return spec
 
+
+def test_a_run_that_answered_before_its_process_died_finishes_without_asking_again(
+    store: RunStore,
+) -> None:
+    spec = die_before_the_settle(store, say("the answer"), nested=False)
     played_out = script({"solo": []})  # any model call fails the run loudly
     with Runtime(spec, model_override=played_out, store=store) as second:
         outcome = second.recover("answered", force=True)
@@ -221,6 +235,20 @@ def test_a_run_that_answered_before_its_process_died_finishes_without_asking_aga
     assert played_out.calls == 0
     run = store.get_run("answered")
     assert (run.status, run.output, run.lease_owner) == ("finished", "the answer", None)
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["root", "sub-agent"])
+def test_an_incomplete_reply_kept_before_the_process_died_fails_the_run_again(
+    store: RunStore, nested: bool
+) -> None:
+    spec = die_before_the_settle(store, say("Half an answ", finish_reason="length"), nested=nested)
+    played_out = script({"solo": [], "boss": []})
+    with Runtime(spec, model_override=played_out, store=store) as second:
+        outcome = second.recover("answered", force=True)
+    assert isinstance(outcome, Failed), outcome
+    assert "finish_reason 'length'" in outcome.reason and "incomplete" in outcome.reason
+    assert played_out.calls == 0
+    assert store.get_run("answered").status == "failed"
 
 
 def test_a_run_left_without_its_first_checkpoint_by_an_older_callcc_is_marked_failed(
