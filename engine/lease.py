@@ -54,9 +54,12 @@ def lease_seconds(value: float | None = None) -> float:
     return float(value)
 
 
+_HOST = socket.gethostname()
+
+
 def new_owner() -> str:
     """A lease owner id that names the process: `host:pid:random`."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    return f"{_HOST}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 class _Heartbeat:

@@ -100,7 +100,11 @@ class Runtime:
         (default `CALLCC_LEASE_SECONDS`, else 30 s) and renewed while it works, so no other
         process recovers a run that is still alive."""
         self.spec = spec
-        self.lease_seconds = lease.lease_seconds(lease_seconds)
+        self.lease_seconds = (
+            lease.lease_seconds(lease_seconds)
+            if store is not None or lease_seconds is not None
+            else lease.DEFAULT_LEASE_SECONDS  # no store, no lease: the environment is not read
+        )
         """How long the lease on a run this runtime drives lasts unless renewed."""
         self.keys = normalize_keys(secret_key) if secret_key is not None else keys_from_env()
         self.program: Program = compile_spec(
@@ -163,8 +167,9 @@ class Runtime:
             if len(self._consumed) > REMEMBERED_NONCES:
                 del self._consumed[next(iter(self._consumed))]
             return await self._drive(continuation.root, continuation.run_id, None)
-        # refuses replays
-        root, journal = durable.claim(self.store, continuation, self._key, self._lease())
+        root, journal = durable.claim(  # refuses replays
+            self.store, continuation, self._key, self._lease()
+        )
         return await self._drive(root, continuation.run_id, journal)
 
     async def arecover(

@@ -8,6 +8,7 @@ killed and its lease ran out.
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import os
@@ -17,12 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from store_fixtures import query
 
 from engine import Runtime, load_spec
 from engine.cli import main
 from engine.errors import ConflictError, LeaseHeldError, UsageError
 from engine.lease import DEFAULT_LEASE_SECONDS, LEASE_ENV, lease_seconds, new_owner
-from engine.store import Event, RunRecord, RunStore
+from engine.store import Event, RunRecord, RunStore, open_store
 from engine.store.base import Lease
 
 HOLDER_LEASE_SECONDS = 3.0
@@ -257,3 +259,35 @@ def test_recover_refuses_a_run_whose_process_is_alive_and_takes_it_once_it_died(
     assert [(p["id"], p["reason"]) for p in pending] == [("k1", "error")]
     run = store.get_run("held")
     assert (run.status, run.lease_owner) == ("suspended", None)
+
+
+def test_a_store_made_before_leases_is_migrated_and_its_runs_hold_no_lease(
+    store_url: str,
+) -> None:
+    name = "sqlite" if store_url.startswith("sqlite") else "postgres"
+    backend = importlib.import_module(f"engine.store.{name}")  # postgres needs psycopg
+    first = backend.MIGRATIONS[0]
+    if store_url.startswith("sqlite"):
+        Path(store_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        query(store_url.split("?")[0], "CREATE SCHEMA " + store_url.split("schema=")[1])
+    for statement in first:  # the store as the callcc before leases left it
+        query(store_url, statement)
+    query(
+        store_url, "CREATE TABLE callcc_migrations (version INTEGER PRIMARY KEY, applied_at REAL)"
+    )
+    query(store_url, "INSERT INTO callcc_migrations VALUES (1, 0)")
+    query(
+        store_url,
+        "INSERT INTO runs VALUES ('old', 's', 'sha256:s', NULL, 'main', 'running', 0, NULL,"
+        " NULL, 0, 0)",
+    )
+    opened = open_store(store_url)
+    try:
+        run = opened.get_run("old")
+        assert (run.run_id, run.lease_owner, run.lease_expires) == ("old", None, None)
+        assert opened.take_over("old", 0, lease=lease()) == 1  # no lease: nobody holds it
+    finally:
+        opened.close()
+    versions = query(store_url, "SELECT version FROM callcc_migrations ORDER BY version")
+    assert [v for (v,) in versions] == list(range(1, len(backend.MIGRATIONS) + 1))
