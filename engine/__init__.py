@@ -21,6 +21,7 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `store/`: the run store protocol (`base`), SQLite and PostgreSQL backends, `open_store`.
 - `journal`: checkpoints as frame deltas, and continuations rebuilt from them.
 - `durable`: what a runtime with a store does: start, claim a resume, recover a dead run.
+- `lease`: the lease a driving process holds on a run: its length, owner ids, the heartbeat.
 - `models/`: the model protocol (`base`), the OpenAI adapter, the scripted model, and
   `script_check`, `callcc validate`'s located check of a script against its spec.
 - `render/`: networkx graphs of specs and stacks; DOT, SVG/PNG, Mermaid, terminal text.

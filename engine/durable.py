@@ -10,17 +10,22 @@ import time
 from collections.abc import Callable
 
 from engine.continuation import Continuation
-from engine.errors import ConflictError, ContinuationError, UsageError
+from engine.errors import ConflictError, ContinuationError, LeaseHeldError, RunError, UsageError
 from engine.frames import Frame, walk
 from engine.journal import Journal, rebuild
 from engine.spec.model import Spec
-from engine.store.base import RunRecord, RunStore
+from engine.store.base import Lease, RunRecord, RunStore
 
 
-def start(store: RunStore, spec: Spec, root: Frame, run_id: str) -> Journal:
-    """Create the run and checkpoint its first frame (so even the prompt survives a crash)."""
+def start(store: RunStore, spec: Spec, root: Frame, run_id: str, lease: Lease) -> Journal:
+    """Create the run, its first checkpoint and its lease in one write, so no run exists
+    without its prompt (a crash before the write leaves nothing: the run starts again)."""
     now = time.time()
-    store.create_run(
+    journal = Journal(store=store, run_id=run_id, version=0, lease=lease)
+    delta = journal.delta(root)
+    assert delta is not None  # a frame never checkpointed has its whole state to write
+    events, state = delta
+    journal.version = store.start_run(
         RunRecord(
             run_id=run_id,
             spec_name=spec.name,
@@ -33,10 +38,11 @@ def start(store: RunStore, spec: Spec, root: Frame, run_id: str) -> Journal:
             output=None,
             created_at=now,
             updated_at=now,
-        )
+        ),
+        events,
+        lease=lease,
     )
-    journal = Journal(store=store, run_id=run_id, version=0)
-    journal.checkpoint(root)
+    journal.saved(root, state)
     return journal
 
 
@@ -44,12 +50,22 @@ def load(store: RunStore, run_id: str, key: bytes | None) -> Continuation:
     """The continuation a suspended run waits on, rebuilt from its checkpoints."""
     run = store.get_run(run_id)
     if run.status != "suspended" and not _resumable_failure(run):
-        hint = " (use recover if its process died)" if run.status == "running" else ""
+        hint = ""
+        if run.status == "running" and _lease_live(run):
+            until = time.strftime("%H:%M:%S", time.localtime(run.lease_expires or 0))
+            hint = (
+                f": a live process is working on it (its lease, renewed while it works, runs "
+                f"until {until}); wait until it suspends or finishes"
+            )
+        elif run.status == "running":
+            hint = " (no live process holds its lease: if its process died, recover continues it)"
         raise UsageError(f"run {run_id!r} is {run.status}, not suspended{hint}")
     return rebuild(run, store.events(run_id), key=key)
 
 
-def claim(store: RunStore, decided: Continuation, key: bytes | None) -> tuple[Frame, Journal]:
+def claim(
+    store: RunStore, decided: Continuation, key: bytes | None, lease: Lease
+) -> tuple[Frame, Journal]:
     """Take the run for a resume: the store's own state plus the decisions of `decided`.
 
     The store is the source of truth for everything but the decisions, so a document edited
@@ -65,8 +81,8 @@ def claim(store: RunStore, decided: Continuation, key: bytes | None) -> tuple[Fr
     stored = load(store, decided.run_id, key)
     root = stored.root
     transfer_decisions(decided, root)
-    version = store.claim(decided.run_id, decided.nonce)
-    journal = Journal(store=store, run_id=decided.run_id, version=version)
+    version = store.claim(decided.run_id, decided.nonce, lease=lease)
+    journal = Journal(store=store, run_id=decided.run_id, version=version, lease=lease)
     journal.prime(root)
     journal.checkpoint_all(root)  # the decisions are kept before anything runs
     return root, journal
@@ -84,22 +100,60 @@ def recover(
     run_id: str,
     key: bytes | None,
     check: Callable[[Continuation], None],
+    *,
+    lease: Lease,
+    force: bool = False,
 ) -> tuple[Frame, Journal]:
     """Take over a run whose process died and continue from its last checkpoint, once
-    `check` accepted the rebuilt stack (the spec it ran with, every entry)."""
+    `check` accepted the rebuilt stack (the spec it ran with, every entry).
+
+    A run whose lease is live is refused (`LeaseHeldError`) unless `force`: its process
+    seems alive. The store judges the lease again when it takes the run over."""
     run = store.get_run(run_id)
     if run.status != "running":
         raise UsageError(
             f"run {run_id!r} is {run.status}; recover continues runs whose process died "
             "while running"
         )
-    continuation = rebuild(run, store.events(run_id), key=key, spec=spec)
+    if not force and _lease_live(run):  # refused before any work; take_over judges it again
+        assert run.lease_owner is not None and run.lease_expires is not None
+        raise LeaseHeldError(
+            run_id,
+            owner=run.lease_owner,
+            expires_at=run.lease_expires,
+            remaining=run.lease_expires - time.time(),
+        )
+    events = store.events(run_id)
+    if not any(event.frame == "" for event in events):
+        _fail_unstarted(store, run, lease, force)
+    continuation = rebuild(run, events, key=key, spec=spec)
     check(continuation)
-    version = store.take_over(run_id, run.version)
+    version = store.take_over(run_id, run.version, lease=lease, force=force)
     root = continuation.root
-    journal = Journal(store=store, run_id=run_id, version=version)
+    journal = Journal(store=store, run_id=run_id, version=version, lease=lease)
     journal.prime(root)
     return root, journal
+
+
+def _lease_live(run: RunRecord) -> bool:
+    """True when the run's lease has not expired by this process's clock."""
+    return run.lease_expires is not None and run.lease_expires > time.time()
+
+
+def _fail_unstarted(store: RunStore, run: RunRecord, lease: Lease, force: bool) -> None:
+    """Mark failed a run with no checkpoint of its root frame, and say so (`RunError`).
+
+    `start` writes a run and its first checkpoint at once, so only a callcc from before that
+    (which wrote them apart) can have left such a run, killed in between: its prompt was
+    never stored, so nothing can continue it."""
+    reason = (
+        f"run {run.run_id!r} has no checkpoint of its root frame: its process died before the "
+        "prompt was stored (only a callcc older than this one leaves such runs), so it cannot "
+        "be continued; it is marked failed: run it again with a new --run-id"
+    )
+    version = store.take_over(run.run_id, run.version, lease=lease, force=force)
+    store.settle(run.run_id, version, status="failed", nonce=None, output=reason, pending=[])
+    raise RunError(reason)
 
 
 def transfer_decisions(decided: Continuation, root: Frame) -> None:

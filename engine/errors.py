@@ -8,6 +8,7 @@ first family to exit code 2 and the second to exit code 1.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -135,3 +136,25 @@ class ConflictError(UsageError):
     def __init__(self, message: str, *, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(message)
+
+
+class LeaseHeldError(ConflictError):
+    """The run's lease is live: the process that drives it seems alive, so it is not taken
+    over (`callcc recover --force` takes it anyway)."""
+
+    def __init__(self, run_id: str, *, owner: str, expires_at: float, remaining: float) -> None:
+        self.owner = owner
+        """Who holds the lease (`host:pid:random`)."""
+        self.expires_at = expires_at
+        """When the lease ends unless renewed (seconds since the epoch, the store's clock)."""
+        self.remaining = remaining
+        """Seconds left on the lease when the store was asked."""
+        when = time.strftime("%H:%M:%S", time.localtime(time.time() + remaining))
+        super().__init__(
+            f"run {run_id!r} is held by a live process ({owner}; its lease, renewed while it "
+            f"works, expires at {when}, in {remaining:.1f} s): its process seems alive, so it "
+            "is not taken over. Wait for the run to suspend or finish; if that process is "
+            "gone, recover after the lease expires, or now with --force (a call it is running "
+            "may then take effect twice)",
+            run_id=run_id,
+        )

@@ -25,7 +25,7 @@ from engine.continuation import FORMAT, VERSION, Continuation
 from engine.errors import ContinuationError
 from engine.frames import Frame, assign_paths, call_fingerprint, walk
 from engine.spec.model import Spec
-from engine.store.base import Event, PendingRow, RunRecord, RunStatus, RunStore
+from engine.store.base import Event, Lease, PendingRow, RunRecord, RunStatus, RunStore
 
 
 @dataclass(kw_only=True)
@@ -38,6 +38,8 @@ class Journal:
     """The run."""
     version: int
     """The store version after our last write."""
+    lease: Lease | None = None
+    """The run's lease this process holds, renewed by every checkpoint."""
     _messages: dict[str, tuple[int, int]] = field(default_factory=dict)
     _states: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -50,6 +52,16 @@ class Journal:
 
     def checkpoint(self, frame: Frame) -> None:
         """Append what changed in `frame` since its last checkpoint (nothing if nothing did)."""
+        delta = self.delta(frame)
+        if delta is None:
+            return
+        events, state = delta
+        self.version = self.store.append(self.run_id, self.version, events, lease=self.lease)
+        self.saved(frame, state)
+
+    def delta(self, frame: Frame) -> tuple[list[Event], dict[str, Any]] | None:
+        """The events of `frame`'s next checkpoint and the state they record, or None when
+        nothing changed; `saved` marks them written."""
         messages = frame.messages
         saved, last = self._messages.get(frame.path, (0, 0))
         start = saved
@@ -73,7 +85,7 @@ class Journal:
             if patch:
                 data["patch"] = patch
         if not data:
-            return
+            return None
         # One event a checkpoint: `messages` when messages came (with the state or its patch
         # alongside), else `state` (a whole state or a patch).
         if "messages" in data:
@@ -82,7 +94,11 @@ class Journal:
             events = [Event(frame=frame.path, kind="state", data=state)]
         else:
             events = [Event(frame=frame.path, kind="state", data={"patch": data["patch"]})]
-        self.version = self.store.append(self.run_id, self.version, events)
+        return events, state
+
+    def saved(self, frame: Frame, state: dict[str, Any]) -> None:
+        """Note that `frame` is stored as it is now, with `state` (from `delta`)."""
+        messages = frame.messages
         self._messages[frame.path] = (len(messages), id(messages[-1]) if messages else 0)
         self._states[frame.path] = state
 
@@ -257,6 +273,7 @@ def _finished(frame: dict[str, Any]) -> bool:
         and bool(messages)
         and messages[-1].get("role") == "assistant"
         and not messages[-1].get("tool_calls")
+        and "finish_reason" not in messages[-1]  # an incomplete reply is no answer
     )
 
 
@@ -271,11 +288,15 @@ def _settle_running(path: str, frames: Mapping[str, dict[str, Any]], spec: Spec)
     waiting = {p["id"] for p in pending}
     for call in messages[-1].get("tool_calls") or []:
         call_id = call["id"]
-        if ledger.get(call_id) != "running" or call_id in results or call_id in waiting:
+        status = ledger.get(call_id)
+        if status not in ("running", "failed") or call_id in results or call_id in waiting:
             continue
         tool = spec.tools.get(call["function"]["name"])
         if tool is None:
             continue
+        if status == "failed" and (tool.kind != "agent" or f"{path}/{call_id}" not in frames):
+            continue  # only a failed sub-agent leaves a call failed without a result: the
+            # process died before the failure was recorded, so its frame is driven to it again
         try:
             arguments = json.loads(call["function"]["arguments"] or "{}")
         except json.JSONDecodeError:

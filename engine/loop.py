@@ -86,6 +86,13 @@ async def step(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
     """One phase of the loop, chosen by the frame's state alone."""
     if frame.pending or frame.in_flight():
         return await settle(frame, agent, ctx)
+    if frame.messages and frame.messages[-1].get("role") == "assistant":
+        # the agent answered already: a recovered run whose process died after keeping the
+        # answer and before reporting it ends as it would have, asking no model again
+        last = frame.messages[-1]
+        if "finish_reason" in last:
+            return Fail(_incomplete(frame, last["finish_reason"]))
+        return Finish(last.get("content") or "")
     gate = check_limits(frame, agent) or check_pause(frame, agent)
     if gate is not None:
         say(frame, "suspends (%s: %s)", gate.reason, gate.detail)
@@ -154,11 +161,14 @@ async def ask_model(frame: Frame, agent: BoundAgent) -> Step:
     frame.turns += 1
     frame.pause_turns += 1
     if reply.finish_reason not in _FINISH_REASONS:  # kept for the record, its calls never run
-        frame.messages.append({"role": "assistant", "content": reply.content or ""})
-        return Fail(
-            f"model reply of agent {frame.agent!r} ended with finish_reason "
-            f"{reply.finish_reason!r} (expected stop or tool_calls); the reply is incomplete"
+        frame.messages.append(
+            {
+                "role": "assistant",
+                "content": reply.content or "",
+                "finish_reason": reply.finish_reason,  # marks it no answer, should a recovery look
+            }
         )
+        return Fail(_incomplete(frame, reply.finish_reason))
     frame.messages.append(_assistant_message(frame, reply))
     if reply.tool_calls:
         say(frame, "calls %s", ", ".join(c.name for c in reply.tool_calls))
@@ -166,6 +176,13 @@ async def ask_model(frame: Frame, agent: BoundAgent) -> Step:
         return open_turn(frame, agent, frame.in_flight())
     say(frame, "answers: %s", _clip(reply.content or ""))
     return Finish(reply.content or "")
+
+
+def _incomplete(frame: Frame, finish_reason: Any) -> str:
+    return (
+        f"model reply of agent {frame.agent!r} ended with finish_reason "
+        f"{finish_reason!r} (expected stop or tool_calls); the reply is incomplete"
+    )
 
 
 def _clip(text: str, limit: int = 100) -> str:

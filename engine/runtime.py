@@ -18,7 +18,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from engine import _eager, durable
+from engine import _eager, durable, lease
 from engine._preflight import check_document
 from engine.compile import Program, compile_spec
 from engine.continuation import Continuation
@@ -31,6 +31,7 @@ from engine.models.scripted import ScriptedModel
 from engine.signing import keys_from_env, normalize_keys
 from engine.spec.model import Spec
 from engine.store import RunStore, open_store
+from engine.store.base import Lease
 from engine.tooling import RunContext
 
 log = logging.getLogger("callcc")
@@ -105,13 +106,23 @@ class Runtime:
         secret_key: str | bytes | Sequence[str | bytes] | None = None,
         allowed_modules: Sequence[str] | None = None,
         store: RunStore | str | None = None,
+        lease_seconds: float | None = None,
     ) -> None:
         """Compile `spec`. `secret_key` (one key, or several: the first signs, all verify)
         defaults to `CALLCC_SECRET_KEY` / `CALLCC_SECRET_KEY_FILE`; without any key,
         continuations are unsigned. `allowed_modules` narrows where python tools may come from
         (on top of the spec's own `allow_modules`). `store` (a `RunStore` or a URL such as
-        `sqlite:///.callcc/runs.db`) keeps every run durably, checkpointed at every step."""
+        `sqlite:///.callcc/runs.db`) keeps every run durably, checkpointed at every step;
+        while this runtime drives a stored run it holds the run's lease, `lease_seconds` long
+        (default `CALLCC_LEASE_SECONDS`, else 30 s) and renewed while it works, so no other
+        process recovers a run that is still alive."""
         self.spec = spec
+        self.lease_seconds = (
+            lease.lease_seconds(lease_seconds)
+            if store is not None or lease_seconds is not None
+            else lease.DEFAULT_LEASE_SECONDS  # no store, no lease: the environment is not read
+        )
+        """How long the lease on a run this runtime drives lasts unless renewed."""
         self.keys = normalize_keys(secret_key) if secret_key is not None else keys_from_env()
         self.program: Program = compile_spec(
             spec, model_override=model_override, allowed_modules=allowed_modules
@@ -144,7 +155,11 @@ class Runtime:
             raise UsageError(f"unknown agent {name!r}; agents of {self.spec.name}: {known}")
         root = Frame(agent=name, messages=[{"role": "user", "content": prompt}])
         run_id = run_id or uuid.uuid4().hex
-        journal = durable.start(self.store, self.spec, root, run_id) if self.store else None
+        journal = (
+            durable.start(self.store, self.spec, root, run_id, self._lease())
+            if self.store
+            else None
+        )
         return await self._drive(root, run_id, journal)
 
     async def aresume(
@@ -170,15 +185,21 @@ class Runtime:
             if len(self._consumed) > REMEMBERED_NONCES:
                 del self._consumed[next(iter(self._consumed))]
             return await self._drive(continuation.root, continuation.run_id, None)
-        root, journal = durable.claim(self.store, continuation, self._key)  # refuses replays
+        root, journal = durable.claim(  # refuses replays
+            self.store, continuation, self._key, self._lease()
+        )
         return await self._drive(root, continuation.run_id, journal)
 
-    async def arecover(self, run_id: str, *, allow_spec_change: bool = False) -> Outcome:
+    async def arecover(
+        self, run_id: str, *, allow_spec_change: bool = False, force: bool = False
+    ) -> Outcome:
         """Continue a run whose process died, from its last checkpoint (needs a store).
 
         Calls that finished are never run again; a call left running runs again only if its
         tool is `idempotent`, otherwise the run suspends with reason `error` for a person.
-        The run must have started with this spec (`allow_spec_change` as for resume)."""
+        The run must have started with this spec (`allow_spec_change` as for resume). A run
+        whose lease is live is refused with `LeaseHeldError` (its process seems alive) unless
+        `force`; a run that had answered already finishes with that answer."""
         store = self._require_store()
         root, journal = durable.recover(
             store,
@@ -186,6 +207,8 @@ class Runtime:
             run_id,
             self._key,
             lambda c: self.check(c, allow_spec_change=allow_spec_change),
+            lease=self._lease(),
+            force=force,
         )
         return await self._drive(root, run_id, journal)
 
@@ -201,6 +224,10 @@ class Runtime:
     def _key(self) -> bytes | None:
         return self.keys[0] if self.keys else None
 
+    def _lease(self) -> Lease:
+        """A fresh lease for one drive of a stored run."""
+        return Lease(owner=lease.new_owner(), seconds=self.lease_seconds)
+
     def _require_store(self) -> RunStore:
         if self.store is None:
             raise UsageError("this needs a run store: Runtime(spec, store=URL) or --store URL")
@@ -209,7 +236,11 @@ class Runtime:
     async def _drive(self, root: Frame, run_id: str, journal: Journal | None) -> Outcome:
         assign_paths(root)
         ctx = RunContext(program=self.program, run_id=run_id, journal=journal)
-        result = await drive(root, ctx)
+        if journal is not None and journal.lease is not None:
+            with lease.heartbeat(journal.store, run_id, journal.lease):
+                result = await drive(root, ctx)
+        else:
+            result = await drive(root, ctx)
         outcome = self._outcome(result, root, run_id)
         if journal is not None:
             journal.settle(
@@ -277,9 +308,11 @@ class Runtime:
             return _eager.run(loop, coro)
         return loop.run_until_complete(coro)
 
-    def recover(self, run_id: str, *, allow_spec_change: bool = False) -> Outcome:
+    def recover(
+        self, run_id: str, *, allow_spec_change: bool = False, force: bool = False
+    ) -> Outcome:
         """`arecover`, for code that is not async."""
-        return self._sync(self.arecover(run_id, allow_spec_change=allow_spec_change))
+        return self._sync(self.arecover(run_id, allow_spec_change=allow_spec_change, force=force))
 
     async def aclose(self) -> None:
         """Close the model clients' connections (the async counterpart of `close`)."""

@@ -24,7 +24,12 @@ def openai_server() -> Iterator[OpenAICompatServer]:
 @pytest.fixture(autouse=True)
 def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never pick up a developer's signing keys or run store from the environment."""
-    for name in ("CALLCC_SECRET_KEY", "CALLCC_SECRET_KEY_FILE", "CALLCC_STORE"):
+    for name in (
+        "CALLCC_SECRET_KEY",
+        "CALLCC_SECRET_KEY_FILE",
+        "CALLCC_STORE",
+        "CALLCC_LEASE_SECONDS",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -102,6 +102,29 @@ def store(store_url: str) -> Iterator[RunStore]:
         opened.close()
 
 
+def lay_out_version_1(store_url: str, *rows: str) -> None:
+    """Make the store at `store_url` as the first released callcc left it: schema version 1
+    only, with `rows` (`'id', 'spec', 'digest', path, 'agent', 'status', version, nonce,
+    output, created, updated` as SQL values) in `runs`. Opening it then runs the later
+    migrations, as an upgrade would."""
+    import importlib
+
+    name = "sqlite" if store_url.startswith("sqlite") else "postgres"
+    backend = importlib.import_module(f"engine.store.{name}")  # postgres needs psycopg
+    if store_url.startswith("sqlite"):
+        Path(store_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        query(store_url.split("?")[0], "CREATE SCHEMA " + store_url.split("schema=")[1])
+    for statement in backend.MIGRATIONS[0]:
+        query(store_url, statement)
+    query(
+        store_url, "CREATE TABLE callcc_migrations (version INTEGER PRIMARY KEY, applied_at REAL)"
+    )
+    query(store_url, "INSERT INTO callcc_migrations VALUES (1, 0)")
+    for row in rows:
+        query(store_url, f"INSERT INTO runs VALUES ({row})")
+
+
 def query(url: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Rows of one SQL statement run directly against the store at `url` (for assertions on
     what the store wrote; write `?` placeholders, they become `%s` on PostgreSQL)."""

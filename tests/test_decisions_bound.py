@@ -204,11 +204,11 @@ class DyingStore:
         self.inner, self.dies, self.dead = inner, dies, False
         self.url = inner.url
 
-    def append(self, run_id: str, version: int, events: Any) -> int:
+    def append(self, run_id: str, version: int, events: Any, **options: Any) -> int:
         if self.dead or self.dies(events):
             self.dead = True
             raise SystemExit("the process died")
-        return self.inner.append(run_id, version, events)
+        return self.inner.append(run_id, version, events, **options)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -242,7 +242,7 @@ def test_a_sub_agent_that_answered_before_the_crash_is_not_asked_again(store: Ru
     assert store.get_run("r1").status == "running"
 
     with Runtime(_hr(), store=store) as third:  # the scripted model would fail if asked again
-        outcome = finished(third.recover("r1"))
+        outcome = finished(third.recover("r1", force=True))  # the dying runtime's lease
     assert outcome.output.startswith("Ada Lovelace is onboarded")
     tools = [m["content"] for m in outcome.messages if m["role"] == "tool"]
     assert tools[0] == "Account ada created and authorized as engineer."
@@ -260,7 +260,7 @@ def test_recovery_refuses_a_run_of_another_spec(store: RunStore, tmp_path: Path)
         Runtime(other, model_override=model, store=store) as rt,
         pytest.raises(SpecChangedError, match="belongs to spec"),
     ):
-        rt.recover("r2")
+        rt.recover("r2", force=True)
     assert store.get_run("r2").status == "running"  # nothing was taken over
 
 

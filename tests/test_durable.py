@@ -52,6 +52,25 @@ def calls_logged(log: Path) -> list[tuple[str, dict[str, Any]]]:
     return [tuple(json.loads(line)) for line in log.read_text().splitlines()]  # type: ignore[misc]
 
 
+def wait_for_lease_expiry(url: str, run_id: str) -> None:
+    """Wait until the lease of a run whose process was killed has run out."""
+    store = open_store(url)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            expires = store.get_run(run_id).lease_expires
+            if expires is None or expires < time.time():
+                return
+            assert time.monotonic() < deadline, "the lease never expired"
+            time.sleep(0.05)
+    finally:
+        store.close()
+
+
+SHORT_LEASE = {"CALLCC_LEASE_SECONDS": "1"}
+"""For a process the test kills: its lease runs out a second after its last renewal."""
+
+
 def final_messages(url: str, run_id: str) -> list[dict[str, Any]]:
     store = open_store(url)
     try:
@@ -217,14 +236,21 @@ def crash_spec(tmp_path: Path) -> Iterator[Path]:
 
 
 def run_until_blocked(
-    spec: Path, url: str, run_id: str, block: Path, log: Path, *, blocked_key: str
+    spec: Path,
+    url: str,
+    run_id: str,
+    block: Path,
+    log: Path,
+    *,
+    blocked_key: str,
+    env: dict[str, str] | None = None,
 ) -> None:
     """Start a run in a subprocess, wait until the tool call `blocked_key` is in flight,
     and SIGKILL the process there."""
     block.write_text(blocked_key)
     process = callcc_process(
         "run", str(spec), "-p", "go", "--store", url, "--run-id", run_id, "--quiet",
-        env={"CALLCC_TEST_BLOCK": str(block), "CALLCC_TEST_LOG": str(log)},
+        env={"CALLCC_TEST_BLOCK": str(block), "CALLCC_TEST_LOG": str(log), **(env or {})},
     )  # fmt: skip
     started = Path(str(block) + ".started")
     deadline = time.monotonic() + 60
@@ -245,11 +271,12 @@ def test_a_non_idempotent_call_cut_off_by_a_crash_asks_a_person(
     run_until_blocked(crash_spec, store_url, "crash-1", block, log, blocked_key="card")
 
     assert [name for name, _ in calls_logged(log)] == ["echo", "slow"]
-    code, out, err = finish(
+    code, out, err = finish(  # the run was killed a moment ago: its lease is live still
         callcc_process("recover", "crash-1", "--store", store_url, "--format", "json",
-                       env={"CALLCC_TEST_LOG": str(log)})
+                       "--force", env={"CALLCC_TEST_LOG": str(log)})
     )  # fmt: skip
     assert code == 3, err
+    assert "warning: taking over run crash-1 although its lease is live (--force)" in err
     pending = json.loads(out)["pending"]
     assert [(p["id"], p["reason"], p["decisions"]) for p in pending] == [
         ("k1", "error", ["approve", "answer", "reject"])
@@ -283,8 +310,11 @@ def test_an_idempotent_call_cut_off_by_a_crash_runs_again_and_done_calls_never_d
     crash_spec: Path, store_url: str, tmp_path: Path
 ) -> None:
     log, block = tmp_path / "calls.log", tmp_path / "block"
-    run_until_blocked(crash_spec, store_url, "crash-2", block, log, blocked_key="page")
+    run_until_blocked(
+        crash_spec, store_url, "crash-2", block, log, blocked_key="page", env=SHORT_LEASE
+    )
     assert [kw["key"] for name, kw in calls_logged(log) if name == "slow"] == ["card", "page"]
+    wait_for_lease_expiry(store_url, "crash-2")
 
     code, out, err = finish(
         callcc_process("recover", "--all", "--store", store_url, "--format", "json",
@@ -325,7 +355,7 @@ def test_a_crash_during_a_model_call_loses_nothing_and_repeats_nothing(
         server.push(text="never seen", delay=10)  # the process dies while waiting for this
         process = callcc_process(
             "run", str(path), "-p", "go", "--store", store_url, "--run-id", "m-1", "--quiet",
-            env={"CALLCC_TEST_LOG": str(log)},
+            env={"CALLCC_TEST_LOG": str(log), **SHORT_LEASE},
         )  # fmt: skip
         expected_requests = 2 if cut == "second" else 1
         deadline = time.monotonic() + 60
@@ -335,6 +365,7 @@ def test_a_crash_during_a_model_call_loses_nothing_and_repeats_nothing(
             time.sleep(0.01)
         os.kill(process.pid, signal.SIGKILL)
         process.communicate(timeout=30)
+        wait_for_lease_expiry(store_url, "m-1")
         if cut == "first":
             server.push(tool_calls=[note])
         server.push(text="finished")

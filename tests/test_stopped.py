@@ -23,12 +23,13 @@ from builders import (
     sub_agent,
     suspended,
 )
+from store_fixtures import lay_out_version_1
 
 import engine
 from engine.cli import main
 from engine.render import inspect_text, stack_graph, to_dot
 from engine.spec.model import Limits
-from engine.store import open_store, postgres, sqlite
+from engine.store import open_store
 
 SPEC = """\
 spec_version: 1
@@ -172,15 +173,13 @@ def test_the_store_keeps_status_stopped(spec_file: str, store_url: str) -> None:
 
 
 def test_a_store_made_before_stopped_existed_migrates_and_keeps_it(
-    spec_file: str, store_url: str, monkeypatch: pytest.MonkeyPatch
+    spec_file: str, store_url: str
 ) -> None:
-    with monkeypatch.context() as first_version:
-        first_version.setattr(sqlite, "MIGRATIONS", sqlite.MIGRATIONS[:1])
-        first_version.setattr(postgres, "MIGRATIONS", postgres.MIGRATIONS[:1])
-        code, _, err = cli(
-            "run", spec_file, "--store", store_url, "--run-id", "old", "-q", "-p", "go"
-        )
-        assert code == 3, err
+    lay_out_version_1(
+        store_url, "'kept', 's', 'sha256:s', NULL, 'main', 'finished', 3, NULL, 'hi', 0, 0"
+    )
+    code, _, err = cli("run", spec_file, "--store", store_url, "--run-id", "old", "-q", "-p", "go")
+    assert code == 3, err
 
     code, _, err = cli("resume", "old", "--store", store_url, "--stop", "limit-1", "-q")
 
@@ -188,6 +187,7 @@ def test_a_store_made_before_stopped_existed_migrates_and_keeps_it(
     store = open_store(store_url)
     try:
         assert store.get_run("old").status == "stopped"
+        assert (store.get_run("kept").status, store.get_run("kept").output) == ("finished", "hi")
     finally:
         store.close()
 

@@ -17,7 +17,7 @@ from engine.cli._output import (
     warn_unused,
 )
 from engine.cli.run import store_url_of
-from engine.errors import CallccError, UsageError
+from engine.errors import CallccError, LeaseHeldError, UsageError
 from engine.journal import rebuild
 from engine.render import inspect_text
 from engine.runtime import Runtime
@@ -54,8 +54,8 @@ def register(sub: Any) -> None:
         description="Take over a run left `running` by a process that died and continue it "
         "from its last checkpoint. Finished calls never run again; a call left running runs "
         "again only if its tool is idempotent, otherwise the run suspends (reason error) for a "
-        "person. Only recover runs whose process is gone: the old process, if alive, fails "
-        "its next checkpoint.",
+        "person. A run whose process seems alive (its lease, renewed while it works, has not "
+        "expired) is refused unless --force.",
     )
     target = recover.add_mutually_exclusive_group(required=True)
     target.add_argument("run_id", nargs="?", metavar="RUN_ID", help="the run to recover")
@@ -66,6 +66,12 @@ def register(sub: Any) -> None:
         default=0.0,
         metavar="SECONDS",
         help="with --all: only runs not checkpointed for this long",
+    )
+    recover.add_argument(
+        "--force",
+        action="store_true",
+        help="take the run even though its lease is live (only when you know its process is "
+        "gone: if it is alive, a call it is running may take effect twice)",
     )
     recover.add_argument("--spec", metavar="SPEC", help="the spec (default: the path recorded)")
     recover.add_argument("--model", metavar="NAME|scripted:PATH", help="use this model for all")
@@ -122,6 +128,9 @@ def show_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         return EXIT_OK
     spec = load_spec(args.spec) if args.spec else None
     stdout.write(f"run {run.run_id}: {run.status}, updated {_when(run.updated_at)}\n")
+    if run.status == "running" and run.lease_owner and run.lease_expires is not None:
+        state = "live" if run.lease_expires > time.time() else "expired: recover continues it"
+        stdout.write(f"lease: {run.lease_owner}, until {_when(run.lease_expires)} ({state})\n")
     if run.output is not None:
         label = "output" if run.status in ("finished", "stopped") else "reason"
         stdout.write(f"{label}: {run.output}\n")
@@ -163,9 +172,15 @@ def recover_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
     store = _open(args)
     try:
         if args.all:
-            cutoff = time.time() - args.older_than
+            now = time.time()
+            cutoff = now - args.older_than
             runs = [r for r in store.list_runs(status="running", limit=10_000)]
             ids = [r.run_id for r in runs if r.updated_at <= cutoff]
+            if not args.force:  # a live lease: its process is at work (take_over judges again)
+                live = {r.run_id for r in runs if r.lease_expires and r.lease_expires > now}
+                for run_id in [i for i in ids if i in live]:
+                    print(f"callcc: run {run_id}: skipped, its lease is live", file=stderr)
+                ids = [i for i in ids if i not in live]
         else:
             ids = [args.run_id]
         if not ids:
@@ -175,13 +190,17 @@ def recover_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
         for run_id in ids:  # one run's trouble (another worker took it) stops no other
             try:
                 codes.append(_recover_one(store, run_id, args, stdout, stderr))
+            except LeaseHeldError as exc:
+                if not args.all:
+                    raise  # exit 2 with the lease's story
+                print(f"callcc: run {run_id}: skipped, its lease is live ({exc})", file=stderr)
             except CallccError as exc:
                 print(f"callcc: run {run_id}: {exc}", file=stderr)
                 codes.append(EXIT_BAD_INPUT if isinstance(exc, UsageError) else EXIT_FAILED)
     finally:
         store.close()
     # a failure outranks a suspension, which outranks success
-    return max(codes, key=lambda code: {EXIT_OK: 0, EXIT_SUSPENDED: 1}.get(code, 2))
+    return max(codes, key=lambda code: {EXIT_OK: 0, EXIT_SUSPENDED: 1}.get(code, 2), default=0)
 
 
 def _recover_one(
@@ -195,7 +214,19 @@ def _recover_one(
     if args.format == "text":
         stdout.write(f"recovering run {run_id}\n")
     with progress(args, stdout), Runtime(spec, model_override=args.model, store=store) as rt:
-        outcome = rt.recover(run_id)
+        try:
+            outcome = rt.recover(run_id)
+        except LeaseHeldError as exc:
+            if not args.force:
+                raise
+            print(
+                f"callcc: warning: taking over run {run_id} although its lease is live "
+                f"(--force): {exc.owner} renewed it {exc.remaining:.1f} s before it expires; "
+                "if that process is alive, it fails at its next checkpoint and a call it is "
+                "running may take effect twice",
+                file=stderr,
+            )
+            outcome = rt.recover(run_id, force=True)
         warn_unused(rt, outcome, stderr)
     return report(outcome, None, args, stdout, stderr, store_url=store.url)
 
@@ -208,6 +239,8 @@ def _record(run: RunRecord) -> dict[str, Any]:
         "agent": run.agent,
         "version": run.version,
         "output": run.output,
+        "lease_owner": run.lease_owner,
+        "lease_expires": run.lease_expires,
         "created_at": run.created_at,
         "updated_at": run.updated_at,
     }

@@ -11,7 +11,15 @@ from __future__ import annotations
 import os
 
 from engine.errors import UsageError
-from engine.store.base import RUN_STATUSES, Event, PendingRow, RunRecord, RunStatus, RunStore
+from engine.store.base import (
+    RUN_STATUSES,
+    Event,
+    Lease,
+    PendingRow,
+    RunRecord,
+    RunStatus,
+    RunStore,
+)
 
 STORE_ENV = "CALLCC_STORE"
 DEFAULT_URL = "sqlite:///.callcc/runs.db"
@@ -44,6 +52,7 @@ __all__ = [
     "RUN_STATUSES",
     "STORE_ENV",
     "Event",
+    "Lease",
     "PendingRow",
     "RunRecord",
     "RunStatus",

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from engine.errors import ConflictError, UsageError
+from engine.errors import ConflictError, LeaseHeldError, UsageError
 from engine.store.base import RUN_STATUSES, Event, PendingRow, RunRecord, RunStatus
 
 RUN_COLUMNS = (
@@ -18,6 +18,9 @@ RUN_COLUMNS = (
     " created_at, updated_at"
 )
 """The `runs` columns in the order `record()` reads them."""
+
+LEASE_COLUMNS = "lease_owner, lease_expires"
+"""The lease columns (migration 2), selected after `RUN_COLUMNS` where `record()` reads them."""
 
 PENDING_COLUMNS = "run_id, path, call_id, tool, reason, created_at"
 """The `pending` columns in the order `pending_row()` reads them."""
@@ -38,7 +41,9 @@ def load_json(text: str | bytes | dict[str, Any]) -> dict[str, Any]:
 
 
 def record(row: Sequence[Any]) -> RunRecord:
-    """A `runs` row (selected with `RUN_COLUMNS`) as a RunRecord."""
+    """A `runs` row (selected with `RUN_COLUMNS`, then optionally `LEASE_COLUMNS`) as a
+    RunRecord."""
+    leased = len(row) > 11
     return RunRecord(
         run_id=row[0],
         spec_name=row[1],
@@ -51,6 +56,8 @@ def record(row: Sequence[Any]) -> RunRecord:
         output=row[8],
         created_at=float(row[9]),
         updated_at=float(row[10]),
+        lease_owner=row[11] if leased else None,
+        lease_expires=float(row[12]) if leased and row[12] is not None else None,
     )
 
 
@@ -109,6 +116,16 @@ def not_running(run_id: str, status: str) -> ConflictError:
         " from" + ("; resume it instead" if status == "suspended" else ""),
         run_id=run_id,
     )
+
+
+def lease_refusal(
+    run_id: str, owner: str | None, expires: float | None, now: float, *, force: bool
+) -> LeaseHeldError | None:
+    """The refusal to take over a run whose lease is live at `now` (the store's clock), or
+    None when there is no lease, it expired, or `force` says to take it anyway."""
+    if force or owner is None or expires is None or expires <= now:
+        return None
+    return LeaseHeldError(run_id, owner=owner, expires_at=expires, remaining=expires - now)
 
 
 def claim_refusal(

@@ -11,6 +11,14 @@ grows with the messages, not with the number of steps.
 Every write names the version it expects and bumps it; a write against another version raises
 `ConflictError`, so of two processes driving one run only one can go on. `claim` is the door
 to a resume: it succeeds once per suspension (its nonce), whoever asks first.
+
+A running run also holds a **lease**: an owner id and an expiry, in the run's row. The process
+that drives the run takes it (`start_run`, `claim`, `take_over`), renews it with every
+checkpoint (`append` with `lease=`) and, while a long tool or model call runs, with `renew`
+(a heartbeat every third of the lease, `engine.lease.Heartbeat`); `settle` drops it. A run
+whose lease is live belongs to a process that seems alive: `take_over` refuses it with
+`LeaseHeldError` unless forced. Expiry is judged by the store's clock (the database server's
+for PostgreSQL), so processes on machines whose clocks differ agree on it.
 """
 
 from __future__ import annotations
@@ -62,6 +70,20 @@ class RunRecord:
     """Seconds since the epoch."""
     updated_at: float
     """Seconds since the epoch."""
+    lease_owner: str | None = None
+    """Who holds the run's lease (`host:pid:random`), None when nobody does."""
+    lease_expires: float | None = None
+    """When the lease ends unless renewed (seconds since the epoch, by the store's clock)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Lease:
+    """What a process asks for when it takes or renews a run's lease."""
+
+    owner: str
+    """The holder's id, unique per drive (see `engine.lease.new_owner`)."""
+    seconds: float
+    """How long the lease lasts from now, unless renewed again."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -92,9 +114,18 @@ class RunStore(Protocol):
         """Insert a new run (status running, version 0); ConflictError if the id exists."""
         ...
 
-    def append(self, run_id: str, version: int, events: Sequence[Event]) -> int:
+    def start_run(self, run: RunRecord, events: Sequence[Event], *, lease: Lease) -> int:
+        """Insert a new run together with its first events and its lease, in one transaction
+        (so no run exists without its first checkpoint); return its version (1 with events,
+        0 without). ConflictError if the id exists."""
+        ...
+
+    def append(
+        self, run_id: str, version: int, events: Sequence[Event], *, lease: Lease | None = None
+    ) -> int:
         """Append events in one transaction if the run is at `version`; return the new
-        version (version + 1). ConflictError when the version differs."""
+        version (version + 1). ConflictError when the version differs. With `lease`, renew
+        it in the same write."""
         ...
 
     def settle(
@@ -109,19 +140,29 @@ class RunStore(Protocol):
         spec_digest: str | None = None,
     ) -> int:
         """Record the outcome of a drive (status, the nonce it waits on, output or failure
-        reason) and replace the run's pending rows, if at `version`; return the new version."""
+        reason), replace the run's pending rows and drop its lease, if at `version`; return
+        the new version."""
         ...
 
-    def claim(self, run_id: str, nonce: str) -> int:
+    def claim(self, run_id: str, nonce: str, *, lease: Lease | None = None) -> int:
         """Take a suspended run waiting on `nonce` for a resume: record the nonce as consumed,
-        set status running, bump and return the version. ConflictError when the run is not
-        suspended on that nonce (already resumed, superseded, finished) — exactly one of any
-        number of concurrent claims succeeds."""
+        set status running (holding `lease`), bump and return the version. ConflictError when
+        the run is not suspended on that nonce (already resumed, superseded, finished) —
+        exactly one of any number of concurrent claims succeeds."""
         ...
 
-    def take_over(self, run_id: str, version: int) -> int:
+    def take_over(
+        self, run_id: str, version: int, *, lease: Lease | None = None, force: bool = False
+    ) -> int:
         """For recovery: bump the version of a `running` run whose process died, so that
-        process (if it lives after all) fails its next write; return the new version."""
+        process (if it lives after all) fails its next write, and give its lease to `lease`;
+        return the new version. `LeaseHeldError` when the run's lease is live, unless
+        `force`."""
+        ...
+
+    def renew(self, run_id: str, lease: Lease) -> bool:
+        """The heartbeat: extend the lease of a running run that `lease.owner` holds, without
+        bumping the version; False when it holds it no more (taken over, settled)."""
         ...
 
     def get_run(self, run_id: str) -> RunRecord:

@@ -25,8 +25,8 @@ from psycopg import sql
 
 from engine.errors import UsageError
 from engine.store import _sql
-from engine.store._sql import MIGRATIONS_TABLE, PENDING_COLUMNS, RUN_COLUMNS
-from engine.store.base import Event, PendingRow, RunRecord, RunStatus
+from engine.store._sql import LEASE_COLUMNS, MIGRATIONS_TABLE, PENDING_COLUMNS, RUN_COLUMNS
+from engine.store.base import Event, Lease, PendingRow, RunRecord, RunStatus
 
 MIGRATION_LOCK = 0x63616C6C6363  # "callcc": the advisory lock key concurrent opens queue on
 CONNECT_TIMEOUT_SECONDS = 10
@@ -82,6 +82,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE runs ADD CONSTRAINT runs_status_check"
         " CHECK (status IN ('running', 'suspended', 'finished', 'failed', 'stopped'))",
     ),
+    # 3: leases: which process drives a running run, and until when (engine.store.base); the
+    # expiry is written and judged by the server's clock, which every client shares.
+    ("ALTER TABLE runs ADD COLUMN lease_owner text, ADD COLUMN lease_expires double precision",),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
 
@@ -91,7 +94,7 @@ Cursor = psycopg.Cursor[tuple[Any, ...]]
 # write bumps the version), so `last` sees every earlier event of the run.
 _APPEND = """
 WITH bumped AS (
-    UPDATE runs SET version = version + 1, updated_at = %s
+    UPDATE runs SET version = version + 1, updated_at = %s{lease}
     WHERE id = %s AND version = %s RETURNING id
 ), last AS (
     SELECT COALESCE(MAX(seq), -1) AS seq FROM events WHERE run_id = %s
@@ -100,6 +103,23 @@ INSERT INTO events (run_id, seq, frame, kind, data)
 SELECT bumped.id, last.seq + e.n, e.frame, e.kind, e.data::json
 FROM bumped, last,
     unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS e (frame, kind, data, n)
+"""
+
+_NOW = "extract(epoch FROM clock_timestamp())::float8"
+"""The server's clock in seconds since the epoch: the one clock every lease is judged by."""
+
+_LEASE_SET = f"lease_owner = %s, lease_expires = {_NOW} + %s"
+"""Set the lease (owner, seconds) in an UPDATE."""
+_LEASE_SETS = _LEASE_SET + ", "
+"""`_LEASE_SET` as the `sets` of `_bump`, which appends the version and the time."""
+
+_APPENDS = {False: _APPEND.format(lease=""), True: _APPEND.format(lease=", " + _LEASE_SET)}
+"""`_APPEND` without and with the renewal of a lease (owner, seconds after the time)."""
+
+_START_EVENTS = """
+INSERT INTO events (run_id, seq, frame, kind, data)
+SELECT %s, e.n - 1, e.frame, e.kind, e.data::json
+FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS e (frame, kind, data, n)
 """
 
 
@@ -234,21 +254,55 @@ class PostgresStore:
             if cur.rowcount != 1:
                 raise _sql.duplicate_run(run.run_id, self.url)
 
-    def append(self, run_id: str, version: int, events: Sequence[Event]) -> int:
-        """Append events if the run is at `version`; return version + 1.
+    def start_run(self, run: RunRecord, events: Sequence[Event], *, lease: Lease) -> int:
+        """Insert a new run with its first events and its lease in one transaction."""
+        _sql.check_new(run)
+        version = 1 if events else 0
+        with self._tx() as cur:
+            cur.execute(
+                f"INSERT INTO runs ({RUN_COLUMNS}, {LEASE_COLUMNS})"
+                f" VALUES (%s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, {_NOW} + %s)"
+                " ON CONFLICT (id) DO NOTHING",
+                (
+                    run.run_id,
+                    run.spec_name,
+                    run.spec_digest,
+                    run.spec_path,
+                    run.agent,
+                    version,
+                    run.nonce,
+                    run.output,
+                    run.created_at,
+                    run.updated_at,
+                    lease.owner,
+                    lease.seconds,
+                ),
+            )
+            if cur.rowcount != 1:
+                raise _sql.duplicate_run(run.run_id, self.url)
+            if events:
+                cur.execute(_START_EVENTS, (run.run_id, *_columns(events)))
+        return version
+
+    def append(
+        self, run_id: str, version: int, events: Sequence[Event], *, lease: Lease | None = None
+    ) -> int:
+        """Append events if the run is at `version` (renewing `lease`); return version + 1.
 
         One statement bumps the version and inserts the events: a checkpoint is one round trip
         plus the commit. When the bump matches no row nothing is inserted."""
+        sets: tuple[Any, ...] = (
+            ("",) if lease is None else (_LEASE_SETS, lease.owner, lease.seconds)
+        )
         if not events:
             with self._tx() as cur:
-                return self._bump(cur, run_id, version, "")
-        columns: tuple[list[str], list[str], list[str]] = ([], [], [])
-        for e in events:
-            columns[0].append(e.frame)
-            columns[1].append(e.kind)
-            columns[2].append(_sql.dump_json(e.data))
+                return self._bump(cur, run_id, version, *sets)
+        columns = _columns(events)
         with self._tx() as cur:
-            cur.execute(_APPEND, (time.time(), run_id, version, run_id, *columns))
+            cur.execute(
+                _APPENDS[lease is not None],
+                (time.time(), *sets[1:], run_id, version, run_id, *columns),
+            )
             if cur.rowcount == len(events):
                 return version + 1
             raise self._refusal(cur, run_id, version)
@@ -272,7 +326,8 @@ class PostgresStore:
                 cur,
                 run_id,
                 version,
-                "status = %s, nonce = %s, output = %s, spec_digest = COALESCE(%s, spec_digest), ",
+                "status = %s, nonce = %s, output = %s, spec_digest = COALESCE(%s, spec_digest),"
+                " lease_owner = NULL, lease_expires = NULL, ",
                 status,
                 nonce,
                 output,
@@ -286,7 +341,7 @@ class PostgresStore:
                 )
             return new
 
-    def claim(self, run_id: str, nonce: str) -> int:
+    def claim(self, run_id: str, nonce: str, *, lease: Lease | None = None) -> int:
         """Take a run suspended on `nonce` for a resume, once per nonce; return the version."""
         with self._tx() as cur:
             cur.execute(
@@ -311,26 +366,55 @@ class PostgresStore:
             if cur.rowcount != 1:  # consumed by a claim of another run that holds the same nonce
                 raise _sql.already_resumed(run_id)
             cur.execute(
-                "UPDATE runs SET status = 'running', version = version + 1, updated_at = %s"
-                " WHERE id = %s",
-                (now, run_id),
+                "UPDATE runs SET status = 'running', version = version + 1, updated_at = %s,"
+                f" lease_owner = %s, lease_expires = {_NOW} + %s WHERE id = %s",
+                (
+                    now,
+                    lease.owner if lease else None,
+                    lease.seconds if lease else None,
+                    run_id,
+                ),
             )
             cur.execute("DELETE FROM pending WHERE run_id = %s", (run_id,))
             return int(row[2]) + 1
 
-    def take_over(self, run_id: str, version: int) -> int:
-        """Bump the version of a running run whose process died; return the new version."""
+    def take_over(
+        self, run_id: str, version: int, *, lease: Lease | None = None, force: bool = False
+    ) -> int:
+        """Bump the version of a running run whose process died and give its lease to `lease`;
+        LeaseHeldError while its lease is live, unless `force`; return the new version."""
         with self._tx() as cur:
-            cur.execute("SELECT status FROM runs WHERE id = %s FOR UPDATE", (run_id,))
+            cur.execute(
+                f"SELECT status, lease_owner, lease_expires, {_NOW} FROM runs WHERE id = %s"
+                " FOR UPDATE",
+                (run_id,),
+            )
             row = cur.fetchone()
             if row is not None and row[0] != "running":
                 raise _sql.not_running(run_id, row[0])
-            return self._bump(cur, run_id, version, "")
+            if row is not None:
+                refusal = _sql.lease_refusal(run_id, row[1], row[2], row[3], force=force)
+                if refusal is not None:
+                    raise refusal
+            sets: tuple[Any, ...] = (
+                ("",) if lease is None else (_LEASE_SETS, lease.owner, lease.seconds)
+            )
+            return self._bump(cur, run_id, version, *sets)
+
+    def renew(self, run_id: str, lease: Lease) -> bool:
+        """Extend the lease `lease.owner` holds on a running run; False when it holds none."""
+        with self._tx() as cur:
+            cur.execute(
+                f"UPDATE runs SET lease_expires = {_NOW} + %s"
+                " WHERE id = %s AND lease_owner = %s AND status = 'running'",
+                (lease.seconds, run_id, lease.owner),
+            )
+            return cur.rowcount == 1
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run; UsageError naming the id when unknown."""
         with self._tx() as cur:
-            cur.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %s", (run_id,))
+            cur.execute(f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs WHERE id = %s", (run_id,))
             row = cur.fetchone()
         if row is None:
             raise _sql.no_run(run_id, self.url)
@@ -352,7 +436,8 @@ class PostgresStore:
         params: tuple[Any, ...] = (status, limit) if status is not None else (limit,)
         with self._tx() as cur:
             cur.execute(
-                f"SELECT {RUN_COLUMNS} FROM runs {where}ORDER BY updated_at DESC, id DESC LIMIT %s",
+                f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs {where}"
+                "ORDER BY updated_at DESC, id DESC LIMIT %s",
                 params,
             )
             rows = cur.fetchall()
@@ -378,3 +463,13 @@ class PostgresStore:
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r})"
+
+
+def _columns(events: Sequence[Event]) -> tuple[list[str], list[str], list[str]]:
+    """Events as three parallel arrays (frames, kinds, JSON texts) for `unnest`."""
+    columns: tuple[list[str], list[str], list[str]] = ([], [], [])
+    for e in events:
+        columns[0].append(e.frame)
+        columns[1].append(e.kind)
+        columns[2].append(_sql.dump_json(e.data))
+    return columns

@@ -18,8 +18,8 @@ from typing import Any
 
 from engine.errors import UsageError
 from engine.store import _sql
-from engine.store._sql import MIGRATIONS_TABLE, PENDING_COLUMNS, RUN_COLUMNS
-from engine.store.base import Event, PendingRow, RunRecord, RunStatus
+from engine.store._sql import LEASE_COLUMNS, MIGRATIONS_TABLE, PENDING_COLUMNS, RUN_COLUMNS
+from engine.store.base import Event, Lease, PendingRow, RunRecord, RunStatus
 
 BUSY_TIMEOUT_SECONDS = 5.0
 
@@ -74,6 +74,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "UPDATE sqlite_master SET sql = replace(sql, '''failed'')', '''failed'', ''stopped'')')"
         " WHERE type = 'table' AND name = 'runs'",
         "PRAGMA writable_schema = RESET",
+    ),
+    # 3: leases: which process drives a running run, and until when (engine.store.base).
+    (
+        "ALTER TABLE runs ADD COLUMN lease_owner TEXT",
+        "ALTER TABLE runs ADD COLUMN lease_expires REAL",
     ),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
@@ -201,11 +206,46 @@ class SQLiteStore:
             except sqlite3.IntegrityError:
                 raise _sql.duplicate_run(run.run_id, self.url) from None
 
-    def append(self, run_id: str, version: int, events: Sequence[Event]) -> int:
-        """Append events if the run is at `version`; return version + 1."""
+    def start_run(self, run: RunRecord, events: Sequence[Event], *, lease: Lease) -> int:
+        """Insert a new run with its first events and its lease in one transaction."""
+        _sql.check_new(run)
+        rows = [(e.frame, e.kind, _sql.dump_json(e.data)) for e in events]
+        version = 1 if rows else 0
+        with self._write() as cur:
+            try:
+                cur.execute(
+                    f"INSERT INTO runs ({RUN_COLUMNS}, {LEASE_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run.run_id,
+                        run.spec_name,
+                        run.spec_digest,
+                        run.spec_path,
+                        run.agent,
+                        version,
+                        run.nonce,
+                        run.output,
+                        run.created_at,
+                        run.updated_at,
+                        lease.owner,
+                        time.time() + lease.seconds,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise _sql.duplicate_run(run.run_id, self.url) from None
+            cur.executemany(
+                "INSERT INTO events (run_id, seq, frame, kind, data) VALUES (?, ?, ?, ?, ?)",
+                [(run.run_id, i, *row) for i, row in enumerate(rows)],
+            )
+        return version
+
+    def append(
+        self, run_id: str, version: int, events: Sequence[Event], *, lease: Lease | None = None
+    ) -> int:
+        """Append events if the run is at `version` (renewing `lease`); return version + 1."""
         rows = [(e.frame, e.kind, _sql.dump_json(e.data)) for e in events]
         with self._write() as cur:
-            new = self._bump(cur, run_id, version, "")
+            new = self._bump(cur, run_id, version, *_lease_sets(lease))
             if rows:
                 (last,) = cur.execute(
                     "SELECT COALESCE(MAX(seq), -1) FROM events WHERE run_id = ?", (run_id,)
@@ -235,7 +275,8 @@ class SQLiteStore:
                 cur,
                 run_id,
                 version,
-                "status = ?, nonce = ?, output = ?, spec_digest = COALESCE(?, spec_digest), ",
+                "status = ?, nonce = ?, output = ?, spec_digest = COALESCE(?, spec_digest),"
+                " lease_owner = NULL, lease_expires = NULL, ",
                 status,
                 nonce,
                 output,
@@ -247,7 +288,7 @@ class SQLiteStore:
             )
             return new
 
-    def claim(self, run_id: str, nonce: str) -> int:
+    def claim(self, run_id: str, nonce: str, *, lease: Lease | None = None) -> int:
         """Take a run suspended on `nonce` for a resume, once per nonce; return the version."""
         with self._write() as cur:
             row = cur.execute(
@@ -269,24 +310,45 @@ class SQLiteStore:
                 (nonce, run_id, now),
             )
             cur.execute(
-                "UPDATE runs SET status = 'running', version = version + 1, updated_at = ?"
-                " WHERE id = ?",
-                (now, run_id),
+                "UPDATE runs SET status = 'running', version = version + 1, updated_at = ?,"
+                " lease_owner = ?, lease_expires = ? WHERE id = ?",
+                (now, *_lease_values(lease, now), run_id),
             )
             cur.execute("DELETE FROM pending WHERE run_id = ?", (run_id,))
             return int(row[2]) + 1
 
-    def take_over(self, run_id: str, version: int) -> int:
-        """Bump the version of a running run whose process died; return the new version."""
+    def take_over(
+        self, run_id: str, version: int, *, lease: Lease | None = None, force: bool = False
+    ) -> int:
+        """Bump the version of a running run whose process died and give its lease to `lease`;
+        LeaseHeldError while its lease is live, unless `force`; return the new version."""
         with self._write() as cur:
-            row = cur.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = cur.execute(
+                "SELECT status, lease_owner, lease_expires FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
             if row is not None and row[0] != "running":
                 raise _sql.not_running(run_id, row[0])
-            return self._bump(cur, run_id, version, "")
+            if row is not None:
+                refusal = _sql.lease_refusal(run_id, row[1], row[2], time.time(), force=force)
+                if refusal is not None:
+                    raise refusal
+            return self._bump(cur, run_id, version, *_lease_sets(lease))
+
+    def renew(self, run_id: str, lease: Lease) -> bool:
+        """Extend the lease `lease.owner` holds on a running run; False when it holds none."""
+        with self._write() as cur:
+            cur.execute(
+                "UPDATE runs SET lease_expires = ?"
+                " WHERE id = ? AND lease_owner = ? AND status = 'running'",
+                (time.time() + lease.seconds, run_id, lease.owner),
+            )
+            return cur.rowcount == 1
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run; UsageError naming the id when unknown."""
-        rows = self._read(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        rows = self._read(
+            f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs WHERE id = ?", (run_id,)
+        )
         if not rows:
             raise _sql.no_run(run_id, self.url)
         return _sql.record(rows[0])
@@ -304,7 +366,8 @@ class SQLiteStore:
         where = "WHERE status = ? " if status is not None else ""
         params: tuple[Any, ...] = (status, limit) if status is not None else (limit,)
         rows = self._read(
-            f"SELECT {RUN_COLUMNS} FROM runs {where}ORDER BY updated_at DESC, id DESC LIMIT ?",
+            f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs {where}"
+            "ORDER BY updated_at DESC, id DESC LIMIT ?",
             params,
         )
         return [_sql.record(row) for row in rows]
@@ -327,6 +390,18 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.url!r})"
+
+
+def _lease_values(lease: Lease | None, now: float) -> tuple[str | None, float | None]:
+    """The lease columns' new values: the owner and its expiry (None, None: no lease)."""
+    return (lease.owner, now + lease.seconds) if lease is not None else (None, None)
+
+
+def _lease_sets(lease: Lease | None) -> tuple[Any, ...]:
+    """`_bump` arguments that renew `lease` (nothing when None: the lease stays as it is)."""
+    if lease is None:
+        return ("",)
+    return ("lease_owner = ?, lease_expires = ?, ", lease.owner, time.time() + lease.seconds)
 
 
 def _wal(db: sqlite3.Connection) -> None:
