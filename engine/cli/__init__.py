@@ -12,6 +12,7 @@ import contextlib
 import sys
 from typing import TextIO
 
+from engine.cli._streams import escaping
 from engine.errors import CallccError, RunError, UsageError
 
 EXIT_OK = 0
@@ -44,8 +45,8 @@ def main(
     argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
     """Run the CLI and return its exit code; never calls `sys.exit`."""
-    out = stdout if stdout is not None else sys.stdout
-    err = stderr if stderr is not None else sys.stderr
+    out = escaping(stdout if stdout is not None else sys.stdout)  # model text may hold lone
+    err = escaping(stderr if stderr is not None else sys.stderr)  # surrogates: never a traceback
     parser = build_parser()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
