@@ -252,7 +252,7 @@ def _pairs(
 def _json(text: str, flag: str) -> Any:
     try:
         return json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # also too many digits, too deep
         raise UsageError(f"{flag} is not valid JSON: {exc}") from None
 
 
