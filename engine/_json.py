@@ -12,6 +12,7 @@ reads back as the same string.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from engine._canonical import LONE_SURROGATE
@@ -40,5 +41,47 @@ def escape_surrogates(text: str) -> str:
     return LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-loads = json.loads
-"""Parse JSON text exactly (big integers stay integers)."""
+class NonFinite(ValueError):
+    """The text holds `NaN`, `Infinity` or a number beyond any float (`1e999`): JSON has no
+    such numbers, and writing them back gives `null`."""
+
+
+def _constant(name: str) -> Any:
+    raise NonFinite(f"{name} is not a JSON number")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NonFinite(f"{text} is beyond any number JSON readers keep")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_float)
+
+
+def loads(text: str) -> Any:
+    """Parse JSON text exactly (big integers stay integers); `NonFinite` for NaN, Infinity
+    and numbers that overflow a float."""
+    return _DECODER.decode(text)
+
+
+def non_finite_at(value: Any) -> str:
+    """The JSON pointer of the first NaN or infinite number in `value` (`""` if none)."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            return where
+        if isinstance(node, dict):
+            items = [(str(k), v) for k, v in node.items()]
+        elif isinstance(node, list):
+            items = [(str(i), v) for i, v in enumerate(node)]
+        else:
+            continue
+        stack.extend((v, f"{where}/{_escape(k)}") for k, v in reversed(items))
+    return ""
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")

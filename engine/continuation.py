@@ -446,6 +446,10 @@ def _parse(text: str) -> Any:
             f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
             suggestion="was the file truncated or edited by hand?",
         ) from None
+    except _json.NonFinite as exc:  # found again leniently, only to say where it is
+        raise ContinuationError(
+            f"not valid JSON: {exc}", pointer=_json.non_finite_at(json.loads(text))
+        ) from None
     except RecursionError:
         raise ContinuationError("document nests too deeply to be a continuation") from None
     except ValueError as exc:  # an integer of more digits than Python converts

@@ -9,6 +9,7 @@ that would be written back as null, integers of more digits than Python converts
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from io import StringIO
 from pathlib import Path
@@ -99,13 +100,13 @@ CASES: dict[str, tuple[Any, Callable[[str], str], str, str]] = {
         approve_t,
         lambda t: replaced(t, PENDING_ARGS, PENDING_ARGS.replace("5", "NaN")),
         "/frames/0/pending/0/arguments/amount",
-        "nan is not a JSON number",
+        "not valid JSON: NaN is not a JSON number",
     ),
     "Infinity in pending arguments": (
         approve_t,
         lambda t: replaced(t, PENDING_ARGS, PENDING_ARGS.replace("5", "-Infinity")),
         "/frames/0/pending/0/arguments/amount",
-        "-inf is not a JSON number",
+        "not valid JSON: -Infinity is not a JSON number",
     ),
     "a lone surrogate in pending arguments": (
         approve_t,
@@ -129,19 +130,19 @@ CASES: dict[str, tuple[Any, Callable[[str], str], str, str]] = {
         lambda d: d.answer("q", "yes"),
         lambda t: replaced(t, '"result":"yes"', '"result":[1,NaN]'),
         "/frames/0/pending/1/decision/result/1",
-        "nan is not a JSON number",
+        "not valid JSON: NaN is not a JSON number",
     ),
     "a counter set to NaN": (
         approve_t,
         lambda t: replaced(t, '"counters":{', '"counters":{"extra_seconds":NaN,'),
         "/frames/0/counters/extra_seconds",
-        "expected a finite non-negative number",
+        "not valid JSON: NaN is not a JSON number",
     ),
     "a counter beyond any float": (
         approve_t,
-        lambda t: replaced(t, '"counters":{', '"counters":{"elapsed":1e999,'),
-        "/frames/0/counters/elapsed",
-        "expected a finite non-negative number",
+        lambda t: replaced(t, '"counters":{', '"counters":{"extra_seconds":1e999,'),
+        "/frames/0/counters/extra_seconds",
+        "not valid JSON: 1e999 is beyond any number JSON readers keep",
     ),
     "an integer counter too big for a float": (
         approve_t,
@@ -217,15 +218,34 @@ def test_an_integer_of_more_digits_than_python_reads_is_not_valid_json(spec_path
         Continuation.from_json(text)
 
 
-def test_a_nan_counter_is_never_written_back_as_null(spec_path: Path) -> None:
-    """engine/_codec.py: `value < 0` is False for NaN, so the counter was accepted; orjson then
-    wrote it as null and the run's next continuation could not be loaded."""
-    text = replaced(document(spec_path), '"counters":{', '"counters":{"extra_seconds":NaN,')
+@pytest.mark.parametrize(
+    ("path", "value", "pointer"),
+    [
+        (("counters", "extra_seconds"), float("nan"), "/frames/0/counters/extra_seconds"),
+        (("counters", "elapsed"), float("inf"), "/frames/0/counters/elapsed"),
+        (
+            ("pending", 0, "arguments", "amount"),
+            float("nan"),
+            "/frames/0/pending/0/arguments/amount",
+        ),
+        (("pending", 0, "arguments", "to"), "\udc00", "/frames/0/pending/0/arguments/to"),
+    ],
+)
+def test_data_given_to_from_dict_is_held_to_the_same_rules(
+    spec_path: Path, path: tuple[Any, ...], value: Any, pointer: str
+) -> None:
+    """engine/_codec.py: `value < 0` is False for NaN, so a NaN counter was accepted; orjson
+    then wrote it as null and the run's next continuation could not be loaded."""
+    data = json.loads(document(spec_path))
+    target = data["frames"][0]
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
 
     with pytest.raises(ContinuationError) as caught:
-        Continuation.from_json(text)
+        Continuation.from_dict(data)
 
-    assert caught.value.pointer == "/frames/0/counters/extra_seconds"
+    assert caught.value.pointer == pointer
 
 
 # -- signed documents ------------------------------------------------------------------------
