@@ -21,8 +21,10 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `durable`: what a runtime with a store does: start, claim a resume, recover a dead run.
 - `models/`: the model protocol (`base`), the OpenAI adapter, the scripted model.
 - `render/`: networkx graphs of specs and stacks; DOT, SVG/PNG, Mermaid, terminal text.
-- `cli/`: `callcc` subcommands, one module each; `main(argv, stdout, stderr) -> int`.
-- `_canonical`: canonical JSON and fingerprints.
+- `cli/`: `callcc` subcommands, one module each; `main(argv, stdout, stderr) -> int`;
+  `cli/_streams` makes every write printable (lone surrogates escaped).
+- `_json`: document JSON text: compact writing (orjson when present), the strict reader.
+- `_canonical`: canonical JSON and fingerprints; `json_problem`, what counts as plain JSON data.
 """
 
 from engine.continuation import Continuation, PendingDecision
