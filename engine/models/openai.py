@@ -248,8 +248,11 @@ def _json_type(value: Any) -> str:
 def _preview(value: Any, limit: int = 120) -> str:
     """A short printable excerpt of what a server sent (escaped, never raw control text)."""
     if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    text = repr(value)
+        value = value[: limit * 4].decode("utf-8", "replace")
+    try:
+        text = repr(value)
+    except RecursionError:
+        return "(a value nested too deeply to show)"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
