@@ -446,14 +446,21 @@ def _parse(text: str) -> Any:
             f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
             suggestion="was the file truncated or edited by hand?",
         ) from None
-    except _json.NonFinite as exc:  # found again leniently, only to say where it is
-        raise ContinuationError(
-            f"not valid JSON: {exc}", pointer=_json.non_finite_at(json.loads(text))
-        ) from None
+    except _json.NonFinite as exc:
+        raise ContinuationError(f"not valid JSON: {exc}", pointer=_non_finite_at(text)) from None
     except RecursionError:
         raise ContinuationError("document nests too deeply to be a continuation") from None
     except ValueError as exc:  # an integer of more digits than Python converts
         raise ContinuationError(f"not valid JSON: {exc}") from None
+
+
+def _non_finite_at(text: str) -> str:
+    """Where the first NaN or Infinity of `text` is, found by a lenient parse (`""` when the
+    text is broken further on as well)."""
+    try:
+        return _json.non_finite_at(json.loads(text))
+    except (ValueError, RecursionError):
+        return ""
 
 
 def _indented(data: Any, indent: int) -> str:

@@ -211,6 +211,18 @@ def test_arguments_nested_at_any_depth_are_refused_never_a_recursion_error(
     assert loop_tools.CALLS == []
 
 
+def test_nan_in_a_document_broken_further_on_is_still_a_continuation_error(
+    spec_path: Path,
+) -> None:
+    text = document(spec_path)
+    cut = replaced(text, '"version":1', '"version":NaN')[: len(text) // 2]
+
+    with pytest.raises(ContinuationError, match="NaN is not a JSON number") as caught:
+        Continuation.from_json(cut)
+
+    assert caught.value.pointer == ""
+
+
 def test_an_integer_of_more_digits_than_python_reads_is_not_valid_json(spec_path: Path) -> None:
     text = replaced(document(spec_path), '"turns":1', '"turns":1' + "0" * 5000)
 
