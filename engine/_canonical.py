@@ -1,14 +1,24 @@
-"""Canonical JSON and the fingerprints built on it (one definition for the whole package)."""
+"""Canonical JSON and the fingerprints built on it (one definition for the whole package), and
+the check that a value is plain JSON data canonical JSON can write and read back unchanged."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from typing import Any
 
 _DUMPS = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 ).encode
+MAX_DEPTH = 100
+"""How deeply a value a person or a model supplies (arguments, an answer) may nest: far more
+than any tool's parameters need, far less than the recursion a JSON encoder or a schema
+validator can take."""
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+"""A UTF-16 surrogate code point on its own: valid in a Python `str` (JSON `"\\ud800"` reads
+as one), but not Unicode text, so no UTF-8 encoder writes it."""
 
 
 def canonical_json(value: Any) -> str:
@@ -17,5 +27,53 @@ def canonical_json(value: Any) -> str:
 
 
 def fingerprint(*parts: Any) -> str:
-    """A short stable hash of the canonical JSON of `parts` (128 bits, hex)."""
-    return hashlib.sha256(canonical_json(list(parts)).encode()).hexdigest()[:32]
+    """A short stable hash of the canonical JSON of `parts` (128 bits, hex).
+
+    A lone surrogate (in a model's error message, say) is hashed as its own three bytes, so
+    every `str` has a fingerprint and valid text hashes exactly as before."""
+    text = canonical_json(list(parts))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def json_problem(value: Any) -> tuple[str, str] | None:
+    """Where (a JSON pointer below `value`, `""` for itself) and why `value` is not plain JSON
+    data: a number that is NaN or infinite, text (or a key) with a lone surrogate, nesting
+    deeper than `MAX_DEPTH`, or a Python object JSON has no form for. None when fine.
+
+    Iterative, so a value too deep to encode is reported rather than overflowing the stack."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        node, where, depth = stack.pop()
+        if isinstance(node, str):
+            if not node.isascii() and LONE_SURROGATE.search(node):
+                return where, _surrogate(node)
+        elif isinstance(node, float):
+            if not math.isfinite(node):
+                return where, f"{node} is not a JSON number"
+        elif node is None or isinstance(node, int):  # bool is an int
+            continue
+        elif isinstance(node, dict | list | tuple):
+            if depth >= MAX_DEPTH:
+                return where, f"nests deeper than {MAX_DEPTH} levels"
+            items: list[tuple[str, Any]]
+            if isinstance(node, dict):
+                items = [(str(k), item) for k, item in node.items()]
+                for key, _ in items:
+                    if not key.isascii() and LONE_SURROGATE.search(key):
+                        return where, f"has a key that {_surrogate(key)}"
+            else:
+                items = [(str(i), item) for i, item in enumerate(node)]
+            stack.extend((item, f"{where}/{_escape(k)}", depth + 1) for k, item in reversed(items))
+        else:
+            return where, f"a {type(node).__name__} is not JSON data"
+    return None
+
+
+def _surrogate(text: str) -> str:
+    found = LONE_SURROGATE.search(text)
+    code = ord(found.group()) if found else 0
+    return f"holds a lone surrogate (U+{code:04X}), which is not Unicode text"
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")

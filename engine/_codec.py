@@ -8,9 +8,11 @@ index), so the JSON nests only a few levels whatever the depth of the call stack
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, cast
 
+from engine._canonical import json_problem
 from engine.errors import ContinuationError
 from engine.frames import (
     CALL_STATUSES,
@@ -169,15 +171,11 @@ def _frame_from_data(raw: Any, ptr: str, links: list[tuple[Pending, int, str]]) 
     _known(counters, f"{ptr}/counters", _COUNTER_KEYS)
     for name, value in counters.items():  # absent counters keep the frame's zero default
         whole = name in _COUNTERS_INT
-        if (
-            not isinstance(value, int | float)
-            or isinstance(value, bool)
-            or value < 0
-            or (whole and not isinstance(value, int))
-        ):
-            expected = "a non-negative integer" if whole else "a non-negative number"
+        number = _counter(value, whole)
+        if number is None:
+            expected = "a non-negative integer" if whole else "a finite non-negative number"
             raise ContinuationError(f"expected {expected}", pointer=f"{ptr}/counters/{name}")
-        setattr(frame, name, value if whole else float(value))
+        setattr(frame, name, number)
     for name, other in _SAME_AS.items():
         if name not in counters:
             setattr(frame, name, getattr(frame, other))
@@ -208,6 +206,21 @@ def _frame_from_data(raw: Any, ptr: str, links: list[tuple[Pending, int, str]]) 
     return frame
 
 
+def _counter(value: Any, whole: bool) -> int | float | None:
+    """A counter's value, or None unless it is a non-negative integer (`whole`) or a finite
+    non-negative number: NaN and Infinity would be written back as null, and the next
+    document could not be read."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if whole:
+        return value if isinstance(value, int) and value >= 0 else None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
 def _full_ledger(frame: Frame, written: dict[str, Any]) -> dict[str, Any]:
     """The ledger with every call of a closed turn that the document left out as `done`."""
     current = frame.in_flight()
@@ -235,6 +248,7 @@ def _pending_from_data(raw: Any, ptr: str) -> tuple[Pending, int | None]:
     arguments = obj.get("arguments")
     if arguments is not None and not isinstance(arguments, dict):
         raise ContinuationError("expected an object or null", pointer=f"{ptr}/arguments")
+    _plain(arguments, f"{ptr}/arguments")
     decisions = obj.get("decisions")
     if not isinstance(decisions, list) or any(d not in DECISION_KINDS for d in decisions):
         raise ContinuationError(
@@ -286,12 +300,16 @@ def decision_from_data(raw: Any, ptr: str) -> Decision:
         arguments = obj.get("arguments")
         if not isinstance(arguments, dict):
             raise ContinuationError("expected an object", pointer=f"{ptr}/arguments")
+        _plain(arguments, f"{ptr}/arguments")
         return Edit(fingerprint=fp, arguments=arguments)
     if kind == "reject":
-        return Reject(fingerprint=fp, reason=_str(obj, "reason", ptr))
+        reason = _str(obj, "reason", ptr)
+        _plain(reason, f"{ptr}/reason")
+        return Reject(fingerprint=fp, reason=reason)
     if kind == "answer":
         if "result" not in obj:
             raise ContinuationError("missing field", pointer=f"{ptr}/result")
+        _plain(obj["result"], f"{ptr}/result")
         return Answer(fingerprint=fp, result=obj["result"])
     if kind == "extend":
         turns = obj.get("turns")
@@ -338,6 +356,17 @@ def _tool_calls(calls: Any, ptr: str) -> None:
         ids.add(call_id)
     if len(ids) != len(calls):
         raise ContinuationError("two tool calls of one message share an id", pointer=ptr)
+
+
+def _plain(value: Any, ptr: str) -> None:
+    """Refuse a value a call runs with or a person supplied unless it is plain JSON data:
+    NaN, Infinity, a lone surrogate or absurd nesting would fail later, half-way through."""
+    problem = json_problem(value)
+    if problem is not None:
+        where, what = problem
+        raise ContinuationError(
+            f"the value {what}", pointer=ptr + where, suggestion="was the document edited?"
+        )
 
 
 def _object(raw: Any, ptr: str) -> dict[str, Any]:

@@ -4,13 +4,18 @@ A continuation of 1,000 messages (120 kB) takes the standard library about 1 ms 
 orjson about 0.1 ms. Reading stays with the standard library (`json.loads`): orjson reads
 integers beyond 64 bits as floats, and a document must come back exactly as it was written.
 Anything orjson refuses to write (integers beyond 64 bits, non-string keys it cannot
-convert) falls back to the standard library.
+convert, text with a lone surrogate, nesting beyond 254 levels) falls back to the standard
+library, which writes a lone surrogate as its `\\ud800` escape: the text stays valid UTF-8 and
+reads back as the same string.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
+
+from engine._canonical import LONE_SURROGATE
 
 try:
     import orjson
@@ -25,8 +30,58 @@ def dumps(value: Any) -> str:
             return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
         except (TypeError, orjson.JSONEncodeError):
             pass
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return escape_surrogates(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 
-loads = json.loads
-"""Parse JSON text exactly (big integers stay integers)."""
+def escape_surrogates(text: str) -> str:
+    """`text` with every lone surrogate written as its JSON escape (`\\ud800`): inside a JSON
+    string it reads back as the same code point; anywhere else it is at least printable."""
+    if text.isascii() or not LONE_SURROGATE.search(text):
+        return text
+    return LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+class NonFinite(ValueError):
+    """The text holds `NaN`, `Infinity` or a number beyond any float (`1e999`): JSON has no
+    such numbers, and writing them back gives `null`."""
+
+
+def _constant(name: str) -> Any:
+    raise NonFinite(f"{name} is not a JSON number")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NonFinite(f"{text} is beyond any number JSON readers keep")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_float)
+
+
+def loads(text: str) -> Any:
+    """Parse JSON text exactly (big integers stay integers); `NonFinite` for NaN, Infinity
+    and numbers that overflow a float."""
+    return _DECODER.decode(text)
+
+
+def non_finite_at(value: Any) -> str:
+    """The JSON pointer of the first NaN or infinite number in `value` (`""` if none)."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            return where
+        if isinstance(node, dict):
+            items = [(str(k), v) for k, v in node.items()]
+        elif isinstance(node, list):
+            items = [(str(i), v) for i, v in enumerate(node)]
+        else:
+            continue
+        stack.extend((v, f"{where}/{_escape(k)}") for k, v in reversed(items))
+    return ""
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")

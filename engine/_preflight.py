@@ -8,7 +8,6 @@ agree with. Anything else is refused whole, with the JSON pointer of the fault: 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from engine.compile import BoundAgent, BoundTool, Program
@@ -22,7 +21,7 @@ from engine.frames import (
     frame_fingerprint,
     walk,
 )
-from engine.tooling import argument_problem
+from engine.tooling import argument_problem, decode_arguments
 
 _FOR_CALLS: dict[str, frozenset[str]] = {
     "external": frozenset({"answer", "reject"}),
@@ -198,8 +197,4 @@ def _needs_a_decision(agent: BoundAgent, tool: BoundTool) -> bool:
 
 
 def _parsed(call: Message) -> Any:
-    text = call["function"]["arguments"]
-    try:
-        return json.loads(text) if text.strip() else {}
-    except (json.JSONDecodeError, RecursionError):
-        return None
+    return decode_arguments(call["function"]["arguments"])[0]  # None unless plain JSON

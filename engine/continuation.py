@@ -25,7 +25,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from engine import _json, _paths
+from engine._canonical import json_problem
 from engine._codec import decision_to_data, frames_from_data, frames_to_data
+from engine._json import escape_surrogates
 from engine.errors import ContinuationError, DecisionError
 from engine.frames import (
     Answer,
@@ -193,6 +195,7 @@ class Continuation:
         """Never run the call; the model is told so, with the reason."""
         if not isinstance(reason, str):
             raise DecisionError("the reason of a rejection must be text", pending_ids=())
+        _json_value(reason, "the reason of a rejection")
         return self._decide(id, "reject", lambda fp: Reject(fingerprint=fp, reason=reason))
 
     def answer(self, id: str, result: Any) -> Continuation:
@@ -286,12 +289,12 @@ class Continuation:
         if self._key is None:
             if indent is None:
                 return payload
-            return json.dumps(data, ensure_ascii=False, indent=indent)
+            return _indented(data, indent)
         signature = sign(payload, self._key)
         if indent is None:
             return payload[:-1] + ',"signature":' + _compact(signature) + "}"
         data["signature"] = signature
-        return json.dumps(data, ensure_ascii=False, indent=indent)
+        return _indented(data, indent)
 
     def _spec_data(self) -> dict[str, str]:
         data = {"name": self.spec_name, "digest": self.spec_digest}
@@ -419,10 +422,16 @@ def _copy(value: Any) -> Any:
 
 
 def _json_value(value: Any, what: str) -> Any:
-    """A private copy of `value`, which must be plain JSON (no NaN, no sets, str keys)."""
+    """A private copy of `value`, which must be plain JSON (no NaN, no sets, str keys, valid
+    Unicode text, bounded nesting: see `json_problem`)."""
+    problem = json_problem(value)
+    if problem is not None:
+        where, fault = problem
+        at = f" (at {where})" if where else ""
+        raise DecisionError(f"{what} must be plain JSON data: it {fault}{at}", pending_ids=())
     try:
         return json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:  # keys JSON cannot write
         raise DecisionError(f"{what} must be plain JSON data: {exc}", pending_ids=()) from None
 
 
@@ -434,8 +443,25 @@ def _parse(text: str) -> Any:
             f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
             suggestion="was the file truncated or edited by hand?",
         ) from None
+    except _json.NonFinite as exc:
+        raise ContinuationError(f"not valid JSON: {exc}", pointer=_non_finite_at(text)) from None
     except RecursionError:
         raise ContinuationError("document nests too deeply to be a continuation") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise ContinuationError(f"not valid JSON: {exc}") from None
+
+
+def _non_finite_at(text: str) -> str:
+    """Where the first NaN or Infinity of `text` is, found by a lenient parse (`""` when the
+    text is broken further on as well)."""
+    try:
+        return _json.non_finite_at(json.loads(text))
+    except (ValueError, RecursionError):
+        return ""
+
+
+def _indented(data: Any, indent: int) -> str:
+    return escape_surrogates(json.dumps(data, ensure_ascii=False, indent=indent))
 
 
 def _compact(data: Any) -> str:

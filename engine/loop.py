@@ -16,7 +16,7 @@ from engine.compile import BoundAgent
 from engine.errors import ModelError, ScriptError
 from engine.frames import Frame, Pending
 from engine.models.base import ModelReply, ModelRequest
-from engine.tooling import RunContext, classify, run_calls, say
+from engine.tooling import RunContext, classify, refuse_malformed, run_calls, say
 
 __all__ = ["Continue", "Fail", "Finish", "RunContext", "Suspend", "drive", "step"]
 
@@ -200,6 +200,8 @@ def _assistant_message(frame: Frame, reply: ModelReply) -> dict[str, Any]:
         while call_id in seen or call_id in frame.ledger:  # a model reused an id: keep unique
             call_id = f"{call_id}~{frame.turns}"
         seen.add(call_id)
+        if call.problem is not None:  # recorded as sent, answered with the error, never run
+            refuse_malformed(frame, call_id, call.problem)
         calls.append(
             {
                 "id": call_id,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from jsonschema.exceptions import best_match
 
+from engine._canonical import json_problem
 from engine.compile import AGENT_TOOL_PARAMETERS, BoundAgent, BoundTool, Program
 from engine.errors import ContinuationError
 from engine.frames import Frame, Pending
@@ -91,16 +92,27 @@ def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any]) -> None:
 
 def parse_arguments(tool: BoundTool, text: str) -> tuple[dict[str, Any] | None, str]:
     """The call's arguments, or None and what is wrong with them."""
-    try:
-        arguments = _ARGUMENTS.decode(text) if text.strip() else {}
-    except (json.JSONDecodeError, RecursionError) as exc:
-        return None, f"the arguments are not valid JSON ({exc})"
-    except ValueError as exc:
-        return None, f"the arguments are not valid JSON ({exc})"
+    arguments, problem = decode_arguments(text)
+    if problem:
+        return None, problem
     if not isinstance(arguments, dict):
         return None, "the arguments must be a JSON object"
-    problem = argument_problem(tool, arguments)
+    problem = argument_problem(tool, arguments) or ""
     return (None, problem) if problem else (arguments, "")
+
+
+def decode_arguments(text: str) -> tuple[Any, str]:
+    """A call's arguments text decoded, and `""`; or None and why it is not plain JSON (not
+    JSON, NaN or Infinity, a lone surrogate, nesting deeper than any tool needs)."""
+    try:
+        arguments = _ARGUMENTS.decode(text) if text.strip() else {}
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        return None, f"the arguments are not valid JSON ({exc})"
+    problem = json_problem(arguments)
+    if problem is not None:
+        where, what = problem
+        return None, f"the arguments are not plain JSON: {where or 'the value'} {what}"
+    return arguments, ""
 
 
 def _no_constant(name: str) -> Any:
@@ -143,6 +155,11 @@ def say(frame: Frame, message: str, *args: Any) -> None:
     """Log one progress line for `frame`, indented by sub-agent depth."""
     if log.isEnabledFor(logging.INFO):
         log.info("%s%s: " + message, "  " * DEPTH.get(), frame.agent, *args)
+
+
+def refuse_malformed(frame: Frame, call_id: str, problem: str) -> None:
+    """Answer a call the server sent malformed (see `ToolCall.problem`) with the error."""
+    _refuse(frame, call_id, f"error: {problem}; nothing was run, call the tool again")
 
 
 def _refuse(frame: Frame, call_id: str, message: str) -> None:

@@ -9,8 +9,9 @@ Tests push the answers the server gives, in order, then point the real `openai` 
         ...  # OpenAIModel(name="m", model="test-model", base_url=server.base_url)
         server.assert_done()
 
-An answer nobody pushed is an HTTP 500 with `x-should-retry: false`, so a test that makes one
-call too many fails at once instead of after the client's retries.
+`push(body={...})` sends any JSON body as it is (a hostile reply, say), `push(raw=b"...")` any
+bytes at all. An answer nobody pushed is an HTTP 500 with `x-should-retry: false`, so a test
+that makes one call too many fails at once instead of after the client's retries.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ class ScriptedAnswer:
     """Sent as `retry-after-ms`; the openai client then waits this long before retrying."""
     body: Mapping[str, Any] | None = None
     """A whole response body to send verbatim instead of the generated one."""
+    raw: bytes | None = None
+    """Response bytes sent exactly as given (not JSON, not UTF-8, cut short...)."""
+    content_type: str = "application/json"
+    """The `Content-Type` header of the answer."""
 
 
 @dataclass
@@ -142,9 +147,13 @@ class OpenAICompatServer:
         usage: Mapping[str, int] | None = None,
         retry_after_ms: float | None = None,
         body: Mapping[str, Any] | None = None,
+        raw: bytes | None = None,
+        content_type: str = "application/json",
     ) -> None:
         """Queue the answer to the next request not yet answered (see `ScriptedAnswer`)."""
         answer = ScriptedAnswer(
+            raw=raw,
+            content_type=content_type,
             status=status,
             text=text,
             tool_calls=tuple(tool_calls),
@@ -233,7 +242,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {}
         if answer.retry_after_ms is not None:
             headers["retry-after-ms"] = f"{answer.retry_after_ms:g}"
-        if answer.body is not None:
+        if answer.raw is not None:
+            self._send_bytes(answer.status, answer.raw, answer.content_type, headers)
+        elif answer.body is not None:
             self._send(answer.status, dict(answer.body), headers)
         elif answer.status != 200:
             default = f"scripted HTTP {answer.status}"
@@ -243,10 +254,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, _completion(answer, model, number), headers)
 
     def _send(self, status: int, body: Mapping[str, Any], headers: Mapping[str, str]) -> None:
-        data = json.dumps(body).encode()
+        self._send_bytes(status, json.dumps(body).encode(), "application/json", headers)
+
+    def _send_bytes(
+        self, status: int, data: bytes, content_type: str, headers: Mapping[str, str]
+    ) -> None:
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for name, value in headers.items():
                 self.send_header(name, value)

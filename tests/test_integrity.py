@@ -497,8 +497,9 @@ def test_a_decision_from_another_run_with_the_same_call_id_is_refused() -> None:
 
 
 def test_an_approval_forged_with_the_right_fingerprint_is_refused_only_when_signed() -> None:
-    """Without a key the fingerprint is public arithmetic: a forger who computes it passes
-    the consistency checks. Signing is what stops that (docs/SECURITY.md says so)."""
+    """Without a key a forger need not even compute the fingerprint: the entry holds it, and
+    copying it into a decision passes the consistency checks. Signing is what stops that
+    (docs/SECURITY.md says so)."""
 
     def forge(d: dict[str, Any]) -> None:
         entry = d["frames"][0]["pending"][1]

@@ -9,13 +9,23 @@
     key deleted, a list item duplicated, a string changed): `resume(from_json(...))` either
     works or raises `ContinuationError` / `DecisionError`, never another exception, and never
     runs a call the document it resumed did not approve. With a key, every corruption is
-    refused at `/signature`.
+    refused at `/signature` (or, holding NaN, as not JSON).
+(c) Random hostile model replies from the loopback OpenAI server (malformed tool calls, bodies
+    that are no chat completion, text with lone surrogates or NUL, HTTP errors), run and then
+    resumed through the CLI with strict UTF-8 streams: never a traceback, exit codes only
+    0/1/2/3, a state callcc wrote always resumes (never exit 2), and the gated tool runs only
+    when a decision approved it.
+(d) The corruptions of (b) resumed through the CLI: exit codes only 0/1/2/3, never a
+    traceback, never a call the uncorrupted document did not approve.
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import loop_tools
@@ -23,10 +33,13 @@ import pytest
 from builders import agent, call, calls, gated, make_spec, python_tool, say, script, sub_agent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from openai_server import OpenAICompatServer
 
+from engine.cli import main
 from engine.continuation import Continuation
 from engine.errors import ContinuationError, DecisionError
 from engine.runtime import Failed, Finished, Runtime, Stopped, Suspended
+from engine.spec import load_spec
 from engine.spec.model import ExternalTool, SuspendRules
 
 PROPERTY = settings(
@@ -256,6 +269,27 @@ ANY_JSON = st.recursive(
 )
 
 
+def _nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+POISON: dict[str, Callable[[], Any]] = {
+    "NaN": lambda: float("nan"),
+    "Infinity": lambda: float("inf"),
+    "-Infinity": lambda: float("-inf"),
+    "a lone surrogate": lambda: "\ud800",
+    "text ending in a lone surrogate": lambda: "bob\udfff",
+    "a key with a lone surrogate": lambda: {"k\udc80": 1},
+    "150 deep": lambda: _nested(150),
+    "300 deep": lambda: _nested(300),
+}
+"""Values no valid document holds: JSON has no NaN, UTF-8 no lone surrogate, and nesting this
+deep overflowed encoders and validators."""
+
+
 def _type(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
@@ -278,16 +312,49 @@ def _places(data: Any) -> list[tuple[Any, Any]]:
     return out
 
 
+def _sensitive(data: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """Places where a poisoned value reaches a fingerprint, a decision or a counter: pending
+    arguments, decisions and their arguments, counters (a missing counter included)."""
+    out: list[tuple[Any, Any]] = []
+    frames = data.get("frames")
+    for frame in frames if isinstance(frames, list) else []:
+        if not isinstance(frame, dict):
+            continue
+        counters = frame.get("counters")
+        if isinstance(counters, dict):
+            names = [*counters, *(["extra_seconds"] if "extra_seconds" not in counters else [])]
+            out += [(counters, k) for k in names]
+        pending = frame.get("pending")
+        for entry in pending if isinstance(pending, list) else []:
+            if not isinstance(entry, dict):
+                continue
+            for container in (entry.get("arguments"), entry.get("decision")):
+                if isinstance(container, dict):
+                    out += [(container, k) for k in container if k not in ("kind", "fingerprint")]
+            decision = entry.get("decision")
+            edit = decision.get("arguments") if isinstance(decision, dict) else None
+            if isinstance(edit, dict):
+                out += [(edit, k) for k in edit]
+    return out
+
+
 def corrupt(draw: Any, data: dict[str, Any]) -> str:
     """Apply one random corruption in place; say what it was."""
     places = _places(data)
-    kind = draw(st.sampled_from(["retype", "delete", "duplicate", "string"]))
+    kind = draw(st.sampled_from(["retype", "delete", "duplicate", "string", "poison"]))
     if kind == "retype":
         node, key = draw(st.sampled_from(places))
         old = node[key]
         new = draw(ANY_JSON.filter(lambda v: _type(v) != _type(old)))
         node[key] = new
         return f"retype {key!r}: {old!r} -> {new!r}"
+    if kind == "poison":
+        sensitive = _sensitive(data) if draw(st.booleans()) else []
+        node, key = draw(st.sampled_from(sensitive or places))
+        old = node.get(key) if isinstance(node, dict) else node[key]
+        poison = draw(st.sampled_from(sorted(POISON)))
+        node[key] = POISON[poison]()  # made afresh: later corruptions may change it
+        return f"poison {key!r}: {old!r} -> {poison}"
     if kind == "delete":
         keyed = [(n, k) for n, k in places if isinstance(n, dict)]
         node, key = draw(st.sampled_from(keyed or [(data, "frames")]))
@@ -345,17 +412,22 @@ def test_a_corrupted_document_is_refused_or_runs_only_what_it_approves(
     text = json.dumps(document)
     note = f"corruptions: {steps}\ndocument: {text}"
     rt = Runtime(SPEC, model_override=script(TURNS))
-    # What the *uncorrupted* document approves: a corruption must never add to it. (An edit's
-    # arguments are not bound to anything without a key, so an edited call may run with
-    # corrupted arguments, but only a call the reviewer chose to edit.)
-    approved = authorized(Continuation.from_json(base))
-    edited_tools = edited(Continuation.from_json(base))
     try:
         doc = Continuation.from_json(text)
         rt.resume(doc)
     except ACCEPTED:
         assert loop_tools.CALLS == [], note
         return
+    assert_ran_only_what_it_approved(base, note)
+
+
+def assert_ran_only_what_it_approved(base: str, note: str) -> None:
+    """Every call in `loop_tools.CALLS` is one the *uncorrupted* document `base` approves: a
+    corruption must never add to it. (An edit's arguments are not bound to anything without a
+    key, so an edited call may run with corrupted arguments, but only a call the reviewer
+    chose to edit.)"""
+    approved = authorized(Continuation.from_json(base))
+    edited_tools = edited(Continuation.from_json(base))
     for name, arguments in loop_tools.CALLS:
         if (name, arguments) in approved:
             approved.remove((name, arguments))
@@ -370,8 +442,7 @@ def test_a_corrupted_document_is_refused_or_runs_only_what_it_approves(
 def test_every_corruption_of_a_signed_document_is_refused_at_the_signature(
     base: str, data: st.DataObject
 ) -> None:
-    """Fails while a non-ASCII `signature.mac` raises TypeError (see test_integrity.py
-    test_BUG_a_signature_mac_with_non_ascii_text_is_a_continuation_error); drop `BUG_` then."""
+    """NaN is refused where the document is parsed, before its signature is checked."""
     key = "property-key-0123456789abcdef"
     rt = Runtime(SPEC, model_override=script(TURNS), secret_key=key)
     signed = Continuation.from_json(base, keys=()).to_dict()
@@ -392,7 +463,8 @@ def test_every_corruption_of_a_signed_document_is_refused_at_the_signature(
         return
     with pytest.raises(ContinuationError) as caught:
         rt.resume(rt.load(json.dumps(document)))
-    assert caught.value.pointer.startswith("/signature"), caught.value
+    error = str(caught.value)
+    assert caught.value.pointer.startswith("/signature") or error.startswith("not valid JSON:")
     assert loop_tools.CALLS == []
 
 
@@ -490,3 +562,217 @@ def test_a_running_call_with_arguments_that_are_not_json_is_refused() -> None:
     with pytest.raises(ContinuationError):
         _resume_edited(BASES[0], change)
     assert loop_tools.CALLS == []
+
+
+# -- (c) random hostile model replies through the CLI --------------------------------------
+
+HOSTILE_SPEC = """\
+spec_version: 1
+name: hostile
+allow_modules: [loop_tools]
+models:
+  gpt: {kind: openai, model: test-model, base_url: BASE_URL, max_retries: 0, timeout: 10}
+tools:
+  echo: {kind: python, ref: "loop_tools:echo", description: Say it back.}
+  transfer:
+    kind: python
+    ref: loop_tools:transfer
+    description: Move money.
+    approval: {required: true}
+agents:
+  clerk:
+    description: Echoes and pays.
+    model: gpt
+    instructions: Echo or pay when asked.
+    tools: [echo, transfer]
+    limits: {max_turns: 4}
+entrypoint: clerk
+"""
+ARGUMENT_TEXT = st.sampled_from(
+    [
+        '{"text": "hi"}',
+        '{"to": "bob", "amount": 5}',
+        '{"to": "bob", "amount": NaN}',
+        '{"text": "\\ud800"}',
+        '{"text": "nul \\u0000"}',
+        '{"text": ',
+        "[" * 300 + "]" * 300,
+        '{"x": ' * 150 + "1" + "}" * 150,
+        "",
+    ]
+) | st.text(max_size=6)
+FUNCTION = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["echo", "transfer", "wire_all", "", None, 3]),
+        "arguments": ARGUMENT_TEXT | st.sampled_from([None, {"text": "x"}, [1], 7]),
+    }
+) | st.sampled_from([None, "echo", []])
+TOOL_CALL = st.fixed_dictionaries(
+    {
+        "id": st.sampled_from(["c1", "c2", "", None, 7]),
+        "type": st.sampled_from(["function", "function", "custom", None]),
+        "function": FUNCTION,
+    }
+) | st.sampled_from(["not a call", 3, None])
+CONTENT = st.none() | st.text(max_size=8) | st.sampled_from(["a\ud800b", "\udfff", "nul\x00"])
+MESSAGE = st.fixed_dictionaries(
+    {"role": st.just("assistant"), "content": CONTENT | st.sampled_from([[{"type": "text"}], 4])},
+    optional={"tool_calls": st.lists(TOOL_CALL, max_size=3) | st.sampled_from(["echo", {}])},
+) | st.sampled_from([None, "text"])
+CHOICE = st.fixed_dictionaries(
+    {
+        "index": st.just(0),
+        "message": MESSAGE,
+        "finish_reason": st.sampled_from(["stop", "tool_calls", None, "length", 3]),
+    }
+)
+BODY = st.fixed_dictionaries(
+    {"choices": st.lists(CHOICE, max_size=1) | st.sampled_from([None, {}, "x"])},
+    optional={"usage": st.sampled_from([None, "x", {"prompt_tokens": 1, "extra": {"a": 1}}])},
+)
+RAW = st.sampled_from(
+    [b"<html>502</html>", b"", b"\xff\xfe", b'{"choices": [', b"null", b"1" * 5000]
+)
+REPLY = st.one_of(
+    BODY.map(lambda body: {"body": body}),
+    RAW.map(lambda raw: {"raw": raw}),
+    st.sampled_from([400, 401, 429, 500]).map(lambda s: {"status": s, "error": "no \ud800"}),
+    st.sampled_from(["fine", "a\ud800b"]).map(lambda text: {"text": text}),
+)
+"""One answer of the model server: any of the shapes a hostile or broken server sends."""
+EXIT_CODES = {0, 1, 2, 3}
+
+
+@pytest.fixture(scope="session")
+def hostile_server() -> Iterator[OpenAICompatServer]:
+    """One loopback server for every example (each starts with `reset()`)."""
+    with OpenAICompatServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def hostile_spec(hostile_server: OpenAICompatServer, tmp_path_factory: Any) -> Path:
+    path = Path(tmp_path_factory.mktemp("hostile")) / "hostile.yaml"
+    path.write_text(HOSTILE_SPEC.replace("BASE_URL", hostile_server.base_url), encoding="utf-8")
+    return path
+
+
+def strict() -> io.TextIOWrapper:
+    """A stream that encodes like a UTF-8 terminal: a lone surrogate raises."""
+    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict", write_through=True)
+
+
+@settings(PROPERTY, max_examples=30)  # each example starts the CLI twice (~0.1 s a client)
+@given(replies=st.lists(REPLY, min_size=1, max_size=4), output=st.sampled_from(["text", "json"]))
+def test_hostile_replies_never_escape_as_tracebacks_and_never_run_the_gated_tool(
+    hostile_server: OpenAICompatServer,
+    hostile_spec: Path,
+    replies: list[dict[str, Any]],
+    output: str,
+) -> None:
+    hostile_server.reset()
+    loop_tools.CALLS.clear()
+    for reply in replies:
+        hostile_server.push(**reply)
+    state = hostile_spec.parent / "state.json"
+    state.unlink(missing_ok=True)
+    flags = ["--state", str(state), "--format", output, "-q"]
+    err = strict()
+
+    code = main(["run", str(hostile_spec), "-p", "go \ud800", *flags], strict(), err)
+
+    assert code in EXIT_CODES
+    assert all(name != "transfer" for name, _ in loop_tools.CALLS), "ran without approval"
+    if code != 3:
+        return
+    waiting = Continuation.from_json(state.read_text(encoding="utf-8"))
+    approved = [(p.tool, p.arguments) for p in waiting.pending() if "approve" in p.decisions]
+    decide = ["--approve", "all"]
+    for entry in waiting.pending():
+        if "resume" in entry.decisions:
+            decide += ["--continue", entry.id]
+    before = list(loop_tools.CALLS)
+
+    again = main(["resume", str(state), *decide, *flags], strict(), err)
+
+    assert again in EXIT_CODES - {2}, err.buffer.getvalue()  # type: ignore[attr-defined]
+    for name, arguments in loop_tools.CALLS[len(before) :]:
+        if name == "transfer":
+            approved.remove(("transfer", arguments))  # ValueError: ran without approval
+
+
+# -- (d) random corruptions through the CLI --------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def property_yaml(tmp_path_factory: Any) -> tuple[Path, str]:
+    """SPEC as a YAML file for the CLI (with TURNS as its script), and its digest."""
+    folder = Path(tmp_path_factory.mktemp("property"))
+    (folder / "turns.yaml").write_text(
+        json.dumps({"script_version": 1, "agents": TURNS}), encoding="utf-8"
+    )
+    path = folder / "property.yaml"
+    path.write_text(PROPERTY_YAML, encoding="utf-8")
+    return path, load_spec(path).digest
+
+
+PROPERTY_YAML = """\
+spec_version: 1
+name: property
+allow_modules: [loop_tools]
+models:
+  scripted: {kind: scripted, script: turns.yaml}
+tools:
+  transfer:
+    kind: python
+    ref: loop_tools:transfer
+    description: Move money.
+    approval: {required: true, decisions: [approve, edit, reject]}
+  ask: {kind: external, description: Ask the auditor.}
+  lookup: {kind: python, ref: "loop_tools:lookup", description: Look up.}
+  clerk: {kind: agent, agent: clerk, description: delegate to clerk}
+  echo:
+    kind: python
+    ref: loop_tools:echo
+    description: Say it back.
+    approval: {required: true, decisions: [approve, reject]}
+agents:
+  boss:
+    description: The boss.
+    model: scripted
+    instructions: You are boss.
+    tools: [transfer, ask, lookup, clerk]
+    suspend: {before_tools: [lookup]}
+  clerk:
+    description: The clerk.
+    model: scripted
+    instructions: You are clerk.
+    tools: [echo]
+entrypoint: boss
+"""
+
+
+@settings(PROPERTY, max_examples=60)
+@given(base=st.sampled_from(BASES), data=st.data())
+def test_a_corrupted_document_resumed_by_the_cli_is_exit_0_to_3_and_runs_only_what_it_approves(
+    property_yaml: tuple[Path, str], base: str, data: st.DataObject
+) -> None:
+    loop_tools.CALLS.clear()
+    spec, digest = property_yaml
+    original = json.loads(base)
+    original["spec"] = {"name": "property", "digest": digest, "path": str(spec)}
+    base = json.dumps(original)
+    document = json.loads(base)
+    steps = [corrupt(data.draw, document) for _ in range(data.draw(st.integers(1, 3)))]
+    text = json.dumps(document)
+    note = f"corruptions: {steps}\ndocument: {text}"
+    state = spec.parent / "state.json"
+    state.write_text(text, encoding="utf-8")
+    err = strict()
+
+    code = main(["resume", str(state), "--spec", str(spec), "-q"], strict(), err)
+
+    assert code in EXIT_CODES, note
+    if code == 2:
+        assert loop_tools.CALLS == [], note
+    assert_ran_only_what_it_approved(base, note)

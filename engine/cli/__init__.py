@@ -12,7 +12,7 @@ import contextlib
 import sys
 from typing import TextIO
 
-from engine.cli._pipe import guarded
+from engine.cli._streams import escaping, guarded
 from engine.errors import CallccError, RunError, SpecError, UsageError
 
 EXIT_OK = 0
@@ -44,10 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(
     argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
-    """Run the CLI and return its exit code; never calls `sys.exit`. A reader that closes
-    the output early (`| head`) costs nothing but the rest of the output."""
-    out = guarded(stdout if stdout is not None else sys.stdout)
-    err = guarded(stderr if stderr is not None else sys.stderr)
+    """Run the CLI and return its exit code; never calls `sys.exit`. Whatever a run holds,
+    printing it never raises: a reader that closes the output early (`| head`) costs nothing
+    but the rest of the output, and model text with lone surrogates is written escaped."""
+    out = guarded(escaping(stdout if stdout is not None else sys.stdout))
+    err = guarded(escaping(stderr if stderr is not None else sys.stderr))
     try:
         return _main(argv, out, err)
     finally:

@@ -337,8 +337,10 @@ def _json(text: str, flag: str, *, answer: bool = False) -> Any:
             else "; quote the whole value for the shell, such as '{\"amount\": 60}'"
         )
         raise UsageError(f"{flag} is not valid JSON: {exc}{hint}") from None
+    except ValueError as exc:  # an integer with more digits than Python converts
+        raise UsageError(f"{flag} is not valid JSON: {exc}") from None
     except RecursionError:
-        raise UsageError(f"{flag} nests too deeply") from None
+        raise UsageError(f"{flag} is not valid JSON: it nests too deeply") from None
 
 
 def _read(path: str) -> str:

@@ -17,6 +17,9 @@ class ToolCall:
     """The tool's name."""
     arguments: str
     """The arguments exactly as the model wrote them (JSON text, possibly malformed)."""
+    problem: str | None = None
+    """Why the call cannot run as the server sent it (no name, arguments that are not a JSON
+    string, not a function call); the loop answers the call with this error, running nothing."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -2,22 +2,26 @@
 
 The only module that imports `openai`. It turns a `ModelRequest` into one Chat Completions call
 and the answer into a `ModelReply`; every failure leaves as `ModelError`, marked transient
-when trying again later may help (connection, timeout, rate limit, 5xx).
+when trying again later may help (connection, timeout, rate limit, 5xx, an answer that is not
+a chat completion). The answer's body is read as untrusted JSON: a tool call the loop cannot
+run as sent (no name, arguments that are not a string, not a function call) is returned with
+its `problem`, which the loop reports to the model.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import openai
 from openai.types.chat import (
-    ChatCompletion,
     ChatCompletionMessageParam,
     ChatCompletionToolUnionParam,
 )
 
+from engine._canonical import LONE_SURROGATE
 from engine.errors import ModelError
 from engine.models.base import ModelReply, ModelRequest, ToolCall
 from engine.spec.model import OpenAIModel
@@ -30,6 +34,7 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 """Where the client goes when the spec gives no `base_url`."""
 _RESERVED_PARAMS = frozenset({"model", "messages", "tools", "stream"})
 """Request fields callcc sets itself; `params` may not override them."""
+T = TypeVar("T")
 _TRANSIENT = (
     openai.APIConnectionError,  # includes APITimeoutError
     openai.RateLimitError,
@@ -59,17 +64,27 @@ class OpenAIChatModel:
         extra_body = self._params()
         client = self._get_client()
         tools = cast(list[ChatCompletionToolUnionParam], [dict(t) for t in request.tools])
-        try:
-            response = await client.chat.completions.create(
+        messages = _messages(request.instructions, request.messages)
+
+        async def send(messages: Any, tools: Any) -> bytes:
+            # the raw body: an answer is read as untrusted JSON, never half-validated
+            response = await client.chat.completions.with_raw_response.create(
                 model=self.spec.model,
-                messages=_messages(request.instructions, request.messages),
+                messages=messages,
                 tools=tools if tools else openai.omit,
                 stream=False,
                 extra_body=extra_body or None,
             )
+            return response.http_response.content
+
+        try:
+            try:
+                body = await send(messages, tools)
+            except UnicodeEncodeError:  # a lone surrogate: the run keeps it, UTF-8 cannot
+                body = await send(_sendable(messages), _sendable(tools))
         except openai.APIError as exc:
             raise self._error(exc) from exc
-        return self._reply(response)
+        return self._reply(body)
 
     async def aclose(self) -> None:
         """Close the HTTP connections; the next `complete` opens new ones."""
@@ -135,26 +150,110 @@ class OpenAIChatModel:
             message = message.replace(self._api_key, "***")  # servers may echo the key back
         return ModelError(message, transient=isinstance(exc, _TRANSIENT), model=self.spec.name)
 
-    def _reply(self, response: ChatCompletion) -> ModelReply:
-        if not response.choices:
-            raise ModelError(
-                f"{self._where()}: the server answered with no choices",
-                transient=True,
-                model=self.spec.name,
-            )
-        choice = response.choices[0]
-        calls = tuple(
-            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
-            for c in choice.message.tool_calls or ()
-            if c.type == "function"
-        )
-        finish = choice.finish_reason or ("tool_calls" if calls else "stop")
+    def _reply(self, body: bytes) -> ModelReply:
+        """The reply in a response body. A body that is no Chat Completions answer at all is
+        a transient `ModelError` (a proxy's error page, a truncated answer: asking again may
+        help); a malformed tool call becomes a `ToolCall` with a `problem` for the model."""
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as exc:  # also not UTF-8, or too many digits
+            raise self._bad(f"the answer is not JSON ({exc}): {_preview(body)}") from None
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list):
+            error = data.get("error") if isinstance(data, dict) else None
+            what = f"an error: {_preview(error)}" if error else _preview(body)
+            raise self._bad(f"the answer is not a chat completion (no `choices` list): {what}")
+        if not choices:
+            raise self._bad("the server answered with no choices")
+        choice = choices[0]
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            raise self._bad("the answer's `choices[0].message` is not an object")
+        content = message.get("content")
+        finish = choice.get("finish_reason")
+        raw_calls = message.get("tool_calls")
+        for field_name, value, ok in (
+            ("content", content, isinstance(content, str | None)),
+            ("finish_reason", finish, isinstance(finish, str | None)),
+            ("tool_calls", raw_calls, isinstance(raw_calls, list | None)),
+        ):
+            if not ok:
+                raise self._bad(
+                    f"the answer's `{field_name}` is a {type(value).__name__}, "
+                    "not what Chat Completions sends"
+                )
+        calls = tuple(_tool_call(call) for call in raw_calls or ())
         return ModelReply(
-            content=choice.message.content,
+            content=content,
             tool_calls=calls,
-            finish_reason=finish,
-            usage=_usage(response),
+            finish_reason=finish or ("tool_calls" if calls else "stop"),
+            usage=_usage(data.get("usage")),
         )
+
+    def _bad(self, detail: str) -> ModelError:
+        message = f"{self._where()}: {detail}"
+        if self._api_key and self._api_key != PLACEHOLDER_API_KEY:
+            message = message.replace(self._api_key, "***")
+        return ModelError(message, transient=True, model=self.spec.name)
+
+
+def _tool_call(raw: Any) -> ToolCall:
+    """One entry of `tool_calls` as the loop can record it: id, name and arguments as text,
+    and what is wrong with the call when it is not a function call the loop can run."""
+    if not isinstance(raw, dict):
+        return ToolCall(id="", name="", arguments="", problem="the tool call is not an object")
+    call_id = raw.get("id")
+    call_id = call_id if isinstance(call_id, str) else ""
+    kind = raw.get("type", "function")
+    function = raw.get("function")
+    if kind != "function":
+        other = raw.get(kind) if isinstance(kind, str) else None
+        name = other.get("name") if isinstance(other, dict) else None
+        return ToolCall(
+            id=call_id,
+            name=name if isinstance(name, str) else "",
+            arguments="",
+            problem=f"tool calls of type {_preview(kind)} are not supported; call the tool "
+            "as a function",
+        )
+    if not isinstance(function, dict):
+        return ToolCall(
+            id=call_id, name="", arguments="", problem="the tool call has no `function` object"
+        )
+    name, arguments = function.get("name"), function.get("arguments")
+    problem = None
+    if not isinstance(name, str) or not name:
+        problem = "the tool call names no function (`function.name` is missing or not text)"
+    elif not isinstance(arguments, str):
+        found = "missing" if arguments is None else f"a JSON {_json_type(arguments)}"
+        problem = f"`function.arguments` is {found}: arguments must be a JSON string"
+    return ToolCall(
+        id=call_id,
+        name=name if isinstance(name, str) else "",
+        arguments=arguments if isinstance(arguments, str) else "",
+        problem=problem,
+    )
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, dict):
+        return "object"
+    return "array" if isinstance(value, list) else "value"
+
+
+def _preview(value: Any, limit: int = 120) -> str:
+    """A short printable excerpt of what a server sent (escaped, never raw control text)."""
+    if isinstance(value, bytes):
+        value = value[: limit * 4].decode("utf-8", "replace")
+    try:
+        text = repr(value)
+    except RecursionError:
+        return "(a value nested too deeply to show)"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _messages(
@@ -176,11 +275,21 @@ def _messages(
     return cast(list[ChatCompletionMessageParam], out)
 
 
-def _usage(response: ChatCompletion) -> dict[str, int]:
-    if response.usage is None:
+def _sendable(value: T) -> T:
+    """`value` with every lone surrogate replaced by U+FFFD, the replacement character: the
+    request is UTF-8, which cannot carry one (the run's own record keeps the original)."""
+    text = json.dumps(value, ensure_ascii=False)
+    return cast(T, json.loads(LONE_SURROGATE.sub("\ufffd", text)))
+
+
+def _usage(usage: Any) -> dict[str, int]:
+    if not isinstance(usage, dict):
         return {}
-    counts = response.usage.model_dump(exclude_none=True)
-    return {k: v for k, v in counts.items() if isinstance(v, int) and not isinstance(v, bool)}
+    return {
+        k: v
+        for k, v in usage.items()
+        if isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+    }
 
 
 def build_model(spec_model: OpenAIModel) -> OpenAIChatModel:
