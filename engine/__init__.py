@@ -35,6 +35,7 @@ from engine.errors import (
     RunError,
     SpecChangedError,
     SpecError,
+    StoreError,
     UsageError,
 )
 from engine.runtime import Failed, Finished, Outcome, Runtime, Suspended
@@ -58,6 +59,7 @@ __all__ = [
     "Spec",
     "SpecChangedError",
     "SpecError",
+    "StoreError",
     "Suspended",
     "ToolContext",
     "UsageError",

@@ -41,12 +41,25 @@ def start(store: RunStore, spec: Spec, root: Frame, run_id: str) -> Journal:
 
 
 def load(store: RunStore, run_id: str, key: bytes | None) -> Continuation:
-    """The continuation a suspended run waits on, rebuilt from its checkpoints."""
-    run = store.get_run(run_id)
+    """The continuation a suspended run waits on, rebuilt from its checkpoints (the row and
+    its events read in one transaction, so they always belong together)."""
+    run, events = store.snapshot(run_id)
     if run.status != "suspended":
-        hint = " (use recover if its process died)" if run.status == "running" else ""
-        raise UsageError(f"run {run_id!r} is {run.status}, not suspended{hint}")
-    return rebuild(run, store.events(run_id), key=key)
+        raise not_waiting(run)
+    return rebuild(run, events, key=key)
+
+
+def not_waiting(run: RunRecord) -> ConflictError:
+    """The refusal to resume a run that is not suspended: another process resumed it."""
+    if run.status == "running":
+        now = "it is running, not suspended: that process is driving it now"
+    else:
+        now = f"it is {run.status}, not suspended: nothing waits for a decision any more"
+    return ConflictError(
+        f"another process resumed run {run.run_id!r}: {now}; `callcc runs show {run.run_id}`"
+        " shows where it stands",
+        run_id=run.run_id,
+    )
 
 
 def claim(store: RunStore, decided: Continuation, key: bytes | None) -> tuple[Frame, Journal]:
@@ -54,15 +67,15 @@ def claim(store: RunStore, decided: Continuation, key: bytes | None) -> tuple[Fr
 
     The store is the source of truth for everything but the decisions, so a document edited
     on its way back can change nothing else. Exactly one of concurrent claims wins."""
-    run = store.get_run(decided.run_id)
+    run, events = store.snapshot(decided.run_id)
     if run.status != "suspended" or run.nonce != decided.nonce:
         raise ConflictError(
-            f"run {decided.run_id!r} no longer waits on this continuation: it was resumed "
-            f"already (the run is {run.status} now)",
+            f"another process resumed run {decided.run_id!r}: it no longer waits on this "
+            f"continuation (the run is {run.status} now); `callcc runs show {decided.run_id}`"
+            " shows where it stands",
             run_id=decided.run_id,
         )
-    stored = load(store, decided.run_id, key)
-    root = stored.root
+    root = rebuild(run, events, key=key).root
     transfer_decisions(decided, root)
     version = store.claim(decided.run_id, decided.nonce)
     journal = Journal(store=store, run_id=decided.run_id, version=version)
@@ -80,13 +93,13 @@ def recover(
 ) -> tuple[Frame, Journal]:
     """Take over a run whose process died and continue from its last checkpoint, once
     `check` accepted the rebuilt stack (the spec it ran with, every entry)."""
-    run = store.get_run(run_id)
+    run, events = store.snapshot(run_id)
     if run.status != "running":
         raise UsageError(
             f"run {run_id!r} is {run.status}; recover continues runs whose process died "
             "while running"
         )
-    continuation = rebuild(run, store.events(run_id), key=key, spec=spec)
+    continuation = rebuild(run, events, key=key, spec=spec)
     check(continuation)
     version = store.take_over(run_id, run.version)
     root = continuation.root

@@ -6,6 +6,7 @@ Kept free of any driver so `sqlite.py` and `postgres.py` word their errors the s
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -25,9 +26,44 @@ PENDING_COLUMNS = "run_id, path, call_id, tool, reason, created_at"
 MIGRATIONS_TABLE = "callcc_migrations"
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+"""A lone surrogate: a code point UTF-8 (and so SQLite, PostgreSQL) cannot hold."""
+
+
+def _escape_surrogate(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
 def dump_json(data: dict[str, Any]) -> str:
-    """Compact JSON text, non-ASCII kept as is (smaller, and readable in a SQL shell)."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """Compact JSON text, non-ASCII kept as is (smaller, and readable in a SQL shell).
+
+    Lossless for any Python text: JSON escapes a NUL (`\\u0000`) and every control character
+    anyway, and a lone surrogate (`"\\ud800"`, which UTF-8 cannot encode) is written as its
+    `\\uXXXX` escape; `json.loads` reads both back as the same code point."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _SURROGATE.sub(_escape_surrogate, text)
+
+
+TEXT_MARK = "\ufdd0json:"
+"""Starts a text column's value that is stored as a JSON string (see `encode_text`)."""
+
+
+def encode_text(text: str | None) -> str | None:
+    """A text column's value for `text`, which may hold a NUL or a lone surrogate (neither fits
+    in a SQL text column): plain text as is, any other as `TEXT_MARK` + its ASCII JSON string.
+    Text that starts with the mark is encoded too, so `decode_text` is exact for every input."""
+    if text is None:
+        return None
+    if "\x00" in text or text.startswith(TEXT_MARK) or _SURROGATE.search(text):
+        return TEXT_MARK + json.dumps(text)
+    return text
+
+
+def decode_text(value: str | None) -> str | None:
+    """The text `encode_text` stored."""
+    if value is None or not value.startswith(TEXT_MARK):
+        return value
+    return cast(str, json.loads(value[len(TEXT_MARK) :]))
 
 
 def load_json(text: str | bytes | dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +84,7 @@ def record(row: Sequence[Any]) -> RunRecord:
         status=cast(RunStatus, row[5]),
         version=int(row[6]),
         nonce=row[7],
-        output=row[8],
+        output=decode_text(row[8]),
         created_at=float(row[9]),
         updated_at=float(row[10]),
     )
@@ -58,9 +94,9 @@ def pending_row(row: Sequence[Any]) -> PendingRow:
     """A `pending` row (selected with `PENDING_COLUMNS`) as a PendingRow."""
     return PendingRow(
         run_id=row[0],
-        path=row[1],
-        call_id=row[2],
-        tool=row[3],
+        path=cast(str, decode_text(row[1])),
+        call_id=cast(str, decode_text(row[2])),
+        tool=decode_text(row[3]),
         reason=row[4],
         created_at=float(row[5]),
     )
@@ -118,11 +154,12 @@ def claim_refusal(
     if consumed:
         return already_resumed(run_id)
     if status == "running":
-        reason = "the run is running: another process resumed it or is driving it"
+        reason = "the run is running: another process resumed it and is driving it"
     elif status in ("finished", "failed"):
-        reason = f"the run has {status}"
+        reason = f"the run has {status}: another process resumed it"
     elif waits_on != nonce:
-        reason = "the run waits on another continuation (unknown or superseded nonce)"
+        reason = "the run waits on another continuation (another process resumed it, or the"
+        reason += " nonce is unknown)"
     else:
         return None
     return ConflictError(f"cannot resume run {run_id!r}: {reason}", run_id=run_id)
@@ -131,8 +168,8 @@ def claim_refusal(
 def already_resumed(run_id: str) -> ConflictError:
     """The error for a claim of a nonce that an earlier claim consumed."""
     return ConflictError(
-        f"cannot resume run {run_id!r}: this continuation was already resumed"
-        " (its nonce is consumed); resume from the run's latest continuation",
+        f"cannot resume run {run_id!r}: another process resumed it: this continuation was"
+        " already resumed (its nonce is consumed); resume from the run's latest continuation",
         run_id=run_id,
     )
 
@@ -179,5 +216,14 @@ def pending_params(run_id: str, pending: Sequence[PendingRow]) -> list[tuple[Any
     for p in pending:
         if p.run_id != run_id:
             raise UsageError(f"pending row {p.path!r} names run {p.run_id!r}, not {run_id!r}")
-        rows.append((p.run_id, p.path, p.call_id, p.tool, p.reason, p.created_at))
+        rows.append(
+            (
+                p.run_id,
+                encode_text(p.path),
+                encode_text(p.call_id),
+                encode_text(p.tool),
+                p.reason,
+                p.created_at,
+            )
+        )
     return rows

@@ -11,6 +11,11 @@ grows with the messages, not with the number of steps.
 Every write names the version it expects and bumps it; a write against another version raises
 `ConflictError`, so of two processes driving one run only one can go on. `claim` is the door
 to a resume: it succeeds once per suspension (its nonce), whoever asks first.
+
+A store that cannot be used (locked, read-only, its disk full, its server gone for good) raises
+`StoreError`, never a driver's exception. Text is kept exactly: a NUL or a lone surrogate in a
+message, a result or an output is data (event payloads are JSON, which escapes both; text
+columns go through `_sql.encode_text`).
 """
 
 from __future__ import annotations
@@ -130,6 +135,12 @@ class RunStore(Protocol):
 
     def events(self, run_id: str) -> list[Event]:
         """All events of a run, in append order."""
+        ...
+
+    def snapshot(self, run_id: str) -> tuple[RunRecord, list[Event]]:
+        """The run and all its events, read in one transaction so they agree (a resume that
+        reads them apart can see a row from before another process's claim and events from
+        after it); raises UsageError naming the id when unknown."""
         ...
 
     def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:

@@ -4,6 +4,9 @@ WAL mode so readers never block the writer, `synchronous=NORMAL` (a power cut ma
 commits, never corrupt the file), a busy timeout so a process waits for another's write instead
 of failing. Every write is one `BEGIN IMMEDIATE` transaction: it takes the file's write lock
 before it reads the version, so the version check and the write are atomic across processes.
+
+Every driver error goes through `_faults`: a lock held past the busy timeout, a read-only file,
+a folder that cannot be made, a full disk become one `StoreError` naming the URL and what to do.
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UsageError
+from engine.errors import StoreError, UsageError
 from engine.store import _sql
 from engine.store._sql import MIGRATIONS_TABLE, PENDING_COLUMNS, RUN_COLUMNS
 from engine.store.base import Event, PendingRow, RunRecord, RunStatus
@@ -86,39 +89,63 @@ class SQLiteStore:
     def __init__(self, url: str) -> None:
         self.url = url
         path = database_path(url)
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-        )
-        try:
-            self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-            _wal(self._db)
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._migrate()
-        except BaseException:
-            self._db.close()
-            raise
+        with self._faults("cannot open the run store"):
+            if path != ":memory:":
+                _make_folder(Path(path).parent, url)
+            self._lock = threading.Lock()
+            self._db = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+            )
+            try:
+                self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+                _wal(self._db)
+                self._db.execute("PRAGMA synchronous = NORMAL")
+                self._migrate()
+            except BaseException:
+                self._db.close()
+                raise
 
     # -- transactions --------------------------------------------------------------------------
 
     @contextmanager
+    def _faults(self, doing: str) -> Iterator[None]:
+        """Turn a driver error inside the block into a `StoreError` (see `_fault`)."""
+        try:
+            yield
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
+            raise  # a constraint the caller handles, or a bug: neither is the store's fault
+        except sqlite3.Error as exc:
+            raise _fault(doing, self.url, exc) from None
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Cursor]:
         """One write transaction holding the file's write lock from its first statement."""
-        with self._lock:
+        with self._lock, self._faults("cannot write to the run store"):
             cur = self._db.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
                 yield cur
             except BaseException:
-                cur.execute("ROLLBACK")
+                with suppress(sqlite3.Error):  # SQLite may have rolled back already (disk full)
+                    cur.execute("ROLLBACK")
                 raise
             cur.execute("COMMIT")
 
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Cursor]:
+        """One read transaction: every query inside sees the same state of the file."""
+        with self._lock, self._faults("cannot read the run store"):
+            cur = self._db.cursor()
+            cur.execute("BEGIN")
+            try:
+                yield cur
+            finally:
+                with suppress(sqlite3.Error):
+                    cur.execute("COMMIT")
+
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """All rows of one query (one statement reads one consistent snapshot)."""
-        with self._lock:
+        with self._lock, self._faults("cannot read the run store"):
             return self._db.execute(sql, params).fetchall()
 
     def _migrate(self) -> None:
@@ -184,7 +211,7 @@ class SQLiteStore:
                         "running",
                         0,
                         run.nonce,
-                        run.output,
+                        _sql.encode_text(run.output),
                         run.created_at,
                         run.updated_at,
                     ),
@@ -229,7 +256,7 @@ class SQLiteStore:
                 "status = ?, nonce = ?, output = ?, spec_digest = COALESCE(?, spec_digest), ",
                 status,
                 nonce,
-                output,
+                _sql.encode_text(output),
                 spec_digest,
             )
             cur.execute("DELETE FROM pending WHERE run_id = ?", (run_id,))
@@ -289,6 +316,17 @@ class SQLiteStore:
         )
         return [_sql.event(row) for row in rows]
 
+    def snapshot(self, run_id: str) -> tuple[RunRecord, list[Event]]:
+        """The run and its events, read in one transaction (so they agree)."""
+        with self._snapshot() as cur:
+            row = cur.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise _sql.no_run(run_id, self.url)
+            rows = cur.execute(
+                "SELECT frame, kind, data FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
+            ).fetchall()
+        return _sql.record(row), [_sql.event(r) for r in rows]
+
     def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
         """Runs, newest first (by last update), optionally of one status."""
         _sql.check_status(status)
@@ -318,6 +356,69 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.url!r})"
+
+
+_FAULTS: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    # (SQLite error names or words of the message, the one-line reason, what to do)
+    (
+        ("SQLITE_BUSY", "SQLITE_LOCKED", "locked"),
+        "the database is locked",
+        "another process held its write lock longer than the {timeout:g} s busy timeout;"
+        " retry once it is done (a run cut off here keeps its last checkpoint:"
+        " `callcc recover RUN_ID` continues it)",
+    ),
+    (
+        ("SQLITE_READONLY", "readonly"),
+        "the database file is read-only",
+        "make the file and its folder writable for this user, or use another store"
+        " (a run cut off here keeps its last checkpoint: `callcc recover RUN_ID` continues it)",
+    ),
+    (
+        ("SQLITE_FULL", "SQLITE_IOERR", "disk is full", "disk I/O"),
+        "the disk is full or failing",
+        "free space on the disk that holds the file, then `callcc recover RUN_ID` continues a"
+        " run cut off here from its last checkpoint",
+    ),
+    (
+        ("SQLITE_CANTOPEN", "unable to open"),
+        "the database file cannot be opened",
+        "check that the file's folder exists and is writable",
+    ),
+    (
+        ("SQLITE_NOTADB", "SQLITE_CORRUPT", "not a database", "malformed"),
+        "the file is not a callcc run store (or it is damaged)",
+        "point the store URL at another file",
+    ),
+)
+"""How each driver error is worded; the first entry that matches wins."""
+
+
+def _fault(doing: str, url: str, exc: sqlite3.Error) -> StoreError:
+    """The `StoreError` for a driver error."""
+    said = str(exc)
+    names = (getattr(exc, "sqlite_errorname", "") or "", said)
+    for keys, reason, hint in _FAULTS:
+        if any(key in text for key in keys for text in names):
+            return StoreError(
+                doing,
+                url=url,
+                reason=f"{reason} ({said})",
+                hint=hint.format(timeout=BUSY_TIMEOUT_SECONDS),
+            )
+    return StoreError(doing, url=url, reason=said, hint="check the file and the URL")
+
+
+def _make_folder(folder: Path, url: str) -> None:
+    """Create the store's folder, or say why it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            "cannot open the run store",
+            url=url,
+            reason=f"its folder {folder} cannot be created ({exc.strerror or exc})",
+            hint="create the folder, or give a store URL whose folder exists",
+        ) from None
 
 
 def _wal(db: sqlite3.Connection) -> None:
