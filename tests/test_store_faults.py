@@ -10,8 +10,8 @@ import json
 import multiprocessing
 import os
 import subprocess
-import uuid
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -298,3 +298,47 @@ def test_a_server_that_cannot_be_reached_is_a_store_error() -> None:
         "callcc: error: cannot connect to the run store"
         " (postgresql://postgres:***@127.0.0.1:1/test?connect_timeout=2): "
     )
+
+
+# -- a lost resume race ------------------------------------------------------------------------
+
+
+def resume_in_child(url: str, barrier: Any, results: Any) -> None:
+    """A forked racer: wait for every other, then `callcc resume race --approve t1`."""
+    barrier.wait(timeout=60)
+    results.put(cli("resume", "race", "--store", url, "--approve", "t1", "--format", "json"))
+
+
+def test_every_process_that_loses_a_resume_race_is_told_another_process_resumed_the_run(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("CALLCC_TEST_LOG", str(log))
+    tools = {"transfer": {"kind": "python", "ref": "loop_tools:transfer",
+                          "description": "Move money.", "approval": True}}  # fmt: skip
+    turns = [calls({"id": "t1", "name": "transfer", "arguments": {"to": "bob", "amount": 5}}),
+             say("paid")]  # fmt: skip
+    spec = spec_folder(tmp_path, "pay", tools, turns)
+    code, _, err = cli("run", str(spec), "-p", "pay", "--store", store_url, "--run-id", "race")
+    assert code == 3, err
+
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(8), context.Queue()
+    racers = [
+        context.Process(target=resume_in_child, args=(store_url, barrier, results))
+        for _ in range(8)
+    ]
+    for racer in racers:
+        racer.start()
+    outcomes = [results.get(timeout=120) for _ in racers]
+    for racer in racers:
+        racer.join(timeout=60)
+    results.close()
+    results.join_thread()
+
+    assert sorted(code for code, _, _ in outcomes) == [0] + [2] * 7, outcomes
+    for code, _, err in outcomes:
+        if code == 2:
+            assert "another process resumed" in err and "run 'race'" in err, err
+            assert "modified" not in err and "recover" not in err, err
+    assert [json.loads(line)[0] for line in log.read_text().splitlines()] == ["transfer"]
