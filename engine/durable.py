@@ -6,26 +6,32 @@ know the store's protocol (`engine.store.base`), and neither imports a database 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from engine.continuation import Continuation
-from engine.errors import ConflictError, ContinuationError, UsageError
+from engine.errors import ConflictError, ContinuationError, SpecError, UsageError
 from engine.frames import Frame, walk
 from engine.journal import Journal, rebuild
-from engine.spec.model import Spec
-from engine.store.base import RunRecord, RunStore
+from engine.spec.load import load_spec, load_stored_spec
+from engine.spec.model import Spec, SpecSource
+from engine.store.base import RunRecord, RunStore, SpecRow
+
+log = logging.getLogger("callcc.run")
 
 
 def start(store: RunStore, spec: Spec, root: Frame, run_id: str) -> Journal:
     """Create the run and checkpoint its first frame (so even the prompt survives a crash)."""
     now = time.time()
+    keep_spec(store, spec)
     store.create_run(
         RunRecord(
             run_id=run_id,
             spec_name=spec.name,
             spec_digest=spec.digest,
-            spec_path=spec.path or None,
+            spec_path=str(Path(spec.path).resolve()) if spec.path else None,
             agent=root.agent,
             status="running",
             version=0,
@@ -38,6 +44,51 @@ def start(store: RunStore, spec: Spec, root: Frame, run_id: str) -> Journal:
     journal = Journal(store=store, run_id=run_id, version=0)
     journal.checkpoint(root)
     return journal
+
+
+def keep_spec(store: RunStore, spec: Spec) -> None:
+    """Keep the texts `spec` was loaded from under its digest (once; a spec built in Python
+    has none), so `spec_of_run` finds it from any directory and any machine."""
+    source = spec.source
+    if source is not None:
+        store.put_spec(
+            SpecRow(
+                digest=spec.digest,
+                name=spec.name,
+                path=source.path,
+                text=source.text,
+                instructions=dict(source.instructions),
+                created_at=time.time(),
+            )
+        )
+
+
+def spec_of_run(store: RunStore, run_id: str, *, allow_spec_change: bool = False) -> Spec:
+    """The spec to resume or recover a run with, when none is given: the one the store kept
+    under the run's digest (its scripts and tool modules looked up in the absolute folder it
+    came from), or else the spec file at the path recorded with the run. With
+    `allow_spec_change`, the file at the recorded path wins, so an edited spec is picked up.
+    Logs where the spec came from; a path that cannot be read says where it was recorded."""
+    run = store.get_run(run_id)
+    kept = store.get_spec(run.spec_digest)
+    recorded = run.spec_path
+    if kept is not None and not (allow_spec_change and recorded and Path(recorded).is_file()):
+        source = SpecSource(text=kept.text, instructions=kept.instructions, path=kept.path)
+        log.info("spec %s: the copy kept in the store (from %s)", kept.name, kept.path)
+        return load_stored_spec(source)
+    if not recorded:
+        raise UsageError(f"run {run_id!r} records no spec and the store keeps none; pass --spec")
+    log.info("spec %s: the path recorded with run %s", recorded, run_id)
+    try:
+        return load_spec(recorded)
+    except SpecError as exc:
+        where = (
+            "" if Path(recorded).is_absolute() else ", relative to the folder `callcc run` ran in"
+        )
+        raise UsageError(
+            f"{exc}; the path {recorded!r} was recorded with run {run_id!r} when it started"
+            f"{where}, and the store keeps no copy of its spec; pass --spec SPEC"
+        ) from None
 
 
 def load(store: RunStore, run_id: str, key: bytes | None) -> Continuation:

@@ -153,6 +153,7 @@ class Runtime:
                 del self._consumed[next(iter(self._consumed))]
             return await self._drive(continuation.root, continuation.run_id, None)
         root, journal = durable.claim(self.store, continuation, self._key)  # refuses replays
+        durable.keep_spec(self.store, self.spec)  # the spec it goes on with (may be changed)
         return await self._drive(root, continuation.run_id, journal)
 
     async def arecover(self, run_id: str, *, allow_spec_change: bool = False) -> Outcome:
@@ -169,6 +170,7 @@ class Runtime:
             self._key,
             lambda c: self.check(c, allow_spec_change=allow_spec_change),
         )
+        durable.keep_spec(store, self.spec)
         return await self._drive(root, run_id, journal)
 
     def load(self, text: str | bytes) -> Continuation:

@@ -15,7 +15,7 @@ SCHEMA_TO_MODEL = {"instructions_file": "instructions"}
 # Dataclass fields that are not YAML fields: the key of the object under its map (`name`),
 # and for the whole spec, where it was loaded from and its digest.
 MODEL_ONLY = {"name"}
-SPEC_ONLY = {"path", "digest"}
+SPEC_ONLY = {"path", "digest", "source"}
 
 PAIRS: list[tuple[str, type[Any]]] = [
     ("openai_model", model.OpenAIModel),

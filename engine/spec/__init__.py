@@ -7,10 +7,10 @@ Ownership, one line a module:
 - `check`: runs env substitution, `_schema_pass` and `_semantic` over a loaded document.
 - `_resolve`: `--resolve`, importing python refs and checking their signatures.
 - `_build`: data to the frozen dataclasses of `model`, and the spec digest.
-- `load`: `load_spec`, `validate_file`, `validate_files`.
+- `load`: `load_spec`, `load_stored_spec` (a spec a run store kept), `validate_file(s)`.
 """
 
-from engine.spec.load import load_spec, validate_file, validate_files
+from engine.spec.load import load_spec, load_stored_spec, validate_file, validate_files
 from engine.spec.model import (
     Agent,
     AgentTool,
@@ -22,6 +22,7 @@ from engine.spec.model import (
     PythonTool,
     ScriptedModel,
     Spec,
+    SpecSource,
     SuspendRules,
     Tool,
 )
@@ -37,9 +38,11 @@ __all__ = [
     "PythonTool",
     "ScriptedModel",
     "Spec",
+    "SpecSource",
     "SuspendRules",
     "Tool",
     "load_spec",
+    "load_stored_spec",
     "validate_file",
     "validate_files",
 ]

@@ -11,7 +11,15 @@ from __future__ import annotations
 import os
 
 from engine.errors import UsageError
-from engine.store.base import RUN_STATUSES, Event, PendingRow, RunRecord, RunStatus, RunStore
+from engine.store.base import (
+    RUN_STATUSES,
+    Event,
+    PendingRow,
+    RunRecord,
+    RunStatus,
+    RunStore,
+    SpecRow,
+)
 
 STORE_ENV = "CALLCC_STORE"
 DEFAULT_URL = "sqlite:///.callcc/runs.db"
@@ -48,5 +56,6 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "RunStore",
+    "SpecRow",
     "open_store",
 ]

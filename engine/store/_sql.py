@@ -12,7 +12,7 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from engine.errors import ConflictError, UsageError
-from engine.store.base import RUN_STATUSES, Event, PendingRow, RunRecord, RunStatus
+from engine.store.base import RUN_STATUSES, Event, PendingRow, RunRecord, RunStatus, SpecRow
 
 RUN_COLUMNS = (
     "id, spec_name, spec_digest, spec_path, agent, status, version, nonce, output,"
@@ -22,6 +22,9 @@ RUN_COLUMNS = (
 
 PENDING_COLUMNS = "run_id, path, call_id, tool, reason, created_at"
 """The `pending` columns in the order `pending_row()` reads them."""
+
+SPEC_COLUMNS = "digest, name, path, text, instructions, created_at"
+"""The `specs` columns in the order `spec_row()` reads them."""
 
 MIGRATIONS_TABLE = "callcc_migrations"
 
@@ -98,6 +101,25 @@ def pending_row(row: Sequence[Any]) -> PendingRow:
         call_id=cast(str, decode_text(row[2])),
         tool=decode_text(row[3]),
         reason=row[4],
+        created_at=float(row[5]),
+    )
+
+
+def spec_params(spec: SpecRow) -> tuple[Any, ...]:
+    """The `specs` row to insert (`SPEC_COLUMNS` order)."""
+    instructions = json.dumps(spec.instructions, ensure_ascii=True, sort_keys=True)
+    return (spec.digest, spec.name, spec.path, encode_text(spec.text), instructions,
+            spec.created_at)  # fmt: skip
+
+
+def spec_row(row: Sequence[Any]) -> SpecRow:
+    """A `specs` row (selected with `SPEC_COLUMNS`) as a SpecRow."""
+    return SpecRow(
+        digest=row[0],
+        name=row[1],
+        path=row[2],
+        text=cast(str, decode_text(row[3])),
+        instructions=cast(dict[str, str], json.loads(row[4])),
         created_at=float(row[5]),
     )
 

@@ -87,6 +87,24 @@ class PendingRow:
     """When the run suspended on it (seconds since the epoch)."""
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SpecRow:
+    """A spec's texts as the store keeps them, once per digest (see `engine.spec.SpecSource`)."""
+
+    digest: str
+    """The spec's digest: the key."""
+    name: str
+    """`name` of the spec."""
+    path: str
+    """The absolute path the spec file had when it was first kept."""
+    text: str
+    """The spec file's text."""
+    instructions: dict[str, str]
+    """Agent name -> the text of its `instructions_file`."""
+    created_at: float
+    """When it was first kept (seconds since the epoch)."""
+
+
 class RunStore(Protocol):
     """Durable runs. Implementations: `engine.store.sqlite`, `engine.store.postgres`."""
 
@@ -149,6 +167,14 @@ class RunStore(Protocol):
 
     def pending(self, *, limit: int = 100) -> list[PendingRow]:
         """Pending decisions across runs, oldest first."""
+        ...
+
+    def put_spec(self, spec: SpecRow) -> None:
+        """Keep a spec's texts under its digest; a digest kept already is left as it is."""
+        ...
+
+    def get_spec(self, digest: str) -> SpecRow | None:
+        """The spec kept under `digest`, or None."""
         ...
 
     def close(self) -> None:

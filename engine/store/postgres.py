@@ -31,8 +31,8 @@ from psycopg import sql
 
 from engine.errors import StoreError, UsageError
 from engine.store import _sql
-from engine.store._sql import MIGRATIONS_TABLE, PENDING_COLUMNS, RUN_COLUMNS
-from engine.store.base import Event, PendingRow, RunRecord, RunStatus
+from engine.store._sql import MIGRATIONS_TABLE, PENDING_COLUMNS, RUN_COLUMNS, SPEC_COLUMNS
+from engine.store.base import Event, PendingRow, RunRecord, RunStatus, SpecRow
 
 MIGRATION_LOCK = 0x63616C6C6363  # "callcc": the advisory lock key concurrent opens queue on
 CONNECT_TIMEOUT_SECONDS = 10
@@ -85,6 +85,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             consumed_at double precision NOT NULL
         )""",
     ),
+    # 2: the specs runs were started with, their texts kept once per digest, so a run resumes
+    # from any directory and any machine.
+    (
+        """CREATE TABLE specs (
+            digest text PRIMARY KEY,
+            name text NOT NULL,
+            path text NOT NULL,
+            text text NOT NULL,
+            instructions text NOT NULL,
+            created_at double precision NOT NULL
+        )""",
+    ),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
 
@@ -122,6 +134,7 @@ class PostgresStore:
 
     def __init__(self, url: str) -> None:
         self.url = _sql.mask_url(url)
+        self._kept_specs: set[str] = set()
         self._conninfo, self.schema = split_url(url)
         self._lock = threading.Lock()
         try:
@@ -500,6 +513,31 @@ class PostgresStore:
             return cur.fetchall()
 
         return [_sql.pending_row(row) for row in self._run("cannot read the run store", body)]
+
+    def put_spec(self, spec: SpecRow) -> None:
+        """Keep a spec's texts under its digest, once (idempotent: retried as it is)."""
+        if spec.digest in self._kept_specs:
+            return
+
+        def body(cur: Cursor) -> None:
+            cur.execute(
+                f"INSERT INTO specs ({SPEC_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (digest) DO NOTHING",
+                _sql.spec_params(spec),
+            )
+
+        self._run("cannot write to the run store", body)
+        self._kept_specs.add(spec.digest)
+
+    def get_spec(self, digest: str) -> SpecRow | None:
+        """The spec kept under `digest`, or None."""
+
+        def body(cur: Cursor) -> tuple[Any, ...] | None:
+            cur.execute(f"SELECT {SPEC_COLUMNS} FROM specs WHERE digest = %s", (digest,))
+            return cur.fetchone()
+
+        row = self._run("cannot read the run store", body)
+        return _sql.spec_row(row) if row is not None else None
 
     def close(self) -> None:
         """Close the connection."""

@@ -21,8 +21,8 @@ from typing import Any
 
 from engine.errors import StoreError, UsageError
 from engine.store import _sql
-from engine.store._sql import MIGRATIONS_TABLE, PENDING_COLUMNS, RUN_COLUMNS
-from engine.store.base import Event, PendingRow, RunRecord, RunStatus
+from engine.store._sql import MIGRATIONS_TABLE, PENDING_COLUMNS, RUN_COLUMNS, SPEC_COLUMNS
+from engine.store.base import Event, PendingRow, RunRecord, RunStatus, SpecRow
 
 BUSY_TIMEOUT_SECONDS = 5.0
 
@@ -69,6 +69,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             consumed_at REAL NOT NULL
         )""",
     ),
+    # 2: the specs runs were started with, their texts kept once per digest, so a run resumes
+    # from any directory and any machine.
+    (
+        """CREATE TABLE specs (
+            digest TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            path TEXT NOT NULL,
+            text TEXT NOT NULL,
+            instructions TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+    ),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
 
@@ -88,6 +100,7 @@ class SQLiteStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self._kept_specs: set[str] = set()
         path = database_path(url)
         with self._faults("cannot open the run store"):
             if path != ":memory:":
@@ -348,6 +361,23 @@ class SQLiteStore:
             (limit,),
         )
         return [_sql.pending_row(row) for row in rows]
+
+    def put_spec(self, spec: SpecRow) -> None:
+        """Keep a spec's texts under its digest, once."""
+        if spec.digest in self._kept_specs:
+            return
+        with self._write() as cur:
+            cur.execute(
+                f"INSERT INTO specs ({SPEC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (digest) DO NOTHING",
+                _sql.spec_params(spec),
+            )
+        self._kept_specs.add(spec.digest)
+
+    def get_spec(self, digest: str) -> SpecRow | None:
+        """The spec kept under `digest`, or None."""
+        rows = self._read(f"SELECT {SPEC_COLUMNS} FROM specs WHERE digest = ?", (digest,))
+        return _sql.spec_row(rows[0]) if rows else None
 
     def close(self) -> None:
         """Close the connection."""
