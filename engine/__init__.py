@@ -18,7 +18,8 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `signing`: HMAC-SHA256 signatures, keys from the environment, rotation.
 - `store/`: the run store protocol (`base`), SQLite and PostgreSQL backends, `open_store`.
 - `journal`: checkpoints as frame deltas, and continuations rebuilt from them.
-- `durable`: what a runtime with a store does: start, claim a resume, recover a dead run.
+- `durable`: what a runtime with a store does: start, claim a resume, recover a dead run, keep
+  the spec with the run and find it again (`spec_of_run`).
 - `models/`: the model protocol (`base`), the OpenAI adapter, the scripted model.
 - `render/`: networkx graphs of specs and stacks; DOT, SVG/PNG, Mermaid, terminal text.
 - `cli/`: `callcc` subcommands, one module each; `main(argv, stdout, stderr) -> int`.
