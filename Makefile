@@ -43,8 +43,8 @@ figures: $(STAMP) dot
 	$(BIN)/callcc render $(FIGURE_STATE) --spec specs/hr_agent.yaml -o docs/hr-suspended.png
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check engine tests bench
-	$(BIN)/ruff check engine tests bench
+	$(BIN)/ruff format --check engine callcc tests bench
+	$(BIN)/ruff check engine callcc tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -1,8 +1,9 @@
 """callcc: declarative agents that suspend anywhere and resume from one JSON continuation.
 
 Public API: `load_spec`, `Runtime` (`run`/`arun`, `resume`/`aresume`), the outcomes `Finished`,
-`Suspended`, `Failed`, `Continuation` (with `pending()` and the decision methods), and for tool
-authors `ToolContext` and `Deferred`.
+`Stopped`, `Suspended`, `Failed`, `Continuation` (with `pending()` and the decision methods),
+and for tool authors `ToolContext` and `Deferred`. The top-level `callcc` package re-exports
+exactly this `__all__`, for `import callcc`.
 
 Ownership, one line a module (a leading underscore marks an internal):
 - `errors`: the one exception root (`CallccError`), usage errors vs run errors, `Diagnostic`.
@@ -13,6 +14,7 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `loop`: `step(frame) -> Continue | Suspend | Finish | Fail` and the driver.
 - `tooling`: one turn's tool calls: sort, gate, apply decisions, run, record.
 - `continuation`: the document, its decision API, versions; `_codec` parses and checks it.
+- `_paths`: pending paths (`root/child@CALL/.../ENTRY`) and which entry an identifier names.
 - `runtime`: `Runtime` and its outcomes; `_eager` drives scripted runs without a loop trip.
 - `_preflight`: the check of a document against the spec before a resume runs anything.
 - `signing`: HMAC-SHA256 signatures, keys from the environment, rotation.
@@ -20,7 +22,8 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `journal`: checkpoints as frame deltas, and continuations rebuilt from them.
 - `durable`: what a runtime with a store does: start, claim a resume, recover a dead run, keep
   the spec with the run and find it again (`spec_of_run`).
-- `models/`: the model protocol (`base`), the OpenAI adapter, the scripted model.
+- `models/`: the model protocol (`base`), the OpenAI adapter, the scripted model, and
+  `script_check`, `callcc validate`'s located check of a script against its spec.
 - `render/`: networkx graphs of specs and stacks; DOT, SVG/PNG, Mermaid, terminal text.
 - `cli/`: `callcc` subcommands, one module each; `main(argv, stdout, stderr) -> int`.
 - `_canonical`: canonical JSON and fingerprints.
@@ -39,7 +42,7 @@ from engine.errors import (
     StoreError,
     UsageError,
 )
-from engine.runtime import Failed, Finished, Outcome, Runtime, Suspended
+from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped, Suspended
 from engine.spec import Spec, load_spec
 from engine.tools import Deferred, ToolContext
 
@@ -60,6 +63,7 @@ __all__ = [
     "Spec",
     "SpecChangedError",
     "SpecError",
+    "Stopped",
     "StoreError",
     "Suspended",
     "ToolContext",

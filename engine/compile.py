@@ -1,8 +1,9 @@
 """Spec -> Program: agents with their model clients and bound tools, ready for the loop.
 
-Compiling imports the python tools (with the spec's folder first on the import path), infers
-their parameters from signatures where the spec gives none, builds one argument validator per
-tool and one client per model. The loop then needs no YAML and no lookups by string.
+Compiling imports the python tools (with the spec's folder first on the import path), holds
+each function to its declared parameters (or infers them from its signature where the spec gives
+none), builds one argument validator per tool and one client per model. The loop then needs no
+YAML and no lookups by string.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from engine.errors import UsageError
+from engine.errors import Diagnostic, SpecError, UsageError
 from engine.models.base import ModelClient
 from engine.models.scripted import ScriptedModel
 from engine.spec._semantic import FORBIDDEN_MODULES
+from engine.spec.check import sort_diagnostics
 from engine.spec.model import Agent, AgentTool, ExternalTool, Model, PythonTool, Spec, Tool
-from engine.tools import ToolContext, import_ref, infer_parameters
+from engine.spec.signature import Mismatch, locate_in, located, signature_mismatches
+from engine.tools import ToolContext, ToolRefError, import_ref, infer_parameters
 
 AGENT_TOOL_PARAMETERS: Mapping[str, Any] = {
     "type": "object",
@@ -96,7 +99,7 @@ def compile_spec(
             check_module_allowed(tool, spec.allow_modules, allowed_modules)
     override = _resolve_override(spec, model_override)
     clients: dict[str, ModelClient] = {}
-    tools = {name: _bind_tool(tool, search_path) for name, tool in spec.tools.items()}
+    tools = _bind_tools(spec, search_path)
     agents: dict[str, BoundAgent] = {}
     for name, agent in spec.agents.items():
         if override is not None:
@@ -162,10 +165,44 @@ def _resolve_override(spec: Spec, override: ModelClient | str | None) -> ModelCl
     )
 
 
-def _bind_tool(tool: Tool, search_path: str | None) -> BoundTool:
+def _bind_tools(spec: Spec, search_path: str | None) -> dict[str, BoundTool]:
+    """Every tool bound; a ref that does not import or a function that does not fit its
+    parameters refuses the whole spec, with every such finding located in the spec's file."""
+    tools: dict[str, BoundTool] = {}
+    found: list[Diagnostic] = []
+    locate = locate_in(spec.locations)
+    for name, tool in spec.tools.items():
+        try:
+            bound = _bind_tool(tool, search_path)
+        except ToolRefError as exc:
+            hint = f"the spec's folder ({search_path}) is searched first; check the module path"
+            bad = Mismatch(code=exc.code, message=str(exc), pointer="/ref", suggestion=hint)
+            found.append(located(name, bad, file=spec.path, locate=locate))
+            continue
+        if isinstance(bound, BoundTool):
+            tools[name] = bound
+        else:
+            found.extend(located(name, m, file=spec.path, locate=locate) for m in bound)
+    if found:
+        raise SpecError(sort_diagnostics(found))
+    return tools
+
+
+def _bind_tool(tool: Tool, search_path: str | None) -> BoundTool | list[Mismatch]:
     if isinstance(tool, PythonTool):
         func = import_ref(tool.ref, search_path)
-        parameters = tool.parameters or infer_parameters(func)
+        if tool.parameters:
+            mismatches = signature_mismatches(tool.ref, func, tool.parameters)
+            parameters = tool.parameters
+        else:
+            try:
+                parameters = infer_parameters(func)
+            except (TypeError, ValueError):  # ValueError: no signature to read
+                mismatches = signature_mismatches(tool.ref, func, None)
+            else:
+                mismatches = []
+        if mismatches:
+            return mismatches
         context_param = _context_param(func)
         return BoundTool(
             spec=tool,

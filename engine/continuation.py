@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from engine import _json
+from engine import _json, _paths
 from engine._codec import decision_to_data, frames_from_data, frames_to_data
 from engine.errors import ContinuationError, DecisionError
 from engine.frames import (
@@ -57,7 +57,8 @@ class PendingDecision:
     id: str
     """The call id (or synthetic id) to pass to a decision method."""
     path: str
-    """`agent/.../agent/id`: where in the stack the entry sits; also accepted as an id."""
+    """`root_agent/child_agent@CALL/.../id`: where in the stack the entry sits, `CALL` being
+    the id of the call that started each sub-agent; also accepted as an id."""
     agent: str
     """The agent whose frame waits."""
     tool: str | None
@@ -251,22 +252,18 @@ class Continuation:
         )
 
     def find(self, ident: str) -> tuple[PendingDecision, Pending]:
-        """The pending entry named by a full path, a path suffix, or a bare unique call id."""
+        """The pending entry named by a full path, a bare unique entry id, or a path suffix
+        whose segments may leave out `@CALL` (see `engine._paths`)."""
         leaves = self._leaves()
-        exact = [leaf for leaf in leaves if leaf[0].path == ident]
-        if not exact:
-            exact = [leaf for leaf in leaves if leaf[0].id == ident]
-        if not exact:
-            exact = [leaf for leaf in leaves if leaf[0].path.endswith("/" + ident)]
-        if len(exact) == 1:
-            return exact[0]
-        if not exact:
+        found = [leaves[i] for i in _paths.select(ident, [v.path for v, _ in leaves])]
+        if len(found) == 1:
+            return found[0]
+        if not found:
             raise DecisionError(
                 f"no pending call {ident!r}", pending_ids=[v.path for v, _ in leaves]
             )
         raise DecisionError(
-            f"{ident!r} names {len(exact)} pending calls; use the full path",
-            pending_ids=[v.path for v, _ in exact],
+            _paths.ambiguity(ident, len(found)), pending_ids=[v.path for v, _ in found]
         )
 
     # -- the document ------------------------------------------------------------------------

@@ -95,7 +95,7 @@ def load(store: RunStore, run_id: str, key: bytes | None) -> Continuation:
     """The continuation a suspended run waits on, rebuilt from its checkpoints (the row and
     its events read in one transaction, so they always belong together)."""
     run, events = store.snapshot(run_id)
-    if run.status != "suspended":
+    if run.status != "suspended" and not _resumable_failure(run):
         raise not_waiting(run)
     return rebuild(run, events, key=key)
 
@@ -119,7 +119,8 @@ def claim(store: RunStore, decided: Continuation, key: bytes | None) -> tuple[Fr
     The store is the source of truth for everything but the decisions, so a document edited
     on its way back can change nothing else. Exactly one of concurrent claims wins."""
     run, events = store.snapshot(decided.run_id)
-    if run.status != "suspended" or run.nonce != decided.nonce:
+    waits = run.status == "suspended" or _resumable_failure(run)
+    if not waits or run.nonce != decided.nonce:
         raise ConflictError(
             f"another process resumed run {decided.run_id!r}: it no longer waits on this "
             f"continuation (the run is {run.status} now); `callcc runs show {decided.run_id}`"
@@ -133,6 +134,12 @@ def claim(store: RunStore, decided: Continuation, key: bytes | None) -> tuple[Fr
     journal.prime(root)
     journal.checkpoint_all(root)  # the decisions are kept before anything runs
     return root, journal
+
+
+def _resumable_failure(run: RunRecord) -> bool:
+    """A failed run that kept the nonce of its continuation: it waits on a decision (resume
+    or stop) and is claimed like a suspended run."""
+    return run.status == "failed" and run.nonce is not None
 
 
 def recover(

@@ -297,12 +297,14 @@ def assign_paths(root: Frame) -> None:
 
 
 def walk(root: Frame) -> list[tuple[tuple[str, ...], Frame]]:
-    """Every frame with its agent path, root first, depth first, without recursion."""
+    """Every frame with its path, root first, depth first, without recursion: the root's
+    agent, then one `agent@CALL` segment a sub-agent, `CALL` being the id of the parent's
+    call that started it (`("hr_agent", "account_agent@call_hr_1")`)."""
     out: list[tuple[tuple[str, ...], Frame]] = []
     stack: list[tuple[tuple[str, ...], Frame]] = [((root.agent,), root)]
     while stack:
         path, frame = stack.pop()
         out.append((path, frame))
-        children = [((*path, p.child.agent), p.child) for p in frame.pending if p.child]
+        children = [((*path, f"{p.child.agent}@{p.id}"), p.child) for p in frame.pending if p.child]
         stack.extend(reversed(children))
     return out

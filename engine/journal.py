@@ -98,8 +98,11 @@ class Journal:
         continuation: Continuation | None,
         output: str | None,
         spec_digest: str,
+        resumable: bool = False,
     ) -> None:
-        """Record the outcome and the pending decisions, queryable without the document."""
+        """Record the outcome and the pending decisions, queryable without the document.
+        A `resumable` failed run keeps the nonce of its continuation, so it can be claimed
+        (resumed once the cause is fixed) like a suspended run."""
         now = time.time()
         rows = [
             PendingRow(
@@ -116,7 +119,9 @@ class Journal:
             self.run_id,
             self.version,
             status=status,
-            nonce=continuation.nonce if continuation and status == "suspended" else None,
+            nonce=continuation.nonce
+            if continuation and (status == "suspended" or resumable)
+            else None,
             output=output,
             pending=rows,
             spec_digest=spec_digest,

@@ -40,10 +40,11 @@ class Suspend:
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """The agent answered."""
+    """The agent answered (or a `stop` decision ended it: `stopped`)."""
 
     output: str
     kind: Literal["finish"] = "finish"
+    stopped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,9 @@ class Fail:
 
     reason: str
     kind: Literal["fail"] = "fail"
+    resumable: bool = False
+    """True when the failing frame recorded an `error` entry: once the cause is fixed, a
+    `resume` decision asks the model again (the failed run's continuation resumes)."""
 
 
 Step = Continue | Suspend | Finish | Fail
@@ -127,6 +131,7 @@ async def ask_model(frame: Frame, agent: BoundAgent) -> Step:
         messages=frame.messages,
         tools=agent.tool_defs,
         attempt=frame.attempts,
+        path=frame.path,
     )
     frame.attempts += 1
     say(frame, "asks the model (turn %d)", frame.turns + 1)
@@ -134,7 +139,7 @@ async def ask_model(frame: Frame, agent: BoundAgent) -> Step:
         reply = await agent.model.complete(request)
     except ModelError as exc:
         if not exc.transient:
-            return Fail(f"model call of agent {frame.agent!r} failed: {exc}")
+            return fail_resumably(frame, f"model call of agent {frame.agent!r} failed: {exc}")
         frame.pending.append(
             Pending.for_frame(
                 id=frame.next_id("error"),
@@ -209,13 +214,34 @@ async def settle(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
         return SUSPEND
     failure, unsaved = await run_calls(frame, agent, calls, ctx)
     if failure is not None:
-        return Fail(failure)
+        return Fail(failure, resumable=not _stuck(frame, calls))
     if frame.pending:
         return SUSPEND
     for call in calls:
         content = frame.results.pop(call["id"])
         frame.messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
     return CONTINUE if unsaved else CLOSED_TURN  # the closed turn is kept with its messages
+
+
+def fail_resumably(frame: Frame, reason: str) -> Fail:
+    """Fail the run, recording an `error` entry in the frame so its continuation can be
+    resumed (`resume`: ask the model again) once the cause is fixed, or stopped."""
+    frame.pending.append(
+        Pending.for_frame(
+            id=frame.next_id("error"),
+            reason="error",
+            decisions=("resume", "stop"),
+            detail=f"{reason}; fix the cause, then resume to ask the model again",
+        )
+    )
+    return Fail(reason, resumable=True)
+
+
+def _stuck(frame: Frame, calls: list[dict[str, Any]]) -> bool:
+    """True when a call failed with neither a result nor a pending entry: a sub-agent whose
+    failure left nothing to resume, so neither can this frame."""
+    settled = {p.id for p in frame.pending}.union(frame.results)
+    return any(frame.ledger.get(c["id"]) == "failed" and c["id"] not in settled for c in calls)
 
 
 def open_turn(frame: Frame, agent: BoundAgent, calls: list[dict[str, Any]]) -> Step:
@@ -253,7 +279,7 @@ def stop_early(frame: Frame) -> Finish:
             {"role": "tool", "tool_call_id": call_id, "content": frame.results.pop(call_id)}
         )
     frame.pending.clear()
-    return Finish(frame.last_text())
+    return Finish(frame.last_text(), stopped=True)
 
 
 def _grant(frame: Frame, detail: str, amount: int) -> None:

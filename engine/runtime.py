@@ -51,6 +51,19 @@ class Finished:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Stopped:
+    """A `stop` decision ended the entry agent; `output` is its reply so far."""
+
+    kind: Literal["stopped"] = "stopped"
+    output: str
+    """The entry agent's last text when it was stopped (may be empty)."""
+    messages: list[Message] = field(default_factory=list)
+    """The entry agent's whole conversation."""
+    run_id: str = ""
+    """The run's id."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Suspended:
     """The run waits; decide on `continuation` and resume it."""
 
@@ -67,10 +80,14 @@ class Failed:
     reason: str
     """What went wrong, and where."""
     continuation: Continuation
-    """The stack at the failure, for inspection."""
+    """The stack at the failure, for inspection (and to resume, when `resumable`)."""
+    resumable: bool = False
+    """True when the failing frame recorded an `error` entry (a model call that failed for
+    good: HTTP 400, bad credentials): once the cause is fixed, decide `resume` on it and
+    resume `continuation` (with a store: `load_run`), or decide `stop`."""
 
 
-Outcome = Finished | Suspended | Failed
+Outcome = Finished | Stopped | Suspended | Failed
 
 
 REMEMBERED_NONCES = 100_000
@@ -137,8 +154,9 @@ class Runtime:
         self.check(continuation, allow_spec_change=allow_spec_change)
         if not continuation.frames()[0][1].pending:
             raise ContinuationError(
-                "the continuation waits on nothing: it records a finished or failed run, "
-                "which cannot be resumed",
+                "the continuation waits on nothing: it records a finished run, or a failed "
+                "run whose failure left nothing to resume (only a failed model call can be "
+                "resumed)",
                 pointer="/frames/0/pending",
             )
         if continuation.nonce in self._consumed:
@@ -198,15 +216,21 @@ class Runtime:
         if journal is not None:
             journal.settle(
                 status=outcome.kind,
-                continuation=None if isinstance(outcome, Finished) else outcome.continuation,
+                continuation=None
+                if isinstance(outcome, Finished | Stopped)
+                else outcome.continuation,
                 output=outcome.output
-                if isinstance(outcome, Finished)
+                if isinstance(outcome, Finished | Stopped)
                 else getattr(outcome, "reason", None),
                 spec_digest=self.spec.digest,
+                resumable=isinstance(outcome, Failed) and outcome.resumable,
             )
         return outcome
 
     def _outcome(self, result: Suspend | Finish | Fail, root: Frame, run_id: str) -> Outcome:
+        if isinstance(result, Finish) and result.stopped:
+            log.info("run %s stopped by a decision", run_id)
+            return Stopped(output=result.output, messages=root.messages, run_id=run_id)
         if isinstance(result, Finish):
             log.info("run %s finished", run_id)
             return Finished(output=result.output, messages=root.messages, run_id=run_id)
@@ -220,7 +244,7 @@ class Runtime:
         )
         if isinstance(result, Fail):
             log.info("run %s failed: %s", run_id, result.reason)
-            return Failed(reason=result.reason, continuation=document)
+            return Failed(reason=result.reason, continuation=document, resumable=result.resumable)
         if log.isEnabledFor(logging.INFO):
             waiting = ", ".join(p.path for p in document.pending())
             log.info("run %s suspended on %s", run_id, waiting)

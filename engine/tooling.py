@@ -57,6 +57,8 @@ class _Wait:
 @dataclass(frozen=True, slots=True)
 class _Failed:
     reason: str
+    entry: Pending | None = None
+    """The failed sub-agent's entry, holding its frame, when the failure can be resumed."""
 
 
 _Outcome = _Done | _Wait | _Failed
@@ -224,6 +226,10 @@ async def run_calls(
         elif isinstance(outcome, _Wait):
             frame.ledger[call_id] = "failed" if outcome.entry.reason == "error" else "pending"
             frame.pending.append(outcome.entry)
+        elif outcome.entry is not None:  # a sub-agent failed where it can resume: keep it
+            frame.ledger[call_id] = "pending"
+            frame.pending.append(outcome.entry)
+            return outcome.reason
         else:
             frame.ledger[call_id] = "failed"
             return outcome.reason
@@ -289,7 +295,12 @@ async def _child(child: Frame, entry: Pending, ctx: RunContext) -> _Outcome:
         entry.child = child
         entry.decision = None
         return _Wait(entry)
-    return _Failed(f"sub-agent {child.agent!r} (call {entry.id}) failed: {outcome.reason}")
+    reason = f"sub-agent {child.agent!r} (call {entry.id}) failed: {outcome.reason}"
+    if outcome.resumable:  # the child recorded where to resume: keep its frame
+        entry.child = child
+        entry.decision = None
+        return _Failed(reason, entry)
+    return _Failed(reason)
 
 
 async def _python(

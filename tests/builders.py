@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 
 from engine.continuation import Continuation
 from engine.models.scripted import ScriptedModel as ScriptedClient
-from engine.runtime import Failed, Finished, Outcome, Runtime, Suspended
+from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped, Suspended
 from engine.spec.model import (
     Agent,
     AgentTool,
@@ -205,6 +205,12 @@ def suspended(outcome: Outcome) -> Continuation:
 def finished(outcome: Outcome) -> Finished:
     """The finished outcome (fails the test otherwise)."""
     assert isinstance(outcome, Finished), outcome
+    return outcome
+
+
+def stopped(outcome: Outcome) -> Stopped:
+    """The outcome of a run a `stop` decision ended (fails the test otherwise)."""
+    assert isinstance(outcome, Stopped), outcome
     return outcome
 
 

@@ -32,7 +32,7 @@ def run(*argv: str) -> tuple[int, str, str]:
 
 
 def bad_spec(tmp_path: Path) -> Path:
-    (tmp_path / "s.yaml").write_text("script_version: 1\n", encoding="utf-8")
+    (tmp_path / "s.yaml").write_text("script_version: 1\nagents: {}\n", encoding="utf-8")
     path = tmp_path / "bad.yaml"
     path.write_text(BAD, encoding="utf-8")
     return path

@@ -440,7 +440,7 @@ def test_the_frozen_v1_hr_fixture_still_loads_resumes_and_finishes() -> None:
     )
     check_document(document)
     assert document.run_id == "fixture-hr-1"
-    assert [p.path for p in document.pending()] == ["hr_agent/account_agent/call_acc_2"]
+    assert [p.path for p in document.pending()] == ["hr_agent/account_agent@call_hr_1/call_acc_2"]
 
     outcome = finished(Runtime(spec).resume(document.approve("call_acc_2")))
 

@@ -38,6 +38,29 @@ def test_every_subcommand_appears_in_the_readme() -> None:
     assert missing == []
 
 
+def _flags(parser: argparse.ArgumentParser, name: str) -> list[tuple[str, list[str]]]:
+    """Every option of every (sub)command: (command, its option strings)."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub, child in action.choices.items():
+                found.extend(_flags(child, f"{name} {sub}"))
+        elif action.option_strings and action.dest != "help":
+            found.append((name, list(action.option_strings)))
+    return found
+
+
+def test_every_flag_appears_in_the_readme() -> None:
+    import re
+
+    def documented(option: str) -> bool:
+        return re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", README) is not None
+
+    flags = _flags(build_parser(), "callcc")
+    missing = sorted((name, opts[0]) for name, opts in flags if not any(map(documented, opts)))
+    assert missing == []
+
+
 def test_readme_starts_with_the_two_commands() -> None:
     head = README[: README.index("## The spec language")]
     assert "make demo" in head and "make test" in head

@@ -76,7 +76,7 @@ def test_a_stored_run_suspends_lists_its_pending_decision_and_resumes_from_the_s
         assert store.get_run("hr-1").status == "suspended"
         rows = store.pending()
         assert [(r.run_id, r.path, r.tool, r.reason) for r in rows] == [
-            ("hr-1", "hr_agent/account_agent/call_acc_2", "authorize_account", "approval")
+            ("hr-1", "hr_agent/account_agent@call_hr_1/call_acc_2", "authorize_account", "approval")
         ]
         loaded = runtime.load_run("hr-1")
         assert loaded == outcome.continuation

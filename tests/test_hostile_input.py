@@ -30,6 +30,7 @@ from builders import (
     run,
     runtime,
     say,
+    stopped,
     sub_agent,
     suspended,
 )
@@ -507,8 +508,8 @@ def test_a_decision_for_a_call_that_is_not_pending_lists_the_pending_ids() -> No
     with pytest.raises(DecisionError) as caught:
         doc.approve("wire_1")
 
-    assert caught.value.pending_ids == ("boss/clerk/e", "boss/q", "boss/t")
-    assert str(caught.value) == "no pending call 'wire_1'; pending: boss/clerk/e, boss/q, boss/t"
+    assert caught.value.pending_ids == ("boss/clerk@c/e", "boss/q", "boss/t")
+    assert str(caught.value) == "no pending call 'wire_1'; pending: boss/clerk@c/e, boss/q, boss/t"
     with pytest.raises(DecisionError, match="does not allow 'approve'; allowed: answer, reject"):
         doc.approve("q")
     with pytest.raises(DecisionError, match="'c'"):
@@ -593,9 +594,9 @@ def test_5000_tool_calls_in_one_reply_suspend_on_max_tool_calls_before_any_runs(
     assert (entry.reason, entry.decisions) == ("turn_limit", ("extend", "stop"))
     assert entry.detail == "max_tool_calls: 0 used of 10, the model asks for 5000 more"
     assert loop_tools.CALLS == []
-    stopped = finished(runtime(spec, {"a": [flood]}).resume(doc.stop(entry.id)))
+    ended = stopped(runtime(spec, {"a": [flood]}).resume(doc.stop(entry.id)))
     assert loop_tools.CALLS == []
-    assert sum(m["role"] == "tool" for m in stopped.messages) == 5000
+    assert sum(m["role"] == "tool" for m in ended.messages) == 5000
 
 
 # -- secrets -------------------------------------------------------------------------------

@@ -45,8 +45,8 @@ NEW_KEY = "new-key-0123456789abcdef-rotation"
 OTHER_KEY = "someone-elses-key-0123456789abcdef"
 HR_SPEC = ROOT / "specs" / "hr_agent.yaml"
 UNSIGNED_WARNING = (
-    "callcc: warning: continuations are not signed; set CALLCC_SECRET_KEY "
-    "(`callcc keygen` makes a key)\n"
+    "callcc: warning: {} is not signed: anyone holding the file can approve its calls, or "
+    "edit them; set CALLCC_SECRET_KEY (`callcc keygen` makes a key), see docs/SECURITY.md\n"
 )
 
 
@@ -423,16 +423,18 @@ def test_cli_resume_of_an_unsigned_state_file_with_a_key_configured_exits_2(
     assert loop_tools.CALLS == []
 
 
-def test_cli_without_a_key_warns_in_one_line_that_continuations_are_unsigned(
+def test_cli_without_a_key_warns_once_when_an_unsigned_state_file_is_written(
     bank_yaml: Path, tmp_path: Path
 ) -> None:
     state = tmp_path / "state.json"
 
     code, _, err = callcc("run", str(bank_yaml), "-p", "Pay bob 5", "--state", str(state), "-q")
-    assert (code, err) == (3, UNSIGNED_WARNING)
+    assert (code, err) == (3, UNSIGNED_WARNING.format(state))
+    code, _, err = callcc("pending", str(state))
+    assert (code, err) == (3, "")  # reading a document lets nothing leave the process
 
     code, out, err = callcc("resume", str(state), "--approve", "t1", "-q")
-    assert (code, out, err) == (0, "Sent 5 to bob.\n", UNSIGNED_WARNING)
+    assert (code, out, err) == (0, "Sent 5 to bob.\n", "")  # finished: no document left
     assert loop_tools.CALLS == [("transfer", {"to": "bob", "amount": 5})]
 
 

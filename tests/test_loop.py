@@ -17,6 +17,7 @@ from builders import (
     run,
     runtime,
     say,
+    stopped,
     suspended,
     tool_result,
     user,
@@ -184,7 +185,7 @@ def test_stop_after_a_transient_model_error_ends_with_the_reply_so_far() -> None
 
     continuation = suspended(run(rt))
 
-    outcome = finished(resume(rt, continuation.stop("error-1")))
+    outcome = stopped(resume(rt, continuation.stop("error-1")))
     assert outcome.output == "Working."
 
 

@@ -47,25 +47,32 @@ def test_the_hr_example_suspends_deep_in_the_account_agent() -> None:
 
     [entry] = continuation.pending()
     assert entry.id == "call_acc_2"
-    assert entry.path == "hr_agent/account_agent/call_acc_2"
+    assert entry.path == "hr_agent/account_agent@call_hr_1/call_acc_2"
     assert entry.agent == "account_agent"
     assert entry.tool == "authorize_account"
     assert entry.arguments == {"username": "ada", "role": "engineer"}
     assert entry.prompt == "Grant engineer access to ada?"
     [(root_path, root), (child_path, child)] = continuation.frames()
-    assert (root_path, child_path) == (("hr_agent",), ("hr_agent", "account_agent"))
+    assert (root_path, child_path) == (("hr_agent",), ("hr_agent", "account_agent@call_hr_1"))
     assert [(p.id, p.reason) for p in root.pending] == [("call_hr_1", "subagent")]
     assert child.ledger == {"call_acc_1": "done", "call_acc_2": "pending"}
 
 
 @pytest.mark.parametrize(
     "ident",
-    ["call_acc_2", "hr_agent/account_agent/call_acc_2", "account_agent/call_acc_2"],
+    [
+        "call_acc_2",
+        "hr_agent/account_agent@call_hr_1/call_acc_2",
+        "hr_agent/account_agent/call_acc_2",
+        "account_agent@call_hr_1/call_acc_2",
+        "account_agent/call_acc_2",
+    ],
 )
 def test_an_entry_is_addressed_by_bare_id_full_path_or_path_suffix(ident: str) -> None:
     _, continuation = hr()
 
-    assert continuation.approve(ident) == continuation.approve("hr_agent/account_agent/call_acc_2")
+    full = "hr_agent/account_agent@call_hr_1/call_acc_2"
+    assert continuation.approve(ident) == continuation.approve(full)
 
 
 def test_approving_the_hr_example_finishes_it() -> None:
@@ -111,7 +118,9 @@ def test_a_chain_of_ten_sub_agents_suspends_at_the_bottom_and_resumes_to_the_top
     rt, continuation = _run_chain(10)
     check_document(continuation)
 
-    assert pending_ids(continuation) == ["/".join(f"a{i}" for i in range(10)) + "/call_a9"]
+    assert pending_ids(continuation) == [
+        "a0/" + "/".join(f"a{i}@call_a{i - 1}" for i in range(1, 10)) + "/call_a9"
+    ]
     assert len(continuation.frames()) == 10
 
     outcome = finished(resume(rt, continuation.approve("call_a9")))
@@ -166,7 +175,7 @@ def _branches() -> tuple[Runtime, Continuation]:
 def test_two_sub_agents_suspended_in_one_turn_are_both_pending() -> None:
     _, continuation = _branches()
 
-    assert pending_ids(continuation) == ["root/left/l1", "root/right/g1"]
+    assert pending_ids(continuation) == ["root/left@r1/l1", "root/right@r2/g1"]
     assert loop_tools.CALLS == []
 
 
@@ -192,7 +201,7 @@ def test_approving_one_branch_runs_it_and_suspends_on_the_other_without_losing_i
     again = suspended(resume(rt, continuation.approve("l1")))
 
     assert loop_tools.CALLS == [("transfer", {"to": "bob", "amount": 1})]
-    assert pending_ids(again) == ["root/right/g1"]
+    assert pending_ids(again) == ["root/right@r2/g1"]
     [(_, root), _] = again.frames()
     assert root.results == {"r1": "bob paid"}
     assert root.ledger == {"r1": "done", "r2": "pending"}
@@ -246,7 +255,7 @@ def test_any_decisions_in_any_order_give_the_same_document(
     choices: dict[str, str], data: st.DataObject
 ) -> None:
     base = three_pending()
-    assert pending_ids(base) == ["root/r3", "root/left/l1", "root/right/g1"]
+    assert pending_ids(base) == ["root/r3", "root/left@r1/l1", "root/right@r2/g1"]
     order = data.draw(st.permutations(sorted(choices)))
 
     shuffled = base

@@ -56,7 +56,12 @@ def test_a_run_suspended_in_one_process_resumes_and_finishes_in_another(tmp_path
     assert suspended["state_file"] == str(state)
     run_id = suspended["run_id"]
     assert [(p["id"], p["path"], p["tool"], p["reason"]) for p in suspended["pending"]] == [
-        ("call_acc_2", "hr_agent/account_agent/call_acc_2", "authorize_account", "approval")
+        (
+            "call_acc_2",
+            "hr_agent/account_agent@call_hr_1/call_acc_2",
+            "authorize_account",
+            "approval",
+        )
     ]
     assert state.exists()
 
@@ -97,7 +102,7 @@ def test_an_unknown_decision_id_is_bad_input_and_lists_what_is_pending(hr_state:
     code, _, err = callcc("resume", str(hr_state), "--approve", "call_9")
 
     assert code == 2
-    assert "no pending call 'call_9'; pending: hr_agent/account_agent/call_acc_2" in err
+    assert "no pending call 'call_9'; pending: hr_agent/account_agent@call_hr_1/call_acc_2" in err
     assert hr_state.exists()
 
 
@@ -106,7 +111,7 @@ def test_pending_lists_id_path_tool_reason_and_decisions(hr_state: Path) -> None
 
     assert code == 3
     assert out.splitlines() == [
-        "  hr_agent/account_agent/call_acc_2  [approval]  authorize_account "
+        "  hr_agent/account_agent@call_hr_1/call_acc_2  [approval]  authorize_account "
         '{"username": "ada", "role": "engineer"}',
         "      Grant engineer access to ada?",
         "      decide: approve, reject",
@@ -116,7 +121,7 @@ def test_pending_lists_id_path_tool_reason_and_decisions(hr_state: Path) -> None
     [entry] = json.loads(out)
     assert {k: entry[k] for k in ("id", "path", "tool", "reason", "decisions")} == {
         "id": "call_acc_2",
-        "path": "hr_agent/account_agent/call_acc_2",
+        "path": "hr_agent/account_agent@call_hr_1/call_acc_2",
         "tool": "authorize_account",
         "reason": "approval",
         "decisions": ["approve", "reject"],

@@ -284,6 +284,7 @@ def test_inspect_text_of_hr() -> None:
         "      user: Create an account for Ada Lovelace (ada) with role engineer\n"
         "      done     create_account (call_acc_1)\n"
         "      >> authorize_account (call_acc_2) · approval\n"
+        "            path: hr_agent/account_agent@call_hr_1/call_acc_2\n"
         "            args: username=ada, role=engineer\n"
         "            ask: Grant engineer access to ada?\n"
         "            decide: approve | reject\n"

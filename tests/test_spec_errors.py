@@ -324,7 +324,7 @@ def test_undefined_agent(tmp_path: Path) -> None:
     text = BASE.replace(
         "agents:\n",
         "  helper:\n    kind: agent\n    agent: helpr\n    description: Helps.\nagents:\n",
-    )
+    ).replace("tools: [issue_refund]", "tools: [issue_refund, helper]")
     d = one(check(tmp_path, text))
     assert summary(d) == ("undefined-agent", 13, 12, "define 'helpr' under agents:")
 

@@ -13,9 +13,9 @@ from engine.spec.schema import spec_schema
 # Schema fields that the dataclasses hold under another name, or not at all, by design.
 SCHEMA_TO_MODEL = {"instructions_file": "instructions"}
 # Dataclass fields that are not YAML fields: the key of the object under its map (`name`),
-# and for the whole spec, where it was loaded from and its digest.
+# and for the whole spec, where it was loaded from, its digest and the source locations.
 MODEL_ONLY = {"name"}
-SPEC_ONLY = {"path", "digest", "source"}
+SPEC_ONLY = {"path", "digest", "locations", "source"}
 
 PAIRS: list[tuple[str, type[Any]]] = [
     ("openai_model", model.OpenAIModel),

@@ -20,6 +20,7 @@ from builders import (
     run,
     runtime,
     say,
+    stopped,
     suspended,
     tool_result,
     user,
@@ -195,7 +196,7 @@ def test_max_turns_stop_finishes_with_the_reply_so_far() -> None:
     )
     continuation = suspended(run(rt))
 
-    outcome = finished(resume(rt, continuation.stop("limit-1")))
+    outcome = stopped(resume(rt, continuation.stop("limit-1")))
 
     assert outcome.output == "Step one."
     assert outcome.messages[-1] == tool_result("c1", "echo: a")
@@ -256,7 +257,7 @@ def test_a_pause_can_stop_the_agent() -> None:
     )
     rt = runtime(spec, {"main": [calls(call("c1", "echo", {"text": "a"}), text="Half."), say("x")]})
 
-    outcome = finished(resume(rt, suspended(run(rt)).stop("pause-1")))
+    outcome = stopped(resume(rt, suspended(run(rt)).stop("pause-1")))
 
     assert outcome.output == "Half."
 

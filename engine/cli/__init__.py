@@ -12,7 +12,8 @@ import contextlib
 import sys
 from typing import TextIO
 
-from engine.errors import CallccError, RunError, UsageError
+from engine.cli._pipe import guarded
+from engine.errors import CallccError, RunError, SpecError, UsageError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -43,9 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(
     argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
-    """Run the CLI and return its exit code; never calls `sys.exit`."""
-    out = stdout if stdout is not None else sys.stdout
-    err = stderr if stderr is not None else sys.stderr
+    """Run the CLI and return its exit code; never calls `sys.exit`. A reader that closes
+    the output early (`| head`) costs nothing but the rest of the output."""
+    out = guarded(stdout if stdout is not None else sys.stdout)
+    err = guarded(stderr if stderr is not None else sys.stderr)
+    try:
+        return _main(argv, out, err)
+    finally:
+        out.flush()
+        err.flush()
+
+
+def _main(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
     parser = build_parser()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -54,6 +64,11 @@ def main(
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     try:
         code: int = args.handler(args, out, err)
+    except SpecError as exc:  # every finding, located, with its help line (as `validate`)
+        from engine.cli.validate import render_text
+
+        err.write(render_text(exc.diagnostics, files=sorted({d.file for d in exc.diagnostics})))
+        return EXIT_BAD_INPUT
     except UsageError as exc:
         print(f"callcc: error: {exc}", file=err)
         return EXIT_BAD_INPUT

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TextIO
 
 from engine.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
-from engine.continuation import PendingDecision
+from engine.continuation import Continuation, PendingDecision
 from engine.models.scripted import ScriptedModel
-from engine.runtime import Failed, Finished, Outcome, Runtime
+from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped
 from engine.signing import KEY_ENV
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "EXIT_SUSPENDED"]
@@ -29,18 +29,29 @@ def report(
     *,
     store_url: str | None = None,
 ) -> int:
-    """Print the outcome; on suspension write `state_file` (when given). A finished or
-    failed run's state file is removed: the run is over and must never be resumed again."""
-    run_id = outcome.run_id if isinstance(outcome, Finished) else outcome.continuation.run_id
-    if isinstance(outcome, Finished | Failed):
+    """Print the outcome; on suspension write `state_file` (when given). A finished, stopped
+    or failed run's state file is removed: the run is over and must never be resumed again
+    (a failed run that can be resumed once its cause is fixed keeps it)."""
+    if isinstance(outcome, Finished | Stopped):
+        run_id = outcome.run_id
+    else:
+        run_id = outcome.continuation.run_id
+    if isinstance(outcome, Failed) and outcome.resumable:
+        return _report_resumable_failure(outcome, state_file, args, stdout, stderr, store_url)
+    if isinstance(outcome, Finished | Stopped | Failed):
         if state_file:
             Path(state_file).unlink(missing_ok=True)
-        if isinstance(outcome, Finished):
-            return _emit(args, stdout, "finished", EXIT_OK, run_id, output=outcome.output)
+        if isinstance(outcome, Stopped) and args.format != "json":
+            so_far = "; its reply so far:" if outcome.output else " before it said anything"
+            stdout.write(f"stopped: a stop decision ended the run{so_far}\n")
+            if not outcome.output:
+                return EXIT_OK
+        if isinstance(outcome, Finished | Stopped):
+            return _emit(args, stdout, outcome.kind, EXIT_OK, run_id, output=outcome.output)
         print(f"callcc: run failed: {outcome.reason}", file=stderr)
         return _emit(args, stdout, "failed", EXIT_FAILED, run_id, reason=outcome.reason)
     if state_file:
-        write_atomic(state_file, outcome.continuation.to_json())
+        write_state(outcome.continuation, state_file, stderr)
     items = outcome.continuation.pending()
     if args.format == "json":
         return _emit(
@@ -52,11 +63,50 @@ def report(
     first = next((p for p in items if p.decision is None), None)
     if first is not None:
         kind = first.decisions[0]
-        flag = "continue" if kind == "resume" else kind
         value = {"extend": " --turns N", "answer": " --result JSON", "edit": " --args JSON"}
         target = state_file or f"{run_id} --store {store_url}"
-        stdout.write(f"next: callcc resume {target} --{flag} {first.id}{value.get(kind, '')}\n")
+        stdout.write(f"next: callcc resume {target} --{kind} {first.path}{value.get(kind, '')}\n")
     return EXIT_SUSPENDED
+
+
+def _report_resumable_failure(
+    outcome: Failed,
+    state_file: str | None,
+    args: argparse.Namespace,
+    stdout: TextIO,
+    stderr: TextIO,
+    store_url: str | None,
+) -> int:
+    """A failed run that recorded where it can resume: keep its state and say how."""
+    continuation = outcome.continuation
+    run_id = continuation.run_id
+    if state_file:
+        write_state(continuation, state_file, stderr)
+    items = continuation.pending()
+    first = next((p for p in items if p.decision is None and p.reason == "error"), items[0])
+    if state_file:
+        where, target = f"the failed run's state is written to {state_file}", state_file
+    else:
+        where, target = (
+            f"the failed run {run_id} is kept in the store",
+            f"{run_id} --store {store_url}",
+        )
+    print(f"callcc: run failed: {outcome.reason}", file=stderr)
+    print(
+        f"callcc: {where}: once the cause is fixed, resume it with "
+        f"`callcc resume {target} --resume {first.path}` (or end it with --stop)",
+        file=stderr,
+    )
+    return _emit(
+        args,
+        stdout,
+        "failed",
+        EXIT_FAILED,
+        run_id,
+        reason=outcome.reason,
+        pending=items,
+        state_file=state_file,
+    )
 
 
 def _emit(
@@ -145,11 +195,13 @@ class progress:
             self.logger.setLevel(self.level)
 
 
-def warn_unsigned(keys: tuple[bytes, ...], stderr: TextIO) -> None:
-    """One line on stderr when continuations are not signed."""
-    if not keys:
+def write_state(continuation: Continuation, path: str, stderr: TextIO) -> None:
+    """Write a state file; one line on stderr when it leaves the process unsigned."""
+    write_atomic(path, continuation.to_json())
+    if not continuation.signed:
         print(
-            f"callcc: warning: continuations are not signed; set {KEY_ENV} "
-            "(`callcc keygen` makes a key)",
+            f"callcc: warning: {path} is not signed: anyone holding the file can approve its "
+            f"calls, or edit them; set {KEY_ENV} (`callcc keygen` makes a key), "
+            "see docs/SECURITY.md",
             file=stderr,
         )

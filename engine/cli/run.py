@@ -6,27 +6,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
+from engine.cli._decisions import merge_patch, nothing_decided, reject_all
 from engine.cli._output import (
     EXIT_OK,
     EXIT_SUSPENDED,
     describe,
     progress,
     report,
-    warn_unsigned,
     warn_unused,
 )
 from engine.continuation import MAX_DOCUMENT_BYTES, Continuation
 from engine.durable import spec_of_run
-from engine.errors import UsageError
+from engine.errors import ContinuationError, UsageError
 from engine.runtime import Runtime
 from engine.signing import KEY_ENV, KEY_FILE_ENV, generate_key, keys_from_env
 from engine.spec import Spec, load_spec
 from engine.store import STORE_ENV, RunStore, open_store
 
-DEFAULT_STATE = "callcc-state.json"
+DEFAULT_STATE = "callcc-state-RUN_ID.json"
+"""Where `run` writes a suspension without `--state` or a store (RUN_ID: the run's id)."""
 
 
 def register(sub: Any) -> None:
@@ -34,8 +37,9 @@ def register(sub: Any) -> None:
     run = sub.add_parser(
         "run",
         help="run an agent of a spec until it finishes or suspends",
-        description="Run the entrypoint (or --agent) on a prompt. On suspension the "
-        "continuation is written to --state and the pending decisions are listed. "
+        description="Run the entrypoint (or --agent) on a prompt. On suspension (or a model "
+        "call that failed for good) the continuation is written to --state (default "
+        f"{DEFAULT_STATE}) and the pending decisions are listed. "
         "Exit 0 finished, 1 failed, 2 bad input, 3 suspended.",
     )
     run.add_argument("spec", metavar="SPEC", help="the spec file")
@@ -62,7 +66,8 @@ def register(sub: Any) -> None:
         help="apply decisions to a suspended run and carry on",
         description="Apply the decisions given, resume, and write the new state if the run "
         "suspends again (the state file is removed once the run is over). Ids are bare call "
-        "ids or paths such as account_agent/call_6. Exit codes as for run.",
+        "ids or paths such as account_agent/call_6. A run that failed on a model call resumes "
+        "with --resume ID once the cause is fixed. Exit codes as for run.",
     )
     resume.add_argument(
         "state",
@@ -72,22 +77,39 @@ def register(sub: Any) -> None:
     resume.add_argument("--spec", metavar="SPEC", help="the spec (default: the path recorded)")
     decide = resume.add_argument_group("decisions (each may be repeated)")
     decide.add_argument("--approve", action="append", default=[], metavar="ID|all")
-    decide.add_argument("--reject", action="append", default=[], metavar="ID")
+    decide.add_argument("--reject", action="append", default=[], metavar="ID|all")
     decide.add_argument("--reason", action="append", default=[], help="reason of each --reject")
     decide.add_argument("--edit", action="append", default=[], metavar="ID")
     decide.add_argument("--args", action="append", default=[], help="JSON args of each --edit")
+    decide.add_argument(
+        "--patch",
+        action="append",
+        default=[],
+        nargs=2,
+        metavar=("ID", "JSON"),
+        help="edit with a JSON merge patch (RFC 7396) of the call's arguments",
+    )
     decide.add_argument("--answer", action="append", default=[], metavar="ID")
     decide.add_argument("--result", action="append", default=[], help="JSON of each --answer")
+    decide.add_argument(
+        "--result-text",
+        action="append",
+        default=[],
+        nargs=2,
+        metavar=("ID", "TEXT"),
+        help="answer with plain text (no JSON quoting)",
+    )
     decide.add_argument("--extend", action="append", default=[], metavar="ID")
     decide.add_argument("--turns", action="append", default=[], type=int, help="per --extend")
     decide.add_argument("--stop", action="append", default=[], metavar="ID")
     decide.add_argument(
+        "--resume",
         "--continue",
         dest="carry_on",
         action="append",
         default=[],
         metavar="ID",
-        help="resume after a pause or a model error",
+        help="decide resume: carry on after a pause or a model error (--continue: the same)",
     )
     resume.add_argument(
         "--allow-spec-change", action="store_true", help="resume even though the spec changed"
@@ -120,6 +142,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help=f"where to write the state on suspension (run: {DEFAULT_STATE}; resume: STATE)",
     )
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite a state file that holds another waiting run",
+    )
+    parser.add_argument(
         "--store",
         metavar="URL",
         help=f"keep the run in this store (sqlite:///PATH, postgresql://...; default ${STORE_ENV})",
@@ -135,9 +162,11 @@ def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
         prompt = _read(args.prompt_file)
     spec = load_spec(args.spec)
     store_url = store_url_of(args)
-    state = args.state_out or (None if store_url else DEFAULT_STATE)
+    run_id = args.run_id or uuid.uuid4().hex
+    state = args.state_out or (None if store_url else default_state(run_id))
+    check_overwrite(state, args)
     with progress(args, stdout), _runtime(spec, args, stderr, store_url) as runtime:
-        outcome = runtime.run(prompt, agent=args.agent, run_id=args.run_id)
+        outcome = runtime.run(prompt, agent=args.agent, run_id=run_id)
         warn_unused(runtime, outcome, stderr)
     return report(outcome, state, args, stdout, stderr, store_url=store_url)
 
@@ -145,7 +174,6 @@ def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
 def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`callcc pending`."""
     keys = keys_from_env()
-    warn_unsigned(keys, stderr)
     continuation = Continuation.from_json(_read(args.state), keys=keys)
     items = continuation.pending()
     if args.format == "json":
@@ -167,6 +195,7 @@ def resume_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     if not spec_path:
         raise UsageError("the state file records no spec path; pass --spec SPEC")
     spec = load_spec(spec_path)
+    check_overwrite(args.state_out, args, consumed=args.state)
     with progress(args, stdout), _runtime(spec, args, stderr, store_url) as runtime:
         continuation = apply_decisions(runtime.load(text), args)
         outcome = runtime.resume(continuation, allow_spec_change=args.allow_spec_change)
@@ -185,6 +214,7 @@ def _resume_stored(args: argparse.Namespace, url: str, stdout: TextIO, stderr: T
             spec = load_spec(args.spec) if args.spec else spec_of_run(
                 store, run.run_id, allow_spec_change=args.allow_spec_change
             )  # fmt: skip
+        check_overwrite(args.state_out, args)
         with progress(args, stdout), _runtime(spec, args, stderr, store) as runtime:
             continuation = apply_decisions(runtime.load_run(run.run_id), args)
             outcome = runtime.resume(continuation, allow_spec_change=args.allow_spec_change)
@@ -203,11 +233,39 @@ def store_url_of(args: argparse.Namespace) -> str | None:
 def _runtime(
     spec: Spec, args: argparse.Namespace, stderr: TextIO, store: RunStore | str | None
 ) -> Runtime:
-    runtime = Runtime(
-        spec, model_override=args.model, allowed_modules=args.allow_module, store=store
-    )
-    warn_unsigned(runtime.keys, stderr)
-    return runtime
+    return Runtime(spec, model_override=args.model, allowed_modules=args.allow_module, store=store)
+
+
+def default_state(run_id: str) -> str:
+    """`callcc-state-RUN_ID.json`, with anything but letters, digits, `.`, `_`, `-` as `_`."""
+    return DEFAULT_STATE.replace("RUN_ID", re.sub(r"[^A-Za-z0-9._-]", "_", run_id))
+
+
+def check_overwrite(path: str | None, args: argparse.Namespace, *, consumed: str = "") -> None:
+    """Refuse (exit 2) to write over a state file that holds a run waiting on decisions,
+    unless `--force`: its run could never be resumed again. `consumed` is the file being
+    resumed, whose new state replaces it on purpose."""
+    if not path or args.force or not Path(path).exists():
+        return
+    if consumed and Path(path).resolve() == Path(consumed).resolve():
+        return
+    text = _read(path)
+    if not text.strip():
+        return
+    try:
+        held = Continuation.from_json(text)  # read only to see what waits; never resumed here
+    except ContinuationError:
+        raise UsageError(
+            f"{path} exists and is not a callcc state file; choose another --state, or pass "
+            "--force to overwrite it"
+        ) from None
+    waiting = held.pending()
+    if waiting:
+        raise UsageError(
+            f"{path} holds run {held.run_id}, which waits on {', '.join(p.path for p in waiting)};"
+            f" resume it first (callcc resume {path} ...), choose another --state, or pass "
+            "--force to overwrite it"
+        )
 
 
 def keygen_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -222,15 +280,30 @@ def apply_decisions(continuation: Continuation, args: argparse.Namespace) -> Con
     for ident in args.approve:
         if ident != "all":
             result = result.approve(ident)
-    for ident, reason in _pairs(args.reject, args.reason, "--reject", "--reason", optional=True):
-        result = result.reject(ident, reason or "rejected by the reviewer")
+    rejects = _pairs(args.reject, args.reason, "--reject", "--reason", optional=True)
+    for ident, reason in rejects:
+        if ident != "all":
+            result = result.reject(ident, reason or "rejected by the reviewer")
     for ident, text in _pairs(args.edit, args.args, "--edit", "--args"):
         value = _json(text, "--args")
         if not isinstance(value, dict):
             raise UsageError("--args must be a JSON object")
         result = result.edit(ident, value)
+    for ident, text in getattr(args, "patch", []):  # new flags: absent from older Namespaces
+        patch = _json(text, "--patch")
+        if not isinstance(patch, dict):
+            raise UsageError(
+                f"--patch {ident}: the patch must be a JSON object, such as "
+                "'{\"amount\": 60}' (null removes an argument)"
+            )
+        current = result.find(ident)[0].arguments
+        if current is None:
+            raise UsageError(f"--patch {ident}: the entry is no tool call; it has no arguments")
+        result = result.edit(ident, merge_patch(current, patch))
     for ident, text in _pairs(args.answer, args.result, "--answer", "--result"):
-        result = result.answer(ident, _json(text, "--result"))
+        result = result.answer(ident, _json(text, "--result", answer=True))
+    for ident, text in getattr(args, "result_text", []):
+        result = result.answer(ident, text)
     for ident, turns in _pairs(args.extend, args.turns, "--extend", "--turns"):
         result = result.extend(ident, int(turns))
     for ident in args.stop:
@@ -239,6 +312,10 @@ def apply_decisions(continuation: Continuation, args: argparse.Namespace) -> Con
         result = result.resume(ident)
     if "all" in args.approve:  # last: `all` means every call no other flag decided
         result = result.approve_all()
+    for ident, reason in rejects:
+        if ident == "all":
+            result = reject_all(result, reason or "rejected by the reviewer")
+    nothing_decided(result, args)
     return result
 
 
@@ -250,11 +327,19 @@ def _pairs(
     return [(ident, values[i] if i < len(values) else None) for i, ident in enumerate(ids)]
 
 
-def _json(text: str, flag: str) -> Any:
+def _json(text: str, flag: str, *, answer: bool = False) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{flag} is not valid JSON: {exc}") from None
+        hint = (
+            f"; to answer with text, quote it as a JSON string ({flag} "
+            f"'{json.dumps(text, ensure_ascii=False)}') or use --result-text ID TEXT"
+            if answer
+            else "; quote the whole value for the shell, such as '{\"amount\": 60}'"
+        )
+        raise UsageError(f"{flag} is not valid JSON: {exc}{hint}") from None
+    except RecursionError:
+        raise UsageError(f"{flag} nests too deeply") from None
 
 
 def _read(path: str) -> str:

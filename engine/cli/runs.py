@@ -124,9 +124,9 @@ def show_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     spec = load_spec(args.spec) if args.spec else None
     stdout.write(f"run {run.run_id}: {run.status}, updated {_when(run.updated_at)}\n")
     if run.output is not None:
-        label = "output" if run.status == "finished" else "reason"
+        label = "output" if run.status in ("finished", "stopped") else "reason"
         stdout.write(f"{label}: {run.output}\n")
-    stdout.write(inspect_text(continuation, spec))
+    stdout.write(inspect_text(continuation, spec, status=run.status))
     return EXIT_OK
 
 

@@ -9,7 +9,9 @@ from typing import Any, TextIO
 
 from engine.cli import EXIT_BAD_INPUT, EXIT_OK
 from engine.errors import Diagnostic
+from engine.models.script_check import check_spec_scripts
 from engine.spec import validate_files
+from engine.spec.check import sort_diagnostics
 from engine.spec.schema import CONTINUATION_SCHEMA_NAME, SCHEMA_NAME, schema_text
 
 
@@ -18,7 +20,8 @@ def register(sub: Any) -> None:
     validate = sub.add_parser(
         "validate",
         help="check spec files and point at every mistake",
-        description="Validate spec files against the schema and the semantic rules. "
+        description="Validate spec files against the schema and the semantic rules, and the "
+        "scripts their scripted models play against the spec. "
         "Exit 0 when valid (warnings allowed), 2 when any file has an error.",
     )
     validate.add_argument("files", nargs="+", metavar="FILE", help="spec files to check")
@@ -49,6 +52,7 @@ def register(sub: Any) -> None:
 def run_validate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Validate the files named in `args`; print findings; return 0 or 2."""
     diagnostics = validate_files(args.files, resolve=args.resolve)
+    diagnostics = sort_diagnostics(diagnostics + check_spec_scripts(args.files, diagnostics))
     if args.format == "json":
         json.dump([d.to_dict() for d in diagnostics], stdout, indent=2, ensure_ascii=False)
         stdout.write("\n")

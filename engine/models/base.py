@@ -33,6 +33,15 @@ class ModelRequest:
     """Tool definitions in OpenAI format (`{"type": "function", "function": {...}}`)."""
     attempt: int
     """How many model calls this agent invocation made before this one (0 for the first)."""
+    path: str = ""
+    """Which invocation asks: the ids of the calls that started it, root to here (`""` for
+    the entry agent, `"/call_hr_1"` for the sub-agent call_hr_1 started). The same after a
+    resume in any process, so a scripted model can key its turns by it."""
+
+    @property
+    def parent_call(self) -> str | None:
+        """The id of the call that started this invocation (None for the entry agent)."""
+        return self.path.rpartition("/")[2] or None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

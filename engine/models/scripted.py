@@ -4,20 +4,23 @@ The script is YAML (or the same data in Python)::
 
     script_version: 1
     agents:
-      hr_agent:
+      hr_agent:                          # a list: every invocation plays it from the start
         - tool_calls:
             - {id: call_1, name: account_agent, arguments: {request: "..."}}
+            - {id: call_2, name: account_agent, arguments: {request: "..."}}
         - text: "Done."
-      account_agent:
-        - text: "..."
-          finish_reason: length          # optional; anything but stop makes the run fail
-        - error: {message: "rate limited", transient: true}
+      account_agent:                     # a mapping: one list per invocation, keyed by the
+        call_1:                          # id of the call that started it (or by the whole
+          - text: "..."                  # invocation path, `/call_1/call_7`, when call ids
+            finish_reason: length        # repeat across the stack); anything but stop fails
+        call_2:
+          - error: {message: "rate limited", transient: true}
 
 Which turn answers a call is a function of the request alone: turn number `request.attempt`
-(the model calls this agent invocation made before) of the requesting agent's list. So a
-resume in a fresh process plays on exactly where the suspended run stopped, and every
-invocation of an agent starts at its first turn. A call beyond the script fails the run
-loudly; `unused()` lists turns never played.
+(the model calls this agent invocation made before) of the list for the requesting agent and
+invocation (`request.path`). So a resume in a fresh process plays on exactly where the
+suspended run stopped. A call beyond the script fails the run loudly; `unused()` lists turns
+never played.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import yaml
 
@@ -35,7 +38,17 @@ from engine.models.base import ModelReply, ModelRequest, ToolCall
 
 
 class ScriptFormatError(UsageError):
-    """The script file is malformed."""
+    """The script file is malformed; `pointer` is the JSON pointer of the fault in it."""
+
+    def __init__(self, source: str, problem: str, *, pointer: str = "") -> None:
+        self.source = source
+        """The script file (or `<script>`)."""
+        self.problem = problem
+        """What is wrong, without the location."""
+        self.pointer = pointer
+        """JSON pointer of the offending node (`""` for the whole script)."""
+        where = f" at {pointer}" if pointer else ""
+        super().__init__(f"{source}{where}: {problem}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -44,13 +57,24 @@ class _ErrorTurn:
     transient: bool
 
 
-class ScriptedModel:
-    """Plays `turns[agent][request.attempt]` for every request."""
+Turn: TypeAlias = ModelReply | _ErrorTurn
+Turns: TypeAlias = Sequence[Turn] | Mapping[str, Sequence[Turn]]
+"""One agent's script: one list for every invocation, or one list per invocation key."""
 
-    def __init__(self, turns: Mapping[str, Sequence[ModelReply | _ErrorTurn]], *, source: str):
-        self._turns = {agent: list(items) for agent, items in turns.items()}
+
+class ScriptedModel:
+    """Plays `turns[agent][request.attempt]` (or `turns[agent][invocation][request.attempt]`)
+    for every request."""
+
+    def __init__(self, turns: Mapping[str, Turns], *, source: str):
+        self._turns: dict[str, list[Turn] | dict[str, list[Turn]]] = {
+            agent: {k: list(v) for k, v in items.items()}
+            if isinstance(items, Mapping)
+            else list(items)
+            for agent, items in turns.items()
+        }
         self._source = source
-        self._served: set[tuple[str, int]] = set()
+        self._served: set[tuple[str, str | None, int]] = set()
         self.calls = 0
         """Model calls answered by this object (in this process)."""
 
@@ -61,29 +85,17 @@ class ScriptedModel:
         try:
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ScriptFormatError(f"{file}: cannot read the script: {exc}") from None
+            raise ScriptFormatError(str(file), f"cannot read the script: {exc}") from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ScriptFormatError(f"{file}: not valid YAML: {exc}") from None
+            raise ScriptFormatError(str(file), f"not valid YAML: {exc}") from None
         return cls.from_data(data, source=str(file))
 
     @classmethod
     def from_data(cls, data: Any, *, source: str = "<script>") -> ScriptedModel:
         """Build from plain data shaped like the script file."""
-        if not isinstance(data, dict) or not isinstance(data.get("agents"), dict):
-            raise ScriptFormatError(f"{source}: expected a mapping with `agents:`")
-        if data.get("script_version", 1) != 1:
-            raise ScriptFormatError(f"{source}: unsupported script_version; expected 1")
-        turns: dict[str, list[ModelReply | _ErrorTurn]] = {}
-        for agent, items in data["agents"].items():
-            if not isinstance(items, list):
-                raise ScriptFormatError(f"{source}: agents.{agent}: expected a list of turns")
-            turns[str(agent)] = [
-                _parse_turn(item, f"{source}: agents.{agent}[{i}]", str(agent), i)
-                for i, item in enumerate(items)
-            ]
-        return cls(turns, source=source)
+        return cls(parse_script(data, source), source=source)
 
     async def complete(self, request: ModelRequest) -> ModelReply:
         """The scripted turn for this request, or a loud failure past the script's end."""
@@ -91,64 +103,138 @@ class ScriptedModel:
 
     def reply(self, request: ModelRequest) -> ModelReply:
         """Synchronous core of `complete`."""
-        turns = self._turns.get(request.agent)
-        if turns is None:
-            scripted = ", ".join(sorted(self._turns)) or "none"
+        scripted = self._turns.get(request.agent)
+        if scripted is None:
+            known = ", ".join(sorted(self._turns)) or "none"
             raise ScriptError(
                 f"scripted model {self._source} has no turns for agent {request.agent!r} "
-                f"(scripted agents: {scripted}); add `agents: {{{request.agent}: [...]}}`"
+                f"(scripted agents: {known}); add `agents: {{{request.agent}: [...]}}`"
             )
+        key, turns = self._invocation(request, scripted)
+        label = f"agent {request.agent!r}" + (f" invoked by {key!r}" if key else "")
         if request.attempt >= len(turns):
             raise ScriptError(
                 f"scripted model {self._source} was asked for turn {request.attempt + 1} of "
-                f"agent {request.agent!r} but the script has only {len(turns)}; "
+                f"{label} but the script has only {len(turns)}; "
                 "add a turn or check why the agent kept going"
             )
-        self._served.add((request.agent, request.attempt))
+        self._served.add((request.agent, key, request.attempt))
         self.calls += 1
         turn = turns[request.attempt]
         if isinstance(turn, _ErrorTurn):
             raise ModelError(turn.message, transient=turn.transient, model="scripted")
         return turn
 
-    def unused(self) -> list[str]:
-        """Turns never played, as `agent[index]`.
+    def _invocation(
+        self, request: ModelRequest, scripted: list[Turn] | dict[str, list[Turn]]
+    ) -> tuple[str | None, list[Turn]]:
+        if isinstance(scripted, list):
+            return None, scripted
+        for key in (request.path, request.parent_call or ""):
+            if key in scripted:
+                return key, scripted[key]
+        started = f"call {request.parent_call!r}" if request.parent_call else "the run itself"
+        raise ScriptError(
+            f"scripted model {self._source} has no turns for the invocation of agent "
+            f"{request.agent!r} that {started} started (path {request.path or '/'!r}; scripted "
+            f"invocations: {', '.join(sorted(scripted)) or 'none'}); add "
+            f"`{request.agent}: {{{request.parent_call or ''}: [...]}}`"
+        )
 
-        Only what this object saw counts: for an agent it served, every turn after the
+    def unused(self) -> list[str]:
+        """Turns never played, as `agent[index]` (or `agent[invocation][index]`).
+
+        Only what this object saw counts: for an invocation it served, every turn after the
         last one served is unused (earlier ones may have been played by the process that
-        started the run); an agent it never served counts whole.
+        started the run); one it never served counts whole.
         """
         out: list[str] = []
-        for agent, turns in sorted(self._turns.items()):
-            served = [i for a, i in self._served if a == agent]
-            start = max(served) + 1 if served else 0
-            out.extend(f"{agent}[{i}]" for i in range(start, len(turns)))
+        for agent, scripted in sorted(self._turns.items()):
+            lists = [(None, scripted)] if isinstance(scripted, list) else sorted(scripted.items())
+            for key, turns in lists:
+                served = [i for a, k, i in self._served if a == agent and k == key]
+                start = max(served) + 1 if served else 0
+                label = agent if key is None else f"{agent}[{key}]"
+                out.extend(f"{label}[{i}]" for i in range(start, len(turns)))
         return out
 
 
-def _parse_turn(item: Any, where: str, agent: str, index: int) -> ModelReply | _ErrorTurn:
+def parse_script(data: Any, source: str) -> dict[str, list[Turn] | dict[str, list[Turn]]]:
+    """The turns of script data, refusing the first fault with its JSON pointer."""
+    if not isinstance(data, dict) or not isinstance(data.get("agents"), dict):
+        raise ScriptFormatError(source, "expected a mapping with `agents:`")
+    if data.get("script_version", 1) != 1:
+        raise ScriptFormatError(
+            source, "unsupported script_version; expected 1", pointer="/script_version"
+        )
+    unknown = sorted(set(data) - {"script_version", "agents"})
+    if unknown:
+        raise ScriptFormatError(
+            source, f"unknown key {unknown[0]!r}; a script has script_version and agents"
+        )
+    turns: dict[str, list[Turn] | dict[str, list[Turn]]] = {}
+    for agent, items in data["agents"].items():
+        where = f"/agents/{_escape(str(agent))}"
+        if isinstance(items, dict):
+            turns[str(agent)] = {
+                str(key): _parse_list(value, source, f"{where}/{_escape(str(key))}", str(agent))
+                for key, value in items.items()
+            }
+        elif isinstance(items, list):
+            turns[str(agent)] = _parse_list(items, source, where, str(agent))
+        else:
+            raise ScriptFormatError(
+                source,
+                "expected a list of turns, or a mapping from the id of the call that "
+                "started an invocation to its list of turns",
+                pointer=where,
+            )
+    return turns
+
+
+def _parse_list(items: Any, source: str, where: str, agent: str) -> list[Turn]:
+    if not isinstance(items, list):
+        raise ScriptFormatError(source, "expected a list of turns", pointer=where)
+    return [_parse_turn(item, source, f"{where}/{i}", agent, i) for i, item in enumerate(items)]
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def _parse_turn(item: Any, source: str, where: str, agent: str, index: int) -> Turn:
+    def fail(problem: str, pointer: str = where) -> ScriptFormatError:
+        return ScriptFormatError(source, problem, pointer=pointer)
+
     if not isinstance(item, dict):
-        raise ScriptFormatError(f"{where}: expected a mapping with text, tool_calls or error")
+        raise fail("expected a mapping with text, tool_calls or error")
     unknown = set(item) - {"text", "tool_calls", "finish_reason", "error"}
     if unknown:
-        raise ScriptFormatError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        raise fail(
+            f"unknown key {sorted(unknown)[0]!r}; a turn has text, tool_calls, "
+            "finish_reason or error",
+            f"{where}/{_escape(sorted(unknown)[0])}",
+        )
     if "error" in item:
         error = item["error"]
         if not isinstance(error, dict) or not isinstance(error.get("message"), str):
-            raise ScriptFormatError(f"{where}: error needs {{message: text, transient: bool}}")
+            raise fail("error needs {message: text, transient: bool}", f"{where}/error")
         return _ErrorTurn(message=error["message"], transient=bool(error.get("transient", True)))
     calls: list[ToolCall] = []
-    for j, call in enumerate(item.get("tool_calls") or []):
+    raw_calls = item.get("tool_calls") or []
+    if not isinstance(raw_calls, list):
+        raise fail("tool_calls must be a list of {id, name, arguments}", f"{where}/tool_calls")
+    for j, call in enumerate(raw_calls):
         if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-            raise ScriptFormatError(f"{where}.tool_calls[{j}]: expected {{name, arguments}}")
+            raise fail("expected {id, name, arguments}", f"{where}/tool_calls/{j}")
         arguments = call.get("arguments", {})
         text = arguments if isinstance(arguments, str) else json.dumps(arguments)
         call_id = str(call.get("id") or f"call_{agent}_{index}_{j}")
         calls.append(ToolCall(id=call_id, name=call["name"], arguments=text))
     text_value = item.get("text")
     if text_value is not None and not isinstance(text_value, str):
-        raise ScriptFormatError(f"{where}: text must be a string")
+        raise fail("text must be a string", f"{where}/text")
     if text_value is None and not calls:
-        raise ScriptFormatError(f"{where}: a turn needs text or tool_calls")
+        raise fail("a turn needs text or tool_calls")
     finish = item.get("finish_reason") or ("tool_calls" if calls else "stop")
     return ModelReply(content=text_value, tool_calls=tuple(calls), finish_reason=str(finish))

@@ -28,6 +28,7 @@ from engine.render.styles import (
     FRAME,
     PYTHON,
     STATUS,
+    STOPPED,
     WAITING,
     add_legend,
 )
@@ -164,15 +165,19 @@ def _limits(agent: Agent) -> str:
     return " · ".join(parts)
 
 
-def stack_graph(continuation: Continuation, spec: Spec | None = None) -> nx.DiGraph[str]:
+def stack_graph(
+    continuation: Continuation, spec: Spec | None = None, *, status: str | None = None
+) -> nx.DiGraph[str]:
     """The suspended call stack: frames, the calls that started them, what each waits on and
     what its ledger already holds. With `spec`, turns show their maximum and the secret names
-    of `api_key_env` are masked too."""
+    of `api_key_env` are masked too. `status` (a stored run's, such as `stopped`) goes in the
+    title, and a stopped run's frames are drawn grey."""
     secrets = secret_names(spec)
     graph: nx.DiGraph[str] = nx.DiGraph(
         kind="stack",
         rankdir="TB",
-        title=f"run {continuation.run_id} · spec {continuation.spec_name}",
+        title=f"run {continuation.run_id} · spec {continuation.spec_name}"
+        + (f" · {status}" if status else ""),
     )
     ids: dict[int, str] = {}
     for index, (path, frame) in enumerate(continuation.frames()):
@@ -188,7 +193,7 @@ def stack_graph(continuation: Continuation, spec: Spec | None = None) -> nx.DiGr
             title=frame.agent,
             rows=_frame_rows(frame, spec),
             table=True,
-            **FRAME,
+            **(STOPPED if status == "stopped" else FRAME),
         )
         calls = calls_by_id(frame)
         for entry in frame.pending:

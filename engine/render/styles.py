@@ -31,6 +31,8 @@ APPROVAL = {
     "penwidth": "2",
 }
 FRAME = {"shape": "plain", "fillcolor": "#e3f2fd", "color": "#1565c0"}
+STOPPED = {"shape": "plain", "fillcolor": "#eeeeee", "color": "#616161", "fontcolor": "#616161"}
+"""A frame of a run a `stop` decision ended: grey, like a call that will not run."""
 WAITING = {
     "shape": "box",
     "style": "filled,bold",

@@ -15,14 +15,17 @@ from engine.spec.model import Spec
 _INDENT = "   "
 
 
-def inspect_text(continuation: Continuation, spec: Spec | None = None) -> str:
-    """The stack, root first, children indented under the call that started them."""
+def inspect_text(
+    continuation: Continuation, spec: Spec | None = None, *, status: str | None = None
+) -> str:
+    """The stack, root first, children indented under the call that started them; `status`
+    (a stored run's, such as `stopped`) is named in the first line."""
     secrets = secret_names(spec)
     waiting = continuation.undecided()
     decided = len(continuation.pending()) - len(waiting)
     out = [
         f"run {continuation.run_id} · spec {continuation.spec_name} · "
-        f"{len(waiting)} waiting, {decided} decided"
+        f"{len(waiting)} waiting, {decided} decided" + (f" · {status}" if status else "")
     ]
     via: dict[int, Pending] = {}
     for path, frame in continuation.frames():
@@ -48,7 +51,8 @@ def inspect_text(continuation: Continuation, spec: Spec | None = None) -> str:
             if entry.child is not None:
                 via[id(entry.child)] = entry
                 continue
-            out.extend(_entry(entry, inner, secrets))
+            head, *rest = _entry(entry, inner, secrets)
+            out.extend([head, f"{inner}      path: {'/'.join((*path, entry.id))}", *rest])
     return "\n".join(out) + "\n"
 
 

@@ -6,6 +6,7 @@ Ownership, one line a module:
 - `schema`: the JSON Schema file of the format and its one validator.
 - `check`: runs env substitution, `_schema_pass` and `_semantic` over a loaded document.
 - `_resolve`: `--resolve`, importing python refs and checking their signatures.
+- `signature`: a python tool's function held to its parameters (`--resolve` and `Runtime`).
 - `_build`: data to the frozen dataclasses of `model`, and the spec digest.
 - `load`: `load_spec`, `load_stored_spec` (a spec a run store kept), `validate_file(s)`.
 """

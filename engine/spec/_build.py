@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,15 @@ def spec_digest(raw: dict[str, Any], spec_dir: Path) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def build_spec(data: dict[str, Any], *, path: Path, digest: str) -> Spec:
-    """The typed spec of data that passed both validation passes."""
+def build_spec(
+    data: dict[str, Any],
+    *,
+    path: Path,
+    digest: str,
+    locations: Mapping[str, tuple[int, int]] | None = None,
+) -> Spec:
+    """The typed spec of data that passed both validation passes (`locations`: see
+    `Spec.locations`)."""
     spec_dir = path.resolve().parent
     return Spec(
         spec_version=data["spec_version"],
@@ -60,6 +68,7 @@ def build_spec(data: dict[str, Any], *, path: Path, digest: str) -> Spec:
         description=data.get("description", ""),
         allow_modules=tuple(data.get("allow_modules", ())),
         digest=digest,
+        locations=dict(locations or {}),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -9,15 +10,23 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from engine.errors import Diagnostic
-from engine.spec._schema_pass import did_you_mean
+from engine.spec.signature import located, signature_mismatches
 from engine.spec.yamlload import YamlDoc, escape
-from engine.tools import (
-    ToolRefError,
-    accepts_any_keyword,
-    import_ref,
-    infer_parameters,
-    tool_parameters,
-)
+from engine.tools import ToolRefError, import_ref
+
+
+def unimportable(diagnostics: Iterable[Diagnostic]) -> set[str]:
+    """Tools whose errors make importing their ref unsafe or meaningless: the entry itself,
+    its `kind` or its `ref` is wrong. A tool with other errors (a prompt, an approval) is still
+    imported and checked, so every finding shows at once."""
+    out: set[str] = set()
+    for diag in diagnostics:
+        parts = diag.pointer.split("/")
+        if diag.severity != "error" or len(parts) < 3 or parts[1] != "tools":
+            continue
+        if len(parts) == 3 or parts[3] in ("kind", "ref"):
+            out.add(parts[2].replace("~1", "/").replace("~0", "~"))
+    return out
 
 
 def resolve_pass(
@@ -26,8 +35,11 @@ def resolve_pass(
     """Import the ref of every python tool not in `skip`; report what does not fit."""
     out: list[Diagnostic] = []
 
+    def locate(pointer: str) -> tuple[int, int]:
+        return doc.locate(pointer, key="/parameters" in pointer)
+
     def add(code: str, message: str, pointer: str, suggestion: str | None = None) -> None:
-        line, col = doc.locate(pointer, key="/parameters" in pointer)
+        line, col = locate(pointer)
         out.append(
             Diagnostic(
                 code=code,
@@ -45,46 +57,25 @@ def resolve_pass(
         if name in skip or not isinstance(tool, dict) or tool.get("kind") != "python":
             continue
         base = f"/tools/{escape(name)}"
+        ref = str(tool.get("ref"))
         try:
-            func = import_ref(str(tool.get("ref")), str(spec_dir))
+            func = import_ref(ref, str(spec_dir))
         except ToolRefError as exc:
             hint = f"the spec's folder ({spec_dir}) is searched first; check the module path"
             add(exc.code, str(exc), f"{base}/ref", hint)
             continue
         params = tool.get("parameters")
-        if not isinstance(params, dict):
+        if isinstance(params, dict):
             try:
-                infer_parameters(func)
-            except TypeError as exc:
-                add("signature-mismatch", f"cannot infer parameters: {exc}", f"{base}/ref")
-            continue
-        try:
-            Draft202012Validator.check_schema(params)
-        except SchemaError as exc:
-            add(
-                "bad-parameters",
-                f"parameters is not a valid JSON Schema: {exc.message}",
-                f"{base}/parameters" + "".join(f"/{escape(str(p))}" for p in exc.absolute_path),
-                "see https://json-schema.org/draft/2020-12/json-schema-core",
-            )
-        props = params.get("properties")
-        declared = set(props) if isinstance(props, dict) else set()
-        accepted = {p.name: p for p in tool_parameters(func)}
-        for pname, param in accepted.items():
-            if param.default is param.empty and pname not in declared:
+                Draft202012Validator.check_schema(params)
+            except SchemaError as exc:
                 add(
-                    "signature-mismatch",
-                    f"{tool['ref']} requires '{pname}', but parameters has no property '{pname}'",
-                    f"{base}/parameters",
-                    f"add '{pname}' under parameters.properties, or give it a default",
+                    "bad-parameters",
+                    f"parameters is not a valid JSON Schema: {exc.message}",
+                    f"{base}/parameters" + "".join(f"/{escape(str(p))}" for p in exc.absolute_path),
+                    "see https://json-schema.org/draft/2020-12/json-schema-core",
                 )
-        if accepts_any_keyword(func):
-            continue
-        for pname in sorted(declared - set(accepted)):
-            add(
-                "signature-mismatch",
-                f"parameters declares '{pname}', which {tool['ref']} does not accept",
-                f"{base}/parameters/properties/{escape(pname)}",
-                did_you_mean(pname, accepted) or "remove it, or add it to the function",
-            )
+        declared = params if isinstance(params, dict) and params else None  # as compile reads it
+        for mismatch in signature_mismatches(ref, func, declared):
+            out.append(located(name, mismatch, file=doc.path, locate=locate))
     return out

@@ -10,12 +10,14 @@ from typing import Any
 from jsonschema.exceptions import ValidationError, best_match
 
 from engine.errors import Diagnostic
-from engine.spec.schema import spec_validators
+from engine.spec.schema import spec_schema, spec_validators
 from engine.spec.yamlload import YamlDoc, escape
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _NAME_RULE = "names start with a lowercase letter, then up to 63 lowercase letters, digits or '_'"
 _SINGULAR = {"agents": "agent", "tools": "tool", "models": "model"}
+MISPLACED = "misplaced-key"
+"""Code of a key indented so that it reads as an entry of agents:, tools: or models:."""
 
 
 def schema_pass(doc: YamlDoc, data: dict[str, Any]) -> list[Diagnostic]:
@@ -31,8 +33,8 @@ def schema_pass(doc: YamlDoc, data: dict[str, Any]) -> list[Diagnostic]:
             fallback = validators.dispatch[section]
             validator = by_kind.get(kind, fallback) if isinstance(kind, str) else fallback
             found.extend((e, (section, name)) for e in validator.iter_errors(entry))
+    out = misplaced(doc, data)
     seen: set[tuple[str, int, int, str]] = set()
-    out: list[Diagnostic] = []
     for error, prefix in found:
         for diag in _translate(error, doc, prefix):
             key = (diag.code, diag.line, diag.col, diag.message)
@@ -40,6 +42,71 @@ def schema_pass(doc: YamlDoc, data: dict[str, Any]) -> list[Diagnostic]:
                 seen.add(key)
                 out.append(diag)
     return out
+
+
+def misplaced(doc: YamlDoc, data: dict[str, Any]) -> list[Diagnostic]:
+    """Keys indented one level too far or too little, so that they read as an entry: an
+    agent's `tools: [...]` written beside the agents, or a top-level `tools:` under `agents:`.
+    `check_document` drops every other finding inside such an entry: this one says it all."""
+    schema = spec_schema()
+    defs = schema["$defs"]
+    top_level = set(schema["properties"])
+    out: list[Diagnostic] = []
+    for section, entry in _SINGULAR.items():
+        fields = _entry_fields(defs, section)
+        found = data.get(section)
+        entries: dict[str, Any] = found if isinstance(found, dict) else {}
+        for name, value in entries.items():
+            as_field = name in fields and not isinstance(value, dict)
+            as_top = name in top_level and (
+                not isinstance(value, dict) or any(k not in fields for k in value)
+            )
+            if not (as_field or as_top):
+                continue
+            pointer = f"/{section}/{escape(name)}"
+            if as_field and (above := _entry_above(doc, entries, section, pointer)):
+                owner, col = above
+                hint = (
+                    f"indent '{name}:' to column {col}, under {entry} '{owner}', to make it "
+                    f"a field of that {entry}"
+                )
+            else:
+                hint = f"move '{name}:' to column 1, to make it the spec's top-level '{name}:'"
+            out.append(
+                _diag(
+                    doc,
+                    MISPLACED,
+                    f"'{name}' is indented as an entry of {section}:, so it was read as "
+                    f"{_article(entry)} {entry} named '{name}'",
+                    pointer,
+                    hint,
+                    key=True,
+                )
+            )
+    return out
+
+
+def _entry_fields(defs: dict[str, Any], section: str) -> set[str]:
+    """Every field an entry of `section` may have, whatever its kind."""
+    names = {"agents": ["agent"], "tools": ["python_tool", "agent_tool", "external_tool"]}
+    names["models"] = ["openai_model", "scripted_model"]
+    return {f for d in names[section] for f in defs[d].get("properties", {})}
+
+
+def _entry_above(
+    doc: YamlDoc, entries: dict[str, Any], section: str, pointer: str
+) -> tuple[str, int] | None:
+    """The entry written just above `pointer`, and the column its fields start at."""
+    line = doc.locate(pointer, key=True)[0]
+    best: tuple[int, str, int] | None = None
+    for name, value in entries.items():
+        if not isinstance(value, dict) or not value:
+            continue
+        at = doc.keys.get(f"/{section}/{escape(name)}")
+        first = doc.keys.get(f"/{section}/{escape(name)}/{escape(next(iter(value)))}")
+        if at and first and at[0] < line and (best is None or at[0] > best[0]):
+            best = (at[0], name, first[1])
+    return (best[1], best[2]) if best else None
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
@@ -69,6 +136,44 @@ def where(path: Sequence[Any]) -> str:
         owner = f"{_SINGULAR[parts[0]]} '{parts[1]}'"
         return f"in {owner}" if len(parts) == 2 else f"in {parts[2]} of {owner}"
     return f"in {parts[0]}"
+
+
+def field_of(path: Sequence[Any]) -> str:
+    """The field a path names, dotted, with its owner: `approval.decisions of tool 'x'`
+    (list positions left out: they say which item, the message quotes it)."""
+    parts = [str(p) for p in path if not isinstance(p, int)]
+    if len(parts) >= 2 and parts[0] in _SINGULAR:
+        owner = f"{_SINGULAR[parts[0]]} '{parts[1]}'"
+        return f"{'.'.join(parts[2:])} of {owner}" if len(parts) > 2 else owner
+    return ".".join(parts) or "the spec"
+
+
+_SYNONYMS = {
+    "modify": "edit",
+    "change": "edit",
+    "update": "edit",
+    "amend": "edit",
+    "accept": "approve",
+    "allow": "approve",
+    "confirm": "approve",
+    "deny": "reject",
+    "decline": "reject",
+    "refuse": "reject",
+}
+_MEANING = {
+    "approve": "the call runs as the model asked",
+    "edit": "the reviewer changes the arguments, then the call runs",
+    "reject": "the call does not run",
+}
+
+
+def _enum_hint(word: str, options: list[str]) -> str | None:
+    """`did you mean 'x'?`, by spelling or by meaning (`modify` -> `edit`), said plainly."""
+    target = _SYNONYMS.get(word.strip().lower())
+    if target in options:
+        meaning = f" ({target}: {_MEANING[target]})" if target in _MEANING else ""
+        return f"did you mean '{target}'?{meaning}"
+    return did_you_mean(word, options)
 
 
 def _diag(
@@ -139,13 +244,13 @@ def _translate(
         )
     elif kind == "enum":
         options = ", ".join(str(v) for v in value)
-        what = "kind" if field == "kind" else f"value for '{field}'"
+        what = f"kind '{inst}'" if field == "kind" else f"value '{inst}' for {field_of(path)}"
         yield _diag(
             doc,
             "bad-value",
-            f"unknown {what} '{inst}'; expected one of: {options}",
+            f"unknown {what}; expected one of: {options}",
             pointer,
-            did_you_mean(str(inst), [str(v) for v in value]),
+            _enum_hint(str(inst), [str(v) for v in value]),
         )
     elif kind == "const":
         yield _diag(

@@ -6,6 +6,7 @@ Never imports user code.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -102,6 +103,7 @@ class _Checker:
         for name, agent in self.agents.items():
             self.check_agent(name, agent)
         self.check_graph()
+        self.check_unused_tools()
         return self.out
 
     def check_file(self, rel: Any, pointer: str, what: str, *, utf8: bool) -> None:
@@ -250,6 +252,27 @@ class _Checker:
                     key=True,
                     severity="warning",
                 )
+
+    def check_unused_tools(self) -> None:
+        """Warn of each tool no agent lists (whatever else is wrong with it), unless an agent
+        lists a misspelling of it: the undefined-tool error already suggests it."""
+        used: set[str] = set()
+        for agent in self.agents.values():
+            tools = agent.get("tools")
+            used.update(t for t in (tools if isinstance(tools, list) else []) if isinstance(t, str))
+        for typo in used - set(self.tools):
+            used.update(difflib.get_close_matches(typo, sorted(self.tools), n=1, cutoff=0.6))
+        agents = sorted(self.agents)
+        for name in sorted(set(self.tools) - used):
+            where = f"agent '{agents[0]}'" if len(agents) == 1 else "an agent"
+            self.add(
+                "unused-tool",
+                f"tool '{name}' is not in any agent's tools, so no model can call it",
+                f"/tools/{escape(name)}",
+                f"add '{name}' to the tools: list of {where}, or remove it",
+                key=True,
+                severity="warning",
+            )
 
 
 def semantic_pass(doc: YamlDoc, data: dict[str, Any], spec_dir: Path) -> list[Diagnostic]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import Diagnostic
-from engine.spec._schema_pass import schema_pass
+from engine.spec._schema_pass import MISPLACED, schema_pass
 from engine.spec._semantic import semantic_pass
 from engine.spec.env import substitute
 from engine.spec.yamlload import YamlDoc
@@ -39,8 +39,14 @@ def check_document(doc: YamlDoc, *, env: Mapping[str, str]) -> tuple[Any, list[D
         doc.data, env=env, file=doc.path, locate=doc.locate, originals=originals
     )
     found = schema_pass(doc, data) + semantic_pass(doc, data, Path(doc.path).resolve().parent)
+    moved = [d.pointer for d in found if d.code == MISPLACED]
+    found = [d for d in found if d.code == MISPLACED or not _inside(d.pointer, moved)]
     diagnostics += [_redact(d, originals) for d in found]
     return data, sort_diagnostics(diagnostics)
+
+
+def _inside(pointer: str, roots: list[str]) -> bool:
+    return any(pointer == r or pointer.startswith(r + "/") for r in roots)
 
 
 def _redact(diag: Diagnostic, originals: dict[str, tuple[str, str]]) -> Diagnostic:

@@ -11,9 +11,10 @@ from typing import Any
 
 from engine.errors import Diagnostic, SpecError
 from engine.spec._build import build_spec, spec_digest
-from engine.spec._resolve import resolve_pass
+from engine.spec._resolve import resolve_pass, unimportable
 from engine.spec.check import check_document, sort_diagnostics
 from engine.spec.model import Spec, SpecSource
+from engine.spec.signature import tool_locations
 from engine.spec.yamlload import YamlDoc, load_yaml, read_text
 
 _log = logging.getLogger("engine.spec")
@@ -53,7 +54,8 @@ def _typed(
     for warning in diagnostics:
         _log.warning("%s: warning[%s]: %s", warning.location(), warning.code, warning.message)
     digest = spec_digest(doc.data, path.resolve().parent)
-    spec = build_spec(data, path=path, digest=digest)
+    locations = tool_locations(doc.keys, doc.values, data.get("tools"))
+    spec = build_spec(data, path=path, digest=digest, locations=locations)
     if isinstance(source, SpecSource):
         return dataclasses.replace(spec, source=source)
     raw_agents = doc.data.get("agents")
@@ -76,11 +78,7 @@ def validate_file(
         return list(exc.diagnostics)
     data, diagnostics = check_document(doc, env=os.environ if env is None else env)
     if resolve and isinstance(data, dict):
-        broken = {
-            d.pointer.split("/")[2]
-            for d in diagnostics
-            if d.severity == "error" and d.pointer.startswith("/tools/")
-        }
+        broken = unimportable(diagnostics)
         spec_dir = Path(path).resolve().parent
         diagnostics = sort_diagnostics(diagnostics + resolve_pass(doc, data, spec_dir, broken))
     return diagnostics

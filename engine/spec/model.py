@@ -216,6 +216,12 @@ class Spec:
     """Module prefixes `kind: python` refs may come from (empty: any)."""
     digest: str = ""
     """`sha256:` of the spec's canonical form; a continuation records it."""
+    locations: Mapping[str, tuple[int, int]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    """JSON pointer -> (line, col) of each python tool's entry, `ref`, `parameters` and
+    parameter names, so `Runtime` places the mismatches it finds on import; empty for a spec
+    built in Python (its errors then point at line 1)."""
     source: SpecSource | None = field(default=None, compare=False, repr=False)
     """The texts it was loaded from (None for a spec built in Python); a run store keeps them."""
 

@@ -175,6 +175,8 @@ def claim_refusal(
     """Why a claim of `nonce` must fail, or None when the run is suspended on exactly it."""
     if consumed:
         return already_resumed(run_id)
+    if status == "failed" and waits_on is not None and waits_on == nonce:
+        return None  # a failed run that kept where to resume (its failing model call)
     if status == "running":
         reason = "the run is running: another process resumed it and is driving it"
     elif status in ("finished", "failed"):

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias
 
-RunStatus: TypeAlias = Literal["running", "suspended", "finished", "failed"]
-RUN_STATUSES: tuple[RunStatus, ...] = ("running", "suspended", "finished", "failed")
+RunStatus: TypeAlias = Literal["running", "suspended", "finished", "failed", "stopped"]
+RUN_STATUSES: tuple[RunStatus, ...] = ("running", "suspended", "finished", "failed", "stopped")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -56,13 +56,13 @@ class RunRecord:
     agent: str
     """The entry agent."""
     status: RunStatus
-    """running, suspended, finished or failed."""
+    """running, suspended, finished, failed or stopped (ended by a `stop` decision)."""
     version: int
     """Bumped by every write; writes name the version they expect."""
     nonce: str | None
     """The nonce of the continuation a suspended run waits on."""
     output: str | None
-    """The final reply (finished) or the failure reason (failed)."""
+    """The final reply (finished, stopped) or the failure reason (failed)."""
     created_at: float
     """Seconds since the epoch."""
     updated_at: float

@@ -85,7 +85,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             consumed_at double precision NOT NULL
         )""",
     ),
-    # 2: the specs runs were started with, their texts kept once per digest, so a run resumes
+    # 2: status `stopped` (a run ended by a `stop` decision).
+    (
+        "ALTER TABLE runs DROP CONSTRAINT runs_status_check",
+        "ALTER TABLE runs ADD CONSTRAINT runs_status_check"
+        " CHECK (status IN ('running', 'suspended', 'finished', 'failed', 'stopped'))",
+    ),
+    # 3: the specs runs were started with, their texts kept once per digest, so a run resumes
     # from any directory and any machine.
     (
         """CREATE TABLE specs (

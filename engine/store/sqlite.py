@@ -69,7 +69,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             consumed_at REAL NOT NULL
         )""",
     ),
-    # 2: the specs runs were started with, their texts kept once per digest, so a run resumes
+    # 2: status `stopped` (a run ended by a `stop` decision). SQLite cannot alter a CHECK;
+    # widening its list in the stored schema is safe for every existing row and, unlike a table
+    # rebuild, keeps whatever columns other migrations add to `runs`.
+    (
+        "PRAGMA writable_schema = ON",
+        "UPDATE sqlite_master SET sql = replace(sql, '''failed'')', '''failed'', ''stopped'')')"
+        " WHERE type = 'table' AND name = 'runs'",
+        "PRAGMA writable_schema = RESET",
+    ),
+    # 3: the specs runs were started with, their texts kept once per digest, so a run resumes
     # from any directory and any machine.
     (
         """CREATE TABLE specs (
