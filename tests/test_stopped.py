@@ -25,6 +25,7 @@ from builders import (
 )
 
 import engine
+from engine import durable
 from engine.cli import main
 from engine.render import inspect_text, stack_graph, to_dot
 from engine.spec.model import Limits
@@ -177,6 +178,7 @@ def test_a_store_made_before_stopped_existed_migrates_and_keeps_it(
     with monkeypatch.context() as first_version:
         first_version.setattr(sqlite, "MIGRATIONS", sqlite.MIGRATIONS[:1])
         first_version.setattr(postgres, "MIGRATIONS", postgres.MIGRATIONS[:1])
+        first_version.setattr(durable, "keep_spec", lambda store, spec: None)  # nor kept specs
         code, _, err = cli(
             "run", spec_file, "--store", store_url, "--run-id", "old", "-q", "-p", "go"
         )

@@ -112,8 +112,8 @@ def show_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     """`callcc runs show`."""
     store = _open(args)
     try:
-        run = store.get_run(args.run_id)
-        continuation = rebuild(run, store.events(run.run_id))
+        run, events = store.snapshot(args.run_id)  # one transaction: the two agree
+        continuation = rebuild(run, events)
     finally:
         store.close()
     if args.format == "json":
