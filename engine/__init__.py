@@ -20,7 +20,8 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `signing`: HMAC-SHA256 signatures, keys from the environment, rotation.
 - `store/`: the run store protocol (`base`), SQLite and PostgreSQL backends, `open_store`.
 - `journal`: checkpoints as frame deltas, and continuations rebuilt from them.
-- `durable`: what a runtime with a store does: start, claim a resume, recover a dead run.
+- `durable`: what a runtime with a store does: start, claim a resume, recover a dead run, keep
+  the spec with the run and find it again (`spec_of_run`).
 - `lease`: the lease a driving process holds on a run: its length, owner ids, the heartbeat.
 - `models/`: the model protocol (`base`), the OpenAI adapter, the scripted model, and
   `script_check`, `callcc validate`'s located check of a script against its spec.
@@ -41,6 +42,7 @@ from engine.errors import (
     RunError,
     SpecChangedError,
     SpecError,
+    StoreError,
     UsageError,
 )
 from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped, Suspended
@@ -65,6 +67,7 @@ __all__ = [
     "SpecChangedError",
     "SpecError",
     "Stopped",
+    "StoreError",
     "Suspended",
     "ToolContext",
     "UsageError",

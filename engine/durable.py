@@ -6,21 +6,34 @@ know the store's protocol (`engine.store.base`), and neither imports a database 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from engine.continuation import Continuation
-from engine.errors import ConflictError, ContinuationError, LeaseHeldError, RunError, UsageError
+from engine.errors import (
+    ConflictError,
+    ContinuationError,
+    LeaseHeldError,
+    RunError,
+    SpecError,
+    UsageError,
+)
 from engine.frames import Frame, walk
 from engine.journal import Journal, rebuild
-from engine.spec.model import Spec
-from engine.store.base import Lease, RunRecord, RunStore
+from engine.spec.load import load_spec, load_stored_spec
+from engine.spec.model import Spec, SpecSource
+from engine.store.base import Lease, RunRecord, RunStore, SpecRow
+
+log = logging.getLogger("callcc.run")
 
 
 def start(store: RunStore, spec: Spec, root: Frame, run_id: str, lease: Lease) -> Journal:
     """Create the run, its first checkpoint and its lease in one write, so no run exists
     without its prompt (a crash before the write leaves nothing: the run starts again)."""
     now = time.time()
+    keep_spec(store, spec)
     journal = Journal(store=store, run_id=run_id, version=0, lease=lease)
     delta = journal.delta(root)
     assert delta is not None  # a frame never checkpointed has its whole state to write
@@ -30,7 +43,7 @@ def start(store: RunStore, spec: Spec, root: Frame, run_id: str, lease: Lease) -
             run_id=run_id,
             spec_name=spec.name,
             spec_digest=spec.digest,
-            spec_path=spec.path or None,
+            spec_path=str(Path(spec.path).resolve()) if spec.path else None,
             agent=root.agent,
             status="running",
             version=0,
@@ -46,21 +59,82 @@ def start(store: RunStore, spec: Spec, root: Frame, run_id: str, lease: Lease) -
     return journal
 
 
-def load(store: RunStore, run_id: str, key: bytes | None) -> Continuation:
-    """The continuation a suspended run waits on, rebuilt from its checkpoints."""
-    run = store.get_run(run_id)
-    if run.status != "suspended" and not _resumable_failure(run):
-        hint = ""
-        if run.status == "running" and _lease_live(run):
-            until = time.strftime("%H:%M:%S", time.localtime(run.lease_expires or 0))
-            hint = (
-                f": a live process is working on it (its lease, renewed while it works, runs "
-                f"until {until}); wait until it suspends or finishes"
+def keep_spec(store: RunStore, spec: Spec) -> None:
+    """Keep the texts `spec` was loaded from under its digest (once; a spec built in Python
+    has none), so `spec_of_run` finds it from any directory and any machine."""
+    source = spec.source
+    if source is not None:
+        store.put_spec(
+            SpecRow(
+                digest=spec.digest,
+                name=spec.name,
+                path=source.path,
+                text=source.text,
+                instructions=dict(source.instructions),
+                created_at=time.time(),
             )
-        elif run.status == "running":
-            hint = " (no live process holds its lease: if its process died, recover continues it)"
-        raise UsageError(f"run {run_id!r} is {run.status}, not suspended{hint}")
-    return rebuild(run, store.events(run_id), key=key)
+        )
+
+
+def spec_of_run(store: RunStore, run_id: str, *, allow_spec_change: bool = False) -> Spec:
+    """The spec to resume or recover a run with, when none is given: the one the store kept
+    under the run's digest (its scripts and tool modules looked up in the absolute folder it
+    came from), or else the spec file at the path recorded with the run. With
+    `allow_spec_change`, the file at the recorded path wins, so an edited spec is picked up.
+    Logs where the spec came from; a path that cannot be read says where it was recorded."""
+    run = store.get_run(run_id)
+    kept = store.get_spec(run.spec_digest)
+    recorded = run.spec_path
+    if kept is not None and not (allow_spec_change and recorded and Path(recorded).is_file()):
+        source = SpecSource(text=kept.text, instructions=kept.instructions, path=kept.path)
+        log.info("spec %s: the copy kept in the store (from %s)", kept.name, kept.path)
+        return load_stored_spec(source)
+    if not recorded:
+        raise UsageError(f"run {run_id!r} records no spec and the store keeps none; pass --spec")
+    log.info("spec %s: the path recorded with run %s", recorded, run_id)
+    try:
+        return load_spec(recorded)
+    except SpecError as exc:
+        where = (
+            "" if Path(recorded).is_absolute() else ", relative to the folder `callcc run` ran in"
+        )
+        raise UsageError(
+            f"{exc}; the path {recorded!r} was recorded with run {run_id!r} when it started"
+            f"{where}, and the store keeps no copy of its spec; pass --spec SPEC"
+        ) from None
+
+
+def load(store: RunStore, run_id: str, key: bytes | None) -> Continuation:
+    """The continuation a suspended run waits on, rebuilt from its checkpoints (the row and
+    its events read in one transaction, so they always belong together)."""
+    run, events = store.snapshot(run_id)
+    if run.status != "suspended" and not _resumable_failure(run):
+        raise not_waiting(run)
+    return rebuild(run, events, key=key)
+
+
+def not_waiting(run: RunRecord) -> ConflictError:
+    """The refusal to resume a run that is not suspended: another process resumed it (or it
+    ended). A run a live process works on says to wait, never to recover it."""
+    ident = run.run_id
+    if run.status == "running" and _lease_live(run):
+        until = time.strftime("%H:%M:%S", time.localtime(run.lease_expires or 0))
+        why = (
+            f"another process resumed or started run {ident!r}: it is running, not suspended, "
+            f"and a live process is working on it (its lease, renewed while it works, runs "
+            f"until {until}); wait until it suspends or finishes"
+        )
+    elif run.status == "running":
+        why = (
+            f"run {ident!r} is running, not suspended, but no live process holds its lease: "
+            f"if its process died, recover continues it (`callcc recover {ident}`)"
+        )
+    else:
+        why = (
+            f"another process resumed run {ident!r} (or it ended before): it is {run.status}, "
+            "not suspended, and nothing waits for a decision any more"
+        )
+    return ConflictError(f"{why}; `callcc runs show {ident}` shows where it stands", run_id=ident)
 
 
 def claim(
@@ -70,16 +144,16 @@ def claim(
 
     The store is the source of truth for everything but the decisions, so a document edited
     on its way back can change nothing else. Exactly one of concurrent claims wins."""
-    run = store.get_run(decided.run_id)
+    run, events = store.snapshot(decided.run_id)
     waits = run.status == "suspended" or _resumable_failure(run)
     if not waits or run.nonce != decided.nonce:
         raise ConflictError(
-            f"run {decided.run_id!r} no longer waits on this continuation: it was resumed "
-            f"already (the run is {run.status} now)",
+            f"another process resumed run {decided.run_id!r}: it no longer waits on this "
+            f"continuation (the run is {run.status} now); `callcc runs show {decided.run_id}`"
+            " shows where it stands",
             run_id=decided.run_id,
         )
-    stored = load(store, decided.run_id, key)
-    root = stored.root
+    root = rebuild(run, events, key=key).root
     transfer_decisions(decided, root)
     version = store.claim(decided.run_id, decided.nonce, lease=lease)
     journal = Journal(store=store, run_id=decided.run_id, version=version, lease=lease)
@@ -109,7 +183,7 @@ def recover(
 
     A run whose lease is live is refused (`LeaseHeldError`) unless `force`: its process
     seems alive. The store judges the lease again when it takes the run over."""
-    run = store.get_run(run_id)
+    run, events = store.snapshot(run_id)
     if run.status != "running":
         raise UsageError(
             f"run {run_id!r} is {run.status}; recover continues runs whose process died "
@@ -123,7 +197,6 @@ def recover(
             expires_at=run.lease_expires,
             remaining=run.lease_expires - time.time(),
         )
-    events = store.events(run_id)
     if not any(event.frame == "" for event in events):
         _fail_unstarted(store, run, lease, force)
     continuation = rebuild(run, events, key=key, spec=spec)

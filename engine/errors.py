@@ -158,3 +158,19 @@ class LeaseHeldError(ConflictError):
             "may then take effect twice)",
             run_id=run_id,
         )
+
+
+class StoreError(UsageError):
+    """The run store cannot be used: locked past its busy timeout, read-only, its folder
+    missing, its disk full, its server gone for good (CLI exit 2). Nothing is lost: the run
+    keeps its last checkpoint, and `callcc recover RUN_ID` continues it once the store is
+    usable again."""
+
+    def __init__(self, message: str, *, url: str, reason: str, hint: str) -> None:
+        self.url = url
+        """The store's URL, password masked."""
+        self.reason = reason
+        """What the driver said, in one line."""
+        self.hint = hint
+        """What to do about it."""
+        super().__init__(f"{message} ({url}): {reason}; {hint}")

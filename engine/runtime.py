@@ -188,6 +188,7 @@ class Runtime:
         root, journal = durable.claim(  # refuses replays
             self.store, continuation, self._key, self._lease()
         )
+        durable.keep_spec(self.store, self.spec)  # the spec it goes on with (may be changed)
         return await self._drive(root, continuation.run_id, journal)
 
     async def arecover(
@@ -210,6 +211,7 @@ class Runtime:
             lease=self._lease(),
             force=force,
         )
+        durable.keep_spec(store, self.spec)
         return await self._drive(root, run_id, journal)
 
     def load(self, text: str | bytes) -> Continuation:

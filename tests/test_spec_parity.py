@@ -15,7 +15,7 @@ SCHEMA_TO_MODEL = {"instructions_file": "instructions"}
 # Dataclass fields that are not YAML fields: the key of the object under its map (`name`),
 # and for the whole spec, where it was loaded from, its digest and the source locations.
 MODEL_ONLY = {"name"}
-SPEC_ONLY = {"path", "digest", "locations"}
+SPEC_ONLY = {"path", "digest", "locations", "source"}
 
 PAIRS: list[tuple[str, type[Any]]] = [
     ("openai_model", model.OpenAIModel),

@@ -21,6 +21,7 @@ from engine.cli._output import (
     warn_unused,
 )
 from engine.continuation import MAX_DOCUMENT_BYTES, Continuation
+from engine.durable import spec_of_run
 from engine.errors import ContinuationError, UsageError
 from engine.runtime import Runtime
 from engine.signing import KEY_ENV, KEY_FILE_ENV, generate_key, keys_from_env
@@ -209,10 +210,10 @@ def _resume_stored(args: argparse.Namespace, url: str, stdout: TextIO, stderr: T
     store = open_store(url)
     try:
         run = store.get_run(args.state)
-        spec_path = args.spec or run.spec_path
-        if not spec_path:
-            raise UsageError(f"run {run.run_id} records no spec path; pass --spec SPEC")
-        spec = load_spec(spec_path)
+        with progress(args, stdout):  # says where the spec came from
+            spec = load_spec(args.spec) if args.spec else spec_of_run(
+                store, run.run_id, allow_spec_change=args.allow_spec_change
+            )  # fmt: skip
         check_overwrite(args.state_out, args)
         with progress(args, stdout), _runtime(spec, args, stderr, store) as runtime:
             continuation = apply_decisions(runtime.load_run(run.run_id), args)

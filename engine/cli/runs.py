@@ -17,6 +17,7 @@ from engine.cli._output import (
     warn_unused,
 )
 from engine.cli.run import store_url_of
+from engine.durable import spec_of_run
 from engine.errors import CallccError, LeaseHeldError, UsageError
 from engine.journal import rebuild
 from engine.render import inspect_text
@@ -117,8 +118,8 @@ def show_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     """`callcc runs show`."""
     store = _open(args)
     try:
-        run = store.get_run(args.run_id)
-        continuation = rebuild(run, store.events(run.run_id))
+        run, events = store.snapshot(args.run_id)  # one transaction: the two agree
+        continuation = rebuild(run, events)
     finally:
         store.close()
     if args.format == "json":
@@ -206,11 +207,8 @@ def recover_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
 def _recover_one(
     store: RunStore, run_id: str, args: argparse.Namespace, stdout: TextIO, stderr: TextIO
 ) -> int:
-    run = store.get_run(run_id)
-    spec_path = args.spec or run.spec_path
-    if not spec_path:
-        raise UsageError(f"run {run_id} records no spec path; pass --spec SPEC")
-    spec = load_spec(spec_path)
+    with progress(args, stdout):  # says where the spec came from
+        spec = load_spec(args.spec) if args.spec else spec_of_run(store, run_id)
     if args.format == "text":
         stdout.write(f"recovering run {run_id}\n")
     with progress(args, stdout), Runtime(spec, model_override=args.model, store=store) as rt:

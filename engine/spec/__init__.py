@@ -8,10 +8,10 @@ Ownership, one line a module:
 - `_resolve`: `--resolve`, importing python refs and checking their signatures.
 - `signature`: a python tool's function held to its parameters (`--resolve` and `Runtime`).
 - `_build`: data to the frozen dataclasses of `model`, and the spec digest.
-- `load`: `load_spec`, `validate_file`, `validate_files`.
+- `load`: `load_spec`, `load_stored_spec` (a spec a run store kept), `validate_file(s)`.
 """
 
-from engine.spec.load import load_spec, validate_file, validate_files
+from engine.spec.load import load_spec, load_stored_spec, validate_file, validate_files
 from engine.spec.model import (
     Agent,
     AgentTool,
@@ -23,6 +23,7 @@ from engine.spec.model import (
     PythonTool,
     ScriptedModel,
     Spec,
+    SpecSource,
     SuspendRules,
     Tool,
 )
@@ -38,9 +39,11 @@ __all__ = [
     "PythonTool",
     "ScriptedModel",
     "Spec",
+    "SpecSource",
     "SuspendRules",
     "Tool",
     "load_spec",
+    "load_stored_spec",
     "validate_file",
     "validate_files",
 ]

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from engine.errors import Diagnostic, SpecError
 from engine.spec._build import build_spec, spec_digest
 from engine.spec._resolve import resolve_pass, unimportable
 from engine.spec.check import check_document, sort_diagnostics
-from engine.spec.model import Spec
+from engine.spec.model import Spec, SpecSource
 from engine.spec.signature import tool_locations
-from engine.spec.yamlload import load_yaml
+from engine.spec.yamlload import YamlDoc, load_yaml, read_text
 
 _log = logging.getLogger("engine.spec")
 
@@ -21,17 +23,49 @@ PathLike = str | os.PathLike[str]
 
 
 def load_spec(path: PathLike, *, env: Mapping[str, str] | None = None) -> Spec:
-    """Load, validate and type a spec file; raise `SpecError` listing every error."""
-    doc = load_yaml(path)
+    """Load, validate and type a spec file; raise `SpecError` listing every error. The spec
+    keeps the texts it came from (`Spec.source`), so a run store can keep them too."""
+    text = read_text(path)
+    return _typed(load_yaml(path, text=text), Path(path), env, text)
+
+
+def load_stored_spec(source: SpecSource, *, env: Mapping[str, str] | None = None) -> Spec:
+    """The spec a run store kept (see `SpecSource`), as if loaded from `source.path`: the same
+    digest, its scripts and tool modules looked up in that folder. Nothing else is read."""
+    doc = load_yaml(source.path, text=source.text)
+    agents: Any = doc.data.get("agents")
+    if isinstance(agents, dict) and source.instructions:
+        agents = dict(agents)
+        for name, instructions in source.instructions.items():
+            fields = {k: v for k, v in agents[name].items() if k != "instructions_file"}
+            agents[name] = fields | {"instructions": instructions}
+        doc = dataclasses.replace(doc, data={**doc.data, "agents": agents})
+    return _typed(doc, Path(source.path), env, source)
+
+
+def _typed(
+    doc: YamlDoc, path: Path, env: Mapping[str, str] | None, source: SpecSource | str
+) -> Spec:
+    """The checked, typed spec of `doc`, keeping `source` (or, given the file's text, the
+    source it makes with the instructions files the spec names)."""
     data, diagnostics = check_document(doc, env=os.environ if env is None else env)
     if any(d.severity == "error" for d in diagnostics):
         raise SpecError(diagnostics)
     for warning in diagnostics:
         _log.warning("%s: warning[%s]: %s", warning.location(), warning.code, warning.message)
-    spec_path = Path(path)
-    digest = spec_digest(doc.data, spec_path.resolve().parent)
+    digest = spec_digest(doc.data, path.resolve().parent)
     locations = tool_locations(doc.keys, doc.values, data.get("tools"))
-    return build_spec(data, path=spec_path, digest=digest, locations=locations)
+    spec = build_spec(data, path=path, digest=digest, locations=locations)
+    if isinstance(source, SpecSource):
+        return dataclasses.replace(spec, source=source)
+    raw_agents = doc.data.get("agents")
+    files = {
+        name: spec.agents[name].instructions
+        for name, agent in (raw_agents.items() if isinstance(raw_agents, dict) else ())
+        if isinstance(agent, dict) and "instructions_file" in agent and name in spec.agents
+    }
+    kept = SpecSource(text=source, instructions=files, path=str(path.resolve()))
+    return dataclasses.replace(spec, source=kept)
 
 
 def validate_file(

@@ -179,6 +179,21 @@ class Agent:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class SpecSource:
+    """What a spec was loaded from, kept with every run so a resume needs no file: the spec
+    file's text and the text of each agent's `instructions_file` (everything its digest
+    covers). Scripted models' scripts and python tool modules are not part of it: they are
+    found in `folder`, the spec's absolute folder."""
+
+    text: str
+    """The spec file's text, exactly as read."""
+    instructions: Mapping[str, str]
+    """Agent name -> the text of its `instructions_file` (agents with inline text: absent)."""
+    path: str
+    """The absolute path the spec file had."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Spec:
     """A whole validated spec file."""
 
@@ -208,6 +223,8 @@ class Spec:
     """JSON pointer -> (line, col) of each python tool's entry, `ref`, `parameters` and
     parameter names, so `Runtime` places the mismatches it finds on import; empty for a spec
     built in Python (its errors then point at line 1)."""
+    source: SpecSource | None = field(default=None, compare=False, repr=False)
+    """The texts it was loaded from (None for a spec built in Python); a run store keeps them."""
 
     def _repr_svg_(self) -> str:
         """Jupyter draws a spec as its agent graph."""

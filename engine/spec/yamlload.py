@@ -88,10 +88,12 @@ class _Frame:
     key_marks: dict[str, int] = field(default_factory=dict)
 
 
-def load_yaml(path: str | os.PathLike[str]) -> YamlDoc:
-    """Load a YAML file whose root is a mapping; raise `SpecError` with one diagnostic if not."""
+def load_yaml(path: str | os.PathLike[str], *, text: str | None = None) -> YamlDoc:
+    """Load a YAML file whose root is a mapping; raise `SpecError` with one diagnostic if not.
+    With `text`, that is the file's content (a spec kept in a run store) and nothing is read."""
     name = os.fspath(path)
-    text = _read_text(name)
+    if text is None:
+        text = _read_text(name)
     try:
         return _build(name, text)
     except _Refused as exc:
@@ -119,6 +121,11 @@ def _fail(name: str, code: str, message: str, line: int = 1, col: int = 1, hint:
         suggestion=hint or None,
     )
     raise SpecError([diag])
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """A spec file's text (size-checked, UTF-8); `SpecError` with one diagnostic if unreadable."""
+    return _read_text(os.fspath(path))
 
 
 def _read_text(name: str) -> str:

@@ -19,6 +19,7 @@ from engine.store.base import (
     RunRecord,
     RunStatus,
     RunStore,
+    SpecRow,
 )
 
 STORE_ENV = "CALLCC_STORE"
@@ -57,5 +58,6 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "RunStore",
+    "SpecRow",
     "open_store",
 ]

@@ -6,12 +6,13 @@ Kept free of any driver so `sqlite.py` and `postgres.py` word their errors the s
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from engine.errors import ConflictError, LeaseHeldError, UsageError
-from engine.store.base import RUN_STATUSES, Event, PendingRow, RunRecord, RunStatus
+from engine.store.base import RUN_STATUSES, Event, PendingRow, RunRecord, RunStatus, SpecRow
 
 RUN_COLUMNS = (
     "id, spec_name, spec_digest, spec_path, agent, status, version, nonce, output,"
@@ -20,17 +21,55 @@ RUN_COLUMNS = (
 """The `runs` columns in the order `record()` reads them."""
 
 LEASE_COLUMNS = "lease_owner, lease_expires"
-"""The lease columns (migration 2), selected after `RUN_COLUMNS` where `record()` reads them."""
+"""The lease columns (migration 3), selected after `RUN_COLUMNS` where `record()` reads them."""
 
 PENDING_COLUMNS = "run_id, path, call_id, tool, reason, created_at"
 """The `pending` columns in the order `pending_row()` reads them."""
 
+SPEC_COLUMNS = "digest, name, path, text, instructions, created_at"
+"""The `specs` columns in the order `spec_row()` reads them."""
+
 MIGRATIONS_TABLE = "callcc_migrations"
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+"""A lone surrogate: a code point UTF-8 (and so SQLite, PostgreSQL) cannot hold."""
+
+
+def _escape_surrogate(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
 def dump_json(data: dict[str, Any]) -> str:
-    """Compact JSON text, non-ASCII kept as is (smaller, and readable in a SQL shell)."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """Compact JSON text, non-ASCII kept as is (smaller, and readable in a SQL shell).
+
+    Lossless for any Python text: JSON escapes a NUL (`\\u0000`) and every control character
+    anyway, and a lone surrogate (`"\\ud800"`, which UTF-8 cannot encode) is written as its
+    `\\uXXXX` escape; `json.loads` reads both back as the same code point."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _SURROGATE.sub(_escape_surrogate, text)
+
+
+TEXT_MARK = "\ufdd0json:"
+"""Starts a text column's value that is stored as a JSON string (see `encode_text`)."""
+
+
+def encode_text(text: str | None) -> str | None:
+    """A text column's value for `text`, which may hold a NUL or a lone surrogate (neither fits
+    in a SQL text column): plain text as is, any other as `TEXT_MARK` + its ASCII JSON string.
+    Text that starts with the mark is encoded too, so `decode_text` is exact for every input."""
+    if text is None:
+        return None
+    if "\x00" in text or text.startswith(TEXT_MARK) or _SURROGATE.search(text):
+        return TEXT_MARK + json.dumps(text)
+    return text
+
+
+def decode_text(value: str | None) -> str | None:
+    """The text `encode_text` stored."""
+    if value is None or not value.startswith(TEXT_MARK):
+        return value
+    return cast(str, json.loads(value[len(TEXT_MARK) :]))
 
 
 def load_json(text: str | bytes | dict[str, Any]) -> dict[str, Any]:
@@ -38,6 +77,14 @@ def load_json(text: str | bytes | dict[str, Any]) -> dict[str, Any]:
     if isinstance(text, dict):
         return text
     return cast(dict[str, Any], json.loads(text))
+
+
+CUT_OFF = (
+    "a run cut off here keeps its last checkpoint: `callcc recover RUN_ID` continues it once"
+    " the lease of the process that was driving it expires (at once with --force, when you know"
+    " that process is gone)"
+)
+"""What every store fault says about the run it interrupted (one wording, both backends)."""
 
 
 def record(row: Sequence[Any]) -> RunRecord:
@@ -53,7 +100,7 @@ def record(row: Sequence[Any]) -> RunRecord:
         status=cast(RunStatus, row[5]),
         version=int(row[6]),
         nonce=row[7],
-        output=row[8],
+        output=decode_text(row[8]),
         created_at=float(row[9]),
         updated_at=float(row[10]),
         lease_owner=row[11] if leased else None,
@@ -65,10 +112,29 @@ def pending_row(row: Sequence[Any]) -> PendingRow:
     """A `pending` row (selected with `PENDING_COLUMNS`) as a PendingRow."""
     return PendingRow(
         run_id=row[0],
-        path=row[1],
-        call_id=row[2],
-        tool=row[3],
+        path=cast(str, decode_text(row[1])),
+        call_id=cast(str, decode_text(row[2])),
+        tool=decode_text(row[3]),
         reason=row[4],
+        created_at=float(row[5]),
+    )
+
+
+def spec_params(spec: SpecRow) -> tuple[Any, ...]:
+    """The `specs` row to insert (`SPEC_COLUMNS` order)."""
+    instructions = json.dumps(spec.instructions, ensure_ascii=True, sort_keys=True)
+    return (spec.digest, spec.name, spec.path, encode_text(spec.text), instructions,
+            spec.created_at)  # fmt: skip
+
+
+def spec_row(row: Sequence[Any]) -> SpecRow:
+    """A `specs` row (selected with `SPEC_COLUMNS`) as a SpecRow."""
+    return SpecRow(
+        digest=row[0],
+        name=row[1],
+        path=row[2],
+        text=cast(str, decode_text(row[3])),
+        instructions=cast(dict[str, str], json.loads(row[4])),
         created_at=float(row[5]),
     )
 
@@ -137,11 +203,12 @@ def claim_refusal(
     if status == "failed" and waits_on is not None and waits_on == nonce:
         return None  # a failed run that kept where to resume (its failing model call)
     if status == "running":
-        reason = "the run is running: another process resumed it or is driving it"
+        reason = "the run is running: another process resumed it and is driving it"
     elif status in ("finished", "failed"):
-        reason = f"the run has {status}"
+        reason = f"the run has {status}: another process resumed it"
     elif waits_on != nonce:
-        reason = "the run waits on another continuation (unknown or superseded nonce)"
+        reason = "the run waits on another continuation (another process resumed it, or the"
+        reason += " nonce is unknown)"
     else:
         return None
     return ConflictError(f"cannot resume run {run_id!r}: {reason}", run_id=run_id)
@@ -150,8 +217,8 @@ def claim_refusal(
 def already_resumed(run_id: str) -> ConflictError:
     """The error for a claim of a nonce that an earlier claim consumed."""
     return ConflictError(
-        f"cannot resume run {run_id!r}: this continuation was already resumed"
-        " (its nonce is consumed); resume from the run's latest continuation",
+        f"cannot resume run {run_id!r}: another process resumed it: this continuation was"
+        " already resumed (its nonce is consumed); resume from the run's latest continuation",
         run_id=run_id,
     )
 
@@ -198,5 +265,14 @@ def pending_params(run_id: str, pending: Sequence[PendingRow]) -> list[tuple[Any
     for p in pending:
         if p.run_id != run_id:
             raise UsageError(f"pending row {p.path!r} names run {p.run_id!r}, not {run_id!r}")
-        rows.append((p.run_id, p.path, p.call_id, p.tool, p.reason, p.created_at))
+        rows.append(
+            (
+                p.run_id,
+                encode_text(p.path),
+                encode_text(p.call_id),
+                encode_text(p.tool),
+                p.reason,
+                p.created_at,
+            )
+        )
     return rows

@@ -19,6 +19,10 @@ checkpoint (`append` with `lease=`) and, while a long tool or model call runs, w
 whose lease is live belongs to a process that seems alive: `take_over` refuses it with
 `LeaseHeldError` unless forced. Expiry is judged by the store's clock (the database server's
 for PostgreSQL), so processes on machines whose clocks differ agree on it.
+A store that cannot be used (locked, read-only, its disk full, its server gone for good) raises
+`StoreError`, never a driver's exception. Text is kept exactly: a NUL or a lone surrogate in a
+message, a result or an output is data (event payloads are JSON, which escapes both; text
+columns go through `_sql.encode_text`).
 """
 
 from __future__ import annotations
@@ -104,6 +108,24 @@ class PendingRow:
     """When the run suspended on it (seconds since the epoch)."""
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SpecRow:
+    """A spec's texts as the store keeps them, once per digest (see `engine.spec.SpecSource`)."""
+
+    digest: str
+    """The spec's digest: the key."""
+    name: str
+    """`name` of the spec."""
+    path: str
+    """The absolute path the spec file had when it was first kept."""
+    text: str
+    """The spec file's text."""
+    instructions: dict[str, str]
+    """Agent name -> the text of its `instructions_file`."""
+    created_at: float
+    """When it was first kept (seconds since the epoch)."""
+
+
 class RunStore(Protocol):
     """Durable runs. Implementations: `engine.store.sqlite`, `engine.store.postgres`."""
 
@@ -173,12 +195,26 @@ class RunStore(Protocol):
         """All events of a run, in append order."""
         ...
 
+    def snapshot(self, run_id: str) -> tuple[RunRecord, list[Event]]:
+        """The run and all its events, read in one transaction so they agree (a resume that
+        reads them apart can see a row from before another process's claim and events from
+        after it); raises UsageError naming the id when unknown."""
+        ...
+
     def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
         """Runs, newest first, optionally of one status."""
         ...
 
     def pending(self, *, limit: int = 100) -> list[PendingRow]:
         """Pending decisions across runs, oldest first."""
+        ...
+
+    def put_spec(self, spec: SpecRow) -> None:
+        """Keep a spec's texts under its digest; a digest kept already is left as it is."""
+        ...
+
+    def get_spec(self, digest: str) -> SpecRow | None:
+        """The spec kept under `digest`, or None."""
         ...
 
     def close(self) -> None:

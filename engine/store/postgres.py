@@ -9,27 +9,42 @@ still suspended. Migrations run under `pg_advisory_xact_lock`, so concurrent ope
 URL: `postgresql://user[:password]@host[:port]/db[?libpq params][&schema=name]`. `schema` is
 callcc's own parameter: the schema is created if missing and put first on the search path, so
 several stores (or test runs) can share one database.
+
+Faults: every method runs through `_run`. A connection the server ended (a restart, a failover,
+`pg_terminate_backend`) is reopened (for up to `RECONNECT_SECONDS`) and the method tried again;
+a write first checks whether it landed before the connection went (the run's version is one past
+the expected one with this write's own `updated_at`, or the nonce is consumed with this claim's
+own time), so nothing is written twice. Any other driver error, or a server that stays away,
+becomes a `StoreError`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
-from engine.errors import UsageError
+from engine.errors import StoreError, UsageError
 from engine.store import _sql
-from engine.store._sql import LEASE_COLUMNS, MIGRATIONS_TABLE, PENDING_COLUMNS, RUN_COLUMNS
-from engine.store.base import Event, Lease, PendingRow, RunRecord, RunStatus
+from engine.store._sql import (
+    LEASE_COLUMNS,
+    MIGRATIONS_TABLE,
+    PENDING_COLUMNS,
+    RUN_COLUMNS,
+    SPEC_COLUMNS,
+)
+from engine.store.base import Event, Lease, PendingRow, RunRecord, RunStatus, SpecRow
 
 MIGRATION_LOCK = 0x63616C6C6363  # "callcc": the advisory lock key concurrent opens queue on
 CONNECT_TIMEOUT_SECONDS = 10
+RECONNECT_SECONDS = 30.0
+"""How long a lost connection is retried before the method gives up with a StoreError."""
+T = TypeVar("T")
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: runs, their append-only events, the pending decisions, consumed nonces. `data` is
@@ -85,6 +100,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 3: leases: which process drives a running run, and until when (engine.store.base); the
     # expiry is written and judged by the server's clock, which every client shares.
     ("ALTER TABLE runs ADD COLUMN lease_owner text, ADD COLUMN lease_expires double precision",),
+    # 4: the specs runs were started with, their texts kept once per digest, so a run resumes
+    # from any directory and any machine.
+    (
+        """CREATE TABLE specs (
+            digest text PRIMARY KEY,
+            name text NOT NULL,
+            path text NOT NULL,
+            text text NOT NULL,
+            instructions text NOT NULL,
+            created_at double precision NOT NULL
+        )""",
+    ),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
 
@@ -139,9 +166,13 @@ class PostgresStore:
 
     def __init__(self, url: str) -> None:
         self.url = _sql.mask_url(url)
+        self._kept_specs: set[str] = set()
         self._conninfo, self.schema = split_url(url)
         self._lock = threading.Lock()
-        self._conn = self._connect()
+        try:
+            self._conn = self._connect()
+        except psycopg.Error as exc:
+            raise self._fault("cannot connect to the run store", exc) from None
         try:
             self._migrate()
         except BaseException:
@@ -154,51 +185,99 @@ class PostgresStore:
         kwargs: dict[str, Any] = {"autocommit": False}
         if "connect_timeout" not in self._conninfo:
             kwargs["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
-        try:
-            conn = psycopg.connect(self._conninfo, **kwargs)
-        except psycopg.OperationalError as exc:
-            raise UsageError(f"cannot connect to the run store {self.url}: {exc}") from None
+        conn = psycopg.connect(self._conninfo, **kwargs)
         if self.schema is not None:
             path = sql.Identifier(self.schema).as_string(conn)
             conn.execute("SELECT set_config('search_path', %s, false)", (path,))
             conn.commit()
         return conn
 
-    @contextmanager
-    def _tx(self) -> Iterator[Cursor]:
-        """One transaction on the store's connection (reconnecting first if it broke)."""
+    def _run(
+        self,
+        doing: str,
+        body: Callable[[Cursor], T],
+        landed: Callable[[Cursor], T | None] | None = None,
+    ) -> T:
+        """`body` in one transaction. When the connection is lost, reconnect and, unless
+        `landed` finds the write already committed (and returns its result), run it again."""
         with self._lock:
-            if self._conn.broken:
-                self._conn = self._connect()
-            with self._conn.transaction(), self._conn.cursor() as cur:
-                yield cur
+            try:
+                if self._conn.broken or self._conn.closed:
+                    self._conn = self._reconnect(doing, None)
+                return self._once(body)
+            except psycopg.Error as exc:
+                if not (self._conn.broken or self._conn.closed):
+                    raise self._fault(doing, exc) from None
+                self._conn = self._reconnect(doing, exc)
+            try:
+                done = self._once(landed) if landed is not None else None
+                return done if done is not None else self._once(body)
+            except psycopg.Error as exc:
+                raise self._fault(doing, exc) from None
+
+    def _once(self, body: Callable[[Cursor], T]) -> T:
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            return body(cur)
+
+    def _reconnect(
+        self, doing: str, lost: psycopg.Error | None
+    ) -> psycopg.Connection[tuple[Any, ...]]:
+        """A new connection, retried for `RECONNECT_SECONDS`; StoreError when none comes."""
+        self._conn.close()
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        delay = 0.05
+        while True:
+            try:
+                return self._connect()
+            except psycopg.OperationalError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise StoreError(
+                        f"{doing}: the connection was lost and no new one could be made in"
+                        f" {RECONNECT_SECONDS:g} s",
+                        url=self.url,
+                        reason=_one_line(lost or exc) + f"; then: {_one_line(exc)}",
+                        hint=f"check that the server is up and reachable; {_sql.CUT_OFF}",
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _fault(self, doing: str, exc: psycopg.Error) -> StoreError:
+        """The StoreError for a driver error that is not a lost connection."""
+        if isinstance(exc, psycopg.OperationalError):
+            hint = "check the URL, that the server is up, and the user's rights"
+        else:
+            hint = "the store refused the statement; check the server's log"
+        return StoreError(doing, url=self.url, reason=_one_line(exc), hint=hint)
 
     def _migrate(self) -> None:
         """Apply the migrations this database lacks, one opener at a time."""
         known = len(MIGRATIONS)
-        with self._tx() as cur:
-            if self._schema_version(cur) == known:
-                return  # the common case takes no lock
-        with self._tx() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            if self.schema is not None:
-                cur.execute(
-                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
-                )
+        if self._run("cannot open the run store", self._schema_version) == known:
+            return  # the common case takes no lock
+        self._run("cannot migrate the run store", self._apply_migrations)
+
+    def _apply_migrations(self, cur: Cursor) -> None:
+        """The migrations this database lacks, under the advisory lock."""
+        known = len(MIGRATIONS)
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        if self.schema is not None:
             cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE}"
-                " (version integer PRIMARY KEY, applied_at double precision NOT NULL)"
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
             )
-            applied = self._schema_version(cur)
-            if applied > known:
-                raise _sql.newer_schema(self.url, applied, known)
-            for version in range(applied + 1, known + 1):
-                for statement in MIGRATIONS[version - 1]:
-                    cur.execute(statement)
-                cur.execute(
-                    f"INSERT INTO {MIGRATIONS_TABLE} (version, applied_at) VALUES (%s, %s)",
-                    (version, time.time()),
-                )
+        cur.execute(
+            f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE}"
+            " (version integer PRIMARY KEY, applied_at double precision NOT NULL)"
+        )
+        applied = self._schema_version(cur)
+        if applied > known:
+            raise _sql.newer_schema(self.url, applied, known)
+        for version in range(applied + 1, known + 1):
+            for statement in MIGRATIONS[version - 1]:
+                cur.execute(statement)
+            cur.execute(
+                f"INSERT INTO {MIGRATIONS_TABLE} (version, applied_at) VALUES (%s, %s)",
+                (version, time.time()),
+            )
 
     @staticmethod
     def _schema_version(cur: Cursor) -> int:
@@ -210,12 +289,14 @@ class PostgresStore:
         row = cur.fetchone()
         return int(row[0] or 0) if row else 0
 
-    def _bump(self, cur: Cursor, run_id: str, version: int, sets: str, *args: Any) -> int:
+    def _bump(
+        self, cur: Cursor, run_id: str, version: int, now: float, sets: str, *args: Any
+    ) -> int:
         """`UPDATE runs SET <sets>, version + 1` if the run is at `version`, else the refusal."""
         cur.execute(
             f"UPDATE runs SET {sets}version = version + 1, updated_at = %s"
             " WHERE id = %s AND version = %s",
-            (*args, time.time(), run_id, version),
+            (*args, now, run_id, version),
         )
         if cur.rowcount == 1:
             return version + 1
@@ -229,12 +310,27 @@ class PostgresStore:
             return _sql.no_run(run_id, self.url)
         return _sql.stale_version(run_id, version, int(row[0]))
 
+    @staticmethod
+    def _bumped(run_id: str, version: int, now: float) -> Callable[[Cursor], int | None]:
+        """Whether a bump from `version` stamped `now` committed before the connection went:
+        the run is at `version + 1` with that very `updated_at`."""
+
+        def landed(cur: Cursor) -> int | None:
+            cur.execute("SELECT version, updated_at FROM runs WHERE id = %s", (run_id,))
+            row = cur.fetchone()
+            if row is not None and int(row[0]) == version + 1 and float(row[1]) == now:
+                return version + 1
+            return None
+
+        return landed
+
     # -- the RunStore protocol -----------------------------------------------------------------
 
     def create_run(self, run: RunRecord) -> None:
         """Insert a new run (status running, version 0); ConflictError if the id exists."""
         _sql.check_new(run)
-        with self._tx() as cur:
+
+        def body(cur: Cursor) -> bool:
             cur.execute(
                 f"INSERT INTO runs ({RUN_COLUMNS})"
                 " VALUES (%s, %s, %s, %s, %s, 'running', 0, %s, %s, %s, %s)"
@@ -246,19 +342,30 @@ class PostgresStore:
                     run.spec_path,
                     run.agent,
                     run.nonce,
-                    run.output,
+                    _sql.encode_text(run.output),
                     run.created_at,
                     run.updated_at,
                 ),
             )
             if cur.rowcount != 1:
                 raise _sql.duplicate_run(run.run_id, self.url)
+            return True
+
+        def landed(cur: Cursor) -> bool | None:
+            cur.execute("SELECT version, created_at FROM runs WHERE id = %s", (run.run_id,))
+            row = cur.fetchone()
+            ours = row is not None and int(row[0]) == 0 and float(row[1]) == run.created_at
+            return True if ours else None
+
+        self._run("cannot write to the run store", body, landed)
 
     def start_run(self, run: RunRecord, events: Sequence[Event], *, lease: Lease) -> int:
         """Insert a new run with its first events and its lease in one transaction."""
         _sql.check_new(run)
         version = 1 if events else 0
-        with self._tx() as cur:
+        columns = _columns(events)
+
+        def body(cur: Cursor) -> int:
             cur.execute(
                 f"INSERT INTO runs ({RUN_COLUMNS}, {LEASE_COLUMNS})"
                 f" VALUES (%s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, {_NOW} + %s)"
@@ -271,7 +378,7 @@ class PostgresStore:
                     run.agent,
                     version,
                     run.nonce,
-                    run.output,
+                    _sql.encode_text(run.output),
                     run.created_at,
                     run.updated_at,
                     lease.owner,
@@ -281,8 +388,15 @@ class PostgresStore:
             if cur.rowcount != 1:
                 raise _sql.duplicate_run(run.run_id, self.url)
             if events:
-                cur.execute(_START_EVENTS, (run.run_id, *_columns(events)))
-        return version
+                cur.execute(_START_EVENTS, (run.run_id, *columns))
+            return version
+
+        def landed(cur: Cursor) -> int | None:  # our start committed: the row bears our time
+            cur.execute("SELECT created_at FROM runs WHERE id = %s", (run.run_id,))
+            row = cur.fetchone()
+            return version if row is not None and float(row[0]) == run.created_at else None
+
+        return self._run("cannot write to the run store", body, landed)
 
     def append(
         self, run_id: str, version: int, events: Sequence[Event], *, lease: Lease | None = None
@@ -291,21 +405,28 @@ class PostgresStore:
 
         One statement bumps the version and inserts the events: a checkpoint is one round trip
         plus the commit. When the bump matches no row nothing is inserted."""
+        now = time.time()
+        landed = self._bumped(run_id, version, now)
         sets: tuple[Any, ...] = (
             ("",) if lease is None else (_LEASE_SETS, lease.owner, lease.seconds)
         )
         if not events:
-            with self._tx() as cur:
-                return self._bump(cur, run_id, version, *sets)
+            return self._run(
+                "cannot write to the run store",
+                lambda cur: self._bump(cur, run_id, version, now, *sets),
+                landed,
+            )
         columns = _columns(events)
-        with self._tx() as cur:
+
+        def body(cur: Cursor) -> int:
             cur.execute(
-                _APPENDS[lease is not None],
-                (time.time(), *sets[1:], run_id, version, run_id, *columns),
+                _APPENDS[lease is not None], (now, *sets[1:], run_id, version, run_id, *columns)
             )
             if cur.rowcount == len(events):
                 return version + 1
             raise self._refusal(cur, run_id, version)
+
+        return self._run("cannot write to the run store", body, landed)
 
     def settle(
         self,
@@ -321,16 +442,19 @@ class PostgresStore:
         """Record a drive's outcome and replace the pending rows if at `version`."""
         _sql.check_status(status)
         rows = _sql.pending_params(run_id, pending)
-        with self._tx() as cur:
+        now = time.time()
+
+        def body(cur: Cursor) -> int:
             new = self._bump(
                 cur,
                 run_id,
                 version,
+                now,
                 "status = %s, nonce = %s, output = %s, spec_digest = COALESCE(%s, spec_digest),"
                 " lease_owner = NULL, lease_expires = NULL, ",
                 status,
                 nonce,
-                output,
+                _sql.encode_text(output),
                 spec_digest,
             )
             cur.execute("DELETE FROM pending WHERE run_id = %s", (run_id,))
@@ -341,9 +465,13 @@ class PostgresStore:
                 )
             return new
 
+        return self._run("cannot write to the run store", body, self._bumped(run_id, version, now))
+
     def claim(self, run_id: str, nonce: str, *, lease: Lease | None = None) -> int:
         """Take a run suspended on `nonce` for a resume, once per nonce; return the version."""
-        with self._tx() as cur:
+        now = time.time()
+
+        def body(cur: Cursor) -> int:
             cur.execute(
                 "SELECT status, nonce, version FROM runs WHERE id = %s FOR UPDATE", (run_id,)
             )
@@ -357,7 +485,6 @@ class PostgresStore:
             )
             if refusal is not None:
                 raise refusal
-            now = time.time()
             cur.execute(
                 "INSERT INTO consumed_nonces (nonce, run_id, consumed_at) VALUES (%s, %s, %s)"
                 " ON CONFLICT (nonce) DO NOTHING",
@@ -378,12 +505,28 @@ class PostgresStore:
             cur.execute("DELETE FROM pending WHERE run_id = %s", (run_id,))
             return int(row[2]) + 1
 
+        def landed(cur: Cursor) -> int | None:  # our claim committed: the nonce bears our time
+            cur.execute(
+                "SELECT r.version FROM consumed_nonces c JOIN runs r ON r.id = c.run_id"
+                " WHERE c.nonce = %s AND c.run_id = %s AND c.consumed_at = %s",
+                (nonce, run_id, now),
+            )
+            row = cur.fetchone()
+            return int(row[0]) if row is not None else None
+
+        return self._run("cannot write to the run store", body, landed)
+
     def take_over(
         self, run_id: str, version: int, *, lease: Lease | None = None, force: bool = False
     ) -> int:
         """Bump the version of a running run whose process died and give its lease to `lease`;
         LeaseHeldError while its lease is live, unless `force`; return the new version."""
-        with self._tx() as cur:
+        now = time.time()
+        sets: tuple[Any, ...] = (
+            ("",) if lease is None else (_LEASE_SETS, lease.owner, lease.seconds)
+        )
+
+        def body(cur: Cursor) -> int:
             cur.execute(
                 f"SELECT status, lease_owner, lease_expires, {_NOW} FROM runs WHERE id = %s"
                 " FOR UPDATE",
@@ -396,14 +539,14 @@ class PostgresStore:
                 refusal = _sql.lease_refusal(run_id, row[1], row[2], row[3], force=force)
                 if refusal is not None:
                     raise refusal
-            sets: tuple[Any, ...] = (
-                ("",) if lease is None else (_LEASE_SETS, lease.owner, lease.seconds)
-            )
-            return self._bump(cur, run_id, version, *sets)
+            return self._bump(cur, run_id, version, now, *sets)
+
+        return self._run("cannot write to the run store", body, self._bumped(run_id, version, now))
 
     def renew(self, run_id: str, lease: Lease) -> bool:
         """Extend the lease `lease.owner` holds on a running run; False when it holds none."""
-        with self._tx() as cur:
+
+        def body(cur: Cursor) -> bool:
             cur.execute(
                 f"UPDATE runs SET lease_expires = {_NOW} + %s"
                 " WHERE id = %s AND lease_owner = %s AND status = 'running'",
@@ -411,41 +554,62 @@ class PostgresStore:
             )
             return cur.rowcount == 1
 
+        return self._run("cannot write to the run store", body)  # renewing twice is harmless
+
     def get_run(self, run_id: str) -> RunRecord:
         """The run; UsageError naming the id when unknown."""
-        with self._tx() as cur:
-            cur.execute(f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs WHERE id = %s", (run_id,))
-            row = cur.fetchone()
+        row = self._run("cannot read the run store", lambda cur: self._run_row(cur, run_id))
+        return _sql.record(row)
+
+    def _run_row(self, cur: Cursor, run_id: str) -> tuple[Any, ...]:
+        cur.execute(f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs WHERE id = %s", (run_id,))
+        row = cur.fetchone()
         if row is None:
             raise _sql.no_run(run_id, self.url)
-        return _sql.record(row)
+        return row
+
+    @staticmethod
+    def _event_rows(cur: Cursor, run_id: str) -> list[tuple[Any, ...]]:
+        cur.execute(
+            "SELECT frame, kind, data FROM events WHERE run_id = %s ORDER BY seq", (run_id,)
+        )
+        return cur.fetchall()
 
     def events(self, run_id: str) -> list[Event]:
         """All events of a run, in append order."""
-        with self._tx() as cur:
-            cur.execute(
-                "SELECT frame, kind, data FROM events WHERE run_id = %s ORDER BY seq", (run_id,)
-            )
-            rows = cur.fetchall()
+        rows = self._run("cannot read the run store", lambda cur: self._event_rows(cur, run_id))
         return [_sql.event(row) for row in rows]
+
+    def snapshot(self, run_id: str) -> tuple[RunRecord, list[Event]]:
+        """The run and its events, read in one transaction (REPEATABLE READ, so they agree)."""
+
+        def body(cur: Cursor) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return self._run_row(cur, run_id), self._event_rows(cur, run_id)
+
+        row, rows = self._run("cannot read the run store", body)
+        return _sql.record(row), [_sql.event(r) for r in rows]
 
     def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
         """Runs, newest first (by last update), optionally of one status."""
         _sql.check_status(status)
         where = "WHERE status = %s " if status is not None else ""
         params: tuple[Any, ...] = (status, limit) if status is not None else (limit,)
-        with self._tx() as cur:
+
+        def body(cur: Cursor) -> list[tuple[Any, ...]]:
             cur.execute(
                 f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs {where}"
                 "ORDER BY updated_at DESC, id DESC LIMIT %s",
                 params,
             )
-            rows = cur.fetchall()
-        return [_sql.record(row) for row in rows]
+            return cur.fetchall()
+
+        return [_sql.record(row) for row in self._run("cannot read the run store", body)]
 
     def pending(self, *, limit: int = 100) -> list[PendingRow]:
         """Pending decisions of suspended runs, oldest first."""
-        with self._tx() as cur:
+
+        def body(cur: Cursor) -> list[tuple[Any, ...]]:
             cur.execute(
                 "SELECT p.run_id, p.path, p.call_id, p.tool, p.reason, p.created_at"
                 " FROM pending p JOIN runs r ON r.id = p.run_id"
@@ -453,8 +617,34 @@ class PostgresStore:
                 " ORDER BY p.created_at, p.run_id, p.path LIMIT %s",
                 (limit,),
             )
-            rows = cur.fetchall()
-        return [_sql.pending_row(row) for row in rows]
+            return cur.fetchall()
+
+        return [_sql.pending_row(row) for row in self._run("cannot read the run store", body)]
+
+    def put_spec(self, spec: SpecRow) -> None:
+        """Keep a spec's texts under its digest, once (idempotent: retried as it is)."""
+        if spec.digest in self._kept_specs:
+            return
+
+        def body(cur: Cursor) -> None:
+            cur.execute(
+                f"INSERT INTO specs ({SPEC_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (digest) DO NOTHING",
+                _sql.spec_params(spec),
+            )
+
+        self._run("cannot write to the run store", body)
+        self._kept_specs.add(spec.digest)
+
+    def get_spec(self, digest: str) -> SpecRow | None:
+        """The spec kept under `digest`, or None."""
+
+        def body(cur: Cursor) -> tuple[Any, ...] | None:
+            cur.execute(f"SELECT {SPEC_COLUMNS} FROM specs WHERE digest = %s", (digest,))
+            return cur.fetchone()
+
+        row = self._run("cannot read the run store", body)
+        return _sql.spec_row(row) if row is not None else None
 
     def close(self) -> None:
         """Close the connection."""
@@ -463,6 +653,11 @@ class PostgresStore:
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r})"
+
+
+def _one_line(exc: BaseException) -> str:
+    """A driver message on one line (libpq's span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _columns(events: Sequence[Event]) -> tuple[list[str], list[str], list[str]]:

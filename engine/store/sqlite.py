@@ -4,6 +4,9 @@ WAL mode so readers never block the writer, `synchronous=NORMAL` (a power cut ma
 commits, never corrupt the file), a busy timeout so a process waits for another's write instead
 of failing. Every write is one `BEGIN IMMEDIATE` transaction: it takes the file's write lock
 before it reads the version, so the version check and the write are atomic across processes.
+
+Every driver error goes through `_faults`: a lock held past the busy timeout, a read-only file,
+a folder that cannot be made, a full disk become one `StoreError` naming the URL and what to do.
 """
 
 from __future__ import annotations
@@ -12,14 +15,20 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UsageError
+from engine.errors import StoreError, UsageError
 from engine.store import _sql
-from engine.store._sql import LEASE_COLUMNS, MIGRATIONS_TABLE, PENDING_COLUMNS, RUN_COLUMNS
-from engine.store.base import Event, Lease, PendingRow, RunRecord, RunStatus
+from engine.store._sql import (
+    LEASE_COLUMNS,
+    MIGRATIONS_TABLE,
+    PENDING_COLUMNS,
+    RUN_COLUMNS,
+    SPEC_COLUMNS,
+)
+from engine.store.base import Event, Lease, PendingRow, RunRecord, RunStatus, SpecRow
 
 BUSY_TIMEOUT_SECONDS = 5.0
 
@@ -80,6 +89,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE runs ADD COLUMN lease_owner TEXT",
         "ALTER TABLE runs ADD COLUMN lease_expires REAL",
     ),
+    # 4: the specs runs were started with, their texts kept once per digest, so a run resumes
+    # from any directory and any machine.
+    (
+        """CREATE TABLE specs (
+            digest TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            path TEXT NOT NULL,
+            text TEXT NOT NULL,
+            instructions TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+    ),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
 
@@ -99,40 +120,65 @@ class SQLiteStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self._kept_specs: set[str] = set()
         path = database_path(url)
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-        )
-        try:
-            self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-            _wal(self._db)
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._migrate()
-        except BaseException:
-            self._db.close()
-            raise
+        with self._faults("cannot open the run store"):
+            if path != ":memory:":
+                _make_folder(Path(path).parent, url)
+            self._lock = threading.Lock()
+            self._db = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+            )
+            try:
+                self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+                _wal(self._db)
+                self._db.execute("PRAGMA synchronous = NORMAL")
+                self._migrate()
+            except BaseException:
+                self._db.close()
+                raise
 
     # -- transactions --------------------------------------------------------------------------
 
     @contextmanager
+    def _faults(self, doing: str) -> Iterator[None]:
+        """Turn a driver error inside the block into a `StoreError` (see `_fault`)."""
+        try:
+            yield
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
+            raise  # a constraint the caller handles, or a bug: neither is the store's fault
+        except sqlite3.Error as exc:
+            raise _fault(doing, self.url, exc) from None
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Cursor]:
         """One write transaction holding the file's write lock from its first statement."""
-        with self._lock:
+        with self._lock, self._faults("cannot write to the run store"):
             cur = self._db.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
                 yield cur
             except BaseException:
-                cur.execute("ROLLBACK")
+                with suppress(sqlite3.Error):  # SQLite may have rolled back already (disk full)
+                    cur.execute("ROLLBACK")
                 raise
             cur.execute("COMMIT")
 
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Cursor]:
+        """One read transaction: every query inside sees the same state of the file."""
+        with self._lock, self._faults("cannot read the run store"):
+            cur = self._db.cursor()
+            cur.execute("BEGIN")
+            try:
+                yield cur
+            finally:
+                with suppress(sqlite3.Error):
+                    cur.execute("COMMIT")
+
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """All rows of one query (one statement reads one consistent snapshot)."""
-        with self._lock:
+        with self._lock, self._faults("cannot read the run store"):
             return self._db.execute(sql, params).fetchall()
 
     def _migrate(self) -> None:
@@ -198,7 +244,7 @@ class SQLiteStore:
                         "running",
                         0,
                         run.nonce,
-                        run.output,
+                        _sql.encode_text(run.output),
                         run.created_at,
                         run.updated_at,
                     ),
@@ -224,7 +270,7 @@ class SQLiteStore:
                         run.agent,
                         version,
                         run.nonce,
-                        run.output,
+                        _sql.encode_text(run.output),
                         run.created_at,
                         run.updated_at,
                         lease.owner,
@@ -279,7 +325,7 @@ class SQLiteStore:
                 " lease_owner = NULL, lease_expires = NULL, ",
                 status,
                 nonce,
-                output,
+                _sql.encode_text(output),
                 spec_digest,
             )
             cur.execute("DELETE FROM pending WHERE run_id = ?", (run_id,))
@@ -360,6 +406,19 @@ class SQLiteStore:
         )
         return [_sql.event(row) for row in rows]
 
+    def snapshot(self, run_id: str) -> tuple[RunRecord, list[Event]]:
+        """The run and its events, read in one transaction (so they agree)."""
+        with self._snapshot() as cur:
+            row = cur.execute(
+                f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise _sql.no_run(run_id, self.url)
+            rows = cur.execute(
+                "SELECT frame, kind, data FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
+            ).fetchall()
+        return _sql.record(row), [_sql.event(r) for r in rows]
+
     def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
         """Runs, newest first (by last update), optionally of one status."""
         _sql.check_status(status)
@@ -383,6 +442,23 @@ class SQLiteStore:
         )
         return [_sql.pending_row(row) for row in rows]
 
+    def put_spec(self, spec: SpecRow) -> None:
+        """Keep a spec's texts under its digest, once."""
+        if spec.digest in self._kept_specs:
+            return
+        with self._write() as cur:
+            cur.execute(
+                f"INSERT INTO specs ({SPEC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (digest) DO NOTHING",
+                _sql.spec_params(spec),
+            )
+        self._kept_specs.add(spec.digest)
+
+    def get_spec(self, digest: str) -> SpecRow | None:
+        """The spec kept under `digest`, or None."""
+        rows = self._read(f"SELECT {SPEC_COLUMNS} FROM specs WHERE digest = ?", (digest,))
+        return _sql.spec_row(rows[0]) if rows else None
+
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
@@ -402,6 +478,67 @@ def _lease_sets(lease: Lease | None) -> tuple[Any, ...]:
     if lease is None:
         return ("",)
     return ("lease_owner = ?, lease_expires = ?, ", lease.owner, time.time() + lease.seconds)
+
+
+_FAULTS: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    # (SQLite error names or words of the message, the one-line reason, what to do)
+    (
+        ("SQLITE_BUSY", "SQLITE_LOCKED", "locked"),
+        "the database is locked",
+        "another process held its write lock longer than the {timeout:g} s busy timeout;"
+        f" retry once it is done ({_sql.CUT_OFF})",
+    ),
+    (
+        ("SQLITE_READONLY", "readonly"),
+        "the database file is read-only",
+        "make the file and its folder writable for this user, or use another store"
+        f" ({_sql.CUT_OFF})",
+    ),
+    (
+        ("SQLITE_FULL", "SQLITE_IOERR", "disk is full", "disk I/O"),
+        "the disk is full or failing",
+        f"free space on the disk that holds the file ({_sql.CUT_OFF})",
+    ),
+    (
+        ("SQLITE_CANTOPEN", "unable to open"),
+        "the database file cannot be opened",
+        "check that the file's folder exists and is writable",
+    ),
+    (
+        ("SQLITE_NOTADB", "SQLITE_CORRUPT", "not a database", "malformed"),
+        "the file is not a callcc run store (or it is damaged)",
+        "point the store URL at another file",
+    ),
+)
+"""How each driver error is worded; the first entry that matches wins."""
+
+
+def _fault(doing: str, url: str, exc: sqlite3.Error) -> StoreError:
+    """The `StoreError` for a driver error."""
+    said = str(exc)
+    names = (getattr(exc, "sqlite_errorname", "") or "", said)
+    for keys, reason, hint in _FAULTS:
+        if any(key in text for key in keys for text in names):
+            return StoreError(
+                doing,
+                url=url,
+                reason=f"{reason} ({said})",
+                hint=hint.format(timeout=BUSY_TIMEOUT_SECONDS),
+            )
+    return StoreError(doing, url=url, reason=said, hint="check the file and the URL")
+
+
+def _make_folder(folder: Path, url: str) -> None:
+    """Create the store's folder, or say why it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            "cannot open the run store",
+            url=url,
+            reason=f"its folder {folder} cannot be created ({exc.strerror or exc})",
+            hint="create the folder, or give a store URL whose folder exists",
+        ) from None
 
 
 def _wal(db: sqlite3.Connection) -> None:
