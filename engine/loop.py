@@ -76,10 +76,21 @@ async def drive(frame: Frame, ctx: RunContext) -> Suspend | Finish | Fail:
         spent = clock() - started
         frame.elapsed += spent
         frame.pause_elapsed += spent
-        if journal is not None and (not isinstance(result, Continue) or result.checkpoint):
+        if journal is not None and _keeps(result):
             journal.checkpoint(frame)
         if not isinstance(result, Continue):
             return result
+
+
+def _keeps(result: Step) -> bool:
+    """Whether the frame is checkpointed after this step. Not after a closed turn whose
+    results are kept already, and not after a `stop`: the last checkpoint then still holds the
+    decided `stop`, so a process that dies before the run is marked stopped leaves a run whose
+    recovery stops it again (the same reply, no model asked) rather than one that looks like
+    it waits for the model's next turn."""
+    if isinstance(result, Continue):
+        return result.checkpoint
+    return not (isinstance(result, Finish) and result.stopped)
 
 
 async def step(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:

@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from builders import agent, call, calls, gated, make_spec, python_tool, say, script, sub_agent
 
-from engine import Continuation, Failed, Finished, Runtime, Spec, Suspended
+from engine import Continuation, Failed, Finished, Runtime, Spec, Stopped, Suspended
 from engine.errors import RunError, UsageError
 from engine.journal import rebuild
+from engine.spec.model import Limits
 from engine.store import RunRecord, RunStore, open_store
 
 WRITES = frozenset({"start_run", "append", "settle", "claim", "take_over"})
@@ -235,6 +236,40 @@ def test_a_run_that_answered_before_its_process_died_finishes_without_asking_aga
     assert played_out.calls == 0
     run = store.get_run("answered")
     assert (run.status, run.output, run.lease_owner) == ("finished", "the answer", None)
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["root", "sub-agent"])
+def test_a_run_stopped_before_its_process_died_is_stopped_again_without_asking(
+    store: RunStore, nested: bool
+) -> None:
+    once = Limits(max_turns=1)
+    tools = [python_tool("note", ref="loop_tools:echo"), sub_agent("solo")]
+    spec = make_spec([agent("boss", "solo"), agent("solo", "note", limits=once)], tools)
+    if not nested:
+        spec = make_spec([agent("solo", "note", limits=once)], tools[:1])
+    turns = {
+        "boss": [calls(call("s1", "solo", {"request": "note"})), say("boss done")],
+        "solo": [calls(call("n1", "note", {"text": "x"}), text="Noting.")],
+    }
+    with Runtime(spec, model_override=script(turns), store=store) as first:
+        waiting = first.run("go", run_id="stopped")
+        assert isinstance(waiting, Suspended)
+    with (
+        Runtime(spec, model_override=script(turns), store=DiesAtTheSettle(store)) as dying,
+        pytest.raises(SystemExit),
+    ):
+        dying.resume(waiting.continuation.stop("limit-1"))
+    assert store.get_run("stopped").status == "running"
+
+    played_out = script({"solo": [], "boss": []})  # any model call fails the run loudly
+    with Runtime(spec, model_override=played_out, store=store) as second:
+        outcome = second.recover("stopped", force=True)
+
+    expected = Stopped if not nested else Finished  # a stopped sub-agent hands on its reply
+    assert isinstance(outcome, expected), outcome
+    assert outcome.output == ("Noting." if not nested else "boss done")
+    assert played_out.calls == 0
+    assert store.get_run("stopped").status == ("stopped" if not nested else "finished")
 
 
 @pytest.mark.parametrize("nested", [False, True], ids=["root", "sub-agent"])
