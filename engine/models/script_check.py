@@ -159,17 +159,7 @@ def _at(
     key: bool = False,
     severity: Any = "error",
 ) -> Diagnostic:
-    line, col = doc.locate(pointer, key=key)
-    return Diagnostic(
-        code=code,
-        message=message,
-        file=doc.path,
-        line=line,
-        col=col,
-        pointer=pointer,
-        suggestion=suggestion,
-        severity=severity,
-    )
+    return doc.diagnostic(pointer, code, message, suggestion, key=key, severity=severity)
 
 
 def _shown(path: str) -> str:

@@ -39,18 +39,7 @@ def resolve_pass(
         return doc.locate(pointer, key="/parameters" in pointer)
 
     def add(code: str, message: str, pointer: str, suggestion: str | None = None) -> None:
-        line, col = locate(pointer)
-        out.append(
-            Diagnostic(
-                code=code,
-                message=message,
-                file=doc.path,
-                line=line,
-                col=col,
-                pointer=pointer,
-                suggestion=suggestion,
-            )
-        )
+        out.append(doc.diagnostic(pointer, code, message, suggestion, key="/parameters" in pointer))
 
     tools = data.get("tools")
     for name, tool in (tools if isinstance(tools, dict) else {}).items():

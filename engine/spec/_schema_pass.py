@@ -185,16 +185,7 @@ def _diag(
     *,
     key: bool = False,
 ) -> Diagnostic:
-    line, col = doc.locate(pointer, key=key)
-    return Diagnostic(
-        code=code,
-        message=message,
-        file=doc.path,
-        line=line,
-        col=col,
-        pointer=pointer,
-        suggestion=suggestion,
-    )
+    return doc.diagnostic(pointer, code, message, suggestion, key=key)
 
 
 def _translate(

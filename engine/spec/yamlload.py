@@ -66,6 +66,29 @@ class YamlDoc:
                 return (1, 1)
             pointer = pointer.rsplit("/", 1)[0]
 
+    def diagnostic(
+        self,
+        pointer: str,
+        code: str,
+        message: str,
+        suggestion: str | None = None,
+        *,
+        key: bool = False,
+        severity: Any = "error",
+    ) -> Diagnostic:
+        """A finding at `pointer` of this file (its key when `key`), located by `locate`."""
+        line, col = self.locate(pointer, key=key)
+        return Diagnostic(
+            code=code,
+            message=message,
+            file=self.path,
+            line=line,
+            col=col,
+            pointer=pointer,
+            suggestion=suggestion,
+            severity=severity,
+        )
+
 
 def escape(token: str) -> str:
     """Escape one reference token for a JSON pointer (RFC 6901)."""
