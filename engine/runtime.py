@@ -16,6 +16,7 @@ import uuid
 import weakref
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from engine import _eager, durable, lease
@@ -269,7 +270,7 @@ class Runtime:
             run_id=run_id,
             spec_name=self.spec.name,
             spec_digest=self.spec.digest,
-            spec_path=self.spec.path or None,
+            spec_path=str(Path(self.spec.path).resolve()) if self.spec.path else None,
             key=self.keys[0] if self.keys else None,
             root=root,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -325,3 +326,75 @@ def test_with_a_store_and_no_state_file_nothing_unsigned_leaves_so_nothing_warns
     assert (code, err) == (3, "")
     code, _, err = callcc("runs", "pending", *store)
     assert (code, err) == (0, "")
+
+
+# -- what a new user met after these fixes (the README walk-through) --------------------------
+
+
+def test_the_next_hint_keeps_the_model_the_run_was_driven_with_and_runs_as_printed(
+    tmp_path: Path,
+) -> None:
+    """The document does not record `--model`: a hint without it resumed on the spec's own
+    model (here: its script, one turn short) and failed the run."""
+    fanout = "scripted:" + str(ROOT / "specs" / "hr_agent.fanout.script.yaml")
+    state = tmp_path / "my state.json"  # a space: the hint must quote it for the shell
+    spec = str(ROOT / "specs" / "hr_agent.yaml")
+    code, out, _ = callcc("run", spec, "--model", fanout, "--state", str(state), "-q", "-p", "x")
+    assert code == 3
+    hint = out.splitlines()[-1]
+    assert hint.startswith(f"next: callcc resume '{state}' --model {fanout} --approve ")
+
+    argv = shlex.split(hint.removeprefix("next: callcc "))
+    code, out, err = callcc(*argv, "--reject", "all", "-q")
+
+    assert code == 0, err
+
+
+def test_a_relative_sqlite_store_is_named_by_its_absolute_path(shop: Path) -> None:
+    code, out, _ = callcc(
+        "run", str(shop), "--store", "sqlite:///runs.db", "--run-id", "r", "-p", "x", "-q"
+    )
+    assert code == 3
+    absolute = f"sqlite:///{shop.parent / 'runs.db'}"
+    assert f"next: callcc resume r --store {absolute} --approve " in out
+
+    os.chdir("/")
+    argv = ["resume", "r", "--store", absolute, "--approve", "t1", "--result-text", "q1", "yes"]
+    code, out, err = callcc(*argv, "-q")
+    assert (code, out) == (0, "Done.\n"), err
+
+
+def test_a_state_file_resumed_from_another_folder_says_where_its_spec_path_came_from(
+    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, _ = callcc("run", "shop.yaml", "--state", "s.json", "-p", "x", "-q")
+    assert code == 3
+    assert json.loads((tmp_path / "s.json").read_text())["spec"]["path"] == str(shop)
+    (tmp_path / "elsewhere").mkdir()
+    moved = tmp_path / "elsewhere" / "shop.yaml"
+    shop.rename(moved)
+
+    code, _, err = callcc("resume", "s.json", "--approve", "t1", "-q")
+
+    assert code == 2
+    assert f"the spec '{shop}' that s.json records (where the run started)" in err
+    assert "pass --spec SPEC" in err
+
+
+def test_a_failed_run_keeps_its_state_file_to_inspect(shop: Path, tmp_path: Path) -> None:
+    (tmp_path / "shop.script.yaml").write_text(
+        "script_version: 1\nagents:\n  shop:\n"
+        "    - tool_calls: [{id: t1, name: transfer, arguments: {to: bob, amount: 5}}]\n",
+        encoding="utf-8",
+    )
+    code, _, _ = callcc("run", "shop.yaml", "--state", "s.json", "-p", "x", "-q")
+    assert code == 3
+
+    code, _, err = callcc("resume", "s.json", "--approve", "t1", "-q")  # the script ends here
+
+    assert code == 1
+    assert "callcc: the failed run's state is kept in s.json: `callcc inspect s.json`" in err
+    code, out, _ = callcc("inspect", "s.json")
+    assert code == 0 and "transfer" in out
+    code, _, err = callcc("resume", "s.json", "--approve", "all")
+    assert code == 2 and "nothing was decided" in err

@@ -5,6 +5,7 @@ decision: through the API, in a sub-agent, with a store, and from the CLI over H
 from __future__ import annotations
 
 import json
+import shlex
 from io import StringIO
 from pathlib import Path
 
@@ -220,7 +221,7 @@ def test_cli_with_a_store_keeps_the_failed_run_and_resumes_it_once_fixed(
     assert [(p["id"], p["reason"]) for p in data["pending"]] == [("error-1", "error")]
     assert (
         "callcc: the failed run r-400 is kept in the store: once the cause is fixed, resume it "
-        f"with `callcc resume r-400 --store {store_url} --resume main/error-1`"
+        f"with `callcc resume r-400 --store {shlex.quote(store_url)} --resume main/error-1`"
     ) in err
     assert not list(tmp_path.glob("callcc-state*.json"))
     code, out, _ = callcc("runs", "show", "r-400", "--format", "json", *store)

@@ -210,7 +210,7 @@ def test_cli_run_pending_and_resume_decide_two_invocations_apart(tmp_path: Path)
     assert code == 3
     assert f"  {ADA}  [approval]  authorize_account" in out
     assert f"  {GRACE}  [approval]  authorize_account" in out
-    assert out.endswith(f"next: callcc resume {state} --approve {ADA}\n")
+    assert out.endswith(f"next: callcc resume {state} --model {FANOUT} --approve {ADA}\n")
 
     code, out, _ = cli("pending", state, "--format", "json")
     assert [p["path"] for p in json.loads(out)] == [ADA, GRACE]

@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import tempfile
 from pathlib import Path
 from typing import TextIO
@@ -29,15 +30,26 @@ def report(
     *,
     store_url: str | None = None,
 ) -> int:
-    """Print the outcome; on suspension write `state_file` (when given). A finished, stopped
-    or failed run's state file is removed: the run is over and must never be resumed again
-    (a failed run that can be resumed once its cause is fixed keeps it)."""
+    """Print the outcome; on suspension write `state_file` (when given). A finished or
+    stopped run's state file is removed: the run is over and must never be resumed again. A
+    failed run's state is written there, to inspect (and, when it can be resumed once its
+    cause is fixed, to resume)."""
     if isinstance(outcome, Finished | Stopped):
         run_id = outcome.run_id
     else:
         run_id = outcome.continuation.run_id
     if isinstance(outcome, Failed) and outcome.resumable:
         return _report_resumable_failure(outcome, state_file, args, stdout, stderr, store_url)
+    if isinstance(outcome, Failed) and state_file:
+        # nothing to resume, but where it stopped is worth a look: keep it (it waits on
+        # nothing, so no resume can take it)
+        write_state(outcome.continuation, state_file, stderr)
+        print(
+            f"callcc: the failed run's state is kept in {state_file}: "
+            f"`callcc inspect {shlex.quote(state_file)}` shows where it stopped",
+            file=stderr,
+        )
+        state_file = None
     if isinstance(outcome, Finished | Stopped | Failed):
         if state_file:
             Path(state_file).unlink(missing_ok=True)
@@ -64,9 +76,30 @@ def report(
     if first is not None:
         kind = first.decisions[0]
         value = {"extend": " --turns N", "answer": " --result JSON", "edit": " --args JSON"}
-        target = state_file or f"{run_id} --store {store_url}"
-        stdout.write(f"next: callcc resume {target} --{kind} {first.path}{value.get(kind, '')}\n")
+        command = resume_command_line(run_id, state_file, store_url, args, kind, first.path)
+        stdout.write(f"next: {command}{value.get(kind, '')}\n")
     return EXIT_SUSPENDED
+
+
+def resume_command_line(
+    run_id: str,
+    state_file: str | None,
+    store_url: str | None,
+    args: argparse.Namespace,
+    flag: str,
+    path: str,
+) -> str:
+    """The `callcc resume ...` that goes on with this run, quoted for a POSIX shell: the state
+    file (or the run id and its store), the same `--model` the run was driven with (the
+    document does not record it: without it, a resume would quietly use the spec's models),
+    and the decision flag for `path`."""
+    words = ["callcc", "resume"]
+    words += [state_file] if state_file else [run_id, "--store", store_url or ""]
+    model = getattr(args, "model", None)
+    if model:
+        words += ["--model", model]
+    words += [f"--{flag}", path]
+    return " ".join(shlex.quote(word) for word in words)
 
 
 def _report_resumable_failure(
@@ -85,16 +118,14 @@ def _report_resumable_failure(
     items = continuation.pending()
     first = next((p for p in items if p.decision is None and p.reason == "error"), items[0])
     if state_file:
-        where, target = f"the failed run's state is written to {state_file}", state_file
+        where = f"the failed run's state is written to {state_file}"
     else:
-        where, target = (
-            f"the failed run {run_id} is kept in the store",
-            f"{run_id} --store {store_url}",
-        )
+        where = f"the failed run {run_id} is kept in the store"
+    command = resume_command_line(run_id, state_file, store_url, args, "resume", first.path)
     print(f"callcc: run failed: {outcome.reason}", file=stderr)
     print(
-        f"callcc: {where}: once the cause is fixed, resume it with "
-        f"`callcc resume {target} --resume {first.path}` (or end it with --stop)",
+        f"callcc: {where}: once the cause is fixed, resume it with `{command}` "
+        "(or end it with --stop)",
         file=stderr,
     )
     return _emit(

@@ -194,6 +194,12 @@ def resume_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     spec_path = args.spec or Continuation.from_json(text, keys=keys_from_env()).spec_path
     if not spec_path:
         raise UsageError("the state file records no spec path; pass --spec SPEC")
+    if not args.spec and not Path(spec_path).is_file():
+        where = "" if Path(spec_path).is_absolute() else ", relative to the folder it ran in"
+        raise UsageError(
+            f"the spec {spec_path!r} that {args.state} records (where the run started{where}) "
+            "cannot be read from here; pass --spec SPEC"
+        )
     spec = load_spec(spec_path)
     check_overwrite(args.state_out, args, consumed=args.state)
     with progress(args, stdout), _runtime(spec, args, stderr, store_url) as runtime:
@@ -227,6 +233,10 @@ def _resume_stored(args: argparse.Namespace, url: str, stdout: TextIO, stderr: T
 def store_url_of(args: argparse.Namespace) -> str | None:
     """`--store`, else `CALLCC_STORE`, else None."""
     url: str | None = getattr(args, "store", None) or os.environ.get(STORE_ENV) or None
+    if url and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        relative = url.removeprefix("sqlite:///")
+        if relative and relative != ":memory:":  # messages and hints name the file opened
+            url = f"sqlite:///{Path(relative).resolve()}"
     return url
 
 
