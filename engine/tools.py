@@ -7,6 +7,7 @@ raises `Deferred` says its result will be supplied later: the run suspends as `e
 
 from __future__ import annotations
 
+import difflib
 import enum
 import importlib
 import inspect
@@ -80,10 +81,17 @@ def import_ref(ref: str, search_path: str | None = None) -> Callable[..., Any]:
     target: Any = module
     for part in attr_path.split("."):
         if not hasattr(target, part):
-            names = sorted(n for n in dir(target) if not n.startswith("_"))
+            names = sorted(
+                n
+                for n in dir(target)
+                if not n.startswith("_") and callable(getattr(target, n, None))
+            )  # what a ref can name: `annotations` from `from __future__ import` is no tool
+            close = difflib.get_close_matches(part, names, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
             raise ToolRefError(
                 "ref-not-found",
-                f"'{module_name}' has no attribute '{attr_path}'; it has: {', '.join(names[:20])}",
+                f"'{module_name}' has no attribute '{attr_path}'; {hint}"
+                f"it has: {', '.join(names[:20]) or 'nothing callable'}",
             )
         target = getattr(target, part)
     if not callable(target):

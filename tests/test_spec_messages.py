@@ -20,6 +20,8 @@ from engine.spec import PythonTool, validate_file
 SHOP = '''\
 """Refund tools whose signatures the specs below get wrong."""
 
+from __future__ import annotations
+
 
 def issue_refund(order_id: str, amount: float = 0.0) -> str:
     return f"refunded {amount} on {order_id}"
@@ -150,7 +152,10 @@ def test_runtime_locates_a_ref_that_does_not_import(tmp_path: Path) -> None:
         "ref-not-found",
         "/tools/issue_refund/ref",
     )
-    assert diag.message.startswith("'sigshop.refunds' has no attribute 'issue_refunds'; it has:")
+    assert diag.message.startswith(
+        "'sigshop.refunds' has no attribute 'issue_refunds'; did you mean 'issue_refund'? it has:"
+    )
+    assert "annotations" not in diag.message  # `from __future__ import annotations` is no tool
     assert diag.suggestion == (
         f"the spec's folder ({tmp_path}) is searched first; check the module path"
     )
