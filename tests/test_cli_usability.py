@@ -358,7 +358,7 @@ def test_a_relative_sqlite_store_is_named_by_its_absolute_path(shop: Path) -> No
     absolute = f"sqlite:///{shop.parent / 'runs.db'}"
     assert f"next: callcc resume r --store {absolute} --approve " in out
 
-    os.chdir("/")
+    os.chdir("/")  # the shop fixture's monkeypatch puts the working directory back
     argv = ["resume", "r", "--store", absolute, "--approve", "t1", "--result-text", "q1", "yes"]
     code, out, err = callcc(*argv, "-q")
     assert (code, out) == (0, "Done.\n"), err
@@ -398,3 +398,15 @@ def test_a_failed_run_keeps_its_state_file_to_inspect(shop: Path, tmp_path: Path
     assert code == 0 and "transfer" in out
     code, _, err = callcc("resume", "s.json", "--approve", "all")
     assert code == 2 and "nothing was decided" in err
+
+
+def test_resuming_a_run_id_without_a_store_says_to_name_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CALLCC_STORE", raising=False)
+    code, _, err = callcc("resume", "onboard-ada", "--approve", "all")
+    assert code == 2
+    assert (
+        "onboard-ada: no such state file; to resume a stored run by its id, name its store" in err
+    )

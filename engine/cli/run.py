@@ -189,6 +189,11 @@ def resume_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     store_url = store_url_of(args)
     if store_url and not Path(args.state).is_file():
         return _resume_stored(args, store_url, stdout, stderr)
+    if not store_url and not Path(args.state).exists() and not args.state.endswith(".json"):
+        raise UsageError(
+            f"{args.state}: no such state file; to resume a stored run by its id, name its "
+            f"store: --store URL or {STORE_ENV}"
+        )
     text = _read(args.state)
     # with keys, the document is verified before anything it names (its spec) is loaded
     spec_path = args.spec or Continuation.from_json(text, keys=keys_from_env()).spec_path
