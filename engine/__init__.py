@@ -25,9 +25,10 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `lease`: the lease a driving process holds on a run: its length, owner ids, the heartbeat.
 - `models/`: the model protocol (`base`), the OpenAI adapter, the scripted model, and
   `script_check`, `callcc validate`'s located check of a script against its spec.
+- `masking`: what counts as a secret in what a person is shown, and how it is hidden.
 - `render/`: networkx graphs of specs and stacks; DOT, SVG/PNG, Mermaid, terminal text.
 - `cli/`: `callcc` subcommands, one module each; `main(argv, stdout, stderr) -> int`;
-  `cli/_streams` makes every write printable (lone surrogates escaped).
+  `cli/_streams` makes every write printable (lone surrogates escaped, closed pipes quiet).
 - `_json`: document JSON text: compact writing (orjson when present), the strict reader.
 - `_canonical`: canonical JSON and fingerprints; `json_problem`, what counts as plain JSON data.
 """

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import loop_tools
 import pytest
-from builders import ROOT
+from builders import ROOT, agent, call, calls, make_spec, script
 
+from engine import Runtime, Suspended
 from engine.cli import main
+from engine.spec.model import ExternalTool
 from engine.store import open_store
 from engine.store.base import RunRecord
 
@@ -410,3 +412,23 @@ def test_resuming_a_run_id_without_a_store_says_to_name_the_store(
     assert (
         "onboard-ada: no such state file; to resume a stored run by its id, name its store" in err
     )
+
+
+def test_pending_text_masks_secrets_as_the_pictures_do_and_json_keeps_them(
+    tmp_path: Path,
+) -> None:
+    arguments = {"user": "bob", "password": "hunter2", "api_token": "tok123", "note": "sk-abc"}
+    spec = make_spec([agent("ops", "login")], [ExternalTool(name="login", description="Log in.")])
+    with Runtime(
+        spec, model_override=script({"ops": [calls(call("c1", "login", arguments))]})
+    ) as rt:
+        waiting = rt.run("log in")
+    assert isinstance(waiting, Suspended)
+    state = tmp_path / "s.json"
+    state.write_text(waiting.continuation.to_json(), encoding="utf-8")
+
+    code, out, _ = callcc("pending", str(state))
+    assert code == 3
+    assert 'login {"user": "bob", "password": "***", "api_token": "***", "note": "***"}' in out
+    code, out, _ = callcc("pending", str(state), "--format", "json")
+    assert json.loads(out)[0]["arguments"] == arguments

@@ -14,6 +14,7 @@ from typing import TextIO
 
 from engine.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
 from engine.continuation import Continuation, PendingDecision
+from engine.masking import mask
 from engine.models.scripted import ScriptedModel
 from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped
 from engine.signing import KEY_ENV
@@ -173,7 +174,8 @@ def describe(items: list[PendingDecision]) -> str:
     lines = []
     for p in items:
         what = p.tool or "(agent)"
-        args = json.dumps(p.arguments, ensure_ascii=False) if p.arguments is not None else ""
+        shown = mask(p.arguments)  # as the pictures show them; --format json keeps them
+        args = json.dumps(shown, ensure_ascii=False) if p.arguments is not None else ""
         lines.append(f"  {p.path}  [{p.reason}]  {what} {args}".rstrip())
         if p.prompt:
             lines.append(f"      {p.prompt}")

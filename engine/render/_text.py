@@ -1,4 +1,5 @@
-"""Text helpers shared by every exporter: shortening, compact arguments, secret masking."""
+"""Text helpers shared by every exporter: shortening, compact arguments, secret masking (the
+rules of what is secret live in `engine.masking`)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from engine.frames import Frame
+from engine.masking import MASK, is_secret_key, mask
 from engine.spec.model import OpenAIModel, Spec
 
 FIELD_WIDTH = 80
 """Characters a label field may hold before it is shortened with an ellipsis."""
 ELLIPSIS = "…"
-MASK = "***"
 
-_SECRET_KEY = re.compile(
-    r"(pass(word|wd|phrase)?|secret|token|api[_-]?key|(private|access|signing)[_-]?key|"
-    r"credential|authorization|cookie|^key$)",
-    re.IGNORECASE,
-)
-_SECRET_VALUE = re.compile(r"^(sk-|ghp_|gho_|xox[abp]-|Bearer\s)", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 
 
@@ -40,26 +35,6 @@ def shorten(text: str, width: int = FIELD_WIDTH) -> str:
     if len(line) <= width:
         return line
     return line[: width - 1].rstrip() + ELLIPSIS
-
-
-def is_secret_key(key: str, extra: Iterable[str] = ()) -> bool:
-    """True for keys named like a password, token, secret or API key, or listed in `extra`."""
-    return key in set(extra) or bool(_SECRET_KEY.search(key))
-
-
-def mask(value: Any, extra: Iterable[str] = ()) -> Any:
-    """`value` with every secret-looking field (at any depth) replaced by `***`."""
-    names = frozenset(extra)
-    if isinstance(value, Mapping):
-        return {
-            str(k): MASK if is_secret_key(str(k), names) else mask(v, names)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [mask(v, names) for v in value]
-    if isinstance(value, str) and _SECRET_VALUE.match(value):
-        return MASK
-    return value
 
 
 def compact_arguments(
