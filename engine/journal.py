@@ -318,6 +318,21 @@ def _settle_running(path: str, frames: Mapping[str, dict[str, Any]], spec: Spec)
                     "child": True,
                 }
             )
+        elif tool.kind == "external":  # it waited for its answer; the entry was not kept yet
+            ledger[call_id] = "pending"
+            pending.append(
+                {
+                    "id": call_id,
+                    "reason": "external",
+                    "tool": tool.name,
+                    "arguments": arguments,
+                    "decisions": ["answer", "reject"],
+                    "fingerprint": call_fingerprint(
+                        call_id, tool.name, arguments, "external", ("answer", "reject")
+                    ),
+                }
+                | ({"prompt": tool.description} if tool.description else {})
+            )
         elif tool.kind == "python" and not tool.idempotent:
             ledger[call_id] = "pending"
             pending.append(

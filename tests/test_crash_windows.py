@@ -23,7 +23,7 @@ from builders import agent, call, calls, gated, make_spec, python_tool, say, scr
 from engine import Continuation, Failed, Finished, Runtime, Spec, Stopped, Suspended
 from engine.errors import RunError, UsageError
 from engine.journal import rebuild
-from engine.spec.model import Limits
+from engine.spec.model import ExternalTool, Limits
 from engine.store import RunRecord, RunStore, open_store
 
 WRITES = frozenset({"start_run", "append", "settle", "claim", "take_over"})
@@ -236,6 +236,58 @@ def test_a_run_that_answered_before_its_process_died_finishes_without_asking_aga
     assert played_out.calls == 0
     run = store.get_run("answered")
     assert (run.status, run.output, run.lease_owner) == ("finished", "the answer", None)
+
+
+class ProcessDied(BaseException):
+    """Stands for the death of the process: nothing in callcc catches it (asyncio treats a
+    SystemExit raised in a task specially, so that cannot stand in here)."""
+
+
+class DiesAtWrite(KillingStore):
+    """Dies (`ProcessDied`, in this process) right before write number `at`."""
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+        if name not in WRITES:
+            return method
+
+        def write(*args: Any, **kwargs: Any) -> Any:
+            self.writes += 1
+            if self.writes == self.at:
+                raise ProcessDied(f"the process died before write {self.at} ({name})")
+            return method(*args, **kwargs)
+
+        return write
+
+
+def test_a_run_killed_while_an_external_call_was_being_put_on_hold_recovers_to_wait_for_it(
+    store: RunStore,
+) -> None:
+    """The reply's checkpoint marks its calls running before the external one becomes a
+    pending entry; a process that died in between left a run every recovery refused as a
+    modified document (found by an adversarial review)."""
+    spec = make_spec(
+        [agent("main", "ask")], [ExternalTool(name="ask", description="Ask the auditor.")]
+    )
+    turns = {"main": [calls(call("q1", "ask", {"question": "ok?"})), say("audited")]}
+    with (
+        Runtime(spec, model_override=script(turns), store=DiesAtWrite(store, at=3)) as first,
+        pytest.raises(ProcessDied),
+    ):
+        first.run("go", run_id="ext")  # 1: start, 2: the reply (calls running), 3: the hold
+    assert store.get_run("ext").status == "running"
+
+    with Runtime(spec, model_override=script(turns), store=store) as second:
+        waiting = second.recover("ext", force=True)
+        assert isinstance(waiting, Suspended), waiting
+        [entry] = waiting.continuation.pending()
+        assert (entry.id, entry.reason, entry.decisions) == ("q1", "external", ("answer", "reject"))
+        assert entry.prompt == "Ask the auditor."
+        final = second.resume(waiting.continuation.answer("q1", "yes"))
+
+    assert isinstance(final, Finished) and final.output == "audited"
+    tool_messages = [m for m in final.messages if m["role"] == "tool"]
+    assert {m["tool_call_id"]: m["content"] for m in tool_messages} == {"q1": "yes"}
 
 
 @pytest.mark.parametrize("nested", [False, True], ids=["root", "sub-agent"])
