@@ -349,3 +349,23 @@ def test_every_process_that_loses_a_resume_race_is_told_another_process_resumed_
             assert "another process resumed" in err and "run 'race'" in err, err
             assert "modified" not in err and "recover" not in err, err
     assert [json.loads(line)[0] for line in log.read_text().splitlines()] == ["transfer"]
+
+
+def test_a_run_id_no_store_can_hold_and_an_absurd_limit_are_exit_2(
+    store_url: str, tmp_path: Path
+) -> None:
+    """A byte that is not UTF-8 in a shell argument reaches Python as a lone surrogate; it
+    crashed the SQLite driver and psycopg with a traceback (found by an adversarial review)."""
+    spec = spec_folder(tmp_path, "plain", {}, [say("done")])
+    for argv in (
+        ["run", str(spec), "--store", store_url, "--run-id", "r\udcff", "-p", "hi"],
+        ["run", str(spec), "--store", store_url, "--run-id", "r\x00", "-p", "hi"],
+        ["runs", "show", "r\udcff", "--store", store_url],
+        ["recover", "r\udcff", "--store", store_url],
+        ["resume", "r\udcff", "--store", store_url, "--approve", "all"],
+    ):
+        code, _, err = cli(*argv)
+        assert code == 2, (argv, err)
+        assert "Traceback" not in err and "which a run id cannot" in err, err
+    code, _, err = cli("runs", "list", "--store", store_url, "--limit", "9" * 25)
+    assert code == 2 and "is not between 1 and 1000000" in err, err

@@ -36,7 +36,7 @@ def register(sub: Any) -> None:
     actions = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="runs, newest first")
     listing.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
-    listing.add_argument("--limit", type=int, default=50, help="at most this many (50)")
+    listing.add_argument("--limit", type=_limit, default=50, help="at most this many (50)")
     _store_options(listing)
     listing.set_defaults(handler=list_command)
     show = actions.add_parser("show", help="one run: its record and its call stack")
@@ -45,7 +45,7 @@ def register(sub: Any) -> None:
     _store_options(show)
     show.set_defaults(handler=show_command)
     pending = actions.add_parser("pending", help="every pending decision, oldest first")
-    pending.add_argument("--limit", type=int, default=100, help="at most this many (100)")
+    pending.add_argument("--limit", type=_limit, default=100, help="at most this many (100)")
     _store_options(pending)
     pending.set_defaults(handler=pending_command)
 
@@ -246,3 +246,14 @@ def _record(run: RunRecord) -> dict[str, Any]:
 
 def _when(stamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+
+
+def _limit(text: str) -> int:
+    """`--limit`: a whole number from 1 to 1,000,000 (argparse reports anything else, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 1000000")
+    return value

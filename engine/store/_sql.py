@@ -250,8 +250,28 @@ def mask_url(url: str) -> str:
     return masked
 
 
+def check_id(run_id: str) -> None:
+    """Refuse a run id no store can hold or find (UsageError, exit 2): empty, over 200
+    characters, or holding a NUL, another control character or a lone surrogate (which is
+    what a byte that is not UTF-8 in a shell argument arrives as)."""
+    bad = next((c for c in run_id if c < " " or c == "\x7f" or "\ud800" <= c <= "\udfff"), None)
+    if run_id and len(run_id) <= 200 and bad is None:
+        return
+    why = (
+        "is empty"
+        if not run_id
+        else f"is {len(run_id)} characters long (at most 200)"
+        if len(run_id) > 200
+        else f"holds U+{ord(bad or ' '):04X}, which a run id cannot"
+    )
+    raise UsageError(
+        f"run id {run_id[:60]!r} {why}; use printable text (letters, digits, `-`, `_`, `.`)"
+    )
+
+
 def check_new(run: RunRecord) -> None:
     """`create_run` stores runs as running at version 0; refuse a record that says otherwise."""
+    check_id(run.run_id)
     if run.status != "running" or run.version != 0:
         raise UsageError(
             f"create_run stores a new run as running at version 0, got status {run.status!r}"

@@ -562,6 +562,7 @@ class PostgresStore:
         return _sql.record(row)
 
     def _run_row(self, cur: Cursor, run_id: str) -> tuple[Any, ...]:
+        _sql.check_id(run_id)
         cur.execute(f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs WHERE id = %s", (run_id,))
         row = cur.fetchone()
         if row is None:

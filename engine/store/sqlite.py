@@ -392,6 +392,7 @@ class SQLiteStore:
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run; UsageError naming the id when unknown."""
+        _sql.check_id(run_id)
         rows = self._read(
             f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs WHERE id = ?", (run_id,)
         )
@@ -408,6 +409,7 @@ class SQLiteStore:
 
     def snapshot(self, run_id: str) -> tuple[RunRecord, list[Event]]:
         """The run and its events, read in one transaction (so they agree)."""
+        _sql.check_id(run_id)
         with self._snapshot() as cur:
             row = cur.execute(
                 f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs WHERE id = ?", (run_id,)
