@@ -34,6 +34,11 @@ LINGER_SECONDS = 5.0
 log = logging.getLogger("callcc")
 
 
+MAX_LEASE_SECONDS = 86_400.0
+"""A day: a lease is renewed every third of its length, and a process dead for longer than
+this is not worth waiting for (larger values also overflow the heartbeat's timers)."""
+
+
 def lease_seconds(value: float | None = None) -> float:
     """The lease duration: `value`, else `CALLCC_LEASE_SECONDS`, else 30 s."""
     source = "lease_seconds"
@@ -46,10 +51,10 @@ def lease_seconds(value: float | None = None) -> float:
             value = float(text)
         except ValueError:
             value = math.nan
-    if isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+    if isinstance(value, bool) or not math.isfinite(value) or not 0 < value <= MAX_LEASE_SECONDS:
         raise UsageError(
-            f"{source} must be a positive number of seconds (got {value!r}); the default is "
-            f"{DEFAULT_LEASE_SECONDS:g}"
+            f"{source} must be a number of seconds above 0 and at most {MAX_LEASE_SECONDS:g}"
+            f" (got {value!r}); the default is {DEFAULT_LEASE_SECONDS:g}"
         )
     return float(value)
 

@@ -432,3 +432,10 @@ def test_pending_text_masks_secrets_as_the_pictures_do_and_json_keeps_them(
     assert 'login {"user": "bob", "password": "***", "api_token": "***", "note": "***"}' in out
     code, out, _ = callcc("pending", str(state), "--format", "json")
     assert json.loads(out)[0]["arguments"] == arguments
+
+
+def test_a_prompt_file_without_an_end_is_refused_at_the_size_limit(shop: Path) -> None:
+    """`/dev/zero` has no size to check first; reading it whole killed the process."""
+    code, _, err = callcc("run", "shop.yaml", "--prompt-file", "/dev/zero", "-q")
+    assert code == 2
+    assert "/dev/zero: over the 67108864 byte limit" in err

@@ -139,11 +139,12 @@ def test_the_lease_length_comes_from_the_runtime_the_environment_or_the_default(
     monkeypatch.setenv(LEASE_ENV, "2.5")
     assert lease_seconds() == 2.5
     assert lease_seconds(7) == 7.0
-    for bad in ("soon", "0", "-1", "nan", "inf"):
+    assert lease_seconds(86_400) == 86_400.0
+    for bad in ("soon", "0", "-1", "nan", "inf", "1e300", "86401"):  # 1e300 broke the heartbeat
         monkeypatch.setenv(LEASE_ENV, bad)
-        with pytest.raises(UsageError, match=f"{LEASE_ENV} must be a positive number"):
+        with pytest.raises(UsageError, match=f"{LEASE_ENV} must be a number of seconds above 0"):
             lease_seconds()
-    with pytest.raises(UsageError, match="lease_seconds must be a positive number"):
+    with pytest.raises(UsageError, match="lease_seconds must be a number of seconds above 0"):
         lease_seconds(0)
 
 

@@ -364,7 +364,11 @@ def _read(path: str) -> str:
         size = Path(path).stat().st_size
         if size > MAX_DOCUMENT_BYTES:  # refused before a byte of it is read
             raise UsageError(f"{path}: {size} bytes, over the {MAX_DOCUMENT_BYTES} byte limit")
-        return Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as fh:  # a device or a pipe has no size: read past the limit?
+            data = fh.read(MAX_DOCUMENT_BYTES + 1)
+        if len(data) > MAX_DOCUMENT_BYTES:
+            raise UsageError(f"{path}: over the {MAX_DOCUMENT_BYTES} byte limit")
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
