@@ -8,6 +8,7 @@ steps exactly as the one that suspended would have.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -201,13 +202,18 @@ def _clip(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_UNSAFE_ID = re.compile(r"[/@\s\x00-\x1f\x7f\ud800-\udfff]")
+
+
 def _assistant_message(frame: Frame, reply: ModelReply) -> dict[str, Any]:
     if not reply.tool_calls:
         return {"role": "assistant", "content": reply.content or ""}
     seen: set[str] = set()
     calls = []
     for i, call in enumerate(reply.tool_calls):
-        call_id = call.id or f"call_{frame.turns}_{i}"
+        # `/` and `@` separate the parts of pending paths and store frame paths, so a model's
+        # id holding them (or blanks, control characters) is kept readable but made plain
+        call_id = _UNSAFE_ID.sub("_", call.id) if call.id else f"call_{frame.turns}_{i}"
         while call_id in seen or call_id in frame.ledger:  # a model reused an id: keep unique
             call_id = f"{call_id}~{frame.turns}"
         seen.add(call_id)

@@ -257,3 +257,33 @@ def test_the_store_keeps_one_pending_row_per_path(tmp_path: Path) -> None:
         "resume", "fan", "--store", url, "--model", FANOUT, "--approve", GRACE, "--reject", ADA
     )
     assert code == 0, err
+
+
+def test_a_model_call_id_holding_path_separators_is_made_plain(tmp_path: Path) -> None:
+    """`/` and `@` part pending paths and store frame paths: ids `a/b@c` and `a/b` from a
+    model named frames `/a/b@c` and `/a/b`, one inside the other to the store."""
+    script = {
+        "script_version": 1,
+        "agents": {
+            "root": [
+                calls(
+                    call("a/b@c", "worker", {"request": "pay bob"}),
+                    call("a/b", "worker", {"request": "pay eve"}),
+                ),
+                say("Root done."),
+            ],
+            "worker": {
+                "a_b_c": [calls(call("t1", "transfer", {"to": "bob", "amount": 1})), say("bob")],
+                "a_b": [calls(call("t1", "transfer", {"to": "eve", "amount": 2})), say("eve")],
+            },
+        },
+    }
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    with Runtime(FAN, model_override=ScriptedModel.from_data(script), store=store) as rt:
+        waiting = suspended(run(rt, "pay both", run_id="ids"))
+        assert pending_ids(waiting) == ["root/worker@a_b_c/t1", "root/worker@a_b/t1"]
+        stored = rt.load_run("ids")
+        decided = stored.approve("worker@a_b_c/t1").reject("worker@a_b/t1", "no")
+        done = finished(resume(rt, decided))
+    assert done.output == "Root done."
+    assert [m["tool_call_id"] for m in done.messages if m["role"] == "tool"] == ["a_b_c", "a_b"]
