@@ -41,6 +41,8 @@ def json_problem(value: Any) -> tuple[str, str] | None:
     deeper than `MAX_DEPTH`, or a Python object JSON has no form for. None when fine.
 
     Iterative, so a value too deep to encode is reported rather than overflowing the stack."""
+    if _plain(value):  # the common case, on every resume: no pointers to build
+        return None
     stack: list[tuple[Any, str, int]] = [(value, "", 0)]
     while stack:
         node, where, depth = stack.pop()
@@ -67,6 +69,39 @@ def json_problem(value: Any) -> tuple[str, str] | None:
         else:
             return where, f"a {type(node).__name__} is not JSON data"
     return None
+
+
+def _plain(value: Any) -> bool:
+    """True when `value` is plain JSON data for sure (exact JSON types only, no pointers
+    built); False sends `json_problem` the slow way, which says where and why."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        kind = type(node)
+        if kind is str:
+            if not node.isascii() and LONE_SURROGATE.search(node):
+                return False
+        elif kind is int or kind is bool or node is None:
+            continue
+        elif kind is float:
+            if not math.isfinite(node):
+                return False
+        elif kind is dict:
+            if depth >= MAX_DEPTH:
+                return False
+            for key, item in node.items():
+                if type(key) is not str or (not key.isascii() and LONE_SURROGATE.search(key)):
+                    return False
+                push((item, depth + 1))
+        elif kind is list or kind is tuple:
+            if depth >= MAX_DEPTH:
+                return False
+            for item in node:
+                push((item, depth + 1))
+        else:
+            return False
+    return True
 
 
 def _surrogate(text: str) -> str:

@@ -118,6 +118,9 @@ class Runtime:
         (default `CALLCC_LEASE_SECONDS`, else 30 s) and renewed while it works, so no other
         process recovers a run that is still alive."""
         self.spec = spec
+        self._spec_path = str(Path(spec.path).resolve()) if spec.path else None
+        """Where the spec file is, absolute, as documents record it (resolved once: a
+        filesystem look-up per suspension costs more than the suspension)."""
         self.lease_seconds = (
             lease.lease_seconds(lease_seconds)
             if store is not None or lease_seconds is not None
@@ -270,7 +273,7 @@ class Runtime:
             run_id=run_id,
             spec_name=self.spec.name,
             spec_digest=self.spec.digest,
-            spec_path=str(Path(self.spec.path).resolve()) if self.spec.path else None,
+            spec_path=self._spec_path,
             key=self.keys[0] if self.keys else None,
             root=root,
         )
