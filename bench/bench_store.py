@@ -31,6 +31,7 @@ from multiprocessing.synchronize import Barrier
 from typing import Any
 
 from engine.store import Event, RunRecord, RunStore, open_store
+from engine.store._sql import RUN_COLUMNS
 
 CHECKPOINTS = 2_000
 CLAIM_RUNS = 2_000
@@ -163,14 +164,16 @@ def bulk_load(store: Any, count: int) -> None:
     if hasattr(store, "_db"):  # SQLite
         db: sqlite3.Connection = store._db
         db.execute("BEGIN IMMEDIATE")
-        db.executemany("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", runs)
+        db.executemany(
+            f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", runs
+        )  # named columns: later migrations add columns (the lease) that default to NULL
         db.executemany("INSERT INTO pending VALUES (?, ?, ?, ?, ?, ?)", pending)
         db.execute("COMMIT")
         db.execute("ANALYZE")
         return
     conn = store._conn  # PostgreSQL
     with conn.transaction(), conn.cursor() as cur:
-        with cur.copy("COPY runs FROM STDIN") as copy:
+        with cur.copy(f"COPY runs ({RUN_COLUMNS}) FROM STDIN") as copy:
             for row in runs:
                 copy.write_row(row)
         with cur.copy("COPY pending FROM STDIN") as copy:
