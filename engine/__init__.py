@@ -28,7 +28,8 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `masking`: what counts as a secret in what a person is shown, and how it is hidden.
 - `render/`: networkx graphs of specs and stacks; DOT, SVG/PNG, Mermaid, terminal text.
 - `cli/`: `callcc` subcommands, one module each; `main(argv, stdout, stderr) -> int`;
-  `cli/_streams` makes every write printable (lone surrogates escaped, closed pipes quiet).
+  `cli/_streams` makes every write printable (lone surrogates escaped, closed pipes quiet);
+  `cli/_decisions` adds `--patch`, `--reject all` and the refusal of a resume deciding nothing.
 - `_json`: document JSON text: compact writing (orjson when present), the strict reader.
 - `_canonical`: canonical JSON and fingerprints; `json_problem`, what counts as plain JSON data.
 """
