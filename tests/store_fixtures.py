@@ -12,6 +12,7 @@ by module name.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sqlite3
 import uuid
@@ -145,6 +146,26 @@ def query(url: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[
 
 
 # -- run in spawned processes ------------------------------------------------------------------
+
+
+def race(method: str, target: Any, *args: Any, racers: int = 8) -> list[Any]:
+    """Start `racers` processes (`method`: "spawn" or "fork") running
+    `target(*args, barrier, results)`, all released at once by the barrier; what each put on
+    `results`, once every racer has ended with exit code 0."""
+    context = multiprocessing.get_context(method)
+    barrier, results = context.Barrier(racers), context.Queue()
+    processes = [
+        context.Process(target=target, args=(*args, barrier, results)) for _ in range(racers)
+    ]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0, process
+    results.close()
+    results.join_thread()
+    return outcomes
 
 
 def claim_in_process(url: str, run_id: str, nonce: str, barrier: Barrier, results: Any) -> None:

@@ -6,7 +6,6 @@ both backends; PostgreSQL skips without a server on a user's machine and fails u
 
 from __future__ import annotations
 
-import multiprocessing
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from store_fixtures import (
     drop_schema,
     open_in_process,
     query,
+    race,
     require_postgres,
     with_schema,
 )
@@ -352,21 +352,7 @@ def test_claim_from_8_processes_at_once_has_exactly_one_winner(
     store: RunStore, store_url: str
 ) -> None:
     version = suspended(store, "run-1", "n1")
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(8)
-    results = context.Queue()
-    racers = [
-        context.Process(target=claim_in_process, args=(store_url, "run-1", "n1", barrier, results))
-        for _ in range(8)
-    ]
-    for racer in racers:
-        racer.start()
-    outcomes = [results.get(timeout=120) for _ in racers]
-    for racer in racers:
-        racer.join(timeout=60)
-        assert racer.exitcode == 0
-    results.close()
-    results.join_thread()
+    outcomes = race("spawn", claim_in_process, store_url, "run-1", "n1")
     assert sorted(kind for kind, _ in outcomes) == ["conflict"] * 7 + ["won"], outcomes
     assert [v for kind, v in outcomes if kind == "won"] == [version + 1]
     for kind, message in outcomes:
@@ -439,20 +425,7 @@ def test_a_store_from_a_newer_callcc_is_refused(store: RunStore, store_url: str)
 
 
 def test_8_processes_opening_a_new_store_at_once_migrate_it_once(store_url: str) -> None:
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(8)
-    results = context.Queue()
-    openers = [
-        context.Process(target=open_in_process, args=(store_url, barrier, results))
-        for _ in range(8)
-    ]
-    for opener in openers:
-        opener.start()
-    outcomes = [results.get(timeout=120) for _ in openers]
-    for opener in openers:
-        opener.join(timeout=60)
-    results.close()
-    results.join_thread()
+    outcomes = race("spawn", open_in_process, store_url)
     assert [kind for kind, _ in outcomes] == ["ok"] * 8, outcomes
     versions = query(store_url, "SELECT version FROM callcc_migrations ORDER BY version")
     assert [v for (v,) in versions] == SCHEMA_VERSIONS

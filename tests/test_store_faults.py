@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 from builders import agent, calls, make_spec, python_tool, say, script
-from store_fixtures import drop_schema, query, require_postgres, with_schema
+from store_fixtures import drop_schema, query, race, require_postgres, with_schema
 
 from engine import Finished, Runtime, StoreError
 from engine.cli import main
@@ -329,19 +328,7 @@ def test_every_process_that_loses_a_resume_race_is_told_another_process_resumed_
     code, _, err = cli("run", str(spec), "-p", "pay", "--store", store_url, "--run-id", "race")
     assert code == 3, err
 
-    context = multiprocessing.get_context("fork")
-    barrier, results = context.Barrier(8), context.Queue()
-    racers = [
-        context.Process(target=resume_in_child, args=(store_url, barrier, results))
-        for _ in range(8)
-    ]
-    for racer in racers:
-        racer.start()
-    outcomes = [results.get(timeout=120) for _ in racers]
-    for racer in racers:
-        racer.join(timeout=60)
-    results.close()
-    results.join_thread()
+    outcomes = race("fork", resume_in_child, store_url)
 
     assert sorted(code for code, _, _ in outcomes) == [0] + [2] * 7, outcomes
     for code, _, err in outcomes:
