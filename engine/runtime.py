@@ -192,7 +192,8 @@ class Runtime:
         root, journal = durable.claim(  # refuses replays
             self.store, continuation, self._key, self._lease()
         )
-        durable.keep_spec(self.store, self.spec)  # the spec it goes on with (may be changed)
+        if continuation.spec_digest != self.spec.digest:  # a changed spec it goes on with;
+            durable.keep_spec(self.store, self.spec)  # the one it started with is kept already
         return await self._drive(root, continuation.run_id, journal)
 
     async def arecover(

@@ -206,3 +206,23 @@ def test_a_stopped_runs_frames_are_drawn_grey_and_titled_stopped() -> None:
     assert "#eeeeee" in to_dot(graph)
     assert stack_graph(waiting).nodes["frame:0"]["fillcolor"] == "#e3f2fd"
     assert inspect_text(waiting, status="stopped").splitlines()[0].endswith(" · stopped")
+
+
+def test_every_frame_of_a_stopped_run_is_grey_not_only_the_first() -> None:
+    """The loop over each frame's calls reused the name `status` and repainted the frames
+    after the first with the last call's status."""
+    spec = make_spec(
+        [agent("boss", "clerk", "echo"), agent("clerk", "echo", limits=Limits(max_turns=1))],
+        [sub_agent("clerk"), python_tool("echo")],
+    )
+    turns = {
+        "boss": [calls(call("b1", "echo", {"text": "a"}), call("c1", "clerk", {"request": "x"}))],
+        "clerk": [calls(call("e1", "echo", {"text": "x"}))],
+    }
+    waiting = suspended(run(runtime(spec, turns)))
+
+    graph = stack_graph(waiting, status="stopped")
+
+    frames = [n for n, data in graph.nodes(data=True) if data.get("kind") == "frame"]
+    assert len(frames) == 2
+    assert {graph.nodes[n]["fillcolor"] for n in frames} == {"#eeeeee"}

@@ -216,12 +216,12 @@ def stack_graph(
                 continue
             _pending_node(graph, node, f"pending:{index}:{entry.id}", entry, secrets)
         waiting = {p.id for p in frame.pending}
-        for call_id, status in frame.ledger.items():
+        for call_id, call_status in frame.ledger.items():
             if call_id in waiting:
                 continue
             tool = calls.get(call_id, ("?", {}))[0]
             call = f"call:{index}:{call_id}"
-            rows = [("", f"{call_id} · {status}")]
+            rows = [("", f"{call_id} · {call_status}")]
             if call_id in results:
                 rows.append(("result", compact_result(results[call_id], secrets, RESULT_WIDTH)))
             graph.add_node(
@@ -229,11 +229,11 @@ def stack_graph(
                 kind="call",
                 call_id=call_id,
                 tool=tool,
-                status=status,
+                status=call_status,
                 title=tool,
                 rows=tuple(rows),
-                strike=status == "rejected",
-                **STATUS.get(status, STATUS["running"]),
+                strike=call_status == "rejected",
+                **STATUS.get(call_status, STATUS["running"]),
             )
             graph.add_edge(node, call, kind="call", label="", color="#9e9e9e", style="dashed")
     for _, frame in continuation.frames():

@@ -6,11 +6,12 @@ Kept free of any driver so `sqlite.py` and `postgres.py` word their errors the s
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from engine._canonical import LONE_SURROGATE
+from engine._json import escape_surrogates
 from engine.errors import ConflictError, LeaseHeldError, UsageError
 from engine.store.base import RUN_STATUSES, Event, PendingRow, RunRecord, RunStatus, SpecRow
 
@@ -32,14 +33,6 @@ SPEC_COLUMNS = "digest, name, path, text, instructions, created_at"
 MIGRATIONS_TABLE = "callcc_migrations"
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-"""A lone surrogate: a code point UTF-8 (and so SQLite, PostgreSQL) cannot hold."""
-
-
-def _escape_surrogate(match: re.Match[str]) -> str:
-    return f"\\u{ord(match.group()):04x}"
-
-
 def dump_json(data: dict[str, Any]) -> str:
     """Compact JSON text, non-ASCII kept as is (smaller, and readable in a SQL shell).
 
@@ -47,7 +40,7 @@ def dump_json(data: dict[str, Any]) -> str:
     anyway, and a lone surrogate (`"\\ud800"`, which UTF-8 cannot encode) is written as its
     `\\uXXXX` escape; `json.loads` reads both back as the same code point."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return _SURROGATE.sub(_escape_surrogate, text)
+    return escape_surrogates(text)
 
 
 TEXT_MARK = "\ufdd0json:"
@@ -60,7 +53,7 @@ def encode_text(text: str | None) -> str | None:
     Text that starts with the mark is encoded too, so `decode_text` is exact for every input."""
     if text is None:
         return None
-    if "\x00" in text or text.startswith(TEXT_MARK) or _SURROGATE.search(text):
+    if "\x00" in text or text.startswith(TEXT_MARK) or LONE_SURROGATE.search(text):
         return TEXT_MARK + json.dumps(text)
     return text
 
@@ -204,7 +197,7 @@ def claim_refusal(
         return None  # a failed run that kept where to resume (its failing model call)
     if status == "running":
         reason = "the run is running: another process resumed it and is driving it"
-    elif status in ("finished", "failed"):
+    elif status in ("finished", "failed", "stopped"):
         reason = f"the run has {status}: another process resumed it"
     elif waits_on != nonce:
         reason = "the run waits on another continuation (another process resumed it, or the"
@@ -270,11 +263,12 @@ def check_id(run_id: str) -> None:
 
 
 def check_new(run: RunRecord) -> None:
-    """`create_run` stores runs as running at version 0; refuse a record that says otherwise."""
+    """A new run is stored as running at version 0 (`start_run` then counts its first events as
+    version 1); refuse a record that says otherwise."""
     check_id(run.run_id)
     if run.status != "running" or run.version != 0:
         raise UsageError(
-            f"create_run stores a new run as running at version 0, got status {run.status!r}"
+            f"a new run is stored as running at version 0, got status {run.status!r}"
             f" at version {run.version}; settle the run after creating it"
         )
 

@@ -15,7 +15,7 @@ to a resume: it succeeds once per suspension (its nonce), whoever asks first.
 A running run also holds a **lease**: an owner id and an expiry, in the run's row. The process
 that drives the run takes it (`start_run`, `claim`, `take_over`), renews it with every
 checkpoint (`append` with `lease=`) and, while a long tool or model call runs, with `renew`
-(a heartbeat every third of the lease, `engine.lease.Heartbeat`); `settle` drops it. A run
+(a heartbeat every third of the lease, `engine.lease.heartbeat`); `settle` drops it. A run
 whose lease is live belongs to a process that seems alive: `take_over` refuses it with
 `LeaseHeldError` unless forced. Expiry is judged by the store's clock (the database server's
 for PostgreSQL), so processes on machines whose clocks differ agree on it.
