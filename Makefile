@@ -1,5 +1,5 @@
 # Every target does its own set-up: a virtual environment in .venv with the package and its
-# test extras, and the Graphviz `dot` program from apt when it is missing.
+# `all` and `test` extras, and the Graphviz `dot` program from apt when it is missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[all,test]'
 	touch $(STAMP)
 
 dot:

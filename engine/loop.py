@@ -70,15 +70,15 @@ async def drive(frame: Frame, ctx: RunContext) -> Suspend | Finish | Fail:
     """Step until the frame finishes, fails or suspends; count active time in the frame."""
     agent = ctx.program.agents[frame.agent]
     clock = time.perf_counter
-    journal = ctx.journal
+    durable = ctx.journal is not None
     while True:
         started = clock()
         result = await step(frame, agent, ctx)
         spent = clock() - started
         frame.elapsed += spent
         frame.pause_elapsed += spent
-        if journal is not None and _keeps(result):
-            journal.checkpoint(frame)
+        if durable and _keeps(result):
+            await ctx.checkpoint(frame)
         if not isinstance(result, Continue):
             return result
 

@@ -13,7 +13,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jsonschema.exceptions import best_match
@@ -21,6 +21,7 @@ from jsonschema.exceptions import best_match
 from engine._canonical import json_problem
 from engine.compile import AGENT_TOOL_PARAMETERS, BoundAgent, BoundTool, Program
 from engine.errors import ContinuationError
+from engine.events import Observers, RunEvent
 from engine.frames import Frame, Pending
 from engine.tools import Deferred, ToolContext
 
@@ -43,6 +44,18 @@ class RunContext:
     """The run's id, part of every tool's idempotency key."""
     journal: Journal | None = None
     """Where checkpoints go when the run is kept in a store."""
+    observers: Observers = field(default_factory=Observers)
+    """Who receives the run's events (`emit`)."""
+
+    def emit(self, event: RunEvent) -> None:
+        """Hand an event to the run's observers."""
+        if self.observers:
+            self.observers.emit(event)
+
+    async def checkpoint(self, frame: Frame) -> None:
+        """Keep `frame` in the run store, when the run is kept in one."""
+        if self.journal is not None:
+            self.journal.checkpoint(frame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,11 +249,11 @@ async def run_calls(
             )
     if not jobs:
         return None, False
-    journal = ctx.journal
+    durable = ctx.journal is not None
     for call_id, _, _, _ in jobs:
         frame.ledger[call_id] = "running"
-    if journal is not None:  # durable: mark them running before any side effect happens
-        journal.checkpoint(frame)
+    if durable:  # mark them running before any side effect happens
+        await ctx.checkpoint(frame)
     inline = len(jobs) == 1
 
     async def settle_one(call_id: str, job: Awaitable[_Outcome]) -> str | None:
@@ -258,8 +271,8 @@ async def run_calls(
         else:
             frame.ledger[call_id] = "failed"
             return outcome.reason
-        if journal is not None and not inline:  # each result is kept the moment it exists;
-            journal.checkpoint(frame)  # a lone inline call's result is kept by the step's end
+        if durable and not inline:  # each result is kept the moment it exists;
+            await ctx.checkpoint(frame)  # a lone inline call's result is kept by the step's end
         return None
 
     jobs_now = [

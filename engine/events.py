@@ -1,0 +1,280 @@
+"""What happens in a run, as typed frozen events, and the observers that receive them.
+
+The loop emits one event for each thing that happens (a model request sent, a tool call
+finished, the run suspended) through `Observers.emit`; it knows no consumer. Observers are
+callables or objects with an `on_event` method: the CLI's progress lines, OpenTelemetry traces,
+`Runtime.astream`, a service's live inbox. An observer that raises never breaks a run: its
+error is logged once, and it keeps receiving events.
+
+Every event carries the run id, the frame path of the agent invocation it concerns
+(`hr_agent/account_agent`: agent names, root first), the call id where there is one, and the
+wall-clock time it happened (`at`, seconds since the epoch).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal, Protocol, TypeAlias, runtime_checkable
+
+log = logging.getLogger("callcc")
+
+__all__ = [
+    "AgentEnded",
+    "AgentStarted",
+    "DecisionApplied",
+    "ModelCalled",
+    "ModelReplied",
+    "Observer",
+    "Observers",
+    "PendingInfo",
+    "RunEvent",
+    "RunFailed",
+    "RunFinished",
+    "RunResumed",
+    "RunStarted",
+    "RunSuspended",
+    "ToolFinished",
+    "ToolStarted",
+]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunEvent:
+    """What every event carries."""
+
+    kind: ClassVar[str] = "event"
+    """The event's type as a string (`model_replied`), for logs and JSON streams."""
+    run_id: str
+    """The run."""
+    path: str
+    """The agent invocation, by agent names root first (`hr_agent/account_agent`)."""
+    call_id: str | None = None
+    """The tool call this event concerns (for an agent: the call that started it)."""
+    at: float = field(default_factory=time.time)
+    """When it happened, seconds since the epoch."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as JSON-ready data, with its `kind`."""
+        return {"kind": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunStarted(RunEvent):
+    """A new run began (not a resume or a recovery: see `RunResumed`)."""
+
+    kind: ClassVar[str] = "run_started"
+    agent: str
+    """The entry agent."""
+    prompt: str
+    """The user's prompt."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunResumed(RunEvent):
+    """A suspended (or recovered) run goes on in this process."""
+
+    kind: ClassVar[str] = "run_resumed"
+    recovered: bool = False
+    """True for a recovery (`recover`): the process that drove it before died."""
+    trace: Mapping[str, str] | None = None
+    """The trace context the continuation recorded when it suspended (W3C `traceparent`,
+    `tracestate`), for a tracer to link the new spans to the old ones; None if none."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AgentStarted(RunEvent):
+    """An agent invocation starts or carries on stepping in this process (the entry agent,
+    or a sub-agent started, re-driven or recovered by its calling tool)."""
+
+    kind: ClassVar[str] = "agent_started"
+    agent: str
+    """The agent's name."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AgentEnded(RunEvent):
+    """An agent invocation stopped stepping in this process."""
+
+    kind: ClassVar[str] = "agent_ended"
+    agent: str
+    """The agent's name."""
+    status: Literal["finished", "stopped", "suspended", "failed"]
+    """How it ended here."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ModelCalled(RunEvent):
+    """A model request was sent."""
+
+    kind: ClassVar[str] = "model_called"
+    agent: str
+    """The asking agent."""
+    model: str
+    """The model's name as the server knows it (`gpt-4o-mini`, `scripted`)."""
+    provider: str
+    """`openai` (any OpenAI-compatible server) or `scripted`."""
+    turn: int
+    """Which model turn of this invocation this is, from 1."""
+    messages: tuple[Mapping[str, Any], ...] = ()
+    """The conversation sent (without the system prompt). Tracers record it only when the
+    user opts in to message content."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ModelReplied(RunEvent):
+    """A model reply arrived (or the request failed: `error`)."""
+
+    kind: ClassVar[str] = "model_replied"
+    agent: str
+    """The asking agent."""
+    model: str
+    """The model's name."""
+    provider: str
+    """`openai` or `scripted`."""
+    turn: int
+    """Which model turn of this invocation this is, from 1."""
+    latency: float
+    """Seconds from the request to the reply."""
+    input_tokens: int | None = None
+    """Prompt tokens, when the server reported usage."""
+    output_tokens: int | None = None
+    """Completion tokens, when the server reported usage."""
+    finish_reason: str | None = None
+    """The reply's finish reason (None when the request failed)."""
+    tool_calls: tuple[str, ...] = ()
+    """The ids of the calls the reply asked for."""
+    content: str | None = None
+    """The reply's text."""
+    error: str | None = None
+    """Why the request failed, if it did."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolStarted(RunEvent):
+    """A tool call starts running (a python tool, a sub-agent, an external hand-off)."""
+
+    kind: ClassVar[str] = "tool_started"
+    tool: str
+    """The tool's name."""
+    tool_kind: str
+    """The tool's kind: `python`, `agent`, `external`."""
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    """The arguments it runs with."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolFinished(RunEvent):
+    """A tool call has an outcome. `status` is `done`, `failed` or `rejected` (refused by the
+    spec or a reviewer, never run); a call that now waits (an approval, a sub-agent's
+    suspension, an external result) ends no tool call: the run's `RunSuspended` lists it."""
+
+    kind: ClassVar[str] = "tool_finished"
+    tool: str
+    """The tool's name."""
+    status: Literal["done", "failed", "rejected"]
+    """The outcome."""
+    result: str | None = None
+    """The result text the model reads (for `failed`, the error)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PendingInfo:
+    """One entry a suspended run waits on."""
+
+    path: str
+    """The entry's pending path (`hr_agent/account_agent@call_hr_1/call_acc_2`)."""
+    id: str
+    """The entry's id (the call id, or `limit-1`, `pause-1`, `error-1`)."""
+    reason: str
+    """`approval`, `external`, `turn_limit`, `pause`, `error`."""
+    tool: str | None = None
+    """The tool, for call entries."""
+    detail: str | None = None
+    """The question or the reason, as a person reads it."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunSuspended(RunEvent):
+    """The run waits; `pending` lists every entry a decision must answer (sub-agents waiting
+    on their own entries are not listed; their entries are)."""
+
+    kind: ClassVar[str] = "run_suspended"
+    pending: tuple[PendingInfo, ...] = ()
+    """What it waits on, root first."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DecisionApplied(RunEvent):
+    """A recorded decision took effect on resume."""
+
+    kind: ClassVar[str] = "decision_applied"
+    entry: str
+    """The id of the entry it answered."""
+    decision: str
+    """`approve`, `edit`, `reject`, `answer`, `extend`, `stop`, `resume`."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunFinished(RunEvent):
+    """The entry agent answered (or a `stop` decision ended it: `stopped`)."""
+
+    kind: ClassVar[str] = "run_finished"
+    output: str
+    """The final reply."""
+    stopped: bool = False
+    """True when a `stop` decision ended the run."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunFailed(RunEvent):
+    """The run cannot go on."""
+
+    kind: ClassVar[str] = "run_failed"
+    reason: str
+    """What went wrong, and where."""
+    resumable: bool = False
+    """True when a `resume` decision can retry it once the cause is fixed."""
+
+
+@runtime_checkable
+class _HasOnEvent(Protocol):
+    def on_event(self, event: RunEvent) -> None: ...
+
+
+Observer: TypeAlias = Callable[[RunEvent], None] | _HasOnEvent
+"""A callable taking each event, or an object with an `on_event(event)` method."""
+
+
+class Observers:
+    """The observers of one runtime; `emit` hands an event to each, shielding the run from
+    their errors (each failing observer is logged once)."""
+
+    __slots__ = ("_broken", "_calls")
+
+    def __init__(self, observers: Iterable[Observer] = ()) -> None:
+        self._calls: list[Callable[[RunEvent], None]] = [
+            o.on_event if isinstance(o, _HasOnEvent) else o for o in observers
+        ]
+        self._broken: set[int] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self._calls)
+
+    def add(self, observer: Observer) -> Callable[[], None]:
+        """Add an observer; returns a function that removes it again."""
+        call = observer.on_event if isinstance(observer, _HasOnEvent) else observer
+        self._calls.append(call)
+        return lambda: self._calls.remove(call) if call in self._calls else None
+
+    def emit(self, event: RunEvent) -> None:
+        """Hand `event` to every observer, in the order they were added."""
+        for call in self._calls:
+            try:
+                call(event)
+            except Exception:  # an observer never breaks a run
+                if id(call) not in self._broken:
+                    self._broken.add(id(call))
+                    log.exception("observer %r raised on %s; the run goes on", call, event.kind)
