@@ -39,6 +39,8 @@ _COUNTERS_INT = (
     "extra_tool_calls",
     "pause_turns",
     "serial",
+    "input_tokens",
+    "output_tokens",
 )
 _COUNTERS_NUM = ("extra_seconds", "elapsed", "pause_elapsed")
 _SAME_AS = {"attempts": "turns", "pause_turns": "turns", "pause_elapsed": "elapsed"}

@@ -9,6 +9,11 @@ Versions of the document (`version`), newest last; every version listed here sti
 - 1: flat `frames` (root first, children by index), per-frame `counters`, `ledger`,
   `results` and `pending` entries with `decision`; a `nonce` per suspension and an optional
   HMAC-SHA256 `signature` (see `engine.signing`).
+  - 1, minor addition (optional: a document without them loads as before): token usage,
+    `counters.input_tokens` / `counters.output_tokens` per frame and the run's total in
+    `usage` (see `engine.usage`), and `trace`, the W3C trace context (`traceparent`,
+    `tracestate`) of the span that suspended, so a resume's spans link to it
+    (`engine.tracing`).
 
 A continuation made by a `Runtime` that has signing keys carries its key in memory (never in
 the document): its decisions stay signed and `to_json` signs. One parsed from JSON is only
@@ -19,8 +24,9 @@ trusted by such a runtime once its signature was verified (`from_json(text, keys
 from __future__ import annotations
 
 import json
+import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -43,11 +49,15 @@ from engine.frames import (
     walk,
 )
 from engine.signing import ALGORITHM, SIGNED_TAIL, sign, verify
+from engine.usage import Usage, of_stack
 
 FORMAT = "callcc.continuation"
 VERSION = 1
 SUPPORTED_VERSIONS = (1,)
-CHANGELOG = {1: "first version: flat frames, counters, ledger, pending entries, decisions"}
+CHANGELOG = {
+    1: "first version: flat frames, counters, ledger, pending entries, decisions; "
+    "optional since: `usage` and the token counters, `trace` (a W3C trace context)",
+}
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 """Documents larger than this are refused before parsing."""
 
@@ -99,7 +109,16 @@ class PendingDecision:
 class Continuation:
     """A suspended run: its id, the spec it belongs to, and the root frame."""
 
-    __slots__ = ("_key", "_root", "nonce", "run_id", "spec_digest", "spec_name", "spec_path")
+    __slots__ = (
+        "_key",
+        "_root",
+        "nonce",
+        "run_id",
+        "spec_digest",
+        "spec_name",
+        "spec_path",
+        "trace",
+    )
 
     def __init__(
         self,
@@ -111,6 +130,7 @@ class Continuation:
         spec_path: str | None = None,
         nonce: str | None = None,
         key: bytes | None = None,
+        trace: Mapping[str, str] | None = None,
     ) -> None:
         self.run_id = run_id
         """The run's id, stable across suspensions."""
@@ -122,6 +142,9 @@ class Continuation:
         """Where the spec file was when the run started: a hint for `callcc resume`."""
         self.nonce = nonce or secrets.token_hex(12)
         """Names this suspension; a run store refuses to resume the same nonce twice."""
+        self.trace: Mapping[str, str] | None = dict(trace) if trace else None
+        """The W3C trace context (`traceparent`, `tracestate`) of the span that suspended
+        the run, for a resume's spans to link to (`engine.tracing`); None without tracing."""
         self._root = root
         self._key = key
 
@@ -138,6 +161,11 @@ class Continuation:
     def root(self) -> Frame:
         """A copy of the root frame (the continuation itself never changes)."""
         return self._root.copy()
+
+    @property
+    def usage(self) -> Usage:
+        """The tokens the run spent so far, over every frame (see `engine.usage`)."""
+        return of_stack(self._root)
 
     def frames(self) -> list[tuple[tuple[str, ...], Frame]]:
         """Every frame with its agent path, root first (read-only view: do not mutate)."""
@@ -252,6 +280,7 @@ class Continuation:
             nonce=self.nonce,
             key=self._key,
             root=root,
+            trace=self.trace,
         )
 
     def find(self, ident: str) -> tuple[PendingDecision, Pending]:
@@ -273,7 +302,7 @@ class Continuation:
 
     def to_dict(self) -> dict[str, Any]:
         """The document as plain JSON data."""
-        return {
+        data = {
             "format": FORMAT,
             "version": VERSION,
             "run_id": self.run_id,
@@ -281,6 +310,12 @@ class Continuation:
             "spec": self._spec_data(),
             "frames": frames_to_data(self._root),
         }
+        usage = self.usage
+        if usage:
+            data["usage"] = usage.to_dict()
+        if self.trace:
+            data["trace"] = dict(self.trace)
+        return data
 
     def to_json(self, *, indent: int | None = None) -> str:
         """The document as JSON text, signed when this object holds a key."""
@@ -356,7 +391,7 @@ class Continuation:
                 pointer="/version",
                 suggestion="upgrade callcc to read newer documents",
             )
-        allowed = {"format", "version", "run_id", "nonce", "spec", "frames"}
+        allowed = {"format", "version", "run_id", "nonce", "spec", "frames", "usage", "trace"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ContinuationError(f"unknown field {unknown[0]!r}", pointer=f"/{unknown[0]}")
@@ -378,6 +413,8 @@ class Continuation:
                 "expected {name: string, digest: string, path?: string}", pointer="/spec"
             )
         root = frames_from_data(data.get("frames"), "/frames")
+        if "usage" in data:
+            _check_usage(data["usage"], root)
         return cls(
             run_id=run_id,
             spec_name=spec["name"],
@@ -386,6 +423,7 @@ class Continuation:
             nonce=nonce,
             key=_key,
             root=root,
+            trace=trace_from_data(data["trace"]) if "trace" in data else None,
         )
 
     def _repr_svg_(self) -> str:
@@ -403,6 +441,46 @@ class Continuation:
     def __repr__(self) -> str:
         waiting = ", ".join(p.path for p in self.pending()) or "nothing"
         return f"<Continuation run={self.run_id} spec={self.spec_name} waiting on {waiting}>"
+
+
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_TRACESTATE_MAX = 512
+"""W3C Trace Context: a `tracestate` header is at most 512 characters."""
+
+
+def trace_from_data(raw: Any) -> dict[str, str]:
+    """The `trace` member: `{traceparent, tracestate?}` as W3C Trace Context writes them."""
+    if (
+        not isinstance(raw, dict)
+        or set(raw) - {"traceparent", "tracestate"}
+        or not isinstance(raw.get("traceparent"), str)
+        or not _TRACEPARENT.fullmatch(raw["traceparent"])
+    ):
+        raise ContinuationError(
+            "expected {traceparent: '00-<32 hex>-<16 hex>-<2 hex>', tracestate?: string}",
+            pointer="/trace",
+        )
+    state = raw.get("tracestate", "")
+    if not isinstance(state, str) or len(state) > _TRACESTATE_MAX or not state.isprintable():
+        raise ContinuationError(
+            f"expected printable text of at most {_TRACESTATE_MAX} characters",
+            pointer="/trace/tracestate",
+        )
+    return dict(raw)
+
+
+def _check_usage(raw: Any, root: Frame) -> None:
+    """`usage` must be the sum of the frames' token counters (it is written from them)."""
+    if not isinstance(raw, dict) or set(raw) != {"input_tokens", "output_tokens"}:
+        raise ContinuationError("expected {input_tokens, output_tokens}", pointer="/usage")
+    total = of_stack(root).to_dict()
+    for name, value in raw.items():
+        if value != total[name] or type(value) is not int:
+            raise ContinuationError(
+                f"{name} is {value!r} but the frames' counters add up to {total[name]}",
+                pointer=f"/usage/{name}",
+                suggestion="was the document edited?",
+            )
 
 
 def _copy_arguments(value: Any) -> Any:

@@ -203,6 +203,11 @@ class Frame:
     """Seconds of active running since the last pause."""
     serial: int = 0
     """Counter for synthetic pending ids."""
+    input_tokens: int = 0
+    """Prompt tokens of this invocation's model replies and of its ended sub-agents'
+    (`engine.usage`)."""
+    output_tokens: int = 0
+    """Completion tokens, counted the same way."""
     ledger: dict[str, CallStatus] = field(default_factory=dict)
     """Every tool call of this frame by id, with its status."""
     results: dict[str, str] = field(default_factory=dict)
@@ -263,6 +268,8 @@ def _shallow(frame: Frame) -> Frame:
         pause_turns=frame.pause_turns,
         pause_elapsed=frame.pause_elapsed,
         serial=frame.serial,
+        input_tokens=frame.input_tokens,
+        output_tokens=frame.output_tokens,
         ledger=dict(frame.ledger),
         results=dict(frame.results),
         path=frame.path,

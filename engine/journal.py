@@ -26,6 +26,7 @@ from engine.errors import ContinuationError
 from engine.frames import Frame, assign_paths, call_fingerprint, walk
 from engine.spec.model import Spec
 from engine.store.base import Event, Lease, PendingRow, RunRecord, RunStatus, RunStore
+from engine.usage import Usage
 
 
 @dataclass(kw_only=True)
@@ -115,10 +116,12 @@ class Journal:
         output: str | None,
         spec_digest: str,
         resumable: bool = False,
+        usage: Usage | None = None,
     ) -> None:
         """Record the outcome and the pending decisions, queryable without the document.
         A `resumable` failed run keeps the nonce of its continuation, so it can be claimed
-        (resumed once the cause is fixed) like a suspended run."""
+        (resumed once the cause is fixed) like a suspended run. `usage` is the run's token
+        total; the continuation's trace context is kept for the next resume to link to."""
         now = time.time()
         rows = [
             PendingRow(
@@ -141,6 +144,8 @@ class Journal:
             output=output,
             pending=rows,
             spec_digest=spec_digest,
+            usage=(usage.input_tokens, usage.output_tokens) if usage is not None else None,
+            trace=continuation.trace if continuation is not None else None,
         )
 
 
@@ -261,6 +266,8 @@ def rebuild(
         | ({"path": run.spec_path} if run.spec_path else {}),
         "frames": documents,
     }
+    if run.trace:
+        document["trace"] = run.trace
     return Continuation.from_dict(document, _key=key)
 
 
@@ -305,6 +312,7 @@ def _settle_running(path: str, frames: Mapping[str, dict[str, Any]], spec: Spec)
         if tool.kind == "agent" and child is not None and _finished(child):
             ledger[call_id] = "done"  # the sub-agent answered; only its parent missed it
             results[call_id] = child["messages"][-1].get("content") or ""
+            _fold_counts(state, child["state"])  # its frame is dropped: keep its tokens
         elif tool.kind == "agent" and child is not None:
             ledger[call_id] = "pending"
             pending.append(
@@ -351,3 +359,12 @@ def _settle_running(path: str, frames: Mapping[str, dict[str, Any]], spec: Spec)
                 }
             )
         # idempotent python tools and sub-agents without a checkpoint simply run again
+
+
+def _fold_counts(state: dict[str, Any], child: dict[str, Any]) -> None:
+    """Add an ended sub-agent's token counts to its caller's state (see `engine.usage`)."""
+    counters = state.setdefault("counters", {})
+    for name in ("input_tokens", "output_tokens"):
+        spent = child.get("counters", {}).get(name, 0)
+        if spent:
+            counters[name] = counters.get(name, 0) + spent

@@ -18,6 +18,7 @@ from engine.errors import ModelError, ScriptError
 from engine.frames import Frame, Pending
 from engine.models.base import ModelReply, ModelRequest
 from engine.tooling import RunContext, classify, refuse_malformed, run_calls, say
+from engine.usage import count as count_usage
 
 __all__ = ["Continue", "Fail", "Finish", "RunContext", "Suspend", "drive", "step"]
 
@@ -170,6 +171,7 @@ async def ask_model(frame: Frame, agent: BoundAgent) -> Step:
         return SUSPEND
     except ScriptError as exc:
         return Fail(str(exc))
+    count_usage(frame, reply.usage)
     frame.turns += 1
     frame.pause_turns += 1
     if reply.finish_reason not in _FINISH_REASONS:  # kept for the record, its calls never run

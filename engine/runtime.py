@@ -34,6 +34,7 @@ from engine.spec.model import Spec
 from engine.store import RunStore, open_store
 from engine.store.base import Lease
 from engine.tooling import RunContext
+from engine.usage import Usage, of_stack
 
 log = logging.getLogger("callcc")
 T = TypeVar("T")
@@ -50,6 +51,8 @@ class Finished:
     """The entry agent's whole conversation."""
     run_id: str = ""
     """The run's id."""
+    usage: Usage = field(default_factory=Usage)
+    """The tokens the whole run spent, sub-agents included (`engine.usage`)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -63,6 +66,8 @@ class Stopped:
     """The entry agent's whole conversation."""
     run_id: str = ""
     """The run's id."""
+    usage: Usage = field(default_factory=Usage)
+    """The tokens the whole run spent, sub-agents included (`engine.usage`)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -72,6 +77,11 @@ class Suspended:
     kind: Literal["suspended"] = "suspended"
     continuation: Continuation
     """The whole suspended call stack."""
+
+    @property
+    def usage(self) -> Usage:
+        """The tokens the run spent so far (`continuation.usage`)."""
+        return self.continuation.usage
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -87,6 +97,11 @@ class Failed:
     """True when the failing frame recorded an `error` entry (a model call that failed for
     good: HTTP 400, bad credentials): once the cause is fixed, decide `resume` on it and
     resume `continuation` (with a store: `load_run`), or decide `stop`."""
+
+    @property
+    def usage(self) -> Usage:
+        """The tokens the run spent until it failed (`continuation.usage`)."""
+        return self.continuation.usage
 
 
 Outcome = Finished | Stopped | Suspended | Failed
@@ -260,16 +275,21 @@ class Runtime:
                 else getattr(outcome, "reason", None),
                 spec_digest=self.spec.digest,
                 resumable=isinstance(outcome, Failed) and outcome.resumable,
+                usage=outcome.usage,
             )
         return outcome
 
     def _outcome(self, result: Suspend | Finish | Fail, root: Frame, run_id: str) -> Outcome:
         if isinstance(result, Finish) and result.stopped:
             log.info("run %s stopped by a decision", run_id)
-            return Stopped(output=result.output, messages=root.messages, run_id=run_id)
+            return Stopped(
+                output=result.output, messages=root.messages, run_id=run_id, usage=of_stack(root)
+            )
         if isinstance(result, Finish):
             log.info("run %s finished", run_id)
-            return Finished(output=result.output, messages=root.messages, run_id=run_id)
+            return Finished(
+                output=result.output, messages=root.messages, run_id=run_id, usage=of_stack(root)
+            )
         document = Continuation(
             run_id=run_id,
             spec_name=self.spec.name,

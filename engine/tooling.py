@@ -24,6 +24,7 @@ from engine.errors import ContinuationError
 from engine.events import Observers, RunEvent
 from engine.frames import Frame, Pending
 from engine.tools import Deferred, ToolContext
+from engine.usage import fold as fold_usage
 
 log = logging.getLogger("callcc.run")
 DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("callcc_depth", default=0)
@@ -225,7 +226,9 @@ async def run_calls(
         if entry.reason == "subagent":
             assert entry.child is not None
             frame.pending.remove(entry)
-            jobs.append((call_id, _child(entry.child, entry, ctx), tool, entry.arguments or {}))
+            jobs.append(
+                (call_id, _child(frame, entry.child, entry, ctx), tool, entry.arguments or {})
+            )
             continue
         decision = entry.decision
         if decision is None:
@@ -308,7 +311,7 @@ async def _execute(
         entry = Pending.for_call(
             id=call_id, reason="subagent", tool=tool.name, arguments=arguments, decisions=()
         )
-        return await _child(child, entry, ctx)
+        return await _child(frame, child, entry, ctx)
     return await _python(frame, tool, call_id, arguments, ctx, inline)
 
 
@@ -318,7 +321,7 @@ def _request(tool: BoundTool, arguments: dict[str, Any]) -> str:
     return json.dumps(arguments, ensure_ascii=False)
 
 
-async def _child(child: Frame, entry: Pending, ctx: RunContext) -> _Outcome:
+async def _child(parent: Frame, child: Frame, entry: Pending, ctx: RunContext) -> _Outcome:
     from engine.loop import Finish, Suspend, drive
 
     token = DEPTH.set(DEPTH.get() + 1)
@@ -328,6 +331,7 @@ async def _child(child: Frame, entry: Pending, ctx: RunContext) -> _Outcome:
         DEPTH.reset(token)
     outcome = await task
     if isinstance(outcome, Finish):
+        fold_usage(parent, child)  # the child's frame is dropped: its tokens stay counted
         return _Done(outcome.output)
     if isinstance(outcome, Suspend):
         entry.child = child
@@ -338,6 +342,7 @@ async def _child(child: Frame, entry: Pending, ctx: RunContext) -> _Outcome:
         entry.child = child
         entry.decision = None
         return _Failed(reason, entry)
+    fold_usage(parent, child)
     return _Failed(reason)
 
 

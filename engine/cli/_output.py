@@ -18,6 +18,7 @@ from engine.masking import mask
 from engine.models.scripted import ScriptedModel
 from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped
 from engine.signing import KEY_ENV
+from engine.usage import Usage
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "EXIT_SUSPENDED"]
 
@@ -60,15 +61,32 @@ def report(
             if not outcome.output:
                 return EXIT_OK
         if isinstance(outcome, Finished | Stopped):
-            return _emit(args, stdout, outcome.kind, EXIT_OK, run_id, output=outcome.output)
+            return _emit(
+                args,
+                stdout,
+                outcome.kind,
+                EXIT_OK,
+                run_id,
+                output=outcome.output,
+                usage=outcome.usage,
+            )
         print(f"callcc: run failed: {outcome.reason}", file=stderr)
-        return _emit(args, stdout, "failed", EXIT_FAILED, run_id, reason=outcome.reason)
+        return _emit(
+            args, stdout, "failed", EXIT_FAILED, run_id, reason=outcome.reason, usage=outcome.usage
+        )
     if state_file:
         write_state(outcome.continuation, state_file, stderr)
     items = outcome.continuation.pending()
     if args.format == "json":
         return _emit(
-            args, stdout, "suspended", EXIT_SUSPENDED, run_id, pending=items, state_file=state_file
+            args,
+            stdout,
+            "suspended",
+            EXIT_SUSPENDED,
+            run_id,
+            pending=items,
+            state_file=state_file,
+            usage=outcome.usage,
         )
     where = f"state written to {state_file}" if state_file else f"run {run_id} kept in the store"
     stdout.write(f"suspended: {len(items)} pending, {where}\n")
@@ -138,6 +156,7 @@ def _report_resumable_failure(
         reason=outcome.reason,
         pending=items,
         state_file=state_file,
+        usage=outcome.usage,
     )
 
 
@@ -152,6 +171,7 @@ def _emit(
     reason: str | None = None,
     pending: list[PendingDecision] | None = None,
     state_file: str | None = None,
+    usage: Usage | None = None,
 ) -> int:
     if args.format == "json":
         data = {
@@ -160,6 +180,7 @@ def _emit(
             "pending": [p.to_dict() for p in pending or []],
             "state_file": state_file,
             "run_id": run_id,
+            "usage": (usage or Usage()).to_dict(),
         }
         if reason is not None:
             data["reason"] = reason

@@ -123,7 +123,10 @@ def show_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     finally:
         store.close()
     if args.format == "json":
-        data = _record(run) | {"pending": [p.to_dict() for p in continuation.pending()]}
+        data = _record(run) | {
+            "usage": continuation.usage.to_dict(),  # as of the last checkpoint, even if running
+            "pending": [p.to_dict() for p in continuation.pending()],
+        }
         json.dump(data, stdout, indent=2, ensure_ascii=False)
         stdout.write("\n")
         return EXIT_OK
@@ -135,6 +138,8 @@ def show_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     if run.output is not None:
         label = "output" if run.status in ("finished", "stopped") else "reason"
         stdout.write(f"{label}: {run.output}\n")
+    if continuation.usage:
+        stdout.write(f"usage: {continuation.usage.describe()}\n")
     stdout.write(inspect_text(continuation, spec, status=run.status))
     return EXIT_OK
 
@@ -241,6 +246,7 @@ def _record(run: RunRecord) -> dict[str, Any]:
         "lease_expires": run.lease_expires,
         "created_at": run.created_at,
         "updated_at": run.updated_at,
+        "usage": {"input_tokens": run.input_tokens, "output_tokens": run.output_tokens},
     }
 
 

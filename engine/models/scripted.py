@@ -9,6 +9,7 @@ The script is YAML (or the same data in Python)::
             - {id: call_1, name: account_agent, arguments: {request: "..."}}
             - {id: call_2, name: account_agent, arguments: {request: "..."}}
         - text: "Done."
+          usage: {input_tokens: 812, output_tokens: 9}   # optional: what a server reports
       account_agent:                     # a mapping: one list per invocation, keyed by the
         call_1:                          # id of the call that started it (or by the whole
           - text: "..."                  # invocation path, `/call_1/call_7`, when call ids
@@ -20,7 +21,8 @@ Which turn answers a call is a function of the request alone: turn number `reque
 (the model calls this agent invocation made before) of the list for the requesting agent and
 invocation (`request.path`). So a resume in a fresh process plays on exactly where the
 suspended run stopped. A call beyond the script fails the run loudly; `unused()` lists turns
-never played.
+never played. A turn's optional `usage` is reported as a server reports token usage, so runs
+without HTTP count tokens too (`engine.usage`).
 """
 
 from __future__ import annotations
@@ -208,11 +210,11 @@ def _parse_turn(item: Any, source: str, where: str, agent: str, index: int) -> T
 
     if not isinstance(item, dict):
         raise fail("expected a mapping with text, tool_calls or error")
-    unknown = set(item) - {"text", "tool_calls", "finish_reason", "error"}
+    unknown = set(item) - {"text", "tool_calls", "finish_reason", "usage", "error"}
     if unknown:
         raise fail(
             f"unknown key {sorted(unknown)[0]!r}; a turn has text, tool_calls, "
-            "finish_reason or error",
+            "finish_reason, usage or error",
             f"{where}/{_escape(sorted(unknown)[0])}",
         )
     if "error" in item:
@@ -237,4 +239,29 @@ def _parse_turn(item: Any, source: str, where: str, agent: str, index: int) -> T
     if text_value is None and not calls:
         raise fail("a turn needs text or tool_calls")
     finish = item.get("finish_reason") or ("tool_calls" if calls else "stop")
-    return ModelReply(content=text_value, tool_calls=tuple(calls), finish_reason=str(finish))
+    return ModelReply(
+        content=text_value,
+        tool_calls=tuple(calls),
+        finish_reason=str(finish),
+        usage=_usage(item.get("usage"), fail, f"{where}/usage"),
+    )
+
+
+def _usage(raw: Any, fail: Any, where: str) -> dict[str, int]:
+    """A turn's `usage: {input_tokens, output_tokens}`, reported as an OpenAI-compatible
+    server reports it (`prompt_tokens`, `completion_tokens`, `total_tokens`)."""
+    if raw is None:
+        return {}
+    names = {"input_tokens", "output_tokens"}
+    if (
+        not isinstance(raw, dict)
+        or not set(raw) <= names
+        or any(type(v) is not int or v < 0 for v in raw.values())
+    ):
+        raise fail("usage needs {input_tokens: N, output_tokens: N} (whole numbers)", where)
+    spent_in, spent_out = raw.get("input_tokens", 0), raw.get("output_tokens", 0)
+    return {
+        "prompt_tokens": spent_in,
+        "completion_tokens": spent_out,
+        "total_tokens": spent_in + spent_out,
+    }

@@ -31,9 +31,12 @@ def inspect_text(
     secrets = secret_names(spec)
     waiting = continuation.undecided()
     decided = len(continuation.pending()) - len(waiting)
+    usage = continuation.usage
     out = [
         f"run {continuation.run_id} · spec {continuation.spec_name} · "
-        f"{len(waiting)} waiting, {decided} decided" + (f" · {status}" if status else "")
+        f"{len(waiting)} waiting, {decided} decided"
+        + (f" · {status}" if status else "")
+        + (f" · {usage.describe()}" if usage else "")
     ]
     via: dict[int, Pending] = {}
     for path, frame in continuation.frames():
@@ -70,9 +73,14 @@ def inspect_text(
 
 def _turns(frame: Frame, spec: Spec | None) -> str:
     agent = spec.agents.get(frame.agent) if spec else None
+    spent = (
+        f" · {frame.input_tokens:,} in / {frame.output_tokens:,} out tokens"
+        if frame.input_tokens or frame.output_tokens
+        else ""
+    )
     if agent is None:
-        return f"turns {frame.turns}"
-    return f"turns {frame.turns} of {agent.limits.max_turns + frame.extra_turns}"
+        return f"turns {frame.turns}{spent}"
+    return f"turns {frame.turns} of {agent.limits.max_turns + frame.extra_turns}{spent}"
 
 
 def _entry(entry: Pending, pad: str, secrets: frozenset[str]) -> list[str]:

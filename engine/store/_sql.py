@@ -6,7 +6,7 @@ Kept free of any driver so `sqlite.py` and `postgres.py` word their errors the s
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -23,6 +23,12 @@ RUN_COLUMNS = (
 
 LEASE_COLUMNS = "lease_owner, lease_expires"
 """The lease columns (migration 3), selected after `RUN_COLUMNS` where `record()` reads them."""
+
+USAGE_COLUMNS = "input_tokens, output_tokens, trace"
+"""Token counts and the trace context (migration 5), selected after `LEASE_COLUMNS`."""
+
+RUN_SELECT = f"{RUN_COLUMNS}, {LEASE_COLUMNS}, {USAGE_COLUMNS}"
+"""Every column `record()` reads, in its order."""
 
 PENDING_COLUMNS = "run_id, path, call_id, tool, reason, created_at"
 """The `pending` columns in the order `pending_row()` reads them."""
@@ -81,9 +87,10 @@ CUT_OFF = (
 
 
 def record(row: Sequence[Any]) -> RunRecord:
-    """A `runs` row (selected with `RUN_COLUMNS`, then optionally `LEASE_COLUMNS`) as a
-    RunRecord."""
+    """A `runs` row (selected with `RUN_COLUMNS`, then optionally `LEASE_COLUMNS` and
+    `USAGE_COLUMNS`: `RUN_SELECT`) as a RunRecord."""
     leased = len(row) > 11
+    counted = len(row) > 13
     return RunRecord(
         run_id=row[0],
         spec_name=row[1],
@@ -98,7 +105,15 @@ def record(row: Sequence[Any]) -> RunRecord:
         updated_at=float(row[10]),
         lease_owner=row[11] if leased else None,
         lease_expires=float(row[12]) if leased and row[12] is not None else None,
+        input_tokens=int(row[13] or 0) if counted else 0,
+        output_tokens=int(row[14] or 0) if counted else 0,
+        trace=cast(dict[str, str], load_json(row[15])) if counted and row[15] else None,
     )
+
+
+def trace_param(trace: Mapping[str, str] | None) -> str | None:
+    """The `trace` column's value: the context as JSON text, or NULL."""
+    return dump_json(dict(trace)) if trace else None
 
 
 def pending_row(row: Sequence[Any]) -> PendingRow:

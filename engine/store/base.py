@@ -27,7 +27,7 @@ columns go through `_sql.encode_text`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias
 
@@ -78,6 +78,13 @@ class RunRecord:
     """Who holds the run's lease (`host:pid:random`), None when nobody does."""
     lease_expires: float | None = None
     """When the lease ends unless renewed (seconds since the epoch, by the store's clock)."""
+    input_tokens: int = 0
+    """Prompt tokens the run spent, as of its last settled drive (`engine.usage`)."""
+    output_tokens: int = 0
+    """Completion tokens the run spent, as of its last settled drive."""
+    trace: dict[str, str] | None = None
+    """The W3C trace context (`traceparent`, `tracestate`) of the span that suspended the
+    run, when it was traced; the continuation rebuilt from the store carries it."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -160,10 +167,13 @@ class RunStore(Protocol):
         output: str | None,
         pending: Sequence[PendingRow],
         spec_digest: str | None = None,
+        usage: tuple[int, int] | None = None,
+        trace: Mapping[str, str] | None = None,
     ) -> int:
         """Record the outcome of a drive (status, the nonce it waits on, output or failure
         reason), replace the run's pending rows and drop its lease, if at `version`; return
-        the new version."""
+        the new version. `usage` (input, output tokens: the run's totals) replaces the
+        counts kept when given; `trace` replaces the trace context kept (None: no trace)."""
         ...
 
     def claim(self, run_id: str, nonce: str, *, lease: Lease | None = None) -> int:

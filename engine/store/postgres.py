@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -36,6 +36,7 @@ from engine.store._sql import (
     MIGRATIONS_TABLE,
     PENDING_COLUMNS,
     RUN_COLUMNS,
+    RUN_SELECT,
     SPEC_COLUMNS,
 )
 from engine.store.base import Event, Lease, PendingRow, RunRecord, RunStatus, SpecRow
@@ -111,6 +112,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             instructions text NOT NULL,
             created_at double precision NOT NULL
         )""",
+    ),
+    # 5: the tokens a run spent (its totals as of its last settled drive, engine.usage) and
+    # the trace context of the span that suspended it (engine.tracing), for a resume to link.
+    (
+        "ALTER TABLE runs ADD COLUMN input_tokens bigint NOT NULL DEFAULT 0,"
+        " ADD COLUMN output_tokens bigint NOT NULL DEFAULT 0, ADD COLUMN trace text",
     ),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
@@ -438,6 +445,8 @@ class PostgresStore:
         output: str | None,
         pending: Sequence[PendingRow],
         spec_digest: str | None = None,
+        usage: tuple[int, int] | None = None,
+        trace: Mapping[str, str] | None = None,
     ) -> int:
         """Record a drive's outcome and replace the pending rows if at `version`."""
         _sql.check_status(status)
@@ -451,11 +460,15 @@ class PostgresStore:
                 version,
                 now,
                 "status = %s, nonce = %s, output = %s, spec_digest = COALESCE(%s, spec_digest),"
-                " lease_owner = NULL, lease_expires = NULL, ",
+                " lease_owner = NULL, lease_expires = NULL,"
+                " input_tokens = COALESCE(%s, input_tokens),"
+                " output_tokens = COALESCE(%s, output_tokens), trace = %s, ",
                 status,
                 nonce,
                 _sql.encode_text(output),
                 spec_digest,
+                *(usage or (None, None)),
+                _sql.trace_param(trace),
             )
             cur.execute("DELETE FROM pending WHERE run_id = %s", (run_id,))
             if rows:
@@ -563,7 +576,7 @@ class PostgresStore:
 
     def _run_row(self, cur: Cursor, run_id: str) -> tuple[Any, ...]:
         _sql.check_id(run_id)
-        cur.execute(f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs WHERE id = %s", (run_id,))
+        cur.execute(f"SELECT {RUN_SELECT} FROM runs WHERE id = %s", (run_id,))
         row = cur.fetchone()
         if row is None:
             raise _sql.no_run(run_id, self.url)
@@ -599,8 +612,7 @@ class PostgresStore:
 
         def body(cur: Cursor) -> list[tuple[Any, ...]]:
             cur.execute(
-                f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs {where}"
-                "ORDER BY updated_at DESC, id DESC LIMIT %s",
+                f"SELECT {RUN_SELECT} FROM runs {where}ORDER BY updated_at DESC, id DESC LIMIT %s",
                 params,
             )
             return cur.fetchall()

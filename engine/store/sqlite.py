@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from engine.store._sql import (
     MIGRATIONS_TABLE,
     PENDING_COLUMNS,
     RUN_COLUMNS,
+    RUN_SELECT,
     SPEC_COLUMNS,
 )
 from engine.store.base import Event, Lease, PendingRow, RunRecord, RunStatus, SpecRow
@@ -100,6 +101,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             instructions TEXT NOT NULL,
             created_at REAL NOT NULL
         )""",
+    ),
+    # 5: the tokens a run spent (its totals as of its last settled drive, engine.usage) and
+    # the trace context of the span that suspended it (engine.tracing), for a resume to link.
+    (
+        "ALTER TABLE runs ADD COLUMN input_tokens INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN output_tokens INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN trace TEXT",
     ),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
@@ -312,6 +320,8 @@ class SQLiteStore:
         output: str | None,
         pending: Sequence[PendingRow],
         spec_digest: str | None = None,
+        usage: tuple[int, int] | None = None,
+        trace: Mapping[str, str] | None = None,
     ) -> int:
         """Record a drive's outcome and replace the pending rows if at `version`."""
         _sql.check_status(status)
@@ -322,11 +332,15 @@ class SQLiteStore:
                 run_id,
                 version,
                 "status = ?, nonce = ?, output = ?, spec_digest = COALESCE(?, spec_digest),"
-                " lease_owner = NULL, lease_expires = NULL, ",
+                " lease_owner = NULL, lease_expires = NULL,"
+                " input_tokens = COALESCE(?, input_tokens),"
+                " output_tokens = COALESCE(?, output_tokens), trace = ?, ",
                 status,
                 nonce,
                 _sql.encode_text(output),
                 spec_digest,
+                *(usage or (None, None)),
+                _sql.trace_param(trace),
             )
             cur.execute("DELETE FROM pending WHERE run_id = ?", (run_id,))
             cur.executemany(
@@ -393,9 +407,7 @@ class SQLiteStore:
     def get_run(self, run_id: str) -> RunRecord:
         """The run; UsageError naming the id when unknown."""
         _sql.check_id(run_id)
-        rows = self._read(
-            f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs WHERE id = ?", (run_id,)
-        )
+        rows = self._read(f"SELECT {RUN_SELECT} FROM runs WHERE id = ?", (run_id,))
         if not rows:
             raise _sql.no_run(run_id, self.url)
         return _sql.record(rows[0])
@@ -411,9 +423,7 @@ class SQLiteStore:
         """The run and its events, read in one transaction (so they agree)."""
         _sql.check_id(run_id)
         with self._snapshot() as cur:
-            row = cur.execute(
-                f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs WHERE id = ?", (run_id,)
-            ).fetchone()
+            row = cur.execute(f"SELECT {RUN_SELECT} FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise _sql.no_run(run_id, self.url)
             rows = cur.execute(
@@ -427,8 +437,7 @@ class SQLiteStore:
         where = "WHERE status = ? " if status is not None else ""
         params: tuple[Any, ...] = (status, limit) if status is not None else (limit,)
         rows = self._read(
-            f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs {where}"
-            "ORDER BY updated_at DESC, id DESC LIMIT ?",
+            f"SELECT {RUN_SELECT} FROM runs {where}ORDER BY updated_at DESC, id DESC LIMIT ?",
             params,
         )
         return [_sql.record(row) for row in rows]
