@@ -252,6 +252,26 @@ def test_settle_records_the_outcome_and_lists_pending_oldest_first_across_runs(
     assert three.spec_digest == "sha256:aaa"  # no digest given: kept
 
 
+def test_settle_keeps_token_totals_and_the_trace_context_until_the_next_settle(
+    store: RunStore,
+) -> None:
+    store.create_run(new_run("run-1"))
+    fresh = store.get_run("run-1")
+    assert (fresh.input_tokens, fresh.output_tokens, fresh.trace) == (0, 0, None)
+    trace = {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01", "tracestate": "k=v"}
+    version = store.settle(
+        "run-1", 0, status="suspended", nonce="n1", output=None, pending=[],
+        usage=(1200, 34), trace=trace,
+    )  # fmt: skip
+    kept = store.get_run("run-1")
+    assert (kept.input_tokens, kept.output_tokens, kept.trace) == (1200, 34, trace)
+    assert store.list_runs()[0] == kept
+    store.settle("run-1", version, status="finished", nonce=None, output="ok", pending=[])
+    done = store.get_run("run-1")
+    assert (done.input_tokens, done.output_tokens) == (1200, 34)  # no usage given: kept
+    assert done.trace is None  # a drive without tracing leaves no context to link to
+
+
 def test_settle_replaces_pending_rows_and_refuses_a_stale_version(store: RunStore) -> None:
     version = suspended(store, "run-1", "n1")
     with pytest.raises(ConflictError, match="at version 1, this process expected version 0"):
