@@ -25,6 +25,7 @@ __all__ = [
     "AgentEnded",
     "AgentStarted",
     "DecisionApplied",
+    "EntryAdded",
     "ModelCalled",
     "ModelReplied",
     "Observer",
@@ -150,6 +151,8 @@ class ModelReplied(RunEvent):
     """The reply's text."""
     error: str | None = None
     """Why the request failed, if it did."""
+    tools: tuple[str, ...] = ()
+    """The tools the calls name, in the order of `tool_calls`."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -163,13 +166,20 @@ class ToolStarted(RunEvent):
     """The tool's kind: `python`, `agent`, `external`."""
     arguments: Mapping[str, Any] = field(default_factory=dict)
     """The arguments it runs with."""
+    carries_on: bool = False
+    """True when the call waited inside its runner and now goes on (a suspended sub-agent
+    driven again after a resume or a recovery), rather than starting."""
+    sub_agent: str | None = None
+    """For an `agent` tool: the agent the call runs."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ToolFinished(RunEvent):
-    """A tool call has an outcome. `status` is `done`, `failed` or `rejected` (refused by the
-    spec or a reviewer, never run); a call that now waits (an approval, a sub-agent's
-    suspension, an external result) ends no tool call: the run's `RunSuspended` lists it."""
+    """A tool call has an outcome. `status` is `done` (it ran, or a person answered it),
+    `failed` (it raised or timed out: the run then waits on an `error` entry to retry it, or
+    a sub-agent failed) or `rejected` (refused by the spec or a reviewer, or ended by a `stop`:
+    never run). A call that now waits (an approval, a suspended sub-agent, an external result)
+    has no outcome yet: `EntryAdded` and the run's `RunSuspended` list what it waits on."""
 
     kind: ClassVar[str] = "tool_finished"
     tool: str
@@ -178,6 +188,9 @@ class ToolFinished(RunEvent):
     """The outcome."""
     result: str | None = None
     """The result text the model reads (for `failed`, the error)."""
+    refused: bool = False
+    """True for a call the spec refused (an unknown tool, arguments that do not fit, a call
+    the server sent malformed): the model reads why. False for a reviewer's rejection."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -193,7 +206,24 @@ class PendingInfo:
     tool: str | None = None
     """The tool, for call entries."""
     detail: str | None = None
-    """The question or the reason, as a person reads it."""
+    """More about the reason, as a person reads it: the limit reached, the error."""
+    prompt: str | None = None
+    """What the reviewer is asked (approvals, external calls)."""
+    arguments: Mapping[str, Any] | None = None
+    """The call's arguments (None for frame-level entries)."""
+    decisions: tuple[str, ...] = ()
+    """The decision kinds allowed."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EntryAdded(RunEvent):
+    """A frame now waits on a new entry a decision must answer: a call gated for approval or
+    paused before, an external call, a failed call, a budget used up, a pause, a failed model
+    call. The run goes on with whatever else can run and suspends once nothing can."""
+
+    kind: ClassVar[str] = "entry_added"
+    entry: PendingInfo
+    """The entry."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -215,6 +245,8 @@ class DecisionApplied(RunEvent):
     """The id of the entry it answered."""
     decision: str
     """`approve`, `edit`, `reject`, `answer`, `extend`, `stop`, `resume`."""
+    tool: str | None = None
+    """The tool of the call it answered (None for a frame-level entry)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -255,9 +287,7 @@ class Observers:
     __slots__ = ("_broken", "_calls")
 
     def __init__(self, observers: Iterable[Observer] = ()) -> None:
-        self._calls: list[Callable[[RunEvent], None]] = [
-            o.on_event if isinstance(o, _HasOnEvent) else o for o in observers
-        ]
+        self._calls: list[Callable[[RunEvent], None]] = [_call(o) for o in observers]
         self._broken: set[int] = set()
 
     def __bool__(self) -> bool:
@@ -265,9 +295,17 @@ class Observers:
 
     def add(self, observer: Observer) -> Callable[[], None]:
         """Add an observer; returns a function that removes it again."""
-        call = observer.on_event if isinstance(observer, _HasOnEvent) else observer
+        call = _call(observer)
         self._calls.append(call)
         return lambda: self._calls.remove(call) if call in self._calls else None
+
+    def joined(self, observer: Observer) -> Observers:
+        """These observers and `observer` after them, for one run (`Runtime.astream`); an
+        observer that raises is still logged once, whichever run it broke in."""
+        joined = Observers()
+        joined._calls = [*self._calls, _call(observer)]
+        joined._broken = self._broken
+        return joined
 
     def emit(self, event: RunEvent) -> None:
         """Hand `event` to every observer, in the order they were added."""
@@ -278,3 +316,7 @@ class Observers:
                 if id(call) not in self._broken:
                     self._broken.add(id(call))
                     log.exception("observer %r raised on %s; the run goes on", call, event.kind)
+
+
+def _call(observer: Observer) -> Callable[[RunEvent], None]:
+    return observer.on_event if isinstance(observer, _HasOnEvent) else observer

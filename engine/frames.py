@@ -217,6 +217,9 @@ class Frame:
     path: str = ""
     """Where the frame sits, by the calls that started it: `""` for the root, `"/call_1"`
     for the sub-agent call_1 started (in memory only; a run store keys deltas by it)."""
+    names: str = ""
+    """The agent names from the root to this frame (`hr_agent/account_agent`): the `path` of
+    the run events about it. Set with `path` (`assign_paths`, `child`), in memory only."""
 
     def copy(self) -> Frame:
         """A deep copy of this frame and all its children (messages are shared: they are
@@ -230,6 +233,24 @@ class Frame:
                 if entry.child is not None:
                     entry.child = copies[id(entry.child)]
         return copies[id(self)]
+
+    def child(self, agent: str, call_id: str, messages: list[Message]) -> Frame:
+        """A new frame for the sub-agent `agent` that this frame's call `call_id` starts,
+        with its `path` and `names` set."""
+        return Frame(
+            agent=agent,
+            messages=messages,
+            path=f"{self.path}/{call_id}",
+            names=f"{self.names or self.agent}/{agent}",
+        )
+
+    def entry_path(self, entry_id: str) -> str:
+        """The pending path of this frame's entry `entry_id`, as `Continuation.pending()`
+        names it (`hr_agent/account_agent@call_hr_1/call_acc_2`); from `names` and `path`."""
+        agents = (self.names or self.agent).split("/")
+        calls = self.path.split("/")  # "" first: the root has no call
+        segments = [agents[0]] + [f"{a}@{c}" for a, c in zip(agents[1:], calls[1:], strict=True)]
+        return "/".join((*segments, entry_id))
 
     def in_flight(self) -> list[dict[str, Any]]:
         """The tool calls of the last assistant message while they still await results."""
@@ -273,6 +294,7 @@ def _shallow(frame: Frame) -> Frame:
         ledger=dict(frame.ledger),
         results=dict(frame.results),
         path=frame.path,
+        names=frame.names,
         pending=[
             Pending(
                 id=p.id,
@@ -292,14 +314,17 @@ def _shallow(frame: Frame) -> Frame:
 
 
 def assign_paths(root: Frame) -> None:
-    """Set every frame's `path` from the call ids that lead to it, without recursion."""
+    """Set every frame's `path` (and `names`) from the call ids (and agents) that lead to it,
+    without recursion."""
     stack = [root]
     root.path = ""
+    root.names = root.agent
     while stack:
         frame = stack.pop()
         for entry in frame.pending:
             if entry.child is not None:
                 entry.child.path = f"{frame.path}/{entry.id}"
+                entry.child.names = f"{frame.names}/{entry.child.agent}"
                 stack.append(entry.child)
 
 

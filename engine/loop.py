@@ -4,74 +4,58 @@ One step does one thing: settle the current turn's tool calls (run them, apply d
 re-drive suspended sub-agents), or check budgets and pauses, or ask the model. Everything a
 step needs to know is in the frame, so a frame loaded from a continuation in a fresh process
 steps exactly as the one that suspended would have.
+
+The loop names no consumer: it keeps checkpoints through `ctx.checkpoint` and reports what
+happens through `ctx.emit`, building an event only when the run has observers.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from engine.compile import BoundAgent
 from engine.errors import ModelError, ScriptError
+from engine.events import AgentEnded, AgentStarted, DecisionApplied, ModelCalled, ModelReplied
 from engine.frames import Frame, Pending
-from engine.models.base import ModelReply, ModelRequest
-from engine.tooling import RunContext, classify, refuse_malformed, run_calls, say
+from engine.models.base import ModelReply, ModelRequest, model_identity
+from engine.steps import (
+    CLOSED_TURN,
+    CONTINUE,
+    SUSPEND,
+    Continue,
+    End,
+    Fail,
+    Finish,
+    Step,
+    Suspend,
+)
+from engine.tooling import (
+    RunContext,
+    classify,
+    entry_added,
+    refuse_malformed,
+    run_calls,
+    tool_finished,
+)
 from engine.usage import count as count_usage
 
 __all__ = ["Continue", "Fail", "Finish", "RunContext", "Suspend", "drive", "step"]
-
-
-@dataclass(frozen=True, slots=True)
-class Continue:
-    """Take another step."""
-
-    kind: Literal["continue"] = "continue"
-    checkpoint: bool = True
-    """False when the step only did what the last checkpoint already implies (closing a
-    turn whose results are all recorded), so a run store need not write it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Suspend:
-    """The frame waits on its `pending` entries."""
-
-    kind: Literal["suspend"] = "suspend"
-
-
-@dataclass(frozen=True, slots=True)
-class Finish:
-    """The agent answered (or a `stop` decision ended it: `stopped`)."""
-
-    output: str
-    kind: Literal["finish"] = "finish"
-    stopped: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Fail:
-    """The agent cannot go on."""
-
-    reason: str
-    kind: Literal["fail"] = "fail"
-    resumable: bool = False
-    """True when the failing frame recorded an `error` entry: once the cause is fixed, a
-    `resume` decision asks the model again (the failed run's continuation resumes)."""
-
-
-Step = Continue | Suspend | Finish | Fail
-CONTINUE = Continue()
-CLOSED_TURN = Continue(checkpoint=False)
-SUSPEND = Suspend()
 _FINISH_REASONS = frozenset({"stop", "tool_calls", "function_call"})
 
 
-async def drive(frame: Frame, ctx: RunContext) -> Suspend | Finish | Fail:
+async def drive(frame: Frame, ctx: RunContext) -> End:
     """Step until the frame finishes, fails or suspends; count active time in the frame."""
     agent = ctx.program.agents[frame.agent]
     clock = time.perf_counter
-    durable = ctx.journal is not None
+    durable = ctx.durable
+    if ctx.observers:
+        ctx.emit(
+            AgentStarted(
+                run_id=ctx.run_id, path=frame.names, call_id=_caller(frame), agent=frame.agent
+            )
+        )
     while True:
         started = clock()
         result = await step(frame, agent, ctx)
@@ -81,7 +65,28 @@ async def drive(frame: Frame, ctx: RunContext) -> Suspend | Finish | Fail:
         if durable and _keeps(result):
             await ctx.checkpoint(frame)
         if not isinstance(result, Continue):
+            if ctx.observers:
+                ctx.emit(
+                    AgentEnded(
+                        run_id=ctx.run_id,
+                        path=frame.names,
+                        call_id=_caller(frame),
+                        agent=frame.agent,
+                        status=_ended(result),
+                    )
+                )
             return result
+
+
+def _caller(frame: Frame) -> str | None:
+    """The id of the call that started `frame` (None for the entry agent)."""
+    return frame.path.rpartition("/")[2] or None
+
+
+def _ended(result: End) -> Any:
+    if isinstance(result, Finish):
+        return "stopped" if result.stopped else "finished"
+    return "suspended" if isinstance(result, Suspend) else "failed"
 
 
 def _keeps(result: Step) -> bool:
@@ -108,10 +113,11 @@ async def step(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
         return Finish(last.get("content") or "")
     gate = check_limits(frame, agent) or check_pause(frame, agent)
     if gate is not None:
-        say(frame, "suspends (%s: %s)", gate.reason, gate.detail)
         frame.pending.append(gate)
+        if ctx.observers:
+            entry_added(frame, gate, ctx)
         return SUSPEND
-    return await ask_model(frame, agent)
+    return await ask_model(frame, agent, ctx)
 
 
 def check_limits(frame: Frame, agent: BoundAgent) -> Pending | None:
@@ -143,7 +149,7 @@ def check_pause(frame: Frame, agent: BoundAgent) -> Pending | None:
     )
 
 
-async def ask_model(frame: Frame, agent: BoundAgent) -> Step:
+async def ask_model(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
     """Call the model once and record its reply."""
     request = ModelRequest(
         agent=frame.agent,
@@ -154,22 +160,28 @@ async def ask_model(frame: Frame, agent: BoundAgent) -> Step:
         path=frame.path,
     )
     frame.attempts += 1
-    say(frame, "asks the model (turn %d)", frame.turns + 1)
+    observed = bool(ctx.observers)
+    sent = _model_called(frame, agent, ctx) if observed else 0.0
     try:
         reply = await agent.model.complete(request)
     except ModelError as exc:
+        if observed:
+            _model_replied(frame, agent, ctx, sent, None, str(exc))
         if not exc.transient:
             return fail_resumably(frame, f"model call of agent {frame.agent!r} failed: {exc}")
-        frame.pending.append(
-            Pending.for_frame(
-                id=frame.next_id("error"),
-                reason="error",
-                decisions=("resume", "stop"),
-                detail=f"model call failed: {exc}",
-            )
+        entry = Pending.for_frame(
+            id=frame.next_id("error"),
+            reason="error",
+            decisions=("resume", "stop"),
+            detail=f"model call failed: {exc}",
         )
+        frame.pending.append(entry)
+        if observed:
+            entry_added(frame, entry, ctx)
         return SUSPEND
     except ScriptError as exc:
+        if observed:
+            _model_replied(frame, agent, ctx, sent, None, str(exc))
         return Fail(str(exc))
     count_usage(frame, reply.usage)
     frame.turns += 1
@@ -182,14 +194,70 @@ async def ask_model(frame: Frame, agent: BoundAgent) -> Step:
                 "finish_reason": reply.finish_reason,  # marks it no answer, should a recovery look
             }
         )
+        if observed:
+            _model_replied(frame, agent, ctx, sent, reply, None)
         return Fail(_incomplete(frame, reply.finish_reason))
-    frame.messages.append(_assistant_message(frame, reply))
+    message, malformed = _assistant_message(frame, reply)
+    frame.messages.append(message)
+    if observed:
+        _model_replied(frame, agent, ctx, sent, reply, None)
     if reply.tool_calls:
-        say(frame, "calls %s", ", ".join(c.name for c in reply.tool_calls))
+        for call_id, name, problem in malformed:  # recorded as sent, answered, never run
+            refuse_malformed(frame, call_id, name, problem, ctx)
         # sorted now, so the checkpoint of the reply also marks its calls running
-        return open_turn(frame, agent, frame.in_flight())
-    say(frame, "answers: %s", _clip(reply.content or ""))
+        return open_turn(frame, agent, frame.in_flight(), ctx)
     return Finish(reply.content or "")
+
+
+def _model_called(frame: Frame, agent: BoundAgent, ctx: RunContext) -> float:
+    """Emit `ModelCalled`; return when the request goes out."""
+    name, provider = model_identity(agent.model)
+    ctx.emit(
+        ModelCalled(
+            run_id=ctx.run_id,
+            path=frame.names,
+            call_id=_caller(frame),
+            agent=frame.agent,
+            model=name,
+            provider=provider,
+            turn=frame.turns + 1,
+            messages=tuple(frame.messages),
+        )
+    )
+    return time.perf_counter()
+
+
+def _model_replied(
+    frame: Frame,
+    agent: BoundAgent,
+    ctx: RunContext,
+    sent: float,
+    reply: ModelReply | None,
+    error: str | None,
+) -> None:
+    latency = time.perf_counter() - sent
+    name, provider = model_identity(agent.model)
+    usage = reply.usage if reply is not None else {}
+    calls = frame.messages[-1].get("tool_calls") or () if reply is not None else ()
+    ctx.emit(
+        ModelReplied(
+            run_id=ctx.run_id,
+            path=frame.names,
+            call_id=_caller(frame),
+            agent=frame.agent,
+            model=name,
+            provider=provider,
+            turn=frame.turns if reply is not None else frame.turns + 1,
+            latency=latency,
+            input_tokens=usage.get("prompt_tokens"),
+            output_tokens=usage.get("completion_tokens"),
+            finish_reason=reply.finish_reason if reply is not None else None,
+            tool_calls=tuple(c["id"] for c in calls),
+            content=reply.content if reply is not None else None,
+            error=error,
+            tools=tuple(c["function"]["name"] for c in calls),
+        )
+    )
 
 
 def _incomplete(frame: Frame, finish_reason: Any) -> str:
@@ -199,18 +267,18 @@ def _incomplete(frame: Frame, finish_reason: Any) -> str:
     )
 
 
-def _clip(text: str, limit: int = 100) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 _UNSAFE_ID = re.compile(r"[/@\s\x00-\x1f\x7f\ud800-\udfff]")
 
 
-def _assistant_message(frame: Frame, reply: ModelReply) -> dict[str, Any]:
+def _assistant_message(
+    frame: Frame, reply: ModelReply
+) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    """The reply as an assistant message, and the calls the server sent malformed (id, name,
+    problem), to answer with their error once the message is recorded."""
     if not reply.tool_calls:
-        return {"role": "assistant", "content": reply.content or ""}
+        return {"role": "assistant", "content": reply.content or ""}, []
     seen: set[str] = set()
+    malformed: list[tuple[str, str, str]] = []
     calls = []
     for i, call in enumerate(reply.tool_calls):
         # `/` and `@` separate the parts of pending paths and store frame paths, so a model's
@@ -219,8 +287,8 @@ def _assistant_message(frame: Frame, reply: ModelReply) -> dict[str, Any]:
         while call_id in seen or call_id in frame.ledger:  # a model reused an id: keep unique
             call_id = f"{call_id}~{frame.turns}"
         seen.add(call_id)
-        if call.problem is not None:  # recorded as sent, answered with the error, never run
-            refuse_malformed(frame, call_id, call.problem)
+        if call.problem is not None:
+            malformed.append((call_id, call.name, call.problem))
         calls.append(
             {
                 "id": call_id,
@@ -228,7 +296,7 @@ def _assistant_message(frame: Frame, reply: ModelReply) -> dict[str, Any]:
                 "function": {"name": call.name, "arguments": call.arguments},
             }
         )
-    return {"role": "assistant", "content": reply.content or "", "tool_calls": calls}
+    return {"role": "assistant", "content": reply.content or "", "tool_calls": calls}, malformed
 
 
 async def settle(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
@@ -238,8 +306,14 @@ async def settle(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
         if decision is None:
             return SUSPEND
         frame.pending.remove(entry)
+        if ctx.observers:
+            ctx.emit(
+                DecisionApplied(
+                    run_id=ctx.run_id, path=frame.names, entry=entry.id, decision=decision.kind
+                )
+            )
         if decision.kind == "stop":
-            return stop_early(frame)
+            return stop_early(frame, ctx)
         if decision.kind == "extend":
             _grant(frame, entry.detail or "", decision.turns)
         elif entry.reason == "pause":
@@ -248,7 +322,7 @@ async def settle(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
     calls = frame.in_flight()
     if not calls:
         return CONTINUE
-    if open_turn(frame, agent, calls) is SUSPEND:
+    if open_turn(frame, agent, calls, ctx) is SUSPEND:
         return SUSPEND
     failure, unsaved = await run_calls(frame, agent, calls, ctx)
     if failure is not None:
@@ -282,7 +356,9 @@ def _stuck(frame: Frame, calls: list[dict[str, Any]]) -> bool:
     return any(frame.ledger.get(c["id"]) == "failed" and c["id"] not in settled for c in calls)
 
 
-def open_turn(frame: Frame, agent: BoundAgent, calls: list[dict[str, Any]]) -> Step:
+def open_turn(
+    frame: Frame, agent: BoundAgent, calls: list[dict[str, Any]], ctx: RunContext
+) -> Step:
     """Sort the calls not yet in the ledger (refused, gated or runnable) within the tool-call
     budget, or suspend with `turn_limit` before any of them runs."""
     fresh = [c for c in calls if c["id"] not in frame.ledger]
@@ -290,29 +366,33 @@ def open_turn(frame: Frame, agent: BoundAgent, calls: list[dict[str, Any]]) -> S
         return CONTINUE
     allowed = agent.spec.limits.max_tool_calls + frame.extra_tool_calls
     if frame.tool_calls + len(fresh) > allowed:
-        frame.pending.append(
-            Pending.for_frame(
-                id=frame.next_id("limit"),
-                reason="turn_limit",
-                decisions=("extend", "stop"),
-                detail=f"max_tool_calls: {frame.tool_calls} used of {allowed}, "
-                f"the model asks for {len(fresh)} more",
-            )
+        entry = Pending.for_frame(
+            id=frame.next_id("limit"),
+            reason="turn_limit",
+            decisions=("extend", "stop"),
+            detail=f"max_tool_calls: {frame.tool_calls} used of {allowed}, "
+            f"the model asks for {len(fresh)} more",
         )
+        frame.pending.append(entry)
+        if ctx.observers:
+            entry_added(frame, entry, ctx)
         return SUSPEND
     frame.tool_calls += len(fresh)
     for call in fresh:
-        classify(frame, agent, call)
+        classify(frame, agent, call, ctx)
     return CONTINUE
 
 
-def stop_early(frame: Frame) -> Finish:
+def stop_early(frame: Frame, ctx: RunContext) -> Finish:
     """End the frame with its reply so far; calls without a result are marked not run."""
     for call in frame.in_flight():
         call_id = call["id"]
         if call_id not in frame.results:
             frame.ledger[call_id] = "rejected"
-            frame.results[call_id] = "not executed: the run was stopped by the reviewer"
+            text = "not executed: the run was stopped by the reviewer"
+            frame.results[call_id] = text
+            if ctx.observers:
+                tool_finished(frame, call_id, call["function"]["name"], "rejected", text, ctx)
         frame.messages.append(
             {"role": "tool", "tool_call_id": call_id, "content": frame.results.pop(call_id)}
         )

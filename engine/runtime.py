@@ -5,16 +5,21 @@ loop the runtime keeps, so they add no logic of their own. Before a resume execu
 the whole document is checked against the spec: every agent and tool it names exists, every
 decision is allowed and matches the fingerprint of the entry it answers, every edit fits the
 tool's parameters. A document that fails any check is refused whole; nothing runs.
+
+Runs can be watched: `Runtime(spec, observers=[...])` hands every event of every run
+(`engine.events`) to each observer, and `astream` / `astream_resume` / `astream_recover`
+yield one run's events and then its outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import uuid
 import weakref
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -24,13 +29,25 @@ from engine._preflight import check_document
 from engine.compile import Program, compile_spec
 from engine.continuation import Continuation
 from engine.errors import ContinuationError, UsageError
+from engine.events import (
+    Observer,
+    Observers,
+    PendingInfo,
+    RunEvent,
+    RunFailed,
+    RunFinished,
+    RunResumed,
+    RunStarted,
+    RunSuspended,
+)
 from engine.frames import Frame, Message, assign_paths
 from engine.journal import Journal
-from engine.loop import Fail, Finish, Suspend, drive
+from engine.loop import drive
 from engine.models.base import ModelClient
 from engine.models.scripted import ScriptedModel
 from engine.signing import keys_from_env, normalize_keys
 from engine.spec.model import Spec
+from engine.steps import End, Fail, Finish
 from engine.store import RunStore, open_store
 from engine.store.base import Lease
 from engine.tooling import RunContext
@@ -123,6 +140,7 @@ class Runtime:
         allowed_modules: Sequence[str] | None = None,
         store: RunStore | str | None = None,
         lease_seconds: float | None = None,
+        observers: Iterable[Observer] = (),
     ) -> None:
         """Compile `spec`. `secret_key` (one key, or several: the first signs, all verify)
         defaults to `CALLCC_SECRET_KEY` / `CALLCC_SECRET_KEY_FILE`; without any key,
@@ -131,7 +149,9 @@ class Runtime:
         `sqlite:///.callcc/runs.db`) keeps every run durably, checkpointed at every step;
         while this runtime drives a stored run it holds the run's lease, `lease_seconds` long
         (default `CALLCC_LEASE_SECONDS`, else 30 s) and renewed while it works, so no other
-        process recovers a run that is still alive."""
+        process recovers a run that is still alive. `observers` (callables, or objects with an
+        `on_event` method) receive every event of every run (`engine.events`); one that
+        raises is logged once and never breaks a run."""
         self.spec = spec
         self._spec_path = str(Path(spec.path).resolve()) if spec.path else None
         """Where the spec file is, absolute, as documents record it (resolved once: a
@@ -161,6 +181,13 @@ class Runtime:
         self._local = threading.local()
         self._loops: list[asyncio.AbstractEventLoop] = []
         self._finalizer = weakref.finalize(self, _close_all, self._loops)
+        self.observers = Observers(observers)
+        """Who receives the events of every run of this runtime."""
+
+    def add_observer(self, observer: Observer) -> Callable[[], None]:
+        """Hand the events of every run from now on to `observer` too; returns a function that
+        removes it again."""
+        return self.observers.add(observer)
 
     # -- async core ----------------------------------------------------------------------
 
@@ -168,6 +195,85 @@ class Runtime:
         self, prompt: str, *, agent: str | None = None, run_id: str | None = None
     ) -> Outcome:
         """Start a run of `agent` (the entrypoint by default) on `prompt`."""
+        return await self._start(prompt, agent, run_id, self.observers)
+
+    async def aresume(
+        self, continuation: Continuation, *, allow_spec_change: bool = False
+    ) -> Outcome:
+        """Apply the decisions recorded in `continuation` and carry on."""
+        return await self._resume(continuation, allow_spec_change, self.observers)
+
+    async def arecover(
+        self, run_id: str, *, allow_spec_change: bool = False, force: bool = False
+    ) -> Outcome:
+        """Continue a run whose process died, from its last checkpoint (needs a store).
+
+        Calls that finished are never run again; a call left running runs again only if its
+        tool is `idempotent`, otherwise the run suspends with reason `error` for a person.
+        The run must have started with this spec (`allow_spec_change` as for resume). A run
+        whose lease is live is refused with `LeaseHeldError` (its process seems alive) unless
+        `force`; a run that had answered already finishes with that answer."""
+        return await self._recover(run_id, allow_spec_change, force, self.observers)
+
+    # -- streams ---------------------------------------------------------------------------
+
+    def astream(
+        self, prompt: str, *, agent: str | None = None, run_id: str | None = None
+    ) -> AsyncIterator[RunEvent | Outcome]:
+        """`arun`, yielding the run's events as they happen and then its outcome (`Finished`,
+        `Stopped`, `Suspended` or `Failed`) as the last item. See `_stream` for a consumer
+        that leaves early."""
+        return self._stream(lambda obs: self._start(prompt, agent, run_id, obs))
+
+    def astream_resume(
+        self, continuation: Continuation, *, allow_spec_change: bool = False
+    ) -> AsyncIterator[RunEvent | Outcome]:
+        """`aresume`, yielding the run's events and then its outcome."""
+        return self._stream(lambda obs: self._resume(continuation, allow_spec_change, obs))
+
+    def astream_recover(
+        self, run_id: str, *, allow_spec_change: bool = False, force: bool = False
+    ) -> AsyncIterator[RunEvent | Outcome]:
+        """`arecover`, yielding the run's events and then its outcome."""
+        return self._stream(lambda obs: self._recover(run_id, allow_spec_change, force, obs))
+
+    async def _stream(
+        self, start: Callable[[Observers], Awaitable[Outcome]]
+    ) -> AsyncIterator[RunEvent | Outcome]:
+        """Drive the run as a task whose events (and only its: each stream has its own
+        observer, so concurrent runs never mix) queue up for the consumer; the run never
+        waits for it. An error of the run is raised from the stream once its events are out.
+
+        A consumer that leaves early (`break`) leaves the run half-driven, so closing the
+        stream cancels it, at once under `contextlib.aclosing` (else when the generator is
+        collected), and logs a warning: with a store, the run stays `running` at its last
+        checkpoint, and `recover` continues it once its lease has expired; without one,
+        nothing of it is kept. Nothing is executed twice either way."""
+        queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
+        task = asyncio.ensure_future(start(self.observers.joined(queue.put_nowait)))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        run_id = None
+        try:
+            while (event := await queue.get()) is not None:
+                run_id = event.run_id
+                yield event
+            yield task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                log.warning(
+                    "run %s: the consumer of its event stream left before the outcome; the "
+                    "run is cancelled where it was (with a store, `recover` continues it)",
+                    run_id,
+                )
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    # -- driving ---------------------------------------------------------------------------
+
+    async def _start(
+        self, prompt: str, agent: str | None, run_id: str | None, observers: Observers
+    ) -> Outcome:
         name = agent or self.spec.entrypoint
         if name not in self.spec.agents:
             known = ", ".join(sorted(self.spec.agents))
@@ -179,12 +285,13 @@ class Runtime:
             if self.store
             else None
         )
-        return await self._drive(root, run_id, journal)
+        if observers:
+            observers.emit(RunStarted(run_id=run_id, path=name, agent=name, prompt=prompt))
+        return await self._drive(root, run_id, journal, observers)
 
-    async def aresume(
-        self, continuation: Continuation, *, allow_spec_change: bool = False
+    async def _resume(
+        self, continuation: Continuation, allow_spec_change: bool, observers: Observers
     ) -> Outcome:
-        """Apply the decisions recorded in `continuation` and carry on."""
         self.check(continuation, allow_spec_change=allow_spec_change)
         if not continuation.frames()[0][1].pending:
             raise ContinuationError(
@@ -199,28 +306,26 @@ class Runtime:
                 "resume returned",
                 pointer="/nonce",
             )
+        journal: Journal | None = None
         if self.store is None:
             self._consumed[continuation.nonce] = None
             if len(self._consumed) > REMEMBERED_NONCES:
                 del self._consumed[next(iter(self._consumed))]
-            return await self._drive(continuation.root, continuation.run_id, None)
-        root, journal = durable.claim(  # refuses replays
-            self.store, continuation, self._key, self._lease()
-        )
-        if continuation.spec_digest != self.spec.digest:  # a changed spec it goes on with;
-            durable.keep_spec(self.store, self.spec)  # the one it started with is kept already
-        return await self._drive(root, continuation.run_id, journal)
+            root = continuation.root
+        else:
+            root, journal = durable.claim(  # refuses replays
+                self.store, continuation, self._key, self._lease()
+            )
+            if continuation.spec_digest != self.spec.digest:  # a changed spec it goes on with;
+                durable.keep_spec(self.store, self.spec)  # the one it started with is kept
+        if observers:
+            trace = getattr(continuation, "trace", None)
+            observers.emit(RunResumed(run_id=continuation.run_id, path=root.agent, trace=trace))
+        return await self._drive(root, continuation.run_id, journal, observers)
 
-    async def arecover(
-        self, run_id: str, *, allow_spec_change: bool = False, force: bool = False
+    async def _recover(
+        self, run_id: str, allow_spec_change: bool, force: bool, observers: Observers
     ) -> Outcome:
-        """Continue a run whose process died, from its last checkpoint (needs a store).
-
-        Calls that finished are never run again; a call left running runs again only if its
-        tool is `idempotent`, otherwise the run suspends with reason `error` for a person.
-        The run must have started with this spec (`allow_spec_change` as for resume). A run
-        whose lease is live is refused with `LeaseHeldError` (its process seems alive) unless
-        `force`; a run that had answered already finishes with that answer."""
         store = self._require_store()
         root, journal = durable.recover(
             store,
@@ -232,7 +337,9 @@ class Runtime:
             force=force,
         )
         durable.keep_spec(store, self.spec)
-        return await self._drive(root, run_id, journal)
+        if observers:
+            observers.emit(RunResumed(run_id=run_id, path=root.agent, recovered=True))
+        return await self._drive(root, run_id, journal, observers)
 
     def load(self, text: str | bytes) -> Continuation:
         """Parse a document, verifying its signature with this runtime's keys (if any)."""
@@ -255,9 +362,13 @@ class Runtime:
             raise UsageError("this needs a run store: Runtime(spec, store=URL) or --store URL")
         return self.store
 
-    async def _drive(self, root: Frame, run_id: str, journal: Journal | None) -> Outcome:
+    async def _drive(
+        self, root: Frame, run_id: str, journal: Journal | None, observers: Observers
+    ) -> Outcome:
         assign_paths(root)
-        ctx = RunContext(program=self.program, run_id=run_id, journal=journal)
+        ctx = RunContext(
+            program=self.program, run_id=run_id, drive=drive, journal=journal, observers=observers
+        )
         if journal is not None and journal.lease is not None:
             with lease.heartbeat(journal.store, run_id, journal.lease):
                 result = await drive(root, ctx)
@@ -277,9 +388,11 @@ class Runtime:
                 resumable=isinstance(outcome, Failed) and outcome.resumable,
                 usage=outcome.usage,
             )
+        if observers:
+            observers.emit(_ended(outcome, run_id, root.agent))
         return outcome
 
-    def _outcome(self, result: Suspend | Finish | Fail, root: Frame, run_id: str) -> Outcome:
+    def _outcome(self, result: End, root: Frame, run_id: str) -> Outcome:
         if isinstance(result, Finish) and result.stopped:
             log.info("run %s stopped by a decision", run_id)
             return Stopped(
@@ -369,6 +482,31 @@ class Runtime:
     def check(self, continuation: Continuation, *, allow_spec_change: bool = False) -> None:
         """Refuse a document this spec cannot resume, before anything executes."""
         check_document(self.program, self.keys, continuation, allow_spec_change=allow_spec_change)
+
+
+def _ended(outcome: Outcome, run_id: str, agent: str) -> RunEvent:
+    """The event that ends a drive of the run: finished, suspended or failed."""
+    if isinstance(outcome, Finished | Stopped):
+        stopped = isinstance(outcome, Stopped)
+        return RunFinished(run_id=run_id, path=agent, output=outcome.output, stopped=stopped)
+    if isinstance(outcome, Failed):
+        return RunFailed(
+            run_id=run_id, path=agent, reason=outcome.reason, resumable=outcome.resumable
+        )
+    pending = tuple(
+        PendingInfo(
+            path=p.path,
+            id=p.id,
+            reason=p.reason,
+            tool=p.tool,
+            detail=p.detail,
+            prompt=p.prompt,
+            arguments=p.arguments,
+            decisions=p.decisions,
+        )
+        for p in outcome.continuation.pending()
+    )
+    return RunSuspended(run_id=run_id, path=agent, pending=pending)
 
 
 def _close_all(loops: list[asyncio.AbstractEventLoop]) -> None:

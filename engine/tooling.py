@@ -1,52 +1,83 @@
 """Tool calls of one turn: sort them (refuse, gate or run), apply decisions, run them.
 
 Calls that need no decision run concurrently (a single call runs inline, the cheapest way);
-sub-agents run as tasks of their own so any nesting depth costs no Python stack. Every
-outcome lands in the frame: a result, a pending entry, or the reason the run must fail.
+each runs through the runner of its tool's kind (`engine.runners`: one registry, no branch
+per kind here). Every outcome lands in the frame: a result, a pending entry, or the reason
+the run must fail; and, when someone observes the run, in an event (`engine.events`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
-import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from jsonschema.exceptions import best_match
 
 from engine._canonical import json_problem
-from engine.compile import AGENT_TOOL_PARAMETERS, BoundAgent, BoundTool, Program
+from engine.compile import BoundAgent, BoundTool, Program
 from engine.errors import ContinuationError
-from engine.events import Observers, RunEvent
+from engine.events import (
+    DecisionApplied,
+    EntryAdded,
+    Observers,
+    PendingInfo,
+    RunEvent,
+    ToolFinished,
+    ToolStarted,
+)
 from engine.frames import Frame, Pending
-from engine.tools import Deferred, ToolContext
-from engine.usage import fold as fold_usage
+from engine.runners import Call, Done, Failure, Outcome, Wait, runner_for
+from engine.runners.base import tool_result_text
+from engine.steps import End
 
-log = logging.getLogger("callcc.run")
-DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("callcc_depth", default=0)
-"""How deep in sub-agents the current task runs (for indented progress logs)."""
 if TYPE_CHECKING:
     from engine.journal import Journal
 
+__all__ = [
+    "Driver",
+    "RunContext",
+    "approval_question",
+    "argument_problem",
+    "classify",
+    "decode_arguments",
+    "parse_arguments",
+    "pending_info",
+    "refuse_malformed",
+    "render_prompt",
+    "run_calls",
+    "tool_result_text",
+]
+
 _TEMPLATE = re.compile(r"\{\{\s*args\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+Driver: TypeAlias = "Callable[[Frame, RunContext], Awaitable[End]]"
+"""The loop's driver (`engine.loop.drive`): steps a frame until it ends."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RunContext:
-    """What every step of one run shares: the compiled spec and the run's id."""
+    """What every step of one run shares: the compiled spec, the run's id, the driver, and
+    the run's consumers (the loop reaches them only through `emit` and `checkpoint`)."""
 
     program: Program
     """The compiled spec."""
     run_id: str
     """The run's id, part of every tool's idempotency key."""
+    drive: Driver
+    """The loop's driver, passed in so a runner drives sub-agent frames without importing
+    the loop."""
     journal: Journal | None = None
     """Where checkpoints go when the run is kept in a store."""
     observers: Observers = field(default_factory=Observers)
-    """Who receives the run's events (`emit`)."""
+    """Who receives the run's events (`emit`); build an event only `if ctx.observers:`."""
+
+    @property
+    def durable(self) -> bool:
+        """True when the run is kept in a store (`checkpoint` writes)."""
+        return self.journal is not None
 
     def emit(self, event: RunEvent) -> None:
         """Hand an event to the run's observers."""
@@ -59,47 +90,79 @@ class RunContext:
             self.journal.checkpoint(frame)
 
 
-@dataclass(frozen=True, slots=True)
-class _Done:
-    text: str
+def pending_info(frame: Frame, entry: Pending) -> PendingInfo:
+    """The event view of `frame`'s entry (`EntryAdded`, `RunSuspended`)."""
+    return PendingInfo(
+        path=frame.entry_path(entry.id),
+        id=entry.id,
+        reason=entry.reason,
+        tool=entry.tool,
+        detail=entry.detail,
+        prompt=entry.prompt,
+        arguments=entry.arguments,
+        decisions=entry.decisions,
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class _Wait:
-    entry: Pending
+def entry_added(frame: Frame, entry: Pending, ctx: RunContext) -> None:
+    """Emit `EntryAdded` for `entry` (call only `if ctx.observers:`)."""
+    ctx.emit(
+        EntryAdded(
+            run_id=ctx.run_id,
+            path=frame.names,
+            call_id=entry.id if entry.tool is not None else None,
+            entry=pending_info(frame, entry),
+        )
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class _Failed:
-    reason: str
-    entry: Pending | None = None
-    """The failed sub-agent's entry, holding its frame, when the failure can be resumed."""
+def tool_finished(
+    frame: Frame,
+    call_id: str,
+    tool: str,
+    status: Any,
+    result: str | None,
+    ctx: RunContext,
+    *,
+    refused: bool = False,
+) -> None:
+    """Emit `ToolFinished` (call only `if ctx.observers:`)."""
+    ctx.emit(
+        ToolFinished(
+            run_id=ctx.run_id,
+            path=frame.names,
+            call_id=call_id,
+            tool=tool,
+            status=status,
+            result=result,
+            refused=refused,
+        )
+    )
 
 
-_Outcome = _Done | _Wait | _Failed
-
-
-def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any]) -> None:
+def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any], ctx: RunContext) -> None:
     """Record a new call as refused (the model gets an error), gated (pending) or runnable."""
     call_id = call["id"]
     name = call["function"]["name"]
     tool = agent.tools.get(name)
     if tool is None:
         known = ", ".join(sorted(agent.tools)) or "none"
-        _refuse(frame, call_id, f"error: unknown tool {name!r}; available tools: {known}")
+        _refuse(
+            frame, call_id, name, f"error: unknown tool {name!r}; available tools: {known}", ctx
+        )
         return
     arguments, problem = parse_arguments(tool, call["function"]["arguments"])
     if arguments is None:
-        _refuse(frame, call_id, f"error: {problem}; call {name} again with valid arguments")
+        _refuse(
+            frame, call_id, name, f"error: {problem}; call {name} again with valid arguments", ctx
+        )
         return
     approval = tool.spec.approval
     if approval.required:
         prompt = approval_question(approval.prompt, name, arguments)
-        _gate(frame, call_id, name, arguments, "approval", approval.decisions, prompt)
-        say(frame, "%s waits for approval (%s)", name, call_id)
+        _gate(frame, call_id, name, arguments, "approval", approval.decisions, prompt, ctx)
     elif name in agent.spec.suspend.before_tools:
-        _gate(frame, call_id, name, arguments, "pause", ("resume", "reject"), None)
-        say(frame, "pauses before %s (%s)", name, call_id)
+        _gate(frame, call_id, name, arguments, "pause", ("resume", "reject"), None, ctx)
     else:
         frame.ledger[call_id] = "running"
 
@@ -165,21 +228,16 @@ def _short(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def say(frame: Frame, message: str, *args: Any) -> None:
-    """Log one progress line for `frame`, indented by sub-agent depth."""
-    if log.isEnabledFor(logging.INFO):
-        log.info("%s%s: " + message, "  " * DEPTH.get(), frame.agent, *args)
-
-
-def refuse_malformed(frame: Frame, call_id: str, problem: str) -> None:
+def refuse_malformed(frame: Frame, call_id: str, tool: str, problem: str, ctx: RunContext) -> None:
     """Answer a call the server sent malformed (see `ToolCall.problem`) with the error."""
-    _refuse(frame, call_id, f"error: {problem}; nothing was run, call the tool again")
+    _refuse(frame, call_id, tool, f"error: {problem}; nothing was run, call the tool again", ctx)
 
 
-def _refuse(frame: Frame, call_id: str, message: str) -> None:
-    say(frame, "call %s refused: %s", call_id, message)
+def _refuse(frame: Frame, call_id: str, tool: str, message: str, ctx: RunContext) -> None:
     frame.ledger[call_id] = "failed"
     frame.results[call_id] = message
+    if ctx.observers:
+        tool_finished(frame, call_id, tool, "rejected", message, ctx, refused=True)
 
 
 def _gate(
@@ -190,18 +248,20 @@ def _gate(
     reason: Any,
     decisions: tuple[str, ...],
     prompt: str | None,
+    ctx: RunContext,
 ) -> None:
     frame.ledger[call_id] = "pending"
-    frame.pending.append(
-        Pending.for_call(
-            id=call_id,
-            reason=reason,
-            tool=tool,
-            arguments=arguments,
-            decisions=decisions,
-            prompt=prompt,
-        )
+    entry = Pending.for_call(
+        id=call_id,
+        reason=reason,
+        tool=tool,
+        arguments=arguments,
+        decisions=decisions,
+        prompt=prompt,
     )
+    frame.pending.append(entry)
+    if ctx.observers:
+        entry_added(frame, entry, ctx)
 
 
 async def run_calls(
@@ -210,7 +270,8 @@ async def run_calls(
     """Run every call that may run now; return why the run must fail (if it must) and whether
     a result was recorded that no checkpoint holds yet (a lone call run inline)."""
     entries = {p.id: p for p in frame.pending if p.tool is not None}
-    jobs: list[tuple[str, Awaitable[_Outcome] | None, BoundTool, dict[str, Any]]] = []
+    observed = bool(ctx.observers)
+    jobs: list[tuple[str, BoundTool, dict[str, Any], Pending | None]] = []
     for call in calls:
         call_id = call["id"]
         if call_id in frame.results:
@@ -220,69 +281,78 @@ async def run_calls(
             if frame.ledger.get(call_id) == "running":  # classified: its arguments are valid
                 tool = agent.tools[call["function"]["name"]]
                 text = call["function"]["arguments"]
-                jobs.append((call_id, None, tool, json.loads(text) if text.strip() else {}))
+                jobs.append((call_id, tool, json.loads(text) if text.strip() else {}, None))
             continue
         tool = agent.tools[entry.tool or ""]
-        if entry.reason == "subagent":
+        if entry.reason == "subagent":  # it waits inside its runner: carry on
             assert entry.child is not None
             frame.pending.remove(entry)
-            jobs.append(
-                (call_id, _child(frame, entry.child, entry, ctx), tool, entry.arguments or {})
-            )
+            jobs.append((call_id, tool, entry.arguments or {}, entry))
             continue
         decision = entry.decision
         if decision is None:
             continue
         frame.pending.remove(entry)
-        say(frame, "%s (%s) decided: %s", entry.tool, call_id, decision.kind)
+        if observed:
+            ctx.emit(
+                DecisionApplied(
+                    run_id=ctx.run_id,
+                    path=frame.names,
+                    call_id=call_id,
+                    entry=call_id,
+                    decision=decision.kind,
+                    tool=entry.tool,
+                )
+            )
         if decision.kind == "reject":
             frame.ledger[call_id] = "rejected"
-            frame.results[call_id] = f"rejected: the call was not executed ({decision.reason})"
+            text = f"rejected: the call was not executed ({decision.reason})"
+            frame.results[call_id] = text
+            if observed:
+                tool_finished(frame, call_id, tool.name, "rejected", text, ctx)
         elif decision.kind == "answer":
             frame.ledger[call_id] = "done"
-            frame.results[call_id] = _short(decision.result)
+            text = _short(decision.result)
+            frame.results[call_id] = text
+            if observed:
+                tool_finished(frame, call_id, tool.name, "done", text, ctx)
         elif decision.kind == "edit":
             _rewrite_arguments(frame, call_id, decision.arguments)
-            jobs.append((call_id, None, tool, decision.arguments))
+            jobs.append((call_id, tool, decision.arguments, None))
         elif decision.kind in ("approve", "resume"):  # run it (again, for an `error` entry)
-            jobs.append((call_id, None, tool, entry.arguments or {}))
+            jobs.append((call_id, tool, entry.arguments or {}, None))
         else:  # the document check refuses these first; never run a call on them
             raise ContinuationError(
                 f"decision {decision.kind!r} cannot apply to the call {call_id!r}"
             )
     if not jobs:
         return None, False
-    durable = ctx.journal is not None
+    durable = ctx.durable
     for call_id, _, _, _ in jobs:
         frame.ledger[call_id] = "running"
     if durable:  # mark them running before any side effect happens
         await ctx.checkpoint(frame)
     inline = len(jobs) == 1
 
-    async def settle_one(call_id: str, job: Awaitable[_Outcome]) -> str | None:
-        outcome = await job
-        if isinstance(outcome, _Done):
-            frame.ledger[call_id] = "done"
-            frame.results[call_id] = outcome.text
-        elif isinstance(outcome, _Wait):
-            frame.ledger[call_id] = "failed" if outcome.entry.reason == "error" else "pending"
-            frame.pending.append(outcome.entry)
-        elif outcome.entry is not None:  # a sub-agent failed where it can resume: keep it
-            frame.ledger[call_id] = "pending"
-            frame.pending.append(outcome.entry)
-            return outcome.reason
+    async def settle_one(call: Call, waiting: Pending | None) -> str | None:
+        call_id = call.id
+        runner = runner_for(call.tool.spec.kind)
+        if observed:
+            _tool_started(call, waiting is not None, ctx)
+        if waiting is None:
+            outcome = await runner.run(call, ctx)
         else:
-            frame.ledger[call_id] = "failed"
-            return outcome.reason
-        if durable and not inline:  # each result is kept the moment it exists;
-            await ctx.checkpoint(frame)  # a lone inline call's result is kept by the step's end
-        return None
+            outcome = await runner.carry_on(call, waiting, ctx)
+        failure = _record(frame, call_id, outcome)
+        if observed:
+            _outcome_events(frame, call, outcome, ctx)
+        if failure is None and durable and not inline:  # each result is kept the moment it
+            await ctx.checkpoint(frame)  # exists; a lone inline call's by the step's end
+        return failure
 
     jobs_now = [
-        settle_one(
-            call_id, job if job is not None else _execute(frame, tool, call_id, args, ctx, inline)
-        )
-        for call_id, job, tool, args in jobs
+        settle_one(Call(frame=frame, tool=tool, id=call_id, arguments=args, inline=inline), entry)
+        for call_id, tool, args, entry in jobs
     ]
     failures = [await jobs_now[0]] if inline else list(await asyncio.gather(*jobs_now))
     order = {call["id"]: i for i, call in enumerate(calls)}
@@ -290,124 +360,52 @@ async def run_calls(
     return next((f for f in failures if f is not None), None), inline
 
 
-async def _execute(
-    frame: Frame,
-    tool: BoundTool,
-    call_id: str,
-    arguments: dict[str, Any],
-    ctx: RunContext,
-    inline: bool,
-) -> _Outcome:
-    spec = tool.spec
-    if spec.kind == "external":
-        return _Wait(_external(call_id, tool, arguments, prompt=spec.description))
-    if spec.kind == "agent":
-        say(frame, "starts sub-agent %s (%s)", spec.agent, call_id)
-        child = Frame(
-            agent=spec.agent,
-            messages=[{"role": "user", "content": _request(tool, arguments)}],
-            path=f"{frame.path}/{call_id}",
+def _record(frame: Frame, call_id: str, outcome: Outcome) -> str | None:
+    """Keep a runner's outcome in the frame; return why the run must fail, if it must."""
+    if isinstance(outcome, Done):
+        frame.ledger[call_id] = "done"
+        frame.results[call_id] = outcome.text
+    elif isinstance(outcome, Wait):
+        frame.ledger[call_id] = "failed" if outcome.entry.reason == "error" else "pending"
+        frame.pending.append(outcome.entry)
+    elif outcome.entry is not None:  # a sub-agent failed where it can resume: keep it
+        frame.ledger[call_id] = "pending"
+        frame.pending.append(outcome.entry)
+        return outcome.reason
+    else:
+        frame.ledger[call_id] = "failed"
+        return outcome.reason
+    return None
+
+
+def _tool_started(call: Call, carries_on: bool, ctx: RunContext) -> None:
+    tool = call.tool
+    ctx.emit(
+        ToolStarted(
+            run_id=ctx.run_id,
+            path=call.frame.names,
+            call_id=call.id,
+            tool=tool.name,
+            tool_kind=tool.spec.kind,
+            arguments=call.arguments,
+            carries_on=carries_on,
+            sub_agent=getattr(tool.spec, "agent", None),
         )
-        entry = Pending.for_call(
-            id=call_id, reason="subagent", tool=tool.name, arguments=arguments, decisions=()
-        )
-        return await _child(frame, child, entry, ctx)
-    return await _python(frame, tool, call_id, arguments, ctx, inline)
-
-
-def _request(tool: BoundTool, arguments: dict[str, Any]) -> str:
-    if tool.parameters is AGENT_TOOL_PARAMETERS:
-        return str(arguments.get("request", ""))
-    return json.dumps(arguments, ensure_ascii=False)
-
-
-async def _child(parent: Frame, child: Frame, entry: Pending, ctx: RunContext) -> _Outcome:
-    from engine.loop import Finish, Suspend, drive
-
-    token = DEPTH.set(DEPTH.get() + 1)
-    try:
-        task = asyncio.ensure_future(drive(child, ctx))  # a task: no stack per level
-    finally:
-        DEPTH.reset(token)
-    outcome = await task
-    if isinstance(outcome, Finish):
-        fold_usage(parent, child)  # the child's frame is dropped: its tokens stay counted
-        return _Done(outcome.output)
-    if isinstance(outcome, Suspend):
-        entry.child = child
-        entry.decision = None
-        return _Wait(entry)
-    reason = f"sub-agent {child.agent!r} (call {entry.id}) failed: {outcome.reason}"
-    if outcome.resumable:  # the child recorded where to resume: keep its frame
-        entry.child = child
-        entry.decision = None
-        return _Failed(reason, entry)
-    fold_usage(parent, child)
-    return _Failed(reason)
-
-
-async def _python(
-    frame: Frame,
-    tool: BoundTool,
-    call_id: str,
-    arguments: dict[str, Any],
-    ctx: RunContext,
-    inline: bool,
-) -> _Outcome:
-    assert tool.func is not None
-    kwargs = dict(arguments)
-    if tool.context_param:
-        kwargs[tool.context_param] = ToolContext(
-            run_id=ctx.run_id, call_id=call_id, agent=frame.agent, tool=tool.name
-        )
-    timeout = tool.spec.timeout
-    say(frame, "runs %s (%s)", tool.name, call_id)
-    try:
-        if tool.is_async:
-            value = await asyncio.wait_for(tool.func(**kwargs), timeout)
-        elif inline and timeout is None:
-            value = tool.func(**kwargs)
-        else:
-            value = await asyncio.wait_for(asyncio.to_thread(tool.func, **kwargs), timeout)
-    except Deferred as exc:
-        return _Wait(_external(call_id, tool, arguments, detail=exc.reason or None))
-    except TimeoutError:
-        return _Wait(_error(call_id, tool, arguments, f"timed out after {timeout:g} s"))
-    except Exception as exc:  # a tool's failure must not lose the run: ask a person
-        return _Wait(_error(call_id, tool, arguments, f"{type(exc).__name__}: {exc}"))
-    return _Done(tool_result_text(value))
-
-
-def _external(
-    call_id: str,
-    tool: BoundTool,
-    arguments: dict[str, Any],
-    *,
-    prompt: str | None = None,
-    detail: str | None = None,
-) -> Pending:
-    """The call waits for a result from outside (`answer`), or to be `reject`ed."""
-    return Pending.for_call(
-        id=call_id,
-        reason="external",
-        tool=tool.name,
-        arguments=arguments,
-        decisions=("answer", "reject"),
-        prompt=prompt,
-        detail=detail,
     )
 
 
-def _error(call_id: str, tool: BoundTool, arguments: dict[str, Any], message: str) -> Pending:
-    return Pending.for_call(
-        id=call_id,
-        reason="error",
-        tool=tool.name,
-        arguments=arguments,
-        decisions=("approve", "answer", "reject"),
-        detail=f"tool {tool.name} failed: {message}; approve to retry, answer to supply "
-        "the result, reject to skip",
-    )
+def _outcome_events(frame: Frame, call: Call, outcome: Outcome, ctx: RunContext) -> None:
+    """`ToolFinished` for a call with an outcome, `EntryAdded` for a call that now waits on
+    a person or the outside (a suspended sub-agent's own entries were announced already)."""
+    name = call.tool.name
+    if isinstance(outcome, Done):
+        tool_finished(frame, call.id, name, "done", outcome.text, ctx)
+    elif isinstance(outcome, Failure):
+        tool_finished(frame, call.id, name, "failed", outcome.reason, ctx)
+    elif outcome.entry.reason != "subagent":
+        if outcome.entry.reason == "error":
+            tool_finished(frame, call.id, name, "failed", outcome.entry.detail, ctx)
+        entry_added(frame, outcome.entry, ctx)
 
 
 def _rewrite_arguments(frame: Frame, call_id: str, arguments: dict[str, Any]) -> None:
@@ -419,13 +417,3 @@ def _rewrite_arguments(frame: Frame, call_id: str, arguments: dict[str, Any]) ->
         for c in message["tool_calls"]
     ]
     frame.messages[-1] = {**message, "tool_calls": calls}
-
-
-def tool_result_text(value: Any) -> str:
-    """What the model reads for a tool's return value: text as is, the rest as JSON."""
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return str(value)

@@ -14,6 +14,15 @@ from typing import TextIO
 
 from engine.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
 from engine.continuation import Continuation, PendingDecision
+from engine.events import (
+    DecisionApplied,
+    EntryAdded,
+    ModelCalled,
+    ModelReplied,
+    RunEvent,
+    ToolFinished,
+    ToolStarted,
+)
 from engine.masking import mask
 from engine.models.scripted import ScriptedModel
 from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped
@@ -229,7 +238,8 @@ def warn_unused(runtime: Runtime, outcome: Outcome, stderr: TextIO) -> None:
 
 
 class progress:
-    """Print the run's progress log lines (context manager) unless --quiet or --format json."""
+    """Print the run's progress lines (context manager) unless --quiet or --format json: the
+    `callcc.run` log (where the spec came from) and, from `observers`, the run's events."""
 
     def __init__(self, args: argparse.Namespace, stream: TextIO) -> None:
         self.enabled = not args.quiet and args.format == "text"
@@ -237,16 +247,82 @@ class progress:
         self.handler.setFormatter(logging.Formatter("· %(message)s"))
         self.logger = logging.getLogger("callcc.run")
         self.level = self.logger.level
+        self.observers: list[ProgressLines] = [ProgressLines(stream)] if self.enabled else []
+        """The observers a `Runtime` is given: the progress lines, or none."""
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> progress:
         if self.enabled:
             self.logger.addHandler(self.handler)
             self.logger.setLevel(logging.INFO)
+        return self
 
     def __exit__(self, *exc: object) -> None:
         if self.enabled:
             self.logger.removeHandler(self.handler)
             self.logger.setLevel(self.level)
+
+
+_ANSWERED = frozenset({"stop", "tool_calls", "function_call"})
+"""Finish reasons of a reply that answers (the loop's own set)."""
+
+
+class ProgressLines:
+    """The observer behind `callcc run`'s `·` lines: one line for each step a person follows
+    (the model asked and what it said, each tool run, gated, refused or decided, a sub-agent
+    started, a budget or pause reached), indented two spaces a sub-agent level."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def on_event(self, event: RunEvent) -> None:
+        """Write the line for `event`, if it has one."""
+        line = progress_line(event)
+        if line is not None:
+            agents = event.path.split("/")
+            depth = len(agents) - 1
+            self.stream.write(f"· {'  ' * depth}{agents[-1]}: {line}\n")
+            self.stream.flush()
+
+
+def progress_line(event: RunEvent) -> str | None:
+    """What `callcc run` prints for `event` after `AGENT: `, or None."""
+    if isinstance(event, ModelCalled):
+        return f"asks the model (turn {event.turn})"
+    if isinstance(event, ModelReplied):
+        if event.error is not None:
+            return None
+        if event.tool_calls:
+            return f"calls {', '.join(event.tools)}"
+        if event.finish_reason in _ANSWERED:
+            return f"answers: {_clip(event.content or '')}"
+        return None
+    if isinstance(event, ToolStarted):
+        if event.tool_kind == "python":
+            return f"runs {event.tool} ({event.call_id})"
+        if event.sub_agent is not None and not event.carries_on:
+            return f"starts sub-agent {event.sub_agent} ({event.call_id})"
+        return None
+    if isinstance(event, EntryAdded):
+        entry = event.entry
+        if entry.reason == "approval":
+            return f"{entry.tool} waits for approval ({entry.id})"
+        if entry.reason == "pause" and entry.tool is not None:
+            return f"pauses before {entry.tool} ({entry.id})"
+        if entry.tool is None and entry.reason in ("turn_limit", "pause"):
+            return f"suspends ({entry.reason}: {entry.detail})"
+        return None
+    if isinstance(event, ToolFinished):
+        if event.refused:
+            return f"call {event.call_id} refused: {event.result}"
+        return None
+    if isinstance(event, DecisionApplied) and event.tool is not None:
+        return f"{event.tool} ({event.call_id}) decided: {event.decision}"
+    return None
+
+
+def _clip(text: str, limit: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def write_state(continuation: Continuation, path: str, stderr: TextIO) -> None:

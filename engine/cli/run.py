@@ -165,7 +165,7 @@ def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
     run_id = args.run_id or uuid.uuid4().hex
     state = args.state_out or (None if store_url else default_state(run_id))
     check_overwrite(state, args)
-    with progress(args, stdout), _runtime(spec, args, stderr, store_url) as runtime:
+    with progress(args, stdout) as shown, _runtime(spec, args, shown, store_url) as runtime:
         outcome = runtime.run(prompt, agent=args.agent, run_id=run_id)
         warn_unused(runtime, outcome, stderr)
     return report(outcome, state, args, stdout, stderr, store_url=store_url)
@@ -207,7 +207,7 @@ def resume_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
         )
     spec = load_spec(spec_path)
     check_overwrite(args.state_out, args, consumed=args.state)
-    with progress(args, stdout), _runtime(spec, args, stderr, store_url) as runtime:
+    with progress(args, stdout) as shown, _runtime(spec, args, shown, store_url) as runtime:
         continuation = apply_decisions(runtime.load(text), args)
         outcome = runtime.resume(continuation, allow_spec_change=args.allow_spec_change)
         warn_unused(runtime, outcome, stderr)
@@ -226,7 +226,7 @@ def _resume_stored(args: argparse.Namespace, url: str, stdout: TextIO, stderr: T
                 store, run.run_id, allow_spec_change=args.allow_spec_change
             )  # fmt: skip
         check_overwrite(args.state_out, args)
-        with progress(args, stdout), _runtime(spec, args, stderr, store) as runtime:
+        with progress(args, stdout) as shown, _runtime(spec, args, shown, store) as runtime:
             continuation = apply_decisions(runtime.load_run(run.run_id), args)
             outcome = runtime.resume(continuation, allow_spec_change=args.allow_spec_change)
             warn_unused(runtime, outcome, stderr)
@@ -246,9 +246,15 @@ def store_url_of(args: argparse.Namespace) -> str | None:
 
 
 def _runtime(
-    spec: Spec, args: argparse.Namespace, stderr: TextIO, store: RunStore | str | None
+    spec: Spec, args: argparse.Namespace, shown: progress, store: RunStore | str | None
 ) -> Runtime:
-    return Runtime(spec, model_override=args.model, allowed_modules=args.allow_module, store=store)
+    return Runtime(
+        spec,
+        model_override=args.model,
+        allowed_modules=args.allow_module,
+        store=store,
+        observers=shown.observers,
+    )
 
 
 def default_state(run_id: str) -> str:

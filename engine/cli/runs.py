@@ -216,7 +216,10 @@ def _recover_one(
         spec = load_spec(args.spec) if args.spec else spec_of_run(store, run_id)
     if args.format == "text":
         stdout.write(f"recovering run {run_id}\n")
-    with progress(args, stdout), Runtime(spec, model_override=args.model, store=store) as rt:
+    with (
+        progress(args, stdout) as shown,
+        Runtime(spec, model_override=args.model, store=store, observers=shown.observers) as rt,
+    ):
         try:
             outcome = rt.recover(run_id)
         except LeaseHeldError as exc:

@@ -63,8 +63,21 @@ class ModelReply:
 
 
 class ModelClient(Protocol):
-    """A model the loop can call. Raise `engine.errors.ModelError` on failure."""
+    """A model the loop can call. Raise `engine.errors.ModelError` on failure.
+
+    A client may also have `name` (the model as its server knows it) and `provider`
+    attributes; run events and traces report them (`model_identity`)."""
 
     async def complete(self, request: ModelRequest) -> ModelReply:
         """Answer one turn."""
         ...
+
+
+def model_identity(model: object) -> tuple[str, str]:
+    """A client's `name` and `provider`, or its class name and `unknown` when it has none."""
+    name = getattr(model, "name", None)
+    provider = getattr(model, "provider", None)
+    return (
+        name if isinstance(name, str) else type(model).__name__,
+        provider if isinstance(provider, str) else "unknown",
+    )

@@ -49,8 +49,13 @@ class OpenAIChatModel:
     alive between turns; call `aclose()` when done.
     """
 
+    provider = "openai"
+    """What run events and traces name as the provider (any OpenAI-compatible server)."""
+
     def __init__(self, spec: OpenAIModel) -> None:
         self.spec = spec
+        self.name = spec.model
+        """The model as the server knows it (`gpt-4o-mini`)."""
         self._client: openai.AsyncOpenAI | None = None
         self._api_key = ""
 

@@ -68,6 +68,11 @@ class ScriptedModel:
     """Plays `turns[agent][request.attempt]` (or `turns[agent][invocation][request.attempt]`)
     for every request."""
 
+    name = "scripted"
+    """What run events and traces name as the model."""
+    provider = "scripted"
+    """What run events and traces name as the provider."""
+
     def __init__(self, turns: Mapping[str, Turns], *, source: str):
         self._turns: dict[str, list[Turn] | dict[str, list[Turn]]] = {
             agent: {k: list(v) for k, v in items.items()}

@@ -1,0 +1,170 @@
+"""The runner interface, and the one registry that maps a tool kind to its runner.
+
+A runner executes the tool calls of one kind (`python`, `agent`, `external`; MCP toolsets
+next). The loop sorts a turn's calls (refused, gated, runnable) and applies decisions the
+same way for every kind; once a call may run, `engine.tooling` looks its kind up here and
+awaits the runner. A new kind is one module that subclasses `Runner` and calls
+`register(kind, runner)` when imported (`engine.runners` imports the built-in ones), never
+another branch in the loop.
+
+The interface:
+
+- `await runner.run(call, ctx) -> Outcome`: run `call` (a `Call`: the calling frame, the
+  bound tool, the call id, its validated arguments, and `inline`, true when it is the only
+  call of its turn, so a sync function may run on the event loop's own thread). `ctx` is the
+  run's `RunContext`: its id, its observers, and `ctx.drive`, the loop's driver, for a runner
+  that drives frames of its own (a sub-agent).
+- `await runner.carry_on(call, entry, ctx) -> Outcome`: go on with a call that waits inside
+  the runner (a `Pending` entry of reason `subagent`, holding the child's frame) after a
+  resume or a recovery. Runners whose calls never wait inside them keep the default, which
+  refuses.
+- The outcome says what happened, and the tooling records it in the frame and emits the
+  events: `Done(text)` (the result the model reads), `Wait(entry)` (the call now waits on a
+  `Pending` entry: an external result, an `error` entry a person decides on, a suspended
+  sub-agent), or `Failure(reason, entry)` (the run must fail; `entry`, when given, holds
+  where a `resume` can go on).
+- A runner keeps no state between calls: everything a resume in another process needs is in
+  the entries it returns. It raises only for bugs; a tool's own failure is an outcome.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from engine.compile import BoundTool
+from engine.errors import ContinuationError, UsageError
+from engine.frames import Frame, Pending
+
+if TYPE_CHECKING:  # annotations only: the tooling imports this registry
+    from engine.tooling import RunContext
+
+__all__ = [
+    "Call",
+    "Done",
+    "Failure",
+    "Outcome",
+    "Runner",
+    "Wait",
+    "error_entry",
+    "external_entry",
+    "register",
+    "runner_for",
+    "tool_result_text",
+]
+
+
+@dataclass(kw_only=True, slots=True)
+class Call:
+    """One tool call a runner runs."""
+
+    frame: Frame
+    """The calling agent's frame."""
+    tool: BoundTool
+    """The tool called."""
+    id: str
+    """The call's id."""
+    arguments: dict[str, Any]
+    """Its arguments, validated against the tool's parameters (or a reviewer's edit)."""
+    inline: bool = False
+    """True when it is the only call of its turn: a sync function may run inline."""
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The call has its result."""
+
+    text: str
+    """What the model reads."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """The call waits on `entry`."""
+
+    entry: Pending
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """The run must fail."""
+
+    reason: str
+    entry: Pending | None = None
+    """The failed sub-agent's entry, holding its frame, when the failure can be resumed."""
+
+
+Outcome: TypeAlias = Done | Wait | Failure
+
+
+class Runner:
+    """Runs the calls of one tool kind; subclass it and `register` an instance."""
+
+    async def run(self, call: Call, ctx: RunContext) -> Outcome:
+        """Run `call`."""
+        raise NotImplementedError
+
+    async def carry_on(self, call: Call, entry: Pending, ctx: RunContext) -> Outcome:
+        """Go on with `call`, which waits inside this runner on `entry`."""
+        raise ContinuationError(
+            f"the call {call.id!r} of tool {call.tool.name!r} (kind {call.tool.spec.kind}) "
+            "cannot wait on a sub-agent; the document's entry is wrong"
+        )
+
+
+_RUNNERS: dict[str, Runner] = {}
+
+
+def register(kind: str, runner: Runner) -> None:
+    """Make `runner` run the tools of `kind` (replacing any runner registered before)."""
+    _RUNNERS[kind] = runner
+
+
+def runner_for(kind: str) -> Runner:
+    """The runner of `kind`, or a `UsageError` naming the kinds that have one."""
+    try:
+        return _RUNNERS[kind]
+    except KeyError:
+        known = ", ".join(sorted(_RUNNERS)) or "none"
+        raise UsageError(
+            f"no runner for tools of kind {kind!r} (kinds with a runner: {known}); import the "
+            "module that registers it"
+        ) from None
+
+
+def external_entry(call: Call, *, prompt: str | None = None, detail: str | None = None) -> Pending:
+    """The call waits for a result from outside (`answer`), or to be `reject`ed."""
+    return Pending.for_call(
+        id=call.id,
+        reason="external",
+        tool=call.tool.name,
+        arguments=call.arguments,
+        decisions=("answer", "reject"),
+        prompt=prompt,
+        detail=detail,
+    )
+
+
+def error_entry(call: Call, message: str) -> Pending:
+    """The call failed: a person retries it (`approve`), supplies its result, or skips it."""
+    name = call.tool.name
+    return Pending.for_call(
+        id=call.id,
+        reason="error",
+        tool=name,
+        arguments=call.arguments,
+        decisions=("approve", "answer", "reject"),
+        detail=f"tool {name} failed: {message}; approve to retry, answer to supply "
+        "the result, reject to skip",
+    )
+
+
+def tool_result_text(value: Any) -> str:
+    """What the model reads for a tool's return value: text as is, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(value)
