@@ -51,6 +51,7 @@ from engine.steps import End, Fail, Finish
 from engine.store import RunStore, open_store
 from engine.store.base import Lease
 from engine.tooling import RunContext
+from engine.tracing import observer as tracing_observer
 from engine.usage import Usage, of_stack
 
 log = logging.getLogger("callcc")
@@ -141,6 +142,7 @@ class Runtime:
         store: RunStore | str | None = None,
         lease_seconds: float | None = None,
         observers: Iterable[Observer] = (),
+        tracing: bool | Any | None = None,
     ) -> None:
         """Compile `spec`. `secret_key` (one key, or several: the first signs, all verify)
         defaults to `CALLCC_SECRET_KEY` / `CALLCC_SECRET_KEY_FILE`; without any key,
@@ -151,7 +153,10 @@ class Runtime:
         (default `CALLCC_LEASE_SECONDS`, else 30 s) and renewed while it works, so no other
         process recovers a run that is still alive. `observers` (callables, or objects with an
         `on_event` method) receive every event of every run (`engine.events`); one that
-        raises is logged once and never breaks a run."""
+        raises is logged once and never breaks a run. `tracing` (`engine.tracing`): True
+        traces runs as OpenTelemetry spans, False never, a `TracerProvider` traces to that
+        provider; None (the default) traces when `CALLCC_TRACING=1` or when the application
+        configured a tracer provider globally."""
         self.spec = spec
         self._spec_path = str(Path(spec.path).resolve()) if spec.path else None
         """Where the spec file is, absolute, as documents record it (resolved once: a
@@ -183,6 +188,9 @@ class Runtime:
         self._finalizer = weakref.finalize(self, _close_all, self._loops)
         self.observers = Observers(observers)
         """Who receives the events of every run of this runtime."""
+        self._tracer = tracing_observer(tracing)
+        if self._tracer is not None:
+            self.observers.add(self._tracer)
 
     def add_observer(self, observer: Observer) -> Callable[[], None]:
         """Hand the events of every run from now on to `observer` too; returns a function that
@@ -410,6 +418,7 @@ class Runtime:
             spec_path=self._spec_path,
             key=self.keys[0] if self.keys else None,
             root=root,
+            trace=self._tracer.context_of(run_id) if self._tracer is not None else None,
         )
         if isinstance(result, Fail):
             log.info("run %s failed: %s", run_id, result.reason)

@@ -36,6 +36,7 @@ from engine.events import (
     AgentEnded,
     AgentStarted,
     DecisionApplied,
+    EntryAdded,
     ModelCalled,
     ModelReplied,
     RunEvent,
@@ -62,13 +63,21 @@ _REMEMBERED = 1_000
 """How many suspended runs' contexts are kept for the runtime to put in their documents."""
 
 
-def observer(requested: bool | None) -> SpanObserver | None:
+def observer(requested: bool | Any | None) -> SpanObserver | None:
     """The span observer for `Runtime(tracing=requested)`, or None when tracing is off.
 
     `False`: off. `True` (or `CALLCC_TRACING=1` when None): on, and OpenTelemetry must be
-    installed. None: on when the application configured a tracer provider globally."""
+    installed. None: on when the application configured a tracer provider globally. A
+    `TracerProvider`: on, with that provider rather than the global one."""
     if requested is False:
         return None
+    if requested is not None and requested is not True:
+        get_tracer = getattr(requested, "get_tracer", None)
+        if get_tracer is None:
+            raise UsageError(
+                f"tracing must be True, False, None or a TracerProvider, not {requested!r}"
+            )
+        return SpanObserver(get_tracer("callcc", _version()))
     wanted = bool(requested) or os.environ.get(TRACING_ENV, "").strip().lower() in _YES
     if not wanted and not _provider_configured():
         return None
@@ -79,9 +88,7 @@ def observer(requested: bool | None) -> SpanObserver | None:
             "tracing needs OpenTelemetry, which is not installed: pip install 'callcc[otel]'"
             + ("" if requested else f" (or unset {TRACING_ENV})")
         ) from None
-    from engine import __name__ as package
-
-    return SpanObserver(trace.get_tracer(package, _version()))
+    return SpanObserver(trace.get_tracer("callcc", _version()))
 
 
 def _provider_configured() -> bool:
@@ -109,6 +116,8 @@ class _Invocation:
 
     run: _Run
     names: str
+    call_id: str | None
+    """The id of the call that started it (None for the entry agent)."""
     span: Span
     parent: _Invocation | None
     tools: dict[str, Span] = field(default_factory=dict)
@@ -166,6 +175,7 @@ class SpanObserver:
             ToolStarted: self._tool_started,
             ToolFinished: self._tool_finished,
             DecisionApplied: self._decision_applied,
+            EntryAdded: self._entry_added,
             RunSuspended: self._run_suspended,
             RunFinished: self._run_ended,
             RunFailed: self._run_ended,
@@ -228,10 +238,8 @@ class SpanObserver:
         run = self._runs.pop(event.run_id, None)
         if run is None:
             return
-        if run.root is not None:
+        if run.root is not None and not run.root.ended:  # else its AgentEnded said how
             status = "failed" if isinstance(event, RunFailed) else "finished"
-            if isinstance(event, RunFinished) and event.stopped:
-                status = "stopped"
             run.root.span.set_attribute("callcc.run.status", status)
         self._end_all(run, _ns(event.at), None, {})
 
@@ -286,7 +294,9 @@ class SpanObserver:
             links=links,
             start_time=_ns(event.at),
         )
-        invocation = _Invocation(run=run, names=event.path, span=span, parent=caller)
+        invocation = _Invocation(
+            run=run, names=event.path, call_id=event.call_id, span=span, parent=caller
+        )
         run.invocations.append(invocation)
         if caller is None and run.root is None:
             run.root = invocation
@@ -309,8 +319,9 @@ class SpanObserver:
         invocation.ended = True
 
     def _find(self, event: RunEvent) -> _Invocation | None:
-        """The invocation `event` concerns: the emitting task's, else the latest open one
-        with the event's agent path."""
+        """The invocation `event` concerns: the emitting task's; else (an event from outside
+        the run's tasks) the latest open one with the event's agent path, preferring the one
+        the event's call id started (agent events) or holds (tool events)."""
         current = _CURRENT.get()
         if (
             current is not None
@@ -322,10 +333,10 @@ class SpanObserver:
         run = self._runs.get(event.run_id)
         if run is None:
             return None
-        for invocation in reversed(run.invocations):
-            if invocation.names == event.path and not invocation.ended:
-                return invocation
-        return None
+        found = [i for i in run.invocations if i.names == event.path and not i.ended]
+        by_call = [i for i in found if event.call_id in (i.call_id, *i.tools)]
+        chosen = by_call or found
+        return chosen[-1] if chosen else None
 
     # -- model requests ----------------------------------------------------------------------
 
@@ -432,6 +443,18 @@ class SpanObserver:
                 {"callcc.entry.id": event.entry, "callcc.decision": event.decision},
                 timestamp=_ns(event.at),
             )
+
+    def _entry_added(self, event: EntryAdded) -> None:
+        """A wait begins: a span event on the call's span if it ran, else its agent's."""
+        invocation = self._find(event)
+        if invocation is None:
+            return
+        entry = event.entry
+        span = invocation.tools.get(entry.id, invocation.span)
+        attributes = {"callcc.entry.id": entry.id, "callcc.entry.reason": entry.reason}
+        if entry.tool is not None:
+            attributes["gen_ai.tool.name"] = entry.tool
+        span.add_event("callcc.waits", attributes, timestamp=_ns(event.at))
 
 
 def _ns(seconds: float) -> int:

@@ -29,6 +29,8 @@ def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "CALLCC_SECRET_KEY_FILE",
         "CALLCC_STORE",
         "CALLCC_LEASE_SECONDS",
+        "CALLCC_TRACING",
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
     ):
         monkeypatch.delenv(name, raising=False)
 
