@@ -346,7 +346,8 @@ class Runtime:
         )
         durable.keep_spec(store, self.spec)
         if observers:
-            observers.emit(RunResumed(run_id=run_id, path=root.agent, recovered=True))
+            trace = store.get_run(run_id).trace  # what the last suspension recorded, if any
+            observers.emit(RunResumed(run_id=run_id, path=root.agent, recovered=True, trace=trace))
         return await self._drive(root, run_id, journal, observers)
 
     def load(self, text: str | bytes) -> Continuation:

@@ -16,9 +16,11 @@ nothing else: no exporter setting or credential) goes into the signed continuati
 span links to it, so a trace viewer connects the halves.
 
 Tracing is on when a tracer provider is configured globally (anything but OpenTelemetry's
-default proxy), or when asked for: `Runtime(tracing=True)` or `CALLCC_TRACING=1`. Off, this
-module imports nothing of OpenTelemetry and the runtime has no observer: runs build no events.
-This is the only module that imports `opentelemetry`.
+default proxy), or when asked for: `Runtime(tracing=True)` or `CALLCC_TRACING=1`. Asked for
+with no provider configured (the CLI, a script), `OTEL_TRACES_EXPORTER=console` prints each
+span to stderr as it ends, through a provider of callcc's own (the global one is left alone).
+Off, this module imports nothing of OpenTelemetry and the runtime has no observer: runs build
+no events. This is the only module that imports `opentelemetry`.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ TRACING_ENV = "CALLCC_TRACING"
 """Set to `1` (or `true`) to trace runs even without a tracer provider configured globally."""
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 """Set to `true` to record message contents, tool arguments and tool results on spans."""
+EXPORTER_ENV = "OTEL_TRACES_EXPORTER"
+"""`console`: with tracing asked for and no provider configured, print spans to stderr."""
 _YES = frozenset({"1", "true", "yes", "on"})
 _REMEMBERED = 1_000
 """How many suspended runs' contexts are kept for the runtime to put in their documents."""
@@ -88,7 +92,21 @@ def observer(requested: bool | Any | None) -> SpanObserver | None:
             "tracing needs OpenTelemetry, which is not installed: pip install 'callcc[otel]'"
             + ("" if requested else f" (or unset {TRACING_ENV})")
         ) from None
+    if not _provider_configured() and os.environ.get(EXPORTER_ENV, "").strip() == "console":
+        return SpanObserver(_console_provider().get_tracer("callcc", _version()))
     return SpanObserver(trace.get_tracer("callcc", _version()))
+
+
+def _console_provider() -> Any:
+    """A provider of callcc's own that prints every span to stderr as it ends."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+    service = os.environ.get("OTEL_SERVICE_NAME") or "callcc"
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
+    return provider
 
 
 def _provider_configured() -> bool:

@@ -74,6 +74,7 @@ def test_a_run_suspended_in_one_process_resumes_and_finishes_in_another(tmp_path
         "pending": [],
         "state_file": None,
         "run_id": run_id,
+        "usage": {"input_tokens": 2261, "output_tokens": 184},  # the script's, every turn
     }
     assert not state.exists()  # a finished run cannot be resumed again
 

@@ -438,11 +438,11 @@ def test_stack_graph_marks_statuses_and_masks_secrets() -> None:
 def test_inspect_text_of_hr() -> None:
     spec, cont = hr()
     assert inspect_text(cont, spec) == (
-        "run golden-hr · spec hr_onboarding · 1 waiting, 0 decided\n"
-        "hr_agent  [turns 1 of 10]\n"
+        "run golden-hr · spec hr_onboarding · 1 waiting, 0 decided · 876 tokens (777 in, 99 out)\n"
+        "hr_agent  [turns 1 of 10 · 412 in / 38 out tokens]\n"
         "   user: Onboard Ada\n"
         "   assistant: I'll have account_agent set up Ada's account first.\n"
-        "   account_agent  ← account_agent (call_hr_1)  [turns 1 of 5]\n"
+        "   account_agent  ← account_agent (call_hr_1)  [turns 1 of 5 · 365 in / 61 out tokens]\n"
         "      user: Create an account for Ada Lovelace (ada) with role engineer\n"
         "      assistant: Creating the account ada, then granting the engineer role.\n"
         "      done     create_account (call_acc_1) → username=ada, full_name=Ada Lovelace, "
