@@ -26,6 +26,8 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `models/`: the model protocol (`base`), the OpenAI adapter, the scripted model, and
   `script_check`, `callcc validate`'s located check of a script against its spec.
 - `masking`: what counts as a secret in what a person is shown, and how it is hidden.
+- `usage`: token counts per frame and per run (an ended sub-agent's fold into its caller).
+- `tracing`: run events as OpenTelemetry GenAI spans; the only module importing opentelemetry.
 - `render/`: networkx graphs of specs and stacks; DOT, SVG/PNG, Mermaid, terminal text.
 - `cli/`: `callcc` subcommands, one module each; `main(argv, stdout, stderr) -> int`;
   `cli/_streams` makes every write printable (lone surrogates escaped, closed pipes quiet);

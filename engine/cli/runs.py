@@ -138,8 +138,6 @@ def show_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     if run.output is not None:
         label = "output" if run.status in ("finished", "stopped") else "reason"
         stdout.write(f"{label}: {run.output}\n")
-    if continuation.usage:
-        stdout.write(f"usage: {continuation.usage.describe()}\n")
     stdout.write(inspect_text(continuation, spec, status=run.status))
     return EXIT_OK
 
