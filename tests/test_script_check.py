@@ -157,7 +157,7 @@ def test_a_malformed_turn_is_located_where_loading_would_refuse_it(here: Path) -
         ("script-format", 7, 7, "/agents/boss/1/txt")
     ]
     assert found[0]["message"] == (
-        "unknown key 'txt'; a turn has text, tool_calls, finish_reason or error"
+        "unknown key 'txt'; a turn has text, tool_calls, finish_reason, usage or error"
     )
 
 

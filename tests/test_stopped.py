@@ -127,6 +127,7 @@ def test_cli_stop_reports_stopped_in_json_with_exit_0(spec_file: str, tmp_path: 
         "pending": [],
         "state_file": None,
         "run_id": json.loads(out)["run_id"],
+        "usage": {"input_tokens": 0, "output_tokens": 0},
     }
     assert "never played" not in err
     assert not Path(state).exists()
