@@ -156,6 +156,8 @@ class _Run:
     recovered: bool = False
     root: _Invocation | None = None
     invocations: list[_Invocation] = field(default_factory=list)
+    context_taken: bool = False
+    """True once the runtime took the root's context for the run's document."""
 
 
 _CURRENT: contextvars.ContextVar[_Invocation | None] = contextvars.ContextVar(
@@ -211,6 +213,7 @@ class SpanObserver:
         run = self._runs.get(run_id)
         if run is None or run.root is None:
             return self._contexts.pop(run_id, None)
+        run.context_taken = True
         carrier: dict[str, str] = {}
         self._propagator.inject(carrier, context=self._api.set_span_in_context(run.root.span))
         return {k: v for k, v in carrier.items() if k in ("traceparent", "tracestate") and v} or (
@@ -237,9 +240,10 @@ class SpanObserver:
         run = self._runs.get(event.run_id)
         if run is None:
             return
+        taken = run.context_taken
         context = self.context_of(event.run_id)
         self._runs.pop(event.run_id)
-        if context is not None:
+        if context is not None and not taken:  # kept for a document built after this event
             self._contexts[event.run_id] = context
             while len(self._contexts) > _REMEMBERED:
                 del self._contexts[next(iter(self._contexts))]

@@ -18,6 +18,7 @@ from builders import (
     agent,
     call,
     calls,
+    check_document,
     finished,
     make_spec,
     python_tool,
@@ -74,6 +75,7 @@ def test_a_suspending_run_traces_agents_models_and_tools_nested_and_ends_every_s
     model = f"scripted:{hr_script_with_usage(tmp_path)}"
     with Runtime(load_spec(HR_SPEC), model_override=model, tracing=provider) as runtime:
         waiting = suspended(runtime.run("Onboard Ada Lovelace as an engineer", run_id="t-1"))
+    check_document(waiting)  # the schema knows `trace`
 
     spans = exporter.get_finished_spans()
     assert tree(spans) == [
