@@ -16,7 +16,8 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `tooling`: one turn's tool calls: sort, gate, apply decisions, run, record; `RunContext`.
 - `runners/`: one runner per tool kind (`python`, `agent`, `external`) in one registry
   (`runners/base` documents the interface).
-- `events`: the typed run events and `Observers`; the loop emits them, knowing no consumer.
+- `events`: the typed run events and `Observers`; the loop emits them, knowing no consumer;
+  `_emit` builds them from the loop's state (only when the run has observers).
 - `continuation`: the document, its decision API, versions; `_codec` parses and checks it.
 - `_paths`: pending paths (`root/child@CALL/.../ENTRY`) and which entry an identifier names.
 - `runtime`: `Runtime` and its outcomes; `_eager` drives scripted runs without a loop trip.

@@ -244,7 +244,7 @@ class Frame:
         names it (`hr_agent/account_agent@call_hr_1/call_acc_2`); from `names` and `path`."""
         agents = (self.names or self.agent).split("/")
         calls = self.path.split("/")  # "" first: the root has no call
-        segments = [agents[0]] + [f"{a}@{c}" for a, c in zip(agents[1:], calls[1:], strict=True)]
+        segments = [agents[0]] + [f"{a}@{c}" for a, c in zip(agents[1:], calls[1:], strict=False)]
         return "/".join((*segments, entry_id))
 
     def in_flight(self) -> list[dict[str, Any]]:

@@ -423,7 +423,7 @@ def test_add_observer_returns_its_removal() -> None:
 
 # -- layering --------------------------------------------------------------------------------------
 
-LOOP_MODULES = ("engine.loop", "engine.tooling", "engine.steps", "engine.runners")
+LOOP_MODULES = ("engine.loop", "engine.tooling", "engine._emit", "engine.steps", "engine.runners")
 CONSUMERS = ("engine.journal", "engine.durable", "engine.store", "engine.cli", "engine.runtime")
 
 
@@ -470,5 +470,5 @@ def test_the_loop_imports_no_consumer_of_its_events(module: str) -> None:
 
 
 def test_the_tooling_and_the_runners_do_not_import_the_loop() -> None:
-    for module in ("engine.tooling", "engine.runners", "engine.steps"):
+    for module in ("engine.tooling", "engine._emit", "engine.runners", "engine.steps"):
         assert "engine.loop" not in closure(module)
