@@ -33,6 +33,7 @@ from builders import (
 )
 
 from engine.continuation import Continuation
+from engine.errors import UsageError
 from engine.events import (
     AgentEnded,
     DecisionApplied,
@@ -47,7 +48,7 @@ from engine.events import (
     ToolStarted,
 )
 from engine.runtime import Finished, Outcome, Runtime, Suspended
-from engine.spec.model import OpenAIModel, Spec
+from engine.spec.model import Limits, OpenAIModel, Spec
 
 if TYPE_CHECKING:
     from openai_server import OpenAICompatServer
@@ -472,3 +473,71 @@ def test_the_loop_imports_no_consumer_of_its_events(module: str) -> None:
 def test_the_tooling_and_the_runners_do_not_import_the_loop() -> None:
     for module in ("engine.tooling", "engine._emit", "engine.runners", "engine.steps"):
         assert "engine.loop" not in closure(module)
+
+
+# -- the CLI's progress lines are an observer ------------------------------------------------------
+
+
+def test_callcc_run_prints_the_progress_lines_the_readme_shows(tmp_path: Path) -> None:
+    import io
+    import re
+
+    from engine.cli import main
+
+    readme = (ENGINE.parent / "README.md").read_text(encoding="utf-8")
+    shown = re.search(r"```\n(· hr_agent: asks the model.*?)\nsuspended:", readme, re.S)
+    assert shown is not None
+    out, err = io.StringIO(), io.StringIO()
+    state = str(tmp_path / "state.json")
+    spec = str(ENGINE.parent / "specs" / "hr_agent.yaml")
+    code = main(["run", spec, "--state", state, "-p", "Onboard Ada Lovelace"], out, err)
+    assert code == 3
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("·")]
+    assert lines == shown.group(1).splitlines()
+
+
+def test_progress_lines_say_what_was_refused_gated_decided_and_limited() -> None:
+    import io
+
+    from engine.cli._output import ProgressLines
+
+    spec = make_spec(
+        [agent("main", "echo", "transfer", limits=Limits(max_tool_calls=3)), agent("unused")],
+        [python_tool("echo"), gated("transfer")],
+    )
+    turns = {
+        "main": [
+            calls(call("u1", "nope"), call("t1", "transfer", {"to": "bob", "amount": 5})),
+            calls(call("e1", "echo", {"text": "a"}), call("e2", "echo", {"text": "b"})),
+            say("done"),
+        ]
+    }
+    out = io.StringIO()
+    runtime = Runtime(spec, model_override=script(turns), observers=[ProgressLines(out)])
+    waiting = suspended(runtime.run("go"))
+    waiting = suspended(runtime.resume(waiting.reject("t1", reason="no")))
+    finished(runtime.resume(waiting.extend(waiting.pending()[0].id, turns=2)))
+    assert out.getvalue() == (
+        "· main: asks the model (turn 1)\n"
+        "· main: calls nope, transfer\n"
+        "· main: call u1 refused: error: unknown tool 'nope'; available tools: echo, transfer\n"
+        "· main: transfer waits for approval (t1)\n"
+        "· main: transfer (t1) decided: reject\n"
+        "· main: asks the model (turn 2)\n"
+        "· main: calls echo, echo\n"
+        "· main: suspends (turn_limit: max_tool_calls: 2 used of 3, the model asks for 2 more)\n"
+        "· main: runs echo (e1)\n"
+        "· main: runs echo (e2)\n"
+        "· main: asks the model (turn 3)\n"
+        "· main: answers: done\n"
+    )
+
+
+def test_an_error_of_the_run_is_raised_from_its_stream() -> None:
+    runtime = Runtime(NESTED, model_override=script(NESTED_TURNS))
+
+    async def scenario() -> list[RunEvent | Outcome]:
+        return await collect(runtime.astream("go", agent="nobody"))
+
+    with pytest.raises(UsageError, match="unknown agent 'nobody'"):
+        asyncio.run(scenario())
