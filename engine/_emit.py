@@ -54,7 +54,13 @@ def pending_info(frame: Frame, entry: Pending) -> PendingInfo:
 
 def agent_started(frame: Frame, ctx: RunContext) -> None:
     ctx.emit(
-        AgentStarted(run_id=ctx.run_id, path=frame.names, call_id=caller(frame), agent=frame.agent)
+        AgentStarted(
+            run_id=ctx.run_id,
+            path=frame.names,
+            invocation=frame.invocation(),
+            call_id=caller(frame),
+            agent=frame.agent,
+        )
     )
 
 
@@ -68,6 +74,7 @@ def agent_ended(frame: Frame, result: End, ctx: RunContext) -> None:
         AgentEnded(
             run_id=ctx.run_id,
             path=frame.names,
+            invocation=frame.invocation(),
             call_id=caller(frame),
             agent=frame.agent,
             status=status,
@@ -82,6 +89,7 @@ def model_called(frame: Frame, agent: BoundAgent, ctx: RunContext) -> float:
         ModelCalled(
             run_id=ctx.run_id,
             path=frame.names,
+            invocation=frame.invocation(),
             call_id=caller(frame),
             agent=frame.agent,
             model=name,
@@ -111,6 +119,7 @@ def model_replied(
         ModelReplied(
             run_id=ctx.run_id,
             path=frame.names,
+            invocation=frame.invocation(),
             call_id=caller(frame),
             agent=frame.agent,
             model=name,
@@ -133,6 +142,7 @@ def entry_added(frame: Frame, entry: Pending, ctx: RunContext) -> None:
         EntryAdded(
             run_id=ctx.run_id,
             path=frame.names,
+            invocation=frame.invocation(),
             call_id=entry.id if entry.tool is not None else None,
             entry=pending_info(frame, entry),
         )
@@ -145,6 +155,7 @@ def decision_applied(frame: Frame, entry: Pending, ctx: RunContext) -> None:
         DecisionApplied(
             run_id=ctx.run_id,
             path=frame.names,
+            invocation=frame.invocation(),
             call_id=entry.id if entry.tool is not None else None,
             entry=entry.id,
             decision=entry.decision.kind,
@@ -159,6 +170,7 @@ def tool_started(call: Call, carries_on: bool, ctx: RunContext) -> None:
         ToolStarted(
             run_id=ctx.run_id,
             path=call.frame.names,
+            invocation=call.frame.invocation(),
             call_id=call.id,
             tool=tool.name,
             tool_kind=tool.spec.kind,
@@ -183,6 +195,7 @@ def tool_finished(
         ToolFinished(
             run_id=ctx.run_id,
             path=frame.names,
+            invocation=frame.invocation(),
             call_id=call_id,
             tool=tool,
             status=status,

@@ -7,7 +7,8 @@ callables or objects with an `on_event` method: the CLI's progress lines, OpenTe
 error is logged once, and it keeps receiving events.
 
 Every event carries the run id, the frame path of the agent invocation it concerns
-(`hr_agent/account_agent`: agent names, root first), the call id where there is one, and the
+(`hr_agent/account_agent`: agent names, root first; `invocation` adds the calls that started
+each sub-agent, `hr_agent/account_agent@call_hr_1`), the call id where there is one, and the
 wall-clock time it happened (`at`, seconds since the epoch).
 """
 
@@ -52,6 +53,10 @@ class RunEvent:
     """The run."""
     path: str
     """The agent invocation, by agent names root first (`hr_agent/account_agent`)."""
+    invocation: str = ""
+    """The same invocation told apart from its siblings: each sub-agent with the id of the
+    call that started it (`hr_agent/account_agent@call_hr_1`), as pending paths begin. Two
+    invocations of one agent side by side (a fan-out) share a `path`, never an `invocation`."""
     call_id: str | None = None
     """The tool call this event concerns (for an agent: the call that started it)."""
     at: float = field(default_factory=time.time)

@@ -239,13 +239,19 @@ class Frame:
             names=f"{self.names or self.agent}/{agent}",
         )
 
-    def entry_path(self, entry_id: str) -> str:
-        """The pending path of this frame's entry `entry_id`, as `Continuation.pending()`
-        names it (`hr_agent/account_agent@call_hr_1/call_acc_2`); from `names` and `path`."""
+    def invocation(self) -> str:
+        """This frame as pending paths name it: agent names root first, each sub-agent with
+        the id of the call that started it (`hr_agent/account_agent@call_hr_1`); from `names`
+        and `path`. Unlike `names`, two invocations of one agent side by side differ."""
         agents = (self.names or self.agent).split("/")
         calls = self.path.split("/")  # "" first: the root has no call
-        segments = [agents[0]] + [f"{a}@{c}" for a, c in zip(agents[1:], calls[1:], strict=False)]
-        return "/".join((*segments, entry_id))
+        steps = (f"{a}@{c}" for a, c in zip(agents[1:], calls[1:], strict=False))
+        return "/".join((agents[0], *steps))
+
+    def entry_path(self, entry_id: str) -> str:
+        """The pending path of this frame's entry `entry_id`, as `Continuation.pending()`
+        names it (`hr_agent/account_agent@call_hr_1/call_acc_2`)."""
+        return f"{self.invocation()}/{entry_id}"
 
     def in_flight(self) -> list[dict[str, Any]]:
         """The tool calls of the last assistant message while they still await results."""

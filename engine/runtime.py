@@ -271,7 +271,9 @@ class Runtime:
             else None
         )
         if observers:
-            observers.emit(RunStarted(run_id=run_id, path=name, agent=name, prompt=prompt))
+            observers.emit(
+                RunStarted(run_id=run_id, path=name, invocation=name, agent=name, prompt=prompt)
+            )
         return await self._drive(root, run_id, journal, observers)
 
     async def _resume(
@@ -305,7 +307,11 @@ class Runtime:
                 durable.keep_spec(self.store, self.spec)  # the one it started with is kept
         if observers:
             trace = getattr(continuation, "trace", None)
-            observers.emit(RunResumed(run_id=continuation.run_id, path=root.agent, trace=trace))
+            observers.emit(
+                RunResumed(
+                    run_id=continuation.run_id, path=root.agent, invocation=root.agent, trace=trace
+                )
+            )
         return await self._drive(root, continuation.run_id, journal, observers)
 
     async def _recover(
@@ -323,7 +329,9 @@ class Runtime:
         )
         durable.keep_spec(store, self.spec)
         if observers:
-            observers.emit(RunResumed(run_id=run_id, path=root.agent, recovered=True))
+            observers.emit(
+                RunResumed(run_id=run_id, path=root.agent, invocation=root.agent, recovered=True)
+            )
         return await self._drive(root, run_id, journal, observers)
 
     def load(self, text: str | bytes) -> Continuation:
@@ -468,10 +476,16 @@ def _ended(outcome: Outcome, run_id: str, agent: str) -> RunEvent:
     """The event that ends a drive of the run: finished, suspended or failed."""
     if isinstance(outcome, Finished | Stopped):
         stopped = isinstance(outcome, Stopped)
-        return RunFinished(run_id=run_id, path=agent, output=outcome.output, stopped=stopped)
+        return RunFinished(
+            run_id=run_id, path=agent, invocation=agent, output=outcome.output, stopped=stopped
+        )
     if isinstance(outcome, Failed):
         return RunFailed(
-            run_id=run_id, path=agent, reason=outcome.reason, resumable=outcome.resumable
+            run_id=run_id,
+            path=agent,
+            invocation=agent,
+            reason=outcome.reason,
+            resumable=outcome.resumable,
         )
     pending = tuple(
         PendingInfo(
@@ -486,7 +500,7 @@ def _ended(outcome: Outcome, run_id: str, agent: str) -> RunEvent:
         )
         for p in outcome.continuation.pending()
     )
-    return RunSuspended(run_id=run_id, path=agent, pending=pending)
+    return RunSuspended(run_id=run_id, path=agent, invocation=agent, pending=pending)
 
 
 def _close_all(loops: list[asyncio.AbstractEventLoop]) -> None:

@@ -541,3 +541,25 @@ def test_an_error_of_the_run_is_raised_from_its_stream() -> None:
 
     with pytest.raises(UsageError, match="unknown agent 'nobody'"):
         asyncio.run(scenario())
+
+
+def test_a_fan_out_tells_its_invocations_apart() -> None:
+    from engine.spec import load_spec
+
+    spec = load_spec(ENGINE.parent / "specs" / "hr_agent.yaml")
+    seen: list[RunEvent] = []
+    fanout = str(ENGINE.parent / "specs" / "hr_agent.fanout.script.yaml")
+    runtime = Runtime(spec, model_override=f"scripted:{fanout}", observers=[seen.append])
+    waiting = suspended(runtime.run("Onboard Ada and Grace"))
+
+    ran = [(e.path, e.invocation, e.call_id) for e in seen if isinstance(e, ToolStarted)]
+    assert sorted(ran) == [
+        ("hr_agent", "hr_agent", "call_hr_1"),
+        ("hr_agent", "hr_agent", "call_hr_2"),
+        ("hr_agent/account_agent", "hr_agent/account_agent@call_hr_1", "call_acc_1"),
+        ("hr_agent/account_agent", "hr_agent/account_agent@call_hr_2", "call_acc_1"),
+    ]
+    gates = [e.entry.path for e in seen if isinstance(e, EntryAdded)]
+    assert sorted(gates) == sorted(p.path for p in waiting.pending())
+    for event in seen:
+        assert event.invocation.replace("@call_hr_1", "").replace("@call_hr_2", "") == event.path
