@@ -1,7 +1,7 @@
 """What happens in a run, as typed frozen events, and the observers that receive them.
 
 The loop emits one event for each thing that happens (a model request sent, a tool call
-finished, the run suspended) through `Observers.emit`; it knows no consumer. Observers are
+finished, the run suspended) through `RunContext.emit`; it knows no consumer. Observers are
 callables or objects with an `on_event` method: the CLI's progress lines, OpenTelemetry traces,
 `Runtime.astream`, a service's live inbox. An observer that raises never breaks a run: its
 error is logged once, and it keeps receiving events.
