@@ -563,3 +563,33 @@ def test_a_fan_out_tells_its_invocations_apart() -> None:
     assert sorted(gates) == sorted(p.path for p in waiting.pending())
     for event in seen:
         assert event.invocation.replace("@call_hr_1", "").replace("@call_hr_2", "") == event.path
+
+
+def test_a_stop_on_a_budget_rejects_the_calls_it_cut_off_and_ends_the_run_stopped() -> None:
+    spec = make_spec(
+        [agent("main", "echo", limits=Limits(max_tool_calls=1))], [python_tool("echo")]
+    )
+    turns = {"main": [calls(call("e1", "echo", {"text": "a"}), call("e2", "echo", {"text": "b"}))]}
+    seen: list[RunEvent] = []
+    runtime = Runtime(spec, model_override=script(turns), observers=[seen.append])
+    waiting = suspended(runtime.run("go", run_id="stop-1"))
+    [limit] = waiting.pending()
+    seen.clear()
+    runtime.resume(waiting.stop(limit.id))
+
+    assert shape(seen) == [
+        ("run_resumed", "main", None),
+        ("agent_started", "main", None),
+        ("decision_applied", "main", None),
+        ("tool_finished", "main", "e1"),
+        ("tool_finished", "main", "e2"),
+        ("agent_ended", "main", None),
+        ("run_finished", "main", None),
+    ]
+    decided, first, _, ended, end = seen[2], seen[3], seen[4], seen[5], seen[6]
+    assert isinstance(decided, DecisionApplied)
+    assert (decided.entry, decided.decision, decided.tool) == (limit.id, "stop", None)
+    assert isinstance(first, ToolFinished) and (first.status, first.refused) == ("rejected", False)
+    assert isinstance(ended, AgentEnded) and ended.status == "stopped"
+    assert isinstance(end, RunFinished) and end.stopped
+    assert loop_tools.CALLS == []
