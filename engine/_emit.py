@@ -57,7 +57,7 @@ def agent_started(frame: Frame, ctx: RunContext) -> None:
         AgentStarted(
             run_id=ctx.run_id,
             path=frame.names,
-            invocation=frame.invocation(),
+            invocation=frame.invocation,
             call_id=caller(frame),
             agent=frame.agent,
         )
@@ -74,7 +74,7 @@ def agent_ended(frame: Frame, result: End, ctx: RunContext) -> None:
         AgentEnded(
             run_id=ctx.run_id,
             path=frame.names,
-            invocation=frame.invocation(),
+            invocation=frame.invocation,
             call_id=caller(frame),
             agent=frame.agent,
             status=status,
@@ -89,7 +89,7 @@ def model_called(frame: Frame, agent: BoundAgent, ctx: RunContext) -> float:
         ModelCalled(
             run_id=ctx.run_id,
             path=frame.names,
-            invocation=frame.invocation(),
+            invocation=frame.invocation,
             call_id=caller(frame),
             agent=frame.agent,
             model=name,
@@ -119,7 +119,7 @@ def model_replied(
         ModelReplied(
             run_id=ctx.run_id,
             path=frame.names,
-            invocation=frame.invocation(),
+            invocation=frame.invocation,
             call_id=caller(frame),
             agent=frame.agent,
             model=name,
@@ -142,7 +142,7 @@ def entry_added(frame: Frame, entry: Pending, ctx: RunContext) -> None:
         EntryAdded(
             run_id=ctx.run_id,
             path=frame.names,
-            invocation=frame.invocation(),
+            invocation=frame.invocation,
             call_id=entry.id if entry.tool is not None else None,
             entry=pending_info(frame, entry),
         )
@@ -155,7 +155,7 @@ def decision_applied(frame: Frame, entry: Pending, ctx: RunContext) -> None:
         DecisionApplied(
             run_id=ctx.run_id,
             path=frame.names,
-            invocation=frame.invocation(),
+            invocation=frame.invocation,
             call_id=entry.id if entry.tool is not None else None,
             entry=entry.id,
             decision=entry.decision.kind,
@@ -170,7 +170,7 @@ def tool_started(call: Call, carries_on: bool, ctx: RunContext) -> None:
         ToolStarted(
             run_id=ctx.run_id,
             path=call.frame.names,
-            invocation=call.frame.invocation(),
+            invocation=call.frame.invocation,
             call_id=call.id,
             tool=tool.name,
             tool_kind=tool.spec.kind,
@@ -195,7 +195,7 @@ def tool_finished(
         ToolFinished(
             run_id=ctx.run_id,
             path=frame.names,
-            invocation=frame.invocation(),
+            invocation=frame.invocation,
             call_id=call_id,
             tool=tool,
             status=status,
