@@ -12,7 +12,12 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `compile`: `Spec` -> `Program` (bound tools, model clients, argument validators).
 - `frames`: the suspended stack as data: `Frame`, `Pending`, the decision variants.
 - `loop`: `step(frame) -> Continue | Suspend | Finish | Fail` and the driver.
-- `tooling`: one turn's tool calls: sort, gate, apply decisions, run, record.
+- `steps`: those step types, a leaf the loop, the runners and the runtime share.
+- `tooling`: one turn's tool calls: sort, gate, apply decisions, run, record; `RunContext`.
+- `runners/`: one runner per tool kind (`python`, `agent`, `external`) in one registry
+  (`runners/base` documents the interface).
+- `events`: the typed run events and `Observers`; the loop emits them, knowing no consumer;
+  `_emit` builds them from the loop's state (only when the run has observers).
 - `continuation`: the document, its decision API, versions; `_codec` parses and checks it.
 - `_paths`: pending paths (`root/child@CALL/.../ENTRY`) and which entry an identifier names.
 - `runtime`: `Runtime` and its outcomes; `_eager` drives scripted runs without a loop trip.

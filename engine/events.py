@@ -1,13 +1,14 @@
 """What happens in a run, as typed frozen events, and the observers that receive them.
 
 The loop emits one event for each thing that happens (a model request sent, a tool call
-finished, the run suspended) through `Observers.emit`; it knows no consumer. Observers are
+finished, the run suspended) through `RunContext.emit`; it knows no consumer. Observers are
 callables or objects with an `on_event` method: the CLI's progress lines, OpenTelemetry traces,
 `Runtime.astream`, a service's live inbox. An observer that raises never breaks a run: its
 error is logged once, and it keeps receiving events.
 
 Every event carries the run id, the frame path of the agent invocation it concerns
-(`hr_agent/account_agent`: agent names, root first), the call id where there is one, and the
+(`hr_agent/account_agent`: agent names, root first; `invocation` adds the calls that started
+each sub-agent, `hr_agent/account_agent@call_hr_1`), the call id where there is one, and the
 wall-clock time it happened (`at`, seconds since the epoch).
 """
 
@@ -52,6 +53,10 @@ class RunEvent:
     """The run."""
     path: str
     """The agent invocation, by agent names root first (`hr_agent/account_agent`)."""
+    invocation: str = ""
+    """The same invocation told apart from its siblings: each sub-agent with the id of the
+    call that started it (`hr_agent/account_agent@call_hr_1`), as pending paths begin. Two
+    invocations of one agent side by side (a fan-out) share a `path`, never an `invocation`."""
     call_id: str | None = None
     """The tool call this event concerns (for an agent: the call that started it)."""
     at: float = field(default_factory=time.time)
@@ -281,34 +286,43 @@ Observer: TypeAlias = Callable[[RunEvent], None] | _HasOnEvent
 
 
 class Observers:
-    """The observers of one runtime; `emit` hands an event to each, shielding the run from
-    their errors (each failing observer is logged once)."""
+    """The observers of one runtime (or of one run: `joined`); `emit` hands an event to each,
+    shielding the run from their errors (each failing observer is logged once)."""
 
-    __slots__ = ("_broken", "_calls")
+    __slots__ = ("_base", "_broken", "_calls")
 
     def __init__(self, observers: Iterable[Observer] = ()) -> None:
-        self._calls: list[Callable[[RunEvent], None]] = [_call(o) for o in observers]
+        self._calls: tuple[Callable[[RunEvent], None], ...] = tuple(_call(o) for o in observers)
         self._broken: set[int] = set()
+        self._base: Observers | None = None
 
     def __bool__(self) -> bool:
-        return bool(self._calls)
+        return bool(self._calls) or self._base is not None
 
     def add(self, observer: Observer) -> Callable[[], None]:
-        """Add an observer; returns a function that removes it again."""
+        """Add an observer (runs under way see it from their next event on); returns a
+        function that removes it again."""
         call = _call(observer)
-        self._calls.append(call)
-        return lambda: self._calls.remove(call) if call in self._calls else None
+        self._calls = (*self._calls, call)  # replaced, never mutated: an emit under way
+
+        def remove() -> None:  # goes on with the observers it started with
+            self._calls = tuple(c for c in self._calls if c is not call)
+
+        return remove
 
     def joined(self, observer: Observer) -> Observers:
-        """These observers and `observer` after them, for one run (`Runtime.astream`); an
-        observer that raises is still logged once, whichever run it broke in."""
-        joined = Observers()
-        joined._calls = [*self._calls, _call(observer)]
+        """These observers and then `observer`, for one run (`Runtime.astream`): observers
+        added to these later reach the run too, and one that raises is logged once, whichever
+        run it broke in."""
+        joined = Observers((observer,))
+        joined._base = self
         joined._broken = self._broken
         return joined
 
     def emit(self, event: RunEvent) -> None:
         """Hand `event` to every observer, in the order they were added."""
+        if self._base is not None:
+            self._base.emit(event)
         for call in self._calls:
             try:
                 call(event)

@@ -220,6 +220,10 @@ class Frame:
     names: str = ""
     """The agent names from the root to this frame (`hr_agent/account_agent`): the `path` of
     the run events about it. Set with `path` (`assign_paths`, `child`), in memory only."""
+    invocation: str = ""
+    """This frame as pending paths name it: each sub-agent with the id of the call that
+    started it (`hr_agent/account_agent@call_hr_1`); unlike `names`, two invocations of one
+    agent side by side differ. Set with `path`, in memory only."""
 
     def copy(self) -> Frame:
         """A deep copy of this frame and all its children (messages are shared: they are
@@ -236,21 +240,19 @@ class Frame:
 
     def child(self, agent: str, call_id: str, messages: list[Message]) -> Frame:
         """A new frame for the sub-agent `agent` that this frame's call `call_id` starts,
-        with its `path` and `names` set."""
+        with its `path`, `names` and `invocation` set."""
         return Frame(
             agent=agent,
             messages=messages,
             path=f"{self.path}/{call_id}",
             names=f"{self.names or self.agent}/{agent}",
+            invocation=f"{self.invocation or self.agent}/{agent}@{call_id}",
         )
 
     def entry_path(self, entry_id: str) -> str:
         """The pending path of this frame's entry `entry_id`, as `Continuation.pending()`
-        names it (`hr_agent/account_agent@call_hr_1/call_acc_2`); from `names` and `path`."""
-        agents = (self.names or self.agent).split("/")
-        calls = self.path.split("/")  # "" first: the root has no call
-        segments = [agents[0]] + [f"{a}@{c}" for a, c in zip(agents[1:], calls[1:], strict=True)]
-        return "/".join((*segments, entry_id))
+        names it (`hr_agent/account_agent@call_hr_1/call_acc_2`)."""
+        return f"{self.invocation or self.agent}/{entry_id}"
 
     def in_flight(self) -> list[dict[str, Any]]:
         """The tool calls of the last assistant message while they still await results."""
@@ -295,6 +297,7 @@ def _shallow(frame: Frame) -> Frame:
         results=dict(frame.results),
         path=frame.path,
         names=frame.names,
+        invocation=frame.invocation,
         pending=[
             Pending(
                 id=p.id,
@@ -314,18 +317,20 @@ def _shallow(frame: Frame) -> Frame:
 
 
 def assign_paths(root: Frame) -> None:
-    """Set every frame's `path` (and `names`) from the call ids (and agents) that lead to it,
-    without recursion."""
+    """Set every frame's `path`, `names` and `invocation` from the calls and agents that lead
+    to it, without recursion."""
     stack = [root]
     root.path = ""
-    root.names = root.agent
+    root.names = root.invocation = root.agent
     while stack:
         frame = stack.pop()
         for entry in frame.pending:
-            if entry.child is not None:
-                entry.child.path = f"{frame.path}/{entry.id}"
-                entry.child.names = f"{frame.names}/{entry.child.agent}"
-                stack.append(entry.child)
+            child = entry.child
+            if child is not None:
+                child.path = f"{frame.path}/{entry.id}"
+                child.names = f"{frame.names}/{child.agent}"
+                child.invocation = f"{frame.invocation}/{child.agent}@{entry.id}"
+                stack.append(child)
 
 
 def walk(root: Frame) -> list[tuple[tuple[str, ...], Frame]]:

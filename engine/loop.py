@@ -15,11 +15,11 @@ import re
 import time
 from typing import Any
 
+from engine import _emit
 from engine.compile import BoundAgent
 from engine.errors import ModelError, ScriptError
-from engine.events import AgentEnded, AgentStarted, DecisionApplied, ModelCalled, ModelReplied
 from engine.frames import Frame, Pending
-from engine.models.base import ModelReply, ModelRequest, model_identity
+from engine.models.base import ModelReply, ModelRequest
 from engine.steps import (
     CLOSED_TURN,
     CONTINUE,
@@ -31,14 +31,7 @@ from engine.steps import (
     Step,
     Suspend,
 )
-from engine.tooling import (
-    RunContext,
-    classify,
-    entry_added,
-    refuse_malformed,
-    run_calls,
-    tool_finished,
-)
+from engine.tooling import RunContext, classify, refuse_malformed, run_calls
 from engine.usage import count as count_usage
 
 __all__ = ["Continue", "Fail", "Finish", "RunContext", "Suspend", "drive", "step"]
@@ -51,11 +44,7 @@ async def drive(frame: Frame, ctx: RunContext) -> End:
     clock = time.perf_counter
     durable = ctx.durable
     if ctx.observers:
-        ctx.emit(
-            AgentStarted(
-                run_id=ctx.run_id, path=frame.names, call_id=_caller(frame), agent=frame.agent
-            )
-        )
+        _emit.agent_started(frame, ctx)
     while True:
         started = clock()
         result = await step(frame, agent, ctx)
@@ -66,27 +55,8 @@ async def drive(frame: Frame, ctx: RunContext) -> End:
             await ctx.checkpoint(frame)
         if not isinstance(result, Continue):
             if ctx.observers:
-                ctx.emit(
-                    AgentEnded(
-                        run_id=ctx.run_id,
-                        path=frame.names,
-                        call_id=_caller(frame),
-                        agent=frame.agent,
-                        status=_ended(result),
-                    )
-                )
+                _emit.agent_ended(frame, result, ctx)
             return result
-
-
-def _caller(frame: Frame) -> str | None:
-    """The id of the call that started `frame` (None for the entry agent)."""
-    return frame.path.rpartition("/")[2] or None
-
-
-def _ended(result: End) -> Any:
-    if isinstance(result, Finish):
-        return "stopped" if result.stopped else "finished"
-    return "suspended" if isinstance(result, Suspend) else "failed"
 
 
 def _keeps(result: Step) -> bool:
@@ -115,7 +85,7 @@ async def step(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
     if gate is not None:
         frame.pending.append(gate)
         if ctx.observers:
-            entry_added(frame, gate, ctx)
+            _emit.entry_added(frame, gate, ctx)
         return SUSPEND
     return await ask_model(frame, agent, ctx)
 
@@ -161,12 +131,12 @@ async def ask_model(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
     )
     frame.attempts += 1
     observed = bool(ctx.observers)
-    sent = _model_called(frame, agent, ctx) if observed else 0.0
+    sent = _emit.model_called(frame, agent, ctx) if observed else 0.0
     try:
         reply = await agent.model.complete(request)
     except ModelError as exc:
         if observed:
-            _model_replied(frame, agent, ctx, sent, None, str(exc))
+            _emit.model_replied(frame, agent, ctx, sent, None, str(exc))
         if not exc.transient:
             return fail_resumably(frame, f"model call of agent {frame.agent!r} failed: {exc}")
         entry = Pending.for_frame(
@@ -177,11 +147,11 @@ async def ask_model(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
         )
         frame.pending.append(entry)
         if observed:
-            entry_added(frame, entry, ctx)
+            _emit.entry_added(frame, entry, ctx)
         return SUSPEND
     except ScriptError as exc:
         if observed:
-            _model_replied(frame, agent, ctx, sent, None, str(exc))
+            _emit.model_replied(frame, agent, ctx, sent, None, str(exc))
         return Fail(str(exc))
     count_usage(frame, reply.usage)
     frame.turns += 1
@@ -195,69 +165,18 @@ async def ask_model(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
             }
         )
         if observed:
-            _model_replied(frame, agent, ctx, sent, reply, None)
+            _emit.model_replied(frame, agent, ctx, sent, reply, None)
         return Fail(_incomplete(frame, reply.finish_reason))
     message, malformed = _assistant_message(frame, reply)
     frame.messages.append(message)
     if observed:
-        _model_replied(frame, agent, ctx, sent, reply, None)
+        _emit.model_replied(frame, agent, ctx, sent, reply, None)
     if reply.tool_calls:
         for call_id, name, problem in malformed:  # recorded as sent, answered, never run
             refuse_malformed(frame, call_id, name, problem, ctx)
         # sorted now, so the checkpoint of the reply also marks its calls running
         return open_turn(frame, agent, frame.in_flight(), ctx)
     return Finish(reply.content or "")
-
-
-def _model_called(frame: Frame, agent: BoundAgent, ctx: RunContext) -> float:
-    """Emit `ModelCalled`; return when the request goes out."""
-    name, provider = model_identity(agent.model)
-    ctx.emit(
-        ModelCalled(
-            run_id=ctx.run_id,
-            path=frame.names,
-            call_id=_caller(frame),
-            agent=frame.agent,
-            model=name,
-            provider=provider,
-            turn=frame.turns + 1,
-            messages=tuple(frame.messages),
-        )
-    )
-    return time.perf_counter()
-
-
-def _model_replied(
-    frame: Frame,
-    agent: BoundAgent,
-    ctx: RunContext,
-    sent: float,
-    reply: ModelReply | None,
-    error: str | None,
-) -> None:
-    latency = time.perf_counter() - sent
-    name, provider = model_identity(agent.model)
-    usage = reply.usage if reply is not None else {}
-    calls = frame.messages[-1].get("tool_calls") or () if reply is not None else ()
-    ctx.emit(
-        ModelReplied(
-            run_id=ctx.run_id,
-            path=frame.names,
-            call_id=_caller(frame),
-            agent=frame.agent,
-            model=name,
-            provider=provider,
-            turn=frame.turns if reply is not None else frame.turns + 1,
-            latency=latency,
-            input_tokens=usage.get("prompt_tokens"),
-            output_tokens=usage.get("completion_tokens"),
-            finish_reason=reply.finish_reason if reply is not None else None,
-            tool_calls=tuple(c["id"] for c in calls),
-            content=reply.content if reply is not None else None,
-            error=error,
-            tools=tuple(c["function"]["name"] for c in calls),
-        )
-    )
 
 
 def _incomplete(frame: Frame, finish_reason: Any) -> str:
@@ -307,11 +226,7 @@ async def settle(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
             return SUSPEND
         frame.pending.remove(entry)
         if ctx.observers:
-            ctx.emit(
-                DecisionApplied(
-                    run_id=ctx.run_id, path=frame.names, entry=entry.id, decision=decision.kind
-                )
-            )
+            _emit.decision_applied(frame, entry, ctx)
         if decision.kind == "stop":
             return stop_early(frame, ctx)
         if decision.kind == "extend":
@@ -375,7 +290,7 @@ def open_turn(
         )
         frame.pending.append(entry)
         if ctx.observers:
-            entry_added(frame, entry, ctx)
+            _emit.entry_added(frame, entry, ctx)
         return SUSPEND
     frame.tool_calls += len(fresh)
     for call in fresh:
@@ -392,7 +307,7 @@ def stop_early(frame: Frame, ctx: RunContext) -> Finish:
             text = "not executed: the run was stopped by the reviewer"
             frame.results[call_id] = text
             if ctx.observers:
-                tool_finished(frame, call_id, call["function"]["name"], "rejected", text, ctx)
+                _emit.tool_finished(frame, call_id, call["function"]["name"], "rejected", text, ctx)
         frame.messages.append(
             {"role": "tool", "tool_call_id": call_id, "content": frame.results.pop(call_id)}
         )

@@ -14,17 +14,16 @@ yield one run's events and then its outcome.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from engine import _eager, durable, lease
+from engine import _eager, _stream, durable, lease
 from engine._preflight import check_document
 from engine.compile import Program, compile_spec
 from engine.continuation import Continuation
@@ -229,53 +228,25 @@ class Runtime:
         self, prompt: str, *, agent: str | None = None, run_id: str | None = None
     ) -> AsyncIterator[RunEvent | Outcome]:
         """`arun`, yielding the run's events as they happen and then its outcome (`Finished`,
-        `Stopped`, `Suspended` or `Failed`) as the last item. See `_stream` for a consumer
-        that leaves early."""
-        return self._stream(lambda obs: self._start(prompt, agent, run_id, obs))
+        `Stopped`, `Suspended` or `Failed`) as the last item. A consumer that leaves early
+        cancels the run (see `engine._stream`)."""
+        return _stream.stream(self.observers, lambda obs: self._start(prompt, agent, run_id, obs))
 
     def astream_resume(
         self, continuation: Continuation, *, allow_spec_change: bool = False
     ) -> AsyncIterator[RunEvent | Outcome]:
         """`aresume`, yielding the run's events and then its outcome."""
-        return self._stream(lambda obs: self._resume(continuation, allow_spec_change, obs))
+        return _stream.stream(
+            self.observers, lambda obs: self._resume(continuation, allow_spec_change, obs)
+        )
 
     def astream_recover(
         self, run_id: str, *, allow_spec_change: bool = False, force: bool = False
     ) -> AsyncIterator[RunEvent | Outcome]:
         """`arecover`, yielding the run's events and then its outcome."""
-        return self._stream(lambda obs: self._recover(run_id, allow_spec_change, force, obs))
-
-    async def _stream(
-        self, start: Callable[[Observers], Awaitable[Outcome]]
-    ) -> AsyncIterator[RunEvent | Outcome]:
-        """Drive the run as a task whose events (and only its: each stream has its own
-        observer, so concurrent runs never mix) queue up for the consumer; the run never
-        waits for it. An error of the run is raised from the stream once its events are out.
-
-        A consumer that leaves early (`break`) leaves the run half-driven, so closing the
-        stream cancels it, at once under `contextlib.aclosing` (else when the generator is
-        collected), and logs a warning: with a store, the run stays `running` at its last
-        checkpoint, and `recover` continues it once its lease has expired; without one,
-        nothing of it is kept. Nothing is executed twice either way."""
-        queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
-        task = asyncio.ensure_future(start(self.observers.joined(queue.put_nowait)))
-        task.add_done_callback(lambda _: queue.put_nowait(None))
-        run_id = None
-        try:
-            while (event := await queue.get()) is not None:
-                run_id = event.run_id
-                yield event
-            yield task.result()
-        finally:
-            if not task.done():
-                task.cancel()
-                log.warning(
-                    "run %s: the consumer of its event stream left before the outcome; the "
-                    "run is cancelled where it was (with a store, `recover` continues it)",
-                    run_id,
-                )
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        return _stream.stream(
+            self.observers, lambda obs: self._recover(run_id, allow_spec_change, force, obs)
+        )
 
     # -- driving ---------------------------------------------------------------------------
 
@@ -294,7 +265,9 @@ class Runtime:
             else None
         )
         if observers:
-            observers.emit(RunStarted(run_id=run_id, path=name, agent=name, prompt=prompt))
+            observers.emit(
+                RunStarted(run_id=run_id, path=name, invocation=name, agent=name, prompt=prompt)
+            )
         return await self._drive(root, run_id, journal, observers)
 
     async def _resume(
@@ -328,7 +301,11 @@ class Runtime:
                 durable.keep_spec(self.store, self.spec)  # the one it started with is kept
         if observers:
             trace = getattr(continuation, "trace", None)
-            observers.emit(RunResumed(run_id=continuation.run_id, path=root.agent, trace=trace))
+            observers.emit(
+                RunResumed(
+                    run_id=continuation.run_id, path=root.agent, invocation=root.agent, trace=trace
+                )
+            )
         return await self._drive(root, continuation.run_id, journal, observers)
 
     async def _recover(
@@ -347,7 +324,15 @@ class Runtime:
         durable.keep_spec(store, self.spec)
         if observers:
             trace = store.get_run(run_id).trace  # what the last suspension recorded, if any
-            observers.emit(RunResumed(run_id=run_id, path=root.agent, recovered=True, trace=trace))
+            observers.emit(
+                RunResumed(
+                    run_id=run_id,
+                    path=root.agent,
+                    invocation=root.agent,
+                    recovered=True,
+                    trace=trace,
+                )
+            )
         return await self._drive(root, run_id, journal, observers)
 
     def load(self, text: str | bytes) -> Continuation:
@@ -498,10 +483,16 @@ def _ended(outcome: Outcome, run_id: str, agent: str) -> RunEvent:
     """The event that ends a drive of the run: finished, suspended or failed."""
     if isinstance(outcome, Finished | Stopped):
         stopped = isinstance(outcome, Stopped)
-        return RunFinished(run_id=run_id, path=agent, output=outcome.output, stopped=stopped)
+        return RunFinished(
+            run_id=run_id, path=agent, invocation=agent, output=outcome.output, stopped=stopped
+        )
     if isinstance(outcome, Failed):
         return RunFailed(
-            run_id=run_id, path=agent, reason=outcome.reason, resumable=outcome.resumable
+            run_id=run_id,
+            path=agent,
+            invocation=agent,
+            reason=outcome.reason,
+            resumable=outcome.resumable,
         )
     pending = tuple(
         PendingInfo(
@@ -516,7 +507,7 @@ def _ended(outcome: Outcome, run_id: str, agent: str) -> RunEvent:
         )
         for p in outcome.continuation.pending()
     )
-    return RunSuspended(run_id=run_id, path=agent, pending=pending)
+    return RunSuspended(run_id=run_id, path=agent, invocation=agent, pending=pending)
 
 
 def _close_all(loops: list[asyncio.AbstractEventLoop]) -> None:

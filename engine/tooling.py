@@ -17,20 +17,13 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from jsonschema.exceptions import best_match
 
+from engine import _emit
 from engine._canonical import json_problem
 from engine.compile import BoundAgent, BoundTool, Program
 from engine.errors import ContinuationError
-from engine.events import (
-    DecisionApplied,
-    EntryAdded,
-    Observers,
-    PendingInfo,
-    RunEvent,
-    ToolFinished,
-    ToolStarted,
-)
+from engine.events import Observers, RunEvent
 from engine.frames import Frame, Pending
-from engine.runners import Call, Done, Failure, Outcome, Wait, runner_for
+from engine.runners import Call, Done, Outcome, Wait, runner_for
 from engine.runners.base import tool_result_text
 from engine.steps import End
 
@@ -45,7 +38,6 @@ __all__ = [
     "classify",
     "decode_arguments",
     "parse_arguments",
-    "pending_info",
     "refuse_malformed",
     "render_prompt",
     "run_calls",
@@ -88,56 +80,6 @@ class RunContext:
         """Keep `frame` in the run store, when the run is kept in one."""
         if self.journal is not None:
             self.journal.checkpoint(frame)
-
-
-def pending_info(frame: Frame, entry: Pending) -> PendingInfo:
-    """The event view of `frame`'s entry (`EntryAdded`, `RunSuspended`)."""
-    return PendingInfo(
-        path=frame.entry_path(entry.id),
-        id=entry.id,
-        reason=entry.reason,
-        tool=entry.tool,
-        detail=entry.detail,
-        prompt=entry.prompt,
-        arguments=entry.arguments,
-        decisions=entry.decisions,
-    )
-
-
-def entry_added(frame: Frame, entry: Pending, ctx: RunContext) -> None:
-    """Emit `EntryAdded` for `entry` (call only `if ctx.observers:`)."""
-    ctx.emit(
-        EntryAdded(
-            run_id=ctx.run_id,
-            path=frame.names,
-            call_id=entry.id if entry.tool is not None else None,
-            entry=pending_info(frame, entry),
-        )
-    )
-
-
-def tool_finished(
-    frame: Frame,
-    call_id: str,
-    tool: str,
-    status: Any,
-    result: str | None,
-    ctx: RunContext,
-    *,
-    refused: bool = False,
-) -> None:
-    """Emit `ToolFinished` (call only `if ctx.observers:`)."""
-    ctx.emit(
-        ToolFinished(
-            run_id=ctx.run_id,
-            path=frame.names,
-            call_id=call_id,
-            tool=tool,
-            status=status,
-            result=result,
-            refused=refused,
-        )
-    )
 
 
 def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any], ctx: RunContext) -> None:
@@ -237,7 +179,7 @@ def _refuse(frame: Frame, call_id: str, tool: str, message: str, ctx: RunContext
     frame.ledger[call_id] = "failed"
     frame.results[call_id] = message
     if ctx.observers:
-        tool_finished(frame, call_id, tool, "rejected", message, ctx, refused=True)
+        _emit.tool_finished(frame, call_id, tool, "rejected", message, ctx, refused=True)
 
 
 def _gate(
@@ -261,7 +203,7 @@ def _gate(
     )
     frame.pending.append(entry)
     if ctx.observers:
-        entry_added(frame, entry, ctx)
+        _emit.entry_added(frame, entry, ctx)
 
 
 async def run_calls(
@@ -294,28 +236,19 @@ async def run_calls(
             continue
         frame.pending.remove(entry)
         if observed:
-            ctx.emit(
-                DecisionApplied(
-                    run_id=ctx.run_id,
-                    path=frame.names,
-                    call_id=call_id,
-                    entry=call_id,
-                    decision=decision.kind,
-                    tool=entry.tool,
-                )
-            )
+            _emit.decision_applied(frame, entry, ctx)
         if decision.kind == "reject":
             frame.ledger[call_id] = "rejected"
             text = f"rejected: the call was not executed ({decision.reason})"
             frame.results[call_id] = text
             if observed:
-                tool_finished(frame, call_id, tool.name, "rejected", text, ctx)
+                _emit.tool_finished(frame, call_id, tool.name, "rejected", text, ctx)
         elif decision.kind == "answer":
             frame.ledger[call_id] = "done"
             text = _short(decision.result)
             frame.results[call_id] = text
             if observed:
-                tool_finished(frame, call_id, tool.name, "done", text, ctx)
+                _emit.tool_finished(frame, call_id, tool.name, "done", text, ctx)
         elif decision.kind == "edit":
             _rewrite_arguments(frame, call_id, decision.arguments)
             jobs.append((call_id, tool, decision.arguments, None))
@@ -338,14 +271,14 @@ async def run_calls(
         call_id = call.id
         runner = runner_for(call.tool.spec.kind)
         if observed:
-            _tool_started(call, waiting is not None, ctx)
+            _emit.tool_started(call, waiting is not None, ctx)
         if waiting is None:
             outcome = await runner.run(call, ctx)
         else:
             outcome = await runner.carry_on(call, waiting, ctx)
         failure = _record(frame, call_id, outcome)
         if observed:
-            _outcome_events(frame, call, outcome, ctx)
+            _emit.tool_outcome(call, outcome, ctx)
         if failure is None and durable and not inline:  # each result is kept the moment it
             await ctx.checkpoint(frame)  # exists; a lone inline call's by the step's end
         return failure
@@ -376,36 +309,6 @@ def _record(frame: Frame, call_id: str, outcome: Outcome) -> str | None:
         frame.ledger[call_id] = "failed"
         return outcome.reason
     return None
-
-
-def _tool_started(call: Call, carries_on: bool, ctx: RunContext) -> None:
-    tool = call.tool
-    ctx.emit(
-        ToolStarted(
-            run_id=ctx.run_id,
-            path=call.frame.names,
-            call_id=call.id,
-            tool=tool.name,
-            tool_kind=tool.spec.kind,
-            arguments=call.arguments,
-            carries_on=carries_on,
-            sub_agent=getattr(tool.spec, "agent", None),
-        )
-    )
-
-
-def _outcome_events(frame: Frame, call: Call, outcome: Outcome, ctx: RunContext) -> None:
-    """`ToolFinished` for a call with an outcome, `EntryAdded` for a call that now waits on
-    a person or the outside (a suspended sub-agent's own entries were announced already)."""
-    name = call.tool.name
-    if isinstance(outcome, Done):
-        tool_finished(frame, call.id, name, "done", outcome.text, ctx)
-    elif isinstance(outcome, Failure):
-        tool_finished(frame, call.id, name, "failed", outcome.reason, ctx)
-    elif outcome.entry.reason != "subagent":
-        if outcome.entry.reason == "error":
-            tool_finished(frame, call.id, name, "failed", outcome.entry.detail, ctx)
-        entry_added(frame, outcome.entry, ctx)
 
 
 def _rewrite_arguments(frame: Frame, call_id: str, arguments: dict[str, Any]) -> None:

@@ -25,7 +25,6 @@ no events. This is the only module that imports `opentelemetry`.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import os
 import sys
@@ -133,11 +132,9 @@ class _Invocation:
     """One agent invocation's open spans."""
 
     run: _Run
-    names: str
-    call_id: str | None
-    """The id of the call that started it (None for the entry agent)."""
+    key: str
+    """The events' `invocation` (`hr_agent/account_agent@call_hr_1`)."""
     span: Span
-    parent: _Invocation | None
     tools: dict[str, Span] = field(default_factory=dict)
     """Open `execute_tool` spans by call id."""
     chat: Span | None = None
@@ -156,15 +153,17 @@ class _Run:
     recovered: bool = False
     root: _Invocation | None = None
     invocations: list[_Invocation] = field(default_factory=list)
+    """Every invocation this drive traced, in the order they started."""
+    open: dict[str, _Invocation] = field(default_factory=dict)
+    """The invocations still stepping, by key."""
     context_taken: bool = False
     """True once the runtime took the root's context for the run's document."""
 
 
-_CURRENT: contextvars.ContextVar[_Invocation | None] = contextvars.ContextVar(
-    "callcc_trace_invocation", default=None
-)
-"""The invocation whose task emits: every sub-agent runs in a task of its own, which copies
-this from its caller's, so two invocations with the same agent path never mix their spans."""
+def _key(event: RunEvent) -> str:
+    """Which invocation an event concerns (its `path` from an emitter that sets no
+    `invocation`, where fan-outs cannot be told apart)."""
+    return event.invocation or event.path
 
 
 class SpanObserver:
@@ -280,6 +279,7 @@ class SpanObserver:
             invocation.tools.clear()
             invocation.chat = None
             invocation.ended = True
+        run.open.clear()
 
     # -- agents ------------------------------------------------------------------------------
 
@@ -287,24 +287,23 @@ class SpanObserver:
         run = self._runs.get(event.run_id)
         if run is None:  # a drive that announced no start: trace it all the same
             run = self._runs[event.run_id] = _Run(run_id=event.run_id)
-        caller = _CURRENT.get()
-        if caller is not None and (caller.run is not run or caller.ended):
-            caller = None
+        key = _key(event)
+        caller = run.open.get(key.rpartition("/")[0]) if event.call_id is not None else None
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "invoke_agent",
             "gen_ai.agent.name": event.agent,
             "gen_ai.conversation.id": event.run_id,
             "callcc.agent.path": event.path,
+            "callcc.agent.invocation": key,
         }
-        if caller is None or event.call_id is None:
-            caller = None
+        if caller is None:
             parent = None  # the application's current span, if any, is the parent
             links = run.links
             attributes["callcc.run.resumed"] = run.resumed
             if run.recovered:
                 attributes["callcc.run.recovered"] = True
         else:
-            parent_span = caller.tools.get(event.call_id, caller.span)
+            parent_span = caller.tools.get(event.call_id or "", caller.span)
             parent = self._api.set_span_in_context(parent_span)
             links = []
             attributes["gen_ai.tool.call.id"] = event.call_id
@@ -316,20 +315,16 @@ class SpanObserver:
             links=links,
             start_time=_ns(event.at),
         )
-        invocation = _Invocation(
-            run=run, names=event.path, call_id=event.call_id, span=span, parent=caller
-        )
+        invocation = _Invocation(run=run, key=key, span=span)
         run.invocations.append(invocation)
+        run.open[key] = invocation
         if caller is None and run.root is None:
             run.root = invocation
-        _CURRENT.set(invocation)
 
     def _agent_ended(self, event: AgentEnded) -> None:
         invocation = self._find(event)
         if invocation is None:
             return
-        if _CURRENT.get() is invocation:
-            _CURRENT.set(invocation.parent)
         if event.status == "suspended":
             return  # it stays open until the run suspends, which ends it with the reason
         span = invocation.span
@@ -339,26 +334,13 @@ class SpanObserver:
             span.set_attribute("error.type", "agent_failed")
         span.end(end_time=_ns(event.at))
         invocation.ended = True
+        del invocation.run.open[invocation.key]
 
     def _find(self, event: RunEvent) -> _Invocation | None:
-        """The invocation `event` concerns: the emitting task's; else (an event from outside
-        the run's tasks) the latest open one with the event's agent path, preferring the one
-        the event's call id started (agent events) or holds (tool events)."""
-        current = _CURRENT.get()
-        if (
-            current is not None
-            and current.run.run_id == event.run_id
-            and current.names == event.path
-            and not current.ended
-        ):
-            return current
+        """The open invocation `event` concerns, by its `invocation` (unique among the
+        invocations of a run, where sub-agents of a fan-out share a `path`)."""
         run = self._runs.get(event.run_id)
-        if run is None:
-            return None
-        found = [i for i in run.invocations if i.names == event.path and not i.ended]
-        by_call = [i for i in found if event.call_id in (i.call_id, *i.tools)]
-        chosen = by_call or found
-        return chosen[-1] if chosen else None
+        return run.open.get(_key(event)) if run is not None else None
 
     # -- model requests ----------------------------------------------------------------------
 

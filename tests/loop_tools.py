@@ -5,6 +5,7 @@ Set CALLCC_TEST_LOG to a file path to also append each call there (for subproces
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from typing import Any
@@ -72,3 +73,16 @@ def slow(key: str) -> str:
             while gate.exists() and time.monotonic() < deadline:
                 time.sleep(0.02)
     return f"slow {key} done"
+
+
+CANCELLED: list[str] = []
+
+
+async def hang(key: str) -> str:
+    """Waits until its task is cancelled (records the key in CANCELLED when it is)."""
+    _record("hang", key=key)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        CANCELLED.append(key)
+    return key

@@ -385,8 +385,8 @@ def test_two_invocations_of_one_sub_agent_running_interleaved_keep_their_spans_a
     provider: TracerProvider, exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(CAPTURE_ENV, "true")  # the contents tell whose span is whose
-    # both workers call `call_w_1` from the same agent path, boss/worker; only the task each
-    # runs in tells them apart, and the rendezvous makes their events interleave
+    # both workers call `call_w_1` from the same agent path, boss/worker; only the events'
+    # `invocation` tells them apart, and the rendezvous makes their events interleave
     spec = make_spec(
         [agent("boss", "worker"), agent("worker", "rendezvous")],
         [sub_agent("worker"), python_tool("rendezvous", ref="trace_tools:rendezvous")],
