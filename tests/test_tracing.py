@@ -440,3 +440,35 @@ def test_two_invocations_of_one_sub_agent_running_interleaved_keep_their_spans_a
         "call_b_2": [{"type": "text", "content": "bob ok"}],
     }
     assert len({parent(s).context.span_id for s in tools if parent(s).context}) == 2
+
+
+def test_the_cli_prints_spans_to_stderr_when_asked_with_no_provider(tmp_path: Path) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("CALLCC_", "OTEL_"))}
+    environment |= {TRACING_ENV: "1", "OTEL_TRACES_EXPORTER": "console"}
+    state = tmp_path / "state.json"
+    argv = ["run", str(HR_SPEC), "--state", str(state), "-q", "-p", "Onboard Ada"]
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", *argv],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 3, result.stderr
+    decoder = json.JSONDecoder()
+    spans, text = [], result.stderr
+    at = text.find("{")
+    while at >= 0:
+        span, end = decoder.raw_decode(text, at)
+        spans.append(span)
+        at = text.find("{", end)
+    root = next(s for s in spans if s["name"] == "invoke_agent hr_agent")
+    assert root["resource"]["attributes"]["service.name"] == "callcc"
+    traceparent = json.loads(state.read_text())["trace"]["traceparent"]
+    assert traceparent.split("-")[1:3] == [
+        root["context"]["trace_id"][2:],
+        root["context"]["span_id"][2:],
+    ]
+    assert "opentelemetry" not in result.stdout  # stdout keeps the run's own report
