@@ -20,6 +20,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -264,11 +265,10 @@ class Runtime:
             if self.store
             else None
         )
-        if observers:
-            observers.emit(
-                RunStarted(run_id=run_id, path=name, invocation=name, agent=name, prompt=prompt)
-            )
-        return await self._drive(root, run_id, journal, observers)
+        opening = partial(
+            RunStarted, run_id=run_id, path=name, invocation=name, agent=name, prompt=prompt
+        )
+        return await self._drive(root, run_id, journal, observers, opening)
 
     async def _resume(
         self, continuation: Continuation, allow_spec_change: bool, observers: Observers
@@ -287,26 +287,27 @@ class Runtime:
                 "resume returned",
                 pointer="/nonce",
             )
-        journal: Journal | None = None
+        agent = continuation.root.agent
+        opening = partial(
+            RunResumed,
+            run_id=continuation.run_id,
+            path=agent,
+            invocation=agent,
+            trace=getattr(continuation, "trace", None),
+        )
         if self.store is None:
             self._consumed[continuation.nonce] = None
             if len(self._consumed) > REMEMBERED_NONCES:
                 del self._consumed[next(iter(self._consumed))]
-            root = continuation.root
-        else:
-            root, journal = durable.claim(  # refuses replays
-                self.store, continuation, self._key, self._lease()
+            return await self._drive(
+                continuation.root, continuation.run_id, None, observers, opening
             )
-            if continuation.spec_digest != self.spec.digest:  # a changed spec it goes on with;
-                durable.keep_spec(self.store, self.spec)  # the one it started with is kept
-        if observers:
-            trace = getattr(continuation, "trace", None)
-            observers.emit(
-                RunResumed(
-                    run_id=continuation.run_id, path=root.agent, invocation=root.agent, trace=trace
-                )
-            )
-        return await self._drive(root, continuation.run_id, journal, observers)
+        root, journal = durable.claim(  # refuses replays
+            self.store, continuation, self._key, self._lease()
+        )
+        if continuation.spec_digest != self.spec.digest:  # a changed spec it goes on with;
+            durable.keep_spec(self.store, self.spec)  # the one it started with is kept already
+        return await self._drive(root, continuation.run_id, journal, observers, opening)
 
     async def _recover(
         self, run_id: str, allow_spec_change: bool, force: bool, observers: Observers
@@ -322,18 +323,16 @@ class Runtime:
             force=force,
         )
         durable.keep_spec(store, self.spec)
-        if observers:
-            trace = store.get_run(run_id).trace  # what the last suspension recorded, if any
-            observers.emit(
-                RunResumed(
-                    run_id=run_id,
-                    path=root.agent,
-                    invocation=root.agent,
-                    recovered=True,
-                    trace=trace,
-                )
-            )
-        return await self._drive(root, run_id, journal, observers)
+        trace = store.get_run(run_id).trace if observers else None  # the last suspension's
+        opening = partial(
+            RunResumed,
+            run_id=run_id,
+            path=root.agent,
+            invocation=root.agent,
+            recovered=True,
+            trace=trace,
+        )
+        return await self._drive(root, run_id, journal, observers, opening)
 
     def load(self, text: str | bytes) -> Continuation:
         """Parse a document, verifying its signature with this runtime's keys (if any)."""
@@ -357,8 +356,17 @@ class Runtime:
         return self.store
 
     async def _drive(
-        self, root: Frame, run_id: str, journal: Journal | None, observers: Observers
+        self,
+        root: Frame,
+        run_id: str,
+        journal: Journal | None,
+        observers: Observers,
+        opening: Callable[[], RunEvent],
     ) -> Outcome:
+        """Drive `root` to its outcome and settle the run in its store; observers see
+        `opening()` (the run started or resumed) first and the event of the outcome last."""
+        if observers:
+            observers.emit(opening())
         assign_paths(root)
         ctx = RunContext(
             program=self.program, run_id=run_id, drive=drive, journal=journal, observers=observers
