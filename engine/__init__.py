@@ -32,9 +32,12 @@ Ownership, one line a module (a leading underscore marks an internal):
   `cli/_decisions` adds `--patch`, `--reject all` and the refusal of a resume deciding nothing.
 - `_json`: document JSON text: compact writing (orjson when present), the strict reader.
 - `_canonical`: canonical JSON and fingerprints; `json_problem`, what counts as plain JSON data.
+- `_lazy`: package attributes imported on first use, so `import engine` and the CLI start fast.
 """
 
-from engine.continuation import Continuation, PendingDecision
+import typing as _typing
+
+from engine._lazy import exports as _exports
 from engine.errors import (
     CallccError,
     ConflictError,
@@ -47,9 +50,28 @@ from engine.errors import (
     StoreError,
     UsageError,
 )
-from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped, Suspended
-from engine.spec import Spec, load_spec
-from engine.tools import Deferred, ToolContext
+
+if _typing.TYPE_CHECKING:
+    from engine.continuation import Continuation, PendingDecision
+    from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped, Suspended
+    from engine.spec import Spec, load_spec
+    from engine.tools import Deferred, ToolContext
+else:  # imported on first use: `import engine` (and every CLI command) stays cheap
+    __getattr__, __dir__ = _exports(
+        __name__,
+        {
+            "Continuation": "engine.continuation",
+            "PendingDecision": "engine.continuation",
+            **dict.fromkeys(
+                ("Failed", "Finished", "Outcome", "Runtime", "Stopped", "Suspended"),
+                "engine.runtime",
+            ),
+            "Spec": "engine.spec.model",
+            "load_spec": "engine.spec.load",
+            "Deferred": "engine.tools",
+            "ToolContext": "engine.tools",
+        },
+    )
 
 __all__ = [
     "CallccError",
