@@ -19,7 +19,6 @@ trusted by such a runtime once its signature was verified (`from_json(text, keys
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -120,7 +119,11 @@ class Continuation:
         """Digest of that spec's canonical form when the run suspended."""
         self.spec_path = spec_path
         """Where the spec file was when the run started: a hint for `callcc resume`."""
-        self.nonce = nonce or secrets.token_hex(12)
+        if not nonce:
+            import secrets  # only a new document draws a nonce; a parsed one carries its own
+
+            nonce = secrets.token_hex(12)
+        self.nonce = nonce
         """Names this suspension; a run store refuses to resume the same nonce twice."""
         self._root = root
         self._key = key

@@ -11,8 +11,6 @@ Python.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from typing import TYPE_CHECKING, Literal
 
 from engine._lazy import exports
@@ -59,6 +57,9 @@ class RenderError(CallccError):
 
 def render(graph: nx.DiGraph[str], format: ImageFormat = "svg") -> bytes:
     """The graph drawn by Graphviz `dot` as SVG or PNG bytes."""
+    import shutil
+    import subprocess
+
     if format not in FORMATS:
         raise UsageError(f"unknown image format {format!r}; expected one of {', '.join(FORMATS)}")
     if shutil.which("dot") is None:
