@@ -27,7 +27,8 @@ Ownership, one line a module (a leading underscore marks an internal):
   `script_check`, `callcc validate`'s located check of a script against its spec.
 - `masking`: what counts as a secret in what a person is shown, and how it is hidden.
 - `render/`: networkx graphs of specs and stacks; DOT, SVG/PNG, Mermaid, terminal text.
-- `cli/`: `callcc` subcommands, one module each; `main(argv, stdout, stderr) -> int`;
+- `cli/`: `callcc` subcommands, one module each, imported when its command runs (`cli/_exit`
+  holds the exit codes); `main(argv, stdout, stderr) -> int`;
   `cli/_streams` makes every write printable (lone surrogates escaped, closed pipes quiet);
   `cli/_decisions` adds `--patch`, `--reject all` and the refusal of a resume deciding nothing.
 - `_json`: document JSON text: compact writing (orjson when present), the strict reader.

@@ -5,6 +5,7 @@ Ownership, one line a module:
 - `env`: `${env:NAME}` substitution in string values.
 - `schema`: the JSON Schema file of the format and its one validator.
 - `check`: runs env substitution, `_schema_pass` and `_semantic` over a loaded document.
+- `_digraph`: the sub-agent graph's cycle and reachability checks without networkx.
 - `_resolve`: `--resolve`, importing python refs and checking their signatures.
 - `signature`: a python tool's function held to its parameters (`--resolve` and `Runtime`).
 - `_build`: data to the frozen dataclasses of `model`, and the spec digest.
