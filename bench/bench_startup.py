@@ -33,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-startup-key-0123456789abcdef0123456789"
 GOALS = {"help": 1.5, "pending": 1.5, "inspect": 1.5, "runs list": 1.5, "validate": 4.0}
+"""The issue's goals, as ratios of wall time to `import yaml`'s; `inspect --spec` has none (it
+loads and validates the spec, so it pays for jsonschema as validate does)."""
 
 
 CALLCC = [sys.executable, "-m", "engine"]
@@ -61,6 +63,7 @@ def commands(spec: Path, state: Path, store: str) -> dict[str, list[str]]:
         "inspect": [*CALLCC, "inspect", str(state)],
         "runs list": [*CALLCC, "runs", "list", "--store", store],
         "validate": [*CALLCC, "validate", str(spec)],
+        "inspect --spec": [*CALLCC, "inspect", str(state), "--spec", str(spec)],
     }
 
 
@@ -113,10 +116,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{yardstick:<26} {wall * 1000:6.1f} ms  1.00x  {cpu * 1000:6.1f} ms  1.00x")
     for name, (seconds, busy) in medians.items():
         ratio = seconds / wall
-        verdict = "met" if ratio <= GOALS[name] else "NOT met"
+        goal = GOALS.get(name)
+        verdict = "" if goal is None else f"<= {goal}x: {'met' if ratio <= goal else 'NOT met'}"
         print(
             f"{'callcc ' + name:<26} {seconds * 1000:6.1f} ms {ratio:5.2f}x  "
-            f"{busy * 1000:6.1f} ms {busy / cpu:5.2f}x  <= {GOALS[name]}x: {verdict}"
+            f"{busy * 1000:6.1f} ms {busy / cpu:5.2f}x  {verdict}"
         )
 
 
