@@ -6,10 +6,14 @@ not lift the name clash: the interpreter still holds callcc's code as `engine`, 
 application with its own top-level `engine` package must rename or nest it (see the README).
 """
 
+import typing as _typing
 from pathlib import Path as _Path
 
 import engine as _engine
-from engine import *  # noqa: F403  (the one definition of the public API)
+from engine._lazy import exports as _exports
+
+if _typing.TYPE_CHECKING:
+    from engine import *  # noqa: F403  (the one definition of the public API)
 
 if (
     _Path(_engine.__file__ or "").resolve().parent
@@ -23,3 +27,6 @@ if (
     )
 
 __all__ = list(_engine.__all__)
+
+if not _typing.TYPE_CHECKING:  # each name from engine on first use, as engine imports them
+    __getattr__, __dir__ = _exports(__name__, dict.fromkeys(__all__, "engine"))

@@ -34,14 +34,18 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `usage`: token counts per frame and per run (an ended sub-agent's fold into its caller).
 - `tracing`: run events as OpenTelemetry GenAI spans; the only module importing opentelemetry.
 - `render/`: networkx graphs of specs and stacks; DOT, SVG/PNG, Mermaid, terminal text.
-- `cli/`: `callcc` subcommands, one module each; `main(argv, stdout, stderr) -> int`;
+- `cli/`: `callcc` subcommands, one module each, imported when its command runs (`cli/_exit`
+  holds the exit codes); `main(argv, stdout, stderr) -> int`;
   `cli/_streams` makes every write printable (lone surrogates escaped, closed pipes quiet);
   `cli/_decisions` adds `--patch`, `--reject all` and the refusal of a resume deciding nothing.
 - `_json`: document JSON text: compact writing (orjson when present), the strict reader.
 - `_canonical`: canonical JSON and fingerprints; `json_problem`, what counts as plain JSON data.
+- `_lazy`: package attributes imported on first use, so `import engine` and the CLI start fast.
 """
 
-from engine.continuation import Continuation, PendingDecision
+import typing as _typing
+
+from engine._lazy import exports as _exports
 from engine.errors import (
     CallccError,
     ConflictError,
@@ -54,9 +58,28 @@ from engine.errors import (
     StoreError,
     UsageError,
 )
-from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped, Suspended
-from engine.spec import Spec, load_spec
-from engine.tools import Deferred, ToolContext
+
+if _typing.TYPE_CHECKING:
+    from engine.continuation import Continuation, PendingDecision
+    from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped, Suspended
+    from engine.spec import Spec, load_spec
+    from engine.tools import Deferred, ToolContext
+else:  # imported on first use: `import engine` (and every CLI command) stays cheap
+    __getattr__, __dir__ = _exports(
+        __name__,
+        {
+            "Continuation": "engine.continuation",
+            "PendingDecision": "engine.continuation",
+            **dict.fromkeys(
+                ("Failed", "Finished", "Outcome", "Runtime", "Stopped", "Suspended"),
+                "engine.runtime",
+            ),
+            "Spec": "engine.spec.model",
+            "load_spec": "engine.spec.load",
+            "Deferred": "engine.tools",
+            "ToolContext": "engine.tools",
+        },
+    )
 
 __all__ = [
     "CallccError",

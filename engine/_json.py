@@ -11,23 +11,33 @@ reads back as the same string.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from types import ModuleType
 from typing import Any
 
 from engine._canonical import LONE_SURROGATE
 
-try:
-    import orjson
-except ImportError:  # pragma: no cover - orjson is a dependency; this keeps callcc usable
-    orjson = None  # type: ignore[assignment]
+
+@functools.cache
+def _orjson() -> ModuleType | None:
+    """orjson, imported on the first write: a command that only reads documents (`pending`,
+    `inspect`) starts without it."""
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - orjson is a dependency; this keeps callcc usable
+        return None
+    return orjson
 
 
 def dumps(value: Any) -> str:
     """`value` as compact JSON text (UTF-8, no spaces, keys in insertion order)."""
+    orjson = _orjson()
     if orjson is not None:
         try:
-            return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+            text: str = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+            return text
         except (TypeError, orjson.JSONEncodeError):
             pass
     return escape_surrogates(json.dumps(value, ensure_ascii=False, separators=(",", ":")))

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -140,7 +139,11 @@ class Continuation:
         """Digest of that spec's canonical form when the run suspended."""
         self.spec_path = spec_path
         """Where the spec file was when the run started: a hint for `callcc resume`."""
-        self.nonce = nonce or secrets.token_hex(12)
+        if not nonce:
+            import secrets  # only a new document draws a nonce; a parsed one carries its own
+
+            nonce = secrets.token_hex(12)
+        self.nonce = nonce
         """Names this suspension; a run store refuses to resume the same nonce twice."""
         self.trace: Mapping[str, str] | None = dict(trace) if trace else None
         """The W3C trace context (`traceparent`, `tracestate`) of the span that suspended

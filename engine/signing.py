@@ -10,12 +10,10 @@ signs, all verify) or the file named by `CALLCC_SECRET_KEY_FILE` (one key a line
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import os
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,9 @@ MIN_KEY_BYTES = 16
 
 def generate_key() -> str:
     """A new random key (32 bytes, URL-safe base64), as `callcc keygen` prints it."""
+    import base64
+    import secrets
+
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
 
 

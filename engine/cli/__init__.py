@@ -1,43 +1,56 @@
 """The `callcc` command line: `main(argv, stdout, stderr) -> exit code`.
 
-Exit codes: 0 ok / finished, 1 the run failed, 2 the input was bad, 3 the run is suspended.
-Each subcommand lives in its own module exposing `register(subparsers)`; the registered
-handler takes `(args, stdout, stderr)` and returns the exit code.
+Exit codes (`cli/_exit`): 0 ok / finished, 1 the run failed, 2 the input was bad, 3 the run is
+suspended. Each subcommand lives in its own module exposing `register(subparsers)`; the
+registered handler takes `(args, stdout, stderr)` and returns the exit code. A subcommand
+module imports at its top only what building the parser needs: what a command runs on (the
+runtime, the spec loader, a store, the renderer) is imported by its handler, so `--help`,
+`pending` and `inspect` start in about the time of `import yaml`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import sys
 from typing import TextIO
 
+from engine.cli._exit import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
 from engine.cli._streams import escaping, guarded
 from engine.errors import CallccError, RunError, SpecError, UsageError
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_SUSPENDED = 3
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "EXIT_SUSPENDED", "build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser, with every subcommand registered."""
-    from engine.cli import render as render_cmd
-    from engine.cli import run as run_cmd
-    from engine.cli import runs as runs_cmd
-    from engine.cli import validate as validate_cmd
+COMMANDS = {
+    "validate": "validate",
+    "schema": "validate",
+    "run": "run",
+    "pending": "run",
+    "resume": "run",
+    "keygen": "run",
+    "render": "render",
+    "inspect": "render",
+    "runs": "runs",
+    "recover": "runs",
+}
+"""Each subcommand and the module under `engine.cli` that registers it, in `--help` order."""
 
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, with every subcommand registered; given the `command` about to run,
+    only the subcommands of its module (the same parser for that command: building all of
+    them, with argparse's message look-ups, takes longer than `callcc pending` itself)."""
     parser = argparse.ArgumentParser(
         prog="callcc",
         description="Run YAML-declared agents that suspend and resume from a continuation.",
         epilog="Exit codes: 0 ok, 1 run failed, 2 bad input, 3 suspended (waiting).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    validate_cmd.register(sub)
-    run_cmd.register(sub)
-    render_cmd.register(sub)
-    runs_cmd.register(sub)
+    modules = dict.fromkeys(COMMANDS.values())
+    for module in [COMMANDS[command]] if command in COMMANDS else modules:
+        importlib.import_module(f"engine.cli.{module}").register(sub)
     return parser
 
 
@@ -57,7 +70,8 @@ def main(
 
 
 def _main(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(words[0] if words else None)  # `callcc -h run`: the full parser
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             args = parser.parse_args(argv)

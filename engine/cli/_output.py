@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import shlex
-import tempfile
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from engine.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
-from engine.continuation import Continuation, PendingDecision
+from engine.cli._exit import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
 from engine.events import (
     DecisionApplied,
     EntryAdded,
@@ -24,10 +21,12 @@ from engine.events import (
     ToolStarted,
 )
 from engine.masking import mask
-from engine.models.scripted import ScriptedModel
-from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped
 from engine.signing import KEY_ENV
 from engine.usage import Usage
+
+if TYPE_CHECKING:  # `pending` prints with `describe` and never loads the runtime
+    from engine.continuation import Continuation, PendingDecision
+    from engine.runtime import Failed, Outcome, Runtime
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "EXIT_SUSPENDED"]
 
@@ -45,6 +44,8 @@ def report(
     stopped run's state file is removed: the run is over and must never be resumed again. A
     failed run's state is written there, to inspect (and, when it can be resumed once its
     cause is fixed, to resume)."""
+    from engine.runtime import Failed, Finished, Stopped
+
     if isinstance(outcome, Finished | Stopped):
         run_id = outcome.run_id
     else:
@@ -219,6 +220,8 @@ def describe(items: list[PendingDecision]) -> str:
 def write_atomic(path: str, text: str) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".callcc-", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
@@ -226,6 +229,9 @@ def write_atomic(path: str, text: str) -> None:
 
 
 def warn_unused(runtime: Runtime, outcome: Outcome, stderr: TextIO) -> None:
+    from engine.models.scripted import ScriptedModel
+    from engine.runtime import Finished
+
     if not isinstance(outcome, Finished):
         return
     models = {id(a.model): a.model for a in runtime.program.agents.values()}
@@ -242,6 +248,8 @@ class progress:
     `callcc.run` log (where the spec came from) and, from `observers`, the run's events."""
 
     def __init__(self, args: argparse.Namespace, stream: TextIO) -> None:
+        import logging  # here, not at the top: `pending` and `--help` never log
+
         self.enabled = not args.quiet and args.format == "text"
         self.handler = logging.StreamHandler(stream)
         self.handler.setFormatter(logging.Formatter("· %(message)s"))
@@ -253,7 +261,7 @@ class progress:
     def __enter__(self) -> progress:
         if self.enabled:
             self.logger.addHandler(self.handler)
-            self.logger.setLevel(logging.INFO)
+            self.logger.setLevel("INFO")
         return self
 
     def __exit__(self, *exc: object) -> None:

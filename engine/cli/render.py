@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import networkx as nx
-
-from engine.cli import EXIT_OK
-from engine.continuation import FORMAT, Continuation
+from engine.cli._exit import EXIT_OK
 from engine.errors import UsageError
-from engine.render import inspect_text, render, spec_graph, stack_graph, to_dot, to_mermaid
-from engine.spec import load_spec
-from engine.spec.model import Spec
+
+if TYPE_CHECKING:  # `inspect` writes text: networkx, graphviz and the spec checks load on demand
+    import networkx as nx
+
+    from engine.continuation import Continuation
+    from engine.spec.model import Spec
 
 FORMATS = ("dot", "svg", "png", "mermaid")
 _EXTENSIONS = {".dot": "dot", ".gv": "dot", ".svg": "svg", ".png": "png", ".mmd": "mermaid",
@@ -54,6 +54,9 @@ def register(sub: Any) -> None:
 
 def run_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Render the spec or continuation in `args.source`."""
+    from engine.continuation import Continuation
+    from engine.render import render, spec_graph, stack_graph
+
     fmt = args.format or _format_of(args.output)
     source = _load(args.source)
     if isinstance(source, Continuation):
@@ -78,6 +81,9 @@ def run_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 def run_inspect(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Print the call stack of the continuation in `args.state`."""
+    from engine.continuation import Continuation
+    from engine.render.text import inspect_text
+
     source = _load(args.state)
     if not isinstance(source, Continuation):
         raise UsageError(
@@ -101,11 +107,15 @@ def _format_of(output: str | None) -> str:
 
 
 def _text(graph: nx.DiGraph[str], fmt: str) -> str:
+    from engine.render import to_dot, to_mermaid
+
     return to_mermaid(graph) if fmt == "mermaid" else to_dot(graph)
 
 
 def _load(path: str) -> Continuation | Spec:
     """A continuation when the file is JSON with the continuation format, else a spec."""
+    from engine.continuation import FORMAT, Continuation
+
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
@@ -117,8 +127,14 @@ def _load(path: str) -> Continuation | Spec:
             data = None
         if isinstance(data, dict) and data.get("format") == FORMAT:
             return Continuation.from_json(raw)
+    from engine.spec import load_spec
+
     return load_spec(path)
 
 
 def _spec(path: str | None) -> Spec | None:
-    return load_spec(path) if path else None
+    if not path:
+        return None
+    from engine.spec import load_spec
+
+    return load_spec(path)

@@ -7,26 +7,20 @@ import argparse
 import json
 import os
 import re
-import uuid
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from engine.cli._decisions import merge_patch, nothing_decided, reject_all
-from engine.cli._output import (
-    EXIT_OK,
-    EXIT_SUSPENDED,
-    describe,
-    progress,
-    report,
-    warn_unused,
-)
-from engine.continuation import MAX_DOCUMENT_BYTES, Continuation
-from engine.durable import spec_of_run
+from engine.cli._exit import EXIT_OK, EXIT_SUSPENDED
+from engine.cli._output import describe, progress, report, warn_unused
 from engine.errors import ContinuationError, UsageError
-from engine.runtime import Runtime
 from engine.signing import KEY_ENV, KEY_FILE_ENV, generate_key, keys_from_env
-from engine.spec import Spec, load_spec
-from engine.store import STORE_ENV, RunStore, open_store
+from engine.store import STORE_ENV, open_store
+
+if TYPE_CHECKING:  # the handlers import what they run on: `pending` needs no runtime
+    from engine.continuation import Continuation
+    from engine.runtime import Runtime
+    from engine.spec import Spec
+    from engine.store import RunStore
 
 DEFAULT_STATE = "callcc-state-RUN_ID.json"
 """Where `run` writes a suspension without `--state` or a store (RUN_ID: the run's id)."""
@@ -157,6 +151,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`callcc run`."""
+    import uuid
+
+    from engine.spec import load_spec
+
     prompt = args.prompt
     if args.prompt_file:
         prompt = _read(args.prompt_file)
@@ -173,6 +171,8 @@ def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
 
 def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`callcc pending`."""
+    from engine.continuation import Continuation
+
     keys = keys_from_env()
     continuation = Continuation.from_json(_read(args.state), keys=keys)
     items = continuation.pending()
@@ -186,6 +186,9 @@ def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
 
 def resume_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`callcc resume`."""
+    from engine.continuation import Continuation
+    from engine.spec import load_spec
+
     store_url = store_url_of(args)
     if store_url and not Path(args.state).is_file():
         return _resume_stored(args, store_url, stdout, stderr)
@@ -218,6 +221,9 @@ def resume_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
 
 
 def _resume_stored(args: argparse.Namespace, url: str, stdout: TextIO, stderr: TextIO) -> int:
+    from engine.durable import spec_of_run
+    from engine.spec import load_spec
+
     store = open_store(url)
     try:
         run = store.get_run(args.state)
@@ -248,6 +254,8 @@ def store_url_of(args: argparse.Namespace) -> str | None:
 def _runtime(
     spec: Spec, args: argparse.Namespace, shown: progress, store: RunStore | str | None
 ) -> Runtime:
+    from engine.runtime import Runtime
+
     return Runtime(
         spec,
         model_override=args.model,
@@ -266,6 +274,8 @@ def check_overwrite(path: str | None, args: argparse.Namespace, *, consumed: str
     """Refuse (exit 2) to write over a state file that holds a run waiting on decisions,
     unless `--force`: its run could never be resumed again. `consumed` is the file being
     resumed, whose new state replaces it on purpose."""
+    from engine.continuation import Continuation
+
     if not path or args.force or not Path(path).exists():
         return
     if consumed and Path(path).resolve() == Path(consumed).resolve():
@@ -297,6 +307,8 @@ def keygen_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
 
 def apply_decisions(continuation: Continuation, args: argparse.Namespace) -> Continuation:
     """Apply every decision flag, checking that paired flags come in pairs."""
+    from engine.cli._decisions import merge_patch, nothing_decided, reject_all
+
     result = continuation
     for ident in args.approve:
         if ident != "all":
@@ -366,6 +378,8 @@ def _json(text: str, flag: str, *, answer: bool = False) -> Any:
 
 
 def _read(path: str) -> str:
+    from engine.continuation import MAX_DOCUMENT_BYTES
+
     try:
         size = Path(path).stat().st_size
         if size > MAX_DOCUMENT_BYTES:  # refused before a byte of it is read

@@ -5,25 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from engine.cli._output import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_SUSPENDED,
-    progress,
-    report,
-    warn_unused,
-)
+from engine.cli._exit import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
+from engine.cli._output import progress, report, warn_unused
 from engine.cli.run import store_url_of
-from engine.durable import spec_of_run
 from engine.errors import CallccError, LeaseHeldError, UsageError
-from engine.journal import rebuild
-from engine.render import inspect_text
-from engine.runtime import Runtime
-from engine.spec import load_spec
-from engine.store import RUN_STATUSES, STORE_ENV, RunRecord, RunStore, open_store
+from engine.store import RUN_STATUSES, STORE_ENV, open_store
+
+if TYPE_CHECKING:  # `runs list` reads rows: the runtime, specs and journal load on demand
+    from engine.store import RunRecord, RunStore
 
 
 def register(sub: Any) -> None:
@@ -116,6 +107,10 @@ def list_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
 
 def show_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`callcc runs show`."""
+    from engine.journal import rebuild
+    from engine.render import inspect_text
+    from engine.spec import load_spec
+
     store = _open(args)
     try:
         run, events = store.snapshot(args.run_id)  # one transaction: the two agree
@@ -210,6 +205,10 @@ def recover_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
 def _recover_one(
     store: RunStore, run_id: str, args: argparse.Namespace, stdout: TextIO, stderr: TextIO
 ) -> int:
+    from engine.durable import spec_of_run
+    from engine.runtime import Runtime
+    from engine.spec import load_spec
+
     with progress(args, stdout):  # says where the spec came from
         spec = load_spec(args.spec) if args.spec else spec_of_run(store, run_id)
     if args.format == "text":

@@ -7,12 +7,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from engine.cli import EXIT_BAD_INPUT, EXIT_OK
+from engine.cli._exit import EXIT_BAD_INPUT, EXIT_OK
 from engine.errors import Diagnostic
-from engine.models.script_check import check_spec_scripts
-from engine.spec import validate_files
-from engine.spec.check import sort_diagnostics
-from engine.spec.schema import CONTINUATION_SCHEMA_NAME, SCHEMA_NAME, schema_text
 
 
 def register(sub: Any) -> None:
@@ -51,6 +47,10 @@ def register(sub: Any) -> None:
 
 def run_validate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Validate the files named in `args`; print findings; return 0 or 2."""
+    from engine.models.script_check import check_spec_scripts
+    from engine.spec import validate_files
+    from engine.spec.check import sort_diagnostics
+
     diagnostics = validate_files(args.files, resolve=args.resolve)
     diagnostics = sort_diagnostics(diagnostics + check_spec_scripts(args.files, diagnostics))
     if args.format == "json":
@@ -64,6 +64,8 @@ def run_validate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
 
 def run_schema(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Print the spec schema (or the continuation schema)."""
+    from engine.spec.schema import CONTINUATION_SCHEMA_NAME, SCHEMA_NAME, schema_text
+
     stdout.write(schema_text(CONTINUATION_SCHEMA_NAME if args.continuation else SCHEMA_NAME))
     return EXIT_OK
 

@@ -11,18 +11,29 @@ Python.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import graphviz  # type: ignore[import-untyped]  # the package ships no type hints
-import networkx as nx
-
+from engine._lazy import exports
 from engine.errors import CallccError, UsageError
-from engine.render.dot import to_dot
-from engine.render.graph import spec_graph, stack_graph
-from engine.render.mermaid import to_mermaid
-from engine.render.text import inspect_text
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from engine.render.dot import to_dot
+    from engine.render.graph import spec_graph, stack_graph
+    from engine.render.mermaid import to_mermaid
+    from engine.render.text import inspect_text
+else:  # on first use: `callcc inspect` draws text and needs neither networkx nor graphviz
+    __getattr__, __dir__ = exports(
+        __name__,
+        {
+            "to_dot": "engine.render.dot",
+            "spec_graph": "engine.render.graph",
+            "stack_graph": "engine.render.graph",
+            "to_mermaid": "engine.render.mermaid",
+            "inspect_text": "engine.render.text",
+        },
+    )
 
 ImageFormat = Literal["svg", "png"]
 FORMATS: tuple[str, ...] = ("svg", "png")
@@ -46,10 +57,17 @@ class RenderError(CallccError):
 
 def render(graph: nx.DiGraph[str], format: ImageFormat = "svg") -> bytes:
     """The graph drawn by Graphviz `dot` as SVG or PNG bytes."""
+    import shutil
+    import subprocess
+
     if format not in FORMATS:
         raise UsageError(f"unknown image format {format!r}; expected one of {', '.join(FORMATS)}")
     if shutil.which("dot") is None:
         raise DotNotFoundError()
+    import graphviz  # type: ignore[import-untyped]  # the package ships no type hints
+
+    from engine.render.dot import to_dot
+
     try:
         image: bytes = graphviz.pipe("dot", format, to_dot(graph).encode("utf-8"), quiet=True)
         return image

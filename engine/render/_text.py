@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.frames import Frame
 from engine.masking import MASK, is_secret_key, mask
-from engine.spec.model import OpenAIModel, Spec
+
+if TYPE_CHECKING:  # `callcc inspect` without --spec loads no spec classes
+    from engine.frames import Frame
+    from engine.spec.model import Spec
 
 FIELD_WIDTH = 80
 """Characters a label field may hold before it is shortened with an ellipsis."""
@@ -161,6 +163,8 @@ def secret_names(spec: Spec | None) -> frozenset[str]:
     """Names listed as `api_key_env` in the spec's models: masked wherever they appear."""
     if spec is None:
         return frozenset()
+    from engine.spec.model import OpenAIModel
+
     return frozenset(
         m.api_key_env for m in spec.models.values() if isinstance(m, OpenAIModel) and m.api_key_env
     )

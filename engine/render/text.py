@@ -7,8 +7,8 @@ their status in words (done, rejected, failed, running, queued) and, after `→`
 
 from __future__ import annotations
 
-from engine.continuation import Continuation
-from engine.frames import Frame, Pending
+from typing import TYPE_CHECKING
+
 from engine.render._text import (
     calls_by_id,
     compact_arguments,
@@ -18,7 +18,11 @@ from engine.render._text import (
     secret_names,
     shorten,
 )
-from engine.spec.model import Spec
+
+if TYPE_CHECKING:  # a stack is drawn from the objects it is given: none is imported to run
+    from engine.continuation import Continuation
+    from engine.frames import Frame, Pending
+    from engine.spec.model import Spec
 
 _INDENT = "   "
 

@@ -12,9 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
-
 from engine.errors import Diagnostic
+from engine.spec import _digraph as nx  # networkx's calls, without its 130 ms import
 from engine.spec._schema_pass import did_you_mean
 from engine.spec.yamlload import YamlDoc, escape
 

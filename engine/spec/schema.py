@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import json
-import typing
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
+if TYPE_CHECKING:  # imported by the validators' builders: `callcc schema` prints text only
+    from jsonschema import Draft202012Validator
 
 SCHEMA_NAME = "agent-spec.v1.schema.json"
 """File name of the spec schema, in `schema/` of the repository (`engine/schema` links to it,
@@ -41,6 +41,8 @@ def spec_schema() -> dict[str, Any]:
 @functools.cache
 def spec_validator() -> Draft202012Validator:
     """The validator for the whole spec schema, built once; it holds no per-run state."""
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(inline_refs(spec_schema()))
 
 
@@ -63,6 +65,8 @@ class SpecValidators:
 @functools.cache
 def spec_validators() -> SpecValidators:
     """The split validators, built once; they hold no per-run state."""
+    from jsonschema import Draft202012Validator
+
     schema = spec_schema()
     defs = schema["$defs"]
 
@@ -108,7 +112,9 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
                 return inline(both, (*trail, name))
         return {k: inline(v, trail) for k, v in node.items()}
 
-    return typing.cast(dict[str, Any], inline(schema, ()))
+    # `$defs` itself stays as written: only a reference past the depth limit reaches it, and
+    # inlining it again for each validator built was most of a `callcc validate`'s run
+    return {k: v if k == "$defs" else inline(v, ()) for k, v in schema.items()}
 
 
 _DEFS = "#/$defs/"

@@ -9,18 +9,22 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
+from engine._lazy import exports
 from engine.errors import UsageError
-from engine.store.base import (
-    RUN_STATUSES,
-    Event,
-    Lease,
-    PendingRow,
-    RunRecord,
-    RunStatus,
-    RunStore,
-    SpecRow,
-)
+
+if TYPE_CHECKING:
+    from engine.store.base import (
+        RUN_STATUSES,
+        Event,
+        Lease,
+        PendingRow,
+        RunRecord,
+        RunStatus,
+        RunStore,
+        SpecRow,
+    )
 
 STORE_ENV = "CALLCC_STORE"
 DEFAULT_URL = "sqlite:///.callcc/runs.db"
@@ -61,3 +65,9 @@ __all__ = [
     "SpecRow",
     "open_store",
 ]
+
+if not TYPE_CHECKING:  # on first use: `callcc pending` names STORE_ENV and opens no store
+    _BASE = {"RUN_STATUSES", "Event", "Lease", "PendingRow", "RunRecord", "RunStatus"}
+    __getattr__, __dir__ = exports(
+        __name__, dict.fromkeys(_BASE | {"RunStore", "SpecRow"}, "engine.store.base")
+    )
