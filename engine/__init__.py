@@ -11,6 +11,7 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `tools`: importing python refs, inferring parameters, `ToolContext`, `Deferred`.
 - `compile`: `Spec` -> `Program` (bound tools, model clients, argument validators).
 - `frames`: the suspended stack as data: `Frame`, `Pending`, the decision variants.
+- `waits`: the one table of which decisions each wait reason allows, on a call or a frame.
 - `loop`: `step(frame) -> Continue | Suspend | Finish | Fail` and the driver.
 - `tooling`: one turn's tool calls: sort, gate, apply decisions, run, record.
 - `continuation`: the document, its decision API, versions; `_codec` parses and checks it.
