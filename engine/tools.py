@@ -11,6 +11,7 @@ import difflib
 import enum
 import importlib
 import inspect
+import re
 import sys
 import types
 import typing
@@ -99,14 +100,36 @@ def import_ref(ref: str, search_path: str | None = None) -> Callable[..., Any]:
     return typing.cast(Callable[..., Any], target)
 
 
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+_CONTEXT_NAME = re.compile(r"(?:[A-Za-z_]\w*\.)*ToolContext")
+"""`ToolContext` as annotation text, maybe qualified (`engine.ToolContext`)."""
+_WRAPPED = re.compile(r"(?:typing\.)?(Optional|Union|Annotated)\[(.*)\]")
+
+
+def context_parameter(func: Callable[..., Any]) -> str | None:
+    """The parameter of `func` that receives the call's `ToolContext` instead of a model
+    argument: the first one annotated `ToolContext`, `ToolContext | None`,
+    `Optional[ToolContext]` or `Annotated[ToolContext, ...]`, also as annotation text that
+    does not resolve (`from __future__ import annotations` with the import kept under
+    `TYPE_CHECKING`). The model never sees it, and it always receives a `ToolContext`."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: nothing to inject into
+        return None
+    hints = _hints(func)
+    for param in params:
+        if param.kind not in _VARIADIC and _is_context(hints.get(param.name)):
+            return param.name
+    return None
+
+
 def tool_parameters(func: Callable[..., Any]) -> list[inspect.Parameter]:
     """The parameters of `func` the model supplies (no ToolContext, no *args/**kwargs)."""
-    hints = _hints(func)
-    skip = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    context = context_parameter(func)
     return [
         p
         for p in inspect.signature(func).parameters.values()
-        if p.kind not in skip and not _is_context(hints.get(p.name))
+        if p.kind not in _VARIADIC and p.name != context
     ]
 
 
@@ -175,13 +198,57 @@ def type_schema(hint: Any) -> JsonSchema:
 
 
 def _hints(func: Callable[..., Any]) -> dict[str, Any]:
+    """`func`'s type hints, resolved; when one does not resolve (a name imported only under
+    `TYPE_CHECKING`), each of the others still is, and that one stays text."""
     try:
         return typing.get_type_hints(func, include_extras=True)
-    except Exception:  # unresolvable forward references: fall back to raw annotations
-        return dict(getattr(func, "__annotations__", {}))
+    except Exception:  # resolved one by one below
+        pass
+    raw = getattr(func, "__annotations__", None)
+    names = getattr(func, "__globals__", {})
+    items = raw.items() if isinstance(raw, dict) else ()
+    return {name: _resolved(hint, names) for name, hint in items}
+
+
+def _resolved(hint: Any, names: dict[str, Any]) -> Any:
+    if not isinstance(hint, str):
+        return hint
+    try:
+        return typing.get_type_hints(_Annotated(hint), names, include_extras=True)["x"]
+    except Exception:  # kept as text: `_is_context` reads text too
+        return hint
+
+
+class _Annotated:
+    """Something with one annotation, for `typing.get_type_hints` to resolve it alone."""
+
+    def __init__(self, hint: str) -> None:
+        self.__annotations__ = {"x": hint}
 
 
 def _is_context(hint: Any) -> bool:
-    if hint is ToolContext or hint == "ToolContext":
+    """True for `ToolContext`, alone, optional, or annotated; as a type or as text."""
+    if hint is ToolContext:
         return True
-    return any(_is_context(a) for a in typing.get_args(hint))
+    if isinstance(hint, typing.ForwardRef):
+        hint = hint.__forward_arg__
+    if isinstance(hint, str):
+        return _text_is_context(re.sub(r"\s+", "", hint).strip("'\""))
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Annotated:
+        return _is_context(args[0])
+    if origin in (Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        return bool(members) and all(_is_context(a) for a in members)
+    return False
+
+
+def _text_is_context(text: str) -> bool:
+    wrapped = _WRAPPED.fullmatch(text)
+    if wrapped is not None and wrapped.group(1) == "Annotated":
+        return _text_is_context(wrapped.group(2).split(",", 1)[0])
+    members = wrapped.group(2).split(",") if wrapped is not None else text.split("|")
+    members = [m.strip("'\"") for m in members]
+    members = [m for m in members if m not in ("None", "NoneType")]
+    return bool(members) and all(_CONTEXT_NAME.fullmatch(m) for m in members)
