@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
+from engine._canonical import json_problem
 from engine.errors import UsageError
 
 JsonSchema = dict[str, Any]
@@ -49,6 +50,17 @@ class Deferred(Exception):
     def __init__(self, reason: str = "") -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class ParameterTypeError(TypeError):
+    """A parameter's type hint has no JSON Schema, so the model cannot be told what to pass."""
+
+    def __init__(self, parameter: str, hint: Any, why: str) -> None:
+        self.parameter = parameter
+        """The parameter's name."""
+        self.type = type_name(hint)
+        """Its annotation, as a person would write it (`complex`, `list[complex]`)."""
+        super().__init__(f"parameter '{parameter}' is annotated {self.type}: {why}")
 
 
 class ToolRefError(UsageError):
@@ -147,14 +159,14 @@ def infer_parameters(func: Callable[..., Any]) -> JsonSchema:
     for param in tool_parameters(func):
         if param.kind is inspect.Parameter.POSITIONAL_ONLY:
             raise TypeError(f"parameter '{param.name}' is positional-only; tools take keywords")
-        schema = type_schema(hints.get(param.name, Any))
+        schema = _parameter_schema(param.name, hints.get(param.name, Any))
         if param.default is inspect.Parameter.empty:
             required.append(param.name)
         else:
             default = param.default
             if isinstance(default, enum.Enum):
                 default = default.value
-            if isinstance(default, str | int | float | bool | None):
+            if isinstance(default, str | int | float | bool | None) and not json_problem(default):
                 schema = {**schema, "default": default}
         properties[param.name] = schema
     result: JsonSchema = {"type": "object", "properties": properties}
@@ -162,6 +174,33 @@ def infer_parameters(func: Callable[..., Any]) -> JsonSchema:
         result["required"] = required
     result["additionalProperties"] = accepts_any_keyword(func)
     return result
+
+
+def _parameter_schema(name: str, hint: Any) -> JsonSchema:
+    """The schema of one parameter, or `ParameterTypeError` naming it and its type."""
+    if isinstance(hint, str):
+        why = "the text does not resolve to a type (a name imported only for type checkers?)"
+        raise ParameterTypeError(name, hint, why)
+    try:
+        schema = type_schema(hint)
+    except TypeError as exc:
+        raise ParameterTypeError(name, hint, str(exc)) from None
+    problem = json_problem(schema)
+    if problem is not None:
+        where, what = problem
+        raise ParameterTypeError(
+            name, hint, f"its JSON Schema would hold a value that is not JSON ({what} at {where})"
+        )
+    return schema
+
+
+def type_name(hint: Any) -> str:
+    """A type hint as it is written in Python: `complex`, `list[complex]`, `Literal[1j]`."""
+    if isinstance(hint, str):
+        return repr(hint)
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return hint.__qualname__
+    return repr(hint).replace("typing.", "")
 
 
 def type_schema(hint: Any) -> JsonSchema:
@@ -180,7 +219,7 @@ def type_schema(hint: Any) -> JsonSchema:
     if origin is typing.Annotated:
         return type_schema(args[0])
     if origin is Literal:
-        return {"enum": list(args)}
+        return {"enum": [a.value if isinstance(a, enum.Enum) else a for a in args]}
     if origin in (Union, types.UnionType):
         options = [type_schema(a) for a in args]
         if all(set(o) == {"type"} and isinstance(o["type"], str) for o in options):
@@ -194,7 +233,7 @@ def type_schema(hint: Any) -> JsonSchema:
         if len(args) == 2:
             return {"type": "object", "additionalProperties": type_schema(args[1])}
         return {"type": "object"}
-    raise TypeError(f"cannot express type {hint!r} as JSON Schema; give `parameters` in the spec")
+    raise TypeError(f"{type_name(hint)} has no JSON Schema")
 
 
 def _hints(func: Callable[..., Any]) -> dict[str, Any]:

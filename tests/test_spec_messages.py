@@ -22,12 +22,27 @@ SHOP = '''\
 
 from __future__ import annotations
 
+import enum
+
+
+class Phase(enum.Enum):
+    ON = 1j
+    OFF = 0j
+
 
 def issue_refund(order_id: str, amount: float = 0.0) -> str:
     return f"refunded {amount} on {order_id}"
 
 
 def by_position(order_id: str, /) -> str:
+    return order_id
+
+
+def scale(order_id: str, factor: complex = 1j) -> str:
+    return order_id
+
+
+def rotate(order_id: str, phase: Phase) -> str:
     return order_id
 '''
 
@@ -356,3 +371,99 @@ def test_a_top_level_scalar_indented_under_agents_says_so(tmp_path: Path) -> Non
         "so it was read as an agent named 'entrypoint' | help: move 'entrypoint:' to column 1, "
         "to make it the spec's top-level 'entrypoint:'",
     ]
+
+
+# --- issue 12: a parameter type JSON Schema cannot express ------------------------------------
+
+OPENAI = """\
+spec_version: 1
+models:
+  m:
+    kind: openai
+    model: any
+    base_url: http://127.0.0.1:9/v1
+    api_key_env: CALLCC_TEST_KEY
+tools:
+  scale:
+    kind: python
+    ref: sigshop.refunds:{func}
+    description: Scale an order.
+agents:
+  main:
+    description: Main agent.
+    model: m
+    instructions: Be helpful.
+    tools: [scale]
+entrypoint: main
+"""
+TYPE_FIX = (
+    "annotate '{param}' with a type JSON can carry (str, int, float, bool, None, list[...], "
+    "dict[str, ...], a Literal or an Enum of JSON values), or give the tool `parameters` in "
+    "the spec"
+)
+UNSUPPORTED = {
+    "scale": (
+        "factor",
+        "parameter 'factor' is annotated complex: complex has no JSON Schema",
+    ),
+    "rotate": (  # the Enum has a schema, but one JSON cannot carry: today's crash at `run`
+        "phase",
+        "parameter 'phase' is annotated Phase: its JSON Schema would hold a value that is not "
+        "JSON (a complex is not JSON data at /enum/0)",
+    ),
+}
+
+
+@pytest.mark.parametrize("func", sorted(UNSUPPORTED))
+def test_validate_resolve_locates_a_parameter_type_without_json_schema(
+    tmp_path: Path, func: str
+) -> None:
+    path = write(tmp_path, OPENAI.format(func=func))
+    param, why = UNSUPPORTED[func]
+    code, out, _ = cli("validate", "--resolve", str(path))
+    assert (code, out) == (
+        2,
+        f"{path}:11:10: error[unsupported-type]: cannot infer the parameters of "
+        f"sigshop.refunds:{func}: {why}\n"
+        f"   11 |     ref: sigshop.refunds:{func}\n"
+        "      |          ^\n"
+        f"  help: {TYPE_FIX.format(param=param)}\n"
+        "invalid: 1 file checked, 1 error, 0 warnings\n",
+    )
+
+
+@pytest.mark.parametrize("func", sorted(UNSUPPORTED))
+def test_run_refuses_a_parameter_type_without_json_schema_with_exit_2(
+    tmp_path: Path, func: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLCC_TEST_KEY", "not-a-key")
+    path = write(tmp_path, OPENAI.format(func=func))
+    state = tmp_path / "state.json"
+    code, out, err = cli("run", str(path), "-p", "scale A1", "--state", str(state))
+    assert (code, out) == (2, "")
+    param, why = UNSUPPORTED[func]
+    assert err.startswith(
+        f"{path}:11:10: error[unsupported-type]: cannot infer the parameters of "
+        f"sigshop.refunds:{func}: {why}\n"
+    )
+    assert f"  help: {TYPE_FIX.format(param=param)}\n" in err
+    assert "Traceback" not in err
+    assert not state.exists()
+
+
+@pytest.mark.parametrize("func", sorted(UNSUPPORTED))
+def test_the_api_refuses_a_parameter_type_without_json_schema_where_resolve_does(
+    tmp_path: Path, func: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLCC_TEST_KEY", "not-a-key")
+    path = write(tmp_path, OPENAI.format(func=func))
+    param, why = UNSUPPORTED[func]
+    expected = [
+        f"{path}:11:10: error[unsupported-type]: cannot infer the parameters of "
+        f"sigshop.refunds:{func}: {why} | help: {TYPE_FIX.format(param=param)}"
+    ]
+    assert lines(validate_file(path, resolve=True, env={})) == expected
+    with pytest.raises(SpecError) as caught:
+        Runtime(load_spec(path, env={}))
+    assert lines(caught.value.diagnostics) == expected
+    assert caught.value.diagnostics[0].pointer == "/tools/scale/ref"

@@ -91,7 +91,7 @@ def test_unsupported_type_says_what_to_do() -> None:
     def odd(path: Path) -> None:
         return None
 
-    with pytest.raises(TypeError, match="give `parameters` in the spec"):
+    with pytest.raises(TypeError, match="parameter 'path' is annotated Path: Path has no JSON"):
         infer_parameters(odd)
 
 
