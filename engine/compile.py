@@ -113,7 +113,7 @@ def compile_spec(
             spec=agent,
             model=client,
             tools=own,
-            tool_defs=tuple(_definition(t) for t in own.values()),
+            tool_defs=tuple(_definition(t, spec.tool_description(t.name)) for t in own.values()),
         )
     return Program(spec=spec, agents=agents)
 
@@ -277,12 +277,12 @@ def quick_checker(schema: Mapping[str, Any]) -> Callable[[dict[str, Any]], bool]
     return check
 
 
-def _definition(tool: BoundTool) -> Mapping[str, Any]:
+def _definition(tool: BoundTool, description: str) -> Mapping[str, Any]:
     return {
         "type": "function",
         "function": {
             "name": tool.name,
-            "description": tool.spec.description,
+            "description": description,
             "parameters": tool.parameters,
         },
     }

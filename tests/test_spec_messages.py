@@ -467,3 +467,70 @@ def test_the_api_refuses_a_parameter_type_without_json_schema_where_resolve_does
         Runtime(load_spec(path, env={}))
     assert lines(caught.value.diagnostics) == expected
     assert caught.value.diagnostics[0].pointer == "/tools/scale/ref"
+
+
+# --- issue 12: `description` of an agent is optional ------------------------------------------
+
+DELEGATE = """\
+spec_version: 1
+models:
+  m:
+    kind: scripted
+    script: s.yaml
+tools:
+  ask_helper:
+    kind: agent
+    agent: helper
+agents:
+  main:
+    model: m
+    instructions: Delegate.
+    tools: [ask_helper]
+  helper:
+    description: Looks things up.
+    model: m
+    instructions: Look it up.
+entrypoint: main
+"""
+
+
+def _tool_description(path: Path) -> str:
+    program = Runtime(load_spec(path, env={})).program
+    (definition,) = program.agents["main"].tool_defs
+    return str(definition["function"]["description"])
+
+
+def test_a_sub_agent_tool_without_a_description_shows_its_agents(tmp_path: Path) -> None:
+    path = write(tmp_path, DELEGATE)
+    assert cli("validate", str(path))[:2] == (0, "valid: 1 file checked, 0 errors, 0 warnings\n")
+    assert load_spec(path, env={}).agents["main"].description == ""
+    assert _tool_description(path) == "Looks things up."
+
+
+def test_a_sub_agent_tools_own_description_comes_first(tmp_path: Path) -> None:
+    text = DELEGATE.replace("    agent: helper\n", "    agent: helper\n    description: Ask.\n")
+    path = write(tmp_path, text.replace("    description: Looks things up.\n", ""))
+    assert validate_file(path, env={}) == []
+    assert _tool_description(path) == "Ask."
+
+
+def test_a_sub_agent_tool_with_no_description_anywhere_is_located_at_the_tool(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, DELEGATE.replace("    description: Looks things up.\n", ""))
+    code, out, _ = cli("validate", str(path))
+    assert (code, out) == (
+        2,
+        f"{path}:7:3: error[missing-description]: tool 'ask_helper' has no description, and "
+        "neither has agent 'helper', so the calling model is not told what the sub-agent does\n"
+        "    7 |   ask_helper:\n"
+        "      |   ^\n"
+        "  help: add a description: to tool 'ask_helper' (what the calling model reads), or to "
+        "agent 'helper'\n"
+        "invalid: 1 file checked, 1 error, 0 warnings\n",
+    )
+    with pytest.raises(SpecError) as caught:
+        load_spec(path, env={})
+    assert [(d.code, d.pointer) for d in caught.value.diagnostics] == [
+        ("missing-description", "/tools/ask_helper")
+    ]
