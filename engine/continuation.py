@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from engine import _json, _paths
@@ -154,14 +154,16 @@ class Continuation:
     def pending(self) -> list[PendingDecision]:
         """The entries waiting for a decision, at any depth, in stack order (their arguments
         are copies: changing them changes no continuation)."""
+        index = self._pending_index()
         return [
-            replace(view, arguments=_copy_arguments(view.arguments)) for view, _ in self._leaves()
+            _view(path, frame, entry, arguments=_copy_arguments(entry.arguments))
+            for path, (frame, entry) in zip(index.paths, leaf_entries(self._root), strict=True)
         ]
 
     def _leaves(self) -> list[tuple[PendingDecision, Pending]]:
         index = self._pending_index()
         return [
-            (_view(path, frame, entry), entry)
+            (_view(path, frame, entry, entry.arguments), entry)
             for path, (frame, entry) in zip(index.paths, leaf_entries(self._root), strict=True)
         ]
 
@@ -305,7 +307,7 @@ class Continuation:
         except _Refused as refused:
             raise DecisionError(refused.message, pending_ids=refused.pending_ids) from None
         frame, entry = entry_at(self._root, index.spots[position])
-        return _view(index.paths[position], frame, entry), entry
+        return _view(index.paths[position], frame, entry, entry.arguments), entry
 
     # -- the document ------------------------------------------------------------------------
 
@@ -452,13 +454,13 @@ class _Refused(Exception):
         self.pending_ids = pending_ids
 
 
-def _view(path: str, frame: Frame, entry: Pending) -> PendingDecision:
+def _view(path: str, frame: Frame, entry: Pending, arguments: Any) -> PendingDecision:
     return PendingDecision(
         id=entry.id,
         path=path,
         agent=frame.agent,
         tool=entry.tool,
-        arguments=entry.arguments,
+        arguments=arguments,
         reason=entry.reason,
         decisions=entry.decisions,
         prompt=entry.prompt,
