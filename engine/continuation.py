@@ -1,8 +1,11 @@
 """The continuation: one JSON document holding a whole suspended call stack.
 
 Decisions are made through methods that return a new `Continuation` (the original never
-changes), each decision bound to the fingerprint of the entry it answers. Decisions only fill
-in `decision` fields, so deciding several entries in any order gives the same document.
+changes), each decision bound to the fingerprint of the entry it answers: one at a time
+(`approve(id)`, ...) or several in one batch (`decide_many`, see `engine.decisions`). Decisions
+only fill in `decision` fields, so deciding several entries in any order gives the same
+document. A decided continuation shares every frame it did not change with the one it came
+from, so neither may ever be mutated: `root` hands out a copy to run.
 
 Versions of the document (`version`), newest last; every version listed here still loads:
 

@@ -254,13 +254,14 @@ def decided_root(root: Frame, decisions: Mapping[Spot, Decision]) -> Frame:
         return root
     for depth in range(max(levels), 0, -1):  # deepest first: each level adds its parents
         for route in levels.get(depth, ()):
-            new = dataclasses.replace(frame_of(route), pending=lists[route])
+            new = _frame_with(frame_of(route), lists[route])
             parent = own_list(route[:-1])
             parent[route[-1]] = _with(parent[route[-1]], "child", new)
-    return dataclasses.replace(root, pending=lists[()])
+    return _frame_with(root, lists[()])
 
 
 _PENDING_FIELDS = tuple(f.name for f in dataclasses.fields(Pending))
+_FRAME_FIELDS = tuple(f.name for f in dataclasses.fields(Frame))
 
 
 def _with(entry: Pending, name: str, value: Any) -> Pending:
@@ -268,3 +269,10 @@ def _with(entry: Pending, name: str, value: Any) -> Pending:
     values = {field: getattr(entry, field) for field in _PENDING_FIELDS}
     values[name] = value
     return Pending(**values)
+
+
+def _frame_with(frame: Frame, pending: list[Pending]) -> Frame:
+    """A copy of `frame` holding `pending`, sharing every other field's value."""
+    values = {field: getattr(frame, field) for field in _FRAME_FIELDS}
+    values["pending"] = pending
+    return Frame(**values)
