@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ast
+import typing
 from pathlib import Path
 
+from engine.spec.model import DecisionKind
+from engine.spec.schema import spec_schema
 from engine.waits import APPROVAL_DECISIONS, CALL_WAITS, FRAME_WAITS, allowed
 
 ENGINE = Path(__file__).resolve().parent.parent / "engine"
@@ -37,3 +40,9 @@ def test_the_same_reason_allows_other_decisions_on_a_call_and_on_a_frame() -> No
     assert allowed("turn_limit", call=True) == ()
     assert allowed("external", call=False) == ()
     assert allowed("subagent", call=True) == ()
+
+
+def test_the_spec_format_offers_exactly_the_approval_decisions_of_the_table() -> None:
+    approval = spec_schema()["$defs"]["approval"]["properties"]["decisions"]
+    assert tuple(approval["items"]["enum"]) == APPROVAL_DECISIONS
+    assert typing.get_args(DecisionKind) == APPROVAL_DECISIONS
