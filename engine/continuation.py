@@ -27,20 +27,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine import _json, _paths
+from engine import _json
 from engine._codec import decision_to_data, frames_from_data, frames_to_data
 from engine._json import escape_surrogates
-from engine.decisions import (
-    Decide,
-    PendingIndex,
-    Spot,
-    decided_root,
-    decision_for,
-    entry_at,
-    leaf_entries,
-)
-from engine.errors import ContinuationError, DecisionError
-from engine.frames import Decision, Frame, Pending, walk
+from engine.decisions import Decide, PendingIndex, decided_root, entry_at, leaf_entries, plan
+from engine.errors import ContinuationError
+from engine.frames import Frame, Pending, walk
 from engine.signing import ALGORITHM, SIGNED_TAIL, sign, verify
 
 FORMAT = "callcc.continuation"
@@ -229,22 +221,7 @@ class Continuation:
 
     def _decide(self, items: list[Decide], *, batch: bool) -> Continuation:
         index = self._pending_index()
-        chosen: dict[Spot, Decision] = {}
-        by: dict[int, int] = {}  # position in the index -> number of the item deciding it
-        for number, item in enumerate(items, 1):
-            try:
-                position, made = self._one(index, item, by)
-            except _Refused as refused:
-                message = refused.message
-                if batch:
-                    what = f"{item.kind} {item.id!r}" if isinstance(item, Decide) else "?"
-                    message = (
-                        f"decision {number} of {len(items)} ({what}) is refused, so nothing "
-                        f"was decided: {message}"
-                    )
-                raise DecisionError(message, pending_ids=refused.pending_ids) from None
-            by[position] = number
-            chosen[index.spots[position]] = made
+        chosen = plan(self._root, index, items, batch=batch)
         if not chosen:
             return self
         derived = Continuation(
@@ -259,56 +236,11 @@ class Continuation:
         derived._index = index  # decisions move no entry: the index holds for it too
         return derived
 
-    def _one(self, index: PendingIndex, item: Decide, by: dict[int, int]) -> tuple[int, Decision]:
-        """The position of the entry `item` decides and the decision it records there."""
-        if not isinstance(item, Decide):
-            raise _Refused(f"expected a Decide, not {type(item).__name__}", ())
-        try:
-            make = decision_for(item)
-        except ValueError as exc:
-            raise _Refused(str(exc), ()) from None
-        position = self._position(index, item.id)
-        path = index.paths[position]
-        entry = entry_at(self._root, index.spots[position])[1]
-        if item.kind not in entry.decisions:
-            allowed = ", ".join(entry.decisions) or "none (decide inside the sub-agent)"
-            raise _Refused(
-                f"{path} ({entry.reason}) does not allow {item.kind!r}; allowed: {allowed}",
-                self._undecided_paths(),
-            )
-        if entry.decision is not None:
-            raise _Refused(
-                f"{path} is already decided ({entry.decision.kind}); decide on the earlier "
-                "continuation to choose differently",
-                self._undecided_paths(),
-            )
-        if position in by:
-            raise _Refused(
-                f"{path} is decided by decision {by[position]} of this batch already; give "
-                "one decision per entry",
-                self._undecided_paths(),
-            )
-        return position, make(entry.fingerprint)
-
-    def _position(self, index: PendingIndex, ident: str) -> int:
-        found = index.select(ident) if isinstance(ident, str) else []
-        if len(found) == 1:
-            return found[0]
-        if not found:
-            raise _Refused(f"no pending call {ident!r}", index.paths)
-        raise _Refused(_paths.ambiguity(ident, len(found)), [index.paths[i] for i in found])
-
-    def _undecided_paths(self) -> list[str]:
-        return [view.path for view, entry in self._leaves() if entry.decision is None]
-
     def find(self, ident: str) -> tuple[PendingDecision, Pending]:
         """The pending entry named by a full path, a bare unique entry id, or a path suffix
         whose segments may leave out `@CALL` (see `engine._paths`)."""
         index = self._pending_index()
-        try:
-            position = self._position(index, ident)
-        except _Refused as refused:
-            raise DecisionError(refused.message, pending_ids=refused.pending_ids) from None
+        position = index.find(ident)
         frame, entry = entry_at(self._root, index.spots[position])
         return _view(index.paths[position], frame, entry, entry.arguments), entry
 
@@ -446,15 +378,6 @@ class Continuation:
     def __repr__(self) -> str:
         waiting = ", ".join(p.path for p in self.pending()) or "nothing"
         return f"<Continuation run={self.run_id} spec={self.spec_name} waiting on {waiting}>"
-
-
-class _Refused(Exception):
-    """Why one decision is refused, before it is worded for a single call or a batch."""
-
-    def __init__(self, message: str, pending_ids: Iterable[str]) -> None:
-        super().__init__(message)
-        self.message = message
-        self.pending_ids = pending_ids
 
 
 def _view(path: str, frame: Frame, entry: Pending, arguments: Any) -> PendingDecision:

@@ -26,6 +26,7 @@ from typing import Any
 
 from engine import _paths
 from engine._canonical import json_problem
+from engine.errors import DecisionError
 from engine.frames import (
     DECISION_KINDS,
     Answer,
@@ -139,6 +140,18 @@ class PendingIndex:
             by_id.setdefault(path.rpartition("/")[2], []).append(i)
         return PendingIndex(paths, spots, {p: i for i, p in enumerate(paths)}, by_id)
 
+    def find(self, ident: str) -> int:
+        """The position of the one entry `ident` names; `DecisionError` when it names none or
+        several (listing the paths there are, or the ones it names)."""
+        found = self.select(ident) if isinstance(ident, str) else []
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise DecisionError(f"no pending call {ident!r}", pending_ids=self.paths)
+        raise DecisionError(
+            _paths.ambiguity(ident, len(found)), pending_ids=[self.paths[i] for i in found]
+        )
+
     def select(self, ident: str) -> list[int]:
         """Positions of the entries `ident` names, as `engine._paths.select` finds them: a full
         path or a bare id in O(1), any other suffix by a scan."""
@@ -148,6 +161,64 @@ class PendingIndex:
         if "/" not in ident:
             return list(self.by_id.get(ident, ()))
         return _paths.select(ident, self.paths)
+
+
+def plan(
+    root: Frame, index: PendingIndex, items: list[Decide], *, batch: bool
+) -> dict[Spot, Decision]:
+    """The decision each item records, by the spot of its entry, checked as a whole before
+    anything is recorded. A refused item raises `DecisionError`: worded as the one-by-one
+    methods word it for a single decision, and naming the item (`decision 2 of 5 (...)`) in
+    a batch, which is then refused whole."""
+    chosen: dict[Spot, Decision] = {}
+    by: dict[int, int] = {}  # position in the index -> number of the item deciding it
+    for number, item in enumerate(items, 1):
+        try:
+            position, made = _checked(root, index, item, by)
+        except DecisionError as exc:
+            if not batch:
+                raise
+            what = f"{item.kind} {item.id!r}" if isinstance(item, Decide) else "?"
+            raise DecisionError(
+                f"decision {number} of {len(items)} ({what}) is refused, so nothing was "
+                f"decided: {exc.reason}",
+                pending_ids=exc.pending_ids,
+            ) from None
+        by[position] = number
+        chosen[index.spots[position]] = made
+    return chosen
+
+
+def _checked(
+    root: Frame, index: PendingIndex, item: Decide, by: dict[int, int]
+) -> tuple[int, Decision]:
+    """The position of the entry `item` decides and the decision it records there."""
+    if not isinstance(item, Decide):
+        raise DecisionError(f"expected a Decide, not {type(item).__name__}")
+    make = decision_for(item)
+    position = index.find(item.id)
+    path = index.paths[position]
+    entry = entry_at(root, index.spots[position])[1]
+    problem = None
+    if item.kind not in entry.decisions:
+        allowed = ", ".join(entry.decisions) or "none (decide inside the sub-agent)"
+        problem = f"{path} ({entry.reason}) does not allow {item.kind!r}; allowed: {allowed}"
+    elif entry.decision is not None:
+        problem = (
+            f"{path} is already decided ({entry.decision.kind}); decide on the earlier "
+            "continuation to choose differently"
+        )
+    elif position in by:
+        problem = (
+            f"{path} is decided by decision {by[position]} of this batch already; give one "
+            "decision per entry"
+        )
+    if problem is not None:
+        undecided = [
+            p for p, (_, e) in zip(index.paths, leaf_entries(root), strict=True) if not e.decision
+        ]
+        raise DecisionError(problem, pending_ids=undecided)
+    return position, make(entry.fingerprint)
 
 
 def entry_at(root: Frame, spot: Spot) -> tuple[Frame, Pending]:
@@ -175,20 +246,20 @@ def leaf_entries(root: Frame) -> list[tuple[Frame, Pending]]:
 
 def decision_for(item: Decide) -> Callable[[str], Decision]:
     """How `item` becomes the decision recorded on the entry whose fingerprint it is given;
-    `ValueError` when its value cannot be recorded (values are copied, so a caller changing
+    `DecisionError` when its value cannot be recorded (values are copied, so a caller changing
     them later changes no continuation)."""
     kind = item.kind
     if kind == "approve":
         return lambda fp: Approve(fingerprint=fp)
     if kind == "edit":
         if not isinstance(item.arguments, dict):
-            raise ValueError("edited arguments must be a JSON object")
+            raise DecisionError("edited arguments must be a JSON object")
         arguments = json_copy(item.arguments, "edited arguments")
         return lambda fp: Edit(fingerprint=fp, arguments=arguments)
     if kind == "reject":
         reason = item.reason
         if not isinstance(reason, str):
-            raise ValueError("the reason of a rejection must be text")
+            raise DecisionError("the reason of a rejection must be text")
         json_copy(reason, "the reason of a rejection")
         return lambda fp: Reject(fingerprint=fp, reason=reason)
     if kind == "answer":
@@ -197,13 +268,13 @@ def decision_for(item: Decide) -> Callable[[str], Decision]:
     if kind == "extend":
         turns = item.turns
         if not isinstance(turns, int) or isinstance(turns, bool) or turns < 1:
-            raise ValueError("extend needs a positive whole number")
+            raise DecisionError("extend needs a positive whole number")
         return lambda fp: Extend(fingerprint=fp, turns=turns)
     if kind == "stop":
         return lambda fp: Stop(fingerprint=fp)
     if kind == "resume":
         return lambda fp: Resume(fingerprint=fp)
-    raise ValueError(f"unknown decision {kind!r}; one of {', '.join(DECISION_KINDS)}")
+    raise DecisionError(f"unknown decision {kind!r}; one of {', '.join(DECISION_KINDS)}")
 
 
 def json_copy(value: Any, what: str) -> Any:
@@ -213,11 +284,11 @@ def json_copy(value: Any, what: str) -> Any:
     if problem is not None:
         where, fault = problem
         at = f" (at {where})" if where else ""
-        raise ValueError(f"{what} must be plain JSON data: it {fault}{at}")
+        raise DecisionError(f"{what} must be plain JSON data: it {fault}{at}")
     try:
         return json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
     except (TypeError, ValueError) as exc:  # keys JSON cannot write
-        raise ValueError(f"{what} must be plain JSON data: {exc}") from None
+        raise DecisionError(f"{what} must be plain JSON data: {exc}") from None
 
 
 def decided_root(root: Frame, decisions: Mapping[Spot, Decision]) -> Frame:
