@@ -5,9 +5,11 @@ slope of log time over log K from 100 to 1,000, and fitted over all four), flagg
 
     .venv/bin/python -m bench.bench_decide
 
-Each figure is the median of several repeats, with the garbage collector paused as `timeit`
-pauses it; every repeat decides a continuation freshly parsed from JSON (not timed), so no
-index built by an earlier repeat is reused.
+Each figure is the median of several repeats of the CPU time the deciding thread spends (on a
+shared machine, wall time charges a long repeat for the other processes that preempt it, which
+inflates the exponent), with the garbage collector paused as `timeit` pauses it; every repeat
+decides a continuation freshly parsed from JSON (not timed), so no index built by an earlier
+repeat is reused.
 """
 
 from __future__ import annotations
@@ -99,20 +101,18 @@ WAYS: dict[str, Callable[[Continuation], Continuation]] = {
 }
 
 
-def _median_ms(text: str, decide: Callable[[Continuation], Continuation], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        document = Continuation.from_json(text)
-        gc.collect()
-        gc.disable()  # as timeit does: a collection is the heap's cost, not the decisions'
-        try:
-            started = time.perf_counter()
-            decided = decide(document)
-            times.append(time.perf_counter() - started)
-        finally:
-            gc.enable()
-        assert all(p.decision is not None for p in decided.pending())
-    return statistics.median(times) * 1000
+def _once_ms(text: str, decide: Callable[[Continuation], Continuation]) -> float:
+    document = Continuation.from_json(text)
+    gc.collect()
+    gc.disable()  # as timeit does: a collection is the heap's cost, not the decisions'
+    try:
+        started = time.thread_time()
+        decided = decide(document)
+        spent = time.thread_time() - started
+    finally:
+        gc.enable()
+    assert all(p.decision is not None for p in decided.pending())
+    return spent * 1000
 
 
 def exponents(ms: dict[int, float]) -> tuple[float, float]:
@@ -128,12 +128,18 @@ def exponents(ms: dict[int, float]) -> tuple[float, float]:
     return tail, fit
 
 
-def measure() -> dict[str, dict[int, float]]:
-    """Median milliseconds of each way of deciding, by K."""
+def measure(repeats: int = 15) -> dict[str, dict[int, float]]:
+    """Median milliseconds of each way of deciding, by K; every repeat measures every way and
+    every K in turn, so a change in the machine's load falls on all of them alike."""
     texts = {k: waiting(k) for k in SIZES}
+    samples: dict[str, dict[int, list[float]]] = {name: {k: [] for k in SIZES} for name in WAYS}
+    for _ in range(repeats):
+        for name, way in WAYS.items():
+            for k in SIZES:
+                samples[name][k].append(_once_ms(texts[k], way))
     return {
-        name: {k: _median_ms(texts[k], way, 21 if k < 1000 else 9) for k in SIZES}
-        for name, way in WAYS.items()
+        name: {k: statistics.median(times) for k, times in by_k.items()}
+        for name, by_k in samples.items()
     }
 
 
