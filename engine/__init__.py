@@ -8,7 +8,8 @@ top-level `callcc` package re-exports exactly this `__all__`, for `import callcc
 Ownership, one line a module (a leading underscore marks an internal):
 - `errors`: the one exception root (`CallccError`), usage errors vs run errors, `Diagnostic`.
 - `spec/`: YAML in, validated frozen `Spec` out; knows no HTTP and runs nothing.
-- `tools`: importing python refs, inferring parameters, `ToolContext`, `Deferred`.
+- `tools`: importing python refs, inferring parameters, `ToolContext` (and which parameter
+  receives it: `context_parameter`), `Deferred`.
 - `compile`: `Spec` -> `Program` (bound tools, model clients, argument validators).
 - `frames`: the suspended stack as data: `Frame`, `Pending`, the decision variants.
 - `waits`: the one table of which decisions each wait reason allows, on a call or a frame.
