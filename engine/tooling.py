@@ -26,6 +26,7 @@ from engine.frames import Frame, Pending
 from engine.runners import Call, Done, Outcome, Wait, runner_for
 from engine.runners.base import tool_result_text
 from engine.steps import End
+from engine.waits import CALL_WAITS
 
 if TYPE_CHECKING:
     from engine.journal import Journal
@@ -104,7 +105,7 @@ def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any], ctx: RunCont
         prompt = approval_question(approval.prompt, name, arguments)
         _gate(frame, call_id, name, arguments, "approval", approval.decisions, prompt, ctx)
     elif name in agent.spec.suspend.before_tools:
-        _gate(frame, call_id, name, arguments, "pause", ("resume", "reject"), None, ctx)
+        _gate(frame, call_id, name, arguments, "pause", CALL_WAITS["pause"], None, ctx)
     else:
         frame.ledger[call_id] = "running"
 

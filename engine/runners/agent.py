@@ -36,7 +36,6 @@ class AgentRunner(Runner):
             reason="subagent",
             tool=call.tool.name,
             arguments=call.arguments,
-            decisions=(),
             child=call.frame.child(spec.agent, call.id, [message]),
         )
         return await self.carry_on(call, entry, ctx)

@@ -140,7 +140,6 @@ def external_entry(call: Call, *, prompt: str | None = None, detail: str | None 
         reason="external",
         tool=call.tool.name,
         arguments=call.arguments,
-        decisions=("answer", "reject"),
         prompt=prompt,
         detail=detail,
     )
@@ -154,7 +153,6 @@ def error_entry(call: Call, message: str) -> Pending:
         reason="error",
         tool=name,
         arguments=call.arguments,
-        decisions=("approve", "answer", "reject"),
         detail=f"tool {name} failed: {message}; approve to retry, answer to supply "
         "the result, reject to skip",
     )
