@@ -19,6 +19,7 @@ trusted by such a runtime once its signature was verified (`from_json(text, keys
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -320,7 +321,7 @@ class Continuation:
                 text = text.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise ContinuationError(f"document is not UTF-8: {exc.reason}") from None
-        tail = SIGNED_TAIL.search(text) if keys else None
+        tail = _signed_tail(text) if keys else None
         if tail is not None:  # our own compact form: check the MAC over the very bytes parsed
             payload = text[: tail.start()] + "}"
             signature = {"alg": ALGORITHM, "kid": tail.group(1), "mac": tail.group(2)}
@@ -433,6 +434,16 @@ def _json_value(value: Any, what: str) -> Any:
         return json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
     except (TypeError, ValueError) as exc:  # keys JSON cannot write
         raise DecisionError(f"{what} must be plain JSON data: {exc}", pending_ids=()) from None
+
+
+def _signed_tail(text: str) -> re.Match[str] | None:
+    """`SIGNED_TAIL` at the end of `text`, searched for only there (it has a fixed length
+    before its trailing blanks), not along the whole megabyte."""
+    return SIGNED_TAIL.search(text, max(0, len(text.rstrip()) - _TAIL_LENGTH))
+
+
+_TAIL_LENGTH = 160
+"""More than the 125 characters of `,"signature":{...}}`."""
 
 
 def _parse(text: str) -> Any:
