@@ -92,15 +92,17 @@ def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any]) -> None:
         _refuse(frame, call_id, f"error: {problem}; call {name} again with valid arguments")
         return
     approval = tool.spec.approval
+    text = call["function"]["arguments"]
     if approval.required:
         prompt = approval_question(approval.prompt, name, arguments)
-        _gate(frame, call_id, name, arguments, "approval", approval.decisions, prompt)
+        _gate(frame, call_id, name, arguments, "approval", approval.decisions, prompt, text)
         say(frame, "%s waits for approval (%s)", name, call_id)
     elif name in agent.spec.suspend.before_tools:
-        _gate(frame, call_id, name, arguments, "pause", ("resume", "reject"), None)
+        _gate(frame, call_id, name, arguments, "pause", ("resume", "reject"), None, text)
         say(frame, "pauses before %s (%s)", name, call_id)
     else:
         frame.ledger[call_id] = "running"
+        frame.decoded[call_id] = arguments  # run_calls runs it with these: decoded once
 
 
 def parse_arguments(tool: BoundTool, text: str) -> tuple[dict[str, Any] | None, str]:
@@ -189,6 +191,7 @@ def _gate(
     reason: Any,
     decisions: tuple[str, ...],
     prompt: str | None,
+    text: str,
 ) -> None:
     frame.ledger[call_id] = "pending"
     frame.pending.append(
@@ -199,6 +202,7 @@ def _gate(
             arguments=arguments,
             decisions=decisions,
             prompt=prompt,
+            text=text,
         )
     )
 
@@ -218,8 +222,11 @@ async def run_calls(
         if entry is None:
             if frame.ledger.get(call_id) == "running":  # classified: its arguments are valid
                 tool = agent.tools[call["function"]["name"]]
-                text = call["function"]["arguments"]
-                jobs.append((call_id, None, tool, json.loads(text) if text.strip() else {}))
+                arguments = frame.decoded.pop(call_id, None)
+                if arguments is None:  # a frame read from a document: decoded only here
+                    text = call["function"]["arguments"]
+                    arguments = json.loads(text) if text.strip() else {}
+                jobs.append((call_id, None, tool, arguments))
             continue
         tool = agent.tools[entry.tool or ""]
         if entry.reason == "subagent":
