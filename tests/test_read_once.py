@@ -2,9 +2,10 @@
 
 Documents are read by orjson when it reads them exactly (integers beyond 64 bits go to the
 standard library), fingerprints and argument decodes are not repeated for entries this process
-made and can prove unchanged (a `Seal`), runnable calls carry their decoded arguments to the
-run, and scripts load with libyaml when PyYAML has it. Each test below would fail if a fast
-path read differently, trusted a stale value, or lost the location of an error.
+made and can prove unchanged (a `Seal`), canonical JSON reuses one C encoder, runnable calls
+carry their decoded arguments to the run, and scripts load with libyaml when PyYAML has it.
+Each test below would fail if a fast path read differently, trusted a stale value, or lost the
+location of an error.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import loop_tools
 import pytest
 import yaml
-
-import loop_tools
 from builders import (
     agent,
     call,
@@ -31,7 +31,11 @@ from builders import (
     say,
     suspended,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+
 from engine import _json
+from engine._canonical import canonical_json
 from engine.continuation import Continuation
 from engine.errors import ContinuationError
 from engine.frames import Pending, call_fingerprint
@@ -298,3 +302,29 @@ agents:
     assert loaded._turns == expected._turns
     arguments = json.loads(loaded._turns["bank"][0].tool_calls[0].arguments)  # type: ignore
     assert arguments["big"] == 123456789012345678901 and arguments["ok"] is True
+
+
+# -- canonical JSON ------------------------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(JSON_VALUES)
+def test_canonical_json_is_the_standard_library_s_sorted_compact_text(value: Any) -> None:
+    """The encoder built once writes exactly what `json.dumps` writes with the same options:
+    every fingerprint in every stored document stays what it was."""
+    expected = json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    assert canonical_json(value) == expected
+    assert canonical_json([value, "t"]) == f'[{expected},"t"]'
