@@ -10,7 +10,7 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `spec/`: YAML in, validated frozen `Spec` out; knows no HTTP and runs nothing.
 - `tools`: importing python refs, inferring parameters, `ToolContext`, `Deferred`.
 - `compile`: `Spec` -> `Program` (bound tools, model clients, argument validators).
-- `frames`: the suspended stack as data: `Frame`, `Pending`, the decision variants.
+- `frames`: the suspended stack as data: `Frame`, `Pending` (and its `Seal`), the decisions.
 - `loop`: `step(frame) -> Continue | Suspend | Finish | Fail` and the driver.
 - `tooling`: one turn's tool calls: sort, gate, apply decisions, run, record.
 - `continuation`: the document, its decision API, versions; `_codec` parses and checks it.
@@ -30,7 +30,7 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `cli/`: `callcc` subcommands, one module each; `main(argv, stdout, stderr) -> int`;
   `cli/_streams` makes every write printable (lone surrogates escaped, closed pipes quiet);
   `cli/_decisions` adds `--patch`, `--reject all` and the refusal of a resume deciding nothing.
-- `_json`: document JSON text: compact writing (orjson when present), the strict reader.
+- `_json`: document JSON text: compact writing, exact reading (orjson when it is exact).
 - `_canonical`: canonical JSON and fingerprints; `json_problem`, what counts as plain JSON data.
 """
 
