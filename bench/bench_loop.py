@@ -5,6 +5,10 @@ the same result (keep OpenAI-format messages, parse the arguments, call the tool
 suspended state to JSON and back). Both run in the same process, alternating, so machine drift
 hits both alike; figures are medians.
 
+Then what one approval cycle computes (fingerprints, decodes of the call's arguments), with the
+document passed as JSON and as the object, and the load time of a 1,000-turn script with
+libyaml's loader against the pure-Python one.
+
     .venv/bin/python -m bench.bench_loop
 """
 
@@ -15,10 +19,14 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from bench.bench_tools import echo, transfer
 from engine.continuation import Continuation
@@ -197,6 +205,95 @@ def measure(iterations: int = 2000) -> dict[str, Any]:
     }
 
 
+def callcc_cycle_in_memory(runtime: Runtime) -> None:
+    """The same cycle, the suspended object itself approved and resumed (no JSON)."""
+    outcome = runtime.run("pay bob 5")
+    assert isinstance(outcome, Suspended)
+    final = runtime.resume(outcome.continuation.approve("c1"))
+    assert isinstance(final, Finished) and final.output == "paid", final
+
+
+@contextmanager
+def _counting() -> Iterator[dict[str, int]]:
+    """Count fingerprints computed (`engine.frames.fingerprint`, behind call_fingerprint and
+    frame_fingerprint) and decodes of the payer's arguments text (any `JSONDecoder`)."""
+    import engine.frames
+
+    counts = {"fingerprints": 0, "decodes": 0}
+    text = json.dumps(SCRIPT["agents"]["payer"][0]["tool_calls"][0]["arguments"])
+    real_fingerprint, real_decode = engine.frames.fingerprint, json.JSONDecoder.decode
+
+    def fingerprint(*parts: Any) -> str:
+        counts["fingerprints"] += 1
+        return real_fingerprint(*parts)
+
+    def decode(self: json.JSONDecoder, s: str, *args: Any, **kwargs: Any) -> Any:
+        counts["decodes"] += s == text
+        return real_decode(self, s, *args, **kwargs)
+
+    engine.frames.fingerprint = fingerprint  # type: ignore[assignment]
+    json.JSONDecoder.decode = decode  # type: ignore[method-assign]
+    try:
+        yield counts
+    finally:
+        engine.frames.fingerprint = real_fingerprint  # type: ignore[assignment]
+        json.JSONDecoder.decode = real_decode  # type: ignore[method-assign]
+
+
+def counts_per_cycle() -> dict[str, dict[str, int]]:
+    """Fingerprints and argument decodes of one approval cycle, through JSON and in memory."""
+    out = {}
+    with Runtime(_spec(), model_override=ScriptedModel.from_data(SCRIPT, source="b")) as rt:
+        for name, cycle in (("json", callcc_cycle), ("in memory", callcc_cycle_in_memory)):
+            cycle(rt)  # warm: imports, caches
+            with _counting() as counts:
+                cycle(rt)
+            out[name] = dict(counts)
+    return out
+
+
+SCRIPT_TURNS = 1000
+
+
+def script_load_ms(rounds: int = 7) -> dict[str, float]:
+    """Median ms to load a 1,000-turn script file: `ScriptedModel.from_file` (libyaml when
+    PyYAML has it) against the pure-Python loader doing the same, alternating."""
+    turns = [
+        {
+            "tool_calls": [
+                {
+                    "id": f"call_{i}",
+                    "name": "echo",
+                    "arguments": {"text": f"step {i}", "n": i, "tags": ["a", "b"]},
+                }
+            ]
+        }
+        if i % 2 == 0
+        else {"text": f"Turn {i} done, on to the next one."}
+        for i in range(SCRIPT_TURNS)
+    ]
+    text = yaml.safe_dump({"script_version": 1, "agents": {"looper": turns}}, sort_keys=False)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "long.script.yaml"
+        path.write_text(text, encoding="utf-8")
+        fast, pure = [], []
+        for _ in range(rounds):
+            began = time.perf_counter()
+            loaded = ScriptedModel.from_file(path)
+            fast.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            same = ScriptedModel.from_data(
+                yaml.safe_load(path.read_text("utf-8")), source=str(path)
+            )
+            pure.append(time.perf_counter() - began)
+    assert loaded._turns == same._turns
+    return {
+        "lines": text.count("\n"),
+        "from_file_ms": statistics.median(fast) * 1e3,
+        "pure_ms": statistics.median(pure) * 1e3,
+    }
+
+
 def machine() -> str:
     """One line about where the figures came from."""
     return (
@@ -218,6 +315,17 @@ def main() -> None:
     print(
         f"{'per model turn (us, median)':<34}{r['turn_us']:>12.1f}{r['plain_turn_us']:>12.1f}"
         f"{r['turn_ratio']:>8.1f}"
+    )
+    for name, counts in counts_per_cycle().items():
+        print(
+            f"one approval cycle ({name}): {counts['fingerprints']} fingerprints computed, "
+            f"the call's arguments decoded {counts['decodes']} times"
+        )
+    load = script_load_ms()
+    print(
+        f"{SCRIPT_TURNS:,}-turn script ({load['lines']:,} lines): from_file "
+        f"{load['from_file_ms']:.1f} ms, pure-Python loader {load['pure_ms']:.1f} ms, "
+        f"ratio {load['pure_ms'] / load['from_file_ms']:.1f}"
     )
 
 

@@ -11,7 +11,7 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `tools`: importing python refs, inferring parameters, `ToolContext` (and which parameter
   receives it: `context_parameter`), `Deferred`.
 - `compile`: `Spec` -> `Program` (bound tools, model clients, argument validators).
-- `frames`: the suspended stack as data: `Frame`, `Pending`, the decision variants.
+- `frames`: the suspended stack as data: `Frame`, `Pending` (and its `Seal`), the decisions.
 - `waits`: the one table of which decisions each wait reason allows, on a call or a frame.
 - `loop`: `step(frame) -> Continue | Suspend | Finish | Fail` and the driver.
 - `steps`: those step types, a leaf the loop, the runners and the runtime share.
@@ -42,7 +42,7 @@ Ownership, one line a module (a leading underscore marks an internal):
   holds the exit codes); `main(argv, stdout, stderr) -> int`;
   `cli/_streams` makes every write printable (lone surrogates escaped, closed pipes quiet);
   `cli/_decisions` adds `--patch`, `--reject all` and the refusal of a resume deciding nothing.
-- `_json`: document JSON text: compact writing (orjson when present), the strict reader.
+- `_json`: document JSON text: compact writing, exact reading (orjson when it is exact).
 - `_canonical`: canonical JSON and fingerprints; `json_problem`, what counts as plain JSON data.
 - `_lazy`: package attributes imported on first use, so `import engine` and the CLI start fast.
 """

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any, cast
 
 from engine._canonical import json_problem
@@ -165,10 +167,9 @@ def frames_from_data(raw: Any, pointer: str) -> Frame:
 def _frame_from_data(raw: Any, ptr: str, links: list[tuple[Pending, int, str]]) -> Frame:
     obj = _object(raw, ptr)
     _known(obj, ptr, _FRAME_KEYS)
-    frame = Frame(
-        agent=_str(obj, "agent", ptr),
-        messages=_messages(obj.get("messages"), f"{ptr}/messages"),
-    )
+    agent = _str(obj, "agent", ptr)
+    messages, call_ids = _messages(obj.get("messages"), f"{ptr}/messages")
+    frame = Frame(agent=agent, messages=messages)
     counters = _object(obj.get("counters", {}), f"{ptr}/counters")
     _known(counters, f"{ptr}/counters", _COUNTER_KEYS)
     for name, value in counters.items():  # absent counters keep the frame's zero default
@@ -188,7 +189,7 @@ def _frame_from_data(raw: Any, ptr: str, links: list[tuple[Pending, int, str]]) 
                 f"unknown call status {status!r}; expected one of {', '.join(CALL_STATUSES)}",
                 pointer=f"{ptr}/ledger/{_escape(call_id)}",
             )
-    frame.ledger = cast(Any, _full_ledger(frame, ledger))
+    frame.ledger = cast(Any, _full_ledger(frame, ledger, call_ids))
     results = _object(obj.get("results", {}), f"{ptr}/results")
     for call_id, text in results.items():
         if not isinstance(text, str):
@@ -223,11 +224,19 @@ def _counter(value: Any, whole: bool) -> int | float | None:
     return number if math.isfinite(number) and number >= 0 else None
 
 
-def _full_ledger(frame: Frame, written: dict[str, Any]) -> dict[str, Any]:
-    """The ledger with every call of a closed turn that the document left out as `done`."""
+def _full_ledger(
+    frame: Frame, written: dict[str, Any], call_ids: list[str] | None
+) -> dict[str, Any]:
+    """The ledger with every call of a closed turn that the document left out as `done`
+    (`call_ids`: every call's id in message order, when `_messages` collected them)."""
     current = frame.in_flight()
+    if call_ids is not None:  # the current turn's calls are the last ids
+        closed = call_ids[: len(call_ids) - len(current)]
+        ledger: dict[str, Any] = dict.fromkeys(closed, "done")
+        ledger.update(written)
+        return ledger
     closed_turns = frame.messages[:-1] if current else frame.messages
-    ledger: dict[str, Any] = {}
+    ledger = {}
     for message in closed_turns:
         for call in message.get("tool_calls") or ():
             ledger[call["id"]] = "done"
@@ -324,9 +333,57 @@ def decision_from_data(raw: Any, ptr: str) -> Decision:
     )
 
 
-def _messages(raw: Any, ptr: str) -> list[dict[str, Any]]:
+def _messages(raw: Any, ptr: str) -> tuple[list[dict[str, Any]], list[str] | None]:
+    """The messages, checked, and the ids of all their tool calls in order (None when the
+    messages took the slow way: the ledger then collects them itself)."""
     if type(raw) is not list:
         raise ContinuationError("expected a list of messages", pointer=ptr)
+    call_ids = _well_formed_call_ids(raw) if len(raw) >= _MANY else None
+    if call_ids is None:  # few messages, or something is off: find it, with its pointer
+        _check_messages(raw, ptr)
+    return raw, call_ids
+
+
+_MANY = 32
+"""Below this many messages the plain loop is as fast as the whole-list passes."""
+
+
+_ROLE = itemgetter("role")
+_ID = itemgetter("id")
+_FUNCTION = itemgetter("function")
+_NAME = itemgetter("name")
+_ARGUMENTS = itemgetter("arguments")
+_TOOL_CALLS = repeat("tool_calls")
+_STR = frozenset({str})
+_LIST_OR_NONE = frozenset({list, type(None)})
+
+
+def _well_formed_call_ids(raw: list[Any]) -> list[str] | None:
+    """The ids of every tool call in `raw` when every message surely passes
+    `_check_messages` and no call id repeats anywhere, else None. A few whole-list passes
+    in C (`map`, `itemgetter`, `set`) instead of a Python loop over every message: a
+    missing key is a KeyError, a list or a string where an object belongs a TypeError."""
+    try:
+        if not _ROLES.issuperset(map(_ROLE, raw)):
+            return None
+        lists = list(map(dict.get, raw, _TOOL_CALLS))
+        if not _LIST_OR_NONE.issuperset(map(type, lists)):
+            return None
+        calls = list(chain.from_iterable(filter(None, lists)))
+        ids = list(map(_ID, calls))
+        functions = list(map(_FUNCTION, calls))
+        if not (
+            _STR.issuperset(map(type, ids))
+            and _STR.issuperset(map(type, map(_NAME, functions)))
+            and _STR.issuperset(map(type, map(_ARGUMENTS, functions)))
+        ):
+            return None
+    except (KeyError, TypeError):  # also an unhashable role
+        return None
+    return ids if len(set(ids)) == len(ids) else None
+
+
+def _check_messages(raw: list[Any], ptr: str) -> None:
     roles = _ROLES
     for i, message in enumerate(raw):  # a hot loop: plain `type() is` checks on purpose
         role = message.get("role") if type(message) is dict else None
@@ -338,7 +395,6 @@ def _messages(raw: Any, ptr: str) -> list[dict[str, Any]]:
         calls = message.get("tool_calls")
         if calls is not None:
             _tool_calls(calls, f"{ptr}/{i}/tool_calls")
-    return raw
 
 
 def _tool_calls(calls: Any, ptr: str) -> None:

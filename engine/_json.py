@@ -1,9 +1,13 @@
 """Compact JSON text for documents: orjson writes it when installed, else the standard library.
 
 A continuation of 1,000 messages (120 kB) takes the standard library about 1 ms to write and
-orjson about 0.1 ms. Reading stays with the standard library (`json.loads`): orjson reads
-integers beyond 64 bits as floats, and a document must come back exactly as it was written.
-Anything orjson refuses to write (integers beyond 64 bits, non-string keys it cannot
+orjson about 0.1 ms; reading a 1 MB document takes the standard library 7 ms and orjson 4 ms.
+orjson reads integers beyond 64 bits as floats, though, and a document must come back exactly
+as it was written: `loads` lets orjson read only text with no run of 19 digits (every integer
+outside orjson's exact range, -2**63 to 2**64 - 1, has at least 19), and anything orjson
+refuses to read (NaN, a lone surrogate, nesting beyond 1,024 levels, broken text) goes to the
+standard library, whose reading and whose error messages are the contract. Anything orjson
+refuses to write (integers beyond 64 bits, non-string keys it cannot
 convert, text with a lone surrogate, nesting beyond 254 levels) falls back to the standard
 library, which writes a lone surrogate as its `\\ud800` escape: the text stays valid UTF-8 and
 reads back as the same string.
@@ -22,8 +26,7 @@ from engine._canonical import LONE_SURROGATE
 
 @functools.cache
 def _orjson() -> ModuleType | None:
-    """orjson, imported on the first write: a command that only reads documents (`pending`,
-    `inspect`) starts without it."""
+    """orjson, imported when a document is first written or read."""
     try:
         import orjson
     except ImportError:  # pragma: no cover - orjson is a dependency; this keeps callcc usable
@@ -68,12 +71,32 @@ def _float(text: str) -> float:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_float)
+_DIGIT_MARKS = bytes(1 if 0x30 <= byte <= 0x39 else 0 for byte in range(256))
+"""`bytes.translate` table: ASCII digits to 1, every other byte to 0."""
+_LONG_NUMBER = b"\x01" * 19
+"""19 digits in a row, marked: the shortest integer orjson might not read exactly."""
 
 
 def loads(text: str) -> Any:
     """Parse JSON text exactly (big integers stay integers); `NonFinite` for NaN, Infinity
-    and numbers that overflow a float."""
+    and numbers that overflow a float. orjson reads it when it surely reads it exactly, the
+    standard library otherwise (and for every error: its messages are the ones reported)."""
+    orjson = _orjson()
+    if orjson is not None and not may_hold_long_numbers(text):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass  # the standard library says what is wrong (or reads what orjson will not)
     return _DECODER.decode(text)
+
+
+def may_hold_long_numbers(text: str) -> bool:
+    """True when `text` has 19 ASCII digits in a row somewhere: possibly an integer beyond 64
+    bits, which orjson would read as a float (digits inside strings count too: only slower).
+    About 0.7 ms a megabyte, a third of what orjson takes to read it (a regular expression
+    takes ten times longer)."""
+    marked = text.encode("utf-8", "surrogatepass").translate(_DIGIT_MARKS)
+    return marked.find(_LONG_NUMBER) >= 0
 
 
 def non_finite_at(value: Any) -> str:

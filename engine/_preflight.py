@@ -13,14 +13,7 @@ from typing import Any
 from engine.compile import BoundAgent, BoundTool, Program
 from engine.continuation import Continuation
 from engine.errors import ContinuationError, DecisionError, SpecChangedError
-from engine.frames import (
-    Frame,
-    Message,
-    Pending,
-    call_fingerprint,
-    frame_fingerprint,
-    walk,
-)
+from engine.frames import Frame, Message, Pending, walk
 from engine.tooling import argument_problem, decode_arguments
 from engine.waits import allowed
 
@@ -108,19 +101,13 @@ def _check_frame(program: Program, frame: Frame, ptr: str) -> None:
 def _check_entry(
     program: Program, agent: BoundAgent, entry: Pending, where: str, in_flight: dict[str, Message]
 ) -> None:
-    if entry.tool is None:
-        expected = frame_fingerprint(entry.id, entry.reason, entry.detail, entry.decisions)
-    else:
-        if entry.tool not in agent.tools:
-            raise ContinuationError(
-                f"pending call {entry.id!r} names tool {entry.tool!r}, which its agent "
-                "does not have in the spec",
-                pointer=f"{where}/tool",
-            )
-        expected = call_fingerprint(
-            entry.id, entry.tool, entry.arguments, entry.reason, entry.decisions
+    if entry.tool is not None and entry.tool not in agent.tools:
+        raise ContinuationError(
+            f"pending call {entry.id!r} names tool {entry.tool!r}, which its agent "
+            "does not have in the spec",
+            pointer=f"{where}/tool",
         )
-    if entry.fingerprint != expected:
+    if not entry.fingerprint_holds():  # computed again unless this process sealed it
         raise ContinuationError(
             "the entry does not match its fingerprint: its call was modified",
             pointer=f"{where}/fingerprint",
@@ -132,7 +119,10 @@ def _check_entry(
                 f"pending call {entry.id!r} is not a call of the agent's current turn",
                 pointer=f"{where}/id",
             )
-        if call["function"]["name"] != entry.tool or _parsed(call) != entry.arguments:
+        text = call["function"]["arguments"]
+        if call["function"]["name"] != entry.tool or (
+            not entry.decoded_from(text) and _parsed(call) != entry.arguments
+        ):
             raise ContinuationError(
                 f"pending call {entry.id!r} differs from the call in the agent's messages: "
                 "the document was modified",

@@ -325,7 +325,7 @@ class Continuation:
                 text = text.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise ContinuationError(f"document is not UTF-8: {exc.reason}") from None
-        tail = SIGNED_TAIL.search(text) if keys else None
+        tail = _signed_tail(text) if keys else None
         if tail is not None:  # our own compact form: check the MAC over the very bytes parsed
             payload = text[: tail.start()] + "}"
             signature = {"alg": ALGORITHM, "kid": tail.group(1), "mac": tail.group(2)}
@@ -483,6 +483,16 @@ def _copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_copy(v) for v in value]
     return value
+
+
+def _signed_tail(text: str) -> re.Match[str] | None:
+    """`SIGNED_TAIL` at the end of `text`, searched for only there (it has a fixed length
+    before its trailing blanks), not along the whole megabyte."""
+    return SIGNED_TAIL.search(text, max(0, len(text.rstrip()) - _TAIL_LENGTH))
+
+
+_TAIL_LENGTH = 160
+"""More than the 125 characters of `,"signature":{...}}`."""
 
 
 def _parse(text: str) -> Any:

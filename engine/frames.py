@@ -9,10 +9,15 @@ runs; a `Continuation` hands out copies, so a document once returned never chang
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, NamedTuple, TypeAlias
 
 from engine._canonical import fingerprint
 from engine.waits import CALL_WAITS, FRAME_WAITS, Reason
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - orjson is a dependency; without it nothing is sealed
+    orjson = None  # type: ignore[assignment]
 
 CallStatus: TypeAlias = Literal["pending", "running", "done", "rejected", "failed"]
 Message: TypeAlias = dict[str, Any]
@@ -135,6 +140,9 @@ class Pending:
     """The decision once made, until the run resumes."""
     child: Frame | None = None
     """For `subagent`: the suspended child's frame."""
+    seal: Seal | None = field(default=None, repr=False, compare=False)
+    """In memory only: what `fingerprint` was computed from, when this process computed it
+    (see `Seal`); None for an entry read from a document, whose fingerprint is a claim."""
 
     @staticmethod
     def for_call(
@@ -147,12 +155,13 @@ class Pending:
         prompt: str | None = None,
         detail: str | None = None,
         child: Frame | None = None,
+        text: str | None = None,
     ) -> Pending:
         """An entry for a tool call, fingerprinted on what the reviewer sees; it allows
         `decisions`, by default those `engine.waits.CALL_WAITS` gives its reason."""
         if decisions is None:
             decisions = CALL_WAITS[reason]
-        return Pending(
+        entry = Pending(
             id=id,
             reason=reason,
             tool=tool,
@@ -163,13 +172,15 @@ class Pending:
             detail=detail,
             child=child,
         )
+        entry.seal = Seal.of(entry, text)
+        return entry
 
     @staticmethod
     def for_frame(*, id: str, reason: Reason, detail: str) -> Pending:
         """An entry for a wait no tool call caused (a limit, a pause, a model error), allowing
         the decisions `engine.waits.FRAME_WAITS` gives its reason."""
         decisions = FRAME_WAITS[reason]
-        return Pending(
+        entry = Pending(
             id=id,
             reason=reason,
             tool=None,
@@ -178,6 +189,75 @@ class Pending:
             fingerprint=frame_fingerprint(id, reason, detail, decisions),
             detail=detail,
         )
+        entry.seal = Seal.of(entry, None)
+        return entry
+
+    def fingerprint_holds(self) -> bool:
+        """True when `fingerprint` is the fingerprint of the entry as it is now: its seal
+        says so when nothing changed since it was computed, else it is computed again."""
+        if self.seal is not None and self.seal.holds(self):
+            return True
+        if self.tool is None:
+            expected = frame_fingerprint(self.id, self.reason, self.detail, self.decisions)
+        else:
+            expected = call_fingerprint(
+                self.id, self.tool, self.arguments, self.reason, self.decisions
+            )
+        return self.fingerprint == expected
+
+    def decoded_from(self, text: str) -> bool:
+        """True when the entry's arguments are known to be `text` decoded: it was made from
+        that very text and has not changed since (else decode `text` to compare)."""
+        return self.seal is not None and self.seal.text == text and self.seal.holds(self)
+
+
+class Seal(NamedTuple):
+    """What a `Pending` entry's fingerprint was computed from, so a later check (the one
+    before a resume) need not compute it again: the fingerprint holds while the entry still
+    matches its seal. The arguments are kept as orjson's sorted-keys JSON (a tenth of the cost
+    of the canonical JSON and SHA-256 of a fingerprint), taken again at every check, so an
+    edit of the arguments in place breaks the seal as surely as a new value does. Never
+    written to a document: an entry read from one is checked the long way. (A named tuple:
+    one is made with every gated call, and a frozen dataclass costs a microsecond more.)"""
+
+    fields: tuple[Any, ...]
+    """`(fingerprint, id, tool, reason, decisions, detail)` when sealed."""
+    arguments: bytes
+    """orjson's JSON of the arguments, sorted keys (`b""` for a frame-level entry)."""
+    text: str | None
+    """The arguments text the entry's arguments were decoded from, if that is known."""
+
+    @staticmethod
+    def of(entry: Pending, text: str | None) -> Seal | None:
+        """The seal of `entry` as it is now, or None when its arguments have no snapshot
+        that surely tells every change apart (see `_snapshot`)."""
+        arguments = _snapshot(entry.arguments)
+        if arguments is None:
+            return None
+        return Seal(_fields(entry), arguments, text)
+
+    def holds(self, entry: Pending) -> bool:
+        """True when `entry` is still exactly what the seal was taken of."""
+        return _fields(entry) == self.fields and _snapshot(entry.arguments) == self.arguments
+
+
+def _fields(entry: Pending) -> tuple[Any, ...]:
+    return (entry.fingerprint, entry.id, entry.tool, entry.reason, entry.decisions, entry.detail)
+
+
+def _snapshot(arguments: dict[str, Any] | None) -> bytes | None:
+    """Sorted-keys JSON of `arguments` by orjson; None when orjson is missing or refuses
+    them (integers beyond 64 bits, lone surrogates, non-string keys) or when they hold a
+    `null`: orjson writes NaN as null too, and a seal must tell the two apart."""
+    if arguments is None:
+        return b""
+    if orjson is None:  # pragma: no cover
+        return None
+    try:
+        snapshot = orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+    return None if b"null" in snapshot else snapshot
 
 
 @dataclass(kw_only=True, slots=True)
@@ -229,6 +309,9 @@ class Frame:
     """This frame as pending paths name it: each sub-agent with the id of the call that
     started it (`hr_agent/account_agent@call_hr_1`); unlike `names`, two invocations of one
     agent side by side differ. Set with `path`, in memory only."""
+    decoded: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Arguments of the current turn's calls marked running, as decoded when the turn was
+    sorted, until they run (in memory only: a frame read from a document decodes again)."""
 
     def copy(self) -> Frame:
         """A deep copy of this frame and all its children (messages are shared: they are
@@ -315,6 +398,7 @@ def _shallow(frame: Frame) -> Frame:
                 detail=p.detail,
                 decision=p.decision,
                 child=p.child,
+                seal=p.seal,
             )
             for p in frame.pending
         ],

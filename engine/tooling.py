@@ -101,13 +101,15 @@ def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any], ctx: RunCont
         )
         return
     approval = tool.spec.approval
+    text = call["function"]["arguments"]
     if approval.required:
         prompt = approval_question(approval.prompt, name, arguments)
-        _gate(frame, call_id, name, arguments, "approval", approval.decisions, prompt, ctx)
+        _gate(frame, call_id, name, arguments, "approval", approval.decisions, prompt, text, ctx)
     elif name in agent.spec.suspend.before_tools:
-        _gate(frame, call_id, name, arguments, "pause", CALL_WAITS["pause"], None, ctx)
+        _gate(frame, call_id, name, arguments, "pause", CALL_WAITS["pause"], None, text, ctx)
     else:
         frame.ledger[call_id] = "running"
+        frame.decoded[call_id] = arguments  # run_calls runs it with these: decoded once
 
 
 def parse_arguments(tool: BoundTool, text: str) -> tuple[dict[str, Any] | None, str]:
@@ -191,6 +193,7 @@ def _gate(
     reason: Any,
     decisions: tuple[str, ...],
     prompt: str | None,
+    text: str,
     ctx: RunContext,
 ) -> None:
     frame.ledger[call_id] = "pending"
@@ -201,6 +204,7 @@ def _gate(
         arguments=arguments,
         decisions=decisions,
         prompt=prompt,
+        text=text,
     )
     frame.pending.append(entry)
     if ctx.observers:
@@ -223,8 +227,11 @@ async def run_calls(
         if entry is None:
             if frame.ledger.get(call_id) == "running":  # classified: its arguments are valid
                 tool = agent.tools[call["function"]["name"]]
-                text = call["function"]["arguments"]
-                jobs.append((call_id, tool, json.loads(text) if text.strip() else {}, None))
+                arguments = frame.decoded.pop(call_id, None)
+                if arguments is None:  # a frame read from a document: decoded only here
+                    text = call["function"]["arguments"]
+                    arguments = json.loads(text) if text.strip() else {}
+                jobs.append((call_id, tool, arguments, None))
             continue
         tool = agent.tools[entry.tool or ""]
         if entry.reason == "subagent":  # it waits inside its runner: carry on
