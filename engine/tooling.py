@@ -55,7 +55,7 @@ class RunContext:
     async def checkpoint(self, frame: Frame) -> None:
         """Keep `frame` in the run store, when the run is kept in one."""
         if self.journal is not None:
-            self.journal.checkpoint(frame)
+            await self.journal.checkpoint(frame)
 
 
 @dataclass(frozen=True, slots=True)
