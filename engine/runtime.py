@@ -273,7 +273,10 @@ class Runtime:
         self, root: Frame, run_id: str, journal: Journal | None, blocking: bool
     ) -> Outcome:
         assign_paths(root)
-        ctx = RunContext(program=self.program, run_id=run_id, journal=journal)
+        leased = journal is not None and journal.lease is not None
+        ctx = RunContext(
+            program=self.program, run_id=run_id, journal=journal, off_loop=leased and not blocking
+        )
         if journal is not None and journal.lease is not None and blocking:
             assert self.store is not None  # a thread renews through the blocking store
             with lease.heartbeat(self.store, run_id, journal.lease):

@@ -1,7 +1,9 @@
-"""The RunStore contract, run against every backend (SQLite file, PostgreSQL schema).
+"""The RunStore contract, run against every backend (SQLite file, PostgreSQL schema) and both
+faces of each (the blocking methods and the async face, `store.aio`).
 
 Every test takes the `store` / `store_url` fixtures from `store_fixtures.py`, parametrized over
-both backends; PostgreSQL skips without a server on a user's machine and fails under CI=true.
+both backends (`store` here is `faced_store`: over both faces too); PostgreSQL skips without a
+server on a user's machine and fails under CI=true.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ SCHEMA_VERSIONS = list(range(1, len(MIGRATIONS) + 1))
 """Every migration this callcc knows (both backends number theirs alike)."""
 
 T0 = 1_700_000_000.0
+
+
+@pytest.fixture
+def store(faced_store: RunStore) -> RunStore:
+    """Each backend through each face."""
+    return faced_store
 
 
 def new_run(run_id: str = "run-1", *, at: float = T0, **changes: Any) -> RunRecord:
