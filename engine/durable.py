@@ -27,7 +27,7 @@ from engine.frames import Frame, walk
 from engine.journal import Journal, rebuild
 from engine.spec.load import load_spec, load_stored_spec
 from engine.spec.model import Spec, SpecSource
-from engine.store.base import AsyncRunStore, Lease, RunRecord, RunStore, SpecRow
+from engine.store.base import AsyncRunStore, Event, Lease, RunRecord, RunStore, SpecRow
 
 log = logging.getLogger("callcc.run")
 
@@ -113,6 +113,12 @@ def load(store: RunStore, run_id: str, key: bytes | None) -> Continuation:
     """The continuation a suspended run waits on, rebuilt from its checkpoints (the row and
     its events read in one transaction, so they always belong together)."""
     run, events = store.snapshot(run_id)
+    return waiting(run, events, key=key)
+
+
+def waiting(run: RunRecord, events: list[Event], *, key: bytes | None) -> Continuation:
+    """The continuation a run read from the store waits on (`load`, `Runtime.aload_run`);
+    `not_waiting` when it waits on nothing."""
     if run.status != "suspended" and not _resumable_failure(run):
         raise not_waiting(run)
     return rebuild(run, events, key=key)

@@ -252,6 +252,13 @@ class Runtime:
         """The continuation a suspended run in the store waits on."""
         return durable.load(self._require_store(), run_id, self._key)
 
+    async def aload_run(self, run_id: str) -> Continuation:
+        """`load_run`, awaiting the store's async face."""
+        self._require_store()
+        assert self._aio is not None
+        run, events = await self._aio.snapshot(run_id)
+        return durable.waiting(run, events, key=self._key)
+
     @property
     def _key(self) -> bytes | None:
         return self.keys[0] if self.keys else None

@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import loop_tools
+import pytest
 from builders import agent, call, calls, gated, make_spec, python_tool, say, script
 from store_fixtures import query
 
 from engine import Finished, Runtime, Suspended
+from engine.errors import ConflictError
 from engine.runtime import Outcome
 from engine.store import open_store
 
@@ -139,3 +141,19 @@ def test_a_write_waiting_for_a_lock_leaves_the_event_loop_free(store_url: str) -
     assert turns == 200  # 200 turns of the loop while the run's first write waited
     assert isinstance(outcome, Suspended)  # and once the lock went, the run went on
     assert [p.id for p in outcome.continuation.pending()] == ["p1"]
+
+
+def test_a_stored_run_is_loaded_and_resumed_through_the_async_face_alone(store_url: str) -> None:
+    async def scenario() -> tuple[list[str], Outcome]:
+        async with Runtime(SPEC, model_override=script(TURNS), store=store_url) as first:
+            await first.arun("pay", run_id="later")
+        async with Runtime(SPEC, model_override=script(TURNS), store=store_url) as second:
+            waiting = await second.aload_run("later")
+            done = await second.aresume(waiting.approve("p1"))
+            with pytest.raises(ConflictError, match="it is finished, not suspended"):
+                await second.aload_run("later")
+        return [p.id for p in waiting.pending()], done
+
+    pending, done = asyncio.run(scenario())
+    assert pending == ["p1"]
+    assert isinstance(done, Finished) and done.output == "paid"
