@@ -24,12 +24,11 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from engine.errors import StoreError, UsageError
 from engine.store import _plan, _sql
@@ -43,6 +42,9 @@ from engine.store._sql import (
     SPEC_COLUMNS,
 )
 from engine.store.base import Event, Lease, PendingRow, RunRecord, RunStatus, SpecRow
+
+if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool  # imported when the async face is first used
 
 MIGRATION_LOCK = 0x63616C6C6363  # "callcc": the advisory lock key concurrent opens queue on
 CONNECT_TIMEOUT_SECONDS = 10
@@ -218,6 +220,8 @@ class PostgresStore:
     def _run(self, op: Operation[T]) -> T:
         """`op` in one transaction. When the connection is lost, reconnect and, unless
         `op.landed` finds the write already committed (and returns its result), run it again."""
+        if op.skip:
+            return None  # type: ignore[return-value]
         with self._lock:
             try:
                 if self._conn.broken or self._conn.closed:
@@ -805,9 +809,11 @@ class AsyncPostgresStore(AsyncFace):
             return op.done(done if done is not None else await self._once(pool, op.body))
         except _Lost as lost:
             raise self._store._fault(op.doing, lost.error) from None
-        except PoolTimeout as exc:
-            raise self._store._gone(op.doing, first, exc) from None
         except psycopg.Error as exc:
+            from psycopg_pool import PoolTimeout  # loaded with the pool already
+
+            if isinstance(exc, PoolTimeout):  # no new connection came in time
+                raise self._store._gone(op.doing, first, exc) from None
             raise self._store._fault(op.doing, exc) from None
 
     @staticmethod
@@ -828,6 +834,8 @@ class AsyncPostgresStore(AsyncFace):
         """The pool of the running event loop, opened at its first use."""
         loop = asyncio.get_running_loop()
         if self._pool is None or self._loop is not loop:
+            from psycopg_pool import AsyncConnectionPool
+
             store = self._store
             self._loop = loop
             self._pool = AsyncConnectionPool(
