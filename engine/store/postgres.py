@@ -1,17 +1,24 @@
 """The shared run store: PostgreSQL through psycopg 3, for many processes on many machines.
 
-The only module that imports the driver. One connection per store (autocommit off, one
-explicit transaction per method, reconnected when broken). Version checks are conditional
-updates (`UPDATE ... WHERE version = %s`); `claim` and `take_over` lock the run's row with
-`SELECT ... FOR UPDATE`, so concurrent claims queue on the row and exactly one finds the run
-still suspended. Migrations run under `pg_advisory_xact_lock`, so concurrent opens take turns.
+The only module that imports the driver. One connection per store for the blocking methods
+(autocommit off, one explicit transaction per method, reconnected when broken). Version checks
+are conditional updates (`UPDATE ... WHERE version = %s`); `claim` and `take_over` lock the
+run's row with `SELECT ... FOR UPDATE`, so concurrent claims queue on the row and exactly one
+finds the run still suspended. Migrations run under `pg_advisory_xact_lock`, so concurrent
+opens take turns.
 
 URL: `postgresql://user[:password]@host[:port]/db[?libpq params][&schema=name]`. `schema` is
 callcc's own parameter: the schema is created if missing and put first on the search path, so
 several stores (or test runs) can share one database.
 
-Faults: every method runs through `_run`. A connection the server ended (a restart, a failover,
-`pg_terminate_backend`) is reopened (for up to `RECONNECT_SECONDS`) and the method tried again;
+Each method's SQL and checks are one `Operation` (`_op_*`, a sans-IO body: `engine.store._plan`)
+that the blocking store runs on its connection and `aio` (`AsyncPostgresStore`) on a small
+pool of asyncio connections (`psycopg_pool.AsyncConnectionPool`), so the two faces never
+differ in what they write or refuse.
+
+Faults: every operation runs through `_run` (of either face). A connection the server ended (a
+restart, a failover, `pg_terminate_backend`) is reopened (for up to `RECONNECT_SECONDS`; the
+pool drops every idle connection that died with it) and the operation tried again;
 a write first checks whether it landed before the connection went (the run's version is one past
 the expected one with this write's own `updated_at`, or the nonce is consumed with this claim's
 own time), so nothing is written twice. Any other driver error, or a server that stays away,
