@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
     """Add `runs` (with list, show, pending) and `recover`."""
     runs = sub.add_parser(
         "runs",
-        help="list and show the runs kept in a run store",
+        help="list, show and prune the runs kept in a run store",
         description=f"Query the run store given by --store or ${STORE_ENV}.",
     )
     actions = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
