@@ -9,3 +9,23 @@ def transfer(to: str, amount: int) -> str:
 def echo(text: str) -> str:
     """Return the text."""
     return text
+
+
+REMOTE_SECONDS = 0.002
+"""How long the async tools below wait, as a call to another service would."""
+
+
+async def lookup(key: str) -> str:
+    """Look something up elsewhere (waits `REMOTE_SECONDS` on the event loop)."""
+    import asyncio
+
+    await asyncio.sleep(REMOTE_SECONDS)
+    return f"found {key}"
+
+
+async def pay(to: str, amount: int) -> str:
+    """Move money through another service (waits `REMOTE_SECONDS` on the event loop)."""
+    import asyncio
+
+    await asyncio.sleep(REMOTE_SECONDS)
+    return f"sent {amount} to {to}"

@@ -27,11 +27,15 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `runtime`: `Runtime` and its outcomes; `_eager` drives scripted runs without a loop trip.
 - `_preflight`: the check of a document against the spec before a resume runs anything.
 - `signing`: HMAC-SHA256 signatures, keys from the environment, rotation.
-- `store/`: the run store protocol (`base`), SQLite and PostgreSQL backends, `open_store`.
+- `store/`: the run store protocols (`base`: `RunStore`, its async face `AsyncRunStore`), SQLite
+  and PostgreSQL backends, `open_store`; `_plan` runs one sans-IO body per store operation on
+  a blocking or an asyncio cursor; `_aio` the async faces (a worker thread, in place); `_sql`
+  what the backends share (rows, refusals, delete and prune).
 - `journal`: checkpoints as frame deltas, and continuations rebuilt from them.
 - `durable`: what a runtime with a store does: start, claim a resume, recover a dead run, keep
   the spec with the run and find it again (`spec_of_run`).
-- `lease`: the lease a driving process holds on a run: its length, owner ids, the heartbeat.
+- `lease`: the lease a driving process holds on a run: its length, owner ids, the heartbeat
+  (a thread for the sync API, a task for the async one).
 - `models/`: the model protocol (`base`), the OpenAI adapter, the scripted model, and
   `script_check`, `callcc validate`'s located check of a script against its spec.
 - `masking`: what counts as a secret in what a person is shown, and how it is hidden.

@@ -66,6 +66,9 @@ class RunContext:
     """Where checkpoints go when the run is kept in a store."""
     observers: Observers = field(default_factory=Observers)
     """Who receives the run's events (`emit`); build an event only `if ctx.observers:`."""
+    off_loop: bool = False
+    """Run every sync tool on a worker thread, a lone one too (an async drive of a stored run:
+    a task renews its lease, which a tool holding the event loop would starve)."""
 
     @property
     def durable(self) -> bool:
@@ -80,7 +83,7 @@ class RunContext:
     async def checkpoint(self, frame: Frame) -> None:
         """Keep `frame` in the run store, when the run is kept in one."""
         if self.journal is not None:
-            self.journal.checkpoint(frame)
+            await self.journal.checkpoint(frame)
 
 
 def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any], ctx: RunContext) -> None:

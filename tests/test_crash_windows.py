@@ -9,6 +9,7 @@ finishes; the end must equal an unkilled run's, tool for tool.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -19,10 +20,12 @@ from typing import Any
 
 import pytest
 from builders import agent, call, calls, gated, make_spec, python_tool, say, script, sub_agent
+from store_fixtures import FACES
 
 from engine import Continuation, Failed, Finished, Runtime, Spec, Stopped, Suspended
 from engine.errors import RunError, UsageError
 from engine.journal import rebuild
+from engine.runtime import Outcome
 from engine.spec.model import ExternalTool, Limits
 from engine.store import RunRecord, RunStore, open_store
 
@@ -62,28 +65,68 @@ class KillingStore:
         self.inner, self.at, self.when, self.writes = inner, at, when, 0
 
     def __getattr__(self, name: str) -> Any:
+        if name == "aio":
+            return KillingFace(self)
         method = getattr(self.inner, name)
         if name not in WRITES:
             return method
 
         def write(*args: Any, **kwargs: Any) -> Any:
-            self.writes += 1
-            if self.writes == self.at and self.when == "before":
-                os.kill(os.getpid(), signal.SIGKILL)
+            self.tick("before")
             result = method(*args, **kwargs)
-            if self.writes == self.at and self.when == "after":
-                os.kill(os.getpid(), signal.SIGKILL)
+            self.tick("after")
+            return result
+
+        return write
+
+    def tick(self, when: str) -> None:
+        """Count a write (before it) and die if this is the moment."""
+        self.writes += when == "before"
+        if self.writes == self.at and self.when == when:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillingFace:
+    """The inner store's async face, dying where its `KillingStore` says (one count)."""
+
+    def __init__(self, killer: KillingStore) -> None:
+        self.killer = killer
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.killer.inner.aio, name)
+        if name not in WRITES:
+            return method
+
+        async def write(*args: Any, **kwargs: Any) -> Any:
+            self.killer.tick("before")
+            result = await method(*args, **kwargs)
+            self.killer.tick("after")
             return result
 
         return write
 
 
-def drive_to_the_end(store: Any, run_id: str) -> Finished:
-    """What the unkilled process does: run, approve the transfer, resume."""
-    with Runtime(SPEC, model_override=script(TURNS), store=store) as runtime:
-        waiting = runtime.run("go", run_id=run_id)
-        assert isinstance(waiting, Suspended)
-        final = runtime.resume(waiting.continuation.approve("t1"))
+def drive_to_the_end(store: Any, run_id: str, face: str = "sync") -> Finished:
+    """What the unkilled process does: run, approve the transfer, resume (with `run` and
+    `resume`, or with `arun` and `aresume` on the store's async face)."""
+    runtime = Runtime(SPEC, model_override=script(TURNS), store=store)
+    if face == "sync":
+        with runtime:
+            waiting = runtime.run("go", run_id=run_id)
+            assert isinstance(waiting, Suspended)
+            final = runtime.resume(waiting.continuation.approve("t1"))
+    else:
+
+        async def drive() -> Outcome:
+            async with runtime:
+                waiting = await runtime.arun("go", run_id=run_id)
+                assert isinstance(waiting, Suspended)
+                try:
+                    return await runtime.aresume(waiting.continuation.approve("t1"))
+                finally:
+                    await store.aio.aclose()
+
+        final = asyncio.run(drive())
     assert isinstance(final, Finished)
     return final
 
@@ -135,14 +178,14 @@ def root_messages(store: RunStore, run_id: str) -> list[dict[str, Any]]:
     return rebuild(run, store.events(run_id)).frames()[0][1].messages
 
 
-def killed_at(url: str, run_id: str, at: int, when: str, log: Path) -> int:
+def killed_at(url: str, run_id: str, at: int, when: str, log: Path, face: str) -> int:
     """Fork a child that drives the run and dies at write `at`; its wait status."""
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         code = 70
         try:
             os.environ["CALLCC_TEST_LOG"] = str(log)
-            drive_to_the_end(KillingStore(open_store(url), at, when), run_id)
+            drive_to_the_end(KillingStore(open_store(url), at, when), run_id, face)
             code = 0
         finally:
             os._exit(code)
@@ -168,14 +211,15 @@ def fast_store(store_url: str) -> Iterator[tuple[RunStore, str]]:
         opened.close()
 
 
+@pytest.mark.parametrize("face", FACES)
 def test_a_run_killed_at_any_store_write_is_recovered_to_the_same_end(
-    fast_store: tuple[RunStore, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fast_store: tuple[RunStore, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, face: str
 ) -> None:
     store, store_url = fast_store
     reference_log = tmp_path / "reference.log"
     monkeypatch.setenv("CALLCC_TEST_LOG", str(reference_log))
     counting = KillingStore(store)
-    expected = drive_to_the_end(counting, "reference")
+    expected = drive_to_the_end(counting, "reference", face)
     expected_messages = root_messages(store, "reference")
     expected_calls = Counter(name for name, _ in logged(reference_log))
     assert expected.output == "all done"
@@ -186,7 +230,7 @@ def test_a_run_killed_at_any_store_write_is_recovered_to_the_same_end(
         for when in ("before", "after"):
             run_id, log = f"kill-{at}-{when}", tmp_path / f"{at}-{when}.log"
             monkeypatch.setenv("CALLCC_TEST_LOG", str(log))
-            status = killed_at(store_url, run_id, at, when, log)
+            status = killed_at(store_url, run_id, at, when, log, face)
             assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (at, when)
 
             run = operate(store, run_id, log)

@@ -5,6 +5,7 @@ surrogate in a model's output or a tool's result is data."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -17,11 +18,12 @@ from typing import Any
 
 import pytest
 from builders import agent, calls, make_spec, python_tool, say, script
-from store_fixtures import drop_schema, query, race, require_postgres, with_schema
+from store_fixtures import FACES, drop_schema, query, race, require_postgres, with_schema
 
-from engine import Finished, Runtime, StoreError
+from engine import Finished, Runtime, StoreError, load_spec
 from engine.cli import main
 from engine.journal import rebuild
+from engine.runtime import Outcome
 from engine.store import PendingRow, RunRecord, open_store
 from engine.store import sqlite as sqlite_store
 
@@ -173,7 +175,10 @@ def test_a_write_lock_held_past_the_busy_timeout_is_a_store_error_and_recover_fi
     assert json.loads(out)["output"] == "done"
 
 
-def test_a_read_only_store_file_is_a_store_error_and_reads_still_work(tmp_path: Path) -> None:
+@pytest.mark.parametrize("face", FACES)
+def test_a_read_only_store_file_is_a_store_error_and_reads_still_work(
+    tmp_path: Path, face: str
+) -> None:
     db = tmp_path / "runs.db"
     url = f"sqlite:///{db}"
     open_store(url).close()
@@ -183,8 +188,18 @@ def test_a_read_only_store_file_is_a_store_error_and_reads_still_work(tmp_path: 
     if flagged:
         subprocess.run(["chattr", "+i", str(db)], check=True)
     try:
-        code, out, err = cli("run", str(spec), "-p", "go", "--store", url)
-        assert code == 2, (out, err)
+        if face == "sync":
+            code, out, err = cli("run", str(spec), "-p", "go", "--store", url)
+            assert code == 2, (out, err)
+        else:  # the same StoreError out of the store's worker thread
+
+            async def drive() -> Outcome:
+                async with Runtime(load_spec(spec), store=url) as runtime:
+                    return await runtime.arun("go")
+
+            with pytest.raises(StoreError) as caught:
+                asyncio.run(drive())
+            err = str(caught.value)
         assert "Traceback" not in err
         assert f"cannot write to the run store ({url}): the database file is read-only" in err
         assert "make the file and its folder writable" in err
@@ -250,9 +265,12 @@ def postgres_store_url(tmp_path: Path) -> Iterator[str]:
         drop_schema(server, schema)
 
 
+@pytest.mark.parametrize("face", FACES)
 def test_a_connection_the_server_ends_while_a_tool_runs_is_reopened_and_nothing_is_lost(
-    tmp_path: Path, postgres_store_url: str
+    tmp_path: Path, postgres_store_url: str, face: str
 ) -> None:
+    """`sync`: through the CLI (the store's one connection); `async`: through `arun` (the
+    async face's pooled connection, and the idle blocking one beside it)."""
     app = postgres_store_url.rsplit("application_name=", 1)[1]
     module = f"cut_tools_{app}"
     server = postgres_store_url.split("?", 1)[0]
@@ -265,12 +283,21 @@ def test_a_connection_the_server_ends_while_a_tool_runs_is_reopened_and_nothing_
     spec = spec_folder(tmp_path, "cutty", tools, turns)
     (spec.parent / f"{module}.py").write_text(CUT_TOOLS)
 
-    code, out, err = cli(
-        "run", str(spec), "-p", "go", "--store", postgres_store_url, "--run-id", "cut",
-        "--format", "json",
-    )  # fmt: skip
-    assert (code, json.loads(out)["output"]) == (0, "done"), err
-    assert "Traceback" not in err
+    if face == "sync":
+        code, out, err = cli(
+            "run", str(spec), "-p", "go", "--store", postgres_store_url, "--run-id", "cut",
+            "--format", "json",
+        )  # fmt: skip
+        assert (code, json.loads(out)["output"]) == (0, "done"), err
+        assert "Traceback" not in err
+    else:
+
+        async def drive() -> Outcome:
+            async with Runtime(load_spec(spec), store=postgres_store_url) as runtime:
+                return await runtime.arun("go", run_id="cut")
+
+        outcome = asyncio.run(drive())
+        assert isinstance(outcome, Finished) and outcome.output == "done", outcome
     store = open_store(postgres_store_url)
     try:
         run = store.get_run("cut")
@@ -278,12 +305,17 @@ def test_a_connection_the_server_ends_while_a_tool_runs_is_reopened_and_nothing_
         messages = rebuild(run, events).frames()[0][1].messages
     finally:
         store.close()
+    ended = [int(m["content"].removeprefix("ended ")) for m in messages if m["role"] == "tool"]
+    if face == "sync":
+        assert ended == [1, 1]  # the store's own connection, then the one it reopened
+    else:  # the pool's connections (as many as it opened) and the idle blocking one
+        assert len(ended) == 2 and min(ended) >= 1, ended
     assert [(m["role"], m.get("content")) for m in messages] == [
         ("user", "go"),
         ("assistant", ""),
-        ("tool", "ended 1"),  # the store's own connection, ended under it
+        ("tool", f"ended {ended[0]}"),
         ("assistant", ""),
-        ("tool", "ended 1"),  # and the one it reopened, ended too
+        ("tool", f"ended {ended[1]}"),
         ("assistant", "done"),
     ]
     assert run.status == "finished"

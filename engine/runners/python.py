@@ -43,7 +43,7 @@ class PythonRunner(Runner):
         try:
             if tool.is_async:
                 value = await asyncio.wait_for(tool.func(**kwargs), timeout)
-            elif call.inline and timeout is None:
+            elif call.inline and timeout is None and not ctx.off_loop:
                 value = tool.func(**kwargs)
             else:
                 value = await asyncio.wait_for(asyncio.to_thread(tool.func, **kwargs), timeout)

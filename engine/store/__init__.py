@@ -4,6 +4,9 @@
   `sqlite:///.callcc/runs.db`): `engine.store.sqlite`, WAL mode.
 - `postgresql://user@host:5432/db` (psycopg 3, `pip install callcc[postgres]`):
   `engine.store.postgres`, the only module that imports the driver.
+
+Either is a `RunStore` (blocking methods) whose `aio` is an `AsyncRunStore` (the same methods,
+awaited): one URL for the sync and the async API.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from engine.errors import UsageError
 if TYPE_CHECKING:
     from engine.store.base import (
         RUN_STATUSES,
+        AsyncRunStore,
         Event,
         Lease,
         PendingRow,
@@ -56,6 +60,7 @@ __all__ = [
     "DEFAULT_URL",
     "RUN_STATUSES",
     "STORE_ENV",
+    "AsyncRunStore",
     "Event",
     "Lease",
     "PendingRow",
