@@ -142,6 +142,8 @@ class Runtime:
             for a in self.program.agents.values()
         )
         self.store: RunStore | None = open_store(store) if isinstance(store, str) else store
+        self._loaded = durable.Loaded()
+        """Runs `load_run` rebuilt lately, so resuming one does not read it again."""
         self._owns_store = isinstance(store, str)
         self._local = threading.local()
         self._loops: list[asyncio.AbstractEventLoop] = []
@@ -190,7 +192,7 @@ class Runtime:
                 del self._consumed[next(iter(self._consumed))]
             return await self._drive(continuation.root, continuation.run_id, None)
         root, journal = durable.claim(  # refuses replays
-            self.store, continuation, self._key, self._lease()
+            self.store, continuation, self._key, self._lease(), self._loaded
         )
         if continuation.spec_digest != self.spec.digest:  # a changed spec it goes on with;
             durable.keep_spec(self.store, self.spec)  # the one it started with is kept already
@@ -225,7 +227,7 @@ class Runtime:
 
     def load_run(self, run_id: str) -> Continuation:
         """The continuation a suspended run in the store waits on."""
-        return durable.load(self._require_store(), run_id, self._key)
+        return durable.load(self._require_store(), run_id, self._key, self._loaded)
 
     @property
     def _key(self) -> bytes | None:

@@ -112,6 +112,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at double precision NOT NULL
         )""",
     ),
+    # 5: each run's latest snapshot (its whole stack as its first `seq` events rebuild it), so
+    # a resume reads one row and the events after it instead of the run's whole history.
+    ("CREATE TABLE snapshots (run_id text PRIMARY KEY, seq integer NOT NULL, data json NOT NULL)",),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
 
@@ -131,6 +134,13 @@ SELECT bumped.id, last.seq + e.n, e.frame, e.kind, e.data::json
 FROM bumped, last,
     unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS e (frame, kind, data, n)
 """
+
+_KEEP_SNAPSHOT = """
+INSERT INTO snapshots (run_id, seq, data)
+VALUES (%s, (SELECT COALESCE(MAX(seq), -1) + 1 FROM events WHERE run_id = %s), %s::json)
+ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq, data = excluded.data
+"""
+"""Keep a run's snapshot, standing for every event it has (replacing the one before)."""
 
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
 """The server's clock in seconds since the epoch: the one clock every lease is judged by."""
@@ -438,10 +448,13 @@ class PostgresStore:
         output: str | None,
         pending: Sequence[PendingRow],
         spec_digest: str | None = None,
+        snapshot: Event | None = None,
     ) -> int:
-        """Record a drive's outcome and replace the pending rows if at `version`."""
+        """Record a drive's outcome and replace the pending rows if at `version` (keeping
+        `snapshot` as the run's latest)."""
         _sql.check_status(status)
         rows = _sql.pending_params(run_id, pending)
+        kept = _sql.check_snapshot(snapshot)
         now = time.time()
 
         def body(cur: Cursor) -> int:
@@ -463,6 +476,8 @@ class PostgresStore:
                     f"INSERT INTO pending ({PENDING_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
                     rows,
                 )
+            if kept is not None:
+                cur.execute(_KEEP_SNAPSHOT, (run_id, run_id, kept))
             return new
 
         return self._run("cannot write to the run store", body, self._bumped(run_id, version, now))
@@ -584,12 +599,20 @@ class PostgresStore:
     def snapshot(self, run_id: str) -> tuple[RunRecord, list[Event]]:
         """The run and its events, read in one transaction (REPEATABLE READ, so they agree)."""
 
-        def body(cur: Cursor) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+        def body(cur: Cursor) -> tuple[Any, tuple[Any, ...] | None, list[tuple[Any, ...]]]:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            return self._run_row(cur, run_id), self._event_rows(cur, run_id)
+            row = self._run_row(cur, run_id)
+            cur.execute("SELECT seq, data FROM snapshots WHERE run_id = %s", (run_id,))
+            kept = cur.fetchone()
+            cur.execute(
+                "SELECT frame, kind, data FROM events WHERE run_id = %s AND seq >= %s ORDER BY seq",
+                (run_id, kept[0] if kept else 0),
+            )
+            return row, kept, cur.fetchall()
 
-        row, rows = self._run("cannot read the run store", body)
-        return _sql.record(row), [_sql.event(r) for r in rows]
+        row, kept, rows = self._run("cannot read the run store", body)
+        head = [_sql.snapshot_event(kept[1])] if kept else []
+        return _sql.record(row), head + [_sql.event(r) for r in rows]
 
     def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
         """Runs, newest first (by last update), optionally of one status."""
