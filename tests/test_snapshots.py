@@ -19,7 +19,7 @@ from store_fixtures import query
 
 from engine import Continuation, Finished, Runtime, Suspended
 from engine._codec import frame_state_data
-from engine.errors import ConflictError, UsageError
+from engine.errors import ConflictError
 from engine.frames import Frame
 from engine.journal import SNAPSHOT_EVENTS, Journal, rebuild, replay
 from engine.spec.model import Limits
@@ -177,17 +177,6 @@ def test_a_store_written_before_snapshots_loads_its_runs_and_keeps_snapshots_fro
     assert [v for (v,) in versions] == list(range(1, len(MIGRATIONS) + 1))
 
 
-# -- the store contract ------------------------------------------------------------------------
-
-
-def snapshot_of(text: str) -> Event:
-    state = {"agent": "hr_agent", "counters": {}, "ledger": {}}
-    messages = [{"role": "user", "content": text}]
-    return Event(
-        frame="", kind="snapshot", data={"frames": {"": {"messages": messages, "state": state}}}
-    )
-
-
 def started(store: RunStore, run_id: str) -> None:
     store.create_run(
         RunRecord(
@@ -204,53 +193,6 @@ def started(store: RunStore, run_id: str) -> None:
             updated_at=0.0,
         )
     )
-
-
-def message(text: str) -> Event:
-    return Event(frame="", kind="messages", data={"messages": [{"role": "user", "content": text}]})
-
-
-def test_settle_keeps_a_snapshot_and_snapshot_returns_it_then_the_later_events(
-    store: RunStore,
-) -> None:
-    started(store, "run-1")
-    version = store.append("run-1", 0, [message("a"), message("b")])
-    version = store.settle(
-        "run-1", version, status="suspended", nonce="n1", output=None, pending=[],
-        snapshot=snapshot_of("a b"),
-    )  # fmt: skip
-    version = store.claim("run-1", "n1")
-    version = store.append("run-1", version, [message("c")])
-    run, events = store.snapshot("run-1")
-    assert run.version == version
-    assert events == [snapshot_of("a b"), message("c")]
-    assert store.events("run-1") == [message("a"), message("b"), message("c")]
-    store.settle(
-        "run-1", version, status="suspended", nonce="n2", output=None, pending=[],
-        snapshot=snapshot_of("a b c"),
-    )  # fmt: skip
-    assert store.snapshot("run-1")[1] == [snapshot_of("a b c")]
-
-
-def test_a_settle_refused_for_its_version_keeps_no_snapshot(store: RunStore) -> None:
-    started(store, "run-1")
-    store.append("run-1", 0, [message("a")])
-    with pytest.raises(ConflictError):
-        store.settle(
-            "run-1", 0, status="suspended", nonce="n1", output=None, pending=[],
-            snapshot=snapshot_of("a"),
-        )  # fmt: skip
-    assert store.snapshot("run-1")[1] == [message("a")]
-
-
-def test_settle_keeps_only_a_snapshot_event_of_the_root_frame(store: RunStore) -> None:
-    started(store, "run-1")
-    with pytest.raises(UsageError, match="snapshot event of the root frame"):
-        store.settle(
-            "run-1", 0, status="suspended", nonce="n1", output=None, pending=[],
-            snapshot=message("a"),
-        )  # fmt: skip
-    assert store.get_run("run-1").version == 0
 
 
 # -- checkpoints read only what changed --------------------------------------------------------
