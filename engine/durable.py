@@ -1,7 +1,10 @@
 """What a `Runtime` with a run store does beyond running: start, claim, recover, transfer.
 
 Kept apart from `runtime` so the store-less path stays small; only this module and `journal`
-know the store's protocol (`engine.store.base`), and neither imports a database driver.
+know the store's protocol (`engine.store.base`), and neither imports a database driver. What a
+drive does (start, claim, recover) awaits the store's async protocol: the store's async face
+under `arun`, the blocking store called in place under `run`; what the CLI asks (`load`,
+`spec_of_run`) uses the blocking store.
 """
 
 from __future__ import annotations
@@ -26,22 +29,24 @@ from engine.frames import Frame, walk
 from engine.journal import Journal, rebuild, unsnapped
 from engine.spec.load import load_spec, load_stored_spec
 from engine.spec.model import Spec, SpecSource
-from engine.store.base import Lease, RunRecord, RunStore, SpecRow
+from engine.store.base import AsyncRunStore, Lease, RunRecord, RunStore, SpecRow
 
 log = logging.getLogger("callcc.run")
 
 
-def start(store: RunStore, spec: Spec, root: Frame, run_id: str, lease: Lease) -> Journal:
+async def start(
+    store: AsyncRunStore, spec: Spec, root: Frame, run_id: str, lease: Lease
+) -> Journal:
     """Create the run, its first checkpoint and its lease in one write, so no run exists
     without its prompt (a crash before the write leaves nothing: the run starts again)."""
     now = time.time()
-    keep_spec(store, spec)
+    await keep_spec(store, spec)
     journal = Journal(store=store, run_id=run_id, version=0, lease=lease)
     delta = journal.delta(root)
     assert delta is not None  # a frame never checkpointed has its whole state to write
     events, state = delta
     journal.unsnapped = len(events)
-    journal.version = store.start_run(
+    journal.version = await store.start_run(
         RunRecord(
             run_id=run_id,
             spec_name=spec.name,
@@ -62,12 +67,12 @@ def start(store: RunStore, spec: Spec, root: Frame, run_id: str, lease: Lease) -
     return journal
 
 
-def keep_spec(store: RunStore, spec: Spec) -> None:
+async def keep_spec(store: AsyncRunStore, spec: Spec) -> None:
     """Keep the texts `spec` was loaded from under its digest (once; a spec built in Python
     has none), so `spec_of_run` finds it from any directory and any machine."""
     source = spec.source
     if source is not None:
-        store.put_spec(
+        await store.put_spec(
             SpecRow(
                 digest=spec.digest,
                 name=spec.name,
@@ -187,8 +192,8 @@ def not_waiting(run: RunRecord) -> ConflictError:
     return ConflictError(f"{why}; `callcc runs show {ident}` shows where it stands", run_id=ident)
 
 
-def claim(
-    store: RunStore,
+async def claim(
+    store: AsyncRunStore,
     decided: Continuation,
     key: bytes | None,
     lease: Lease,
@@ -199,7 +204,7 @@ def claim(
     The store is the source of truth for everything but the decisions, so a document edited
     on its way back can change nothing else (its state comes from `loaded` when the run was
     loaded there at the version it is still at). Exactly one of concurrent claims wins."""
-    run, rebuilt = _stored(store, decided.run_id, key, loaded)
+    run, rebuilt = await _stored(store, decided.run_id, key, loaded)
     waits = run.status == "suspended" or _resumable_failure(run)
     if not waits or run.nonce != decided.nonce:
         raise ConflictError(
@@ -210,7 +215,7 @@ def claim(
         )
     root = rebuilt.root
     transfer_decisions(decided, root)
-    version = store.claim(decided.run_id, decided.nonce, lease=lease)
+    version = await store.claim(decided.run_id, decided.nonce, lease=lease)
     journal = Journal(
         store=store,
         run_id=decided.run_id,
@@ -219,21 +224,21 @@ def claim(
         unsnapped=rebuilt.unsnapped,
     )
     journal.prime(root)
-    journal.checkpoint_all(root)  # the decisions are kept before anything runs
+    await journal.checkpoint_all(root)  # the decisions are kept before anything runs
     return root, journal
 
 
-def _stored(
-    store: RunStore, run_id: str, key: bytes | None, loaded: Loaded | None
+async def _stored(
+    store: AsyncRunStore, run_id: str, key: bytes | None, loaded: Loaded | None
 ) -> tuple[RunRecord, _Rebuilt]:
     """The run's row and its continuation as the store holds them now: the one `loaded`
     kept when the run is still at its version, else rebuilt from a fresh read."""
     kept = loaded.take(run_id) if loaded is not None else None
     if kept is not None:
-        run = store.get_run(run_id)
+        run = await store.get_run(run_id)
         if run.version == kept.version:
             return run, kept
-    run, events = store.snapshot(run_id)
+    run, events = await store.snapshot(run_id)
     return run, _Rebuilt(run.version, rebuild(run, events, key=key).root, unsnapped(events))
 
 
@@ -243,8 +248,8 @@ def _resumable_failure(run: RunRecord) -> bool:
     return run.status == "failed" and run.nonce is not None
 
 
-def recover(
-    store: RunStore,
+async def recover(
+    store: AsyncRunStore,
     spec: Spec,
     run_id: str,
     key: bytes | None,
@@ -258,7 +263,7 @@ def recover(
 
     A run whose lease is live is refused (`LeaseHeldError`) unless `force`: its process
     seems alive. The store judges the lease again when it takes the run over."""
-    run, events = store.snapshot(run_id)
+    run, events = await store.snapshot(run_id)
     if run.status != "running":
         raise UsageError(
             f"run {run_id!r} is {run.status}; recover continues runs whose process died "
@@ -273,10 +278,10 @@ def recover(
             remaining=run.lease_expires - time.time(),
         )
     if not any(event.frame == "" for event in events):
-        _fail_unstarted(store, run, lease, force)
+        await _fail_unstarted(store, run, lease, force)
     continuation = rebuild(run, events, key=key, spec=spec)
     check(continuation)
-    version = store.take_over(run_id, run.version, lease=lease, force=force)
+    version = await store.take_over(run_id, run.version, lease=lease, force=force)
     root = continuation.root
     journal = Journal(
         store=store, run_id=run_id, version=version, lease=lease, unsnapped=unsnapped(events)
@@ -290,7 +295,7 @@ def _lease_live(run: RunRecord) -> bool:
     return run.lease_expires is not None and run.lease_expires > time.time()
 
 
-def _fail_unstarted(store: RunStore, run: RunRecord, lease: Lease, force: bool) -> None:
+async def _fail_unstarted(store: AsyncRunStore, run: RunRecord, lease: Lease, force: bool) -> None:
     """Mark failed a run with no checkpoint of its root frame, and say so (`RunError`).
 
     `start` writes a run and its first checkpoint at once, so only a callcc from before that
@@ -301,8 +306,8 @@ def _fail_unstarted(store: RunStore, run: RunRecord, lease: Lease, force: bool) 
         "prompt was stored (only a callcc older than this one leaves such runs), so it cannot "
         "be continued; it is marked failed: run it again with a new --run-id"
     )
-    version = store.take_over(run.run_id, run.version, lease=lease, force=force)
-    store.settle(run.run_id, version, status="failed", nonce=None, output=reason, pending=[])
+    version = await store.take_over(run.run_id, run.version, lease=lease, force=force)
+    await store.settle(run.run_id, version, status="failed", nonce=None, output=reason, pending=[])
     raise RunError(reason)
 
 

@@ -30,7 +30,7 @@ from engine.continuation import FORMAT, VERSION, Continuation
 from engine.errors import ContinuationError
 from engine.frames import Frame, assign_paths, call_fingerprint, walk
 from engine.spec.model import Spec
-from engine.store.base import Event, Lease, PendingRow, RunRecord, RunStatus, RunStore
+from engine.store.base import AsyncRunStore, Event, Lease, PendingRow, RunRecord, RunStatus
 
 SNAPSHOT_EVENTS = 64
 """A run that suspends (or fails) with at least this many events since its latest snapshot
@@ -42,8 +42,9 @@ none, so an approval cycle writes no more than before."""
 class Journal:
     """Writes one run's checkpoints; holds the version it expects the store to be at."""
 
-    store: RunStore
-    """Where the run is kept."""
+    store: AsyncRunStore
+    """Where the run is kept: the store's async face (`arun`), or the blocking store behind
+    the async protocol (`run`, see `engine.store._aio.Blocking`)."""
     run_id: str
     """The run."""
     version: int
@@ -64,13 +65,13 @@ class Journal:
             last = id(frame.messages[-1]) if frame.messages else 0
             self._messages[frame.path] = (len(frame.messages), last)
 
-    def checkpoint(self, frame: Frame) -> None:
+    async def checkpoint(self, frame: Frame) -> None:
         """Append what changed in `frame` since its last checkpoint (nothing if nothing did)."""
         delta = self.delta(frame)
         if delta is None:
             return
         events, state = delta
-        self.version = self.store.append(self.run_id, self.version, events, lease=self.lease)
+        self.version = await self.store.append(self.run_id, self.version, events, lease=self.lease)
         self.unsnapped += len(events)
         self.saved(frame, state)
 
@@ -131,12 +132,12 @@ class Journal:
         self._states[frame.path] = state
         self._ledgers[frame.path] = (frame, len(frame.ledger))
 
-    def checkpoint_all(self, root: Frame) -> None:
+    async def checkpoint_all(self, root: Frame) -> None:
         """Checkpoint every frame of the stack (after a claim: persists the decisions)."""
         for _, frame in walk(root):
-            self.checkpoint(frame)
+            await self.checkpoint(frame)
 
-    def settle(
+    async def settle(
         self,
         *,
         status: RunStatus,
@@ -163,7 +164,7 @@ class Journal:
         snapshot = None
         if continuation is not None and self.unsnapped >= SNAPSHOT_EVENTS:
             snapshot = snapshot_event(continuation.frames()[0][1])
-        self.version = self.store.settle(
+        self.version = await self.store.settle(
             self.run_id,
             self.version,
             status=status,

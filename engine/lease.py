@@ -2,9 +2,11 @@
 
 A process that drives a stored run holds its lease (`engine.store.base.Lease`): taken when the
 run starts, is claimed for a resume or is recovered, renewed with every checkpoint, and renewed
-by `heartbeat` every third of the lease while no checkpoint comes (a tool or a model call that
-takes long). A run whose lease is live is refused to `recover` (`LeaseHeldError`); once its
-process died the lease runs out and the run can be taken over.
+by a heartbeat every third of the lease while no checkpoint comes (a tool or a model call that
+takes long): `heartbeat`, one thread per process renewing through the blocking store, for the
+sync API; `aheartbeat`, an asyncio task per drive renewing through the store's async face, for
+`arun` / `aresume` / `arecover`. A run whose lease is live is refused to `recover`
+(`LeaseHeldError`); once its process died the lease runs out and the run can be taken over.
 
 The lease lasts `CALLCC_LEASE_SECONDS` (default 30 s) unless `Runtime(lease_seconds=...)` says
 otherwise: long enough that a busy machine never misses a renewal, short enough that a dead
@@ -13,6 +15,7 @@ run is recovered soon after.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -20,11 +23,11 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 
 from engine.errors import UsageError
-from engine.store.base import Lease, RunStore
+from engine.store.base import AsyncRunStore, Lease, RunStore
 
 LEASE_ENV = "CALLCC_LEASE_SECONDS"
 DEFAULT_LEASE_SECONDS = 30.0
@@ -122,18 +125,26 @@ class _Heartbeat:
             try:
                 held = store.renew(run_id, lease)
             except Exception as exc:  # a store hiccup: the next beat tries again
-                log.warning("run %s: could not renew its lease: %s", run_id, exc)
+                _not_renewed(run_id, exc)
                 continue
             if not held:
                 with self._cond:
                     lost = self._due.pop(key, None) is not None
                     self._beats.pop(key, None)
                 if lost:
-                    log.warning(
-                        "run %s: another process took the run over (recover --force); this "
-                        "process fails at its next checkpoint",
-                        run_id,
-                    )
+                    _taken_over(run_id)
+
+
+def _not_renewed(run_id: str, exc: Exception) -> None:
+    log.warning("run %s: could not renew its lease: %s", run_id, exc)
+
+
+def _taken_over(run_id: str) -> None:
+    log.warning(
+        "run %s: another process took the run over (recover --force); this process fails at"
+        " its next checkpoint",
+        run_id,
+    )
 
 
 _HEARTBEAT = _Heartbeat()
@@ -150,3 +161,28 @@ os.register_at_fork(after_in_child=_after_fork)
 def heartbeat(store: RunStore, run_id: str, lease: Lease) -> AbstractContextManager[None]:
     """Keep renewing `lease` on `run_id` while the `with` block runs (a drive in progress)."""
     return _HEARTBEAT.beating(store, run_id, lease)
+
+
+@asynccontextmanager
+async def aheartbeat(store: AsyncRunStore, run_id: str, lease: Lease) -> AsyncIterator[None]:
+    """Keep renewing `lease` on `run_id` while the `async with` block runs: a task on the
+    running event loop, renewing through `store` every `lease.seconds / 3`."""
+    task = asyncio.create_task(_abeat(store, run_id, lease), name=f"callcc-lease-{run_id}")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.wait((task,))  # never raises the task's error, passes a cancel of ours on
+
+
+async def _abeat(store: AsyncRunStore, run_id: str, lease: Lease) -> None:
+    while True:
+        await asyncio.sleep(lease.seconds / 3)
+        try:
+            held = await store.renew(run_id, lease)
+        except Exception as exc:  # a store hiccup: the next beat tries again
+            _not_renewed(run_id, exc)
+            continue
+        if not held:
+            _taken_over(run_id)
+            return

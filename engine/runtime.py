@@ -1,10 +1,13 @@
 """The public entry: `Runtime(spec).run(prompt)` and `.resume(continuation)`.
 
 Async at the core (`arun`, `aresume`); the sync methods drive the same coroutines on an event
-loop the runtime keeps, so they add no logic of their own. Before a resume executes anything,
-the whole document is checked against the spec: every agent and tool it names exists, every
-decision is allowed and matches the fingerprint of the entry it answers, every edit fits the
-tool's parameters. A document that fails any check is refused whole; nothing runs.
+loop the runtime keeps, so they add no logic of their own. With a store, the async methods
+await the store's async face (`store.aio`: they never block their event loop on it) while the
+sync ones call the blocking store in place (no event-loop round trip per checkpoint). Before
+a resume executes anything, the whole document is checked against the spec: every agent and
+tool it names exists, every decision is allowed and matches the fingerprint of the entry it
+answers, every edit fits the tool's parameters. A document that fails any check is refused
+whole; nothing runs.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from engine.models.scripted import ScriptedModel
 from engine.signing import keys_from_env, normalize_keys
 from engine.spec.model import Spec
 from engine.store import RunStore, open_store
-from engine.store.base import Lease
+from engine.store._aio import Blocking, async_face
+from engine.store.base import AsyncRunStore, Lease
 from engine.tooling import RunContext
 
 log = logging.getLogger("callcc")
@@ -145,6 +149,10 @@ class Runtime:
         self._loaded = durable.Loaded()
         """Runs `load_run` rebuilt lately, so resuming one does not read it again."""
         self._owns_store = isinstance(store, str)
+        self._blocking: AsyncRunStore | None = Blocking(self.store) if self.store else None
+        """The blocking store behind the async protocol, for the sync API."""
+        self._aio: AsyncRunStore | None = async_face(self.store) if self.store else None
+        """The store's async face, for the async API."""
         self._local = threading.local()
         self._loops: list[asyncio.AbstractEventLoop] = []
         self._finalizer = weakref.finalize(self, _close_all, self._loops)
@@ -155,23 +163,32 @@ class Runtime:
         self, prompt: str, *, agent: str | None = None, run_id: str | None = None
     ) -> Outcome:
         """Start a run of `agent` (the entrypoint by default) on `prompt`."""
+        return await self._start(prompt, agent, run_id, blocking=False)
+
+    async def _start(
+        self, prompt: str, agent: str | None, run_id: str | None, *, blocking: bool
+    ) -> Outcome:
         name = agent or self.spec.entrypoint
         if name not in self.spec.agents:
             known = ", ".join(sorted(self.spec.agents))
             raise UsageError(f"unknown agent {name!r}; agents of {self.spec.name}: {known}")
         root = Frame(agent=name, messages=[{"role": "user", "content": prompt}])
         run_id = run_id or uuid.uuid4().hex
+        store = self._face(blocking)
         journal = (
-            durable.start(self.store, self.spec, root, run_id, self._lease())
-            if self.store
-            else None
+            await durable.start(store, self.spec, root, run_id, self._lease()) if store else None
         )
-        return await self._drive(root, run_id, journal)
+        return await self._drive(root, run_id, journal, blocking)
 
     async def aresume(
         self, continuation: Continuation, *, allow_spec_change: bool = False
     ) -> Outcome:
         """Apply the decisions recorded in `continuation` and carry on."""
+        return await self._resume(continuation, allow_spec_change, blocking=False)
+
+    async def _resume(
+        self, continuation: Continuation, allow_spec_change: bool, *, blocking: bool
+    ) -> Outcome:
         self.check(continuation, allow_spec_change=allow_spec_change)
         if not continuation.frames()[0][1].pending:
             raise ContinuationError(
@@ -186,17 +203,18 @@ class Runtime:
                 "resume returned",
                 pointer="/nonce",
             )
-        if self.store is None:
+        store = self._face(blocking)
+        if store is None:
             self._consumed[continuation.nonce] = None
             if len(self._consumed) > REMEMBERED_NONCES:
                 del self._consumed[next(iter(self._consumed))]
-            return await self._drive(continuation.root, continuation.run_id, None)
-        root, journal = durable.claim(  # refuses replays
-            self.store, continuation, self._key, self._lease(), self._loaded
+            return await self._drive(continuation.root, continuation.run_id, None, blocking)
+        root, journal = await durable.claim(  # refuses replays
+            store, continuation, self._key, self._lease(), self._loaded
         )
         if continuation.spec_digest != self.spec.digest:  # a changed spec it goes on with;
-            durable.keep_spec(self.store, self.spec)  # the one it started with is kept already
-        return await self._drive(root, continuation.run_id, journal)
+            await durable.keep_spec(store, self.spec)  # the one it started with is kept already
+        return await self._drive(root, continuation.run_id, journal, blocking)
 
     async def arecover(
         self, run_id: str, *, allow_spec_change: bool = False, force: bool = False
@@ -208,8 +226,15 @@ class Runtime:
         The run must have started with this spec (`allow_spec_change` as for resume). A run
         whose lease is live is refused with `LeaseHeldError` (its process seems alive) unless
         `force`; a run that had answered already finishes with that answer."""
-        store = self._require_store()
-        root, journal = durable.recover(
+        return await self._recover(run_id, allow_spec_change, force, blocking=False)
+
+    async def _recover(
+        self, run_id: str, allow_spec_change: bool, force: bool, *, blocking: bool
+    ) -> Outcome:
+        self._require_store()
+        store = self._face(blocking)
+        assert store is not None
+        root, journal = await durable.recover(
             store,
             self.spec,
             run_id,
@@ -218,8 +243,8 @@ class Runtime:
             lease=self._lease(),
             force=force,
         )
-        durable.keep_spec(store, self.spec)
-        return await self._drive(root, run_id, journal)
+        await durable.keep_spec(store, self.spec)
+        return await self._drive(root, run_id, journal, blocking)
 
     def load(self, text: str | bytes) -> Continuation:
         """Parse a document, verifying its signature with this runtime's keys (if any)."""
@@ -237,22 +262,35 @@ class Runtime:
         """A fresh lease for one drive of a stored run."""
         return Lease(owner=lease.new_owner(), seconds=self.lease_seconds)
 
+    def _face(self, blocking: bool) -> AsyncRunStore | None:
+        """The store as the drive awaits it: called in place (sync API) or its async face."""
+        return self._blocking if blocking else self._aio
+
     def _require_store(self) -> RunStore:
         if self.store is None:
             raise UsageError("this needs a run store: Runtime(spec, store=URL) or --store URL")
         return self.store
 
-    async def _drive(self, root: Frame, run_id: str, journal: Journal | None) -> Outcome:
+    async def _drive(
+        self, root: Frame, run_id: str, journal: Journal | None, blocking: bool
+    ) -> Outcome:
         assign_paths(root)
-        ctx = RunContext(program=self.program, run_id=run_id, journal=journal)
-        if journal is not None and journal.lease is not None:
-            with lease.heartbeat(journal.store, run_id, journal.lease):
+        leased = journal is not None and journal.lease is not None
+        ctx = RunContext(
+            program=self.program, run_id=run_id, journal=journal, off_loop=leased and not blocking
+        )
+        if journal is not None and journal.lease is not None and blocking:
+            assert self.store is not None  # a thread renews through the blocking store
+            with lease.heartbeat(self.store, run_id, journal.lease):
+                result = await drive(root, ctx)
+        elif journal is not None and journal.lease is not None:
+            async with lease.aheartbeat(journal.store, run_id, journal.lease):  # a task
                 result = await drive(root, ctx)
         else:
             result = await drive(root, ctx)
         outcome = self._outcome(result, root, run_id)
         if journal is not None:
-            journal.settle(
+            await journal.settle(
                 status=outcome.kind,
                 continuation=None
                 if isinstance(outcome, Finished | Stopped)
@@ -292,11 +330,11 @@ class Runtime:
 
     def run(self, prompt: str, *, agent: str | None = None, run_id: str | None = None) -> Outcome:
         """`arun`, for code that is not async."""
-        return self._sync(self.arun(prompt, agent=agent, run_id=run_id))
+        return self._sync(self._start(prompt, agent, run_id, blocking=True))
 
     def resume(self, continuation: Continuation, *, allow_spec_change: bool = False) -> Outcome:
         """`aresume`, for code that is not async."""
-        return self._sync(self.aresume(continuation, allow_spec_change=allow_spec_change))
+        return self._sync(self._resume(continuation, allow_spec_change, blocking=True))
 
     def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
         try:
@@ -321,14 +359,25 @@ class Runtime:
         self, run_id: str, *, allow_spec_change: bool = False, force: bool = False
     ) -> Outcome:
         """`arecover`, for code that is not async."""
-        return self._sync(self.arecover(run_id, allow_spec_change=allow_spec_change, force=force))
+        return self._sync(self._recover(run_id, allow_spec_change, force, blocking=True))
 
     async def aclose(self) -> None:
-        """Close the model clients' connections (the async counterpart of `close`)."""
+        """Close the model clients' connections and, when this runtime opened the store
+        from a URL, its async face's (the async counterpart of `close`: await it before the
+        event loop that ran `arun` ends)."""
         for model in {id(a.model): a.model for a in self.program.agents.values()}.values():
             closer = getattr(model, "aclose", None)
             if closer is not None:
                 await closer()
+        if self._owns_store and self._aio is not None:
+            await self._aio.aclose()
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+        self.close()
 
     def close(self) -> None:
         """Close model connections, the event loops the sync API opened, and the store if

@@ -46,6 +46,9 @@ class RunContext:
     """Where checkpoints go when the run is kept in a store."""
     observers: Observers = field(default_factory=Observers)
     """Who receives the run's events (`emit`)."""
+    off_loop: bool = False
+    """Run every sync tool on a worker thread, a lone one too (an async drive of a stored run:
+    a task renews its lease, which a tool holding the event loop would starve)."""
 
     def emit(self, event: RunEvent) -> None:
         """Hand an event to the run's observers."""
@@ -55,7 +58,7 @@ class RunContext:
     async def checkpoint(self, frame: Frame) -> None:
         """Keep `frame` in the run store, when the run is kept in one."""
         if self.journal is not None:
-            self.journal.checkpoint(frame)
+            await self.journal.checkpoint(frame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,7 +363,7 @@ async def _python(
     try:
         if tool.is_async:
             value = await asyncio.wait_for(tool.func(**kwargs), timeout)
-        elif inline and timeout is None:
+        elif inline and timeout is None and not ctx.off_loop:
             value = tool.func(**kwargs)
         else:
             value = await asyncio.wait_for(asyncio.to_thread(tool.func, **kwargs), timeout)

@@ -34,7 +34,7 @@ def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # The run store fixtures (`store_url` over both backends, `store`) for every test module.
-from store_fixtures import store, store_url  # noqa: E402, F401
+from store_fixtures import faced_store, store, store_url  # noqa: E402, F401
 
 
 @pytest.fixture(autouse=True)

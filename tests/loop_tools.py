@@ -72,3 +72,33 @@ def slow(key: str) -> str:
             while gate.exists() and time.monotonic() < deadline:
                 time.sleep(0.02)
     return f"slow {key} done"
+
+
+SEEN: list[tuple[str, str]] = []
+"""(tool, idempotency key) of every call of the async tools below, in the order they ran."""
+ACTIVE = {"now": 0, "peak": 0}
+"""How many calls of the async tools are under way at once, and the most there ever were."""
+
+
+async def fetch(key: str, ctx: ToolContext) -> str:
+    """An async lookup that yields to the event loop (so concurrent runs interleave)."""
+    return await _awaited("fetch", key, ctx)
+
+
+async def pay(to: str, amount: int, ctx: ToolContext) -> str:
+    """An async side effect worth approving; counted by its idempotency key."""
+    return await _awaited("pay", f"{to}:{amount}", ctx)
+
+
+async def _awaited(name: str, what: str, ctx: ToolContext) -> str:
+    import asyncio
+
+    ACTIVE["now"] += 1
+    ACTIVE["peak"] = max(ACTIVE["peak"], ACTIVE["now"])
+    try:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        SEEN.append((name, ctx.idempotency_key))
+        return f"{name} {what}"
+    finally:
+        ACTIVE["now"] -= 1

@@ -12,6 +12,7 @@ by module name.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import sqlite3
@@ -30,6 +31,8 @@ from engine.store import RunStore, open_store
 POSTGRES_ENV = "CALLCC_TEST_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 BACKENDS = ("sqlite", "postgresql")
+FACES = ("sync", "async")
+"""The two faces of every store: its blocking methods and `store.aio`, awaited."""
 
 _reachable: dict[str, str | None] = {}
 
@@ -101,6 +104,45 @@ def store(store_url: str) -> Iterator[RunStore]:
         yield opened
     finally:
         opened.close()
+
+
+class Awaited:
+    """A store's async face driven from blocking test code: every call runs the coroutine to
+    its end on one event loop of its own, so one contract test checks both faces."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self.url = store.url
+        self._loop = asyncio.new_event_loop()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.store.aio, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._loop.run_until_complete(method(*args, **kwargs))
+
+        return call
+
+    def close(self) -> None:
+        """Close the face (its pool or thread), its loop, then the store."""
+        try:
+            self._loop.run_until_complete(self.store.aio.aclose())
+        finally:
+            self._loop.close()
+            self.store.close()
+
+
+@pytest.fixture(params=FACES)
+def faced_store(request: pytest.FixtureRequest, store_url: str) -> Iterator[RunStore]:
+    """An open store at `store_url`, seen through each face: its blocking methods, then its
+    async face (`Awaited`); closed afterwards. A module that names it `store` runs every test
+    against both faces of both backends."""
+    opened = open_store(store_url)
+    faced: Any = opened if request.param == "sync" else Awaited(opened)
+    try:
+        yield faced
+    finally:
+        faced.close()
 
 
 def lay_out_version_1(store_url: str, *rows: str) -> None:

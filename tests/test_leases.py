@@ -8,16 +8,17 @@ killed and its lease ran out.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from store_fixtures import lay_out_version_1, query
+from store_fixtures import FACES, lay_out_version_1, query
 
 from engine import Runtime, load_spec
 from engine.cli import main
@@ -45,6 +46,20 @@ def new_run(run_id: str) -> RunRecord:
         created_at=now,
         updated_at=now,
     )
+
+
+@pytest.fixture
+def store(faced_store: RunStore) -> RunStore:
+    """Each backend through each face (the lease contract holds for both)."""
+    return faced_store
+
+
+@pytest.fixture
+def blocking_store(store_url: str) -> Iterator[RunStore]:
+    """Each backend's blocking face only."""
+    opened = open_store(store_url)
+    yield opened
+    opened.close()
 
 
 FIRST = Event(frame="", kind="messages", data={"messages": [{"role": "user", "content": "go"}]})
@@ -193,16 +208,26 @@ def write_spec(folder: Path) -> Path:
     return path
 
 
-def hold_in_a_slow_tool(spec: Path, url: str, run_id: str, block: Path) -> int:
-    """Fork a child that runs `run_id` and blocks inside its tool until `block` goes."""
+def hold_in_a_slow_tool(spec: Path, url: str, run_id: str, block: Path, face: str) -> int:
+    """Fork a child that runs `run_id` and blocks inside its tool until `block` goes: with
+    `run` (face "sync": a thread renews the lease) or `arun` ("async": a task does)."""
     block.write_text("card")
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         code = 70
         try:
             os.environ["CALLCC_TEST_BLOCK"] = str(block)
-            with Runtime(load_spec(spec), store=url, lease_seconds=HOLDER_LEASE_SECONDS) as runtime:
-                runtime.run("go", run_id=run_id)
+            runtime = Runtime(load_spec(spec), store=url, lease_seconds=HOLDER_LEASE_SECONDS)
+            if face == "sync":
+                with runtime:
+                    runtime.run("go", run_id=run_id)
+            else:
+
+                async def drive() -> None:
+                    async with runtime:
+                        await runtime.arun("go", run_id=run_id)
+
+                asyncio.run(drive())
             code = 0
         finally:
             os._exit(code)
@@ -215,11 +240,13 @@ def cli(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+@pytest.mark.parametrize("face", FACES)
 def test_recover_refuses_a_run_whose_process_is_alive_and_takes_it_once_it_died(
-    store: RunStore, store_url: str, tmp_path: Path
+    blocking_store: RunStore, store_url: str, tmp_path: Path, face: str
 ) -> None:
+    store = blocking_store  # the child's face is the one under test
     spec, block = write_spec(tmp_path), tmp_path / "block"
-    pid = hold_in_a_slow_tool(spec, store_url, "held", block)
+    pid = hold_in_a_slow_tool(spec, store_url, "held", block, face)
     try:
         wait_until(Path(f"{block}.started").exists, "the child is inside the tool")
         inside = store.get_run("held")

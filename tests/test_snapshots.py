@@ -9,6 +9,7 @@ the one a replay of every event gives; a store written before snapshots existed 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from engine.frames import Frame
 from engine.journal import SNAPSHOT_EVENTS, Journal, rebuild, replay
 from engine.spec.model import Limits
 from engine.store import Event, RunRecord, RunStore, open_store
+from engine.store._aio import Blocking
 from engine.store.sqlite import MIGRATIONS
 
 LONG = SNAPSHOT_EVENTS  # turns: each writes at least one event, so a long run passes the mark
@@ -222,7 +224,7 @@ def test_a_checkpoint_writes_the_whole_state_though_it_reads_only_what_changed(
     try:
         started(store, "ledger")
         frame = Frame(agent="clerk", messages=[{"role": "user", "content": "go"}])
-        journal = Journal(store=store, run_id="ledger", version=0)
+        journal = Journal(store=Blocking(store), run_id="ledger", version=0)
         serial = 0
         for step in steps:
             calls_now = frame.in_flight()
@@ -246,7 +248,14 @@ def test_a_checkpoint_writes_the_whole_state_though_it_reads_only_what_changed(
                     )
                     if frame.ledger[c["id"]] in ("running", "pending"):
                         frame.ledger[c["id"]] = "done"
-            journal.checkpoint(frame)
+            asyncio.run(journal.checkpoint(frame))
             assert replay(store.events("ledger"))[""]["state"] == frame_state_data(frame)
     finally:
         store.close()
+
+
+def test_a_deleted_run_takes_its_snapshot_with_it(store: RunStore, store_url: str) -> None:
+    suspend_long(store, "gone")
+    suspend_long(store, "kept")
+    assert store.delete("gone")
+    assert [run_id for (run_id,) in query(store_url, "SELECT run_id FROM snapshots")] == ["kept"]

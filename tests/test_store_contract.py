@@ -1,11 +1,14 @@
-"""The RunStore contract, run against every backend (SQLite file, PostgreSQL schema).
+"""The RunStore contract, run against every backend (SQLite file, PostgreSQL schema) and both
+faces of each (the blocking methods and the async face, `store.aio`).
 
 Every test takes the `store` / `store_url` fixtures from `store_fixtures.py`, parametrized over
-both backends; PostgreSQL skips without a server on a user's machine and fails under CI=true.
+both backends (`store` here is `faced_store`: over both faces too); PostgreSQL skips without a
+server on a user's machine and fails under CI=true.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -22,7 +25,7 @@ from store_fixtures import (
 )
 
 from engine.errors import ConflictError, UsageError
-from engine.store import Event, PendingRow, RunRecord, RunStore, open_store
+from engine.store import Event, PendingRow, RunRecord, RunStore, SpecRow, open_store
 from engine.store._sql import mask_url
 from engine.store.sqlite import MIGRATIONS
 
@@ -30,6 +33,12 @@ SCHEMA_VERSIONS = list(range(1, len(MIGRATIONS) + 1))
 """Every migration this callcc knows (both backends number theirs alike)."""
 
 T0 = 1_700_000_000.0
+
+
+@pytest.fixture
+def store(faced_store: RunStore) -> RunStore:
+    """Each backend through each face."""
+    return faced_store
 
 
 def new_run(run_id: str = "run-1", *, at: float = T0, **changes: Any) -> RunRecord:
@@ -536,3 +545,86 @@ def test_postgres_schema_parameter_isolates_stores() -> None:
         for opened, name in zip(stores, names, strict=True):
             opened.close()
             drop_schema(server, name)
+
+
+# -- retention -----------------------------------------------------------------------------------
+
+
+def test_delete_removes_a_run_and_every_row_of_it_and_nothing_else(
+    store: RunStore, store_url: str
+) -> None:
+    suspended(store, "run-1", "n1")
+    version = store.claim("run-1", "n1")
+    version = store.append("run-1", version, [messages(0, "a")])
+    store.settle(
+        "run-1",
+        version,
+        status="suspended",
+        nonce="n2",
+        output=None,
+        pending=[pending_row("run-1", "call_2", T0)],
+    )
+    suspended(store, "run-2", "m1")
+    store.append("run-2", 1, [messages(0, "b")])
+    assert store.delete("run-1") is True
+    with pytest.raises(UsageError, match="no run 'run-1'"):
+        store.get_run("run-1")
+    assert store.events("run-1") == []
+    assert [p.run_id for p in store.pending()] == ["run-2"]
+    assert query(store_url, "SELECT run_id FROM consumed_nonces") == []
+    assert store.events("run-2") == [messages(0, "b")]
+    assert store.delete("run-1") is False  # nothing left to delete
+    with pytest.raises(UsageError, match="no run 'run-1'"):  # its continuation resumes nothing
+        store.claim("run-1", "n2")
+
+
+def aged(store: RunStore, store_url: str, run_id: str, status: Any, age: float) -> None:
+    """A run of `status` last updated `age` seconds ago, with one event."""
+    store.create_run(new_run(run_id))
+    version = store.append(run_id, 0, [messages(0, run_id)])
+    nonce = f"n-{run_id}" if status == "suspended" else None
+    store.settle(run_id, version, status=status, nonce=nonce, output=None, pending=[])
+    query(store_url, "UPDATE runs SET updated_at = ? WHERE id = ?", (time.time() - age, run_id))
+
+
+def test_prune_deletes_old_runs_of_the_statuses_named_oldest_first_and_keeps_the_rest(
+    store: RunStore, store_url: str
+) -> None:
+    day = 86_400.0
+    for run_id, status, age in (
+        ("old-finished", "finished", 40 * day),
+        ("old-failed", "failed", 35 * day),
+        ("old-stopped", "stopped", 50 * day),
+        ("old-suspended", "suspended", 60 * day),
+        ("old-running", "running", 60 * day),
+        ("new-finished", "finished", 1 * day),
+    ):
+        aged(store, store_url, run_id, status, age)
+    spec = SpecRow(digest="sha256:aaa", name="hr", path="/x.yaml", text="t", instructions={},
+                   created_at=T0)  # fmt: skip
+    store.put_spec(spec)
+    everything = sorted(r.run_id for r in store.list_runs())
+
+    dry = store.prune(status=["finished", "failed"], older_than=30 * day, dry_run=True)
+    assert dry == ["old-finished", "old-failed"]  # least recently updated first
+    assert sorted(r.run_id for r in store.list_runs()) == everything
+    assert store.prune(status=["finished", "failed"], older_than=30 * day) == dry
+    assert sorted(r.run_id for r in store.list_runs()) == [
+        "new-finished", "old-running", "old-stopped", "old-suspended"
+    ]  # fmt: skip
+    assert store.events("old-finished") == []
+    assert store.events("new-finished") == [messages(0, "new-finished")]
+    assert store.prune(status="finished", older_than=30 * day) == []
+    assert store.get_spec("sha256:aaa") == spec  # kept specs stay
+
+    for guarded in ("suspended", "running"):
+        with pytest.raises(UsageError, match=f"a {guarded} run may still go on"):
+            store.prune(status=["stopped", guarded], older_than=0)  # type: ignore[list-item]
+    assert store.get_run("old-stopped").status == "stopped"  # the refusal deleted nothing
+    pruned = store.prune(status=["suspended", "running"], older_than=30 * day,
+                         include_suspended=True)  # fmt: skip
+    assert sorted(pruned) == ["old-running", "old-suspended"]
+    with pytest.raises(UsageError, match="unknown run status 'old'"):
+        store.prune(status="old", older_than=0)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="at least one status"):
+        store.prune(status=[], older_than=0)

@@ -1,4 +1,4 @@
-"""`callcc runs list|show|pending` and `callcc recover`: the run store from the shell."""
+"""`callcc runs list|show|pending|prune` and `callcc recover`: the run store from the shell."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from engine.render import inspect_text
 from engine.runtime import Runtime
 from engine.spec import load_spec
 from engine.store import RUN_STATUSES, STORE_ENV, RunRecord, RunStore, open_store
+from engine.store.base import PRUNE_GUARDED
 
 
 def register(sub: Any) -> None:
@@ -48,6 +49,38 @@ def register(sub: Any) -> None:
     pending.add_argument("--limit", type=_limit, default=100, help="at most this many (100)")
     _store_options(pending)
     pending.set_defaults(handler=pending_command)
+    prune = actions.add_parser(
+        "prune",
+        help="delete old runs of some statuses",
+        description="Delete the runs of the given statuses that were not updated for a while, "
+        "with their checkpoints and pending decisions. A suspended or running run is never "
+        "deleted unless --include-suspended (a suspended run still waits for a decision). "
+        "The specs kept in the store stay (one small row per spec, which other runs and "
+        "processes count on). Exit 0 (also when nothing was old enough), 2 on bad input.",
+    )
+    prune.add_argument(
+        "--status",
+        action="append",
+        required=True,
+        choices=RUN_STATUSES,
+        help="prune runs with this status (repeatable: --status finished --status failed)",
+    )
+    prune.add_argument(
+        "--older-than",
+        type=_age,
+        required=True,
+        metavar="AGE",
+        help="only runs not updated for this long: a number with s, m, h or d (30d, 12h); "
+        "a bare number is seconds",
+    )
+    prune.add_argument(
+        "--include-suspended",
+        action="store_true",
+        help="allow --status suspended and --status running (their decisions are lost)",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="list what would go, delete none")
+    _store_options(prune)
+    prune.set_defaults(handler=prune_command)
 
     recover = sub.add_parser(
         "recover",
@@ -168,6 +201,42 @@ def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
     return EXIT_OK
 
 
+def prune_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """`callcc runs prune`."""
+    statuses = list(dict.fromkeys(args.status))
+    guarded = [s for s in statuses if s in PRUNE_GUARDED]
+    if guarded and not args.include_suspended:
+        raise UsageError(
+            f"--status {guarded[0]}: a {guarded[0]} run may still go on, so prune keeps it;"
+            " add --include-suspended to delete such runs too"
+        )
+    store = _open(args)
+    try:
+        ids = store.prune(
+            status=statuses,
+            older_than=args.older_than,
+            include_suspended=args.include_suspended,
+            dry_run=args.dry_run,
+        )
+    finally:
+        store.close()
+    if args.format == "json":
+        data = {"dry_run": args.dry_run, "count": len(ids), "runs": ids}
+        json.dump(data, stdout, indent=2, ensure_ascii=False)
+        stdout.write("\n")
+        return EXIT_OK
+    which = " or ".join(statuses)
+    if not ids:
+        age = _age_text(args.older_than)
+        stdout.write(f"nothing to prune: no {which} run was last updated over {age} ago\n")
+        return EXIT_OK
+    verb = "would prune" if args.dry_run else "pruned"
+    stdout.write(f"{verb} {len(ids)} {which} run{'s' if len(ids) != 1 else ''}:\n")
+    for run_id in ids:
+        stdout.write(f"  {run_id}\n")
+    return EXIT_OK
+
+
 def recover_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`callcc recover RUN_ID` / `callcc recover --all`."""
     store = _open(args)
@@ -257,3 +326,29 @@ def _limit(text: str) -> int:
     if not 1 <= value <= 1_000_000:
         raise argparse.ArgumentTypeError(f"{value} is not between 1 and 1000000")
     return value
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
+
+
+def _age(text: str) -> float:
+    """`--older-than`: `30d`, `12h`, `90m`, `45s` or a bare number of seconds, 0 or more."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1e12:  # NaN fails this too
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an age: write a number of days, hours, minutes or seconds"
+            " (30d, 12h, 90m, 45s)"
+        )
+    return value * _UNITS[unit]
+
+
+def _age_text(seconds: float) -> str:
+    """`seconds` in the largest unit that divides it (`2592000` -> `30d`)."""
+    for unit, size in sorted(_UNITS.items(), key=lambda item: -item[1]):
+        if seconds and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"

@@ -13,7 +13,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from engine._canonical import LONE_SURROGATE
 from engine._json import escape_surrogates
 from engine.errors import ConflictError, LeaseHeldError, UsageError
-from engine.store.base import RUN_STATUSES, Event, PendingRow, RunRecord, RunStatus, SpecRow
+from engine.store._plan import Plan, Query
+from engine.store.base import (
+    PRUNE_GUARDED,
+    RUN_STATUSES,
+    Event,
+    PendingRow,
+    RunRecord,
+    RunStatus,
+    SpecRow,
+)
 
 RUN_COLUMNS = (
     "id, spec_name, spec_digest, spec_path, agent, status, version, nonce, output,"
@@ -307,3 +316,57 @@ def pending_params(run_id: str, pending: Sequence[PendingRow]) -> list[tuple[Any
             )
         )
     return rows
+
+
+# -- retention (one plan for both backends; `mark` is the driver's placeholder) ---------------
+
+RUN_TABLES = ("events", "pending", "consumed_nonces", "snapshots")
+"""The tables whose rows belong to a run (by `run_id`), deleted with it."""
+
+
+def delete_plan(mark: str, run_id: str) -> Plan[bool]:
+    """Delete a run and every row that belongs to it; whether there was such a run."""
+    check_id(run_id)
+    for table in RUN_TABLES:
+        yield Query(f"DELETE FROM {table} WHERE run_id = {mark}", (run_id,))
+    done = yield Query(f"DELETE FROM runs WHERE id = {mark}", (run_id,))
+    return done.rowcount == 1
+
+
+def prune_statuses(
+    status: RunStatus | Sequence[RunStatus], include_suspended: bool
+) -> tuple[RunStatus, ...]:
+    """The statuses to prune, checked: known ones, at least one, and no running or
+    suspended one unless `include_suspended`."""
+    statuses: tuple[RunStatus, ...] = (status,) if isinstance(status, str) else tuple(status)
+    if not statuses:
+        raise UsageError("prune needs at least one status: finished, failed or stopped")
+    for one in statuses:
+        check_status(one)
+    guarded = [s for s in statuses if s in PRUNE_GUARDED]
+    if guarded and not include_suspended:
+        raise UsageError(
+            f"a {guarded[0]} run may still go on, so prune keeps {guarded[0]} runs unless"
+            " told otherwise: pass include_suspended=True (--include-suspended)"
+        )
+    return statuses
+
+
+def prune_plan(
+    mark: str, statuses: Sequence[RunStatus], older_than: float, *, now: float, dry_run: bool
+) -> Plan[list[str]]:
+    """The runs of `statuses` not updated since `now - older_than`, least recently updated
+    first, deleted with their rows (unless `dry_run`) in the same transaction."""
+    if not older_than >= 0:
+        raise UsageError(f"older_than must be a number of seconds, 0 or more (got {older_than})")
+    gone = f"status IN ({', '.join([mark] * len(statuses))}) AND updated_at < {mark}"
+    params = (*statuses, now - older_than)
+    found = yield Query(f"SELECT id FROM runs WHERE {gone} ORDER BY updated_at, id", params)
+    runs = [row[0] for row in found.rows]
+    if not dry_run and runs:
+        for table in RUN_TABLES:
+            yield Query(
+                f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM runs WHERE {gone})", params
+            )
+        yield Query(f"DELETE FROM runs WHERE {gone}", params)
+    return runs

@@ -29,6 +29,15 @@ A store that cannot be used (locked, read-only, its disk full, its server gone f
 `StoreError`, never a driver's exception. Text is kept exactly: a NUL or a lone surrogate in a
 message, a result or an output is data (event payloads are JSON, which escapes both; text
 columns go through `_sql.encode_text`).
+
+Every store has two faces on one URL: the blocking `RunStore` methods (the CLI, scripts, the
+sync `Runtime.run`) and `store.aio`, an `AsyncRunStore` whose methods are the same operations,
+awaited (`Runtime.arun`): PostgreSQL on a small pool of asyncio connections, SQLite on one
+worker thread per store. Both keep the contract below alike.
+
+Retention: `delete` removes one run, `prune` the runs of some statuses not updated for a while
+(never a suspended or running one unless asked). Kept specs stay: one small row per digest,
+which a process that kept it earlier counts on when it starts another run with it.
 """
 
 from __future__ import annotations
@@ -114,6 +123,10 @@ class PendingRow:
     """approval, external, turn_limit, pause or error."""
     created_at: float
     """When the run suspended on it (seconds since the epoch)."""
+
+
+PRUNE_GUARDED: tuple[RunStatus, ...] = ("running", "suspended")
+"""Statuses `prune` refuses unless `include_suspended`: such a run may still go on."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -228,6 +241,132 @@ class RunStore(Protocol):
         """The spec kept under `digest`, or None."""
         ...
 
+    def delete(self, run_id: str) -> bool:
+        """Delete a run with its events, pending rows and consumed nonces, whatever its
+        status, in one transaction; False when the store holds no such run."""
+        ...
+
+    def prune(
+        self,
+        *,
+        status: RunStatus | Sequence[RunStatus],
+        older_than: float,
+        include_suspended: bool = False,
+        dry_run: bool = False,
+    ) -> list[str]:
+        """Delete the runs of `status` (one or several) not updated for `older_than` seconds,
+        with their rows, in one transaction; return their ids, least recently updated first.
+        A `running` or `suspended` status is refused (UsageError) unless
+        `include_suspended`. `dry_run` deletes nothing and returns what would go. Kept specs
+        stay (see the module doc)."""
+        ...
+
+    @property
+    def aio(self) -> AsyncRunStore:
+        """The same store, awaited: every method above as a coroutine."""
+        ...
+
     def close(self) -> None:
-        """Release connections."""
+        """Release connections (the async face's too, when its event loop allows)."""
+        ...
+
+
+class AsyncRunStore(Protocol):
+    """`RunStore`, awaited: the same operations and the same contract, for `Runtime.arun`,
+    `aresume` and `arecover`, which never block their event loop on the store."""
+
+    url: str
+    """As `RunStore.url`."""
+
+    async def create_run(self, run: RunRecord) -> None:
+        """As `RunStore.create_run`."""
+        ...
+
+    async def start_run(self, run: RunRecord, events: Sequence[Event], *, lease: Lease) -> int:
+        """As `RunStore.start_run`."""
+        ...
+
+    async def append(
+        self, run_id: str, version: int, events: Sequence[Event], *, lease: Lease | None = None
+    ) -> int:
+        """As `RunStore.append`."""
+        ...
+
+    async def settle(
+        self,
+        run_id: str,
+        version: int,
+        *,
+        status: RunStatus,
+        nonce: str | None,
+        output: str | None,
+        pending: Sequence[PendingRow],
+        spec_digest: str | None = None,
+        snapshot: Event | None = None,
+    ) -> int:
+        """As `RunStore.settle`."""
+        ...
+
+    async def claim(self, run_id: str, nonce: str, *, lease: Lease | None = None) -> int:
+        """As `RunStore.claim`."""
+        ...
+
+    async def take_over(
+        self, run_id: str, version: int, *, lease: Lease | None = None, force: bool = False
+    ) -> int:
+        """As `RunStore.take_over`."""
+        ...
+
+    async def renew(self, run_id: str, lease: Lease) -> bool:
+        """As `RunStore.renew`."""
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        """As `RunStore.get_run`."""
+        ...
+
+    async def events(self, run_id: str) -> list[Event]:
+        """As `RunStore.events`."""
+        ...
+
+    async def snapshot(self, run_id: str) -> tuple[RunRecord, list[Event]]:
+        """As `RunStore.snapshot`."""
+        ...
+
+    async def list_runs(
+        self, *, status: RunStatus | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        """As `RunStore.list_runs`."""
+        ...
+
+    async def pending(self, *, limit: int = 100) -> list[PendingRow]:
+        """As `RunStore.pending`."""
+        ...
+
+    async def put_spec(self, spec: SpecRow) -> None:
+        """As `RunStore.put_spec`."""
+        ...
+
+    async def get_spec(self, digest: str) -> SpecRow | None:
+        """As `RunStore.get_spec`."""
+        ...
+
+    async def delete(self, run_id: str) -> bool:
+        """As `RunStore.delete`."""
+        ...
+
+    async def prune(
+        self,
+        *,
+        status: RunStatus | Sequence[RunStatus],
+        older_than: float,
+        include_suspended: bool = False,
+        dry_run: bool = False,
+    ) -> list[str]:
+        """As `RunStore.prune`."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the async face's connections (call it before its event loop ends); it
+        opens them again when used after."""
         ...

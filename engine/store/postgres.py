@@ -20,6 +20,7 @@ becomes a `StoreError`.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,9 +29,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from engine.errors import StoreError, UsageError
-from engine.store import _sql
+from engine.store import _plan, _sql
+from engine.store._aio import AsyncFace
+from engine.store._plan import Operation, Plan, Query
 from engine.store._sql import (
     LEASE_COLUMNS,
     MIGRATIONS_TABLE,
@@ -44,7 +48,12 @@ MIGRATION_LOCK = 0x63616C6C6363  # "callcc": the advisory lock key concurrent op
 CONNECT_TIMEOUT_SECONDS = 10
 RECONNECT_SECONDS = 30.0
 """How long a lost connection is retried before the method gives up with a StoreError."""
+POOL_SIZE = 4
+"""Connections the async face of one store opens at most (each run's write is one short
+transaction, so a few connections carry hundreds of runs that wait on models and tools)."""
 T = TypeVar("T")
+READ = "cannot read the run store"
+WRITE = "cannot write to the run store"
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: runs, their append-only events, the pending decisions, consumed nonces. `data` is
@@ -112,13 +121,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at double precision NOT NULL
         )""",
     ),
-    # 5: each run's latest snapshot (its whole stack as its first `seq` events rebuild it), so
+    # 6: `delete` and `prune` find a run's consumed nonces by its id.
+    ("CREATE INDEX consumed_nonces_by_run ON consumed_nonces (run_id)",),
+    # 7: each run's latest snapshot (its whole stack as its first `seq` events rebuild it), so
     # a resume reads one row and the events after it instead of the run's whole history.
     ("CREATE TABLE snapshots (run_id text PRIMARY KEY, seq integer NOT NULL, data json NOT NULL)",),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
-
-Cursor = psycopg.Cursor[tuple[Any, ...]]
 
 # A successful bump proves no other write committed since this statement's snapshot (every
 # write bumps the version), so `last` sees every earlier event of the run.
@@ -172,13 +181,18 @@ def split_url(url: str) -> tuple[str, str | None]:
 
 
 class PostgresStore:
-    """A RunStore in PostgreSQL (see `engine.store.base.RunStore` for the contract)."""
+    """A RunStore in PostgreSQL (see `engine.store.base.RunStore` for the contract).
+
+    Each method builds an `Operation` (`_op_*`: its SQL and its checks, as a sans-IO body) and
+    runs it on the store's one connection; `aio`, the async face, runs the very same
+    operations on a small pool of asyncio connections."""
 
     def __init__(self, url: str) -> None:
         self.url = _sql.mask_url(url)
         self._kept_specs: set[str] = set()
         self._conninfo, self.schema = split_url(url)
         self._lock = threading.Lock()
+        self._aio: AsyncPostgresStore | None = None
         try:
             self._conn = self._connect()
         except psycopg.Error as exc:
@@ -192,42 +206,46 @@ class PostgresStore:
     # -- connections and transactions ----------------------------------------------------------
 
     def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
-        kwargs: dict[str, Any] = {"autocommit": False}
-        if "connect_timeout" not in self._conninfo:
-            kwargs["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
-        conn = psycopg.connect(self._conninfo, **kwargs)
+        conn = psycopg.connect(self._conninfo, **self._connect_kwargs())
         if self.schema is not None:
-            path = sql.Identifier(self.schema).as_string(conn)
-            conn.execute("SELECT set_config('search_path', %s, false)", (path,))
+            conn.execute(*self._search_path())
             conn.commit()
         return conn
 
-    def _run(
-        self,
-        doing: str,
-        body: Callable[[Cursor], T],
-        landed: Callable[[Cursor], T | None] | None = None,
-    ) -> T:
-        """`body` in one transaction. When the connection is lost, reconnect and, unless
-        `landed` finds the write already committed (and returns its result), run it again."""
+    def _connect_kwargs(self) -> dict[str, Any]:
+        """What every connection of this store is opened with (the pool's too)."""
+        kwargs: dict[str, Any] = {"autocommit": False}
+        if "connect_timeout" not in self._conninfo:
+            kwargs["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+        return kwargs
+
+    def _search_path(self) -> tuple[str, tuple[str]]:
+        """The statement that puts the store's schema first on a connection's search path."""
+        assert self.schema is not None
+        quoted = '"' + self.schema.replace('"', '""') + '"'
+        return "SELECT set_config('search_path', %s, false)", (quoted,)
+
+    def _run(self, op: Operation[T]) -> T:
+        """`op` in one transaction. When the connection is lost, reconnect and, unless
+        `op.landed` finds the write already committed (and returns its result), run it again."""
         with self._lock:
             try:
                 if self._conn.broken or self._conn.closed:
-                    self._conn = self._reconnect(doing, None)
-                return self._once(body)
+                    self._conn = self._reconnect(op.doing, None)
+                return op.done(self._once(op.body))
             except psycopg.Error as exc:
                 if not (self._conn.broken or self._conn.closed):
-                    raise self._fault(doing, exc) from None
-                self._conn = self._reconnect(doing, exc)
+                    raise self._fault(op.doing, exc) from None
+                self._conn = self._reconnect(op.doing, exc)
             try:
-                done = self._once(landed) if landed is not None else None
-                return done if done is not None else self._once(body)
+                done = self._once(op.landed) if op.landed is not None else None
+                return op.done(done if done is not None else self._once(op.body))
             except psycopg.Error as exc:
-                raise self._fault(doing, exc) from None
+                raise self._fault(op.doing, exc) from None
 
-    def _once(self, body: Callable[[Cursor], T]) -> T:
+    def _once(self, body: Callable[[], Plan[T]]) -> T:
         with self._conn.transaction(), self._conn.cursor() as cur:
-            return body(cur)
+            return _plan.run(cur, body())
 
     def _reconnect(
         self, doing: str, lost: psycopg.Error | None
@@ -241,15 +259,19 @@ class PostgresStore:
                 return self._connect()
             except psycopg.OperationalError as exc:
                 if time.monotonic() + delay > deadline:
-                    raise StoreError(
-                        f"{doing}: the connection was lost and no new one could be made in"
-                        f" {RECONNECT_SECONDS:g} s",
-                        url=self.url,
-                        reason=_one_line(lost or exc) + f"; then: {_one_line(exc)}",
-                        hint=f"check that the server is up and reachable; {_sql.CUT_OFF}",
-                    ) from None
+                    raise self._gone(doing, lost, exc) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
+
+    def _gone(self, doing: str, lost: psycopg.Error | None, exc: psycopg.Error) -> StoreError:
+        """The StoreError for a lost connection no new one replaced in time."""
+        return StoreError(
+            f"{doing}: the connection was lost and no new one could be made in"
+            f" {RECONNECT_SECONDS:g} s",
+            url=self.url,
+            reason=_one_line(lost or exc) + f"; then: {_one_line(exc)}",
+            hint=f"check that the server is up and reachable; {_sql.CUT_OFF}",
+        )
 
     def _fault(self, doing: str, exc: psycopg.Error) -> StoreError:
         """The StoreError for a driver error that is not a lost connection."""
@@ -262,86 +284,72 @@ class PostgresStore:
     def _migrate(self) -> None:
         """Apply the migrations this database lacks, one opener at a time."""
         known = len(MIGRATIONS)
-        if self._run("cannot open the run store", self._schema_version) == known:
+        if self._run(Operation("cannot open the run store", _schema_version)) == known:
             return  # the common case takes no lock
-        self._run("cannot migrate the run store", self._apply_migrations)
+        self._run(Operation("cannot migrate the run store", self._apply_migrations))
 
-    def _apply_migrations(self, cur: Cursor) -> None:
+    def _apply_migrations(self) -> Plan[None]:
         """The migrations this database lacks, under the advisory lock."""
         known = len(MIGRATIONS)
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        yield Query("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         if self.schema is not None:
-            cur.execute(
+            yield Query(
                 sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
             )
-        cur.execute(
+        yield Query(
             f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE}"
             " (version integer PRIMARY KEY, applied_at double precision NOT NULL)"
         )
-        applied = self._schema_version(cur)
+        applied = yield from _schema_version()
         if applied > known:
             raise _sql.newer_schema(self.url, applied, known)
         for version in range(applied + 1, known + 1):
             for statement in MIGRATIONS[version - 1]:
-                cur.execute(statement)
-            cur.execute(
+                yield Query(statement)
+            yield Query(
                 f"INSERT INTO {MIGRATIONS_TABLE} (version, applied_at) VALUES (%s, %s)",
                 (version, time.time()),
             )
 
-    @staticmethod
-    def _schema_version(cur: Cursor) -> int:
-        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (MIGRATIONS_TABLE,))
-        row = cur.fetchone()
-        if row is None or not row[0]:
-            return 0
-        cur.execute(f"SELECT MAX(version) FROM {MIGRATIONS_TABLE}")
-        row = cur.fetchone()
-        return int(row[0] or 0) if row else 0
-
-    def _bump(
-        self, cur: Cursor, run_id: str, version: int, now: float, sets: str, *args: Any
-    ) -> int:
+    def _bump(self, run_id: str, version: int, now: float, sets: str, *args: Any) -> Plan[int]:
         """`UPDATE runs SET <sets>, version + 1` if the run is at `version`, else the refusal."""
-        cur.execute(
+        done = yield Query(
             f"UPDATE runs SET {sets}version = version + 1, updated_at = %s"
             " WHERE id = %s AND version = %s",
             (*args, now, run_id, version),
         )
-        if cur.rowcount == 1:
+        if done.rowcount == 1:
             return version + 1
-        raise self._refusal(cur, run_id, version)
+        raise (yield from self._refusal(run_id, version))
 
-    def _refusal(self, cur: Cursor, run_id: str, version: int) -> Exception:
+    def _refusal(self, run_id: str, version: int) -> Plan[Exception]:
         """Why a write expecting `version` matched no row: an unknown run or a stale version."""
-        cur.execute("SELECT version FROM runs WHERE id = %s", (run_id,))
-        row = cur.fetchone()
+        row = (yield Query("SELECT version FROM runs WHERE id = %s", (run_id,))).one()
         if row is None:
             return _sql.no_run(run_id, self.url)
         return _sql.stale_version(run_id, version, int(row[0]))
 
     @staticmethod
-    def _bumped(run_id: str, version: int, now: float) -> Callable[[Cursor], int | None]:
+    def _bumped(run_id: str, version: int, now: float) -> Callable[[], Plan[int | None]]:
         """Whether a bump from `version` stamped `now` committed before the connection went:
         the run is at `version + 1` with that very `updated_at`."""
 
-        def landed(cur: Cursor) -> int | None:
-            cur.execute("SELECT version, updated_at FROM runs WHERE id = %s", (run_id,))
-            row = cur.fetchone()
+        def landed() -> Plan[int | None]:
+            found = yield Query("SELECT version, updated_at FROM runs WHERE id = %s", (run_id,))
+            row = found.one()
             if row is not None and int(row[0]) == version + 1 and float(row[1]) == now:
                 return version + 1
             return None
 
         return landed
 
-    # -- the RunStore protocol -----------------------------------------------------------------
+    # -- the operations (sans-IO: shared by the sync methods and `aio`) ------------------------
 
-    def create_run(self, run: RunRecord) -> None:
-        """Insert a new run (status running, version 0); ConflictError if the id exists."""
+    def _op_create_run(self, run: RunRecord) -> Operation[bool]:
         _sql.check_new(run)
 
-        def body(cur: Cursor) -> bool:
-            cur.execute(
+        def body() -> Plan[bool]:
+            done = yield Query(
                 f"INSERT INTO runs ({RUN_COLUMNS})"
                 " VALUES (%s, %s, %s, %s, %s, 'running', 0, %s, %s, %s, %s)"
                 " ON CONFLICT (id) DO NOTHING",
@@ -357,26 +365,27 @@ class PostgresStore:
                     run.updated_at,
                 ),
             )
-            if cur.rowcount != 1:
+            if done.rowcount != 1:
                 raise _sql.duplicate_run(run.run_id, self.url)
             return True
 
-        def landed(cur: Cursor) -> bool | None:
-            cur.execute("SELECT version, created_at FROM runs WHERE id = %s", (run.run_id,))
-            row = cur.fetchone()
+        def landed() -> Plan[bool | None]:
+            found = yield Query("SELECT version, created_at FROM runs WHERE id = %s", (run.run_id,))
+            row = found.one()
             ours = row is not None and int(row[0]) == 0 and float(row[1]) == run.created_at
             return True if ours else None
 
-        self._run("cannot write to the run store", body, landed)
+        return Operation(WRITE, body, landed)
 
-    def start_run(self, run: RunRecord, events: Sequence[Event], *, lease: Lease) -> int:
-        """Insert a new run with its first events and its lease in one transaction."""
+    def _op_start_run(
+        self, run: RunRecord, events: Sequence[Event], lease: Lease
+    ) -> Operation[int]:
         _sql.check_new(run)
         version = 1 if events else 0
         columns = _columns(events)
 
-        def body(cur: Cursor) -> int:
-            cur.execute(
+        def body() -> Plan[int]:
+            done = yield Query(
                 f"INSERT INTO runs ({RUN_COLUMNS}, {LEASE_COLUMNS})"
                 f" VALUES (%s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, {_NOW} + %s)"
                 " ON CONFLICT (id) DO NOTHING",
@@ -395,48 +404,295 @@ class PostgresStore:
                     lease.seconds,
                 ),
             )
-            if cur.rowcount != 1:
+            if done.rowcount != 1:
                 raise _sql.duplicate_run(run.run_id, self.url)
             if events:
-                cur.execute(_START_EVENTS, (run.run_id, *columns))
+                yield Query(_START_EVENTS, (run.run_id, *columns))
             return version
 
-        def landed(cur: Cursor) -> int | None:  # our start committed: the row bears our time
-            cur.execute("SELECT created_at FROM runs WHERE id = %s", (run.run_id,))
-            row = cur.fetchone()
+        def landed() -> Plan[int | None]:  # our start committed: the row bears our time
+            found = yield Query("SELECT created_at FROM runs WHERE id = %s", (run.run_id,))
+            row = found.one()
             return version if row is not None and float(row[0]) == run.created_at else None
 
-        return self._run("cannot write to the run store", body, landed)
+        return Operation(WRITE, body, landed)
 
-    def append(
-        self, run_id: str, version: int, events: Sequence[Event], *, lease: Lease | None = None
-    ) -> int:
-        """Append events if the run is at `version` (renewing `lease`); return version + 1.
-
-        One statement bumps the version and inserts the events: a checkpoint is one round trip
-        plus the commit. When the bump matches no row nothing is inserted."""
+    def _op_append(
+        self, run_id: str, version: int, events: Sequence[Event], lease: Lease | None
+    ) -> Operation[int]:
+        # One statement bumps the version and inserts the events: a checkpoint is one round
+        # trip plus the commit. When the bump matches no row nothing is inserted.
         now = time.time()
         landed = self._bumped(run_id, version, now)
         sets: tuple[Any, ...] = (
             ("",) if lease is None else (_LEASE_SETS, lease.owner, lease.seconds)
         )
         if not events:
-            return self._run(
-                "cannot write to the run store",
-                lambda cur: self._bump(cur, run_id, version, now, *sets),
-                landed,
-            )
+            return Operation(WRITE, lambda: self._bump(run_id, version, now, *sets), landed)
         columns = _columns(events)
 
-        def body(cur: Cursor) -> int:
-            cur.execute(
+        def body() -> Plan[int]:
+            done = yield Query(
                 _APPENDS[lease is not None], (now, *sets[1:], run_id, version, run_id, *columns)
             )
-            if cur.rowcount == len(events):
+            if done.rowcount == len(events):
                 return version + 1
-            raise self._refusal(cur, run_id, version)
+            raise (yield from self._refusal(run_id, version))
 
-        return self._run("cannot write to the run store", body, landed)
+        return Operation(WRITE, body, landed)
+
+    def _op_settle(
+        self,
+        run_id: str,
+        version: int,
+        status: RunStatus,
+        nonce: str | None,
+        output: str | None,
+        pending: Sequence[PendingRow],
+        spec_digest: str | None,
+        snapshot: Event | None = None,
+    ) -> Operation[int]:
+        _sql.check_status(status)
+        rows = _sql.pending_params(run_id, pending)
+        kept = _sql.check_snapshot(snapshot)
+        now = time.time()
+
+        def body() -> Plan[int]:
+            new = yield from self._bump(
+                run_id,
+                version,
+                now,
+                "status = %s, nonce = %s, output = %s, spec_digest = COALESCE(%s, spec_digest),"
+                " lease_owner = NULL, lease_expires = NULL, ",
+                status,
+                nonce,
+                _sql.encode_text(output),
+                spec_digest,
+            )
+            yield Query("DELETE FROM pending WHERE run_id = %s", (run_id,))
+            if rows:
+                yield Query(
+                    f"INSERT INTO pending ({PENDING_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
+                    rows,
+                    many=True,
+                )
+            if kept is not None:
+                yield Query(_KEEP_SNAPSHOT, (run_id, run_id, kept))
+            return new
+
+        return Operation(WRITE, body, self._bumped(run_id, version, now))
+
+    def _op_claim(self, run_id: str, nonce: str, lease: Lease | None) -> Operation[int]:
+        now = time.time()
+
+        def body() -> Plan[int]:
+            found = yield Query(
+                "SELECT status, nonce, version FROM runs WHERE id = %s FOR UPDATE", (run_id,)
+            )
+            row = found.one()
+            if row is None:
+                raise _sql.no_run(run_id, self.url)
+            seen = yield Query("SELECT 1 FROM consumed_nonces WHERE nonce = %s", (nonce,))
+            refusal = _sql.claim_refusal(
+                run_id, nonce, status=row[0], waits_on=row[1], consumed=seen.one() is not None
+            )
+            if refusal is not None:
+                raise refusal
+            done = yield Query(
+                "INSERT INTO consumed_nonces (nonce, run_id, consumed_at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (nonce) DO NOTHING",
+                (nonce, run_id, now),
+            )
+            if done.rowcount != 1:  # consumed by a claim of another run that holds the same nonce
+                raise _sql.already_resumed(run_id)
+            yield Query(
+                "UPDATE runs SET status = 'running', version = version + 1, updated_at = %s,"
+                f" lease_owner = %s, lease_expires = {_NOW} + %s WHERE id = %s",
+                (
+                    now,
+                    lease.owner if lease else None,
+                    lease.seconds if lease else None,
+                    run_id,
+                ),
+            )
+            yield Query("DELETE FROM pending WHERE run_id = %s", (run_id,))
+            return int(row[2]) + 1
+
+        def landed() -> Plan[int | None]:  # our claim committed: the nonce bears our time
+            found = yield Query(
+                "SELECT r.version FROM consumed_nonces c JOIN runs r ON r.id = c.run_id"
+                " WHERE c.nonce = %s AND c.run_id = %s AND c.consumed_at = %s",
+                (nonce, run_id, now),
+            )
+            row = found.one()
+            return int(row[0]) if row is not None else None
+
+        return Operation(WRITE, body, landed)
+
+    def _op_take_over(
+        self, run_id: str, version: int, lease: Lease | None, force: bool
+    ) -> Operation[int]:
+        now = time.time()
+        sets: tuple[Any, ...] = (
+            ("",) if lease is None else (_LEASE_SETS, lease.owner, lease.seconds)
+        )
+
+        def body() -> Plan[int]:
+            found = yield Query(
+                f"SELECT status, lease_owner, lease_expires, {_NOW} FROM runs WHERE id = %s"
+                " FOR UPDATE",
+                (run_id,),
+            )
+            row = found.one()
+            if row is not None and row[0] != "running":
+                raise _sql.not_running(run_id, row[0])
+            if row is not None:
+                refusal = _sql.lease_refusal(run_id, row[1], row[2], row[3], force=force)
+                if refusal is not None:
+                    raise refusal
+            return (yield from self._bump(run_id, version, now, *sets))
+
+        return Operation(WRITE, body, self._bumped(run_id, version, now))
+
+    def _op_renew(self, run_id: str, lease: Lease) -> Operation[bool]:
+        def body() -> Plan[bool]:
+            done = yield Query(
+                f"UPDATE runs SET lease_expires = {_NOW} + %s"
+                " WHERE id = %s AND lease_owner = %s AND status = 'running'",
+                (lease.seconds, run_id, lease.owner),
+            )
+            return done.rowcount == 1
+
+        return Operation(WRITE, body)  # renewing twice is harmless
+
+    def _run_row(self, run_id: str) -> Plan[tuple[Any, ...]]:
+        _sql.check_id(run_id)
+        found = yield Query(
+            f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs WHERE id = %s", (run_id,)
+        )
+        row = found.one()
+        if row is None:
+            raise _sql.no_run(run_id, self.url)
+        return row
+
+    @staticmethod
+    def _event_rows(run_id: str) -> Plan[list[Event]]:
+        found = yield Query(
+            "SELECT frame, kind, data FROM events WHERE run_id = %s ORDER BY seq", (run_id,)
+        )
+        return [_sql.event(row) for row in found.rows]
+
+    def _op_get_run(self, run_id: str) -> Operation[RunRecord]:
+        def body() -> Plan[RunRecord]:
+            return _sql.record((yield from self._run_row(run_id)))
+
+        return Operation(READ, body)
+
+    def _op_events(self, run_id: str) -> Operation[list[Event]]:
+        return Operation(READ, lambda: self._event_rows(run_id))
+
+    def _op_snapshot(self, run_id: str) -> Operation[tuple[RunRecord, list[Event]]]:
+        # REPEATABLE READ, so the row and the events agree
+        # (the latest snapshot first, then the events after it)
+        def body() -> Plan[tuple[RunRecord, list[Event]]]:
+            yield Query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            row = yield from self._run_row(run_id)
+            kept = (
+                yield Query("SELECT seq, data FROM snapshots WHERE run_id = %s", (run_id,))
+            ).one()
+            found = yield Query(
+                "SELECT frame, kind, data FROM events WHERE run_id = %s AND seq >= %s ORDER BY seq",
+                (run_id, kept[0] if kept else 0),
+            )
+            head = [_sql.snapshot_event(kept[1])] if kept else []
+            return _sql.record(row), head + [_sql.event(r) for r in found.rows]
+
+        return Operation(READ, body)
+
+    def _op_list_runs(self, status: RunStatus | None, limit: int) -> Operation[list[RunRecord]]:
+        _sql.check_status(status)
+        where = "WHERE status = %s " if status is not None else ""
+        params: tuple[Any, ...] = (status, limit) if status is not None else (limit,)
+
+        def body() -> Plan[list[RunRecord]]:
+            found = yield Query(
+                f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs {where}"
+                "ORDER BY updated_at DESC, id DESC LIMIT %s",
+                params,
+            )
+            return [_sql.record(row) for row in found.rows]
+
+        return Operation(READ, body)
+
+    def _op_pending(self, limit: int) -> Operation[list[PendingRow]]:
+        def body() -> Plan[list[PendingRow]]:
+            found = yield Query(
+                "SELECT p.run_id, p.path, p.call_id, p.tool, p.reason, p.created_at"
+                " FROM pending p JOIN runs r ON r.id = p.run_id"
+                " WHERE r.status = 'suspended'"
+                " ORDER BY p.created_at, p.run_id, p.path LIMIT %s",
+                (limit,),
+            )
+            return [_sql.pending_row(row) for row in found.rows]
+
+        return Operation(READ, body)
+
+    def _op_put_spec(self, spec: SpecRow) -> Operation[None]:
+        # idempotent: retried as it is
+        def body() -> Plan[None]:
+            yield Query(
+                f"INSERT INTO specs ({SPEC_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (digest) DO NOTHING",
+                _sql.spec_params(spec),
+            )
+
+        return Operation(
+            WRITE,
+            body,
+            committed=lambda _: self._kept_specs.add(spec.digest),
+            skip=spec.digest in self._kept_specs,
+        )
+
+    def _op_get_spec(self, digest: str) -> Operation[SpecRow | None]:
+        def body() -> Plan[SpecRow | None]:
+            found = yield Query(f"SELECT {SPEC_COLUMNS} FROM specs WHERE digest = %s", (digest,))
+            row = found.one()
+            return _sql.spec_row(row) if row is not None else None
+
+        return Operation(READ, body)
+
+    def _op_delete(self, run_id: str) -> Operation[bool]:
+        return Operation(WRITE, lambda: _sql.delete_plan("%s", run_id))  # again: a no-op
+
+    def _op_prune(
+        self,
+        status: RunStatus | Sequence[RunStatus],
+        older_than: float,
+        include_suspended: bool = False,
+        dry_run: bool = False,
+    ) -> Operation[list[str]]:
+        statuses = _sql.prune_statuses(status, include_suspended)
+        now = time.time()
+        return Operation(  # run again after a lost connection: it finds what is left
+            READ if dry_run else WRITE,
+            lambda: _sql.prune_plan("%s", statuses, older_than, now=now, dry_run=dry_run),
+        )
+
+    # -- the RunStore protocol -----------------------------------------------------------------
+
+    def create_run(self, run: RunRecord) -> None:
+        """Insert a new run (status running, version 0); ConflictError if the id exists."""
+        self._run(self._op_create_run(run))
+
+    def start_run(self, run: RunRecord, events: Sequence[Event], *, lease: Lease) -> int:
+        """Insert a new run with its first events and its lease in one transaction."""
+        return self._run(self._op_start_run(run, events, lease))
+
+    def append(
+        self, run_id: str, version: int, events: Sequence[Event], *, lease: Lease | None = None
+    ) -> int:
+        """Append events if the run is at `version` (renewing `lease`); return version + 1."""
+        return self._run(self._op_append(run_id, version, events, lease))
 
     def settle(
         self,
@@ -452,231 +708,194 @@ class PostgresStore:
     ) -> int:
         """Record a drive's outcome and replace the pending rows if at `version` (keeping
         `snapshot` as the run's latest)."""
-        _sql.check_status(status)
-        rows = _sql.pending_params(run_id, pending)
-        kept = _sql.check_snapshot(snapshot)
-        now = time.time()
-
-        def body(cur: Cursor) -> int:
-            new = self._bump(
-                cur,
-                run_id,
-                version,
-                now,
-                "status = %s, nonce = %s, output = %s, spec_digest = COALESCE(%s, spec_digest),"
-                " lease_owner = NULL, lease_expires = NULL, ",
-                status,
-                nonce,
-                _sql.encode_text(output),
-                spec_digest,
-            )
-            cur.execute("DELETE FROM pending WHERE run_id = %s", (run_id,))
-            if rows:
-                cur.executemany(
-                    f"INSERT INTO pending ({PENDING_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
-                    rows,
-                )
-            if kept is not None:
-                cur.execute(_KEEP_SNAPSHOT, (run_id, run_id, kept))
-            return new
-
-        return self._run("cannot write to the run store", body, self._bumped(run_id, version, now))
+        return self._run(
+            self._op_settle(run_id, version, status, nonce, output, pending, spec_digest, snapshot)
+        )
 
     def claim(self, run_id: str, nonce: str, *, lease: Lease | None = None) -> int:
         """Take a run suspended on `nonce` for a resume, once per nonce; return the version."""
-        now = time.time()
-
-        def body(cur: Cursor) -> int:
-            cur.execute(
-                "SELECT status, nonce, version FROM runs WHERE id = %s FOR UPDATE", (run_id,)
-            )
-            row = cur.fetchone()
-            if row is None:
-                raise _sql.no_run(run_id, self.url)
-            cur.execute("SELECT 1 FROM consumed_nonces WHERE nonce = %s", (nonce,))
-            consumed = cur.fetchone() is not None
-            refusal = _sql.claim_refusal(
-                run_id, nonce, status=row[0], waits_on=row[1], consumed=consumed
-            )
-            if refusal is not None:
-                raise refusal
-            cur.execute(
-                "INSERT INTO consumed_nonces (nonce, run_id, consumed_at) VALUES (%s, %s, %s)"
-                " ON CONFLICT (nonce) DO NOTHING",
-                (nonce, run_id, now),
-            )
-            if cur.rowcount != 1:  # consumed by a claim of another run that holds the same nonce
-                raise _sql.already_resumed(run_id)
-            cur.execute(
-                "UPDATE runs SET status = 'running', version = version + 1, updated_at = %s,"
-                f" lease_owner = %s, lease_expires = {_NOW} + %s WHERE id = %s",
-                (
-                    now,
-                    lease.owner if lease else None,
-                    lease.seconds if lease else None,
-                    run_id,
-                ),
-            )
-            cur.execute("DELETE FROM pending WHERE run_id = %s", (run_id,))
-            return int(row[2]) + 1
-
-        def landed(cur: Cursor) -> int | None:  # our claim committed: the nonce bears our time
-            cur.execute(
-                "SELECT r.version FROM consumed_nonces c JOIN runs r ON r.id = c.run_id"
-                " WHERE c.nonce = %s AND c.run_id = %s AND c.consumed_at = %s",
-                (nonce, run_id, now),
-            )
-            row = cur.fetchone()
-            return int(row[0]) if row is not None else None
-
-        return self._run("cannot write to the run store", body, landed)
+        return self._run(self._op_claim(run_id, nonce, lease))
 
     def take_over(
         self, run_id: str, version: int, *, lease: Lease | None = None, force: bool = False
     ) -> int:
         """Bump the version of a running run whose process died and give its lease to `lease`;
         LeaseHeldError while its lease is live, unless `force`; return the new version."""
-        now = time.time()
-        sets: tuple[Any, ...] = (
-            ("",) if lease is None else (_LEASE_SETS, lease.owner, lease.seconds)
-        )
-
-        def body(cur: Cursor) -> int:
-            cur.execute(
-                f"SELECT status, lease_owner, lease_expires, {_NOW} FROM runs WHERE id = %s"
-                " FOR UPDATE",
-                (run_id,),
-            )
-            row = cur.fetchone()
-            if row is not None and row[0] != "running":
-                raise _sql.not_running(run_id, row[0])
-            if row is not None:
-                refusal = _sql.lease_refusal(run_id, row[1], row[2], row[3], force=force)
-                if refusal is not None:
-                    raise refusal
-            return self._bump(cur, run_id, version, now, *sets)
-
-        return self._run("cannot write to the run store", body, self._bumped(run_id, version, now))
+        return self._run(self._op_take_over(run_id, version, lease, force))
 
     def renew(self, run_id: str, lease: Lease) -> bool:
         """Extend the lease `lease.owner` holds on a running run; False when it holds none."""
-
-        def body(cur: Cursor) -> bool:
-            cur.execute(
-                f"UPDATE runs SET lease_expires = {_NOW} + %s"
-                " WHERE id = %s AND lease_owner = %s AND status = 'running'",
-                (lease.seconds, run_id, lease.owner),
-            )
-            return cur.rowcount == 1
-
-        return self._run("cannot write to the run store", body)  # renewing twice is harmless
+        return self._run(self._op_renew(run_id, lease))
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run; UsageError naming the id when unknown."""
-        row = self._run("cannot read the run store", lambda cur: self._run_row(cur, run_id))
-        return _sql.record(row)
-
-    def _run_row(self, cur: Cursor, run_id: str) -> tuple[Any, ...]:
-        _sql.check_id(run_id)
-        cur.execute(f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs WHERE id = %s", (run_id,))
-        row = cur.fetchone()
-        if row is None:
-            raise _sql.no_run(run_id, self.url)
-        return row
-
-    @staticmethod
-    def _event_rows(cur: Cursor, run_id: str) -> list[tuple[Any, ...]]:
-        cur.execute(
-            "SELECT frame, kind, data FROM events WHERE run_id = %s ORDER BY seq", (run_id,)
-        )
-        return cur.fetchall()
+        return self._run(self._op_get_run(run_id))
 
     def events(self, run_id: str) -> list[Event]:
         """All events of a run, in append order."""
-        rows = self._run("cannot read the run store", lambda cur: self._event_rows(cur, run_id))
-        return [_sql.event(row) for row in rows]
+        return self._run(self._op_events(run_id))
 
     def snapshot(self, run_id: str) -> tuple[RunRecord, list[Event]]:
-        """The run and its events, read in one transaction (REPEATABLE READ, so they agree)."""
-
-        def body(cur: Cursor) -> tuple[Any, tuple[Any, ...] | None, list[tuple[Any, ...]]]:
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            row = self._run_row(cur, run_id)
-            cur.execute("SELECT seq, data FROM snapshots WHERE run_id = %s", (run_id,))
-            kept = cur.fetchone()
-            cur.execute(
-                "SELECT frame, kind, data FROM events WHERE run_id = %s AND seq >= %s ORDER BY seq",
-                (run_id, kept[0] if kept else 0),
-            )
-            return row, kept, cur.fetchall()
-
-        row, kept, rows = self._run("cannot read the run store", body)
-        head = [_sql.snapshot_event(kept[1])] if kept else []
-        return _sql.record(row), head + [_sql.event(r) for r in rows]
+        """The run, its latest snapshot and the events after it, read in one transaction
+        (REPEATABLE READ, so they agree)."""
+        return self._run(self._op_snapshot(run_id))
 
     def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
         """Runs, newest first (by last update), optionally of one status."""
-        _sql.check_status(status)
-        where = "WHERE status = %s " if status is not None else ""
-        params: tuple[Any, ...] = (status, limit) if status is not None else (limit,)
-
-        def body(cur: Cursor) -> list[tuple[Any, ...]]:
-            cur.execute(
-                f"SELECT {RUN_COLUMNS}, {LEASE_COLUMNS} FROM runs {where}"
-                "ORDER BY updated_at DESC, id DESC LIMIT %s",
-                params,
-            )
-            return cur.fetchall()
-
-        return [_sql.record(row) for row in self._run("cannot read the run store", body)]
+        return self._run(self._op_list_runs(status, limit))
 
     def pending(self, *, limit: int = 100) -> list[PendingRow]:
         """Pending decisions of suspended runs, oldest first."""
-
-        def body(cur: Cursor) -> list[tuple[Any, ...]]:
-            cur.execute(
-                "SELECT p.run_id, p.path, p.call_id, p.tool, p.reason, p.created_at"
-                " FROM pending p JOIN runs r ON r.id = p.run_id"
-                " WHERE r.status = 'suspended'"
-                " ORDER BY p.created_at, p.run_id, p.path LIMIT %s",
-                (limit,),
-            )
-            return cur.fetchall()
-
-        return [_sql.pending_row(row) for row in self._run("cannot read the run store", body)]
+        return self._run(self._op_pending(limit))
 
     def put_spec(self, spec: SpecRow) -> None:
         """Keep a spec's texts under its digest, once (idempotent: retried as it is)."""
-        if spec.digest in self._kept_specs:
-            return
-
-        def body(cur: Cursor) -> None:
-            cur.execute(
-                f"INSERT INTO specs ({SPEC_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (digest) DO NOTHING",
-                _sql.spec_params(spec),
-            )
-
-        self._run("cannot write to the run store", body)
-        self._kept_specs.add(spec.digest)
+        self._run(self._op_put_spec(spec))
 
     def get_spec(self, digest: str) -> SpecRow | None:
         """The spec kept under `digest`, or None."""
+        return self._run(self._op_get_spec(digest))
 
-        def body(cur: Cursor) -> tuple[Any, ...] | None:
-            cur.execute(f"SELECT {SPEC_COLUMNS} FROM specs WHERE digest = %s", (digest,))
-            return cur.fetchone()
+    def delete(self, run_id: str) -> bool:
+        """Delete a run and every row that belongs to it; False when there was none."""
+        return self._run(self._op_delete(run_id))
 
-        row = self._run("cannot read the run store", body)
-        return _sql.spec_row(row) if row is not None else None
+    def prune(
+        self,
+        *,
+        status: RunStatus | Sequence[RunStatus],
+        older_than: float,
+        include_suspended: bool = False,
+        dry_run: bool = False,
+    ) -> list[str]:
+        """Delete the runs of `status` not updated for `older_than` seconds (see RunStore)."""
+        return self._run(self._op_prune(status, older_than, include_suspended, dry_run))
+
+    @property
+    def aio(self) -> AsyncPostgresStore:
+        """The async face: the same operations on a pool of asyncio connections."""
+        if self._aio is None:
+            self._aio = AsyncPostgresStore(self)
+        return self._aio
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection, and the async face's pool when its loop is not running."""
+        if self._aio is not None:
+            self._aio.close()
         with self._lock:
             self._conn.close()
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r})"
+
+
+class _Lost(Exception):
+    """A pooled connection the server ended under an operation."""
+
+    def __init__(self, error: psycopg.Error) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class AsyncPostgresStore(AsyncFace):
+    """The async face of a `PostgresStore`: its operations on a pool of at most `POOL_SIZE`
+    asyncio connections, opened on the event loop that first uses it (a face used from
+    another loop later opens a pool there). A connection the server ended is dropped from the
+    pool and the operation tried once more on a fresh one, after its `landed` check."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self.url = store.url
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._opening: asyncio.Task[None] | None = None
+
+    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        op: Operation[Any] = getattr(self._store, f"_op_{name}")(*args, **kwargs)
+        return await self._run(op)
+
+    async def _run(self, op: Operation[T]) -> T:
+        """`op` in one transaction on a pooled connection; see the class doc for faults."""
+        if op.skip:
+            return None  # type: ignore[return-value]
+        pool = await self._pool_here()
+        try:
+            return op.done(await self._once(pool, op.body))
+        except _Lost as lost:
+            first = lost.error
+        except psycopg.Error as exc:
+            raise self._store._fault(op.doing, exc) from None
+        await pool.check()  # drop every idle connection the server ended too
+        try:
+            done = await self._once(pool, op.landed) if op.landed is not None else None
+            return op.done(done if done is not None else await self._once(pool, op.body))
+        except _Lost as lost:
+            raise self._store._fault(op.doing, lost.error) from None
+        except PoolTimeout as exc:
+            raise self._store._gone(op.doing, first, exc) from None
+        except psycopg.Error as exc:
+            raise self._store._fault(op.doing, exc) from None
+
+    @staticmethod
+    async def _once(
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]],
+        body: Callable[[], Plan[T]],
+    ) -> T:
+        async with pool.connection(timeout=RECONNECT_SECONDS) as conn:
+            try:
+                async with conn.transaction(), conn.cursor() as cur:
+                    return await _plan.arun(cur, body())
+            except psycopg.Error as exc:
+                if conn.broken or conn.closed:
+                    raise _Lost(exc) from None
+                raise
+
+    async def _pool_here(self) -> AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]]:
+        """The pool of the running event loop, opened at its first use."""
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._loop is not loop:
+            store = self._store
+            self._loop = loop
+            self._pool = AsyncConnectionPool(
+                store._conninfo,
+                min_size=1,
+                max_size=POOL_SIZE,
+                kwargs=store._connect_kwargs(),
+                configure=self._configure if store.schema is not None else None,
+                open=False,
+                name=f"callcc {self.url}",
+            )
+            self._opening = loop.create_task(self._pool.open(wait=False))
+        assert self._opening is not None
+        await self._opening
+        return self._pool
+
+    async def _configure(self, conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> None:
+        await conn.execute(*self._store._search_path())
+        await conn.commit()
+
+    async def aclose(self) -> None:
+        """Close the pool (a later call opens a new one)."""
+        pool, self._pool, self._loop = self._pool, None, None
+        if pool is not None:
+            await pool.close()
+
+    def close(self) -> None:
+        """`aclose` from blocking code: done when the pool's loop is idle, else left to it."""
+        loop = self._loop
+        idle = loop is not None and not loop.is_closed() and not loop.is_running()
+        if self._pool is not None and loop is not None and idle:
+            loop.run_until_complete(self.aclose())
+
+
+def _schema_version() -> Plan[int]:
+    found = yield Query("SELECT to_regclass(%s) IS NOT NULL", (MIGRATIONS_TABLE,))
+    row = found.one()
+    if row is None or not row[0]:
+        return 0
+    found = yield Query(f"SELECT MAX(version) FROM {MIGRATIONS_TABLE}")
+    row = found.one()
+    return int(row[0] or 0) if row else 0
 
 
 def _one_line(exc: BaseException) -> str:

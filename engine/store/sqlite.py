@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import StoreError, UsageError
-from engine.store import _sql
+from engine.store import _plan, _sql
+from engine.store._aio import Threaded
 from engine.store._sql import (
     LEASE_COLUMNS,
     MIGRATIONS_TABLE,
@@ -101,7 +102,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at REAL NOT NULL
         )""",
     ),
-    # 5: each run's latest snapshot (its whole stack as its first `seq` events rebuild it), so
+    # 6: `delete` and `prune` find a run's consumed nonces by its id.
+    ("CREATE INDEX consumed_nonces_by_run ON consumed_nonces (run_id)",),
+    # 7: each run's latest snapshot (its whole stack as its first `seq` events rebuild it), so
     # a resume reads one row and the events after it instead of the run's whole history.
     (
         """CREATE TABLE snapshots (
@@ -125,11 +128,17 @@ def database_path(url: str) -> str:
 
 
 class SQLiteStore:
-    """A RunStore in one SQLite file (see `engine.store.base.RunStore` for the contract)."""
+    """A RunStore in one SQLite file (see `engine.store.base.RunStore` for the contract).
+
+    One connection, shared under a lock (sqlite3 runs its I/O with the GIL released, and a
+    connection may be used from any thread as long as one at a time does). The async face,
+    `aio`, runs these very methods on one worker thread of the store's own: a file takes one
+    writer at a time anyway, so more threads would only queue on the lock."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._kept_specs: set[str] = set()
+        self._aio = Threaded(self, name="callcc-sqlite")
         path = database_path(url)
         with self._faults("cannot open the run store"):
             if path != ":memory:":
@@ -480,8 +489,33 @@ class SQLiteStore:
         rows = self._read(f"SELECT {SPEC_COLUMNS} FROM specs WHERE digest = ?", (digest,))
         return _sql.spec_row(rows[0]) if rows else None
 
+    def delete(self, run_id: str) -> bool:
+        """Delete a run and every row that belongs to it; False when there was none."""
+        with self._write() as cur:
+            return _plan.run(cur, _sql.delete_plan("?", run_id))
+
+    def prune(
+        self,
+        *,
+        status: RunStatus | Sequence[RunStatus],
+        older_than: float,
+        include_suspended: bool = False,
+        dry_run: bool = False,
+    ) -> list[str]:
+        """Delete the runs of `status` not updated for `older_than` seconds (see RunStore)."""
+        statuses = _sql.prune_statuses(status, include_suspended)
+        plan = _sql.prune_plan("?", statuses, older_than, now=time.time(), dry_run=dry_run)
+        with self._snapshot() if dry_run else self._write() as cur:
+            return _plan.run(cur, plan)
+
+    @property
+    def aio(self) -> Threaded:
+        """The async face: these methods, on the store's worker thread."""
+        return self._aio
+
     def close(self) -> None:
-        """Close the connection."""
+        """End the worker thread of `aio` (if it started) and close the connection."""
+        self._aio.close()
         with self._lock:
             self._db.close()
 
