@@ -10,13 +10,16 @@ the one a replay of every event gives; a store written before snapshots existed 
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from builders import agent, call, calls, gated, make_spec, python_tool, say, script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from store_fixtures import query
+from store_fixtures import drop_schema, query, require_postgres, with_schema
 
 from engine import Continuation, Finished, Runtime, Suspended
 from engine._codec import frame_state_data
@@ -26,6 +29,7 @@ from engine.journal import SNAPSHOT_EVENTS, Journal, rebuild, replay
 from engine.spec.model import Limits
 from engine.store import Event, RunRecord, RunStore, open_store
 from engine.store._aio import Blocking
+from engine.store.postgres import PostgresStore
 from engine.store.sqlite import MIGRATIONS
 
 LONG = SNAPSHOT_EVENTS  # turns: each writes at least one event, so a long run passes the mark
@@ -179,22 +183,28 @@ def test_a_store_written_before_snapshots_loads_its_runs_and_keeps_snapshots_fro
     assert [v for (v,) in versions] == list(range(1, len(MIGRATIONS) + 1))
 
 
-def started(store: RunStore, run_id: str) -> None:
-    store.create_run(
-        RunRecord(
-            run_id=run_id,
-            spec_name="hr",
-            spec_digest="sha256:aaa",
-            spec_path=None,
-            agent="hr_agent",
-            status="running",
-            version=0,
-            nonce=None,
-            output=None,
-            created_at=0.0,
-            updated_at=0.0,
-        )
+def new_record(run_id: str) -> RunRecord:
+    return RunRecord(
+        run_id=run_id,
+        spec_name="hr",
+        spec_digest="sha256:aaa",
+        spec_path=None,
+        agent="hr_agent",
+        status="running",
+        version=0,
+        nonce=None,
+        output=None,
+        created_at=0.0,
+        updated_at=0.0,
     )
+
+
+def started(store: RunStore, run_id: str) -> None:
+    store.create_run(new_record(run_id))
+
+
+def message(text: str) -> Event:
+    return Event(frame="", kind="messages", data={"messages": [{"role": "user", "content": text}]})
 
 
 # -- checkpoints read only what changed --------------------------------------------------------
@@ -259,3 +269,33 @@ def test_a_deleted_run_takes_its_snapshot_with_it(store: RunStore, store_url: st
     suspend_long(store, "kept")
     assert store.delete("gone")
     assert [run_id for (run_id,) in query(store_url, "SELECT run_id FROM snapshots")] == ["kept"]
+
+
+# -- PostgreSQL: a checkpoint rewrites no index --------------------------------------------------
+
+
+def test_a_postgres_append_moves_updated_at_only_once_it_is_a_second_old() -> None:
+    """So the row's update touches no indexed column and stays HOT (see engine.store.postgres);
+    the write is still found to have landed after a lost connection, by its own events."""
+    server = require_postgres()
+    schema = f"callcc_test_{uuid.uuid4().hex[:16]}"
+    store = open_store(with_schema(server, schema))
+    assert isinstance(store, PostgresStore)
+    try:
+        ahead = time.time() + 3600  # fresher than any clock here: an append keeps it
+        store.create_run(replace(new_record("fresh"), created_at=ahead, updated_at=ahead))
+        store.create_run(new_record("stale"))  # updated at 0: an append moves it
+        event = message("a")
+        op = store._op_append("fresh", 0, [event], None)
+        assert op.landed is not None
+        assert store._once(op.landed) is None  # not written yet: a retry writes it
+        assert store._run(op) == 1
+        assert store._once(op.landed) == 1  # written: a retry after a lost connection stops
+        assert store.get_run("fresh").updated_at == ahead
+        assert store.append("stale", 0, [event]) == 1
+        assert store.get_run("stale").updated_at > time.time() - 60
+        store.append("fresh", 1, [message("b")])
+        assert store._once(op.landed) is None  # another write came after it
+    finally:
+        store.close()
+        drop_schema(server, schema)
