@@ -1,19 +1,23 @@
 """callcc: declarative agents that suspend anywhere and resume from one JSON continuation.
 
 Public API: `load_spec`, `Runtime` (`run`/`arun`, `resume`/`aresume`), the outcomes `Finished`,
-`Stopped`, `Suspended`, `Failed`, `Continuation` (with `pending()` and the decision methods),
-and for tool authors `ToolContext` and `Deferred`. The top-level `callcc` package re-exports
-exactly this `__all__`, for `import callcc`.
+`Stopped`, `Suspended`, `Failed`, `Continuation` (with `pending()`, the decision methods, and
+`decide_many` of `Decide` items), and for tool authors `ToolContext` and `Deferred`. The
+top-level `callcc` package re-exports exactly this `__all__`, for `import callcc`.
 
 Ownership, one line a module (a leading underscore marks an internal):
 - `errors`: the one exception root (`CallccError`), usage errors vs run errors, `Diagnostic`.
 - `spec/`: YAML in, validated frozen `Spec` out; knows no HTTP and runs nothing.
-- `tools`: importing python refs, inferring parameters, `ToolContext`, `Deferred`.
+- `tools`: importing python refs, inferring parameters, `ToolContext` (and which parameter
+  receives it: `context_parameter`), `Deferred`.
 - `compile`: `Spec` -> `Program` (bound tools, model clients, argument validators).
 - `frames`: the suspended stack as data: `Frame`, `Pending`, the decision variants.
+- `waits`: the one table of which decisions each wait reason allows, on a call or a frame.
 - `loop`: `step(frame) -> Continue | Suspend | Finish | Fail` and the driver.
 - `tooling`: one turn's tool calls: sort, gate, apply decisions, run, record.
 - `continuation`: the document, its decision API, versions; `_codec` parses and checks it.
+- `decisions`: `Decide` (a decision addressed by id or path, for `decide_many`), the index of
+  pending entries and the copy-on-write that records a batch in O(K).
 - `_paths`: pending paths (`root/child@CALL/.../ENTRY`) and which entry an identifier names.
 - `runtime`: `Runtime` and its outcomes; `_eager` drives scripted runs without a loop trip.
 - `_preflight`: the check of a document against the spec before a resume runs anything.
@@ -34,7 +38,7 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `_canonical`: canonical JSON and fingerprints; `json_problem`, what counts as plain JSON data.
 """
 
-from engine.continuation import Continuation, PendingDecision
+from engine.continuation import Continuation, Decide, PendingDecision
 from engine.errors import (
     CallccError,
     ConflictError,
@@ -56,6 +60,7 @@ __all__ = [
     "ConflictError",
     "Continuation",
     "ContinuationError",
+    "Decide",
     "DecisionError",
     "Deferred",
     "Failed",

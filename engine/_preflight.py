@@ -22,20 +22,7 @@ from engine.frames import (
     walk,
 )
 from engine.tooling import argument_problem, decode_arguments
-
-_FOR_CALLS: dict[str, frozenset[str]] = {
-    "external": frozenset({"answer", "reject"}),
-    "pause": frozenset({"resume", "reject"}),
-    "error": frozenset({"approve", "answer", "reject"}),
-    "subagent": frozenset(),
-}
-"""Decisions a tool-call entry may allow, by reason (`approval`: those of the spec)."""
-_FOR_FRAMES: dict[str, frozenset[str]] = {
-    "turn_limit": frozenset({"extend", "stop"}),
-    "pause": frozenset({"resume", "stop"}),
-    "error": frozenset({"resume", "stop"}),
-}
-"""Decisions a frame-level entry (a limit, a pause, a model error) may allow, by reason."""
+from engine.waits import allowed
 
 
 def check_document(
@@ -178,12 +165,10 @@ def _check_entry(
 
 
 def _allowed(program: Program, entry: Pending) -> frozenset[str]:
-    if entry.tool is None:
-        return _FOR_FRAMES.get(entry.reason, frozenset())
-    if entry.reason == "approval":
+    if entry.tool is not None and entry.reason == "approval":
         tool = program.spec.tools.get(entry.tool)
         return frozenset(tool.approval.decisions) if tool else frozenset()
-    return _FOR_CALLS.get(entry.reason, frozenset())
+    return frozenset(allowed(entry.reason, call=entry.tool is not None))
 
 
 def _needs_a_decision(agent: BoundAgent, tool: BoundTool) -> bool:

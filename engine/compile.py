@@ -23,7 +23,7 @@ from engine.spec._semantic import FORBIDDEN_MODULES
 from engine.spec.check import sort_diagnostics
 from engine.spec.model import Agent, AgentTool, ExternalTool, Model, PythonTool, Spec, Tool
 from engine.spec.signature import Mismatch, locate_in, located, signature_mismatches
-from engine.tools import ToolContext, ToolRefError, import_ref, infer_parameters
+from engine.tools import ToolRefError, context_parameter, import_ref, infer_parameters
 
 AGENT_TOOL_PARAMETERS: Mapping[str, Any] = {
     "type": "object",
@@ -113,7 +113,7 @@ def compile_spec(
             spec=agent,
             model=client,
             tools=own,
-            tool_defs=tuple(_definition(t) for t in own.values()),
+            tool_defs=tuple(_definition(t, spec.tool_description(t.name)) for t in own.values()),
         )
     return Program(spec=spec, agents=agents)
 
@@ -203,7 +203,7 @@ def _bind_tool(tool: Tool, search_path: str | None) -> BoundTool | list[Mismatch
                 mismatches = []
         if mismatches:
             return mismatches
-        context_param = _context_param(func)
+        context_param = context_parameter(func)
         return BoundTool(
             spec=tool,
             parameters=parameters,
@@ -277,23 +277,12 @@ def quick_checker(schema: Mapping[str, Any]) -> Callable[[dict[str, Any]], bool]
     return check
 
 
-def _context_param(func: Callable[..., Any]) -> str | None:
-    try:
-        hints = inspect.get_annotations(func, eval_str=True)
-    except Exception:  # unresolvable annotations: no context injection
-        hints = {}
-    for name, hint in hints.items():
-        if hint is ToolContext:
-            return name
-    return None
-
-
-def _definition(tool: BoundTool) -> Mapping[str, Any]:
+def _definition(tool: BoundTool, description: str) -> Mapping[str, Any]:
     return {
         "type": "function",
         "function": {
             "name": tool.name,
-            "description": tool.spec.description,
+            "description": description,
             "parameters": tool.parameters,
         },
     }

@@ -1,8 +1,11 @@
 """The continuation: one JSON document holding a whole suspended call stack.
 
 Decisions are made through methods that return a new `Continuation` (the original never
-changes), each decision bound to the fingerprint of the entry it answers. Decisions only fill
-in `decision` fields, so deciding several entries in any order gives the same document.
+changes), each decision bound to the fingerprint of the entry it answers: one at a time
+(`approve(id)`, ...) or several in one batch (`decide_many`, see `engine.decisions`). Decisions
+only fill in `decision` fields, so deciding several entries in any order gives the same
+document. A decided continuation shares every frame it did not change with the one it came
+from, so neither may ever be mutated: `root` hands out a copy to run.
 
 Versions of the document (`version`), newest last; every version listed here still loads:
 
@@ -20,28 +23,16 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from engine import _json, _paths
-from engine._canonical import json_problem
+from engine import _json
 from engine._codec import decision_to_data, frames_from_data, frames_to_data
 from engine._json import escape_surrogates
-from engine.errors import ContinuationError, DecisionError
-from engine.frames import (
-    Answer,
-    Approve,
-    Decision,
-    Edit,
-    Extend,
-    Frame,
-    Pending,
-    Reject,
-    Resume,
-    Stop,
-    walk,
-)
+from engine.decisions import Decide, PendingIndex, decided_root, entry_at, leaf_entries, plan
+from engine.errors import ContinuationError
+from engine.frames import Frame, Pending, walk
 from engine.signing import ALGORITHM, SIGNED_TAIL, sign, verify
 
 FORMAT = "callcc.continuation"
@@ -99,7 +90,16 @@ class PendingDecision:
 class Continuation:
     """A suspended run: its id, the spec it belongs to, and the root frame."""
 
-    __slots__ = ("_key", "_root", "nonce", "run_id", "spec_digest", "spec_name", "spec_path")
+    __slots__ = (
+        "_index",
+        "_key",
+        "_root",
+        "nonce",
+        "run_id",
+        "spec_digest",
+        "spec_name",
+        "spec_path",
+    )
 
     def __init__(
         self,
@@ -124,6 +124,7 @@ class Continuation:
         """Names this suspension; a run store refuses to resume the same nonce twice."""
         self._root = root
         self._key = key
+        self._index: PendingIndex | None = None  # built when first needed
 
     @property
     def signed(self) -> bool:
@@ -148,31 +149,23 @@ class Continuation:
     def pending(self) -> list[PendingDecision]:
         """The entries waiting for a decision, at any depth, in stack order (their arguments
         are copies: changing them changes no continuation)."""
+        index = self._pending_index()
         return [
-            replace(view, arguments=_copy_arguments(view.arguments)) for view, _ in self._leaves()
+            _view(path, frame, entry, arguments=_copy_arguments(entry.arguments))
+            for path, (frame, entry) in zip(index.paths, leaf_entries(self._root), strict=True)
         ]
 
     def _leaves(self) -> list[tuple[PendingDecision, Pending]]:
-        out: list[tuple[PendingDecision, Pending]] = []
-        for path, frame in walk(self._root):
-            for entry in frame.pending:
-                if entry.reason == "subagent":
-                    continue
-                view = PendingDecision(
-                    id=entry.id,
-                    path="/".join((*path, entry.id)),
-                    agent=frame.agent,
-                    tool=entry.tool,
-                    arguments=entry.arguments,
-                    reason=entry.reason,
-                    decisions=entry.decisions,
-                    prompt=entry.prompt,
-                    detail=entry.detail,
-                    decision=entry.decision.kind if entry.decision else None,
-                    fingerprint=entry.fingerprint,
-                )
-                out.append((view, entry))
-        return out
+        index = self._pending_index()
+        return [
+            (_view(path, frame, entry, entry.arguments), entry)
+            for path, (frame, entry) in zip(index.paths, leaf_entries(self._root), strict=True)
+        ]
+
+    def _pending_index(self) -> PendingIndex:
+        if self._index is None:
+            self._index = PendingIndex.of(self._root)
+        return self._index
 
     def undecided(self) -> list[PendingDecision]:
         """Pending entries that have no decision yet."""
@@ -182,92 +175,74 @@ class Continuation:
 
     def approve(self, id: str) -> Continuation:
         """Run the call as asked (for a failed call: run it again)."""
-        return self._decide(id, "approve", lambda fp: Approve(fingerprint=fp))
+        return self._decide([Decide.approve(id)], batch=False)
 
     def edit(self, id: str, arguments: dict[str, Any]) -> Continuation:
         """Run the call with these arguments instead; checked against the tool at resume."""
-        if not isinstance(arguments, dict):
-            raise DecisionError("edited arguments must be a JSON object", pending_ids=())
-        copied = _json_value(arguments, "edited arguments")
-        return self._decide(id, "edit", lambda fp: Edit(fingerprint=fp, arguments=copied))
+        return self._decide([Decide.edit(id, arguments)], batch=False)
 
     def reject(self, id: str, reason: str = "rejected by the reviewer") -> Continuation:
         """Never run the call; the model is told so, with the reason."""
-        if not isinstance(reason, str):
-            raise DecisionError("the reason of a rejection must be text", pending_ids=())
-        _json_value(reason, "the reason of a rejection")
-        return self._decide(id, "reject", lambda fp: Reject(fingerprint=fp, reason=reason))
+        return self._decide([Decide.reject(id, reason)], batch=False)
 
     def answer(self, id: str, result: Any) -> Continuation:
         """Supply the result of an external (or failed) call: any JSON value."""
-        copied = _json_value(result, "an answer")
-        return self._decide(id, "answer", lambda fp: Answer(fingerprint=fp, result=copied))
+        return self._decide([Decide.answer(id, result)], batch=False)
 
     def extend(self, id: str, turns: int) -> Continuation:
         """Grant more turns (or tool calls, or seconds) after a `turn_limit` suspension."""
-        if not isinstance(turns, int) or isinstance(turns, bool) or turns < 1:
-            raise DecisionError("extend needs a positive whole number", pending_ids=())
-        return self._decide(id, "extend", lambda fp: Extend(fingerprint=fp, turns=turns))
+        return self._decide([Decide.extend(id, turns)], batch=False)
 
     def stop(self, id: str) -> Continuation:
         """End the waiting agent now with its reply so far."""
-        return self._decide(id, "stop", lambda fp: Stop(fingerprint=fp))
+        return self._decide([Decide.stop(id)], batch=False)
 
     def resume(self, id: str) -> Continuation:
         """Carry on after a pause or a model error."""
-        return self._decide(id, "resume", lambda fp: Resume(fingerprint=fp))
+        return self._decide([Decide.resume(id)], batch=False)
+
+    def decide_many(self, decisions: Iterable[Decide]) -> Continuation:
+        """Make several decisions at once (`Decide.approve(id)`, `Decide.reject(id, why)`,
+        ...; see `engine.decisions`), each naming its entry as the one-by-one methods do.
+        The same document as making them one by one, in any order, for O(K) in all. A batch
+        that holds one bad item (an unknown or ambiguous id, a decision the entry does not
+        allow, an entry already decided or named twice, a value that is not plain JSON) is
+        refused whole, by a `DecisionError` naming the item: nothing is decided."""
+        return self._decide(list(decisions), batch=True)
 
     def approve_all(self) -> Continuation:
-        """Approve every undecided entry that allows `approve`."""
-        result = self
-        for view in self.undecided():
-            if "approve" in view.decisions:
-                result = result.approve(view.path)
-        return result
+        """Approve every undecided entry that allows `approve`, in one batch."""
+        index = self._pending_index()
+        return self.decide_many(
+            Decide.approve(path)
+            for path, (_, entry) in zip(index.paths, leaf_entries(self._root), strict=True)
+            if entry.decision is None and "approve" in entry.decisions
+        )
 
-    def _decide(self, ident: str, kind: str, make: Callable[[str], Decision]) -> Continuation:
-        view, _ = self.find(ident)
-        if kind not in view.decisions:
-            allowed = ", ".join(view.decisions) or "none (decide inside the sub-agent)"
-            raise DecisionError(
-                f"{view.path} ({view.reason}) does not allow {kind!r}; allowed: {allowed}",
-                pending_ids=[p.path for p in self.undecided()],
-            )
-        if view.decision is not None:
-            raise DecisionError(
-                f"{view.path} is already decided ({view.decision}); decide on the earlier "
-                "continuation to choose differently",
-                pending_ids=[p.path for p in self.undecided()],
-            )
-        root = self._root.copy()
-        for path, frame in walk(root):
-            for entry in frame.pending:
-                if "/".join((*path, entry.id)) == view.path:
-                    entry.decision = make(entry.fingerprint)
-        return Continuation(
+    def _decide(self, items: list[Decide], *, batch: bool) -> Continuation:
+        index = self._pending_index()
+        chosen = plan(self._root, index, items, batch=batch)
+        if not chosen:
+            return self
+        derived = Continuation(
             run_id=self.run_id,
             spec_name=self.spec_name,
             spec_digest=self.spec_digest,
             spec_path=self.spec_path,
             nonce=self.nonce,
             key=self._key,
-            root=root,
+            root=decided_root(self._root, chosen),
         )
+        derived._index = index  # decisions move no entry: the index holds for it too
+        return derived
 
     def find(self, ident: str) -> tuple[PendingDecision, Pending]:
         """The pending entry named by a full path, a bare unique entry id, or a path suffix
         whose segments may leave out `@CALL` (see `engine._paths`)."""
-        leaves = self._leaves()
-        found = [leaves[i] for i in _paths.select(ident, [v.path for v, _ in leaves])]
-        if len(found) == 1:
-            return found[0]
-        if not found:
-            raise DecisionError(
-                f"no pending call {ident!r}", pending_ids=[v.path for v, _ in leaves]
-            )
-        raise DecisionError(
-            _paths.ambiguity(ident, len(found)), pending_ids=[v.path for v, _ in found]
-        )
+        index = self._pending_index()
+        position = index.find(ident)
+        frame, entry = entry_at(self._root, index.spots[position])
+        return _view(index.paths[position], frame, entry, entry.arguments), entry
 
     # -- the document ------------------------------------------------------------------------
 
@@ -405,6 +380,22 @@ class Continuation:
         return f"<Continuation run={self.run_id} spec={self.spec_name} waiting on {waiting}>"
 
 
+def _view(path: str, frame: Frame, entry: Pending, arguments: Any) -> PendingDecision:
+    return PendingDecision(
+        id=entry.id,
+        path=path,
+        agent=frame.agent,
+        tool=entry.tool,
+        arguments=arguments,
+        reason=entry.reason,
+        decisions=entry.decisions,
+        prompt=entry.prompt,
+        detail=entry.detail,
+        decision=entry.decision.kind if entry.decision else None,
+        fingerprint=entry.fingerprint,
+    )
+
+
 def _copy_arguments(value: Any) -> Any:
     try:
         return _copy(value)
@@ -419,20 +410,6 @@ def _copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_copy(v) for v in value]
     return value
-
-
-def _json_value(value: Any, what: str) -> Any:
-    """A private copy of `value`, which must be plain JSON (no NaN, no sets, str keys, valid
-    Unicode text, bounded nesting: see `json_problem`)."""
-    problem = json_problem(value)
-    if problem is not None:
-        where, fault = problem
-        at = f" (at {where})" if where else ""
-        raise DecisionError(f"{what} must be plain JSON data: it {fault}{at}", pending_ids=())
-    try:
-        return json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
-    except (TypeError, ValueError) as exc:  # keys JSON cannot write
-        raise DecisionError(f"{what} must be plain JSON data: {exc}", pending_ids=()) from None
 
 
 def _parse(text: str) -> Any:
@@ -468,4 +445,4 @@ def _compact(data: Any) -> str:
     return _json.dumps(data)
 
 
-__all__ = ["Continuation", "PendingDecision", "decision_to_data"]
+__all__ = ["Continuation", "Decide", "PendingDecision", "decision_to_data"]

@@ -92,6 +92,8 @@ class DecisionError(UsageError):
     """A decision names no pending call, or is not allowed for the call it names."""
 
     def __init__(self, message: str, *, pending_ids: Iterable[str] = ()) -> None:
+        self.reason = message
+        """What is wrong, without the list of pending paths."""
         self.pending_ids = tuple(sorted(pending_ids))
         listed = ", ".join(self.pending_ids) if self.pending_ids else "none"
         super().__init__(f"{message}; pending: {listed}")

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from engine._canonical import fingerprint
+from engine.waits import CALL_WAITS, FRAME_WAITS, Reason
 
-Reason: TypeAlias = Literal["approval", "subagent", "external", "turn_limit", "pause", "error"]
 CallStatus: TypeAlias = Literal["pending", "running", "done", "rejected", "failed"]
 Message: TypeAlias = dict[str, Any]
 
@@ -143,12 +143,15 @@ class Pending:
         reason: Reason,
         tool: str,
         arguments: dict[str, Any],
-        decisions: tuple[str, ...],
+        decisions: tuple[str, ...] | None = None,
         prompt: str | None = None,
         detail: str | None = None,
         child: Frame | None = None,
     ) -> Pending:
-        """An entry for a tool call, fingerprinted on what the reviewer sees."""
+        """An entry for a tool call, fingerprinted on what the reviewer sees; it allows
+        `decisions`, by default those `engine.waits.CALL_WAITS` gives its reason."""
+        if decisions is None:
+            decisions = CALL_WAITS[reason]
         return Pending(
             id=id,
             reason=reason,
@@ -162,8 +165,10 @@ class Pending:
         )
 
     @staticmethod
-    def for_frame(*, id: str, reason: Reason, decisions: tuple[str, ...], detail: str) -> Pending:
-        """An entry for a wait no tool call caused (a limit, a pause, a model error)."""
+    def for_frame(*, id: str, reason: Reason, detail: str) -> Pending:
+        """An entry for a wait no tool call caused (a limit, a pause, a model error), allowing
+        the decisions `engine.waits.FRAME_WAITS` gives its reason."""
+        decisions = FRAME_WAITS[reason]
         return Pending(
             id=id,
             reason=reason,

@@ -31,6 +31,7 @@ from engine.errors import ContinuationError
 from engine.frames import Frame, assign_paths, call_fingerprint, walk
 from engine.spec.model import Spec
 from engine.store.base import AsyncRunStore, Event, Lease, PendingRow, RunRecord, RunStatus
+from engine.waits import CALL_WAITS
 
 SNAPSHOT_EVENTS = 64
 """A run that suspends (or fails) with at least this many events since its latest snapshot
@@ -397,9 +398,9 @@ def _settle_running(path: str, frames: Mapping[str, dict[str, Any]], spec: Spec)
                     "reason": "external",
                     "tool": tool.name,
                     "arguments": arguments,
-                    "decisions": ["answer", "reject"],
+                    "decisions": list(CALL_WAITS["external"]),
                     "fingerprint": call_fingerprint(
-                        call_id, tool.name, arguments, "external", ("answer", "reject")
+                        call_id, tool.name, arguments, "external", CALL_WAITS["external"]
                     ),
                 }
                 | ({"prompt": tool.description} if tool.description else {})
@@ -412,9 +413,9 @@ def _settle_running(path: str, frames: Mapping[str, dict[str, Any]], spec: Spec)
                     "reason": "error",
                     "tool": tool.name,
                     "arguments": arguments,
-                    "decisions": ["approve", "answer", "reject"],
+                    "decisions": list(CALL_WAITS["error"]),
                     "fingerprint": call_fingerprint(
-                        call_id, tool.name, arguments, "error", ("approve", "answer", "reject")
+                        call_id, tool.name, arguments, "error", CALL_WAITS["error"]
                     ),
                     "detail": f"the process stopped while {tool.name} was running and nobody "
                     "knows whether it took effect: approve to run it again, answer to supply "

@@ -123,9 +123,7 @@ def check_limits(frame: Frame, agent: BoundAgent) -> Pending | None:
         detail = f"timeout: {frame.elapsed:.1f} s of {limits.timeout + frame.extra_seconds:g} s"
     else:
         return None
-    return Pending.for_frame(
-        id=frame.next_id("limit"), reason="turn_limit", decisions=("extend", "stop"), detail=detail
-    )
+    return Pending.for_frame(id=frame.next_id("limit"), reason="turn_limit", detail=detail)
 
 
 def check_pause(frame: Frame, agent: BoundAgent) -> Pending | None:
@@ -137,9 +135,7 @@ def check_pause(frame: Frame, agent: BoundAgent) -> Pending | None:
         detail = f"after_seconds: paused after {frame.pause_elapsed:.1f} s"
     else:
         return None
-    return Pending.for_frame(
-        id=frame.next_id("pause"), reason="pause", decisions=("resume", "stop"), detail=detail
-    )
+    return Pending.for_frame(id=frame.next_id("pause"), reason="pause", detail=detail)
 
 
 async def ask_model(frame: Frame, agent: BoundAgent) -> Step:
@@ -163,7 +159,6 @@ async def ask_model(frame: Frame, agent: BoundAgent) -> Step:
             Pending.for_frame(
                 id=frame.next_id("error"),
                 reason="error",
-                decisions=("resume", "stop"),
                 detail=f"model call failed: {exc}",
             )
         )
@@ -266,7 +261,6 @@ def fail_resumably(frame: Frame, reason: str) -> Fail:
         Pending.for_frame(
             id=frame.next_id("error"),
             reason="error",
-            decisions=("resume", "stop"),
             detail=f"{reason}; fix the cause, then resume to ask the model again",
         )
     )
@@ -292,7 +286,6 @@ def open_turn(frame: Frame, agent: BoundAgent, calls: list[dict[str, Any]]) -> S
             Pending.for_frame(
                 id=frame.next_id("limit"),
                 reason="turn_limit",
-                decisions=("extend", "stop"),
                 detail=f"max_tool_calls: {frame.tool_calls} used of {allowed}, "
                 f"the model asks for {len(fresh)} more",
             )

@@ -24,6 +24,7 @@ from engine.errors import ContinuationError
 from engine.events import Observers, RunEvent
 from engine.frames import Frame, Pending
 from engine.tools import Deferred, ToolContext
+from engine.waits import CALL_WAITS
 
 log = logging.getLogger("callcc.run")
 DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("callcc_depth", default=0)
@@ -100,7 +101,7 @@ def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any]) -> None:
         _gate(frame, call_id, name, arguments, "approval", approval.decisions, prompt)
         say(frame, "%s waits for approval (%s)", name, call_id)
     elif name in agent.spec.suspend.before_tools:
-        _gate(frame, call_id, name, arguments, "pause", ("resume", "reject"), None)
+        _gate(frame, call_id, name, arguments, "pause", CALL_WAITS["pause"], None)
         say(frame, "pauses before %s (%s)", name, call_id)
     else:
         frame.ledger[call_id] = "running"
@@ -308,9 +309,7 @@ async def _execute(
             messages=[{"role": "user", "content": _request(tool, arguments)}],
             path=f"{frame.path}/{call_id}",
         )
-        entry = Pending.for_call(
-            id=call_id, reason="subagent", tool=tool.name, arguments=arguments, decisions=()
-        )
+        entry = Pending.for_call(id=call_id, reason="subagent", tool=tool.name, arguments=arguments)
         return await _child(child, entry, ctx)
     return await _python(frame, tool, call_id, arguments, ctx, inline)
 
@@ -390,7 +389,6 @@ def _external(
         reason="external",
         tool=tool.name,
         arguments=arguments,
-        decisions=("answer", "reject"),
         prompt=prompt,
         detail=detail,
     )
@@ -402,7 +400,6 @@ def _error(call_id: str, tool: BoundTool, arguments: dict[str, Any], message: st
         reason="error",
         tool=tool.name,
         arguments=arguments,
-        decisions=("approve", "answer", "reject"),
         detail=f"tool {tool.name} failed: {message}; approve to retry, answer to supply "
         "the result, reject to skip",
     )

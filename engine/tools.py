@@ -11,6 +11,7 @@ import difflib
 import enum
 import importlib
 import inspect
+import re
 import sys
 import types
 import typing
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
+from engine._canonical import json_problem
 from engine.errors import UsageError
 
 JsonSchema = dict[str, Any]
@@ -48,6 +50,17 @@ class Deferred(Exception):
     def __init__(self, reason: str = "") -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class ParameterTypeError(TypeError):
+    """A parameter's type hint has no JSON Schema, so the model cannot be told what to pass."""
+
+    def __init__(self, parameter: str, hint: Any, why: str) -> None:
+        self.parameter = parameter
+        """The parameter's name."""
+        self.type = type_name(hint)
+        """Its annotation, as a person would write it (`complex`, `list[complex]`)."""
+        super().__init__(f"parameter '{parameter}' is annotated {self.type}: {why}")
 
 
 class ToolRefError(UsageError):
@@ -99,14 +112,36 @@ def import_ref(ref: str, search_path: str | None = None) -> Callable[..., Any]:
     return typing.cast(Callable[..., Any], target)
 
 
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+_CONTEXT_NAME = re.compile(r"(?:[A-Za-z_]\w*\.)*ToolContext")
+"""`ToolContext` as annotation text, maybe qualified (`engine.ToolContext`)."""
+_WRAPPED = re.compile(r"(?:typing\.)?(Optional|Union|Annotated)\[(.*)\]")
+
+
+def context_parameter(func: Callable[..., Any]) -> str | None:
+    """The parameter of `func` that receives the call's `ToolContext` instead of a model
+    argument: the first one annotated `ToolContext`, `ToolContext | None`,
+    `Optional[ToolContext]` or `Annotated[ToolContext, ...]`, also as annotation text that
+    does not resolve (`from __future__ import annotations` with the import kept under
+    `TYPE_CHECKING`). The model never sees it, and it always receives a `ToolContext`."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: nothing to inject into
+        return None
+    hints = _hints(func)
+    for param in params:
+        if param.kind not in _VARIADIC and _is_context(hints.get(param.name)):
+            return param.name
+    return None
+
+
 def tool_parameters(func: Callable[..., Any]) -> list[inspect.Parameter]:
     """The parameters of `func` the model supplies (no ToolContext, no *args/**kwargs)."""
-    hints = _hints(func)
-    skip = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    context = context_parameter(func)
     return [
         p
         for p in inspect.signature(func).parameters.values()
-        if p.kind not in skip and not _is_context(hints.get(p.name))
+        if p.kind not in _VARIADIC and p.name != context
     ]
 
 
@@ -124,14 +159,14 @@ def infer_parameters(func: Callable[..., Any]) -> JsonSchema:
     for param in tool_parameters(func):
         if param.kind is inspect.Parameter.POSITIONAL_ONLY:
             raise TypeError(f"parameter '{param.name}' is positional-only; tools take keywords")
-        schema = type_schema(hints.get(param.name, Any))
+        schema = _parameter_schema(param.name, hints.get(param.name, Any))
         if param.default is inspect.Parameter.empty:
             required.append(param.name)
         else:
             default = param.default
             if isinstance(default, enum.Enum):
                 default = default.value
-            if isinstance(default, str | int | float | bool | None):
+            if isinstance(default, str | int | float | bool | None) and not json_problem(default):
                 schema = {**schema, "default": default}
         properties[param.name] = schema
     result: JsonSchema = {"type": "object", "properties": properties}
@@ -139,6 +174,33 @@ def infer_parameters(func: Callable[..., Any]) -> JsonSchema:
         result["required"] = required
     result["additionalProperties"] = accepts_any_keyword(func)
     return result
+
+
+def _parameter_schema(name: str, hint: Any) -> JsonSchema:
+    """The schema of one parameter, or `ParameterTypeError` naming it and its type."""
+    if isinstance(hint, str):
+        why = "the text does not resolve to a type (a name imported only for type checkers?)"
+        raise ParameterTypeError(name, hint, why)
+    try:
+        schema = type_schema(hint)
+    except TypeError as exc:
+        raise ParameterTypeError(name, hint, str(exc)) from None
+    problem = json_problem(schema)
+    if problem is not None:
+        where, what = problem
+        raise ParameterTypeError(
+            name, hint, f"its JSON Schema would hold a value that is not JSON ({what} at {where})"
+        )
+    return schema
+
+
+def type_name(hint: Any) -> str:
+    """A type hint as it is written in Python: `complex`, `list[complex]`, `Literal[1j]`."""
+    if isinstance(hint, str):
+        return repr(hint)
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return hint.__qualname__
+    return repr(hint).replace("typing.", "")
 
 
 def type_schema(hint: Any) -> JsonSchema:
@@ -157,7 +219,7 @@ def type_schema(hint: Any) -> JsonSchema:
     if origin is typing.Annotated:
         return type_schema(args[0])
     if origin is Literal:
-        return {"enum": list(args)}
+        return {"enum": [a.value if isinstance(a, enum.Enum) else a for a in args]}
     if origin in (Union, types.UnionType):
         options = [type_schema(a) for a in args]
         if all(set(o) == {"type"} and isinstance(o["type"], str) for o in options):
@@ -171,17 +233,61 @@ def type_schema(hint: Any) -> JsonSchema:
         if len(args) == 2:
             return {"type": "object", "additionalProperties": type_schema(args[1])}
         return {"type": "object"}
-    raise TypeError(f"cannot express type {hint!r} as JSON Schema; give `parameters` in the spec")
+    raise TypeError(f"{type_name(hint)} has no JSON Schema")
 
 
 def _hints(func: Callable[..., Any]) -> dict[str, Any]:
+    """`func`'s type hints, resolved; when one does not resolve (a name imported only under
+    `TYPE_CHECKING`), each of the others still is, and that one stays text."""
     try:
         return typing.get_type_hints(func, include_extras=True)
-    except Exception:  # unresolvable forward references: fall back to raw annotations
-        return dict(getattr(func, "__annotations__", {}))
+    except Exception:  # resolved one by one below
+        pass
+    raw = getattr(func, "__annotations__", None)
+    names = getattr(func, "__globals__", {})
+    items = raw.items() if isinstance(raw, dict) else ()
+    return {name: _resolved(hint, names) for name, hint in items}
+
+
+def _resolved(hint: Any, names: dict[str, Any]) -> Any:
+    if not isinstance(hint, str):
+        return hint
+    try:
+        return typing.get_type_hints(_Annotated(hint), names, include_extras=True)["x"]
+    except Exception:  # kept as text: `_is_context` reads text too
+        return hint
+
+
+class _Annotated:
+    """Something with one annotation, for `typing.get_type_hints` to resolve it alone."""
+
+    def __init__(self, hint: str) -> None:
+        self.__annotations__ = {"x": hint}
 
 
 def _is_context(hint: Any) -> bool:
-    if hint is ToolContext or hint == "ToolContext":
+    """True for `ToolContext`, alone, optional, or annotated; as a type or as text."""
+    if hint is ToolContext:
         return True
-    return any(_is_context(a) for a in typing.get_args(hint))
+    if isinstance(hint, typing.ForwardRef):
+        hint = hint.__forward_arg__
+    if isinstance(hint, str):
+        return _text_is_context(re.sub(r"\s+", "", hint).strip("'\""))
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Annotated:
+        return _is_context(args[0])
+    if origin in (Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        return bool(members) and all(_is_context(a) for a in members)
+    return False
+
+
+def _text_is_context(text: str) -> bool:
+    wrapped = _WRAPPED.fullmatch(text)
+    if wrapped is not None and wrapped.group(1) == "Annotated":
+        return _text_is_context(wrapped.group(2).split(",", 1)[0])
+    members = wrapped.group(2).split(",") if wrapped is not None else text.split("|")
+    members = [m.strip("'\"") for m in members]
+    members = [m for m in members if m not in ("None", "NoneType")]
+    return bool(members) and all(_CONTEXT_NAME.fullmatch(m) for m in members)

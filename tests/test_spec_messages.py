@@ -22,12 +22,27 @@ SHOP = '''\
 
 from __future__ import annotations
 
+import enum
+
+
+class Phase(enum.Enum):
+    ON = 1j
+    OFF = 0j
+
 
 def issue_refund(order_id: str, amount: float = 0.0) -> str:
     return f"refunded {amount} on {order_id}"
 
 
 def by_position(order_id: str, /) -> str:
+    return order_id
+
+
+def scale(order_id: str, factor: complex = 1j) -> str:
+    return order_id
+
+
+def rotate(order_id: str, phase: Phase) -> str:
     return order_id
 '''
 
@@ -355,4 +370,167 @@ def test_a_top_level_scalar_indented_under_agents_says_so(tmp_path: Path) -> Non
         f"{path}:20:3: error[misplaced-key]: 'entrypoint' is indented as an entry of agents:, "
         "so it was read as an agent named 'entrypoint' | help: move 'entrypoint:' to column 1, "
         "to make it the spec's top-level 'entrypoint:'",
+    ]
+
+
+# --- issue 12: a parameter type JSON Schema cannot express ------------------------------------
+
+OPENAI = """\
+spec_version: 1
+models:
+  m:
+    kind: openai
+    model: any
+    base_url: http://127.0.0.1:9/v1
+    api_key_env: CALLCC_TEST_KEY
+tools:
+  scale:
+    kind: python
+    ref: sigshop.refunds:{func}
+    description: Scale an order.
+agents:
+  main:
+    description: Main agent.
+    model: m
+    instructions: Be helpful.
+    tools: [scale]
+entrypoint: main
+"""
+TYPE_FIX = (
+    "annotate '{param}' with a type JSON can carry (str, int, float, bool, None, list[...], "
+    "dict[str, ...], a Literal or an Enum of JSON values), or give the tool `parameters` in "
+    "the spec"
+)
+UNSUPPORTED = {
+    "scale": (
+        "factor",
+        "parameter 'factor' is annotated complex: complex has no JSON Schema",
+    ),
+    "rotate": (  # the Enum has a schema, but one JSON cannot carry: today's crash at `run`
+        "phase",
+        "parameter 'phase' is annotated Phase: its JSON Schema would hold a value that is not "
+        "JSON (a complex is not JSON data at /enum/0)",
+    ),
+}
+
+
+@pytest.mark.parametrize("func", sorted(UNSUPPORTED))
+def test_validate_resolve_locates_a_parameter_type_without_json_schema(
+    tmp_path: Path, func: str
+) -> None:
+    path = write(tmp_path, OPENAI.format(func=func))
+    param, why = UNSUPPORTED[func]
+    code, out, _ = cli("validate", "--resolve", str(path))
+    assert (code, out) == (
+        2,
+        f"{path}:11:10: error[unsupported-type]: cannot infer the parameters of "
+        f"sigshop.refunds:{func}: {why}\n"
+        f"   11 |     ref: sigshop.refunds:{func}\n"
+        "      |          ^\n"
+        f"  help: {TYPE_FIX.format(param=param)}\n"
+        "invalid: 1 file checked, 1 error, 0 warnings\n",
+    )
+
+
+@pytest.mark.parametrize("func", sorted(UNSUPPORTED))
+def test_run_refuses_a_parameter_type_without_json_schema_with_exit_2(
+    tmp_path: Path, func: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLCC_TEST_KEY", "not-a-key")
+    path = write(tmp_path, OPENAI.format(func=func))
+    state = tmp_path / "state.json"
+    code, out, err = cli("run", str(path), "-p", "scale A1", "--state", str(state))
+    assert (code, out) == (2, "")
+    param, why = UNSUPPORTED[func]
+    assert err.startswith(
+        f"{path}:11:10: error[unsupported-type]: cannot infer the parameters of "
+        f"sigshop.refunds:{func}: {why}\n"
+    )
+    assert f"  help: {TYPE_FIX.format(param=param)}\n" in err
+    assert "Traceback" not in err
+    assert not state.exists()
+
+
+@pytest.mark.parametrize("func", sorted(UNSUPPORTED))
+def test_the_api_refuses_a_parameter_type_without_json_schema_where_resolve_does(
+    tmp_path: Path, func: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLCC_TEST_KEY", "not-a-key")
+    path = write(tmp_path, OPENAI.format(func=func))
+    param, why = UNSUPPORTED[func]
+    expected = [
+        f"{path}:11:10: error[unsupported-type]: cannot infer the parameters of "
+        f"sigshop.refunds:{func}: {why} | help: {TYPE_FIX.format(param=param)}"
+    ]
+    assert lines(validate_file(path, resolve=True, env={})) == expected
+    with pytest.raises(SpecError) as caught:
+        Runtime(load_spec(path, env={}))
+    assert lines(caught.value.diagnostics) == expected
+    assert caught.value.diagnostics[0].pointer == "/tools/scale/ref"
+
+
+# --- issue 12: `description` of an agent is optional ------------------------------------------
+
+DELEGATE = """\
+spec_version: 1
+models:
+  m:
+    kind: scripted
+    script: s.yaml
+tools:
+  ask_helper:
+    kind: agent
+    agent: helper
+agents:
+  main:
+    model: m
+    instructions: Delegate.
+    tools: [ask_helper]
+  helper:
+    description: Looks things up.
+    model: m
+    instructions: Look it up.
+entrypoint: main
+"""
+
+
+def _tool_description(path: Path) -> str:
+    program = Runtime(load_spec(path, env={})).program
+    (definition,) = program.agents["main"].tool_defs
+    return str(definition["function"]["description"])
+
+
+def test_a_sub_agent_tool_without_a_description_shows_its_agents(tmp_path: Path) -> None:
+    path = write(tmp_path, DELEGATE)
+    assert cli("validate", str(path))[:2] == (0, "valid: 1 file checked, 0 errors, 0 warnings\n")
+    assert load_spec(path, env={}).agents["main"].description == ""
+    assert _tool_description(path) == "Looks things up."
+
+
+def test_a_sub_agent_tools_own_description_comes_first(tmp_path: Path) -> None:
+    text = DELEGATE.replace("    agent: helper\n", "    agent: helper\n    description: Ask.\n")
+    path = write(tmp_path, text.replace("    description: Looks things up.\n", ""))
+    assert validate_file(path, env={}) == []
+    assert _tool_description(path) == "Ask."
+
+
+def test_a_sub_agent_tool_with_no_description_anywhere_is_located_at_the_tool(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, DELEGATE.replace("    description: Looks things up.\n", ""))
+    code, out, _ = cli("validate", str(path))
+    assert (code, out) == (
+        2,
+        f"{path}:7:3: error[missing-description]: tool 'ask_helper' has no description, and "
+        "neither has agent 'helper', so the calling model is not told what the sub-agent does\n"
+        "    7 |   ask_helper:\n"
+        "      |   ^\n"
+        "  help: add a description: to tool 'ask_helper' (what the calling model reads), or to "
+        "agent 'helper'\n"
+        "invalid: 1 file checked, 1 error, 0 warnings\n",
+    )
+    with pytest.raises(SpecError) as caught:
+        load_spec(path, env={})
+    assert [(d.code, d.pointer) for d in caught.value.diagnostics] == [
+        ("missing-description", "/tools/ask_helper")
     ]

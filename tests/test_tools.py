@@ -6,9 +6,29 @@ import enum
 from pathlib import Path
 from typing import Literal, Optional
 
+import ctx_tools
 import pytest
+from builders import (
+    agent,
+    call,
+    calls,
+    finished,
+    make_spec,
+    python_tool,
+    run,
+    runtime,
+    say,
+    tool_result,
+)
 
-from engine.tools import Deferred, ToolContext, ToolRefError, import_ref, infer_parameters
+from engine.tools import (
+    Deferred,
+    ToolContext,
+    ToolRefError,
+    context_parameter,
+    import_ref,
+    infer_parameters,
+)
 
 
 class Colour(enum.Enum):
@@ -71,7 +91,7 @@ def test_unsupported_type_says_what_to_do() -> None:
     def odd(path: Path) -> None:
         return None
 
-    with pytest.raises(TypeError, match="give `parameters` in the spec"):
+    with pytest.raises(TypeError, match="parameter 'path' is annotated Path: Path has no JSON"):
         infer_parameters(odd)
 
 
@@ -112,3 +132,47 @@ def test_import_ref_errors(ref: str, code: str) -> None:
     with pytest.raises(ToolRefError) as caught:
         import_ref(ref, None)
     assert caught.value.code == code
+
+
+# -- the ToolContext parameter, spelt every way ---------------------------------------------
+
+CONTEXT_TOOLS = {
+    "optional_ctx": "ctx",
+    "typing_optional": "context",
+    "union_none": "c",
+    "annotated": "ctx",
+    "text_only": "ctx",
+    "text_plain": "ctx",
+}
+
+
+@pytest.mark.parametrize(("tool", "param"), sorted(CONTEXT_TOOLS.items()))
+def test_every_spelling_of_the_context_parameter_is_found(tool: str, param: str) -> None:
+    func = getattr(ctx_tools, tool)
+
+    assert context_parameter(func) == param
+    assert param not in infer_parameters(func)["properties"]
+
+
+def test_a_list_of_contexts_is_no_context_parameter() -> None:
+    assert context_parameter(ctx_tools.not_a_context) is None
+
+
+def test_text_annotations_of_other_parameters_still_resolve() -> None:
+    assert infer_parameters(ctx_tools.text_plain)["properties"] == {"key": {"type": "integer"}}
+
+
+@pytest.mark.parametrize("tool", sorted(CONTEXT_TOOLS))
+def test_a_parameter_hidden_from_the_model_receives_the_context(tool: str) -> None:
+    spec = make_spec(
+        [agent("main", tool)],
+        [python_tool(tool, ref=f"ctx_tools:{tool}")],
+    )
+    key = 5 if tool == "text_plain" else "k"
+    rt = runtime(spec, {"main": [calls(call("call_7", tool, {"key": key})), say("ok")]})
+
+    (definition,) = rt.program.agents["main"].tool_defs
+    outcome = finished(run(rt, run_id="run-42"))
+
+    assert CONTEXT_TOOLS[tool] not in definition["function"]["parameters"]["properties"]
+    assert outcome.messages[2] == tool_result("call_7", f"{key}@run-42:call_7")

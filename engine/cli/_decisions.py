@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from engine.cli._output import describe
-from engine.continuation import Continuation
+from engine.continuation import Continuation, Decide
 from engine.errors import UsageError
 
 
@@ -32,12 +32,12 @@ def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
 
 
 def reject_all(continuation: Continuation, reason: str) -> Continuation:
-    """Reject every undecided entry that allows `reject` (`--reject all`)."""
-    result = continuation
-    for view in continuation.undecided():
-        if "reject" in view.decisions:
-            result = result.reject(view.path, reason)
-    return result
+    """Reject every undecided entry that allows `reject` (`--reject all`), in one batch."""
+    return continuation.decide_many(
+        Decide.reject(view.path, reason)
+        for view in continuation.undecided()
+        if "reject" in view.decisions
+    )
 
 
 def nothing_decided(continuation: Continuation, args: argparse.Namespace) -> None:

@@ -105,7 +105,7 @@ def _approval(value: Any) -> Approval:
 def _tool(name: str, data: dict[str, Any]) -> Tool:
     common: dict[str, Any] = {
         "name": name,
-        "description": data["description"],
+        "description": data.get("description", ""),
         "parameters": data.get("parameters"),
         "timeout": _seconds(data.get("timeout")),
         "idempotent": data.get("idempotent", False),
@@ -127,7 +127,7 @@ def _agent(name: str, data: dict[str, Any], spec_dir: Path) -> Agent:
     suspend = data.get("suspend", {})
     return Agent(
         name=name,
-        description=data["description"],
+        description=data.get("description", ""),
         model=data["model"],
         instructions=instructions,
         tools=tuple(data.get("tools", ())),

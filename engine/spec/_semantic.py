@@ -131,12 +131,29 @@ class _Checker:
         target = tool.get("agent")
         if kind == "agent" and isinstance(target, str) and target not in self.agents:
             self.undefined("undefined-agent", "agent", target, self.agents, f"{base}/agent")
+        elif kind == "agent" and isinstance(target, str):
+            self.check_described(name, tool, target)
         ref = tool.get("ref")
         if kind == "python" and isinstance(ref, str) and ":" in ref:
             self.check_module(ref, f"{base}/ref")
         approval = tool.get("approval")
         if isinstance(approval, dict) and isinstance(approval.get("prompt"), str):
             self.check_template(approval["prompt"], tool, f"{base}/approval/prompt")
+
+    def check_described(self, name: str, tool: dict[str, Any], target: str) -> None:
+        """A sub-agent tool shows the calling model its own description, else its agent's;
+        with neither, the model is not told what the tool does."""
+        if "description" in tool or "description" in self.agents[target]:
+            return
+        self.add(
+            "missing-description",
+            f"tool '{name}' has no description, and neither has agent '{target}', so the "
+            "calling model is not told what the sub-agent does",
+            f"/tools/{escape(name)}",
+            f"add a description: to tool '{name}' (what the calling model reads), or to "
+            f"agent '{target}'",
+            key=True,
+        )
 
     def check_module(self, ref: str, pointer: str) -> None:
         module = ref.split(":", 1)[0]

@@ -98,8 +98,9 @@ class AgentTool:
     kind: Literal["agent"] = "agent"
     name: str
     """The key under `tools:`."""
-    description: str
-    """What the sub-agent does, for the calling model."""
+    description: str = ""
+    """What the sub-agent does, for the calling model; `""` when absent, the agent's own
+    `description` is shown then (`Spec.tool_description`)."""
     agent: str
     """Name of the agent under `agents:` that runs."""
     parameters: Mapping[str, Any] | None = None
@@ -164,8 +165,9 @@ class Agent:
 
     name: str
     """The key under `agents:`."""
-    description: str
-    """What the agent is for."""
+    description: str = ""
+    """What the agent is for (`""` when absent); a sub-agent tool without a description of
+    its own shows it to the calling model."""
     model: str
     """Name of a model under `models:`."""
     instructions: str
@@ -225,6 +227,15 @@ class Spec:
     built in Python (its errors then point at line 1)."""
     source: SpecSource | None = field(default=None, compare=False, repr=False)
     """The texts it was loaded from (None for a spec built in Python); a run store keeps them."""
+
+    def tool_description(self, name: str) -> str:
+        """What a model reads about tool `name`: its `description`, or for a sub-agent tool
+        without one, its agent's (`""` when neither is given: validation refuses that)."""
+        tool = self.tools[name]
+        if tool.description or not isinstance(tool, AgentTool):
+            return tool.description
+        agent = self.agents.get(tool.agent)
+        return agent.description if agent is not None else ""
 
     def _repr_svg_(self) -> str:
         """Jupyter draws a spec as its agent graph."""

@@ -16,9 +16,16 @@ from typing import Any
 from engine.errors import Diagnostic
 from engine.spec._schema_pass import did_you_mean
 from engine.spec.yamlload import escape
-from engine.tools import accepts_any_keyword, infer_parameters, tool_parameters
+from engine.tools import (
+    ParameterTypeError,
+    accepts_any_keyword,
+    infer_parameters,
+    tool_parameters,
+)
 
 SIGNATURE_MISMATCH = "signature-mismatch"
+UNSUPPORTED_TYPE = "unsupported-type"
+"""A parameter's type has no JSON Schema, and the spec gives no `parameters` instead."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -43,6 +50,17 @@ def signature_mismatches(
     if not isinstance(parameters, Mapping):
         try:
             infer_parameters(func)
+        except ParameterTypeError as exc:
+            return [
+                Mismatch(
+                    code=UNSUPPORTED_TYPE,
+                    message=f"cannot infer the parameters of {ref}: {exc}",
+                    pointer="/ref",
+                    suggestion=f"annotate '{exc.parameter}' with a type JSON can carry (str, "
+                    "int, float, bool, None, list[...], dict[str, ...], a Literal or an Enum of "
+                    "JSON values), or give the tool `parameters` in the spec",
+                )
+            ]
         except (TypeError, ValueError) as exc:  # ValueError: no signature to read at all
             return [
                 Mismatch(

@@ -1,0 +1,349 @@
+"""Decisions addressed by id or path, and how a batch of them lands in a new stack.
+
+`Decide` is what `Continuation.decide_many` takes: one decision for one pending entry, named
+the way the one-by-one methods name it (a full path, a bare id when it is unique, a path
+suffix; see `engine._paths`). Build it with the class method named like the decision:
+
+    continuation.decide_many([
+        Decide.approve("call_1"),
+        Decide.edit("call_2", {"amount": 60}),
+        Decide.reject("hr_agent/account_agent/call_3", "not this account"),
+    ])
+
+Deciding K entries costs O(K) in all: `PendingIndex` finds an entry by path or id in O(1),
+the same index serves every continuation derived by decisions (they never move an entry), and
+`decided_root` copies only the frames on the way from the root to a decided entry, sharing
+everything else with the stack it came from (a continuation's frames are never mutated).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine import _paths
+from engine._canonical import json_problem
+from engine.errors import DecisionError
+from engine.frames import (
+    DECISION_KINDS,
+    Answer,
+    Approve,
+    Decision,
+    Edit,
+    Extend,
+    Frame,
+    Pending,
+    Reject,
+    Resume,
+    Stop,
+)
+from engine.waits import Kind
+
+_REJECTED = "rejected by the reviewer"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Decide:
+    """One decision of a batch: the entry it is for, and what is decided."""
+
+    id: str
+    """The entry: its full path, its bare id when unique, or a path suffix."""
+    kind: Kind
+    """approve, edit, reject, answer, extend, stop or resume."""
+    arguments: dict[str, Any] | None = None
+    """For `edit`: the arguments to run with instead (a JSON object)."""
+    reason: str = _REJECTED
+    """For `reject`: why, in words the model will read."""
+    result: Any = None
+    """For `answer`: the call's result, any JSON value."""
+    turns: int = 0
+    """For `extend`: how many more turns (tool calls, seconds) to grant; at least 1."""
+
+    @classmethod
+    def approve(cls, id: str) -> Decide:
+        """Run the call as asked (for a failed call: run it again)."""
+        return cls(id=id, kind="approve")
+
+    @classmethod
+    def edit(cls, id: str, arguments: dict[str, Any]) -> Decide:
+        """Run the call with these arguments instead."""
+        return cls(id=id, kind="edit", arguments=arguments)
+
+    @classmethod
+    def reject(cls, id: str, reason: str = _REJECTED) -> Decide:
+        """Never run the call; the model is told so, with the reason."""
+        return cls(id=id, kind="reject", reason=reason)
+
+    @classmethod
+    def answer(cls, id: str, result: Any) -> Decide:
+        """Supply the result of an external (or failed) call."""
+        return cls(id=id, kind="answer", result=result)
+
+    @classmethod
+    def extend(cls, id: str, turns: int) -> Decide:
+        """Grant more budget after a `turn_limit` wait."""
+        return cls(id=id, kind="extend", turns=turns)
+
+    @classmethod
+    def stop(cls, id: str) -> Decide:
+        """End the waiting agent now with its reply so far."""
+        return cls(id=id, kind="stop")
+
+    @classmethod
+    def resume(cls, id: str) -> Decide:
+        """Carry on after a pause or a model error."""
+        return cls(id=id, kind="resume")
+
+
+Spot = tuple[tuple[int, ...], int]
+"""Where an entry sits: the positions, in each frame's `pending`, of the sub-agent entries
+leading from the root to its frame, then its own position there."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingIndex:
+    """Every entry that waits for a decision (not `subagent` entries), in stack order, found
+    by path or id without a scan. Decisions never add, remove or move entries, so one index
+    serves a continuation and every continuation decided from it."""
+
+    paths: list[str]
+    """Each entry's full path (`root/child@CALL/ENTRY`), in stack order."""
+    spots: list[Spot]
+    """Where each entry sits, in the same order."""
+    by_path: dict[str, int]
+    """Full path -> position in `paths`."""
+    by_id: dict[str, list[int]]
+    """Entry id -> positions of the entries with that id (one, unless sub-agents repeat it)."""
+
+    @staticmethod
+    def of(root: Frame) -> PendingIndex:
+        """The index of `root`'s stack, walked like `engine.frames.walk` (no recursion)."""
+        paths: list[str] = []
+        spots: list[Spot] = []
+        stack: list[tuple[str, tuple[int, ...], Frame]] = [(root.agent, (), root)]
+        while stack:
+            prefix, route, frame = stack.pop()
+            children = []
+            for position, entry in enumerate(frame.pending):
+                if entry.child is not None:
+                    where = f"{prefix}/{entry.child.agent}@{entry.id}"
+                    children.append((where, (*route, position), entry.child))
+                elif entry.reason != "subagent":
+                    paths.append(f"{prefix}/{entry.id}")
+                    spots.append((route, position))
+            stack.extend(reversed(children))
+        by_id: dict[str, list[int]] = {}
+        for i, path in enumerate(paths):
+            by_id.setdefault(path.rpartition("/")[2], []).append(i)
+        return PendingIndex(paths, spots, {p: i for i, p in enumerate(paths)}, by_id)
+
+    def find(self, ident: str) -> int:
+        """The position of the one entry `ident` names; `DecisionError` when it names none or
+        several (listing the paths there are, or the ones it names)."""
+        found = self.select(ident) if isinstance(ident, str) else []
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise DecisionError(f"no pending call {ident!r}", pending_ids=self.paths)
+        raise DecisionError(
+            _paths.ambiguity(ident, len(found)), pending_ids=[self.paths[i] for i in found]
+        )
+
+    def select(self, ident: str) -> list[int]:
+        """Positions of the entries `ident` names, as `engine._paths.select` finds them: a full
+        path or a bare id in O(1), any other suffix by a scan."""
+        exact = self.by_path.get(ident)
+        if exact is not None:
+            return [exact]
+        if "/" not in ident:
+            return list(self.by_id.get(ident, ()))
+        return _paths.select(ident, self.paths)
+
+
+def plan(
+    root: Frame, index: PendingIndex, items: list[Decide], *, batch: bool
+) -> dict[Spot, Decision]:
+    """The decision each item records, by the spot of its entry, checked as a whole before
+    anything is recorded. A refused item raises `DecisionError`: worded as the one-by-one
+    methods word it for a single decision, and naming the item (`decision 2 of 5 (...)`) in
+    a batch, which is then refused whole."""
+    chosen: dict[Spot, Decision] = {}
+    by: dict[int, int] = {}  # position in the index -> number of the item deciding it
+    for number, item in enumerate(items, 1):
+        try:
+            position, made = _checked(root, index, item, by)
+        except DecisionError as exc:
+            if not batch:
+                raise
+            what = f"{item.kind} {item.id!r}" if isinstance(item, Decide) else "?"
+            raise DecisionError(
+                f"decision {number} of {len(items)} ({what}) is refused, so nothing was "
+                f"decided: {exc.reason}",
+                pending_ids=exc.pending_ids,
+            ) from None
+        by[position] = number
+        chosen[index.spots[position]] = made
+    return chosen
+
+
+def _checked(
+    root: Frame, index: PendingIndex, item: Decide, by: dict[int, int]
+) -> tuple[int, Decision]:
+    """The position of the entry `item` decides and the decision it records there."""
+    if not isinstance(item, Decide):
+        raise DecisionError(f"expected a Decide, not {type(item).__name__}")
+    make = decision_for(item)
+    position = index.find(item.id)
+    path = index.paths[position]
+    entry = entry_at(root, index.spots[position])[1]
+    problem = None
+    if item.kind not in entry.decisions:
+        allowed = ", ".join(entry.decisions) or "none (decide inside the sub-agent)"
+        problem = f"{path} ({entry.reason}) does not allow {item.kind!r}; allowed: {allowed}"
+    elif entry.decision is not None:
+        problem = (
+            f"{path} is already decided ({entry.decision.kind}); decide on the earlier "
+            "continuation to choose differently"
+        )
+    elif position in by:
+        problem = (
+            f"{path} is decided by decision {by[position]} of this batch already; give one "
+            "decision per entry"
+        )
+    if problem is not None:
+        undecided = [
+            p for p, (_, e) in zip(index.paths, leaf_entries(root), strict=True) if not e.decision
+        ]
+        raise DecisionError(problem, pending_ids=undecided)
+    return position, make(entry.fingerprint)
+
+
+def entry_at(root: Frame, spot: Spot) -> tuple[Frame, Pending]:
+    """The entry at `spot` of `root`'s stack, with the frame that holds it."""
+    route, position = spot
+    frame = root
+    for step in route:
+        child = frame.pending[step].child
+        assert child is not None
+        frame = child
+    return frame, frame.pending[position]
+
+
+def leaf_entries(root: Frame) -> list[tuple[Frame, Pending]]:
+    """Every entry that waits for a decision, with its frame, in the order of
+    `PendingIndex.paths`."""
+    out: list[tuple[Frame, Pending]] = []
+    stack = [root]
+    while stack:
+        frame = stack.pop()
+        out.extend((frame, e) for e in frame.pending if e.child is None and e.reason != "subagent")
+        stack.extend(reversed([e.child for e in frame.pending if e.child is not None]))
+    return out
+
+
+def decision_for(item: Decide) -> Callable[[str], Decision]:
+    """How `item` becomes the decision recorded on the entry whose fingerprint it is given;
+    `DecisionError` when its value cannot be recorded (values are copied, so a caller changing
+    them later changes no continuation)."""
+    kind = item.kind
+    if kind == "approve":
+        return lambda fp: Approve(fingerprint=fp)
+    if kind == "edit":
+        if not isinstance(item.arguments, dict):
+            raise DecisionError("edited arguments must be a JSON object")
+        arguments = json_copy(item.arguments, "edited arguments")
+        return lambda fp: Edit(fingerprint=fp, arguments=arguments)
+    if kind == "reject":
+        reason = item.reason
+        if not isinstance(reason, str):
+            raise DecisionError("the reason of a rejection must be text")
+        json_copy(reason, "the reason of a rejection")
+        return lambda fp: Reject(fingerprint=fp, reason=reason)
+    if kind == "answer":
+        result = json_copy(item.result, "an answer")
+        return lambda fp: Answer(fingerprint=fp, result=result)
+    if kind == "extend":
+        turns = item.turns
+        if not isinstance(turns, int) or isinstance(turns, bool) or turns < 1:
+            raise DecisionError("extend needs a positive whole number")
+        return lambda fp: Extend(fingerprint=fp, turns=turns)
+    if kind == "stop":
+        return lambda fp: Stop(fingerprint=fp)
+    if kind == "resume":
+        return lambda fp: Resume(fingerprint=fp)
+    raise DecisionError(f"unknown decision {kind!r}; one of {', '.join(DECISION_KINDS)}")
+
+
+def json_copy(value: Any, what: str) -> Any:
+    """A private copy of `value`, which must be plain JSON (no NaN, no sets, str keys, valid
+    Unicode text, bounded nesting: see `json_problem`)."""
+    problem = json_problem(value)
+    if problem is not None:
+        where, fault = problem
+        at = f" (at {where})" if where else ""
+        raise DecisionError(f"{what} must be plain JSON data: it {fault}{at}")
+    try:
+        return json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
+    except (TypeError, ValueError) as exc:  # keys JSON cannot write
+        raise DecisionError(f"{what} must be plain JSON data: {exc}") from None
+
+
+def decided_root(root: Frame, decisions: Mapping[Spot, Decision]) -> Frame:
+    """A new root whose entries at the given spots hold the given decisions. Only the frames
+    on the way to a decided entry are new, and only their `pending` lists are copied; the
+    rest (messages, ledgers, every other frame) is shared with `root`, which stays as it was."""
+    lists: dict[tuple[int, ...], list[Pending]] = {}
+    frames: dict[tuple[int, ...], Frame] = {(): root}
+
+    def frame_of(route: tuple[int, ...]) -> Frame:  # iterative: any depth is fine
+        frame = frames.get(route)
+        if frame is None:
+            frame = root
+            for i, step in enumerate(route):
+                known = frames.get(route[: i + 1])
+                if known is None:
+                    known = frame.pending[step].child
+                    assert known is not None
+                    frames[route[: i + 1]] = known
+                frame = known
+        return frame
+
+    def own_list(route: tuple[int, ...]) -> list[Pending]:
+        if route not in lists:
+            lists[route] = list(frame_of(route).pending)
+            levels.setdefault(len(route), []).append(route)
+        return lists[route]
+
+    levels: dict[int, list[tuple[int, ...]]] = {}
+    for (route, position), decision in decisions.items():
+        own = own_list(route)
+        own[position] = _with(own[position], "decision", decision)
+    if not lists:
+        return root
+    for depth in range(max(levels), 0, -1):  # deepest first: each level adds its parents
+        for route in levels.get(depth, ()):
+            new = _frame_with(frame_of(route), lists[route])
+            parent = own_list(route[:-1])
+            parent[route[-1]] = _with(parent[route[-1]], "child", new)
+    return _frame_with(root, lists[()])
+
+
+_PENDING_FIELDS = tuple(f.name for f in dataclasses.fields(Pending))
+_FRAME_FIELDS = tuple(f.name for f in dataclasses.fields(Frame))
+
+
+def _with(entry: Pending, name: str, value: Any) -> Pending:
+    """A copy of `entry` with one field changed (`dataclasses.replace`, at half its cost)."""
+    values = {field: getattr(entry, field) for field in _PENDING_FIELDS}
+    values[name] = value
+    return Pending(**values)
+
+
+def _frame_with(frame: Frame, pending: list[Pending]) -> Frame:
+    """A copy of `frame` holding `pending`, sharing every other field's value."""
+    values = {field: getattr(frame, field) for field in _FRAME_FIELDS}
+    values["pending"] = pending
+    return Frame(**values)
