@@ -6,9 +6,11 @@
 For each dimension it times one workload at sizes spanning two or three decades (medians) and
 fits the growth exponent: the least-squares slope of log(time) against log(size), 1.0 for
 linear. An exponent above 1.05 is flagged, as is a per-turn cost whose last 10% of a long run
-is more than 1.2 times its first 10%. Every iteration checks its own result (the final answer,
-the tool results the model saw, the decisions that landed, the stored run rebuilt), so a
-figure never comes from a run that went wrong.
+is more than 1.2 times its first 10%. Sizes are timed in turn, and the garbage collector is run
+(untimed) before each size's samples, so neither the machine's drift nor the garbage one size
+leaves is charged to another. Every iteration checks its own result (the final answer, the tool
+results the model saw, the decisions that landed, the stored run rebuilt), so a figure never
+comes from a run that went wrong.
 
 - depth: a chain of sub-agents `depth` deep with an approval at the bottom: run, suspend,
   to_json, from_json, approve, resume, finish.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import itertools
 import math
 import os
@@ -69,7 +72,7 @@ class Plan:
     turns: tuple[int, ...] = (10, 100, 1000, 5000)
     pending: tuple[int, ...] = (1, 10, 100, 1000)
     history: tuple[int, ...] = (100, 1000, 5000)
-    cycles: int = 5
+    cycles: int = 9
     """Approval cycles per history size."""
     seconds: float = 2.0
     """Timing budget per size (at least 3 samples, at most 15)."""
@@ -101,7 +104,7 @@ class Series:
     checked: int = 0
     """Iterations whose result was verified."""
     per_turn: float | None = None
-    """Median per-turn cost of the last 10% of the longest run over the first 10%."""
+    """Median per-turn cost of the last 10% of the longest runs over their first 10%."""
     versus: list[float] | None = None
     """For history: the median seconds of the same cycle without a store, at each size."""
     skipped: str | None = None
@@ -144,6 +147,7 @@ def interleaved(
         dearest = max((samples[size][-1] for size in jobs if samples[size]), default=0.0)
         for size, job in jobs.items():
             took = 0.0
+            gc.collect()  # untimed: no size pays for the garbage of the one before
             while True:
                 began = time.perf_counter()
                 job()
@@ -284,8 +288,9 @@ def turns_series(plan: Plan, backend: str, url: str | None) -> Series:
             runtime.close()
     longest = gaps[max(plan.turns)]
     tenth = max(1, len(longest[0]) // 10)
-    drift = [statistics.median(g[-tenth:]) / statistics.median(g[:tenth]) for g in longest]
-    series.per_turn = statistics.median(drift)
+    first = [gap for run in longest for gap in run[:tenth]]  # pooled over the runs, so a
+    last = [gap for run in longest for gap in run[-tenth:]]  # burst of load in one weighs less
+    series.per_turn = statistics.median(last) / statistics.median(first)
     return series
 
 
@@ -334,6 +339,7 @@ def pending_series(plan: Plan) -> list[Series]:
     while rounds < 15 and (rounds < 3 or spent < plan.seconds * len(made)):
         for count, run_steps in made.items():
             for step in steps:
+                gc.collect()  # untimed, as in `interleaved`
                 began = time.perf_counter()
                 run_steps[step]()
                 samples[count, step].append(time.perf_counter() - began)
@@ -405,9 +411,11 @@ def history_series(plan: Plan, backend: str, url: str) -> Series:
     try:
         for _ in range(plan.cycles):
             for turns, h in runs.items():
+                gc.collect()  # untimed, as in `interleaved`
                 began = time.perf_counter()
                 stored = _stored_cycle(h)
                 samples[turns, "stored"].append(time.perf_counter() - began)
+                gc.collect()
                 began = time.perf_counter()
                 plain = _plain_cycle(h)
                 samples[turns, "plain"].append(time.perf_counter() - began)
