@@ -168,7 +168,8 @@ class RunStore(Protocol):
     ) -> int:
         """Append events in one transaction if the run is at `version`; return the new
         version (version + 1). ConflictError when the version differs. With `lease`, renew
-        it in the same write."""
+        it in the same write. It moves `updated_at` (PostgreSQL: once it is a second old, so
+        that a checkpoint rewrites no index; see `engine.store.postgres`)."""
         ...
 
     def settle(
