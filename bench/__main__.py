@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
         default=[],
         metavar="NAME",
         choices=runner.WORKLOADS + runner.SYSTEMS[1:],
-        help="a workload or a peer to run (repeatable); callcc always runs",
+        help="a workload or another system (callcc_eager, a peer) to run (repeatable);"
+        " callcc on its production path, the headline, always runs",
     )
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     args = parser.parse_args(argv)

@@ -1,5 +1,7 @@
 """Cheap tools for the loop benchmarks (no I/O: the framework's own cost is what is measured)."""
 
+import time
+
 
 def transfer(to: str, amount: int) -> str:
     """Pretend to move money."""
@@ -29,3 +31,13 @@ async def pay(to: str, amount: int) -> str:
 
     await asyncio.sleep(REMOTE_SECONDS)
     return f"sent {amount} to {to}"
+
+
+STAMPS: list[float] = []
+"""When each `stamp` call ran (`time.perf_counter()`): bench_scale times every turn by them."""
+
+
+def stamp(text: str) -> str:
+    """Return the text, noting when the call ran."""
+    STAMPS.append(time.perf_counter())
+    return text

@@ -9,7 +9,7 @@ index), so the JSON nests only a few levels whatever the depth of the call stack
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any, cast
@@ -63,14 +63,34 @@ def frames_to_data(root: Frame) -> list[dict[str, Any]]:
     return [_frame_to_data(frame, lambda child: index[id(child)]) for _, frame in order]
 
 
-def frame_state_data(frame: Frame) -> dict[str, Any]:
-    """A frame without its messages, `pending[].child` as true: a run store's `state` event."""
-    data = _frame_to_data(frame, lambda child: True)
+def frame_state_data(frame: Frame, ledger: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A frame without its messages, `pending[].child` as true: a run store's `state` event.
+    `ledger` is its ledger part when the caller knows it already (see `ledger_data`)."""
+    data = _frame_to_data(frame, lambda child: True, ledger)
     del data["messages"]
     return data
 
 
-def _frame_to_data(frame: Frame, child_ref: Callable[[Frame], Any]) -> dict[str, Any]:
+def ledger_data(frame: Frame, candidates: Iterable[str] | None = None) -> dict[str, Any]:
+    """The ledger as a document writes it: the calls of closed turns are `done` unless the
+    ledger says otherwise, so only the exceptions and the current turn's calls are written
+    (the loader fills the rest in from messages). With `candidates`, only those call ids and
+    the current turn's are looked at (a journal knows which can have changed), so the cost
+    does not grow with the frame's history."""
+    current = {c["id"] for c in frame.in_flight()}
+    ledger = frame.ledger
+    if candidates is None:
+        items: Iterable[tuple[str, Any]] = ledger.items()
+    else:
+        keys = dict.fromkeys(candidates)
+        keys.update(dict.fromkeys(current))
+        items = ((k, ledger[k]) for k in keys if k in ledger)
+    return {call_id: status for call_id, status in items if status != "done" or call_id in current}
+
+
+def _frame_to_data(
+    frame: Frame, child_ref: Callable[[Frame], Any], ledger: dict[str, Any] | None = None
+) -> dict[str, Any]:
     data: dict[str, Any] = {"agent": frame.agent, "messages": frame.messages}
     counters: dict[str, Any] = {}
     for name in _COUNTERS_INT + _COUNTERS_NUM:
@@ -82,14 +102,7 @@ def _frame_to_data(frame: Frame, child_ref: Callable[[Frame], Any]) -> dict[str,
         if value != default:
             counters[name] = value
     data["counters"] = counters
-    # Calls of closed turns are `done` unless the ledger says otherwise: only the exceptions
-    # and the current turn's calls are written (the loader fills the rest in from messages).
-    current = {c["id"] for c in frame.in_flight()}
-    data["ledger"] = {
-        call_id: status
-        for call_id, status in frame.ledger.items()
-        if status != "done" or call_id in current
-    }
+    data["ledger"] = ledger_data(frame) if ledger is None else ledger
     if frame.results:
         data["results"] = dict(frame.results)  # a snapshot: the frame goes on changing
     if frame.pending:

@@ -10,8 +10,10 @@ under `arun`, the blocking store called in place under `run`; what the CLI asks 
 from __future__ import annotations
 
 import logging
+import marshal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.continuation import Continuation
@@ -24,7 +26,7 @@ from engine.errors import (
     UsageError,
 )
 from engine.frames import Frame, walk
-from engine.journal import Journal, rebuild
+from engine.journal import Journal, rebuild, unsnapped
 from engine.spec.load import load_spec, load_stored_spec
 from engine.spec.model import Spec, SpecSource
 from engine.store.base import AsyncRunStore, Event, Lease, RunRecord, RunStore, SpecRow
@@ -43,6 +45,7 @@ async def start(
     delta = journal.delta(root)
     assert delta is not None  # a frame never checkpointed has its whole state to write
     events, state = delta
+    journal.unsnapped = len(events)
     journal.version = await store.start_run(
         RunRecord(
             run_id=run_id,
@@ -109,19 +112,68 @@ def spec_of_run(store: RunStore, run_id: str, *, allow_spec_change: bool = False
         ) from None
 
 
-def load(store: RunStore, run_id: str, key: bytes | None) -> Continuation:
+@dataclass(frozen=True, slots=True)
+class _Rebuilt:
+    version: int
+    """The run's version the stack was rebuilt at."""
+    root: Frame
+    """The stack, owned by whoever holds this (nothing else refers to any of its parts)."""
+    unsnapped: int
+    """Events after the run's snapshot then (see `Journal.unsnapped`)."""
+
+
+@dataclass
+class Loaded:
+    """The stacks `load` rebuilt lately, by run id, so the `claim` of the resume that usually
+    follows need not read and parse the whole run again. A claim takes one only while the run
+    is still at the version it was rebuilt at (every write bumps it), so it is exactly what
+    reading the store again would give. Each is a private copy, down to the messages, of the
+    continuation `load` returned: whatever is done to that one (or to a document made from it)
+    changes nothing here. Holds the latest `size` runs."""
+
+    size: int = 8
+    """How many runs it holds."""
+    _runs: dict[str, _Rebuilt] = field(default_factory=dict)
+
+    def keep(self, run_id: str, version: int, continuation: Continuation, unsnapped: int) -> None:
+        """Keep a private copy of `continuation`, rebuilt at `version`."""
+        root = continuation.root
+        try:
+            for _, frame in walk(root):
+                frame.messages = marshal.loads(marshal.dumps(frame.messages))
+        except ValueError:  # nested deeper than marshal goes: a claim reads the store again
+            return
+        self._runs.pop(run_id, None)
+        self._runs[run_id] = _Rebuilt(version, root, unsnapped)
+        while len(self._runs) > self.size:
+            self._runs.pop(next(iter(self._runs)), None)
+
+    def take(self, run_id: str) -> _Rebuilt | None:
+        """The stack kept for `run_id` (no longer kept), or None."""
+        return self._runs.pop(run_id, None)
+
+
+def load(
+    store: RunStore, run_id: str, key: bytes | None, loaded: Loaded | None = None
+) -> Continuation:
     """The continuation a suspended run waits on, rebuilt from its checkpoints (the row and
-    its events read in one transaction, so they always belong together)."""
+    its events read in one transaction, so they always belong together), kept in `loaded`
+    for the claim of its resume."""
     run, events = store.snapshot(run_id)
-    return waiting(run, events, key=key)
+    return waiting(run, events, key=key, loaded=loaded)
 
 
-def waiting(run: RunRecord, events: list[Event], *, key: bytes | None) -> Continuation:
-    """The continuation a run read from the store waits on (`load`, `Runtime.aload_run`);
-    `not_waiting` when it waits on nothing."""
+def waiting(
+    run: RunRecord, events: list[Event], *, key: bytes | None, loaded: Loaded | None = None
+) -> Continuation:
+    """The continuation a run read from the store waits on (`load`, `Runtime.aload_run`),
+    kept in `loaded` for the claim of its resume; `not_waiting` when it waits on nothing."""
     if run.status != "suspended" and not _resumable_failure(run):
         raise not_waiting(run)
-    return rebuild(run, events, key=key)
+    continuation = rebuild(run, events, key=key)
+    if loaded is not None:
+        loaded.keep(run.run_id, run.version, continuation, unsnapped(events))
+    return continuation
 
 
 def not_waiting(run: RunRecord) -> ConflictError:
@@ -149,13 +201,18 @@ def not_waiting(run: RunRecord) -> ConflictError:
 
 
 async def claim(
-    store: AsyncRunStore, decided: Continuation, key: bytes | None, lease: Lease
+    store: AsyncRunStore,
+    decided: Continuation,
+    key: bytes | None,
+    lease: Lease,
+    loaded: Loaded | None = None,
 ) -> tuple[Frame, Journal]:
     """Take the run for a resume: the store's own state plus the decisions of `decided`.
 
     The store is the source of truth for everything but the decisions, so a document edited
-    on its way back can change nothing else. Exactly one of concurrent claims wins."""
-    run, events = await store.snapshot(decided.run_id)
+    on its way back can change nothing else (its state comes from `loaded` when the run was
+    loaded there at the version it is still at). Exactly one of concurrent claims wins."""
+    run, rebuilt = await _stored(store, decided.run_id, key, loaded)
     waits = run.status == "suspended" or _resumable_failure(run)
     if not waits or run.nonce != decided.nonce:
         raise ConflictError(
@@ -164,13 +221,33 @@ async def claim(
             " shows where it stands",
             run_id=decided.run_id,
         )
-    root = rebuild(run, events, key=key).root
+    root = rebuilt.root
     transfer_decisions(decided, root)
     version = await store.claim(decided.run_id, decided.nonce, lease=lease)
-    journal = Journal(store=store, run_id=decided.run_id, version=version, lease=lease)
+    journal = Journal(
+        store=store,
+        run_id=decided.run_id,
+        version=version,
+        lease=lease,
+        unsnapped=rebuilt.unsnapped,
+    )
     journal.prime(root)
     await journal.checkpoint_all(root)  # the decisions are kept before anything runs
     return root, journal
+
+
+async def _stored(
+    store: AsyncRunStore, run_id: str, key: bytes | None, loaded: Loaded | None
+) -> tuple[RunRecord, _Rebuilt]:
+    """The run's row and its continuation as the store holds them now: the one `loaded`
+    kept when the run is still at its version, else rebuilt from a fresh read."""
+    kept = loaded.take(run_id) if loaded is not None else None
+    if kept is not None:
+        run = await store.get_run(run_id)
+        if run.version == kept.version:
+            return run, kept
+    run, events = await store.snapshot(run_id)
+    return run, _Rebuilt(run.version, rebuild(run, events, key=key).root, unsnapped(events))
 
 
 def _resumable_failure(run: RunRecord) -> bool:
@@ -214,7 +291,9 @@ async def recover(
     check(continuation)
     version = await store.take_over(run_id, run.version, lease=lease, force=force)
     root = continuation.root
-    journal = Journal(store=store, run_id=run_id, version=version, lease=lease)
+    journal = Journal(
+        store=store, run_id=run_id, version=version, lease=lease, unsnapped=unsnapped(events)
+    )
     journal.prime(root)
     return root, journal
 

@@ -5,6 +5,10 @@ messages added (each message is stored once; an edited call rewrites only the la
 the frame's small state (counters, ledger exceptions, the current turn's results, pending
 entries). Storage therefore grows with the messages, not with the number of steps.
 
+When a long run suspends, `settle` also keeps a snapshot: every frame of the stack as the
+events so far rebuild it. A store hands a rebuild the latest snapshot and only the events after
+it, so loading a run costs about what parsing its document does, at any length of history.
+
 `rebuild` replays a run's events into the continuation document; `recoverable` also decides
 what to do with calls a dead process left `running`: sub-agents carry on from their own last
 checkpoint, idempotent tools run again, any other tool waits for a person (`error`: approve to
@@ -18,9 +22,10 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from typing import Any
 
-from engine._codec import frame_state_data
+from engine._codec import frame_state_data, ledger_data
 from engine.continuation import FORMAT, VERSION, Continuation
 from engine.errors import ContinuationError
 from engine.frames import Frame, assign_paths, call_fingerprint, walk
@@ -28,6 +33,11 @@ from engine.spec.model import Spec
 from engine.store.base import AsyncRunStore, Event, Lease, PendingRow, RunRecord, RunStatus
 from engine.usage import Usage
 from engine.waits import CALL_WAITS
+
+SNAPSHOT_EVENTS = 64
+"""A run that suspends (or fails) with at least this many events since its latest snapshot
+keeps a new one: a rebuild then replays fewer events than this after it. Short runs keep
+none, so an approval cycle writes no more than before."""
 
 
 @dataclass(kw_only=True)
@@ -43,8 +53,12 @@ class Journal:
     """The store version after our last write."""
     lease: Lease | None = None
     """The run's lease this process holds, renewed by every checkpoint."""
+    unsnapped: int = 0
+    """Events the run has after its latest snapshot (all of them, when it has none)."""
     _messages: dict[str, tuple[int, int]] = field(default_factory=dict)
     _states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _ledgers: dict[str, tuple[Frame, int]] = field(default_factory=dict)
+    """Per path: the frame last checkpointed there and how many ledger entries it had."""
 
     def prime(self, root: Frame) -> None:
         """Mark the messages of every frame of `root` as stored already (a loaded run)."""
@@ -60,6 +74,7 @@ class Journal:
             return
         events, state = delta
         self.version = await self.store.append(self.run_id, self.version, events, lease=self.lease)
+        self.unsnapped += len(events)
         self.saved(frame, state)
 
     def delta(self, frame: Frame) -> tuple[list[Event], dict[str, Any]] | None:
@@ -77,8 +92,8 @@ class Journal:
             if start != saved:  # a rewrite; otherwise the messages append where the last ended
                 data["start"] = start
             data["messages"] = messages[start:]
-        state = frame_state_data(frame)
         before = self._states.get(frame.path)
+        state = frame_state_data(frame, self._ledger(frame, before))
         if before is None:
             data["state"] = state
         else:
@@ -99,11 +114,25 @@ class Journal:
             events = [Event(frame=frame.path, kind="state", data={"patch": data["patch"]})]
         return events, state
 
+    def _ledger(self, frame: Frame, before: dict[str, Any] | None) -> dict[str, Any]:
+        """The ledger part of `frame`'s state, looking only at what can have changed since
+        its last checkpoint: the exceptions written then, the current turn's calls and the
+        entries added since (the ledger only grows, in call order, and only the calls of the
+        current turn change status). So a checkpoint costs the same at any length of
+        history; a frame seen for the first time is read whole."""
+        known = self._ledgers.get(frame.path)
+        ledger = frame.ledger
+        if before is None or known is None or known[0] is not frame or known[1] > len(ledger):
+            return ledger_data(frame)
+        added = islice(reversed(ledger), len(ledger) - known[1])
+        return ledger_data(frame, chain(before.get("ledger", ()), added))
+
     def saved(self, frame: Frame, state: dict[str, Any]) -> None:
         """Note that `frame` is stored as it is now, with `state` (from `delta`)."""
         messages = frame.messages
         self._messages[frame.path] = (len(messages), id(messages[-1]) if messages else 0)
         self._states[frame.path] = state
+        self._ledgers[frame.path] = (frame, len(frame.ledger))
 
     async def checkpoint_all(self, root: Frame) -> None:
         """Checkpoint every frame of the stack (after a claim: persists the decisions)."""
@@ -136,6 +165,9 @@ class Journal:
             )
             for p in (continuation.pending() if continuation and status == "suspended" else [])
         ]
+        snapshot = None
+        if continuation is not None and self.unsnapped >= SNAPSHOT_EVENTS:
+            snapshot = snapshot_event(continuation.frames()[0][1])
         self.version = await self.store.settle(
             self.run_id,
             self.version,
@@ -148,7 +180,27 @@ class Journal:
             spec_digest=spec_digest,
             usage=(usage.input_tokens, usage.output_tokens) if usage is not None else None,
             trace=continuation.trace if continuation is not None else None,
+            snapshot=snapshot,
         )
+        if snapshot is not None:
+            self.unsnapped = 0
+
+
+def snapshot_event(root: Frame) -> Event:
+    """The `snapshot` event of the stack under `root`: every frame's messages and state, by
+    store path, as replaying the run's events gives them (see `replay`)."""
+    frames: dict[str, Any] = {}
+    stack = [("", root)]
+    while stack:
+        path, frame = stack.pop()
+        frames[path] = {"messages": frame.messages, "state": frame_state_data(frame)}
+        stack.extend((f"{path}/{p.id}", p.child) for p in frame.pending if p.child is not None)
+    return Event(frame="", kind="snapshot", data={"frames": frames})
+
+
+def unsnapped(events: list[Event]) -> int:
+    """How many of a store's `snapshot()` events came after its snapshot (all, without one)."""
+    return sum(1 for event in events if event.kind != "snapshot")
 
 
 _MAPS = ("counters", "ledger", "results")
@@ -201,8 +253,11 @@ def replay(events: list[Event]) -> dict[str, dict[str, Any]]:
     that only moves a counter stores a few bytes)."""
     frames: dict[str, dict[str, Any]] = {}
     for event in events:
-        slot = frames.setdefault(event.frame, {"messages": [], "state": None})
         data = event.data
+        if event.kind == "snapshot":  # the stack as every event before it left it
+            frames = {path: _slot(path, kept) for path, kept in _frames_of(data).items()}
+            continue
+        slot = frames.setdefault(event.frame, {"messages": [], "state": None})
         if event.kind == "messages":
             start = data.get("start", len(slot["messages"]))
             slot["messages"][start:] = data["messages"]
@@ -226,6 +281,21 @@ def replay(events: list[Event]) -> dict[str, dict[str, Any]]:
                 k: v for k, v in state["ledger"].items() if not (v == "running" and k in answered)
             }
     return frames
+
+
+def _frames_of(data: dict[str, Any]) -> dict[str, Any]:
+    frames = data.get("frames")
+    if not isinstance(frames, dict) or "" not in frames:
+        raise ContinuationError("the run's snapshot holds no frames; it was not written by callcc")
+    return frames
+
+
+def _slot(path: str, kept: Any) -> dict[str, Any]:
+    """A frame of a snapshot as `replay` keeps it: its own lists, since later events extend
+    the messages and patch the state."""
+    if not isinstance(kept, dict) or not isinstance(kept.get("messages"), list):
+        raise ContinuationError(f"the run's snapshot of frame {path!r} holds no messages")
+    return {"messages": list(kept["messages"]), "state": json.loads(json.dumps(kept["state"]))}
 
 
 def rebuild(

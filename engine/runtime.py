@@ -186,6 +186,8 @@ class Runtime:
             for a in self.program.agents.values()
         )
         self.store: RunStore | None = open_store(store) if isinstance(store, str) else store
+        self._loaded = durable.Loaded()
+        """Runs `load_run` rebuilt lately, so resuming one does not read it again."""
         self._owns_store = isinstance(store, str)
         self._blocking: AsyncRunStore | None = Blocking(self.store) if self.store else None
         """The blocking store behind the async protocol, for the sync API."""
@@ -326,7 +328,7 @@ class Runtime:
                 continuation.root, continuation.run_id, None, observers, opening, blocking
             )
         root, journal = await durable.claim(  # refuses replays
-            store, continuation, self._key, self._lease()
+            store, continuation, self._key, self._lease(), self._loaded
         )
         if continuation.spec_digest != self.spec.digest:  # a changed spec it goes on with;
             await durable.keep_spec(store, self.spec)  # the one it started with is kept already
@@ -371,14 +373,14 @@ class Runtime:
 
     def load_run(self, run_id: str) -> Continuation:
         """The continuation a suspended run in the store waits on."""
-        return durable.load(self._require_store(), run_id, self._key)
+        return durable.load(self._require_store(), run_id, self._key, self._loaded)
 
     async def aload_run(self, run_id: str) -> Continuation:
         """`load_run`, awaiting the store's async face."""
         self._require_store()
         assert self._aio is not None
         run, events = await self._aio.snapshot(run_id)
-        return durable.waiting(run, events, key=self._key)
+        return durable.waiting(run, events, key=self._key, loaded=self._loaded)
 
     @property
     def _key(self) -> bytes | None:

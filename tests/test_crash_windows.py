@@ -20,9 +20,8 @@ from typing import Any
 
 import pytest
 from builders import agent, call, calls, gated, make_spec, python_tool, say, script, sub_agent
-from store_fixtures import FACES
 
-from engine import Continuation, Failed, Finished, Runtime, Spec, Stopped, Suspended
+from engine import Continuation, Failed, Finished, Runtime, Spec, Stopped, Suspended, journal
 from engine.errors import RunError, UsageError
 from engine.journal import rebuild
 from engine.runtime import Outcome
@@ -174,8 +173,12 @@ def operate(store: RunStore, run_id: str, log: Path) -> RunRecord:
 
 
 def root_messages(store: RunStore, run_id: str) -> list[dict[str, Any]]:
-    run = store.get_run(run_id)
-    return rebuild(run, store.events(run_id)).frames()[0][1].messages
+    """The root frame's messages from every event, checked against the rebuild a resume does
+    (the run's snapshot, if it keeps one, and the events after it)."""
+    run, latest = store.snapshot(run_id)
+    messages = rebuild(run, store.events(run_id)).frames()[0][1].messages
+    assert rebuild(run, latest).frames()[0][1].messages == messages
+    return messages
 
 
 def killed_at(url: str, run_id: str, at: int, when: str, log: Path, face: str) -> int:
@@ -211,10 +214,22 @@ def fast_store(store_url: str) -> Iterator[tuple[RunStore, str]]:
         opened.close()
 
 
-@pytest.mark.parametrize("face", FACES)
+# the two faces, each with one snapshot rule: every combination would double the kill points
+# of both dimensions for no new window (a snapshot is written by settle on either face)
+@pytest.mark.parametrize(
+    ("face", "snapshots"), [("sync", "every suspension"), ("async", "long runs")]
+)
 def test_a_run_killed_at_any_store_write_is_recovered_to_the_same_end(
-    fast_store: tuple[RunStore, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, face: str
+    fast_store: tuple[RunStore, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    face: str,
+    snapshots: str,
 ) -> None:
+    """Also with a snapshot kept at every suspension (this run is too short for one
+    otherwise), so the kill points cover writing one and resuming or recovering from it."""
+    if snapshots == "every suspension":
+        monkeypatch.setattr(journal, "SNAPSHOT_EVENTS", 1)  # inherited by the forked children
     store, store_url = fast_store
     reference_log = tmp_path / "reference.log"
     monkeypatch.setenv("CALLCC_TEST_LOG", str(reference_log))
@@ -225,6 +240,8 @@ def test_a_run_killed_at_any_store_write_is_recovered_to_the_same_end(
     assert expected.output == "all done"
     assert expected_calls == {"echo": 2, "transfer": 1}
     assert counting.writes >= 10  # start, checkpoints of both frames, settle, claim, ...
+    kept = [event.kind for event in store.snapshot("reference")[1]].count("snapshot")
+    assert kept == (1 if snapshots == "every suspension" else 0)
 
     for at in range(1, counting.writes + 1):
         for when in ("before", "after"):

@@ -413,6 +413,61 @@ def test_take_over_refuses_a_run_that_is_not_running(store: RunStore) -> None:
         store.take_over("run-1", version)
 
 
+# -- snapshots ---------------------------------------------------------------------------------
+
+
+def snapshot_of(*texts: str) -> Event:
+    """A `snapshot` event of a root frame holding `texts` as user messages."""
+    frame = {
+        "messages": [{"role": "user", "content": t} for t in texts],
+        "state": {"agent": "hr_agent", "counters": {}, "ledger": {}},
+    }
+    return Event(frame="", kind="snapshot", data={"frames": {"": frame}})
+
+
+def test_settle_keeps_a_snapshot_and_snapshot_returns_it_then_the_later_events(
+    store: RunStore,
+) -> None:
+    store.create_run(new_run("run-1"))
+    version = store.append("run-1", 0, [messages(0, "a"), messages(1, "b")])
+    version = store.settle(
+        "run-1", version, status="suspended", nonce="n1", output=None, pending=[],
+        snapshot=snapshot_of("a", "b"),
+    )  # fmt: skip
+    version = store.claim("run-1", "n1")
+    version = store.append("run-1", version, [messages(2, "c")])
+    run, events = store.snapshot("run-1")
+    assert run.version == version
+    assert events == [snapshot_of("a", "b"), messages(2, "c")]
+    assert store.events("run-1") == [messages(0, "a"), messages(1, "b"), messages(2, "c")]
+    store.settle(
+        "run-1", version, status="suspended", nonce="n2", output=None, pending=[],
+        snapshot=snapshot_of("a", "b", "c"),
+    )  # fmt: skip
+    assert store.snapshot("run-1")[1] == [snapshot_of("a", "b", "c")]  # replaced, not added
+
+
+def test_a_settle_refused_for_its_version_keeps_no_snapshot(store: RunStore) -> None:
+    store.create_run(new_run("run-1"))
+    store.append("run-1", 0, [messages(0, "a")])
+    with pytest.raises(ConflictError):
+        store.settle(
+            "run-1", 0, status="suspended", nonce="n1", output=None, pending=[],
+            snapshot=snapshot_of("a"),
+        )  # fmt: skip
+    assert store.snapshot("run-1")[1] == [messages(0, "a")]
+
+
+def test_settle_keeps_only_a_snapshot_event_of_the_root_frame(store: RunStore) -> None:
+    store.create_run(new_run("run-1"))
+    with pytest.raises(UsageError, match="snapshot event of the root frame"):
+        store.settle(
+            "run-1", 0, status="suspended", nonce="n1", output=None, pending=[],
+            snapshot=messages(0, "a"),
+        )  # fmt: skip
+    assert store.get_run("run-1").version == 0
+
+
 # -- listing -----------------------------------------------------------------------------------
 
 

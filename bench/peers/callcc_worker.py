@@ -4,7 +4,15 @@ The spec is built once (as a deployment would load its YAML once); every iterati
 new run, serializes the continuation to bytes, parses it into a fresh object graph, decides
 and resumes. Tools are bench/bench_tools.py, the same bodies the peers call.
 
-    .venv/bin/python -m bench.peers.callcc_worker   # speaks the worker protocol on stdin
+Two paths. The headline (`callcc`) is the production path: the runtime drives every run on
+its event loop, and the model is an async client (`AsyncScript`), as every real model client
+is; it plays the script without waiting, like the peers' scripted models, which their
+frameworks likewise drive on an event loop (LangGraph's `invoke` is plain sync code). The
+eager path (`callcc_eager`, `--eager`) hands the runtime the scripted model itself, whose runs
+it drives without the event loop (engine/_eager.py): only scripted models with sync tools get
+that, so no production run does.
+
+    .venv/bin/python -m bench.peers.callcc_worker [--eager]   # the worker protocol on stdin
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -20,6 +29,7 @@ from typing import Any
 from bench.peers import script
 from bench.peers.worker import Workload, serve
 from engine import Continuation, Finished, Runtime, Suspended
+from engine.models.base import ModelReply, ModelRequest
 from engine.models.scripted import ScriptedModel
 from engine.spec.model import (
     Agent,
@@ -96,14 +106,31 @@ def scripted() -> ScriptedModel:
     return ScriptedModel.from_data({"agents": turns}, source="bench")
 
 
-def approval(runtime: Runtime, agent: str, final: str) -> Workload:
-    """run -> Suspended -> bytes -> fresh Continuation -> approve -> resume -> Finished."""
-    last: list[bytes] = [b""]
+class AsyncScript:
+    """The scripted model as an async client: what the runtime sees of any real model (so it
+    drives the run on its event loop); it answers at once, as the peers' scripted models do."""
 
-    def suspend() -> bytes:
+    def __init__(self, model: ScriptedModel) -> None:
+        self.model = model
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        """The scripted turn."""
+        return self.model.reply(request)
+
+
+def approval(runtime: Runtime, agent: str, final: str) -> Workload:
+    """run -> Suspended -> bytes -> fresh Continuation -> approve -> resume -> Finished, and
+    the tool's result is the last the agent saw (as the peers check theirs)."""
+    last: list[bytes] = [b""]
+    result = script.TRANSFER_RESULT if agent == "payer" else f"{script.NESTED[1]} done"
+
+    def held() -> Continuation:
         outcome = runtime.run(script.PROMPT, agent=agent)
         assert isinstance(outcome, Suspended), outcome
-        return outcome.continuation.to_json().encode()
+        return outcome.continuation
+
+    def suspend() -> bytes:
+        return held().to_json().encode()
 
     def cycle() -> None:
         data = last[0] = suspend()
@@ -112,8 +139,9 @@ def approval(runtime: Runtime, agent: str, final: str) -> Workload:
         assert (entry.tool, entry.arguments) == ("transfer", script.TRANSFER_ARGS), entry
         outcome = runtime.resume(loaded.approve(entry.path))
         assert isinstance(outcome, Finished) and outcome.output == final, outcome
+        assert outcome.messages[-2]["content"] == result, outcome.messages[-2]
 
-    return Workload(cycle=cycle, state_bytes=lambda: len(last[0]), suspend=suspend)
+    return Workload(cycle=cycle, state_bytes=lambda: len(last[0]), suspend=suspend, live=held)
 
 
 def long_loop(runtime: Runtime) -> Workload:
@@ -124,6 +152,8 @@ def long_loop(runtime: Runtime) -> Workload:
         outcome = runtime.run("loop", agent="looper")
         assert isinstance(outcome, Finished) and outcome.output == script.LOOP_FINAL, outcome
         assert len(outcome.messages) == 2 + 2 * script.TURNS
+        outputs = [m["content"] for m in outcome.messages if m["role"] == "tool"]
+        assert outputs == ECHOES, outputs
         last[:] = [outcome]
 
     def state_bytes() -> int:
@@ -132,11 +162,23 @@ def long_loop(runtime: Runtime) -> Workload:
     return Workload(cycle=cycle, state_bytes=state_bytes)
 
 
+ECHOES = [script.echo(f"t{i}") for i in range(script.TURNS)]
+"""What long_loop's tool returns, turn by turn."""
+
+EAGER = "--eager" in sys.argv
+"""Drive the scripted model eagerly (`callcc_eager`), not through the event loop."""
+
+
+def model() -> ScriptedModel | AsyncScript:
+    """The script as this worker's path plays it (see the module doc)."""
+    return scripted() if EAGER else AsyncScript(scripted())
+
+
 def make(name: str, server: str | None) -> Workload | str:
     """The workload `name` (the list is in `bench/peers/__init__.py`)."""
     if name == "over_http":
         return approval(Runtime(spec(server)), "payer", script.FINAL)
-    runtime = Runtime(spec(), model_override=scripted())
+    runtime = Runtime(spec(), model_override=model())
     if name == "approval_cycle":
         return approval(runtime, "payer", script.FINAL)
     if name == "nested_approval":
@@ -144,7 +186,7 @@ def make(name: str, server: str | None) -> Workload | str:
     if name == "long_loop":
         return long_loop(runtime)
     if name in ("store_sqlite", "store_postgresql"):
-        stored = Runtime(spec(), model_override=scripted(), store=_store_url(name))
+        stored = Runtime(spec(), model_override=model(), store=_store_url(name))
         return approval(stored, "payer", script.FINAL)
     raise KeyError(name)
 

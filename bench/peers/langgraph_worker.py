@@ -111,15 +111,21 @@ def nested_tools() -> list[BaseTool]:
     return [below]
 
 
-def export(saver: InMemorySaver, thread: str) -> bytes:
-    """The latest checkpoint of every namespace of the thread, with pending writes, as bytes."""
-    latest: dict[str, Any] = {}
+def latest(saver: InMemorySaver, thread: str) -> list[Any]:
+    """The latest checkpoint of every namespace of the thread, with its pending writes (the
+    thread is deleted from the saver): what resuming it needs, as live objects."""
+    found: dict[str, Any] = {}
     for saved in saver.list({"configurable": {"thread_id": thread}}):
         ns = saved.config["configurable"]["checkpoint_ns"]
-        if ns not in latest:
-            latest[ns] = (ns, saved.checkpoint, saved.metadata, saved.pending_writes)
+        if ns not in found:
+            found[ns] = (ns, saved.checkpoint, saved.metadata, saved.pending_writes)
     saver.delete_thread(thread)
-    kind, data = saver.serde.dumps_typed(list(latest.values()))
+    return list(found.values())
+
+
+def export(saver: InMemorySaver, thread: str) -> bytes:
+    """`latest`, as bytes."""
+    kind, data = saver.serde.dumps_typed(latest(saver, thread))
     assert kind == "msgpack", kind
     return data
 
@@ -149,10 +155,14 @@ def approval(make_graph: Any, final: str) -> Workload:
     threads = itertools.count()
     last: list[bytes] = [b""]
 
-    def suspend() -> tuple[str, bytes]:
+    def suspended() -> str:
         thread = f"t{next(threads)}"
         out = suspender.invoke({"messages": [HumanMessage(script.PROMPT)]}, _config(thread))
         assert len(out[INTERRUPT]) == 1, out
+        return thread
+
+    def suspend() -> tuple[str, bytes]:
+        thread = suspended()
         return thread, export(first, thread)
 
     def cycle() -> None:
@@ -165,7 +175,12 @@ def approval(make_graph: Any, final: str) -> Workload:
         assert out["messages"][-1].content == final, out["messages"][-1]
         assert out["messages"][-2].content in (script.TRANSFER_RESULT, "child done")
 
-    return Workload(cycle=cycle, state_bytes=lambda: len(last[0]), suspend=lambda: suspend()[1])
+    return Workload(
+        cycle=cycle,
+        state_bytes=lambda: len(last[0]),
+        suspend=lambda: suspend()[1],
+        live=lambda: latest(first, suspended()),
+    )
 
 
 def _config(thread: str) -> dict[str, Any]:

@@ -100,10 +100,13 @@ def approval(agent: Agent, final: str) -> Workload:
     loop = asyncio.new_event_loop()
     last: list[bytes] = [b""]
 
-    def suspend() -> bytes:
+    def held() -> Any:
         result = loop.run_until_complete(Runner.run(agent, script.PROMPT))
         assert len(result.interruptions) == 1, result.interruptions
-        return result.to_state().to_string().encode()
+        return result.to_state()
+
+    def suspend() -> bytes:
+        return held().to_string().encode()
 
     async def resume(data: bytes) -> Any:
         state = await RunState.from_string(agent, data.decode())
@@ -120,7 +123,7 @@ def approval(agent: Agent, final: str) -> Workload:
         outputs = [i.output for i in result.new_items if isinstance(i, ToolCallOutputItem)]
         assert outputs[-1] in (script.TRANSFER_RESULT, "child done"), outputs
 
-    return Workload(cycle=cycle, state_bytes=lambda: len(last[0]), suspend=suspend)
+    return Workload(cycle=cycle, state_bytes=lambda: len(last[0]), suspend=suspend, live=held)
 
 
 def long_loop() -> Workload:

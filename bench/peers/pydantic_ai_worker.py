@@ -74,10 +74,13 @@ def approval(agent: Agent[None, str | DeferredToolRequests]) -> Workload:
     loop = asyncio.new_event_loop()
     last: list[bytes] = [b""]
 
-    def suspend() -> bytes:
+    def held() -> list[ModelMessage]:
         result = loop.run_until_complete(agent.run(script.PROMPT))
         assert isinstance(result.output, DeferredToolRequests), result.output
-        return ModelMessagesTypeAdapter.dump_json(result.all_messages())
+        return result.all_messages()
+
+    def suspend() -> bytes:
+        return ModelMessagesTypeAdapter.dump_json(held())
 
     def cycle() -> None:
         data = last[0] = suspend()
@@ -98,7 +101,7 @@ def approval(agent: Agent[None, str | DeferredToolRequests]) -> Workload:
         ]
         assert returns == [script.TRANSFER_RESULT], returns
 
-    return Workload(cycle=cycle, state_bytes=lambda: len(last[0]), suspend=suspend)
+    return Workload(cycle=cycle, state_bytes=lambda: len(last[0]), suspend=suspend, live=held)
 
 
 def long_loop() -> Workload:

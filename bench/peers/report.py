@@ -65,18 +65,31 @@ def table(results: dict[str, Any], out: TextIO) -> None:
                 f"{row['peak_bytes'] / 1024:>10.1f}",
                 file=out,
             )
-    print("\ntimes per iteration; x callcc = median / callcc's median", file=out)
+    print(
+        "\ntimes per iteration; x callcc = median / the median of callcc on its production"
+        " path (event loop, async model client); callcc_eager: its eager path, which only"
+        " scripted models with sync tools get",
+        file=out,
+    )
     held = results.get("held")
     if held:
         n = held["runs"]
         print(f"\n{n:,} suspended approval_cycle runs held in one process:", file=out)
-        print(f"{'system':<15}{'bytes/run':>12}{'RSS/run':>12}{'x callcc':>10}", file=out)
+        head = f"{'system':<15}{'bytes/run':>12}{'RSS/run':>12}{'x callcc':>10}"
+        print(head + f"{'live B/run':>12}{'x callcc':>10}", file=out)
         for system, row in held["systems"].items():
+            live = row.get("live_per_run")
             print(
                 f"{system:<15}{row['bytes_per_run']:>12,.0f}{row['rss_per_run']:>12,.0f}"
-                f"{row.get('ratio', 0):>10.1f}",
+                f"{row.get('ratio', 0):>10.1f}"
+                + (f"{live:>12,.0f}{row.get('live_ratio', 0):>10.1f}" if live else ""),
                 file=out,
             )
+        print(
+            "bytes/run: the serialized state; RSS/run: the process's growth while holding them;"
+            " live B/run: the live object a caller keeps to resume (tracemalloc, up to 2,000)",
+            file=out,
+        )
 
 
 def _us(value: float) -> str:

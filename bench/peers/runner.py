@@ -29,7 +29,11 @@ WORKLOADS = (
 )
 CALLCC_ONLY = ("store_sqlite", "store_postgresql")
 """approval_cycle with callcc's run stores, a checkpoint at every step (no peer equivalent)."""
-SYSTEMS = ("callcc", "langgraph", "openai_agents", "pydantic_ai")
+CALLCC = ("callcc", "callcc_eager")
+"""callcc on its production path (the event loop, an async model client: the headline every
+ratio is to) and on its eager path (scripted models only; see callcc_worker)."""
+PEERS = ("langgraph", "openai_agents", "pydantic_ai")
+SYSTEMS = (*CALLCC, *PEERS)
 ROUNDS = 5
 
 
@@ -54,10 +58,12 @@ class Worker:
     proc: subprocess.Popen[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        python = sys.executable if self.system == "callcc" else str(venvs.python(self.system))
-        module = f"bench.peers.{self.system}_worker"
+        ours = self.system in CALLCC
+        python = sys.executable if ours else str(venvs.python(self.system))
+        module = "bench.peers.callcc_worker" if ours else f"bench.peers.{self.system}_worker"
+        eager = ["--eager"] if self.system == "callcc_eager" else []
         self.proc = subprocess.Popen(
-            [python, "-m", module, "--server", self.server],
+            [python, "-m", module, "--server", self.server, *eager],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -87,7 +93,7 @@ class Worker:
 def run(plan: Plan, log: TextIO) -> dict[str, Any]:
     """Every workload of the plan on every system; the results document."""
     for system in plan.systems:
-        if system != "callcc":
+        if system not in CALLCC:
             venvs.ensure(system, log=lambda m: print(m, file=log))
     with ScriptServer() as server:
         workers = {s: Worker(s, server.base_url) for s in plan.systems}
@@ -95,7 +101,9 @@ def run(plan: Plan, log: TextIO) -> dict[str, Any]:
             results = {
                 w: _workload(
                     w,
-                    {"callcc": workers["callcc"]} if w in CALLCC_ONLY else workers,
+                    {s: workers[s] for s in CALLCC if s in workers}
+                    if w in CALLCC_ONLY
+                    else workers,
                     plan,
                     log,
                 )
@@ -152,9 +160,12 @@ def _held(workers: dict[str, Worker], plan: Plan, log: TextIO) -> dict[str, Any]
         s: w.ask(op="hold", workload="approval_cycle", n=plan.held) for s, w in workers.items()
     }
     base = systems.get("callcc", {}).get("bytes_per_run")
+    live = systems.get("callcc", {}).get("live_per_run")
     for row in systems.values():
         if base:
             row["ratio"] = row["bytes_per_run"] / base
+        if live and "live_per_run" in row:
+            row["live_ratio"] = row["live_per_run"] / live
     return {"runs": plan.held, "systems": systems}
 
 
@@ -162,5 +173,5 @@ def _versions(systems: tuple[str, ...]) -> dict[str, dict[str, str]]:
     from importlib.metadata import version
 
     out = {"callcc": {"callcc": version("callcc"), "openai": version("openai")}}
-    out.update({s: venvs.versions(s) for s in systems if s != "callcc"})
+    out.update({s: venvs.versions(s) for s in systems if s not in CALLCC})
     return out

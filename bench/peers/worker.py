@@ -6,7 +6,9 @@ Anything a framework prints goes to stderr, so it cannot corrupt the protocol.
 
 Requests: `{"op": "time", "workload", "n", "warmup"}` -> per-iteration seconds and the state
 size; `{"op": "peak", "workload"}` -> tracemalloc peak of one iteration; `{"op": "hold",
-"workload", "n"}` -> bytes per suspended run held in memory; `{"op": "quit"}`.
+"workload", "n"}` -> per suspended run held in memory: its serialized bytes, the RSS growth
+while holding them, and (tracemalloc) the memory of the live object a caller holds between
+suspend and resume; `{"op": "quit"}`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ class Workload:
     """Size of the state the last iteration serialized (suspended, or final for a loop)."""
     suspend: Callable[[], bytes] | None = None
     """One fresh run up to its suspension, serialized; for the memory of held runs."""
+    live: Callable[[], Any] | None = None
+    """One fresh run up to its suspension, as the live object a caller keeps to resume it."""
+
+
+LIVE_RUNS = 2000
+"""At most this many live suspended runs are traced (tracemalloc slows every allocation)."""
 
 
 Factory = Callable[[str, str | None], "Workload | str"]
@@ -105,10 +113,27 @@ def _hold(workload: Workload, n: int) -> dict[str, Any]:
     held = [workload.suspend() for _ in range(n)]
     gc.collect()
     grown = _rss() - rss
-    return {
-        "bytes_per_run": sum(sys.getsizeof(b) for b in held) / n,
-        "rss_per_run": grown / n,
-    }
+    out = {"bytes_per_run": sum(sys.getsizeof(b) for b in held) / n, "rss_per_run": grown / n}
+    del held
+    if workload.live is not None:
+        out["live_per_run"] = _live(workload.live, min(n, LIVE_RUNS))
+    return out
+
+
+def _live(make: Callable[[], Any], n: int) -> float:
+    """Bytes per live suspended run: what `n` of them hold, traced (caches warmed first)."""
+    make()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [make() for _ in range(n)]
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(kept) == n
+    return grown / n
 
 
 def _rss() -> int:

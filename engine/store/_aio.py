@@ -66,6 +66,7 @@ class AsyncFace:
         spec_digest: str | None = None,
         usage: tuple[int, int] | None = None,
         trace: Mapping[str, str] | None = None,
+        snapshot: Event | None = None,
     ) -> int:
         """As `RunStore.settle`."""
         return int(
@@ -80,6 +81,7 @@ class AsyncFace:
                 spec_digest=spec_digest,
                 usage=usage,
                 trace=trace,
+                snapshot=snapshot,
             )
         )
 

@@ -164,6 +164,23 @@ def event(row: Sequence[Any]) -> Event:
     return Event(frame=row[0], kind=kind, data=load_json(row[2]))
 
 
+def snapshot_event(data: str | bytes | dict[str, Any]) -> Event:
+    """A `snapshots` row's data as the `snapshot` event that starts a rebuild."""
+    return Event(frame="", kind="snapshot", data=load_json(data))
+
+
+def check_snapshot(snapshot: Event | None) -> str | None:
+    """The JSON text to keep for `settle(snapshot=...)`, refusing an event of another kind."""
+    if snapshot is None:
+        return None
+    if snapshot.kind != "snapshot" or snapshot.frame != "":
+        raise UsageError(
+            f"settle keeps a snapshot event of the root frame, got a {snapshot.kind!r} event"
+            f" of frame {snapshot.frame!r}; append other events with append"
+        )
+    return dump_json(snapshot.data)
+
+
 def check_status(status: str | None) -> None:
     """Refuse a status the schema does not know before it reaches SQL."""
     if status is not None and status not in RUN_STATUSES:
@@ -318,7 +335,7 @@ def pending_params(run_id: str, pending: Sequence[PendingRow]) -> list[tuple[Any
 
 # -- retention (one plan for both backends; `mark` is the driver's placeholder) ---------------
 
-RUN_TABLES = ("events", "pending", "consumed_nonces")
+RUN_TABLES = ("events", "pending", "consumed_nonces", "snapshots")
 """The tables whose rows belong to a run (by `run_id`), deleted with it."""
 
 

@@ -8,6 +8,12 @@ call `call_1`, and so on): `messages` (messages from index `start` on, usually o
 nothing else. Replaying the events rebuilds the continuation (`engine.journal`), so storage
 grows with the messages, not with the number of steps.
 
+A run may also keep one **snapshot**: every frame of its stack, messages and state, as replaying
+its events up to some point gives them (`settle` writes it when a long run suspends, replacing
+the one before). `snapshot` hands it out first, then only the events appended after it, so
+rebuilding a run costs one document's parse plus a few events, however long its history; the
+events themselves stay as they were appended (`events` returns them all).
+
 Every write names the version it expects and bumps it; a write against another version raises
 `ConflictError`, so of two processes driving one run only one can go on. `claim` is the door
 to a resume: it succeeds once per suspension (its nonce), whoever asks first.
@@ -50,9 +56,11 @@ class Event:
 
     frame: str
     """The frame's path: `""` for the root, `"/call_1"` for the sub-agent call_1 started."""
-    kind: Literal["messages", "state"]
+    kind: Literal["messages", "state", "snapshot"]
     """`messages`: `data` is `{"start": i, "messages": [...]}`; `state`: the frame without
-    messages, as in the continuation document (`pending[].child` is true/false)."""
+    messages, as in the continuation document (`pending[].child` is true/false); `snapshot`
+    (frame `""`, never appended: `settle` keeps it and `snapshot` hands it out first):
+    `{"frames": {path: {"messages": [...], "state": {...}}}}`, every frame of the stack."""
     data: dict[str, Any]
     """The payload, plain JSON."""
 
@@ -167,7 +175,8 @@ class RunStore(Protocol):
     ) -> int:
         """Append events in one transaction if the run is at `version`; return the new
         version (version + 1). ConflictError when the version differs. With `lease`, renew
-        it in the same write."""
+        it in the same write. It moves `updated_at` (PostgreSQL: once it is a second old, so
+        that a checkpoint rewrites no index; see `engine.store.postgres`)."""
         ...
 
     def settle(
@@ -182,11 +191,14 @@ class RunStore(Protocol):
         spec_digest: str | None = None,
         usage: tuple[int, int] | None = None,
         trace: Mapping[str, str] | None = None,
+        snapshot: Event | None = None,
     ) -> int:
         """Record the outcome of a drive (status, the nonce it waits on, output or failure
         reason), replace the run's pending rows and drop its lease, if at `version`; return
         the new version. `usage` (input, output tokens: the run's totals) replaces the
-        counts kept when given; `trace` replaces the trace context kept (None: no trace)."""
+        counts kept when given; `trace` replaces the trace context kept (None: no trace).
+        With `snapshot` (an event of kind `snapshot`), keep it in the same transaction as the
+        run's snapshot, standing for every event appended so far."""
         ...
 
     def claim(self, run_id: str, nonce: str, *, lease: Lease | None = None) -> int:
@@ -219,9 +231,10 @@ class RunStore(Protocol):
         ...
 
     def snapshot(self, run_id: str) -> tuple[RunRecord, list[Event]]:
-        """The run and all its events, read in one transaction so they agree (a resume that
-        reads them apart can see a row from before another process's claim and events from
-        after it); raises UsageError naming the id when unknown."""
+        """The run and what rebuilds it: its latest snapshot (if it has one) followed by the
+        events appended after it, else all its events; read in one transaction so they agree
+        (a resume that reads them apart can see a row from before another process's claim and
+        events from after it); raises UsageError naming the id when unknown."""
         ...
 
     def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
@@ -303,6 +316,7 @@ class AsyncRunStore(Protocol):
         spec_digest: str | None = None,
         usage: tuple[int, int] | None = None,
         trace: Mapping[str, str] | None = None,
+        snapshot: Event | None = None,
     ) -> int:
         """As `RunStore.settle`."""
         ...

@@ -20,9 +20,15 @@ Faults: every operation runs through `_run` (of either face). A connection the s
 restart, a failover, `pg_terminate_backend`) is reopened (for up to `RECONNECT_SECONDS`; the
 pool drops every idle connection that died with it) and the operation tried again;
 a write first checks whether it landed before the connection went (the run's version is one past
-the expected one with this write's own `updated_at`, or the nonce is consumed with this claim's
-own time), so nothing is written twice. Any other driver error, or a server that stays away,
-becomes a `StoreError`.
+the expected one with this write's own `updated_at`, or its last events are this append's own,
+or the nonce is consumed with this claim's own time), so nothing is written twice. Any other
+driver error, or a server that stays away, becomes a `StoreError`.
+
+A checkpoint updates the run's row (version, lease) but changes no indexed column: `append`
+moves `updated_at` only once it is a second old (`UPDATED_AT_STEP`). So the update is HOT, the
+row's old versions are pruned in place and no index gains an entry per checkpoint; otherwise a
+long run's every lookup of its row wades through thousands of dead index entries until the next
+vacuum, and a checkpoint costs more the longer the run.
 """
 
 from __future__ import annotations
@@ -139,6 +145,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 6: `delete` and `prune` find a run's consumed nonces by its id.
     ("CREATE INDEX consumed_nonces_by_run ON consumed_nonces (run_id)",),
+    # 7: each run's latest snapshot (its whole stack as its first `seq` events rebuild it), so
+    # a resume reads one row and the events after it instead of the run's whole history.
+    # Room on every page of `runs` for the HOT updates of checkpoints (see the module doc).
+    (
+        "CREATE TABLE snapshots"
+        " (run_id text PRIMARY KEY, seq integer NOT NULL, data json NOT NULL)",
+        "ALTER TABLE runs SET (fillfactor = 70)",
+    ),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
 
@@ -146,7 +160,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 # write bumps the version), so `last` sees every earlier event of the run.
 _APPEND = """
 WITH bumped AS (
-    UPDATE runs SET version = version + 1, updated_at = %s{lease}
+    UPDATE runs SET version = version + 1,
+        updated_at = CASE WHEN updated_at < %s THEN %s ELSE updated_at END{lease}
     WHERE id = %s AND version = %s RETURNING id
 ), last AS (
     SELECT COALESCE(MAX(seq), -1) AS seq FROM events WHERE run_id = %s
@@ -156,6 +171,20 @@ SELECT bumped.id, last.seq + e.n, e.frame, e.kind, e.data::json
 FROM bumped, last,
     unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS e (frame, kind, data, n)
 """
+
+UPDATED_AT_STEP = 1.0
+"""Seconds: `append` moves a run's `updated_at` only when it is older than this (see above)."""
+
+_LAST_EVENTS = """
+SELECT frame, kind, data::text FROM events WHERE run_id = %s ORDER BY seq DESC LIMIT %s
+"""
+
+_KEEP_SNAPSHOT = """
+INSERT INTO snapshots (run_id, seq, data)
+VALUES (%s, (SELECT COALESCE(MAX(seq), -1) + 1 FROM events WHERE run_id = %s), %s::json)
+ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq, data = excluded.data
+"""
+"""Keep a run's snapshot, standing for every event it has (replacing the one before)."""
 
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
 """The server's clock in seconds since the epoch: the one clock every lease is judged by."""
@@ -441,13 +470,22 @@ class PostgresStore:
 
         def body() -> Plan[int]:
             done = yield Query(
-                _APPENDS[lease is not None], (now, *sets[1:], run_id, version, run_id, *columns)
+                _APPENDS[lease is not None],
+                (now - UPDATED_AT_STEP, now, *sets[1:], run_id, version, run_id, *columns),
             )
             if done.rowcount == len(events):
                 return version + 1
             raise (yield from self._refusal(run_id, version))
 
-        return Operation(WRITE, body, landed)
+        def appended() -> Plan[int | None]:  # at version + 1, with our events last
+            row = (yield Query("SELECT version FROM runs WHERE id = %s", (run_id,))).one()
+            if row is None or int(row[0]) != version + 1:
+                return None
+            found = yield Query(_LAST_EVENTS, (run_id, len(events)))
+            ours = list(zip(*columns, strict=True))
+            return version + 1 if [tuple(r) for r in reversed(found.rows)] == ours else None
+
+        return Operation(WRITE, body, appended)
 
     def _op_settle(
         self,
@@ -460,9 +498,11 @@ class PostgresStore:
         spec_digest: str | None = None,
         usage: tuple[int, int] | None = None,
         trace: Mapping[str, str] | None = None,
+        snapshot: Event | None = None,
     ) -> Operation[int]:
         _sql.check_status(status)
         rows = _sql.pending_params(run_id, pending)
+        kept = _sql.check_snapshot(snapshot)
         now = time.time()
 
         def body() -> Plan[int]:
@@ -488,6 +528,8 @@ class PostgresStore:
                     rows,
                     many=True,
                 )
+            if kept is not None:
+                yield Query(_KEEP_SNAPSHOT, (run_id, run_id, kept))
             return new
 
         return Operation(WRITE, body, self._bumped(run_id, version, now))
@@ -601,10 +643,19 @@ class PostgresStore:
 
     def _op_snapshot(self, run_id: str) -> Operation[tuple[RunRecord, list[Event]]]:
         # REPEATABLE READ, so the row and the events agree
+        # (the latest snapshot first, then the events after it)
         def body() -> Plan[tuple[RunRecord, list[Event]]]:
             yield Query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             row = yield from self._run_row(run_id)
-            return _sql.record(row), (yield from self._event_rows(run_id))
+            kept = (
+                yield Query("SELECT seq, data FROM snapshots WHERE run_id = %s", (run_id,))
+            ).one()
+            found = yield Query(
+                "SELECT frame, kind, data FROM events WHERE run_id = %s AND seq >= %s ORDER BY seq",
+                (run_id, kept[0] if kept else 0),
+            )
+            head = [_sql.snapshot_event(kept[1])] if kept else []
+            return _sql.record(row), head + [_sql.event(r) for r in found.rows]
 
         return Operation(READ, body)
 
@@ -704,11 +755,22 @@ class PostgresStore:
         spec_digest: str | None = None,
         usage: tuple[int, int] | None = None,
         trace: Mapping[str, str] | None = None,
+        snapshot: Event | None = None,
     ) -> int:
-        """Record a drive's outcome and replace the pending rows if at `version`."""
+        """Record a drive's outcome and replace the pending rows if at `version` (keeping
+        `snapshot` as the run's latest)."""
         return self._run(
             self._op_settle(
-                run_id, version, status, nonce, output, pending, spec_digest, usage, trace
+                run_id,
+                version,
+                status,
+                nonce,
+                output,
+                pending,
+                spec_digest,
+                usage,
+                trace,
+                snapshot,
             )
         )
 
@@ -736,7 +798,8 @@ class PostgresStore:
         return self._run(self._op_events(run_id))
 
     def snapshot(self, run_id: str) -> tuple[RunRecord, list[Event]]:
-        """The run and its events, read in one transaction (REPEATABLE READ, so they agree)."""
+        """The run, its latest snapshot and the events after it, read in one transaction
+        (REPEATABLE READ, so they agree)."""
         return self._run(self._op_snapshot(run_id))
 
     def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:

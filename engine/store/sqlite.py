@@ -112,6 +112,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 6: `delete` and `prune` find a run's consumed nonces by its id.
     ("CREATE INDEX consumed_nonces_by_run ON consumed_nonces (run_id)",),
+    # 7: each run's latest snapshot (its whole stack as its first `seq` events rebuild it), so
+    # a resume reads one row and the events after it instead of the run's whole history.
+    (
+        """CREATE TABLE snapshots (
+            run_id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            data TEXT NOT NULL
+        )""",
+    ),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
 
@@ -331,10 +340,13 @@ class SQLiteStore:
         spec_digest: str | None = None,
         usage: tuple[int, int] | None = None,
         trace: Mapping[str, str] | None = None,
+        snapshot: Event | None = None,
     ) -> int:
-        """Record a drive's outcome and replace the pending rows if at `version`."""
+        """Record a drive's outcome and replace the pending rows if at `version` (keeping
+        `snapshot` as the run's latest)."""
         _sql.check_status(status)
         rows = _sql.pending_params(run_id, pending)
+        kept = _sql.check_snapshot(snapshot)
         with self._write() as cur:
             new = self._bump(
                 cur,
@@ -355,6 +367,8 @@ class SQLiteStore:
             cur.executemany(
                 f"INSERT INTO pending ({PENDING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", rows
             )
+            if kept is not None:
+                cur.execute(_KEEP_SNAPSHOT, (run_id, run_id, kept))
             return new
 
     def claim(self, run_id: str, nonce: str, *, lease: Lease | None = None) -> int:
@@ -435,10 +449,15 @@ class SQLiteStore:
             row = cur.execute(f"SELECT {RUN_SELECT} FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise _sql.no_run(run_id, self.url)
+            kept = cur.execute(
+                "SELECT seq, data FROM snapshots WHERE run_id = ?", (run_id,)
+            ).fetchone()
             rows = cur.execute(
-                "SELECT frame, kind, data FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
+                "SELECT frame, kind, data FROM events WHERE run_id = ? AND seq >= ? ORDER BY seq",
+                (run_id, kept[0] if kept else 0),
             ).fetchall()
-        return _sql.record(row), [_sql.event(r) for r in rows]
+        head = [_sql.snapshot_event(kept[1])] if kept else []
+        return _sql.record(row), head + [_sql.event(r) for r in rows]
 
     def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
         """Runs, newest first (by last update), optionally of one status."""
@@ -511,6 +530,14 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.url!r})"
+
+
+_KEEP_SNAPSHOT = """
+INSERT INTO snapshots (run_id, seq, data)
+VALUES (?, (SELECT COALESCE(MAX(seq), -1) + 1 FROM events WHERE run_id = ?), ?)
+ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq, data = excluded.data
+"""
+"""Keep a run's snapshot, standing for every event it has (replacing the one before)."""
 
 
 def _lease_values(lease: Lease | None, now: float) -> tuple[str | None, float | None]:
