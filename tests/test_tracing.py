@@ -245,7 +245,8 @@ provider = TracerProvider()
 provider.add_span_processor(SimpleSpanProcessor(exporter))
 spec, model, state = sys.argv[1:4]
 with Runtime(load_spec(spec), model_override=model, tracing=provider) as runtime:
-    continuation = runtime.load(open(state, encoding="utf-8").read())
+    with open(state, encoding="utf-8") as text:
+        continuation = runtime.load(text.read())
     outcome = runtime.resume(continuation.approve("call_acc_2"))
 root = [s for s in exporter.get_finished_spans() if s.name == "invoke_agent hr_agent"][0]
 print(json.dumps({
