@@ -26,6 +26,7 @@ no events. This is the only module that imports `opentelemetry`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Link, Span, Tracer
 
 __all__ = ["CAPTURE_ENV", "TRACING_ENV", "SpanObserver", "observer"]
+
+log = logging.getLogger("callcc")
 
 TRACING_ENV = "CALLCC_TRACING"
 """Set to `1` (or `true`) to trace runs even without a tracer provider configured globally."""
@@ -91,16 +94,32 @@ def observer(requested: bool | Any | None) -> SpanObserver | None:
             "tracing needs OpenTelemetry, which is not installed: pip install 'callcc[otel]'"
             + ("" if requested else f" (or unset {TRACING_ENV})")
         ) from None
-    if not _provider_configured() and os.environ.get(EXPORTER_ENV, "").strip() == "console":
+    if _provider_configured():
+        return SpanObserver(trace.get_tracer("callcc", _version()))
+    exporter = os.environ.get(EXPORTER_ENV, "").strip().lower()
+    if exporter == "console":
         return SpanObserver(_console_provider().get_tracer("callcc", _version()))
+    log.warning(
+        "tracing is on but no tracer provider is configured, so the spans go nowhere: "
+        "configure one with the OpenTelemetry SDK in your application%s, or set %s=console "
+        "to print them to stderr",
+        f" ({EXPORTER_ENV}={exporter} is not read by callcc itself)" if exporter else "",
+        EXPORTER_ENV,
+    )
     return SpanObserver(trace.get_tracer("callcc", _version()))
 
 
 def _console_provider() -> Any:
     """A provider of callcc's own that prints every span to stderr as it ends."""
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+    try:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+    except ImportError:
+        raise UsageError(
+            f"{EXPORTER_ENV}=console needs the OpenTelemetry SDK, and only its API is "
+            "installed: pip install 'callcc[otel]'"
+        ) from None
 
     service = os.environ.get("OTEL_SERVICE_NAME") or "callcc"
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
@@ -329,6 +348,9 @@ class SpanObserver:
             return  # it stays open until the run suspends, which ends it with the reason
         span = invocation.span
         span.set_attribute("callcc.agent.status", event.status)
+        run = self._runs.get(event.run_id)
+        if run is not None and run.root is invocation:  # the run's root span says it too
+            span.set_attribute("callcc.run.status", event.status)
         if event.status == "failed":
             span.set_status(self._api.Status(self._api.StatusCode.ERROR, "the agent failed"))
             span.set_attribute("error.type", "agent_failed")

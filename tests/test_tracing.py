@@ -5,6 +5,7 @@ ending every span, and a resume in another process whose spans link to the suspe
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -333,6 +334,34 @@ def test_tracing_true_without_opentelemetry_says_what_to_install(
     monkeypatch.setenv(TRACING_ENV, "1")
     with pytest.raises(UsageError, match=f"unset {TRACING_ENV}"):
         Runtime(load_spec(HR_SPEC))
+
+
+def test_a_console_exporter_without_the_sdk_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in [m for m in sys.modules if m.startswith("opentelemetry.sdk")] + [
+        "opentelemetry.sdk"
+    ]:  # the API alone is installed
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setenv(TRACING_ENV, "1")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    with pytest.raises(
+        UsageError, match=r"only its API is installed: pip install 'callcc\[otel\]'"
+    ):
+        Runtime(load_spec(HR_SPEC))
+
+
+def test_tracing_asked_for_with_nowhere_to_export_warns_and_names_the_fix(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(TRACING_ENV, "1")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    with caplog.at_level(logging.WARNING, logger="callcc"):
+        runtime = Runtime(load_spec(HR_SPEC))
+    assert runtime.observers  # still traced: a provider set later receives the spans
+    (record,) = [r for r in caplog.records if "no tracer provider" in r.getMessage()]
+    assert "OTEL_TRACES_EXPORTER=otlp is not read by callcc itself" in record.getMessage()
+    assert "OTEL_TRACES_EXPORTER=console" in record.getMessage()
 
 
 OFF_OR_GLOBAL = """
