@@ -14,6 +14,7 @@ wall-clock time it happened (`at`, seconds since the epoch).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -333,4 +334,18 @@ class Observers:
 
 
 def _call(observer: Observer) -> Callable[[RunEvent], None]:
-    return observer.on_event if isinstance(observer, _HasOnEvent) else observer
+    """The function to call for each event; a TypeError, when the observer is added, for
+    what could never receive one (an observer runs inside the loop's step: it must return
+    at once, so a coroutine function would only make coroutines nobody awaits)."""
+    call = observer.on_event if isinstance(observer, _HasOnEvent) else observer
+    if not callable(call):
+        raise TypeError(
+            f"an observer must be a callable or have an on_event method, not {observer!r}"
+        )
+    if inspect.iscoroutinefunction(call):
+        raise TypeError(
+            f"observer {observer!r} is async: observers are called synchronously inside the "
+            "run's steps; pass a plain function (it may hand events to a queue or a task), "
+            "or consume `Runtime.astream` with `async for`"
+        )
+    return call

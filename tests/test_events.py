@@ -422,6 +422,27 @@ def test_add_observer_returns_its_removal() -> None:
     assert count == 14 and len(seen) == count
 
 
+def test_an_observer_that_could_never_receive_an_event_is_refused_when_added() -> None:
+    async def asynchronous(event: RunEvent) -> None:
+        pass
+
+    class Watcher:
+        async def on_event(self, event: RunEvent) -> None:
+            pass
+
+    runtime = Runtime(NESTED, model_override=script(NESTED_TURNS))
+    for observer, why in [
+        (asynchronous, "is async"),
+        (Watcher(), "is async"),
+        ("not callable", "must be a callable"),
+    ]:
+        with pytest.raises(TypeError, match=why):
+            runtime.add_observer(observer)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=why):
+            Runtime(NESTED, model_override=script(NESTED_TURNS), observers=[observer])  # type: ignore[list-item]
+    assert not runtime.observers  # nothing was added
+
+
 # -- layering --------------------------------------------------------------------------------------
 
 LOOP_MODULES = ("engine.loop", "engine.tooling", "engine._emit", "engine.steps", "engine.runners")
