@@ -13,6 +13,7 @@ import pytest
 from store_fixtures import query
 
 from engine.cli import main
+from engine.errors import UsageError
 from engine.store import Event, RunRecord, RunStore, open_store
 
 DAY = 86_400.0
@@ -127,3 +128,19 @@ def test_an_age_that_is_no_age_is_exit_2(age: str, tmp_path: Any) -> None:
     )  # fmt: skip
     assert code == 2
     assert "is not an age" in err and "30d, 12h, 90m, 45s" in err
+
+
+def test_a_bare_number_of_days_or_seconds_is_refused_not_guessed(tmp_path: Any) -> None:
+    code, _, err = cli(
+        "runs", "prune", "--status", "finished", "--older-than", "30",
+        "--store", f"sqlite:///{tmp_path / 'runs.db'}",
+    )  # fmt: skip
+    assert code == 2
+    assert "'30' has no unit: write 30d for days, 30h, 30m or 30s" in err
+
+
+def test_prune_from_python_takes_seconds_and_says_so(store: RunStore) -> None:
+    for wrong in ("30d", None, True):
+        with pytest.raises(UsageError, match=r"older_than must be a number of seconds"):
+            store.prune(status=["finished"], older_than=wrong)  # type: ignore[arg-type]
+    assert store.prune(status=["finished"], older_than=30 * 86_400) == []

@@ -60,8 +60,9 @@ def register(sub: Any) -> None:
         type=_age,
         required=True,
         metavar="AGE",
-        help="only runs not updated for this long: a number with s, m, h or d (30d, 12h); "
-        "a bare number is seconds",
+        help="only runs not updated for this long: a number with its unit, s, m, h or d "
+        "(30d, 12h, 90m, 45s; a bare number other than 0 is refused, so 30 cannot mean seconds "
+        "to one reader and days to another)",
     )
     prune.add_argument(
         "--include-suspended",
@@ -339,8 +340,18 @@ _UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
 
 
 def _age(text: str) -> float:
-    """`--older-than`: `30d`, `12h`, `90m`, `45s` or a bare number of seconds, 0 or more."""
-    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    """`--older-than`: `30d`, `12h`, `90m`, `45s` (or `0`), 0 or more."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "")
+    if not unit:
+        try:
+            bare = float(text)
+        except ValueError:
+            bare = None
+        if bare is not None and bare != 0 and 0 < bare < 1e12:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} has no unit: write {text}d for days, {text}h, {text}m or {text}s"
+            )
+        unit = "s"
     try:
         value = float(number)
     except ValueError:

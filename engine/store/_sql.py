@@ -372,8 +372,15 @@ def prune_plan(
 ) -> Plan[list[str]]:
     """The runs of `statuses` not updated since `now - older_than`, least recently updated
     first, deleted with their rows (unless `dry_run`) in the same transaction."""
-    if not older_than >= 0:
-        raise UsageError(f"older_than must be a number of seconds, 0 or more (got {older_than})")
+    if (
+        isinstance(older_than, bool)
+        or not isinstance(older_than, int | float)
+        or not older_than >= 0
+    ):
+        raise UsageError(
+            f"older_than must be a number of seconds, 0 or more (got {older_than!r}; "
+            "30 days is 30 * 86400)"
+        )
     gone = f"status IN ({', '.join([mark] * len(statuses))}) AND updated_at < {mark}"
     params = (*statuses, now - older_than)
     found = yield Query(f"SELECT id FROM runs WHERE {gone} ORDER BY updated_at, id", params)
