@@ -144,3 +144,22 @@ def test_prune_from_python_takes_seconds_and_says_so(store: RunStore) -> None:
         with pytest.raises(UsageError, match=r"older_than must be a number of seconds"):
             store.prune(status=["finished"], older_than=wrong)  # type: ignore[arg-type]
     assert store.prune(status=["finished"], older_than=30 * 86_400) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("runs", "list"),
+        ("runs", "show", "some-run"),
+        ("runs", "pending"),
+        ("runs", "prune", "--status", "finished", "--older-than", "30d"),
+    ],
+)
+def test_a_command_that_reads_runs_refuses_a_store_file_that_does_not_exist(
+    argv: tuple[str, ...], tmp_path: Any
+) -> None:
+    missing = tmp_path / "mistyped" / "runs.db"
+    code, _, err = cli(*argv, "--store", f"sqlite:///{missing}")
+    assert code == 2
+    assert f"no run store at {missing}: the file does not exist" in err
+    assert not missing.parent.exists()  # nothing was made

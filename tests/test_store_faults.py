@@ -213,7 +213,8 @@ def test_a_read_only_store_file_is_a_store_error_and_reads_still_work(
 def test_a_store_whose_folder_cannot_be_made_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("not a folder")
     url = f"sqlite:///{tmp_path / 'afile' / 'runs.db'}"
-    for argv in (["runs", "list"], ["runs", "show", "r1"], ["recover", "--all"]):
+    spec = str(Path(__file__).resolve().parent.parent / "specs" / "hr_agent.yaml")
+    for argv in (["run", spec, "-q", "-p", "Onboard Ada"], ["resume", "r1"]):  # make a store
         code, out, err = cli(*argv, "--store", url)
         assert code == 2, (argv, out, err)
         assert err == (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.cli._exit import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
@@ -114,6 +115,16 @@ def _open(args: argparse.Namespace) -> RunStore:
     url = store_url_of(args)
     if not url:
         raise UsageError(f"no run store: pass --store URL or set {STORE_ENV}")
+    if url.startswith("sqlite:///"):  # these commands read runs: a mistyped path must not
+        from engine.store.sqlite import database_path  # make an empty store that has none
+
+        path = database_path(url)
+        if path != ":memory:" and not Path(path).is_file():
+            raise UsageError(
+                f"no run store at {path}: the file does not exist (sqlite:///PATH is relative "
+                "to the current folder, sqlite:////PATH absolute); `callcc run --store URL` "
+                "creates a store"
+            )
     return open_store(url)
 
 
