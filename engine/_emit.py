@@ -21,11 +21,13 @@ from engine.events import (
     PendingInfo,
     ToolFinished,
     ToolStarted,
+    read_only,
 )
 from engine.frames import Frame, Pending
 from engine.models.base import ModelReply, model_identity
 from engine.runners.base import Call, Done, Failure, Outcome
 from engine.steps import End, Finish, Suspend
+from engine.usage import reply_tokens
 
 if TYPE_CHECKING:  # annotations only: the tooling imports this module
     from engine.tooling import RunContext
@@ -47,7 +49,7 @@ def pending_info(frame: Frame, entry: Pending) -> PendingInfo:
         tool=entry.tool,
         detail=entry.detail,
         prompt=entry.prompt,
-        arguments=entry.arguments,
+        arguments=read_only(entry.arguments),
         decisions=entry.decisions,
     )
 
@@ -95,7 +97,7 @@ def model_called(frame: Frame, agent: BoundAgent, ctx: RunContext) -> float:
             model=name,
             provider=provider,
             turn=frame.turns + 1,
-            messages=tuple(frame.messages),
+            messages=tuple(read_only(m) for m in frame.messages),
         )
     )
     return time.perf_counter()
@@ -113,7 +115,7 @@ def model_replied(
     request's `error`)."""
     latency = time.perf_counter() - sent
     name, provider = model_identity(agent.model)
-    usage = reply.usage if reply is not None else {}
+    tokens = reply_tokens(reply.usage) if reply is not None and reply.usage else None
     calls = (frame.messages[-1].get("tool_calls") or ()) if reply is not None else ()
     ctx.emit(
         ModelReplied(
@@ -126,8 +128,8 @@ def model_replied(
             provider=provider,
             turn=frame.turns if reply is not None else frame.turns + 1,
             latency=latency,
-            input_tokens=usage.get("prompt_tokens"),
-            output_tokens=usage.get("completion_tokens"),
+            input_tokens=tokens[0] if tokens else None,
+            output_tokens=tokens[1] if tokens else None,
             finish_reason=reply.finish_reason if reply is not None else None,
             tool_calls=tuple(c["id"] for c in calls),
             content=reply.content if reply is not None else None,
@@ -174,7 +176,7 @@ def tool_started(call: Call, carries_on: bool, ctx: RunContext) -> None:
             call_id=call.id,
             tool=tool.name,
             tool_kind=tool.spec.kind,
-            arguments=call.arguments,
+            arguments=read_only(call.arguments),
             carries_on=carries_on,
             sub_agent=getattr(tool.spec, "agent", None),
         )

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine import _json
@@ -262,11 +262,15 @@ class Continuation:
 
     def find(self, ident: str) -> tuple[PendingDecision, Pending]:
         """The pending entry named by a full path, a bare unique entry id, or a path suffix
-        whose segments may leave out `@CALL` (see `engine._paths`)."""
+        whose segments may leave out `@CALL` (see `engine._paths`): its view and a copy of
+        the entry (changing either changes no continuation)."""
         index = self._pending_index()
         position = index.find(ident)
         frame, entry = entry_at(self._root, index.spots[position])
-        return _view(index.paths[position], frame, entry, entry.arguments), entry
+        arguments = _copy_arguments(entry.arguments)
+        return _view(index.paths[position], frame, entry, arguments), replace(
+            entry, arguments=arguments
+        )
 
     # -- the document ------------------------------------------------------------------------
 

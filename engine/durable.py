@@ -13,8 +13,9 @@ import logging
 import marshal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from engine.continuation import Continuation
 from engine.errors import (
@@ -25,7 +26,7 @@ from engine.errors import (
     SpecError,
     UsageError,
 )
-from engine.frames import Frame, walk
+from engine.frames import Edit, Frame, walk
 from engine.journal import Journal, rebuild, unsnapped
 from engine.spec.load import load_spec, load_stored_spec
 from engine.spec.model import Spec, SpecSource
@@ -122,6 +123,12 @@ class _Rebuilt:
     """Events after the run's snapshot then (see `Journal.unsnapped`)."""
 
 
+def _private(value: Any) -> Any:
+    """A copy of plain JSON data sharing nothing with `value` (marshal: several times faster
+    than `copy.deepcopy`); ValueError when nested deeper than marshal goes."""
+    return marshal.loads(marshal.dumps(value))
+
+
 @dataclass
 class Loaded:
     """The stacks `load` rebuilt lately, by run id, so the `claim` of the resume that usually
@@ -137,10 +144,17 @@ class Loaded:
 
     def keep(self, run_id: str, version: int, continuation: Continuation, unsnapped: int) -> None:
         """Keep a private copy of `continuation`, rebuilt at `version`."""
-        root = continuation.root
+        root = continuation.root  # its own frames and entries, sharing their values
         try:
             for _, frame in walk(root):
-                frame.messages = marshal.loads(marshal.dumps(frame.messages))
+                frame.messages = _private(frame.messages)
+                for entry in frame.pending:  # arguments too: a caller changing the arguments
+                    if entry.arguments is not None:  # of what `load_run` returned must not
+                        entry.arguments = _private(entry.arguments)  # change what runs
+                    if isinstance(entry.decision, Edit):
+                        entry.decision = replace(
+                            entry.decision, arguments=_private(entry.decision.arguments)
+                        )
         except ValueError:  # nested deeper than marshal goes: a claim reads the store again
             return
         self._runs.pop(run_id, None)

@@ -41,7 +41,46 @@ __all__ = [
     "RunSuspended",
     "ToolFinished",
     "ToolStarted",
+    "read_only",
 ]
+
+
+class _ReadOnly:
+    """Refuses every change: event data is the run's own, seen through a copy."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            "event data is read-only (it shows the run's state as it was): copy it to change "
+            "it, e.g. dict(event.arguments) or copy.deepcopy(event.messages)"
+        )
+
+
+class ReadOnlyDict(_ReadOnly, dict):  # type: ignore[type-arg]
+    """A dict that refuses changes (json, isinstance(x, dict) and reading all work)."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __ior__ = _ReadOnly._refuse
+    clear = pop = popitem = setdefault = update = _ReadOnly._refuse
+
+
+class ReadOnlyList(_ReadOnly, list):  # type: ignore[type-arg]
+    """A list that refuses changes."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _ReadOnly._refuse
+    append = clear = extend = insert = pop = remove = reverse = sort = _ReadOnly._refuse
+
+
+def read_only(value: Any) -> Any:
+    """A read-only copy of plain JSON data (dicts and lists at any depth), for an event to
+    hand out: an observer can read what the run holds but never change what it runs with."""
+    if isinstance(value, dict):
+        return ReadOnlyDict((k, read_only(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ReadOnlyList(read_only(v) for v in value)
+    return value
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -275,6 +314,10 @@ class RunFailed(RunEvent):
     """What went wrong, and where."""
     resumable: bool = False
     """True when a `resume` decision can retry it once the cause is fixed."""
+    interrupted: bool = False
+    """True when this drive ended by an exception rather than by the run failing (the task
+    was cancelled, the store failed, the lease was lost): the exception reaches the caller,
+    and a stored run stays as its last checkpoint left it, for `recover`."""
 
 
 @runtime_checkable

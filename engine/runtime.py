@@ -412,6 +412,30 @@ class Runtime:
         `opening()` (the run started or resumed) first and the event of the outcome last."""
         if observers:
             observers.emit(opening())
+        try:
+            return await self._settled(root, run_id, journal, observers, blocking)
+        except BaseException as exc:  # cancelled, a store fault, a lost lease: observers (a
+            if observers:  # tracer holding open spans) learn that this drive ended
+                observers.emit(
+                    RunFailed(
+                        run_id=run_id,
+                        path=root.agent,
+                        invocation=root.agent,
+                        reason=f"the drive was interrupted: {type(exc).__name__}: {exc}",
+                        interrupted=True,
+                    )
+                )
+            raise
+
+    async def _settled(
+        self,
+        root: Frame,
+        run_id: str,
+        journal: Journal | None,
+        observers: Observers,
+        blocking: bool,
+    ) -> Outcome:
+        """The drive of `_drive`, up to its outcome settled in the store and told."""
         assign_paths(root)
         leased = journal is not None and journal.lease is not None
         ctx = RunContext(
@@ -532,14 +556,21 @@ class Runtime:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-        self.close()
+        self._release()
 
     def close(self) -> None:
         """Close model connections, the event loops the sync API opened, and the store if
         this runtime opened it from a URL."""
         loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
         if loop is not None and not loop.is_closed() and not loop.is_running():
-            loop.run_until_complete(self.aclose())
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # no other loop runs in this thread: the sync one may
+                loop.run_until_complete(self.aclose())
+        self._release()
+
+    def _release(self) -> None:
+        """What `close` does that needs no event loop: the sync API's loops and the store."""
         self._finalizer()
         if self._owns_store and self.store is not None:
             self.store.close()

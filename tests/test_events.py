@@ -443,6 +443,38 @@ def test_an_observer_that_could_never_receive_an_event_is_refused_when_added() -
     assert not runtime.observers  # nothing was added
 
 
+def test_an_observer_sees_the_arguments_but_cannot_change_what_an_approved_call_runs_with(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    spec = make_spec([agent("main", "transfer")], [gated("transfer")], name="scrubbed")
+    turns = {"main": [calls(call("t1", "transfer", {"to": "bob", "amount": 5})), say("done")]}
+    seen: list[dict[str, object]] = []
+
+    def scrub(event: RunEvent) -> None:  # an observer "normalising" what it logs, in place
+        if isinstance(event, ToolStarted):
+            seen.append(dict(event.arguments))
+            event.arguments["amount"] = 5000  # type: ignore[index]
+
+    runtime = Runtime(spec, model_override=script(turns), observers=[scrub])
+    with caplog.at_level(logging.ERROR, logger="callcc"):
+        finished(runtime.resume(suspended(runtime.run("pay bob 5")).approve("t1")))
+    assert loop_tools.CALLS == [("transfer", {"to": "bob", "amount": 5})]
+    assert seen == [{"to": "bob", "amount": 5}]
+    assert "event data is read-only" in caplog.text  # the observer's error, logged once
+
+
+def test_async_with_after_the_sync_api_in_the_same_thread_closes_cleanly() -> None:
+    spec = make_spec([agent("main")], [], name="twice")
+    runtime = Runtime(spec, model_override=script({"main": [say("a"), say("b")]}))
+    finished(runtime.run("x"))
+
+    async def go() -> None:
+        async with runtime:
+            finished(await runtime.arun("y"))
+
+    asyncio.run(go())  # raised "Cannot run the event loop while another loop is running"
+
+
 # -- layering --------------------------------------------------------------------------------------
 
 LOOP_MODULES = ("engine.loop", "engine.tooling", "engine._emit", "engine.steps", "engine.runners")

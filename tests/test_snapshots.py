@@ -15,8 +15,19 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
+import loop_tools
 import pytest
-from builders import agent, call, calls, gated, make_spec, python_tool, say, script
+from builders import (
+    agent,
+    call,
+    calls,
+    gated,
+    make_spec,
+    python_tool,
+    say,
+    script,
+    suspended,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from store_fixtures import drop_schema, query, require_postgres, with_schema
@@ -299,3 +310,22 @@ def test_a_postgres_append_moves_updated_at_only_once_it_is_a_second_old() -> No
     finally:
         store.close()
         drop_schema(server, schema)
+
+
+def test_changing_what_load_run_returned_changes_nothing_the_resume_runs(
+    tmp_path: Any,
+) -> None:
+    spec = make_spec([agent("main", "transfer")], [gated("transfer")], name="kept_apart")
+    turns = {"main": [calls(call("t1", "transfer", {"to": "bob", "amount": 5})), say("done")]}
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    with Runtime(spec, model_override=script(turns), store=url, secret_key="k" * 32) as runtime:
+        text = suspended(runtime.run("pay bob 5", run_id="r1")).to_json()
+        shown = runtime.load_run("r1")  # the stack it keeps for the claim comes from this
+        view, entry = shown.find("t1")
+        view.arguments["amount"] = 5000  # type: ignore[index]
+        assert entry.arguments is not None
+        entry.arguments["amount"] = 6000
+        for p in shown.pending():
+            p.arguments["amount"] = 7000  # type: ignore[index]
+        runtime.resume(runtime.load(text).approve("t1"))  # approves amount=5, as signed
+    assert loop_tools.CALLS == [("transfer", {"to": "bob", "amount": 5})]

@@ -4,6 +4,8 @@ ending every span, and a resume in another process whose spans link to the suspe
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -24,6 +26,7 @@ from builders import (
     make_spec,
     python_tool,
     say,
+    script,
     sub_agent,
     suspended,
 )
@@ -502,3 +505,24 @@ def test_the_cli_prints_spans_to_stderr_when_asked_with_no_provider(tmp_path: Pa
         root["context"]["span_id"][2:],
     ]
     assert "opentelemetry" not in result.stdout  # stdout keeps the run's own report
+
+
+def test_a_drive_cut_short_ends_its_spans_and_leaves_nothing_in_the_tracer() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    spec = make_spec([agent("main", "fetch")], [python_tool("fetch")], name="cut_short")
+    turn = [calls(call("f1", "fetch", {"key": "k"})), say("done")]
+    runtime = Runtime(spec, model_override=script({"main": turn}), tracing=provider)
+
+    async def leave_early() -> None:
+        for i in range(3):
+            async with contextlib.aclosing(runtime.astream("x", run_id=f"r{i}")) as stream:
+                async for event in stream:
+                    if event.kind == "tool_started":  # fetch awaits: the run is mid-way
+                        break
+
+    asyncio.run(leave_early())
+    assert runtime._tracer is not None and runtime._tracer._runs == {}  # no run held on to
+    roots = [s for s in exporter.get_finished_spans() if s.name == "invoke_agent main"]
+    assert len(roots) == 3  # each ended (and exported) although its drive was cancelled
