@@ -43,7 +43,8 @@ async def stream(
             task.cancel()
             log.warning(
                 "run %s: the consumer of its event stream left before the outcome; the run is "
-                "cancelled where it was (with a store, `recover` continues it)",
+                "cancelled where it was (with a store, `recover` continues it once its lease "
+                "has run out, or at once with force=True / `callcc recover --force`)",
                 run_id,
             )
             with contextlib.suppress(asyncio.CancelledError):
