@@ -162,9 +162,10 @@ def test_a_write_lock_held_past_the_busy_timeout_is_a_store_error_and_recover_fi
         status = query(url, "SELECT status FROM runs WHERE id = ?", ("lk",))
         assert status == [("running",)]  # reads go on while the lock is held (WAL)
     finally:
-        assert holder.stdin is not None
+        assert holder.stdin is not None and holder.stdout is not None
         holder.stdin.close()
         holder.wait(timeout=30)
+        holder.stdout.close()  # else it is left to the interpreter's exit (a ResourceWarning)
 
     # the process that met the lock has exited, but its lease is live until it expires: the
     # operator, who knows that process is gone, takes the run at once
