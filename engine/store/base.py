@@ -269,8 +269,9 @@ class RunStore(Protocol):
         """Delete the runs of `status` (one or several) not updated for `older_than` seconds,
         with their rows, in one transaction; return their ids, least recently updated first.
         A `running` or `suspended` status is refused (UsageError) unless
-        `include_suspended`. `dry_run` deletes nothing and returns what would go. Kept specs
-        stay (see the module doc)."""
+        `include_suspended`. Each run goes whole or not at all: a claim that comes while
+        prune runs waits for it. `dry_run` deletes nothing and returns what would go. Kept
+        specs stay (see the module doc)."""
         ...
 
     @property
