@@ -75,7 +75,8 @@ def test_prune_dry_run_lists_then_prune_deletes_old_finished_and_failed_runs(
     code, out, _ = cli(*argv, "--store", store_url)
     assert (code, out) == (
         0,
-        "nothing to prune: no finished or failed run was last updated over 30d ago\n",
+        "nothing to prune: no finished or failed run was last updated over 30d ago"
+        " (failed runs that can still be resumed stay without --include-suspended)\n",
     )
 
 
@@ -113,6 +114,38 @@ def test_a_suspended_run_is_pruned_only_with_include_suspended(
     )  # fmt: skip
     assert (code, out) == (0, "pruned 1 suspended run:\n  waits-long-ago\n")
     assert store_has_no_rows_of(store_url, "waits-long-ago")
+
+
+def test_a_failed_run_that_can_be_resumed_is_pruned_only_with_include_suspended(
+    aged_store: RunStore, store_url: str
+) -> None:
+    """A failed run that kept its nonce (its failing model call can be resumed or stopped)
+    still waits for a decision, as a suspended run does."""
+    store = aged_store
+    now = time.time()
+    store.create_run(RunRecord(
+        run_id="broke-resumable", spec_name="s", spec_digest="sha256:s", spec_path=None,
+        agent="a", status="running", version=0, nonce=None, output=None, created_at=now,
+        updated_at=now,
+    ))  # fmt: skip
+    store.settle("broke-resumable", 0, status="failed", nonce="n-retry", output="model down",
+                 pending=[])  # fmt: skip
+    query(store_url, "UPDATE runs SET updated_at = ? WHERE id = ?",
+          (now - 50 * DAY, "broke-resumable"))  # fmt: skip
+    argv = ("runs", "prune", "--status", "failed", "--older-than", "30d", "--store", store_url)
+    code, out, err = cli(*argv, "--dry-run")
+    assert (code, out, err) == (0, "would prune 1 failed run:\n  broke-long-ago\n", "")
+    code, out, err = cli(*argv)
+    assert (code, out, err) == (0, "pruned 1 failed run:\n  broke-long-ago\n", "")
+    assert store.get_run("broke-resumable").nonce == "n-retry"  # kept, still resumable
+    code, out, err = cli(*argv, "--include-suspended")
+    assert (code, out, err) == (0, "pruned 1 failed run:\n  broke-resumable\n", "")
+    assert store_has_no_rows_of(store_url, "broke-resumable")
+    code, out, err = cli(*argv)
+    assert out == (
+        "nothing to prune: no failed run was last updated over 30d ago"
+        " (failed runs that can still be resumed stay without --include-suspended)\n"
+    )
 
 
 def store_has_no_rows_of(store_url: str, run_id: str) -> bool:

@@ -371,6 +371,10 @@ PRUNE_CHUNK = 500
 """Run ids per `IN (...)` list when prune deletes: under every driver's parameter limit (SQLite
 before 3.32 takes 999), however many runs one prune deletes."""
 
+RESUMABLE_FAILED = "status = 'failed' AND nonce IS NOT NULL"
+"""A failed run that kept its nonce: its failing call can still be resumed (or stopped), so
+prune guards it as it guards a suspended run."""
+
 
 def prune_plan(
     mark: str,
@@ -379,10 +383,12 @@ def prune_plan(
     *,
     now: float,
     dry_run: bool,
+    include_suspended: bool,
     lock: str = "",
 ) -> Plan[list[str]]:
     """The runs of `statuses` not updated since `now - older_than`, least recently updated
-    first, deleted with their rows (unless `dry_run`) in the same transaction.
+    first, deleted with their rows (unless `dry_run`) in the same transaction. A failed run
+    that can still be resumed stays unless `include_suspended`.
 
     The runs are chosen once, and every table is then deleted by that list of ids, so a run
     goes whole or not at all. `lock` ends the choosing SELECT when not `dry_run`: `FOR UPDATE`
@@ -399,6 +405,8 @@ def prune_plan(
             "30 days is 30 * 86400)"
         )
     gone = f"status IN ({', '.join([mark] * len(statuses))}) AND updated_at < {mark}"
+    if not include_suspended:
+        gone += f" AND NOT ({RESUMABLE_FAILED})"
     params = (*statuses, now - older_than)
     locked = "" if dry_run else lock
     found = yield Query(f"SELECT id FROM runs WHERE {gone} ORDER BY updated_at, id{locked}", params)

@@ -730,6 +730,7 @@ class PostgresStore:
                 older_than,
                 now=now,
                 dry_run=dry_run,
+                include_suspended=include_suspended,
                 lock=" FOR UPDATE",
             ),
         )

@@ -519,6 +519,7 @@ class SQLiteStore:
             older_than,
             now=time.time(),
             dry_run=dry_run,
+            include_suspended=include_suspended,
         )  # BEGIN IMMEDIATE: no claim comes between its statements
         with self._snapshot() if dry_run else self._write() as cur:
             return _plan.run(cur, plan)
