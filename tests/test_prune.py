@@ -13,8 +13,9 @@ import pytest
 from store_fixtures import query
 
 from engine.cli import main
-from engine.errors import UsageError
-from engine.store import Event, RunRecord, RunStore, open_store
+from engine.errors import StoreError, UsageError
+from engine.store import Event, PendingRow, RunRecord, RunStore, _plan, _sql, open_store
+from engine.store import sqlite as sqlite_store
 
 DAY = 86_400.0
 AGES = {
@@ -74,7 +75,8 @@ def test_prune_dry_run_lists_then_prune_deletes_old_finished_and_failed_runs(
     code, out, _ = cli(*argv, "--store", store_url)
     assert (code, out) == (
         0,
-        "nothing to prune: no finished or failed run was last updated over 30d ago\n",
+        "nothing to prune: no finished or failed run was last updated over 30d ago"
+        " (failed runs that can still be resumed stay without --include-suspended)\n",
     )
 
 
@@ -112,6 +114,38 @@ def test_a_suspended_run_is_pruned_only_with_include_suspended(
     )  # fmt: skip
     assert (code, out) == (0, "pruned 1 suspended run:\n  waits-long-ago\n")
     assert store_has_no_rows_of(store_url, "waits-long-ago")
+
+
+def test_a_failed_run_that_can_be_resumed_is_pruned_only_with_include_suspended(
+    aged_store: RunStore, store_url: str
+) -> None:
+    """A failed run that kept its nonce (its failing model call can be resumed or stopped)
+    still waits for a decision, as a suspended run does."""
+    store = aged_store
+    now = time.time()
+    store.create_run(RunRecord(
+        run_id="broke-resumable", spec_name="s", spec_digest="sha256:s", spec_path=None,
+        agent="a", status="running", version=0, nonce=None, output=None, created_at=now,
+        updated_at=now,
+    ))  # fmt: skip
+    store.settle("broke-resumable", 0, status="failed", nonce="n-retry", output="model down",
+                 pending=[])  # fmt: skip
+    query(store_url, "UPDATE runs SET updated_at = ? WHERE id = ?",
+          (now - 50 * DAY, "broke-resumable"))  # fmt: skip
+    argv = ("runs", "prune", "--status", "failed", "--older-than", "30d", "--store", store_url)
+    code, out, err = cli(*argv, "--dry-run")
+    assert (code, out, err) == (0, "would prune 1 failed run:\n  broke-long-ago\n", "")
+    code, out, err = cli(*argv)
+    assert (code, out, err) == (0, "pruned 1 failed run:\n  broke-long-ago\n", "")
+    assert store.get_run("broke-resumable").nonce == "n-retry"  # kept, still resumable
+    code, out, err = cli(*argv, "--include-suspended")
+    assert (code, out, err) == (0, "pruned 1 failed run:\n  broke-resumable\n", "")
+    assert store_has_no_rows_of(store_url, "broke-resumable")
+    code, out, err = cli(*argv)
+    assert out == (
+        "nothing to prune: no failed run was last updated over 30d ago"
+        " (failed runs that can still be resumed stay without --include-suspended)\n"
+    )
 
 
 def store_has_no_rows_of(store_url: str, run_id: str) -> bool:
@@ -163,3 +197,130 @@ def test_a_command_that_reads_runs_refuses_a_store_file_that_does_not_exist(
     assert code == 2
     assert f"no run store at {missing}: the file does not exist" in err
     assert not missing.parent.exists()  # nothing was made
+
+
+# -- a run is pruned whole or not at all -------------------------------------------------------
+
+
+class _Between:
+    """A cursor that calls `between()` once, after its first `after` statements and before the
+    next: another connection acts while prune's transaction is open, between its statements."""
+
+    def __init__(self, cursor: Any, after: int, between: Any) -> None:
+        self._cursor, self._after, self._between, self._ran = cursor, after, between, 0
+
+    def _next(self) -> None:
+        if self._ran == self._after:
+            self._between()
+        self._ran += 1
+
+    def execute(self, *args: Any) -> Any:
+        self._next()
+        return self._cursor.execute(*args)
+
+    def executemany(self, *args: Any) -> Any:
+        self._next()
+        return self._cursor.executemany(*args)
+
+    def fetchall(self) -> list[Any]:
+        return list(self._cursor.fetchall())
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cursor.rowcount)
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+
+def _impatient(store_url: str, monkeypatch: pytest.MonkeyPatch) -> RunStore:
+    """A second store at `store_url` that gives up on a lock after 0.2 s instead of waiting
+    (so a claim that prune's transaction blocks fails here instead of hanging the test)."""
+    if store_url.startswith("sqlite"):
+        monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_SECONDS", 0.2)
+        return open_store(store_url)
+    return open_store(f"{store_url}&options=-clock_timeout%3D200")
+
+
+@pytest.mark.parametrize("after", [1, 2], ids=["after-the-select", "after-a-delete"])
+def test_a_run_claimed_while_prune_runs_is_deleted_whole_or_kept_whole(
+    after: int, store: RunStore, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resume that claims a run between prune's statements must not leave the run in place
+    with its events, snapshot and consumed nonces gone, nor be reported pruned while it is
+    kept: prune locks the runs it chose, so the claim waits for prune (here: gives up after
+    0.2 s) and the run goes whole."""
+    store.create_run(RunRecord(
+        run_id="r1", spec_name="s", spec_digest="sha256:s", spec_path=None, agent="a",
+        status="running", version=0, nonce=None, output=None, created_at=0.0, updated_at=0.0,
+    ))  # fmt: skip
+    first = Event(frame="", kind="messages", data={"messages": [{"role": "user"}]})
+    version = store.append("r1", 0, [first])
+    version = store.settle("r1", version, status="suspended", nonce="n0", output=None,
+                           pending=[waiting("r1")])  # fmt: skip
+    version = store.claim("r1", "n0")  # a first resume: n0 is consumed
+    kept = Event(frame="", kind="snapshot", data={"frames": []})
+    store.settle("r1", version, status="suspended", nonce="n1", output=None,
+                 pending=[waiting("r1")], snapshot=kept)  # fmt: skip
+    assert all(store_rows_of(store_url, "r1").values())  # a row of the run in every table
+    query(store_url, "UPDATE runs SET updated_at = ? WHERE id = ?", (time.time() - DAY, "r1"))
+    other = _impatient(store_url, monkeypatch)
+    claims: list[Any] = []
+
+    def claim() -> None:
+        try:
+            claims.append(other.claim("r1", "n1"))
+        except StoreError as exc:  # the run is locked by prune's transaction
+            claims.append(exc)
+
+    real_run = _plan.run
+    once: list[bool] = []
+
+    def run_between(cursor: Any, plan: Any) -> Any:
+        if once:
+            return real_run(cursor, plan)
+        once.append(True)
+        return real_run(_Between(cursor, after, claim), plan)
+
+    monkeypatch.setattr(_plan, "run", run_between)
+    try:
+        pruned = store.prune(status="suspended", older_than=3600, include_suspended=True)
+    finally:
+        monkeypatch.setattr(_plan, "run", real_run)
+        other.close()
+    assert store_rows_of(store_url, "r1") == dict.fromkeys(RUN_ROW_TABLES, 0)  # none left
+    assert pruned == ["r1"]
+    assert len(claims) == 1 and isinstance(claims[0], StoreError), claims  # it had to wait
+
+
+def waiting(run_id: str) -> PendingRow:
+    return PendingRow(run_id=run_id, path="a/c1", call_id="c1", tool="t", reason="approval",
+                      created_at=0.0)  # fmt: skip
+
+
+def test_a_prune_of_more_runs_than_one_statement_names_deletes_them_all(
+    aged_store: RunStore, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prune deletes by lists of ids, a few at a time (under the drivers' parameter limits):
+    every list is deleted, and only the runs chosen."""
+    monkeypatch.setattr(_sql, "PRUNE_CHUNK", 2)
+    pruned = aged_store.prune(status=["finished", "failed", "stopped"], older_than=2 * DAY)
+    assert pruned == ["stopped-long-ago", "done-long-ago", "broke-long-ago"]
+    assert kept(aged_store) == ["done-yesterday", "waits-long-ago"]
+    for run_id in pruned:
+        assert store_rows_of(store_url, run_id) == dict.fromkeys(RUN_ROW_TABLES, 0)
+    assert aged_store.events("done-yesterday") != []
+
+
+RUN_ROW_TABLES = ("runs", "events", "snapshots", "pending", "consumed_nonces")
+
+
+def store_rows_of(store_url: str, run_id: str) -> dict[str, int]:
+    """How many rows of `run_id` each table holds."""
+    counts = {}
+    for table in RUN_ROW_TABLES:
+        key = "id" if table == "runs" else "run_id"
+        counts[table] = query(store_url, f"SELECT COUNT(*) FROM {table} WHERE {key} = ?",
+                              (run_id,))[0][0]  # fmt: skip
+    return counts

@@ -648,3 +648,28 @@ def test_prune_deletes_old_runs_of_the_statuses_named_oldest_first_and_keeps_the
         store.prune(status="old", older_than=0)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="at least one status"):
         store.prune(status=[], older_than=0)
+
+
+def test_prune_keeps_a_failed_run_that_can_be_resumed_unless_include_suspended(
+    store: RunStore, store_url: str
+) -> None:
+    day = 86_400.0
+    aged(store, store_url, "failed-for-good", "failed", 40 * day)
+    store.create_run(new_run("failed-resumable"))
+    version = store.append("failed-resumable", 0, [messages(0, "x")])
+    store.settle("failed-resumable", version, status="failed", nonce="n-retry",
+                 output="model down", pending=[])  # fmt: skip
+    query(store_url, "UPDATE runs SET updated_at = ? WHERE id = ?",
+          (time.time() - 50 * day, "failed-resumable"))  # fmt: skip
+
+    assert store.prune(status="failed", older_than=30 * day, dry_run=True) == ["failed-for-good"]
+    assert store.prune(status="failed", older_than=30 * day) == ["failed-for-good"]
+    assert store.events("failed-resumable") == [messages(0, "x")]
+    assert store.prune(status="failed", older_than=30 * day) == []
+    assert store.prune(status="failed", older_than=30 * day, include_suspended=True,
+                       dry_run=True) == ["failed-resumable"]  # fmt: skip
+    assert store.get_run("failed-resumable").status == "failed"  # the dry run kept it
+    assert store.prune(status="failed", older_than=30 * day,
+                       include_suspended=True) == ["failed-resumable"]  # fmt: skip
+    assert store.list_runs() == []
+    assert store.events("failed-resumable") == []

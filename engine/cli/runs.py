@@ -44,8 +44,9 @@ def register(sub: Any) -> None:
         "prune",
         help="delete old runs of some statuses",
         description="Delete the runs of the given statuses that were not updated for a while, "
-        "with their checkpoints and pending decisions. A suspended or running run is never "
-        "deleted unless --include-suspended (a suspended run still waits for a decision). "
+        "with their checkpoints and pending decisions. A suspended or running run, or a failed "
+        "run that can still be resumed, is never deleted unless --include-suspended (such a "
+        "run still waits for a decision: resume or stop). "
         "The specs kept in the store stay (one small row per spec, which other runs and "
         "processes count on). Exit 0 (also when nothing was old enough), 2 on bad input.",
     )
@@ -68,7 +69,8 @@ def register(sub: Any) -> None:
     prune.add_argument(
         "--include-suspended",
         action="store_true",
-        help="allow --status suspended and --status running (their decisions are lost)",
+        help="allow --status suspended and --status running, and let --status failed delete "
+        "failed runs that can still be resumed too (their decisions are lost)",
     )
     prune.add_argument("--dry-run", action="store_true", help="list what would go, delete none")
     _store_options(prune)
@@ -239,7 +241,10 @@ def prune_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
     which = " or ".join(statuses)
     if not ids:
         age = _age_text(args.older_than)
-        stdout.write(f"nothing to prune: no {which} run was last updated over {age} ago\n")
+        kept = ""
+        if "failed" in statuses and not args.include_suspended:
+            kept = " (failed runs that can still be resumed stay without --include-suspended)"
+        stdout.write(f"nothing to prune: no {which} run was last updated over {age} ago{kept}\n")
         return EXIT_OK
     verb = "would prune" if args.dry_run else "pruned"
     stdout.write(f"{verb} {len(ids)} {which} run{'s' if len(ids) != 1 else ''}:\n")

@@ -367,11 +367,34 @@ def prune_statuses(
     return statuses
 
 
+PRUNE_CHUNK = 500
+"""Run ids per `IN (...)` list when prune deletes: under every driver's parameter limit (SQLite
+before 3.32 takes 999), however many runs one prune deletes."""
+
+RESUMABLE_FAILED = "status = 'failed' AND nonce IS NOT NULL"
+"""A failed run that kept its nonce: its failing call can still be resumed (or stopped), so
+prune guards it as it guards a suspended run."""
+
+
 def prune_plan(
-    mark: str, statuses: Sequence[RunStatus], older_than: float, *, now: float, dry_run: bool
+    mark: str,
+    statuses: Sequence[RunStatus],
+    older_than: float,
+    *,
+    now: float,
+    dry_run: bool,
+    include_suspended: bool,
+    lock: str = "",
 ) -> Plan[list[str]]:
     """The runs of `statuses` not updated since `now - older_than`, least recently updated
-    first, deleted with their rows (unless `dry_run`) in the same transaction."""
+    first, deleted with their rows (unless `dry_run`) in the same transaction. A failed run
+    that can still be resumed stays unless `include_suspended`.
+
+    The runs are chosen once, and every table is then deleted by that list of ids, so a run
+    goes whole or not at all. `lock` ends the choosing SELECT when not `dry_run`: `FOR UPDATE`
+    on PostgreSQL, so a claim that comes meanwhile waits for this transaction instead of
+    turning a chosen run back to running half deleted (SQLite's `BEGIN IMMEDIATE` already
+    serialises every writer: "")."""
     if (
         isinstance(older_than, bool)
         or not isinstance(older_than, int | float)
@@ -382,13 +405,18 @@ def prune_plan(
             "30 days is 30 * 86400)"
         )
     gone = f"status IN ({', '.join([mark] * len(statuses))}) AND updated_at < {mark}"
+    if not include_suspended:
+        gone += f" AND NOT ({RESUMABLE_FAILED})"
     params = (*statuses, now - older_than)
-    found = yield Query(f"SELECT id FROM runs WHERE {gone} ORDER BY updated_at, id", params)
-    runs = [row[0] for row in found.rows]
-    if not dry_run and runs:
+    locked = "" if dry_run else lock
+    found = yield Query(f"SELECT id FROM runs WHERE {gone} ORDER BY updated_at, id{locked}", params)
+    runs = [str(row[0]) for row in found.rows]
+    if dry_run:
+        return runs
+    for start in range(0, len(runs), PRUNE_CHUNK):
+        chunk = runs[start : start + PRUNE_CHUNK]
+        among = f"IN ({', '.join([mark] * len(chunk))})"
         for table in RUN_TABLES:
-            yield Query(
-                f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM runs WHERE {gone})", params
-            )
-        yield Query(f"DELETE FROM runs WHERE {gone}", params)
+            yield Query(f"DELETE FROM {table} WHERE run_id {among}", chunk)
+        yield Query(f"DELETE FROM runs WHERE id {among}", chunk)
     return runs

@@ -133,7 +133,9 @@ class PendingRow:
 
 
 PRUNE_GUARDED: tuple[RunStatus, ...] = ("running", "suspended")
-"""Statuses `prune` refuses unless `include_suspended`: such a run may still go on."""
+"""Statuses `prune` refuses unless `include_suspended`: such a run may still go on. A failed
+run that kept its nonce (it can be resumed or stopped) is guarded too: `prune` of `failed`
+skips it unless `include_suspended`."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -269,8 +271,10 @@ class RunStore(Protocol):
         """Delete the runs of `status` (one or several) not updated for `older_than` seconds,
         with their rows, in one transaction; return their ids, least recently updated first.
         A `running` or `suspended` status is refused (UsageError) unless
-        `include_suspended`. `dry_run` deletes nothing and returns what would go. Kept specs
-        stay (see the module doc)."""
+        `include_suspended`, and a failed run that can still be resumed (it kept its nonce)
+        is kept unless `include_suspended`. Each run goes whole or not at all: a claim that
+        comes while prune runs waits for it. `dry_run` deletes nothing and returns what would
+        go. Kept specs stay (see the module doc)."""
         ...
 
     @property

@@ -724,7 +724,15 @@ class PostgresStore:
         now = time.time()
         return Operation(  # run again after a lost connection: it finds what is left
             READ if dry_run else WRITE,
-            lambda: _sql.prune_plan("%s", statuses, older_than, now=now, dry_run=dry_run),
+            lambda: _sql.prune_plan(
+                "%s",
+                statuses,
+                older_than,
+                now=now,
+                dry_run=dry_run,
+                include_suspended=include_suspended,
+                lock=" FOR UPDATE",
+            ),
         )
 
     # -- the RunStore protocol -----------------------------------------------------------------

@@ -513,7 +513,14 @@ class SQLiteStore:
     ) -> list[str]:
         """Delete the runs of `status` not updated for `older_than` seconds (see RunStore)."""
         statuses = _sql.prune_statuses(status, include_suspended)
-        plan = _sql.prune_plan("?", statuses, older_than, now=time.time(), dry_run=dry_run)
+        plan = _sql.prune_plan(
+            "?",
+            statuses,
+            older_than,
+            now=time.time(),
+            dry_run=dry_run,
+            include_suspended=include_suspended,
+        )  # BEGIN IMMEDIATE: no claim comes between its statements
         with self._snapshot() if dry_run else self._write() as cur:
             return _plan.run(cur, plan)
 
