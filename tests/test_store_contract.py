@@ -673,3 +673,14 @@ def test_prune_keeps_a_failed_run_that_can_be_resumed_unless_include_suspended(
                        include_suspended=True) == ["failed-resumable"]  # fmt: skip
     assert store.list_runs() == []
     assert store.events("failed-resumable") == []
+
+
+def test_a_postgres_url_option_with_a_blank_reaches_libpq_as_written() -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    from engine.store.postgres import split_url
+
+    url = "postgresql://postgres@127.0.0.1:5432/test?options=-c%20statement_timeout%3D4321&schema=s"
+    libpq_url, schema = split_url(url)
+    assert schema == "s"
+    assert conninfo_to_dict(libpq_url)["options"] == "-c statement_timeout=4321"  # was "-c+..."

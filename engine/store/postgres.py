@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -211,7 +211,8 @@ def split_url(url: str) -> tuple[str, str | None]:
     schemas = [value for key, value in pairs if key == "schema"]
     if schemas and not schemas[-1]:
         raise UsageError(f"empty schema= in the store URL {_sql.mask_url(url)}")
-    rest = urlencode([(key, value) for key, value in pairs if key != "schema"])
+    # quote, not quote_plus: libpq reads %20 as a blank but `+` as a plus sign
+    rest = urlencode([(key, value) for key, value in pairs if key != "schema"], quote_via=quote)
     return urlunsplit(parts._replace(query=rest)), (schemas[-1] if schemas else None)
 
 
