@@ -121,7 +121,11 @@ LIGHTER = [
     ),
     (["pending", "STATE"], 3, NOT_RUNNING | {"engine.store.base", "engine.store.sqlite"}),
     (["inspect", "STATE"], 0, NOT_RUNNING | {"engine.store.base", "engine.spec"}),
-    (["runs", "list", "--store", "STORE"], 0, NOT_RUNNING | {"engine.frames", "engine.store._aio"}),
+    (
+        ["runs", "list", "--store", "STORE"],
+        0,
+        NOT_RUNNING | {"engine.frames", "engine.store._aio", "hashlib"},
+    ),
     (
         ["validate", "SPEC"],
         0,
