@@ -109,6 +109,9 @@ def test_a_quick_command_imports_no_heavy_library(
 NOT_RUNNING = {"asyncio", "logging", "engine.events", "engine.runtime", "engine.loop"}
 """What only a command that runs an agent needs: the event loop, logging, the run events."""
 
+NO_SHUTIL = {"shutil", "bz2", "lzma"}
+"""What argparse's own formatter imports to measure the terminal (`cli._Formatter` does not)."""
+
 LIGHTER = [
     # (argv, exit code, modules it must not import: each was on its path once, and cost
     # milliseconds that `import yaml` does not have)
@@ -116,15 +119,20 @@ LIGHTER = [
         ["--help"],
         0,
         NOT_RUNNING
+        | NO_SHUTIL
         | {"dataclasses", "hashlib", "hmac", "engine.frames", "engine.continuation"}
         | {"engine.store.base", "engine.store.sqlite", "engine._json", "engine.usage"},
     ),
-    (["pending", "STATE"], 3, NOT_RUNNING | {"engine.store.base", "engine.store.sqlite"}),
-    (["inspect", "STATE"], 0, NOT_RUNNING | {"engine.store.base", "engine.spec"}),
+    (
+        ["pending", "STATE"],
+        3,
+        NOT_RUNNING | NO_SHUTIL | {"engine.store.base", "engine.store.sqlite"},
+    ),
+    (["inspect", "STATE"], 0, NOT_RUNNING | NO_SHUTIL | {"engine.store.base", "engine.spec"}),
     (
         ["runs", "list", "--store", "STORE"],
         0,
-        NOT_RUNNING | {"engine.frames", "engine.store._aio", "hashlib"},
+        NOT_RUNNING | NO_SHUTIL | {"engine.frames", "engine.store._aio", "hashlib"},
     ),
     (
         ["validate", "SPEC"],
@@ -180,3 +188,23 @@ def test_the_parser_built_for_one_command_is_the_full_parser_for_it() -> None:
         alone = _subcommands(build_parser(name))
         assert set(alone) == {n for n, m in cli.COMMANDS.items() if m == module}
         assert alone[name].format_help() == full[name].format_help()
+
+
+@pytest.mark.parametrize("columns", [None, "60", "200", "0", "-3", "wide"])
+def test_the_help_is_as_wide_as_argparse_makes_it(
+    columns: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's formatter finds the width without shutil; it must find the one argparse's
+    own formatter (which asks `shutil.get_terminal_size`) does, so every help text is the
+    same, byte for byte."""
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    parser = build_parser()
+    parsers = {"callcc": parser, **_subcommands(parser)}
+    for name, each in parsers.items():
+        assert each.formatter_class is cli._Formatter, name
+        ours = each.format_help()
+        each.formatter_class = argparse.HelpFormatter  # argparse's own
+        assert ours == each.format_help(), name
