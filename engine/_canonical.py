@@ -3,7 +3,6 @@ the check that a value is plain JSON data canonical JSON can write and read back
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -51,6 +50,8 @@ def fingerprint(*parts: Any) -> str:
 
     A lone surrogate (in a model's error message, say) is hashed as its own three bytes, so
     every `str` has a fingerprint and valid text hashes exactly as before."""
+    import hashlib  # here: `callcc runs list` and `--help` hash nothing (OpenSSL loads with it)
+
     text = canonical_json(list(parts))
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 

@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine._diagnostic import Diagnostic as Diagnostic
+else:  # on first use: `callcc --help` and the store commands never build one (nor dataclasses)
+    from engine._lazy import exports as _exports
+
+    __getattr__, __dir__ = _exports(__name__, {"Diagnostic": "engine._diagnostic"})
 
 
 class CallccError(Exception):
@@ -20,45 +26,6 @@ class CallccError(Exception):
 
 class UsageError(CallccError):
     """The library or the CLI was used wrongly; the input must be fixed (CLI exit 2)."""
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Diagnostic:
-    """One finding of validation, pointing at the exact place in a file."""
-
-    code: str
-    """Stable machine-readable code, such as `unknown-field` or `undefined-tool`."""
-    message: str
-    """What is wrong, in one sentence."""
-    file: str
-    """Path of the file the finding is in."""
-    line: int
-    """1-based line number."""
-    col: int
-    """1-based column number."""
-    pointer: str
-    """JSON pointer of the offending node inside the document (`""` for the root)."""
-    suggestion: str | None = None
-    """How to fix it, when a likely fix is known."""
-    severity: Literal["error", "warning"] = "error"
-    """Errors make the spec invalid; warnings do not."""
-
-    def location(self) -> str:
-        """`file:line:col`, as compilers and editors print it."""
-        return f"{self.file}:{self.line}:{self.col}"
-
-    def to_dict(self) -> dict[str, object]:
-        """A plain dict for `--format json`."""
-        return {
-            "severity": self.severity,
-            "code": self.code,
-            "message": self.message,
-            "file": self.file,
-            "line": self.line,
-            "col": self.col,
-            "pointer": self.pointer,
-            "suggestion": self.suggestion,
-        }
 
 
 class SpecError(UsageError):

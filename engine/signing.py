@@ -10,8 +10,6 @@ signs, all verify) or the file named by `CALLCC_SECRET_KEY_FILE` (one key a line
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -43,6 +41,8 @@ def generate_key() -> str:
 
 def key_id(key: bytes) -> str:
     """A short public name of a key (never the key): the first 8 hex of its SHA-256."""
+    import hashlib  # here, not at the top: `callcc --help` names KEY_ENV and signs nothing
+
     return hashlib.sha256(key).hexdigest()[:8]
 
 
@@ -85,6 +85,9 @@ def keys_from_env(environ: Mapping[str, str] | None = None) -> tuple[bytes, ...]
 
 def sign(payload: str, key: bytes) -> dict[str, str]:
     """The `signature` member for the serialized document `payload`."""
+    import hashlib
+    import hmac
+
     mac = hmac.new(key, _bytes(payload), hashlib.sha256).hexdigest()
     return {"alg": ALGORITHM, "kid": key_id(key), "mac": mac}
 
@@ -115,6 +118,9 @@ def verify(payload: str, signature: Any, keys: Sequence[bytes]) -> bytes:
         raise ContinuationError(
             f"malformed signature; expected {{alg: {ALGORITHM}, kid, mac}}", pointer="/signature"
         )
+    import hashlib
+    import hmac
+
     data = _bytes(payload)
     for key in keys:
         expected = hmac.new(key, data, hashlib.sha256).hexdigest()

@@ -52,6 +52,12 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 def imported(args: list[str], tmp_path: Path) -> tuple[int, str, set[str]]:
     """Exit code, stdout and the top-level packages in `sys.modules` of `callcc ARGS`."""
+    code, out, names = imported_modules(args, tmp_path)
+    return code, out, {name.partition(".")[0] for name in names}
+
+
+def imported_modules(args: list[str], tmp_path: Path) -> tuple[int, str, set[str]]:
+    """Exit code, stdout and every module name in `sys.modules` of `callcc ARGS`."""
     listing = tmp_path / "modules.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLCC_")}
     env["CALLCC_SECRET_KEY"] = KEY
@@ -64,8 +70,7 @@ def imported(args: list[str], tmp_path: Path) -> tuple[int, str, set[str]]:
         timeout=120,
     )
     assert done.stderr == ""
-    names = json.loads(listing.read_text(encoding="utf-8"))
-    return done.returncode, done.stdout, {name.partition(".")[0] for name in names}
+    return done.returncode, done.stdout, set(json.loads(listing.read_text(encoding="utf-8")))
 
 
 COMMANDS = [
@@ -101,6 +106,56 @@ def test_a_quick_command_imports_no_heavy_library(
     assert sorted(packages & forbidden) == []
 
 
+NOT_RUNNING = {"asyncio", "logging", "engine.events", "engine.runtime", "engine.loop"}
+"""What only a command that runs an agent needs: the event loop, logging, the run events."""
+
+NO_SHUTIL = {"shutil", "bz2", "lzma"}
+"""What argparse's own formatter imports to measure the terminal (`cli._Formatter` does not)."""
+
+LIGHTER = [
+    # (argv, exit code, modules it must not import: each was on its path once, and cost
+    # milliseconds that `import yaml` does not have)
+    (
+        ["--help"],
+        0,
+        NOT_RUNNING
+        | NO_SHUTIL
+        | {"dataclasses", "hashlib", "hmac", "engine.frames", "engine.continuation"}
+        | {"engine.store.base", "engine.store.sqlite", "engine._json", "engine.usage"},
+    ),
+    (
+        ["pending", "STATE"],
+        3,
+        NOT_RUNNING | NO_SHUTIL | {"engine.store.base", "engine.store.sqlite"},
+    ),
+    (["inspect", "STATE"], 0, NOT_RUNNING | NO_SHUTIL | {"engine.store.base", "engine.spec"}),
+    (
+        ["runs", "list", "--store", "STORE"],
+        0,
+        NOT_RUNNING | NO_SHUTIL | {"engine.frames", "engine.store._aio", "hashlib"},
+    ),
+    (
+        ["validate", "SPEC"],
+        0,
+        NOT_RUNNING | {"engine.spec._resolve", "engine.spec.signature", "engine.tools"},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "forbidden"), LIGHTER, ids=[" ".join(c[0]) for c in LIGHTER]
+)
+def test_a_quick_command_imports_only_what_it_runs_on(
+    argv: list[str], code: int, forbidden: set[str], files: dict[str, str], tmp_path: Path
+) -> None:
+    """Finer than the heavy libraries: the standard library's and callcc's own modules that a
+    command does not use (`--help` formats text: no dataclasses, JSON documents or hashes;
+    the store commands open no event loop; validate imports no tool)."""
+    exit_code, _, modules = imported_modules([files.get(w, w) for w in argv], tmp_path)
+    assert exit_code == code
+    assert sorted(modules & forbidden) == []
+
+
 @pytest.mark.parametrize("package", ["engine", "callcc"])
 def test_importing_the_package_loads_no_heavy_library(package: str) -> None:
     """`import callcc` is cheap; the first use of a name imports what that name needs."""
@@ -133,3 +188,23 @@ def test_the_parser_built_for_one_command_is_the_full_parser_for_it() -> None:
         alone = _subcommands(build_parser(name))
         assert set(alone) == {n for n, m in cli.COMMANDS.items() if m == module}
         assert alone[name].format_help() == full[name].format_help()
+
+
+@pytest.mark.parametrize("columns", [None, "60", "200", "0", "-3", "wide"])
+def test_the_help_is_as_wide_as_argparse_makes_it(
+    columns: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's formatter finds the width without shutil; it must find the one argparse's
+    own formatter (which asks `shutil.get_terminal_size`) does, so every help text is the
+    same, byte for byte."""
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    parser = build_parser()
+    parsers = {"callcc": parser, **_subcommands(parser)}
+    for name, each in parsers.items():
+        assert each.formatter_class is cli._Formatter, name
+        ours = each.format_help()
+        each.formatter_class = argparse.HelpFormatter  # argparse's own
+        assert ours == each.format_help(), name

@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from engine.cli._exit import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
 from engine.cli._streams import escaping, guarded
@@ -42,7 +43,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The full parser, with every subcommand registered; given the `command` about to run,
     only the subcommands of its module (the same parser for that command: building all of
     them, with argparse's message look-ups, takes longer than `callcc pending` itself)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="callcc",
         description="Run YAML-declared agents that suspend and resume from a continuation.",
         epilog="Exit codes: 0 ok, 1 run failed, 2 bad input, 3 suspended (waiting).",
@@ -52,6 +53,47 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for module in [COMMANDS[command]] if command in COMMANDS else modules:
         importlib.import_module(f"engine.cli.{module}").register(sub)
     return parser
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help formatter, as wide as `shutil.get_terminal_size()` says, measured
+    without importing shutil (and the compression modules shutil imports: a millisecond and
+    a half): argparse makes a formatter for every argument added, and only help uses one."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        if width is None:
+            width = _columns() - 2  # as argparse's own default
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _columns() -> int:
+    """`shutil.get_terminal_size().columns`: `$COLUMNS` when a positive number, else the
+    width of the terminal on standard output, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):  # no stdout, or not a terminal
+        return 80
+
+
+class _Parser(argparse.ArgumentParser):
+    """An `ArgumentParser` formatting with `_Formatter`; its subparsers are `_Parser`s too
+    (argparse makes them of the parent's class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
 
 def main(

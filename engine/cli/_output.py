@@ -11,22 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from engine.cli._exit import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
-from engine.events import (
-    DecisionApplied,
-    EntryAdded,
-    ModelCalled,
-    ModelReplied,
-    RunEvent,
-    ToolFinished,
-    ToolStarted,
-)
 from engine.masking import mask
 from engine.signing import KEY_ENV
-from engine.usage import Usage
 
-if TYPE_CHECKING:  # `pending` prints with `describe` and never loads the runtime
+if TYPE_CHECKING:  # `pending` prints with `describe`: no runtime, no events, no frames
     from engine.continuation import Continuation, PendingDecision
+    from engine.events import RunEvent
     from engine.runtime import Failed, Outcome, Runtime
+    from engine.usage import Usage
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "EXIT_SUSPENDED"]
 
@@ -184,6 +176,8 @@ def _emit(
     usage: Usage | None = None,
 ) -> int:
     if args.format == "json":
+        from engine.usage import Usage
+
         data = {
             "status": status,
             "output": output,
@@ -294,6 +288,15 @@ class ProgressLines:
 
 def progress_line(event: RunEvent) -> str | None:
     """What `callcc run` prints for `event` after `AGENT: `, or None."""
+    from engine.events import (
+        DecisionApplied,
+        EntryAdded,
+        ModelCalled,
+        ModelReplied,
+        ToolFinished,
+        ToolStarted,
+    )
+
     if isinstance(event, ModelCalled):
         return f"asks the model (turn {event.turn})"
     if isinstance(event, ModelReplied):

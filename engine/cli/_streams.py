@@ -17,8 +17,6 @@ import contextlib
 import os
 from typing import Any, TextIO, cast
 
-from engine._json import escape_surrogates
-
 
 class Escaping:
     """A text stream that writes to `stream` with lone surrogates escaped."""
@@ -29,7 +27,12 @@ class Escaping:
 
     def write(self, text: str) -> int:
         """Write `text`, escaped; return the length of `text` (as `TextIO.write` does)."""
-        self.stream.write(escape_surrogates(text))
+        if text.isascii():  # no surrogate; and `--help` loads no JSON module
+            self.stream.write(text)
+        else:
+            from engine._json import escape_surrogates
+
+            self.stream.write(escape_surrogates(text))
         return len(text)
 
     def __getattr__(self, name: str) -> Any:

@@ -12,7 +12,8 @@ from engine.cli._exit import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDE
 from engine.cli._output import progress, report, warn_unused
 from engine.cli.run import store_url_of
 from engine.errors import CallccError, LeaseHeldError, UsageError
-from engine.store import RUN_STATUSES, STORE_ENV, open_store
+from engine.store import STORE_ENV, open_store
+from engine.store._statuses import RUN_STATUSES
 
 if TYPE_CHECKING:  # `runs list` reads rows: the runtime, specs and journal load on demand
     from engine.store import RunRecord, RunStore

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.cli._exit import EXIT_BAD_INPUT, EXIT_OK
-from engine.errors import Diagnostic
+
+if TYPE_CHECKING:
+    from engine.errors import Diagnostic
 
 
 def register(sub: Any) -> None:

@@ -9,7 +9,6 @@ that starts an invocation) is the id of a call in the script that starts that ag
 from __future__ import annotations
 
 import difflib
-import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 from engine.errors import Diagnostic, SpecError
 from engine.models.scripted import ScriptFormatError, parse_script
-from engine.spec import load_spec
+from engine.spec.load import load_spec_quietly
 from engine.spec.model import AgentTool, ScriptedModel, Spec
 from engine.spec.yamlload import YamlDoc, escape, load_yaml
 
@@ -170,15 +169,10 @@ def _shown(path: str) -> str:
 
 def _quiet_load(path: str) -> Spec | None:
     """The spec, without logging its warnings again (validate printed them)."""
-    logger = logging.getLogger("engine.spec")
-    disabled = logger.disabled
-    logger.disabled = True
     try:
-        return load_spec(Path(path))
+        return load_spec_quietly(Path(path))
     except SpecError:
         return None
-    finally:
-        logger.disabled = disabled
 
 
 __all__ = ["check_script", "check_spec_scripts"]

@@ -30,8 +30,10 @@ def schema_pass(doc: YamlDoc, data: dict[str, Any]) -> list[Diagnostic]:
         entries = data.get(section)
         for name, entry in (entries if isinstance(entries, dict) else {}).items():
             kind = entry.get("kind") if isinstance(entry, dict) else None
-            fallback = validators.dispatch[section]
-            validator = by_kind.get(kind, fallback) if isinstance(kind, str) else fallback
+            if isinstance(kind, str) and kind in by_kind:
+                validator = by_kind[kind]
+            else:  # a bad kind: the dispatching definition says which kinds there are
+                validator = validators.dispatch[section]
             found.extend((e, (section, name)) for e in validator.iter_errors(entry))
     out = misplaced(doc, data)
     seen: set[tuple[str, int, int, str]] = set()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -11,13 +10,9 @@ from typing import Any
 
 from engine.errors import Diagnostic, SpecError
 from engine.spec._build import build_spec, spec_digest
-from engine.spec._resolve import resolve_pass, unimportable
 from engine.spec.check import check_document, sort_diagnostics
 from engine.spec.model import Spec, SpecSource
-from engine.spec.signature import tool_locations
-from engine.spec.yamlload import YamlDoc, load_yaml, read_text
-
-_log = logging.getLogger("engine.spec")
+from engine.spec.yamlload import YamlDoc, escape, load_yaml, read_text
 
 PathLike = str | os.PathLike[str]
 
@@ -27,6 +22,12 @@ def load_spec(path: PathLike, *, env: Mapping[str, str] | None = None) -> Spec:
     keeps the texts it came from (`Spec.source`), so a run store can keep them too."""
     text = read_text(path)
     return _typed(load_yaml(path, text=text), Path(path), env, text)
+
+
+def load_spec_quietly(path: PathLike) -> Spec:
+    """`load_spec`, without logging the spec's warnings: `callcc validate` printed them."""
+    text = read_text(path)
+    return _typed(load_yaml(path, text=text), Path(path), None, text, log=False)
 
 
 def load_stored_spec(source: SpecSource, *, env: Mapping[str, str] | None = None) -> Spec:
@@ -44,15 +45,25 @@ def load_stored_spec(source: SpecSource, *, env: Mapping[str, str] | None = None
 
 
 def _typed(
-    doc: YamlDoc, path: Path, env: Mapping[str, str] | None, source: SpecSource | str
+    doc: YamlDoc,
+    path: Path,
+    env: Mapping[str, str] | None,
+    source: SpecSource | str,
+    *,
+    log: bool = True,
 ) -> Spec:
     """The checked, typed spec of `doc`, keeping `source` (or, given the file's text, the
-    source it makes with the instructions files the spec names)."""
+    source it makes with the instructions files the spec names); its warnings are logged
+    to `engine.spec` unless `log` is false."""
     data, diagnostics = check_document(doc, env=os.environ if env is None else env)
     if any(d.severity == "error" for d in diagnostics):
         raise SpecError(diagnostics)
-    for warning in diagnostics:
-        _log.warning("%s: warning[%s]: %s", warning.location(), warning.code, warning.message)
+    if diagnostics and log:
+        import logging  # here: a spec without warnings (and `validate`) loads no logging
+
+        logger = logging.getLogger("engine.spec")
+        for warning in diagnostics:
+            logger.warning("%s: warning[%s]: %s", warning.location(), warning.code, warning.message)
     digest = spec_digest(doc.data, path.resolve().parent)
     locations = tool_locations(doc.keys, doc.values, data.get("tools"))
     spec = build_spec(data, path=path, digest=digest, locations=locations)
@@ -78,6 +89,8 @@ def validate_file(
         return list(exc.diagnostics)
     data, diagnostics = check_document(doc, env=os.environ if env is None else env)
     if resolve and isinstance(data, dict):
+        from engine.spec._resolve import resolve_pass, unimportable
+
         broken = unimportable(diagnostics)
         spec_dir = Path(path).resolve().parent
         diagnostics = sort_diagnostics(diagnostics + resolve_pass(doc, data, spec_dir, broken))
@@ -92,3 +105,26 @@ def validate_files(
     for path in paths:
         found.extend(validate_file(path, resolve=resolve, env=env))
     return sort_diagnostics(found)
+
+
+def tool_locations(
+    keys: Mapping[str, tuple[int, int]],
+    values: Mapping[str, tuple[int, int]],
+    tools: Any,
+) -> dict[str, tuple[int, int]]:
+    """Where each python tool's ref, parameters and declared parameter names are written: what
+    `Runtime` needs to place a mismatch it finds at compile time (see `Spec.locations`)."""
+    out: dict[str, tuple[int, int]] = {}
+    for name, tool in (tools if isinstance(tools, dict) else {}).items():
+        if not isinstance(tool, dict) or tool.get("kind") != "python":
+            continue
+        base = f"/tools/{escape(name)}"
+        wanted = [(base, keys), (f"{base}/ref", values), (f"{base}/parameters", keys)]
+        params = tool.get("parameters")
+        props = params.get("properties") if isinstance(params, dict) else None
+        for prop in props if isinstance(props, dict) else ():
+            wanted.append((f"{base}/parameters/properties/{escape(prop)}", keys))
+        for pointer, table in wanted:
+            if pointer in table:
+                out[pointer] = table[pointer]
+    return out

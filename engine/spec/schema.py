@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -56,37 +57,59 @@ class SpecValidators:
 
     root: Draft202012Validator
     """The schema with the entries of `models` and `tools` left to the validators below."""
-    variants: dict[str, dict[str, Draft202012Validator]]
+    variants: Mapping[str, Mapping[str, Draft202012Validator]]
     """Section (`models`, `tools`) -> kind -> validator of that variant."""
-    dispatch: dict[str, Draft202012Validator]
+    dispatch: Mapping[str, Draft202012Validator]
     """Section -> validator of the kind-dispatching definition, for entries with a bad kind."""
 
 
 @functools.cache
 def spec_validators() -> SpecValidators:
-    """The split validators, built once; they hold no per-run state."""
+    """The split validators, each built when first used (a spec names few of the kinds, and
+    building one takes about half a millisecond); they hold no per-run state."""
     from jsonschema import Draft202012Validator
 
     schema = spec_schema()
     defs = schema["$defs"]
 
-    def build(definition: dict[str, Any]) -> Draft202012Validator:
-        return Draft202012Validator(inline_refs({**definition, "$defs": defs}))
+    def build(name: str) -> Draft202012Validator:
+        return Draft202012Validator(inline_refs({**defs[name], "$defs": defs}))
 
     root = {**schema, "properties": dict(schema["properties"])}
-    variants: dict[str, dict[str, Draft202012Validator]] = {}
-    dispatch: dict[str, Draft202012Validator] = {}
+    variants: dict[str, Mapping[str, Draft202012Validator]] = {}
+    dispatch: dict[str, str] = {}
     for section, entry in (("models", "model"), ("tools", "tool")):
         root["properties"][section] = {
             **schema["properties"][section],
             "additionalProperties": True,
         }
-        dispatch[section] = build(defs[entry])
-        variants[section] = {
-            kind: build(defs[f"{kind}_{entry}"])
-            for kind in defs[entry]["properties"]["kind"]["enum"]
-        }
-    return SpecValidators(Draft202012Validator(inline_refs(root)), variants, dispatch)
+        dispatch[section] = entry
+        kinds = defs[entry]["properties"]["kind"]["enum"]
+        variants[section] = OnFirstUse({kind: f"{kind}_{entry}" for kind in kinds}, build)
+    return SpecValidators(
+        Draft202012Validator(inline_refs(root)), variants, OnFirstUse(dispatch, build)
+    )
+
+
+class OnFirstUse(Mapping[str, "Draft202012Validator"]):
+    """Key -> the validator of a schema definition, built on first look-up (then kept)."""
+
+    def __init__(self, names: dict[str, str], build: Callable[[str], Draft202012Validator]) -> None:
+        self._names = names
+        self._build = build
+        self._built: dict[str, Draft202012Validator] = {}
+
+    def __getitem__(self, key: str) -> Draft202012Validator:
+        validator = self._built.get(key)
+        if validator is None:
+            validator = self._built[key] = self._build(self._names[key])
+        return validator
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:

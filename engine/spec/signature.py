@@ -162,29 +162,6 @@ def located(
     )
 
 
-def tool_locations(
-    keys: Mapping[str, tuple[int, int]],
-    values: Mapping[str, tuple[int, int]],
-    tools: Any,
-) -> dict[str, tuple[int, int]]:
-    """Where each python tool's ref, parameters and declared parameter names are written: what
-    `Runtime` needs to place a mismatch it finds at compile time (see `Spec.locations`)."""
-    out: dict[str, tuple[int, int]] = {}
-    for name, tool in (tools if isinstance(tools, dict) else {}).items():
-        if not isinstance(tool, dict) or tool.get("kind") != "python":
-            continue
-        base = f"/tools/{escape(name)}"
-        wanted = [(base, keys), (f"{base}/ref", values), (f"{base}/parameters", keys)]
-        params = tool.get("parameters")
-        props = params.get("properties") if isinstance(params, dict) else None
-        for prop in props if isinstance(props, dict) else ():
-            wanted.append((f"{base}/parameters/properties/{escape(prop)}", keys))
-        for pointer, table in wanted:
-            if pointer in table:
-                out[pointer] = table[pointer]
-    return out
-
-
 def locate_in(locations: Mapping[str, tuple[int, int]]) -> Callable[[str], tuple[int, int]]:
     """A `locate` over `locations` that falls back to the nearest located ancestor, then 1:1."""
 

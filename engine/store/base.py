@@ -44,10 +44,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import Any, Literal, Protocol
 
-RunStatus: TypeAlias = Literal["running", "suspended", "finished", "failed", "stopped"]
-RUN_STATUSES: tuple[RunStatus, ...] = ("running", "suspended", "finished", "failed", "stopped")
+from engine.store._statuses import RUN_STATUSES as RUN_STATUSES
+from engine.store._statuses import RunStatus as RunStatus
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

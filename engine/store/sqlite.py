@@ -17,11 +17,10 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import StoreError, UsageError
 from engine.store import _plan, _sql
-from engine.store._aio import Threaded
 from engine.store._sql import (
     LEASE_COLUMNS,
     MIGRATIONS_TABLE,
@@ -31,6 +30,9 @@ from engine.store._sql import (
     SPEC_COLUMNS,
 )
 from engine.store.base import Event, Lease, PendingRow, RunRecord, RunStatus, SpecRow
+
+if TYPE_CHECKING:  # `callcc runs list` runs no event loop: asyncio loads with `aio`
+    from engine.store._aio import Threaded
 
 BUSY_TIMEOUT_SECONDS = 5.0
 
@@ -146,7 +148,7 @@ class SQLiteStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self._kept_specs: set[str] = set()
-        self._aio = Threaded(self, name="callcc-sqlite")
+        self._aio: Threaded | None = None
         path = database_path(url)
         with self._faults("cannot open the run store"):
             if path != ":memory:":
@@ -527,11 +529,16 @@ class SQLiteStore:
     @property
     def aio(self) -> Threaded:
         """The async face: these methods, on the store's worker thread."""
+        if self._aio is None:
+            from engine.store._aio import Threaded
+
+            self._aio = Threaded(self, name="callcc-sqlite")
         return self._aio
 
     def close(self) -> None:
         """End the worker thread of `aio` (if it started) and close the connection."""
-        self._aio.close()
+        if self._aio is not None:
+            self._aio.close()
         with self._lock:
             self._db.close()
 
