@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -70,6 +71,8 @@ def _float(text: str) -> float:
     return value
 
 
+_IMPORT_ORJSON_AT = 64 * 1024
+"""Text this long is read with orjson even when nothing imported it yet."""
 _DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_float)
 _DIGIT_MARKS = bytes(1 if 0x30 <= byte <= 0x39 else 0 for byte in range(256))
 """`bytes.translate` table: ASCII digits to 1, every other byte to 0."""
@@ -81,7 +84,9 @@ def loads(text: str) -> Any:
     """Parse JSON text exactly (big integers stay integers); `NonFinite` for NaN, Infinity
     and numbers that overflow a float. orjson reads it when it surely reads it exactly, the
     standard library otherwise (and for every error: its messages are the ones reported)."""
-    orjson = _orjson()
+    # orjson once this process has it, or for a large text; a command that reads one small
+    # document (`callcc pending`) is done before importing orjson would have paid off
+    orjson = sys.modules.get("orjson") if len(text) < _IMPORT_ORJSON_AT else _orjson()
     if orjson is not None and not may_hold_long_numbers(text):
         try:
             return orjson.loads(text)

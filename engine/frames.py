@@ -12,12 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, TypeAlias
 
 from engine._canonical import fingerprint
+from engine._json import _orjson
 from engine.waits import CALL_WAITS, FRAME_WAITS, Reason
-
-try:
-    import orjson
-except ImportError:  # pragma: no cover - orjson is a dependency; without it nothing is sealed
-    orjson = None  # type: ignore[assignment]
 
 CallStatus: TypeAlias = Literal["pending", "running", "done", "rejected", "failed"]
 Message: TypeAlias = dict[str, Any]
@@ -251,7 +247,8 @@ def _snapshot(arguments: dict[str, Any] | None) -> bytes | None:
     `null`: orjson writes NaN as null too, and a seal must tell the two apart."""
     if arguments is None:
         return b""
-    if orjson is None:  # pragma: no cover
+    orjson = _orjson()  # imported on first use: `callcc pending` never seals anything
+    if orjson is None:  # pragma: no cover - orjson is a dependency; without it nothing is sealed
         return None
     try:
         snapshot = orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS)

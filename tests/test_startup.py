@@ -126,9 +126,13 @@ LIGHTER = [
     (
         ["pending", "STATE"],
         3,
-        NOT_RUNNING | NO_SHUTIL | {"engine.store.base", "engine.store.sqlite"},
+        NOT_RUNNING | NO_SHUTIL | {"engine.store.base", "engine.store.sqlite", "orjson"},
     ),
-    (["inspect", "STATE"], 0, NOT_RUNNING | NO_SHUTIL | {"engine.store.base", "engine.spec"}),
+    (
+        ["inspect", "STATE"],
+        0,
+        NOT_RUNNING | NO_SHUTIL | {"engine.store.base", "engine.spec", "orjson"},
+    ),
     (
         ["runs", "list", "--store", "STORE"],
         0,
