@@ -47,6 +47,7 @@ from engine.events import (
     ToolFinished,
     ToolStarted,
 )
+from engine.models.base import ModelReply, ModelRequest
 from engine.runtime import Finished, Outcome, Runtime, Suspended
 from engine.spec.model import Limits, OpenAIModel, Spec
 
@@ -303,9 +304,21 @@ def test_astream_yields_the_events_and_ends_with_the_outcome() -> None:
     assert isinstance(second[-1], Finished) and second[-1].output == "all paid"
 
 
+class Yielding:
+    """The scripted model as a network client behaves: each call waits on the event loop
+    once, so runs sharing the loop take turns at their model calls."""
+
+    def __init__(self, turns: dict[str, list[dict[str, object]]]) -> None:
+        self.model = script(turns)
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        await asyncio.sleep(0)
+        return self.model.reply(request)
+
+
 def test_concurrent_streams_on_one_runtime_each_see_only_their_run() -> None:
     everything: list[RunEvent] = []
-    runtime = Runtime(NESTED, model_override=script(NESTED_TURNS), observers=[everything.append])
+    runtime = Runtime(NESTED, model_override=Yielding(NESTED_TURNS), observers=[everything.append])
 
     async def scenario() -> list[list[RunEvent | Outcome]]:
         return list(

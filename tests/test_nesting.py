@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from functools import cache
 
@@ -143,6 +144,24 @@ def test_a_stack_of_three_hundred_sub_agents_runs_suspends_loads_and_resumes() -
 
     reloaded = Continuation.from_json(continuation.approve("call_a299").to_json())
     outcome = finished(rt.resume(reloaded))
+
+    assert outcome.output == "a0 done"
+    assert loop_tools.CALLS == [("transfer", {"to": "bob", "amount": 1})]
+
+
+def test_a_stack_of_three_hundred_sub_agents_on_the_event_loop_stays_within_a_small_stack() -> None:
+    """Driven as tasks every few levels (not one per level), the stack is bounded by the
+    levels between two tasks, not by the depth: it runs under a recursion limit of 200."""
+    spec, turns = chain(300)
+    rt = runtime(spec, turns)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(200)
+    try:
+        continuation = suspended(asyncio.run(rt.arun("go")))
+        reloaded = Continuation.from_json(continuation.approve("call_a299").to_json())
+        outcome = finished(asyncio.run(rt.aresume(reloaded)))
+    finally:
+        sys.setrecursionlimit(limit)
 
     assert outcome.output == "a0 done"
     assert loop_tools.CALLS == [("transfer", {"to": "bob", "amount": 1})]

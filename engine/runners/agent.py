@@ -1,7 +1,9 @@
 """`kind: agent` tools: a sub-agent, driven in a frame of its own by the loop's driver.
 
 The driver comes in with the run's context (`ctx.drive`), so this module imports no loop.
-Each child is driven as a task of its own, so any nesting depth costs no Python stack. A child
+A child is awaited in place, and every `TASK_EVERY`-th level of nesting is driven as a task of its
+own, so any nesting depth costs a bounded Python stack while a shallow nest costs no event-loop
+round trip per sub-agent (a task takes two, more than a whole scripted model turn). A child
 that suspends leaves a `subagent` entry holding its frame; `carry_on` drives it again after a
 resume or a recovery.
 """
@@ -21,6 +23,11 @@ from engine.usage import fold as fold_usage
 
 if TYPE_CHECKING:
     from engine.tooling import RunContext
+
+
+TASK_EVERY = 8
+"""Every this-many levels of sub-agent nesting, the child runs as a task (about six Python
+frames a level, so a task's stack stays far below the recursion limit at any depth)."""
 
 
 class AgentRunner(Runner):
@@ -44,7 +51,11 @@ class AgentRunner(Runner):
         """Drive the child frame `entry` holds until it finishes, fails or suspends."""
         child = entry.child
         assert child is not None
-        outcome = await asyncio.ensure_future(ctx.drive(child, ctx))  # a task: no stack per level
+        driving = ctx.drive(child, ctx)
+        if child.path.count("/") % TASK_EVERY:
+            outcome = await driving
+        else:  # a task: the stack of the levels above it ends here
+            outcome = await asyncio.ensure_future(driving)
         if isinstance(outcome, Finish):
             fold_usage(call.frame, child)  # the child's frame is dropped: its tokens stay counted
             return Done(outcome.output)
