@@ -18,6 +18,7 @@ side effect happened.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Mapping
@@ -59,6 +60,8 @@ class Journal:
     _states: dict[str, dict[str, Any]] = field(default_factory=dict)
     _ledgers: dict[str, tuple[Frame, int]] = field(default_factory=dict)
     """Per path: the frame last checkpointed there and how many ledger entries it had."""
+    _writing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held while a checkpoint computes, appends and records its delta."""
 
     def prime(self, root: Frame) -> None:
         """Mark the messages of every frame of `root` as stored already (a loaded run)."""
@@ -68,14 +71,20 @@ class Journal:
             self._messages[frame.path] = (len(frame.messages), last)
 
     async def checkpoint(self, frame: Frame) -> None:
-        """Append what changed in `frame` since its last checkpoint (nothing if nothing did)."""
-        delta = self.delta(frame)
-        if delta is None:
-            return
-        events, state = delta
-        self.version = await self.store.append(self.run_id, self.version, events, lease=self.lease)
-        self.unsnapped += len(events)
-        self.saved(frame, state)
+        """Append what changed in `frame` since its last checkpoint (nothing if nothing did).
+        One at a time: the calls of one turn finish concurrently, and on the async face each
+        append awaits the store, so a second checkpoint must wait for the version the first
+        one writes (an uncontended lock costs no event-loop round trip)."""
+        async with self._writing:
+            delta = self.delta(frame)
+            if delta is None:
+                return
+            events, state = delta
+            self.version = await self.store.append(
+                self.run_id, self.version, events, lease=self.lease
+            )
+            self.unsnapped += len(events)
+            self.saved(frame, state)
 
     def delta(self, frame: Frame) -> tuple[list[Event], dict[str, Any]] | None:
         """The events of `frame`'s next checkpoint and the state they record, or None when

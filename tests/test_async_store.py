@@ -157,3 +157,32 @@ def test_a_stored_run_is_loaded_and_resumed_through_the_async_face_alone(store_u
     pending, done = asyncio.run(scenario())
     assert pending == ["p1"]
     assert isinstance(done, Finished) and done.output == "paid"
+
+
+def test_a_turn_of_several_calls_is_kept_through_the_async_face_one_checkpoint_at_a_time(
+    store_url: str,
+) -> None:
+    """The calls of one turn finish concurrently and each result is checkpointed the moment it
+    exists: on the async face each append awaits the store, and two appends must not both go
+    out at the version the first one moves on from (that raised a ConflictError naming
+    'another process' and left the run running)."""
+    loop_tools.SEEN.clear()
+    spec = make_spec([agent("main", "fetch", "pay")], [python_tool("fetch"), gated("pay")])
+    first = calls(
+        call("f1", "fetch", {"key": "a"}),
+        call("f2", "fetch", {"key": "b"}),
+        call("p1", "pay", {"to": "bob", "amount": 5}),
+        call("p2", "pay", {"to": "eve", "amount": 7}),
+    )
+    turns = {"main": [first, say("all done")]}
+
+    async def go() -> tuple[Outcome, Outcome]:
+        async with Runtime(spec, model_override=script(turns), store=store_url) as runtime:
+            waiting = await runtime.arun("fetch and pay", run_id="fan")
+            assert isinstance(waiting, Suspended), waiting
+            return waiting, await runtime.aresume(waiting.continuation.approve_all())
+
+    waiting, outcome = asyncio.run(go())
+    assert isinstance(outcome, Finished) and outcome.output == "all done", outcome
+    assert sorted(name for name, _ in loop_tools.SEEN) == ["fetch", "fetch", "pay", "pay"]
+    assert query(store_url, "SELECT status FROM runs WHERE id = ?", ("fan",)) == [("finished",)]
