@@ -59,9 +59,14 @@ def reply_tokens(usage: Mapping[str, Any]) -> tuple[int, int]:
     )
 
 
+MAX_TOKENS = 2**40
+"""More tokens than one reply can hold: a count beyond it (a hostile or broken server) is
+read as none, so totals stay within what every store column and JSON reader keeps."""
+
+
 def _count(usage: Mapping[str, Any], name: str, other: str) -> int:
     value = usage.get(name, usage.get(other, 0))
-    return value if type(value) is int and value > 0 else 0
+    return value if type(value) is int and 0 < value <= MAX_TOKENS else 0
 
 
 def count(frame: Frame, usage: Mapping[str, Any]) -> None:

@@ -182,7 +182,7 @@ def test_a_turn_of_several_calls_is_kept_through_the_async_face_one_checkpoint_a
             assert isinstance(waiting, Suspended), waiting
             return waiting, await runtime.aresume(waiting.continuation.approve_all())
 
-    waiting, outcome = asyncio.run(go())
+    _, outcome = asyncio.run(go())
     assert isinstance(outcome, Finished) and outcome.output == "all done", outcome
     assert sorted(name for name, _ in loop_tools.SEEN) == ["fetch", "fetch", "pay", "pay"]
     assert query(store_url, "SELECT status FROM runs WHERE id = ?", ("fan",)) == [("finished",)]

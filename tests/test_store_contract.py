@@ -25,7 +25,7 @@ from store_fixtures import (
 )
 
 from engine.errors import ConflictError, UsageError
-from engine.store import Event, PendingRow, RunRecord, RunStore, SpecRow, open_store
+from engine.store import Event, Lease, PendingRow, RunRecord, RunStore, SpecRow, open_store
 from engine.store._sql import mask_url
 from engine.store.sqlite import MIGRATIONS
 
@@ -673,6 +673,23 @@ def test_prune_keeps_a_failed_run_that_can_be_resumed_unless_include_suspended(
                        include_suspended=True) == ["failed-resumable"]  # fmt: skip
     assert store.list_runs() == []
     assert store.events("failed-resumable") == []
+
+
+def test_prune_never_takes_a_running_run_whose_lease_is_live(
+    store: RunStore, store_url: str
+) -> None:
+    """A heartbeat renews the lease, not `updated_at`: a tool running longer than the age
+    makes a driven run look old, and pruning it would delete what its process is writing."""
+    day = 86_400.0
+    lease = Lease(owner="host:1:live", seconds=3_600)
+    store.start_run(new_run("driven"), [messages(0, "driven")], lease=lease)
+    aged(store, store_url, "abandoned", "running", 40 * day)  # no lease: its process is gone
+    query(store_url, "UPDATE runs SET updated_at = ? WHERE id = ?",
+          (time.time() - 40 * day, "driven"))  # fmt: skip
+    pruned = store.prune(status="running", older_than=30 * day, include_suspended=True)
+    assert pruned == ["abandoned"]
+    assert store.get_run("driven").lease_owner == "host:1:live"
+    assert store.events("driven") == [messages(0, "driven")]
 
 
 def test_a_postgres_url_option_with_a_blank_reaches_libpq_as_written() -> None:

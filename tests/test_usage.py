@@ -8,12 +8,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import builders
 import pytest
 import yaml
-from builders import ROOT, check_document, finished, suspended
+from builders import ROOT, check_document, finished, make_spec, script, suspended
 from store_fixtures import lay_out_version_1
 
-from engine import Continuation, Runtime, load_spec
+from engine import Continuation, Finished, Runtime, load_spec
 from engine.cli import main
 from engine.errors import ContinuationError
 from engine.models.scripted import ScriptedModel, ScriptFormatError
@@ -117,6 +118,19 @@ def test_reply_tokens_reads_openai_and_genai_names_and_ignores_junk() -> None:
     assert reply_tokens({"input_tokens": 5, "output_tokens": 6}) == (5, 6)
     assert reply_tokens({"prompt_tokens": -2, "completion_tokens": True}) == (0, 0)
     assert reply_tokens({}) == (0, 0)
+    # beyond any reply (a hostile server): read as none, so no store column overflows
+    assert reply_tokens({"prompt_tokens": 2**63, "completion_tokens": 2**40}) == (0, 2**40)
+
+
+def test_a_reply_claiming_more_tokens_than_a_store_keeps_leaves_the_run_whole(
+    tmp_path: Path,
+) -> None:
+    spec = make_spec([builders.agent("main")], [], name="greedy")
+    turns = {"main": [{"text": "done", "usage": {"input_tokens": 2**63, "output_tokens": 1}}]}
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    with Runtime(spec, model_override=script(turns), store=url) as runtime:
+        done = runtime.run("go", run_id="greedy")  # was an OverflowError traceback from SQLite
+    assert isinstance(done, Finished) and done.usage == Usage(input_tokens=0, output_tokens=1)
 
 
 def test_a_script_turn_states_usage_as_a_server_reports_it() -> None:

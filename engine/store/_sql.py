@@ -407,7 +407,10 @@ def prune_plan(
     gone = f"status IN ({', '.join([mark] * len(statuses))}) AND updated_at < {mark}"
     if not include_suspended:
         gone += f" AND NOT ({RESUMABLE_FAILED})"
-    params = (*statuses, now - older_than)
+    # never a run a live process drives: its heartbeat renews the lease, not updated_at, so a
+    # tool running longer than the age would make it look old
+    gone += f" AND (lease_expires IS NULL OR lease_expires <= {mark})"
+    params = (*statuses, now - older_than, now)
     locked = "" if dry_run else lock
     found = yield Query(f"SELECT id FROM runs WHERE {gone} ORDER BY updated_at, id{locked}", params)
     runs = [str(row[0]) for row in found.rows]
