@@ -6,7 +6,9 @@ orjson reads integers beyond 64 bits as floats, though, and a document must come
 as it was written: `loads` lets orjson read only text with no run of 19 digits (every integer
 outside orjson's exact range, -2**63 to 2**64 - 1, has at least 19), and anything orjson
 refuses to read (NaN, a lone surrogate, nesting beyond 1,024 levels, broken text) goes to the
-standard library, whose reading and whose error messages are the contract. Anything orjson
+standard library, whose reading and whose error messages are the contract. A text under
+64 kB is read by orjson only once something imported it: a process that reads one small
+document (`callcc pending`) is done before orjson's import would pay off. Anything orjson
 refuses to write (integers beyond 64 bits, non-string keys it cannot
 convert, text with a lone surrogate, nesting beyond 254 levels) falls back to the standard
 library, which writes a lone surrogate as its `\\ud800` escape: the text stays valid UTF-8 and
