@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
@@ -147,6 +148,7 @@ class Runtime:
         lease_seconds: float | None = None,
         observers: Iterable[Observer] = (),
         tracing: bool | Any | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         """Compile `spec`. `secret_key` (one key, or several: the first signs, all verify)
         defaults to `CALLCC_SECRET_KEY` / `CALLCC_SECRET_KEY_FILE`; without any key,
@@ -160,8 +162,11 @@ class Runtime:
         raises is logged once and never breaks a run. `tracing` (`engine.tracing`): True
         traces runs as OpenTelemetry spans, False never, a `TracerProvider` traces to that
         provider; None (the default) traces when `CALLCC_TRACING=1` or when the application
-        configured a tracer provider globally."""
+        configured a tracer provider globally. `clock` (default `time.time`) is the runs'
+        wall clock: a gated call's `expires_at` and `engine.inbox.expire` count from it."""
         self.spec = spec
+        self.clock: Callable[[], float] = clock or time.time
+        """The runs' wall clock, seconds since the epoch."""
         self._spec_path = str(Path(spec.path).resolve()) if spec.path else None
         """Where the spec file is, absolute, as documents record it (resolved once: a
         filesystem look-up per suspension costs more than the suspension)."""
@@ -445,6 +450,7 @@ class Runtime:
             journal=journal,
             observers=observers,
             off_loop=leased and not blocking,
+            clock=self.clock,
         )
         if journal is not None and journal.lease is not None and blocking:
             assert self.store is not None  # a thread renews through the blocking store

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -26,7 +27,6 @@ from engine.frames import Frame, Pending
 from engine.runners import Call, Done, Outcome, Wait, runner_for
 from engine.runners.base import tool_result_text
 from engine.steps import End
-from engine.waits import CALL_WAITS
 
 if TYPE_CHECKING:
     from engine.journal import Journal
@@ -69,6 +69,9 @@ class RunContext:
     off_loop: bool = False
     """Run every sync tool on a worker thread, a lone one too (an async drive of a stored run:
     a task renews its lease, which a tool holding the event loop would starve)."""
+    clock: Callable[[], float] = time.time
+    """The run's wall clock, seconds since the epoch (`Runtime(clock=...)`): when a gated
+    call expires is counted from it."""
 
     @property
     def durable(self) -> bool:
@@ -107,9 +110,24 @@ def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any], ctx: RunCont
     text = call["function"]["arguments"]
     if approval.required:
         prompt = approval_question(approval.prompt, name, arguments)
-        _gate(frame, call_id, name, arguments, "approval", approval.decisions, prompt, text, ctx)
+        expires = approval.expires_after
+        entry = Pending.for_call(
+            id=call_id,
+            reason="approval",
+            tool=name,
+            arguments=arguments,
+            decisions=approval.decisions,
+            prompt=prompt,
+            text=text,
+            expires_at=None if expires is None else ctx.clock() + expires,
+            approvers=approval.approvers,
+        )
+        _gate(frame, entry, ctx)
     elif name in agent.spec.suspend.before_tools:
-        _gate(frame, call_id, name, arguments, "pause", CALL_WAITS["pause"], None, text, ctx)
+        entry = Pending.for_call(
+            id=call_id, reason="pause", tool=name, arguments=arguments, text=text
+        )
+        _gate(frame, entry, ctx)
     else:
         frame.ledger[call_id] = "running"
         frame.decoded[call_id] = arguments  # run_calls runs it with these: decoded once
@@ -188,27 +206,9 @@ def _refuse(frame: Frame, call_id: str, tool: str, message: str, ctx: RunContext
         _emit.tool_finished(frame, call_id, tool, "rejected", message, ctx, refused=True)
 
 
-def _gate(
-    frame: Frame,
-    call_id: str,
-    tool: str,
-    arguments: dict[str, Any],
-    reason: Any,
-    decisions: tuple[str, ...],
-    prompt: str | None,
-    text: str,
-    ctx: RunContext,
-) -> None:
-    frame.ledger[call_id] = "pending"
-    entry = Pending.for_call(
-        id=call_id,
-        reason=reason,
-        tool=tool,
-        arguments=arguments,
-        decisions=decisions,
-        prompt=prompt,
-        text=text,
-    )
+def _gate(frame: Frame, entry: Pending, ctx: RunContext) -> None:
+    """Make the call `entry` is for wait on it."""
+    frame.ledger[entry.id] = "pending"
     frame.pending.append(entry)
     if ctx.observers:
         _emit.entry_added(frame, entry, ctx)
