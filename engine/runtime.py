@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from engine import _eager, _stream, durable, lease
-from engine._preflight import check_document
+from engine._preflight import check_document, check_edits
 from engine.compile import Program, compile_spec
 from engine.continuation import Continuation
+from engine.decisions import Decide
 from engine.errors import ContinuationError, UsageError
 from engine.events import (
     Observer,
@@ -592,6 +593,17 @@ class Runtime:
     def check(self, continuation: Continuation, *, allow_spec_change: bool = False) -> None:
         """Refuse a document this spec cannot resume, before anything executes."""
         check_document(self.program, self.keys, continuation, allow_spec_change=allow_spec_change)
+
+    def check_decisions(
+        self, continuation: Continuation, decides: Sequence[Decide]
+    ) -> Continuation:
+        """`continuation` with `decides` made, refusing first what a resume would refuse of
+        them, by the same `DecisionError`: an unknown or ambiguous id, a decision the entry
+        does not allow or that it has already, edited arguments that fail the tool's
+        parameters (`DecisionError.pointer`: where inside the arguments). Runs nothing."""
+        decided = continuation.decide_many(decides)
+        check_edits(self.program, decided)
+        return decided
 
 
 def _ended(outcome: Outcome, run_id: str, agent: str) -> RunEvent:

@@ -35,6 +35,7 @@ __all__ = [
     "Driver",
     "RunContext",
     "approval_question",
+    "argument_fault",
     "argument_problem",
     "classify",
     "decode_arguments",
@@ -168,13 +169,24 @@ _ARGUMENTS = json.JSONDecoder(parse_constant=_no_constant)
 
 def argument_problem(tool: BoundTool, arguments: dict[str, Any]) -> str | None:
     """What makes `arguments` violate the tool's parameters, or None."""
+    fault = argument_fault(tool, arguments)
+    return None if fault is None else fault[0]
+
+
+def argument_fault(tool: BoundTool, arguments: dict[str, Any]) -> tuple[str, str] | None:
+    """What makes `arguments` violate the tool's parameters and the JSON pointer of the
+    offending value inside them (`""`: the object as a whole), or None."""
     if tool.quick_check(arguments) or tool.validator.is_valid(arguments):
         return None
     error = best_match(tool.validator.iter_errors(arguments))
     where = "/".join(str(p) for p in error.absolute_path)
-    return f"the arguments do not match the parameters of {tool.name}" + (
+    pointer = "".join(
+        "/" + str(p).replace("~", "~0").replace("/", "~1") for p in error.absolute_path
+    )
+    problem = f"the arguments do not match the parameters of {tool.name}" + (
         f" at {where}: {error.message}" if where else f": {error.message}"
     )
+    return problem, pointer
 
 
 def approval_question(template: str | None, tool: str, arguments: dict[str, Any]) -> str:
