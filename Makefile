@@ -1,12 +1,15 @@
 # Every target does its own set-up: a virtual environment in .venv with the package and its
-# `all` and `test` extras, and the Graphviz `dot` program from apt when it is missing.
+# `all` and `test` extras, the Graphviz `dot` program and Debian's `chromium` (for the inbox's
+# browser tests and screenshots) from apt when they are missing. Playwright never downloads a
+# browser of its own: it drives /usr/bin/chromium.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: demo test lint typecheck unit bench dot figures clean
+.PHONY: demo test lint typecheck unit bench dot chromium figures clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +21,11 @@ dot:
 	@command -v dot >/dev/null 2>&1 || { \
 	  echo "installing the graphviz OS package (for the dot program)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq graphviz >/dev/null; }
+
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  echo "installing the chromium OS package (for the inbox's browser tests)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 DEMO_STATE := .callcc/demo-state.json
 
@@ -34,13 +42,15 @@ demo: $(STAMP) dot
 
 FIGURE_STATE := .callcc/figure-state.json
 
-# docs/hr-suspended.svg, regenerated from the HR example so the README's picture never goes stale.
-figures: $(STAMP) dot
+# docs/hr-suspended.svg, regenerated from the HR example so the README's picture never goes stale,
+# and the inbox's screenshots (docs/inbox*.png), taken by headless chromium of a real service.
+figures: $(STAMP) dot chromium
 	@rm -f $(FIGURE_STATE)
 	$(BIN)/callcc run specs/hr_agent.yaml --run-id golden-hr --state $(FIGURE_STATE) --quiet \
 	  -p "Onboard Ada"; test $$? -eq 3
 	$(BIN)/callcc render $(FIGURE_STATE) --spec specs/hr_agent.yaml -o docs/hr-suspended.svg
 	$(BIN)/callcc render $(FIGURE_STATE) --spec specs/hr_agent.yaml -o docs/hr-suspended.png
+	$(BIN)/python tests/inbox_figures.py docs
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check engine callcc tests bench
@@ -49,7 +59,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) dot
+unit: $(STAMP) dot chromium
 	$(BIN)/pytest
 
 test: lint typecheck unit

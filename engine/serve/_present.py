@@ -7,6 +7,7 @@ string they print): no web framework here, so they are easy to test and to read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import hashlib
 import json
@@ -95,9 +96,7 @@ def _cannot(user: User, approvers: Sequence[str]) -> str:
     return f"Only {', '.join(approvers)} may decide this one."
 
 
-def item_view(
-    view: PendingView, user: User, schemas: Schemas, *, now: float
-) -> dict[str, Any]:
+def item_view(view: PendingView, user: User, schemas: Schemas, *, now: float) -> dict[str, Any]:
     """One card of the inbox."""
     data = view.to_dict()
     run_id, path, fingerprint = data["run_id"], data["path"], data["fingerprint"]
@@ -163,7 +162,9 @@ def _tokens(usage: Any) -> int:
     total = usage.get("total_tokens")
     if isinstance(total, int):
         return total
-    return sum(v for k, v in usage.items() if k in ("input_tokens", "output_tokens") and isinstance(v, int))
+    return sum(
+        v for k, v in usage.items() if k in ("input_tokens", "output_tokens") and isinstance(v, int)
+    )
 
 
 def run_view(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -186,10 +187,9 @@ def _call_text(call: Any) -> str:
     function = call.get("function")
     if isinstance(function, Mapping):  # the OpenAI shape: arguments as a JSON string
         name, arguments = function.get("name"), function.get("arguments")
-        try:
-            arguments = json.loads(arguments) if isinstance(arguments, str) else arguments
-        except ValueError:
-            pass
+        if isinstance(arguments, str):
+            with contextlib.suppress(ValueError):  # not JSON: shown as the model sent it
+                arguments = json.loads(arguments)
     else:
         name, arguments = call.get("name"), call.get("arguments")
     ident = f" ({call['id']})" if call.get("id") else ""
@@ -202,7 +202,9 @@ def transcript_view(frames: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
         {
             "path": str(frame.get("path") or ""),
             "agent": str(frame.get("agent") or ""),
-            "messages": [message_view(m) for m in frame.get("messages") or () if isinstance(m, Mapping)],
+            "messages": [
+                message_view(m) for m in frame.get("messages") or () if isinstance(m, Mapping)
+            ],
         }
         for frame in frames
     ]
@@ -211,16 +213,13 @@ def transcript_view(frames: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
 def message_view(message: Mapping[str, Any]) -> dict[str, Any]:
     """One transcript message: who said it, its text, the tool calls it made."""
     content = message.get("content")
-    if content is None or isinstance(content, str):
-        text = content or ""
-    else:
-        text = pretty(content)
+    text = pretty(content) if content is not None and not isinstance(content, str) else content
     calls = message.get("tool_calls") or ()
     return {
         "role": str(message.get("role") or "?"),
         "agent": str(message.get("agent") or message.get("path") or ""),
         "name": str(message.get("name") or message.get("tool_call_id") or ""),
-        "text": text,
+        "text": text or "",
         "calls": [_call_text(c) for c in calls] if isinstance(calls, list) else [],
     }
 

@@ -32,11 +32,11 @@ from engine.serve._present import (
     audit_rows,
     diff_lines,
     item_view,
-    transcript_view,
     run_view,
     schemas_for,
+    transcript_view,
 )
-from engine.serve.service import Service, ServeError
+from engine.serve.service import ServeError, Service
 from engine.serve.views import DECISION_KINDS, DecisionIn, DecisionKind
 
 router = APIRouter(include_in_schema=False)
@@ -51,7 +51,7 @@ SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
+    "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
@@ -69,7 +69,11 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+_STATIC_TYPES = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
 
 
 # -- plumbing --------------------------------------------------------------------------------
@@ -112,7 +116,7 @@ def _set_session(request: Request, response: Response, cookie: str) -> None:
 
 def _page(
     request: Request,
-    name: str,
+    template: str,
     *,
     user: auth.User | None,
     status: int = 200,
@@ -123,7 +127,7 @@ def _page(
     if flash is None:
         flash = _read_flash(request)
     csrf, cookie = _csrf(request, user)
-    html = _env.get_template(name).render(
+    html = _env.get_template(template).render(
         user=user,
         csrf=csrf,
         no_auth=_no_auth(request),
@@ -175,9 +179,7 @@ def _read_flash(request: Request) -> dict[str, str] | None:
 def _error(
     request: Request, user: auth.User | None, status: int, heading: str, message: str
 ) -> HTMLResponse:
-    return _page(
-        request, "error.html", user=user, status=status, heading=heading, message=message
-    )
+    return _page(request, "error.html", user=user, status=status, heading=heading, message=message)
 
 
 async def _form(request: Request) -> dict[str, list[str]]:
@@ -331,7 +333,7 @@ async def _items(request: Request, user: auth.User, cursor: str | None) -> dict[
     now = time.time()
     schemas = await schemas_for(service, user, views)
     items = [item_view(view, user, schemas, now=now) for view in views]
-    return {"items": items, "more": more, "csrf": _csrf(request, user)[0]}
+    return {"items": items, "more": more}
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -358,7 +360,7 @@ async def inbox_items(request: Request, cursor: str | None = None) -> Response:
         context = await _items(request, user, cursor)
     except ServeError as exc:
         return Response(exc.message, status_code=exc.status, media_type="text/plain")
-    return _fragment(request, "_items.html", **context)
+    return _fragment(request, "_items.html", csrf=_csrf(request, user)[0], **context)
 
 
 def _decision(form: Mapping[str, list[str]]) -> DecisionIn:
