@@ -22,7 +22,7 @@ from engine.errors import StoreError, UsageError
 from engine.serve import api
 from engine.serve.auth import NO_AUTH_HEADER, NO_AUTH_WARNING, AuthError
 from engine.serve.config import ServeConfig, is_loopback
-from engine.serve.service import Service, ServeError
+from engine.serve.service import ServeError, Service
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -87,7 +87,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     if inbox is not None:
         app.include_router(inbox.router)
     _handle_errors(app)
-    app.add_middleware(_Headers, no_auth=config.no_auth)  # type: ignore[arg-type]
+    app.add_middleware(_Headers, no_auth=config.no_auth)
     return app
 
 
