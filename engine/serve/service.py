@@ -100,20 +100,29 @@ class Service:
 
     # -- life cycle ------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Open the store, compile every spec of the folder; refuses (UsageError, SpecError)
-        a folder without specs or a spec that does not load."""
-        self.hub.start()
-        self._store = await asyncio.to_thread(open_store, self.config.store_url)
+    def prepare(self) -> None:
+        """Open the store and compile every spec of the folder, before any event loop runs
+        (`create_app` calls it, so a bad folder or spec stops `callcc serve` with exit 2);
+        refuses (UsageError, SpecError) a folder without specs or a spec that does not load."""
+        if self._store is not None:
+            return
         files = spec_files(Path(self.config.specs_dir))
         if not files:
             raise UsageError(
                 f"--specs {self.config.specs_dir}: no spec files (YAML with `spec_version: 1`)"
             )
-        for path in files:
-            runtime = self._compile(load_spec(path))
-            self._runtimes[path.name] = runtime
+        specs = [(path.name, load_spec(path)) for path in files]
+        self._store = open_store(self.config.store_url)
+        for name, spec in specs:
+            runtime = self._compile(spec)
+            self._runtimes[name] = runtime
             self._by_digest.setdefault(runtime.spec.digest, runtime)
+
+    async def start(self) -> None:
+        """Start serving on the running event loop (`prepare`s first if not done)."""
+        if self._store is None:
+            await asyncio.to_thread(self.prepare)
+        self.hub.start()
 
     def _compile(self, spec: Any) -> Runtime:
         return Runtime(
