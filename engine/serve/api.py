@@ -287,7 +287,9 @@ async def specs(service: ServiceDep, user: Viewer) -> Any:
     return Json({"specs": service.specs(user)})
 
 
-_SSE = {200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}}
+_SSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}
+}
 
 
 @router.get(

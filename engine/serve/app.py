@@ -22,7 +22,7 @@ from engine.errors import StoreError, UsageError
 from engine.serve import api
 from engine.serve.auth import NO_AUTH_HEADER, NO_AUTH_WARNING, AuthError
 from engine.serve.config import ServeConfig, is_loopback
-from engine.serve.service import Service, ServeError
+from engine.serve.service import ServeError, Service
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -62,6 +62,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     if problem is not None:
         raise UsageError(problem)
     service = Service(config)
+    service.prepare()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -87,7 +88,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     if inbox is not None:
         app.include_router(inbox.router)
     _handle_errors(app)
-    app.add_middleware(_Headers, no_auth=config.no_auth)  # type: ignore[arg-type]
+    app.add_middleware(_Headers, no_auth=config.no_auth)
     return app
 
 
@@ -169,6 +170,82 @@ class _Headers:
             await send(message)
 
         await self.app(scope, receive, sending)
+
+
+class Background:
+    """The service under uvicorn on a thread of its own, on a loopback socket bound at once
+    (port 0: a free one), for tests and benchmarks::
+
+        with Background(config) as url:   # "http://127.0.0.1:PORT", once it accepts requests
+            ...
+    """
+
+    def __init__(self, config: ServeConfig, *, timeout: float = 30.0) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        self.app = create_app(config)
+        self._socket = socket.create_server((config.host, config.port))
+        host, port = self._socket.getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        """Where the service answers."""
+        self._started = threading.Event()
+        self._server = _Server(
+            uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=5),
+            self._started,
+        )
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+        self._timeout = timeout
+
+    @property
+    def service(self) -> Service:
+        """The service the app runs."""
+        service: Service = self.app.state.service
+        return service
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        if not self._started.wait(self._timeout) or not self._server.started:
+            self.close()
+            raise RuntimeError(f"the service did not start within {self._timeout} s")
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the server and wait for it (its lifespan closes the service)."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(self._timeout)
+        self._socket.close()
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, telling a thread when it accepts connections (or failed to)."""
+
+        def __init__(self, config: uvicorn.Config, started: Any) -> None:
+            super().__init__(config)
+            self._signal = started
+
+        async def startup(self, sockets: Any = None) -> None:
+            try:
+                await super().startup(sockets)
+            finally:
+                self._signal.set()
+
+    return Server
+
+
+def _Server(config: Any, started: Any) -> Any:  # noqa: N802  # a class, made on first use
+    return _server_class()(config, started)
 
 
 def serve(config: ServeConfig) -> None:

@@ -100,20 +100,29 @@ class Service:
 
     # -- life cycle ------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Open the store, compile every spec of the folder; refuses (UsageError, SpecError)
-        a folder without specs or a spec that does not load."""
-        self.hub.start()
-        self._store = await asyncio.to_thread(open_store, self.config.store_url)
+    def prepare(self) -> None:
+        """Open the store and compile every spec of the folder, before any event loop runs
+        (`create_app` calls it, so a bad folder or spec stops `callcc serve` with exit 2);
+        refuses (UsageError, SpecError) a folder without specs or a spec that does not load."""
+        if self._store is not None:
+            return
         files = spec_files(Path(self.config.specs_dir))
         if not files:
             raise UsageError(
                 f"--specs {self.config.specs_dir}: no spec files (YAML with `spec_version: 1`)"
             )
-        for path in files:
-            runtime = self._compile(load_spec(path))
-            self._runtimes[path.name] = runtime
+        specs = [(path.name, load_spec(path)) for path in files]
+        self._store = open_store(self.config.store_url)
+        for name, spec in specs:
+            runtime = self._compile(spec)
+            self._runtimes[name] = runtime
             self._by_digest.setdefault(runtime.spec.digest, runtime)
+
+    async def start(self) -> None:
+        """Start serving on the running event loop (`prepare`s first if not done)."""
+        if self._store is None:
+            await asyncio.to_thread(self.prepare)
+        self.hub.start()
 
     def _compile(self, spec: Any) -> Runtime:
         return Runtime(
@@ -316,8 +325,6 @@ class Service:
         """The decisions as `Decide`s addressed by full path, each checked: 404 an unknown id,
         403 a user its approvers do not name, 409 a stale fingerprint, 422 a decision the entry
         does not allow or an edit that fails the tool's parameters."""
-        from engine import inbox
-
         pending = continuation.pending()
         decides: list[Decide] = []
         fingerprints: dict[str, str] = {}
@@ -349,14 +356,17 @@ class Service:
                     f"{where}/decision",
                 )
             decide = _decide_of(item, entry.path, where)
-            if decide.kind == "edit" and decide.arguments is not None:
-                _check_edit(runtime, entry, decide.arguments, f"{where}/arguments")
+            try:  # one by one, so a refusal names its item
+                runtime.check_decisions(continuation, [decide])
+            except DecisionError as exc:
+                pointer = where if exc.pointer is None else f"{where}/arguments{exc.pointer}"
+                raise ServeError(422, exc.reason, pointer) from None
             decides.append(decide)
             fingerprints[entry.path] = entry.fingerprint
         try:
-            inbox.check(continuation, decides)
-        except DecisionError as exc:
-            raise ServeError(422, str(exc), "/decisions") from None
+            runtime.check_decisions(continuation, decides)
+        except DecisionError as exc:  # the batch as a whole (an item named twice)
+            raise ServeError(422, exc.reason, "/decisions") from None
         return decides, fingerprints
 
     # -- helpers ---------------------------------------------------------------------------
@@ -396,7 +406,8 @@ class Service:
             try:
                 spec = await asyncio.to_thread(spec_of_run, self.store, record.run_id)
             except CallccError as exc:
-                raise ServeError(409, f"cannot find the spec of run {record.run_id!r}: {exc}")
+                message = f"cannot find the spec of run {record.run_id!r}: {exc}"
+                raise ServeError(409, message) from None
             runtime = self._by_digest.setdefault(spec.digest, self._compile(spec))
         return runtime
 
@@ -541,30 +552,6 @@ def _decide_of(item: DecisionIn, path: str, where: str) -> Decide:
         reason=item.reason or "rejected by the reviewer",
         result=item.result,
         turns=item.turns or 0,
-    )
-
-
-def _check_edit(
-    runtime: Runtime, entry: PendingDecision, arguments: dict[str, Any], where: str
-) -> None:
-    """422, with the JSON pointer of the first fault, for edited arguments that do not fit
-    the tool's parameters."""
-    from jsonschema.exceptions import best_match
-
-    agent = runtime.program.agents.get(entry.agent)
-    tool = agent.tools.get(entry.tool or "") if agent is not None else None
-    if tool is None or tool.validator.is_valid(arguments):
-        return
-    error = best_match(tool.validator.iter_errors(arguments))
-    if error is None:
-        return
-    pointer = where + "".join(
-        "/" + str(part).replace("~", "~0").replace("/", "~1") for part in error.absolute_path
-    )
-    raise ServeError(
-        422,
-        f"the edited arguments do not fit the parameters of {tool.name}: {error.message}",
-        pointer,
     )
 
 
