@@ -3,8 +3,7 @@
 `InboxServer(folder)` writes a specs folder (the HR example, with `edit` allowed on its
 approval so a reviewer can change the role; the payments example; a spec whose model sends
 hostile text), a tokens file (ada the approver, vic the viewer, sam the submitter), and runs
-`create_app` under uvicorn in a thread on a socket it bound itself, so the server is reachable
-the moment `start()` returns (connections queue until uvicorn accepts them: no polling).
+the service under uvicorn on a thread (`engine.serve.app.Background`).
 `launch_chromium(playwright)` starts Debian's chromium the only way these tests may.
 """
 
@@ -12,16 +11,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import threading
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import uvicorn
 import yaml
 
-from engine.serve.app import create_app
+from engine.serve.app import Background
 from engine.serve.auth import Users
 from engine.serve.config import ServeConfig
 
@@ -133,36 +129,23 @@ class InboxServer:
             entries = [{"token": t, "user": u, "roles": r} for u, (t, r) in TOKENS.items()]
             tokens.write_text(yaml.safe_dump({"tokens": entries}), encoding="utf-8")
             users = Users.load(tokens)
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.bind(("127.0.0.1", 0))
-        self._socket.listen(128)
-        port = self._socket.getsockname()[1]
         self.config = ServeConfig(
             store_url=f"sqlite:///{folder / 'runs.db'}",
             specs_dir=specs,
             host="127.0.0.1",
-            port=port,
+            port=0,
             users=users,
             no_auth=no_auth,
         )
-        self.url = f"http://127.0.0.1:{port}"
-        app = create_app(self.config)
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
-        )
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
+        self._background = Background(self.config)
+        self.url = self._background.url
 
     def __enter__(self) -> InboxServer:
-        self._thread.start()
+        self._background.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=30)
-        self._socket.close()
-        assert not self._thread.is_alive(), "the service did not stop within 30 s"
+        self._background.close()
 
     def api(self, method: str, path: str, body: Any = None, *, user: str = "ada") -> Any:
         """Call the JSON API as `user` (bearer token); the decoded answer, or HTTPError."""

@@ -161,7 +161,7 @@ def test_hostile_model_and_tool_text_shows_as_text(
     page = people["ada"]
     page.reload()
     item = card(page, run_id)
-    expect(item.locator("pre.args")).to_contain_text(HOSTILE_TEXTS[1])
+    expect(item.locator("pre.args")).to_contain_text(json.dumps(HOSTILE_TEXTS[1]))
     expect(item.locator(".prompt")).to_contain_text("<img src=x onerror=")
     assert json.dumps(HOSTILE, ensure_ascii=False) in (item.locator("pre.args").text_content() or "")
     page.goto(f"/runs/{run_id}")

@@ -132,6 +132,7 @@ def _page(
         csrf=csrf,
         no_auth=_no_auth(request),
         flash=flash,
+        status=status,
         page=context.pop("page", ""),
         **context,
     )
