@@ -2,8 +2,7 @@
 
 `served` (session-scoped, parametrized over SQLite and PostgreSQL like `store_url`) starts
 `engine.serve.app.Background` on a folder of example specs with five users; `Served.client(user)`
-is an httpx client carrying that user's token. Import the fixture into a test module with
-`from serve_fixtures import served  # noqa: F401`.
+is an httpx client carrying that user's token. `conftest.py` imports the fixture.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serve_fixtures import Served, lay_out_specs, served  # noqa: F401
+from serve_fixtures import Served, lay_out_specs
 
 from engine.cli import main
 

@@ -244,7 +244,7 @@ def _server_class() -> type:
     return Server
 
 
-def _Server(config: Any, started: Any) -> Any:  # noqa: N802  # a class, made on first use
+def _Server(config: Any, started: Any) -> Any:  # a class, made on first use
     return _server_class()(config, started)
 
 

@@ -446,16 +446,14 @@ class Service:
             raise ServeError(422, str(exc)) from None
 
     async def _until_stored(self, drive: asyncio.Future[Any], run_id: str) -> None:
-        """Wait until the run started by `drive` is in the store (or the drive ended)."""
-        while not drive.done():
-            try:
-                await self.store.aio.get_run(run_id)
-                return
-            except StoreError:
-                raise
-            except UsageError:
-                await asyncio.wait({drive}, timeout=0.01)
-        await self._outcome_of(drive)
+        """Wait until the run `drive` starts is in the store: its first event (`RunStarted`
+        comes once the run and its first checkpoint are written), or the drive's end."""
+        with contextlib.closing(self.hub.subscribe(run_id)) as events:
+            first = asyncio.ensure_future(anext(events, None))
+            await asyncio.wait({drive, first}, return_when=asyncio.FIRST_COMPLETED)
+            first.cancel()
+        if drive.done():
+            await self._outcome_of(drive)
 
 
 def _need(user: User, role: str) -> None:
