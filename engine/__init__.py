@@ -49,9 +49,6 @@ Ownership, one line a module (a leading underscore marks an internal):
   holds the exit codes); `main(argv, stdout, stderr) -> int`;
   `cli/_streams` makes every write printable (lone surrogates escaped, closed pipes quiet);
   `cli/_decisions` adds `--patch`, `--reject all` and the refusal of a resume deciding nothing.
-- `serve/inbox`: the browser inbox (sign-in, pending decisions, run and spec pages) over the
-  service, `serve/_present` what its pages show of each view, `serve/templates/` and
-  `serve/static/` the Jinja2 pages, CSS and JavaScript shipped in the wheel.
 - `_json`: document JSON text: compact writing, exact reading (orjson when it is exact).
 - `_canonical`: canonical JSON and fingerprints; `json_problem`, what counts as plain JSON data.
 - `_lazy`: package attributes imported on first use, so `import engine` and the CLI start fast.
