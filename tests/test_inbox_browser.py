@@ -42,7 +42,9 @@ def people(browser: Browser, server: InboxServer) -> Iterator[dict[str, Page]]:
 
     class Pages(dict[str, Page]):
         def __missing__(self, user: str) -> Page:
-            context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
+            context = browser.new_context(
+                base_url=server.url, viewport={"width": 1280, "height": 900}
+            )
             contexts.append(context)
             page = context.new_page()
             sign_in(page, user)
@@ -78,8 +80,12 @@ def test_sign_in_edit_the_arguments_approve_and_watch_the_run_finish(
     expect(item.get_by_role("heading", level=2)).to_contain_text("authorize_account")
     expect(item).to_contain_text("Grant engineer access to ada?")
     expect(item).to_contain_text("hr_agent/account_agent@call_hr_1/call_acc_2")
-    expect(item).to_contain_text("The spec asks a person to approve every call of authorize_account")
-    expect(item.locator("pre.args")).to_have_text('{\n  "username": "ada",\n  "role": "engineer"\n}')
+    expect(item).to_contain_text(
+        "The spec asks a person to approve every call of authorize_account"
+    )
+    expect(item.locator("pre.args")).to_have_text(
+        '{\n  "username": "ada",\n  "role": "engineer"\n}'
+    )
     picture = item.get_by_role("img", name=re.compile("suspended call stack"))
     expect(picture).to_have_attribute("src", re.compile(rf"^/v1/runs/{run_id}/stack\.svg"))
     expect(picture).to_have_js_property("complete", True)
@@ -163,7 +169,9 @@ def test_hostile_model_and_tool_text_shows_as_text(
     item = card(page, run_id)
     expect(item.locator("pre.args")).to_contain_text(json.dumps(HOSTILE_TEXTS[1]))
     expect(item.locator(".prompt")).to_contain_text("<img src=x onerror=")
-    assert json.dumps(HOSTILE, ensure_ascii=False) in (item.locator("pre.args").text_content() or "")
+    assert json.dumps(HOSTILE, ensure_ascii=False) in (
+        item.locator("pre.args").text_content() or ""
+    )
     page.goto(f"/runs/{run_id}")
     expect(page.locator(".msg-user pre")).to_have_count(1)
     assert page.locator(".msg-user pre").text_content() == HOSTILE_TEXTS[0] + HOSTILE_TEXTS[3]
@@ -232,9 +240,7 @@ def test_readable_at_390_px(server: InboxServer, people: dict[str, Page]) -> Non
     expect(page.get_by_role("status")).to_contain_text(f"Approved call_acc_2. Run {run_id}")
 
 
-def test_the_spec_page_draws_the_agent_graph(
-    server: InboxServer, people: dict[str, Page]
-) -> None:
+def test_the_spec_page_draws_the_agent_graph(server: InboxServer, people: dict[str, Page]) -> None:
     page = people["vic"]
     page.get_by_role("link", name="Specs").click()
     page.get_by_role("link", name="hr_agent.yaml").click()

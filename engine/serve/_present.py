@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.durable import spec_of_run
 from engine.errors import CallccError
+from engine.masking import MASK, mask
 
 if TYPE_CHECKING:
     from engine.serve.auth import User
@@ -44,6 +45,27 @@ FORM_DECISIONS = frozenset({"approve", "reject", "edit", "answer", "extend"})
 def pretty(value: Any) -> str:
     """JSON as the page shows it (and as its script re-indents it): two spaces, real unicode."""
     return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def restore_secrets(edited: Any, original: Any) -> Any:
+    """Edited arguments with every `***` put back to the value it hides in `original`: the
+    page shows (and sends) secrets masked, and a reviewer who leaves one as `***` keeps it."""
+    if isinstance(edited, dict) and isinstance(original, Mapping):
+        hidden = mask(original)  # what the page showed
+        return {
+            k: original[k]
+            if v == MASK and k in original and hidden.get(k) == MASK
+            else restore_secrets(v, original.get(k))
+            for k, v in edited.items()
+        }
+    if isinstance(edited, list) and isinstance(original, list):
+        return [
+            restore_secrets(v, original[i]) if i < len(original) else v
+            for i, v in enumerate(edited)
+        ]
+    if edited == MASK and original is not None and mask(original) == MASK:
+        return original
+    return edited
 
 
 def card_key(run_id: str, path: str, fingerprint: str) -> str:
@@ -103,7 +125,7 @@ def item_view(view: PendingView, user: User, schemas: Schemas, *, now: float) ->
     tool, arguments = data.get("tool"), data.get("arguments")
     approvers = list(data.get("approvers") or ())
     since, expires = data.get("since"), data.get("expires_at")
-    shown = pretty(arguments) if arguments is not None else ""
+    shown = pretty(mask(arguments)) if arguments is not None else ""
     schema = schemas.get((run_id, tool or ""))
     decisions = list(data.get("decisions") or ())
     return {
@@ -117,10 +139,11 @@ def item_view(view: PendingView, user: User, schemas: Schemas, *, now: float) ->
         "reason_label": REASONS.get(data["reason"], data["reason"]),
         "why": why(data["reason"], tool, view.detail, approvers),
         "prompt": data.get("prompt"),
-        "arguments": arguments,
+        "arguments": mask(arguments),
         "pretty": shown,
         "rows": min(20, max(4, shown.count("\n") + 2)),
-        "arguments_json": json.dumps(arguments, ensure_ascii=False),
+        "arguments_json": json.dumps(mask(arguments), ensure_ascii=False),
+        "masked": shown.count(f'"{MASK}"') > 0,
         "schema_json": json.dumps(schema, ensure_ascii=False),
         "decisions": decisions,
         "plain": [d for d in decisions if d not in FORM_DECISIONS],
@@ -193,7 +216,7 @@ def _call_text(call: Any) -> str:
     else:
         name, arguments = call.get("name"), call.get("arguments")
     ident = f" ({call['id']})" if call.get("id") else ""
-    return f"{name}{ident}\n{pretty(arguments)}"
+    return f"{name}{ident}\n{pretty(mask(arguments))}"
 
 
 def transcript_view(frames: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -213,13 +236,15 @@ def transcript_view(frames: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
 def message_view(message: Mapping[str, Any]) -> dict[str, Any]:
     """One transcript message: who said it, its text, the tool calls it made."""
     content = message.get("content")
-    text = pretty(content) if content is not None and not isinstance(content, str) else content
+    text = (
+        pretty(mask(content)) if content is not None and not isinstance(content, str) else content
+    )
     calls = message.get("tool_calls") or ()
     return {
         "role": str(message.get("role") or "?"),
         "agent": str(message.get("agent") or message.get("path") or ""),
         "name": str(message.get("name") or message.get("tool_call_id") or ""),
-        "text": text or "",
+        "text": mask(text or ""),
         "calls": [_call_text(c) for c in calls] if isinstance(calls, list) else [],
     }
 
@@ -239,7 +264,7 @@ def audit_rows(entries: Iterable[AuditEntry]) -> list[dict[str, Any]]:
                 "tool": entry.tool,
                 "path": entry.path,
                 "reason": entry.reason,
-                "change": diff_lines(entry.before, entry.after) if changed else [],
+                "change": diff_lines(mask(entry.before), mask(entry.after)) if changed else [],
             }
         )
     return rows

@@ -13,6 +13,7 @@ The JavaScript adds the in-page edit check and diff, the bulk count, and live up
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import secrets
@@ -27,11 +28,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from engine.masking import mask
 from engine.serve import auth
 from engine.serve._present import (
     audit_rows,
     diff_lines,
     item_view,
+    restore_secrets,
     run_view,
     schemas_for,
     transcript_view,
@@ -428,7 +431,7 @@ async def _edit_confirmation(
     errors: list[str] = []
     lines: list[dict[str, str]] = []
     try:
-        lines = diff_lines(view.arguments, _arguments(text))
+        lines = diff_lines(mask(view.arguments), _arguments(text))
     except ServeError as exc:
         errors.append(exc.message)
     return _page(
@@ -476,6 +479,8 @@ async def decide(request: Request) -> Response:
         return await _edit_confirmation(request, user, form)
     try:
         decision = _decision(form)
+        if decision.arguments is not None:
+            decision = await _unmasked(request, user, run_id, decision)
         run = await _service(request).decide(user, run_id, [decision], wait=True)
     except ServeError as exc:
         where = f" (at {exc.pointer})" if exc.pointer else ""
@@ -484,6 +489,15 @@ async def decide(request: Request) -> Response:
         )
     tool = _one(form, "id").rpartition("/")[2]
     return _redirect("/", flash=_done(kind, tool, run.to_dict()))
+
+
+async def _unmasked(
+    request: Request, user: auth.User, run_id: str, decision: DecisionIn
+) -> DecisionIn:
+    """The edit with the secrets the page showed as `***` put back (from the pending call)."""
+    run = await _service(request).get_run(user, run_id)
+    original = next((p.arguments for p in run.pending if decision.id in (p.path, p.id)), None)
+    return dataclasses.replace(decision, arguments=restore_secrets(decision.arguments, original))
 
 
 def _picked(form: Mapping[str, list[str]]) -> list[dict[str, str]]:
