@@ -2,7 +2,7 @@
 
 `InboxServer(folder)` writes a specs folder (the HR example, with `edit` allowed on its
 approval so a reviewer can change the role; the payments example; a spec whose model sends
-hostile text), a tokens file (ada the approver, vic the viewer, sam the submitter), and runs
+hostile text; a desk whose external call is answered and whose one-turn limit is extended), a tokens file (ada the approver, vic the viewer, sam the submitter), and runs
 the service under uvicorn on a thread (`engine.serve.app.Background`).
 `launch_chromium(playwright)` starts Debian's chromium the only way these tests may.
 """
@@ -112,6 +112,48 @@ def write_specs(folder: Path, hostile: str) -> Path:
             ]
         },
     }
+    desk = {
+        "spec_version": 1,
+        "name": "desk",
+        "description": "Asks the badge office (an external call), within a one-turn budget.",
+        "models": {"scripted": {"kind": "scripted", "script": "desk.script.yaml"}},
+        "tools": {
+            "fetch_badge": {
+                "kind": "external",
+                "description": "The badge office answers with the badge number.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"person": {"type": "string"}},
+                    "required": ["person"],
+                },
+            }
+        },
+        "agents": {
+            "desk": {
+                "description": "Gets badges.",
+                "model": "scripted",
+                "instructions": "Get the badge.",
+                "tools": ["fetch_badge"],
+                "limits": {"max_turns": 1},
+            }
+        },
+        "entrypoint": "desk",
+    }
+    desk_script = {
+        "script_version": 1,
+        "agents": {
+            "desk": [
+                {
+                    "tool_calls": [
+                        {"id": "call_b", "name": "fetch_badge", "arguments": {"person": "ada"}}
+                    ]
+                },
+                {"text": "Ada's badge is ready."},
+            ]
+        },
+    }
+    (folder / "desk.yaml").write_text(yaml.safe_dump(desk, sort_keys=False), encoding="utf-8")
+    (folder / "desk.script.yaml").write_text(yaml.safe_dump(desk_script), encoding="utf-8")
     (folder / "hostile.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     (folder / "hostile.script.yaml").write_text(yaml.safe_dump(script), encoding="utf-8")
     return folder

@@ -35,9 +35,10 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def people(browser: Browser, server: InboxServer) -> Iterator[dict[str, Page]]:
-    """A signed-in page per person (each in its own browser context), made on first use."""
+    """A signed-in page per person (each in its own browser context), made on first use and
+    kept for the module (each test starts by loading the page it needs)."""
     contexts: list[BrowserContext] = []
 
     class Pages(dict[str, Page]):
@@ -75,7 +76,7 @@ def test_sign_in_edit_the_arguments_approve_and_watch_the_run_finish(
 ) -> None:
     run_id = server.start_run()
     page = people["ada"]
-    page.reload()
+    page.goto("/")
     item = card(page, run_id)
     expect(item.get_by_role("heading", level=2)).to_contain_text("authorize_account")
     expect(item).to_contain_text("Grant engineer access to ada?")
@@ -113,7 +114,7 @@ def test_sign_in_edit_the_arguments_approve_and_watch_the_run_finish(
     confirm.click()
 
     expect(page.get_by_role("status")).to_contain_text(
-        f"Edited and approved call_acc_2. Run {run_id} is finished."
+        f"Edited and approved authorize_account (call_acc_2). Run {run_id} is finished."
     )
     expect(card(page, run_id)).to_have_count(0)
     expect(watcher.locator("[data-status]")).to_have_text("finished")  # live, no reload
@@ -124,16 +125,19 @@ def test_sign_in_edit_the_arguments_approve_and_watch_the_run_finish(
     expect(edit_row.locator(".del")).to_contain_text('"role": "engineer"')
     expect(edit_row.locator(".add")).to_contain_text('"role": "manager"')
     assert server.api("GET", f"/v1/runs/{run_id}")["status"] == "finished"
+    watcher.close()
 
 
 def test_reject_with_a_reason(server: InboxServer, people: dict[str, Page]) -> None:
     run_id = server.start_run()
     page = people["ada"]
-    page.reload()
+    page.goto("/")
     item = card(page, run_id)
     item.get_by_label("Reason (the model reads it)").fill("Ada starts next month")
     item.get_by_role("button", name="Reject").click()
-    expect(page.get_by_role("status")).to_contain_text(f"Rejected call_acc_2. Run {run_id} is")
+    expect(page.get_by_role("status")).to_contain_text(
+        f"Rejected authorize_account (call_acc_2). Run {run_id} is"
+    )
     expect(card(page, run_id)).to_have_count(0)
     page.get_by_role("status").get_by_role("link", name="Open the run").click()
     expect(page.locator("table.audit tr", has_text="decided: reject")).to_contain_text(
@@ -142,12 +146,35 @@ def test_reject_with_a_reason(server: InboxServer, people: dict[str, Page]) -> N
     expect(page.locator(".msg-tool").filter(has_text="Ada starts next month")).not_to_have_count(0)
 
 
+def test_answer_an_external_call_then_extend_a_limit(
+    server: InboxServer, people: dict[str, Page]
+) -> None:
+    run_id = server.start_run("desk.yaml", "Get Ada a badge")
+    page = people["ada"]
+    page.goto("/")
+    item = card(page, run_id)
+    expect(item.locator(".badge")).to_have_text("External answer")
+    expect(item.get_by_role("button", name="Approve", exact=True)).to_have_count(0)
+    item.get_by_label("Result (JSON, or plain text)").fill('{"badge": "B-1234"}')
+    item.get_by_role("button", name="Answer").click()
+    expect(page.get_by_role("status")).to_contain_text(
+        f"Answered fetch_badge (call_b). Run {run_id} is suspended."
+    )
+    item = card(page, run_id)
+    expect(item.locator(".badge")).to_have_text("Limit reached")
+    expect(item).to_contain_text("A limit was reached (max_turns: 1 model turns used of 1)")
+    item.get_by_label("More turns").fill("1")
+    item.get_by_role("button", name="Extend").click()
+    expect(page.get_by_role("status")).to_contain_text(f"Run {run_id} is finished.")
+    assert server.api("GET", f"/v1/runs/{run_id}")["output"] == "Ada's badge is ready."
+
+
 def test_a_viewer_sees_every_decision_and_no_action_button(
     server: InboxServer, people: dict[str, Page]
 ) -> None:
     run_id = server.start_run()
     page = people["vic"]
-    page.reload()
+    page.goto("/")
     item = card(page, run_id)
     expect(item).to_contain_text("Grant engineer access to ada?")
     expect(item).to_contain_text("You can read this; deciding needs the approver role.")
@@ -165,7 +192,7 @@ def test_hostile_model_and_tool_text_shows_as_text(
 ) -> None:
     run_id = server.start_run("hostile.yaml", prompt=HOSTILE_TEXTS[0] + HOSTILE_TEXTS[3])
     page = people["ada"]
-    page.reload()
+    page.goto("/")
     item = card(page, run_id)
     expect(item.locator("pre.args")).to_contain_text(json.dumps(HOSTILE_TEXTS[1]))
     expect(item.locator(".prompt")).to_contain_text("<img src=x onerror=")
@@ -188,7 +215,7 @@ def test_a_form_without_its_csrf_token_is_refused(
 ) -> None:
     run_id = server.start_run()
     page = people["ada"]
-    page.reload()
+    page.goto("/")
     form = card(page, run_id).locator("form[action='/decide']").first
     fields = {
         name: form.locator(f"input[name={name}]").get_attribute("value") or ""
@@ -199,7 +226,7 @@ def test_a_form_without_its_csrf_token_is_refused(
     assert "security token is missing or stale" in refused.text()
     wrong = page.request.post("/decide", form={**fields, "csrf": "guessed"})
     assert wrong.status == 403
-    page.reload()
+    page.goto("/")
     expect(card(page, run_id)).to_have_count(1)  # nothing was decided
     assert server.api("GET", f"/v1/runs/{run_id}")["status"] == "suspended"
 
@@ -208,7 +235,7 @@ def test_the_inbox_updates_live_and_approves_several_with_a_count(
     server: InboxServer, people: dict[str, Page]
 ) -> None:
     page = people["ada"]
-    page.reload()
+    page.goto("/")
     expect(page.locator("#items[data-live-open]")).to_be_attached()
     first, second = server.start_run(), server.start_run("payments.yaml", "Pay 50 EUR")
     expect(card(page, first)).to_have_count(1)  # arrived by the event stream
@@ -237,11 +264,15 @@ def test_readable_at_390_px(server: InboxServer, people: dict[str, Page]) -> Non
     item.get_by_role("button", name="Approve", exact=True).focus()
     expect(item.get_by_role("button", name="Approve", exact=True)).to_be_focused()
     page.keyboard.press("Enter")
-    expect(page.get_by_role("status")).to_contain_text(f"Approved call_acc_2. Run {run_id}")
+    expect(page.get_by_role("status")).to_contain_text(
+        f"Approved authorize_account (call_acc_2). Run {run_id}"
+    )
+    page.set_viewport_size({"width": 1280, "height": 900})
 
 
 def test_the_spec_page_draws_the_agent_graph(server: InboxServer, people: dict[str, Page]) -> None:
     page = people["vic"]
+    page.goto("/")
     page.get_by_role("link", name="Specs").click()
     page.get_by_role("link", name="hr_agent.yaml").click()
     graph = page.get_by_role("img", name="The agent graph of hr_agent.yaml")

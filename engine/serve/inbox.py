@@ -447,7 +447,7 @@ async def _edit_confirmation(
     )
 
 
-def _done(kind: str, tool: str, run: Mapping[str, Any]) -> dict[str, str]:
+def _done(kind: str, what: str, run: Mapping[str, Any]) -> dict[str, str]:
     verb = {
         "approve": "Approved",
         "reject": "Rejected",
@@ -459,7 +459,7 @@ def _done(kind: str, tool: str, run: Mapping[str, Any]) -> dict[str, str]:
     }.get(kind, "Decided")
     return {
         "kind": "ok",
-        "text": f"{verb} {tool}. Run {run['run_id']} is {run['status']}.",
+        "text": f"{verb} {what}. Run {run['run_id']} is {run['status']}.",
         "link": f"/runs/{quote(run['run_id'], safe='')}",
         "link_text": "Open the run",
     }
@@ -487,8 +487,8 @@ async def decide(request: Request) -> Response:
         return _redirect(
             "/", flash={"kind": "error", "text": f"Not decided: {exc.message}{where}."}
         )
-    tool = _one(form, "id").rpartition("/")[2]
-    return _redirect("/", flash=_done(kind, tool, run.to_dict()))
+    what = _one(form, "what") or _one(form, "id")  # shown back only, never acted on
+    return _redirect("/", flash=_done(kind, what, run.to_dict()))
 
 
 async def _unmasked(
