@@ -252,6 +252,38 @@ def test_the_inbox_updates_live_and_approves_several_with_a_count(
         assert server.api("GET", f"/v1/runs/{run_id}")["status"] != "suspended"
 
 
+def test_without_javascript_the_server_asks_to_confirm_edits_and_counts(
+    browser: Browser, server: InboxServer
+) -> None:
+    context = browser.new_context(base_url=server.url, java_script_enabled=False)
+    page = context.new_page()
+    sign_in(page, "ada")
+    run_id = server.start_run("payments.yaml", "Pay Bob 200 EUR")
+    page.goto("/")
+    item = card(page, run_id)
+    item.get_by_text("Edit arguments").click()
+    item.get_by_role("textbox", name=re.compile("Arguments .JSON object")).fill(
+        '{"from_account": "acct_alice", "to_account": "acct_bob", "amount": 150}'
+    )
+    item.get_by_role("button", name="Review edit").click()
+    expect(page.get_by_role("heading", name="Confirm the edit of transfer_money")).to_be_visible()
+    expect(page.locator("pre.diff .del")).to_have_text(
+        ['-   "amount": 200,', '-   "memo": "Dinner"']
+    )
+    page.get_by_role("button", name="Confirm edit and run").click()
+    expect(page.get_by_role("status")).to_contain_text("Edited and approved transfer_money")
+    assert server.api("GET", f"/v1/runs/{run_id}")["status"] != "suspended"
+
+    other = server.start_run()
+    page.goto("/")
+    card(page, other).get_by_label("Select for bulk approval").check()
+    page.get_by_role("button", name="Approve selected…").click()
+    expect(page.get_by_role("heading", name="Approve 1 decision?")).to_be_visible()
+    page.get_by_role("button", name="Approve 1").click()
+    expect(page.get_by_role("status")).to_have_text("Approved 1 of 1.")
+    context.close()
+
+
 def test_readable_at_390_px(server: InboxServer, people: dict[str, Page]) -> None:
     run_id = server.start_run()
     page = people["ada"]
