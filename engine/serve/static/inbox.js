@@ -81,8 +81,8 @@
     let i = 0, j = 0;
     while (i < n || j < m) {
       if (i < n && j < m && x[i] === y[j]) { out.push(["same", "  " + x[i]]); i++; j++; }
-      else if (j < m && (i >= n || L[i][j + 1] >= L[i + 1][j])) { out.push(["add", "+ " + y[j]]); j++; }
-      else { out.push(["del", "- " + x[i]]); i++; }
+      else if (i < n && (j >= m || L[i + 1][j] >= L[i][j + 1])) { out.push(["del", "- " + x[i]]); i++; }
+      else { out.push(["add", "+ " + y[j]]); j++; }
     }
     return out;
   }
