@@ -13,6 +13,7 @@ Ownership, one line a module:
 - `api`: the /v1 router: request and response models (the OpenAPI document), SSE.
 - `app`: `create_app(config)`: the routers, the security headers, the error shape; `serve`.
 - `inbox`: the browser inbox at / (sign-in, pending decisions and their forms, run and spec
-  pages), the only importer of jinja2; `_present` what its pages show of each view;
-  `templates/` and `static/` its pages, CSS and JavaScript, shipped in the wheel.
+  pages); `_pages` their plumbing (rendering, the only importer of jinja2; security headers,
+  forms and CSRF, the flash); `_present` what the pages show of each view; `templates/` and
+  `static/` the pages, CSS and JavaScript, shipped in the wheel.
 """
