@@ -202,6 +202,8 @@ class Service:
         limit = _limit(limit)
         if spec in self._runtimes:
             spec = self._runtimes[spec].spec.name
+        if any("\x00" in f for f in (spec, tool, reason) if f):  # no name holds one; a
+            return [], None  # database refuses it in a parameter (PostgreSQL)
         rows = await _refused_cursor(
             self.store.aio.pending(limit=limit, after=cursor, spec=spec, tool=tool, reason=reason)
         )
