@@ -58,9 +58,14 @@ class SpecChangedError(ContinuationError):
 class DecisionError(UsageError):
     """A decision names no pending call, or is not allowed for the call it names."""
 
-    def __init__(self, message: str, *, pending_ids: Iterable[str] = ()) -> None:
+    def __init__(
+        self, message: str, *, pending_ids: Iterable[str] = (), pointer: str | None = None
+    ) -> None:
         self.reason = message
         """What is wrong, without the list of pending paths."""
+        self.pointer = pointer
+        """For edited arguments that fail the tool's parameters: the JSON pointer of the
+        offending value inside the arguments (`""`: the object as a whole); else None."""
         self.pending_ids = tuple(sorted(pending_ids))
         listed = ", ".join(self.pending_ids) if self.pending_ids else "none"
         super().__init__(f"{message}; pending: {listed}")
