@@ -72,6 +72,28 @@ def test_no_token_or_an_unknown_one_is_401_and_a_missing_role_403(served: Served
         error(refused, 403)
 
 
+def test_an_inbox_session_cookie_signs_in_and_unsafe_requests_need_its_csrf_token(
+    served: Served,
+) -> None:
+    from engine.serve.auth import CSRF_HEADER, SESSION_COOKIE, User, new_session
+
+    cookie, csrf = new_session(User("sam", frozenset({"submitter"})))
+    body = {"spec": "hr_agent.yaml", "prompt": "Onboard Ada"}
+    with httpx.Client(base_url=served.url, cookies={SESSION_COOKIE: cookie}) as client:
+        assert client.get("/v1/runs").status_code == 200
+        assert "CSRF" in error(client.post("/v1/runs", json=body), 403)["message"]
+        wrong = client.post("/v1/runs", json=body, headers={CSRF_HEADER: "x" + csrf})
+        error(wrong, 403)
+        started = client.post("/v1/runs", json=body, headers={CSRF_HEADER: csrf})
+        assert started.json()["status"] == "suspended", started.text
+    forged = cookie[:-2] + ("A" if cookie[-2] != "A" else "B") + cookie[-1]
+    with httpx.Client(base_url=served.url, cookies={SESSION_COOKIE: forged}) as client:
+        error(client.get("/v1/runs"), 401)
+    mallory, _ = new_session(User("mallory", frozenset({"admin"})))  # not in the tokens file
+    with httpx.Client(base_url=served.url, cookies={SESSION_COOKIE: mallory}) as client:
+        error(client.get("/v1/runs"), 401)
+
+
 def test_every_response_carries_a_content_security_policy(served: Served) -> None:
     with served.client("bob") as client:
         for path in ("/v1/runs", "/openapi.json", "/v1/nowhere"):

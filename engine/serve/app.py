@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 
 from engine.errors import StoreError, UsageError
 from engine.serve import api
-from engine.serve.auth import NO_AUTH_HEADER, NO_AUTH_WARNING, AuthError
+from engine.serve.auth import ANONYMOUS_ADMIN, NO_AUTH_HEADER, NO_AUTH_WARNING, AuthError
 from engine.serve.config import ServeConfig, is_loopback
 from engine.serve.service import ServeError, Service
 
@@ -88,8 +88,21 @@ def create_app(config: ServeConfig) -> FastAPI:
     if inbox is not None:
         app.include_router(inbox.router)
     _handle_errors(app)
+    _name_the_specs(app, sorted(service.specs(ANONYMOUS_ADMIN)))
     app.add_middleware(_Headers, no_auth=config.no_auth)
     return app
+
+
+def _name_the_specs(app: FastAPI, specs: list[str]) -> None:
+    """The OpenAPI document lists the spec files a run may start from (`StartIn.spec`)."""
+    document = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        doc = document()
+        doc["components"]["schemas"]["StartIn"]["properties"]["spec"]["enum"] = specs
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _inbox() -> Any:

@@ -202,6 +202,8 @@ class Service:
         limit = _limit(limit)
         if spec in self._runtimes:
             spec = self._runtimes[spec].spec.name
+        if any("\x00" in f for f in (spec, tool, reason) if f):  # no name holds one; a
+            return [], None  # database refuses it in a parameter (PostgreSQL)
         rows = await _refused_cursor(
             self.store.aio.pending(limit=limit, after=cursor, spec=spec, tool=tool, reason=reason)
         )
@@ -281,8 +283,9 @@ class Service:
         """Record `decisions` for items of the run (all or none), then resume the run if none
         of its items is left undecided, or if one decision says `"resume": "now"`."""
         _need(user, "approver")
-        from engine import inbox
         from engine.errors import DecisionConflict
+
+        inbox = _inbox()
 
         if not decisions:
             raise ServeError(422, "no decisions given", "/decisions")
@@ -454,6 +457,18 @@ class Service:
             first.cancel()
         if drive.done():
             await self._outcome_of(drive)
+
+
+def _inbox() -> Any:
+    """`engine.inbox`, or the stand-in until it is merged."""
+    import importlib
+
+    try:
+        return importlib.import_module("engine.inbox")
+    except ModuleNotFoundError as exc:
+        if exc.name != "engine.inbox":
+            raise
+        return importlib.import_module("engine.serve._recording")
 
 
 def _need(user: User, role: str) -> None:
