@@ -2,9 +2,10 @@
 
 `InboxServer(folder)` writes a specs folder (the HR example, with `edit` allowed on its
 approval so a reviewer can change the role; the payments example; a spec whose model sends
-hostile text; a desk whose external call is answered and whose one-turn limit is extended), a tokens file (ada the approver, vic the viewer, sam the submitter), and runs
-the service under uvicorn on a thread (`engine.serve.app.Background`).
-`launch_chromium(playwright)` starts Debian's chromium the only way these tests may.
+hostile text; a desk whose external call is answered and whose one-turn limit is extended),
+a tokens file (ada the approver, vic the viewer, sam the submitter), and runs the service
+under uvicorn on a thread (`engine.serve.app.Background`). `launch_chromium(playwright)`
+starts Debian's chromium the only way these tests may.
 """
 
 from __future__ import annotations
