@@ -286,7 +286,6 @@ class Service:
         from engine.errors import DecisionConflict
 
         inbox = _inbox()
-
         if not decisions:
             raise ServeError(422, "no decisions given", "/decisions")
         record = await self._record(run_id)
@@ -298,6 +297,11 @@ class Service:
         except ConflictError as exc:
             raise ServeError(409, str(exc)) from None
         decides, fingerprints = self._checked(user, runtime, continuation, decisions)
+        if record.status == "failed":  # a failed model call: `resume` or `stop` it, at once
+            await self._resume(
+                inbox.aresume_recorded(runtime, run_id, extra=decides, user=user.name), wait
+            )
+            return await self.get_run(user, run_id)
         try:
             recorded = await inbox.arecord(
                 runtime, run_id, decides, user=user.name, fingerprints=fingerprints
@@ -311,12 +315,16 @@ class Service:
         except ConflictError as exc:
             raise ServeError(409, str(exc)) from None
         if recorded.remaining == 0 or any(d.resume == "now" for d in decisions):
-            resume = asyncio.ensure_future(inbox.aresume_recorded(runtime, run_id, user=user.name))
-            if wait:
-                await self._outcome_of(resume, resumed=True)
-            else:
-                self._background(resume)
+            await self._resume(inbox.aresume_recorded(runtime, run_id, user=user.name), wait)
         return await self.get_run(user, run_id)
+
+    async def _resume(self, drive: Any, wait: bool) -> None:
+        """Resume a run: to its next suspension or end with `wait`, else in the background."""
+        resume = asyncio.ensure_future(drive)
+        if wait:
+            await self._outcome_of(resume, resumed=True)
+        else:
+            self._background(resume)
 
     def _checked(
         self,
