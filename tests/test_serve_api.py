@@ -219,8 +219,10 @@ def test_an_approval_resumes_the_run_to_its_end_and_the_audit_says_who(served: S
         ("ada", HR_CALL, "call_acc_2", "authorize_account", "approve")
     ]
     assert decided[0]["fingerprint"] == entry["fingerprint"]
-    actions = [a["action"] for a in audit]
-    assert actions.index("decided") < actions.index("resumed") < actions.index("finished")
+    assert [(a["action"], a["user"]) for a in audit] == [
+        ("started", "sam"), ("decided", "ada"), ("resumed", "ada"), ("finished", "ada")
+    ]  # fmt: skip
+    assert [a["seq"] for a in audit] == sorted(a["seq"] for a in audit)
     replay = decide(served, "ada", run["run_id"], {"id": entry["id"], "decision": "approve"})
     error(replay, 409)  # the run ended: nothing is pending any more
 

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from engine import inbox
 from engine.continuation import Continuation, PendingDecision
 from engine.decisions import Decide
 from engine.durable import spec_of_run
@@ -32,6 +33,7 @@ from engine.errors import (
     CallccError,
     ConflictError,
     ContinuationError,
+    DecisionConflict,
     DecisionError,
     RunError,
     StoreError,
@@ -269,7 +271,7 @@ class Service:
         if run_id is not None and not run_id.strip():
             raise ServeError(422, "run_id is empty; leave it out for a generated one", "/run_id")
         run_id = run_id or _new_id()
-        start = asyncio.ensure_future(runtime.arun(prompt, run_id=run_id))
+        start = asyncio.ensure_future(runtime.arun(prompt, run_id=run_id, user=user.name))
         if wait:
             await self._outcome_of(start)
         else:
@@ -283,9 +285,6 @@ class Service:
         """Record `decisions` for items of the run (all or none), then resume the run if none
         of its items is left undecided, or if one decision says `"resume": "now"`."""
         _need(user, "approver")
-        from engine.errors import DecisionConflict
-
-        inbox = _inbox()
         if not decisions:
             raise ServeError(422, "no decisions given", "/decisions")
         record = await self._record(run_id)
@@ -465,18 +464,6 @@ class Service:
             first.cancel()
         if drive.done():
             await self._outcome_of(drive)
-
-
-def _inbox() -> Any:
-    """`engine.inbox`, or the stand-in until it is merged."""
-    import importlib
-
-    try:
-        return importlib.import_module("engine.inbox")
-    except ModuleNotFoundError as exc:
-        if exc.name != "engine.inbox":
-            raise
-        return importlib.import_module("engine.serve._recording")
 
 
 def _need(user: User, role: str) -> None:
