@@ -23,6 +23,7 @@ USERS = {
     "sam": ["submitter"],
     "ada": ["approver"],
     "carol": ["approver"],
+    "fiona": ["approver", "finance"],
     "root": ["admin"],
 }
 """The users of the test service and their roles."""
@@ -50,7 +51,8 @@ class Served:
 def lay_out_specs(folder: Path) -> Path:
     """The example specs the tests start runs of: `hr_agent.yaml` (one approval),
     `fanout.yaml` (two approvals in one run, in two sub-agents), `payments.yaml` (an approval
-    that allows edits), `guarded.yaml` (payments whose transfers only ada may decide)."""
+    that allows edits), `guarded.yaml` (payments whose transfers only ada and the finance
+    team may decide)."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copytree(SPECS / "callcc_examples", folder / "callcc_examples")
     for name in ("hr_agent.yaml", "hr_agent.script.yaml", "hr_agent.fanout.script.yaml"):
@@ -68,7 +70,7 @@ def lay_out_specs(folder: Path) -> Path:
     (folder / "guarded.yaml").write_text(
         payments.replace("name: payments", "name: payments_guarded").replace(
             "decisions: [approve, edit, reject]",
-            "decisions: [approve, edit, reject]\n      approvers: [ada]",
+            "decisions: [approve, edit, reject]\n      approvers: [ada, finance]",
         ),
         encoding="utf-8",
     )
