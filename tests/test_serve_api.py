@@ -347,6 +347,17 @@ def test_resume_now_goes_on_with_the_undecided_rest_suspending_again(served: Ser
     assert after["pending"][0]["fingerprint"] == run["pending"][1]["fingerprint"]
 
 
+def test_a_failed_run_that_can_resume_is_resumed_at_once(served: Served) -> None:
+    run = start(served, "flaky.yaml")
+    assert run["status"] == "failed" and "the model refused" in run["output"]
+    [entry] = run["pending"]
+    assert (entry["id"], entry["reason"], entry["decisions"]) == (
+        "error-1", "error", ["resume", "stop"]
+    )  # fmt: skip
+    done = decide(served, "ada", run["run_id"], {"id": "error-1", "decision": "resume"})
+    assert (done.json()["status"], done.json()["output"]) == ("finished", "recovered"), done.text
+
+
 # -- events -----------------------------------------------------------------------------------
 
 

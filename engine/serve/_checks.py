@@ -31,7 +31,7 @@ def checked(
     for index, item in enumerate(decisions):
         where = f"/decisions/{index}"
         entry = _entry(continuation, pending, item.id, where)
-        view = _decision_view(continuation.run_id, entry)
+        view = decision_view(continuation.run_id, entry)
         if not view.can_decide(user):
             raise ServeError(
                 403,
@@ -70,7 +70,10 @@ def checked(
     return decides, fingerprints
 
 
-def _decision_view(run_id: str, entry: PendingDecision) -> PendingView:
+def decision_view(
+    run_id: str, entry: PendingDecision, *, since: float | None = None
+) -> PendingView:
+    """A pending entry of a continuation as the API shows it (`since`: now by default)."""
     return PendingView(
         run_id=run_id,
         id=entry.id,
@@ -82,7 +85,7 @@ def _decision_view(run_id: str, entry: PendingDecision) -> PendingView:
         decisions=entry.decisions,
         prompt=entry.prompt,
         fingerprint=entry.fingerprint,
-        since=time.time(),
+        since=time.time() if since is None else since,
         expires_at=entry.expires_at,
         approvers=tuple(entry.approvers),
     )

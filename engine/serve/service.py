@@ -39,7 +39,7 @@ from engine.errors import (
 )
 from engine.journal import rebuild
 from engine.runtime import Runtime
-from engine.serve._checks import checked, conflict_message
+from engine.serve._checks import checked, conflict_message, decision_view
 from engine.serve.auth import User
 from engine.serve.config import ServeConfig
 from engine.serve.hub import EventHub
@@ -323,9 +323,11 @@ class Service:
 
     async def _view(self, record: RunRecord) -> RunView:
         pending: list[PendingView] = []
-        if record.nonce is not None and record.status in ("suspended", "failed"):
+        if record.nonce is not None and record.status == "suspended":
             rows = await self.store.aio.pending(run_id=record.run_id, limit=MAX_LIMIT)
             pending = [_pending_view(row) for row in rows if not row.decided]
+        elif record.nonce is not None and record.status == "failed":  # resumable: the store
+            pending = await self._failed_entries(record)  # keeps no rows for it, the stack does
         return RunView(
             run_id=record.run_id,
             status=record.status,
@@ -336,6 +338,17 @@ class Service:
             updated_at=record.updated_at,
             spec=record.spec_name,
         )
+
+    async def _failed_entries(self, record: RunRecord) -> list[PendingView]:
+        """What a failed run that can be resumed waits on (its `error` entry)."""
+        try:
+            continuation = await (await self._runtime_of(record)).aload_run(record.run_id)
+        except (ServeError, ConflictError):  # resumed meanwhile, or no spec to read it with
+            return []
+        return [
+            decision_view(record.run_id, p, since=record.updated_at)
+            for p in continuation.undecided()
+        ]
 
     async def _runtime_of(self, record: RunRecord) -> Runtime:
         """The runtime of the spec the run was started (or last resumed) with."""
