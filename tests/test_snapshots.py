@@ -298,7 +298,7 @@ def test_a_postgres_append_moves_updated_at_only_once_it_is_a_second_old() -> No
         store.create_run(replace(new_record("fresh"), created_at=ahead, updated_at=ahead))
         store.create_run(new_record("stale"))  # updated at 0: an append moves it
         event = message("a")
-        op = store._op_append("fresh", 0, [event], None)
+        op = store._op_append("fresh", 0, [event], lease=None)
         assert op.landed is not None
         assert store._once(op.landed) is None  # not written yet: a retry writes it
         assert store._run(op) == 1
