@@ -270,7 +270,9 @@ async def aresume_recorded(
     """Resume the suspended run `run_id` with every decision recorded for it, and `extra`
     (checked like `check`, audited as `user`'s): its outcome. Entries nobody decided stay
     pending (the run suspends on them again); entries whose expiry passed are expired first.
-    When another resume of the same suspension won the claim: `ResumedElsewhere`.
+    When another resume of the same suspension won the claim, it applied every recorded
+    decision: `ResumedElsewhere`; but with `extra`, which it did not apply, the
+    `ConflictError` of the lost claim (as `Runtime.aresume` raises it).
     `allow_spec_change` as for `Runtime.aresume`."""
     faces = _async_faces(runtime, allow_spec_change)
     return await _resume_recorded(faces, runtime, run_id, extra, user)
@@ -295,6 +297,8 @@ async def _resume_recorded(
     try:
         continuation = await _waiting(faces, run_id)
     except DecisionConflict:
+        if extra:  # decisions of this call's own would be lost: say so
+            raise
         return await _elsewhere(faces.store, run_id)
     store = faces.store
     now = runtime.clock()
@@ -318,8 +322,8 @@ async def _resume_recorded(
         return await faces.resume(decided, user)
     except ConflictError:
         run = await store.get_run(run_id)
-        if run.status == "suspended" and run.nonce == continuation.nonce:
-            raise  # not lost to another resume: something else is wrong
+        if extra or (run.status == "suspended" and run.nonce == continuation.nonce):
+            raise  # `extra` is lost with it; or not lost to another resume at all
         return ResumedElsewhere(run_id=run_id, status=run.status, output=run.output)
 
 

@@ -277,3 +277,34 @@ def test_a_decision_made_on_resume_is_audited_with_its_arguments(
         ("bob", E1, "reject", None, None, "no"),
         ("ada", T1, "edit", {"to": "bob", "amount": 5}, {"to": "eve", "amount": 2}, None),
     ]
+
+
+def test_the_async_twins_record_concurrently_and_resume_once(
+    spec_path: Path, store_url: str
+) -> None:
+    import asyncio
+
+    from engine.inbox import aexpire, arecord, aresume_recorded
+
+    clock = Clock()
+
+    async def scenario() -> list[Any]:
+        async with runtime(spec_path, store_url, clock) as rt:
+            outcome = await rt.arun("pay bob", run_id="async", user="ada")
+            assert isinstance(outcome, Suspended)
+            kept = await asyncio.gather(
+                arecord(rt, "async", [Decide.approve(E1)], user="bob"),
+                arecord(rt, "async", [Decide.reject("t1", "no")], user="eve"),
+            )
+            assert sorted(k.remaining for k in kept) == [0, 1]
+            assert await aexpire(rt, now=START + 9999) == []  # all decided: nothing expires
+            return list(
+                await asyncio.gather(
+                    aresume_recorded(rt, "async", user="bob"),
+                    aresume_recorded(rt, "async", user="eve"),
+                )
+            )
+
+    outcomes = asyncio.run(scenario())
+    assert sorted(type(o).__name__ for o in outcomes) == ["Finished", "ResumedElsewhere"]
+    assert loop_tools.CALLS == [("echo", {"text": "noted"})]
