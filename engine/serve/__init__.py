@@ -7,7 +7,9 @@ Ownership, one line a module:
 - `auth`: users and roles from the tokens file, constant-time token look-up, the inbox's
   signed session cookie and CSRF token, the FastAPI dependencies `viewer` ... `admin`.
 - `hub`: `EventHub`, the run events of the service's runtimes fanned out to subscribers (SSE).
-- `views`: `RunView`, `PendingView`, `DecisionIn`: the API's JSON shapes as dataclasses.
+- `views`: `RunView`, `PendingView`, `DecisionIn`: the API's JSON shapes as dataclasses;
+  `ServeError`, a refusal with its status (also importable from `service`).
+- `_checks`: what a decision request must pass before it is recorded (404/403/409/422).
 - `service`: `Service`, the operations the API and the inbox share, each for an acting user,
   raising `ServeError(status, message, pointer)`.
 - `api`: the /v1 router: request and response models (the OpenAPI document), SSE.
