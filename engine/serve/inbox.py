@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -56,7 +56,7 @@ from engine.serve._present import (
     transcript_view,
 )
 from engine.serve.service import ServeError
-from engine.serve.views import DECISION_KINDS, DecisionIn, DecisionKind
+from engine.serve.views import DecisionIn, DecisionKind
 
 router = APIRouter(include_in_schema=False)
 _STATIC_TYPES = {
@@ -221,6 +221,9 @@ def _decision(form: Mapping[str, list[str]]) -> DecisionIn:
         turns=turns,
         fingerprint=field(form, "fingerprint") or None,
     )
+
+
+DECISION_KINDS: tuple[str, ...] = get_args(DecisionKind)
 
 
 def _decision_kind(text: str) -> DecisionKind:
