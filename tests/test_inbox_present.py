@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import tomllib
+from fnmatch import fnmatch
+from pathlib import Path
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -71,3 +75,16 @@ def test_durations_and_reasons_read_as_sentences() -> None:
     assert why("turn_limit", None, "max_turns: 10 used of 10", ()).startswith(
         "A limit was reached (max_turns: 10 used of 10)"
     )
+
+
+def test_every_page_asset_ships_in_the_wheel() -> None:
+    root = Path(__file__).resolve().parent.parent
+    config = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["engine"]
+    assets = [
+        path.relative_to(root / "engine").as_posix()
+        for folder in ("templates", "static")
+        for path in (root / "engine" / "serve" / folder).iterdir()
+    ]
+    assert len(assets) > 10
+    assert [a for a in assets if not any(fnmatch(a, p) for p in patterns)] == []
