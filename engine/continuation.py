@@ -17,6 +17,8 @@ Versions of the document (`version`), newest last; every version listed here sti
     `usage` (see `engine.usage`), and `trace`, the W3C trace context (`traceparent`,
     `tracestate`) of the span that suspended, so a resume's spans link to it
     (`engine.tracing`).
+  - 1, minor addition: `frames[].toolsets`, per MCP server the agent was shown, each tool's
+    schema fingerprint (`engine.toolsets`).
 
 A continuation made by a `Runtime` that has signing keys carries its key in memory (never in
 the document): its decisions stay signed and `to_json` signs. One parsed from JSON is only
@@ -46,7 +48,8 @@ VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 CHANGELOG = {
     1: "first version: flat frames, counters, ledger, pending entries, decisions; "
-    "optional since: `usage` and the token counters, `trace` (a W3C trace context)",
+    "optional since: `usage` and the token counters, `trace` (a W3C trace context), "
+    "`frames[].toolsets` (MCP tool schema fingerprints)",
 }
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 """Documents larger than this are refused before parsing."""

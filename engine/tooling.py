@@ -30,6 +30,7 @@ from engine.waits import CALL_WAITS
 
 if TYPE_CHECKING:
     from engine.journal import Journal
+    from engine.toolsets import Toolsets
 
 __all__ = [
     "Driver",
@@ -39,6 +40,7 @@ __all__ = [
     "classify",
     "decode_arguments",
     "parse_arguments",
+    "refuse_call",
     "refuse_malformed",
     "render_prompt",
     "run_calls",
@@ -69,11 +71,22 @@ class RunContext:
     off_loop: bool = False
     """Run every sync tool on a worker thread, a lone one too (an async drive of a stored run:
     a task renews its lease, which a tool holding the event loop would starve)."""
+    toolsets: Toolsets | None = None
+    """The run's connections to tool servers (`kind: mcp`), when an agent uses one."""
 
     @property
     def durable(self) -> bool:
         """True when the run is kept in a store (`checkpoint` writes)."""
         return self.journal is not None
+
+    async def tools_of(self, frame: Frame, agent: BoundAgent) -> BoundAgent:
+        """`agent` with the tools of its servers, as this run lists them (`engine.toolsets`)."""
+        if self.toolsets is None:
+            raise ContinuationError(
+                f"agent {agent.spec.name!r} uses tool servers, but this run has no "
+                "connections to them (a RunContext made without `toolsets`)"
+            )
+        return await self.toolsets.bind(frame, agent, self)
 
     def emit(self, event: RunEvent) -> None:
         """Hand an event to the run's observers."""
@@ -107,7 +120,9 @@ def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any], ctx: RunCont
     text = call["function"]["arguments"]
     if approval.required:
         prompt = approval_question(approval.prompt, name, arguments)
-        _gate(frame, call_id, name, arguments, "approval", approval.decisions, prompt, text, ctx)
+        decisions = approval.decisions
+        detail = tool.approval_detail
+        _gate(frame, call_id, name, arguments, "approval", decisions, prompt, text, ctx, detail)
     elif name in agent.spec.suspend.before_tools:
         _gate(frame, call_id, name, arguments, "pause", CALL_WAITS["pause"], None, text, ctx)
     else:
@@ -181,6 +196,11 @@ def refuse_malformed(frame: Frame, call_id: str, tool: str, problem: str, ctx: R
     _refuse(frame, call_id, tool, f"error: {problem}; nothing was run, call the tool again", ctx)
 
 
+def refuse_call(frame: Frame, call_id: str, tool: str, message: str, ctx: RunContext) -> None:
+    """Answer a call with `message` instead of running it (the ledger marks it failed)."""
+    _refuse(frame, call_id, tool, message, ctx)
+
+
 def _refuse(frame: Frame, call_id: str, tool: str, message: str, ctx: RunContext) -> None:
     frame.ledger[call_id] = "failed"
     frame.results[call_id] = message
@@ -198,6 +218,7 @@ def _gate(
     prompt: str | None,
     text: str,
     ctx: RunContext,
+    detail: str | None = None,
 ) -> None:
     frame.ledger[call_id] = "pending"
     entry = Pending.for_call(
@@ -207,6 +228,7 @@ def _gate(
         arguments=arguments,
         decisions=decisions,
         prompt=prompt,
+        detail=detail,
         text=text,
     )
     frame.pending.append(entry)
@@ -307,7 +329,7 @@ async def run_calls(
 def _record(frame: Frame, call_id: str, outcome: Outcome) -> str | None:
     """Keep a runner's outcome in the frame; return why the run must fail, if it must."""
     if isinstance(outcome, Done):
-        frame.ledger[call_id] = "done"
+        frame.ledger[call_id] = "failed" if outcome.failed else "done"
         frame.results[call_id] = outcome.text
     elif isinstance(outcome, Wait):
         frame.ledger[call_id] = "failed" if outcome.entry.reason == "error" else "pending"

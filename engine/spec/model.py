@@ -201,6 +201,8 @@ class McpTool:
 
 
 Tool: TypeAlias = PythonTool | AgentTool | ExternalTool | McpToolset
+CallableTool: TypeAlias = PythonTool | AgentTool | ExternalTool | McpTool
+"""A tool a model calls by name: a spec's tool, or one tool of a toolset's server."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -1,0 +1,307 @@
+"""Tools a server lists at run time (`kind: mcp`): what the model sees of them, their
+approvals, a run's connections, and the check of a resumed call against a changed schema.
+
+Names. The model sees a server's tool `TOOL` of the toolset `SET` (its key under `tools:`)
+as `SET_TOOL`, every character outside `[a-zA-Z0-9_-]` replaced by `_`; a name longer than 64
+characters keeps its first 55 and gets `_` and 8 hex digits of the SHA-256 of `SET_TOOL`
+(`model_name`). Two tools of one agent under one name (two servers, or a server and a tool
+of the spec) are a located error at the toolset's line, when the listing is known: at
+`callcc validate --resolve`, or when the run first lists the server.
+
+Approval (`approval_of`). An override under the toolset's `approval.tools` that says
+`required` wins; otherwise the server's annotations decide, as the MCP specification reads
+them: `readOnlyHint: true` runs at once, anything else waits for a person (`destructiveHint`
+defaults to true), and the pending entry's `detail` says why. `idempotentHint: true` makes the
+tool `idempotent`.
+
+Lifecycle (`Toolsets`, one per drive of a run). A server is connected when an agent that uses
+it first runs (`RunContext.tools_of`), once per drive, and every connection is closed (a stdio
+server stops) when the drive ends: the run finished, failed or suspended. `engine.mcp` does
+the talking and is imported only then.
+
+Schemas. A frame keeps, per server, the fingerprint of each tool's schema its agent was shown
+(`Frame.toolsets`, in the continuation). When a frame is bound again (a resume in any
+process), a call a decision would now send (approved, edited, retried) whose tool's schema
+changed since, or that the server no longer lists, is refused instead of sent: the model reads
+why, and may call the tool again as it is now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import fnmatch
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from jsonschema import Draft202012Validator
+
+from engine._canonical import fingerprint
+from engine.compile import BoundAgent, BoundTool, quick_checker, tool_definition
+from engine.errors import Diagnostic, SpecError
+from engine.frames import Frame
+from engine.spec.model import Approval, McpTool, McpToolset, Spec
+from engine.spec.yamlload import escape
+from engine.tooling import refuse_call
+
+if TYPE_CHECKING:
+    from engine.tooling import RunContext
+
+__all__ = [
+    "Connection",
+    "RemoteTool",
+    "Toolsets",
+    "approval_of",
+    "collisions",
+    "expand",
+    "model_name",
+    "selected",
+]
+
+MAX_NAME = 64
+_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
+_SENDS = frozenset({"approve", "edit", "resume"})
+"""Decisions that send a call to its server."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RemoteTool:
+    """One tool as a server lists it, transport aside."""
+
+    name: str
+    """Its name on the server."""
+    description: str
+    """The server's description."""
+    input_schema: Mapping[str, Any]
+    """JSON Schema of its arguments."""
+    annotations: Mapping[str, Any]
+    """`readOnlyHint`, `destructiveHint`, `idempotentHint`, ... as the server gives them."""
+
+    @property
+    def fingerprint(self) -> str:
+        """`sha256:` of its name, input schema and annotations (what a call was made for)."""
+        return "sha256:" + fingerprint(self.name, self.input_schema, self.annotations)
+
+
+class Connection(Protocol):
+    """An open connection to one server (`engine.mcp.McpConnection`)."""
+
+    tools: tuple[RemoteTool, ...]
+
+    async def call(
+        self, tool: str, arguments: dict[str, Any], timeout: float | None
+    ) -> tuple[str, bool]:
+        """The call's result text and whether the server reports it failed."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the connection (a stdio server stops)."""
+        ...
+
+
+def model_name(toolset: str, tool: str) -> str:
+    """The name the model sees for `tool` of `toolset` (see the module docstring)."""
+    raw = f"{toolset}_{tool}"
+    name = _UNSAFE.sub("_", raw)
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{name[: MAX_NAME - 9]}_{digest}"
+
+
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def selected(toolset: McpToolset, tools: Iterable[RemoteTool]) -> list[RemoteTool]:
+    """The tools `include` and `exclude` leave, in the server's order."""
+    return [
+        t
+        for t in tools
+        if (not toolset.include or _matches(t.name, toolset.include))
+        and not _matches(t.name, toolset.exclude)
+    ]
+
+
+def approval_of(toolset: McpToolset, tool: RemoteTool) -> tuple[Approval, str | None, bool]:
+    """The tool's approval, why it waits (None: it does not, or the spec says so), and
+    whether it is idempotent (see the module docstring)."""
+    hints = tool.annotations
+    override = next(
+        (o for p, o in toolset.approval.tools.items() if fnmatch.fnmatchcase(tool.name, p)), None
+    )
+    idempotent = hints.get("idempotentHint") is True
+    base = override.approval if override is not None else Approval()
+    if override is not None and override.required is not None:
+        why = f"the spec requires approval for {tool.name}" if override.required else None
+        return dataclasses.replace(base, required=override.required), why, idempotent
+    if hints.get("readOnlyHint") is True:
+        return dataclasses.replace(base, required=False), None, idempotent
+    destructive = hints.get("destructiveHint")
+    if destructive is True:
+        why = f"the server marks {tool.name} as destructive"
+    elif destructive is None:
+        why = (
+            f"the server does not mark {tool.name} as read-only, so it counts as destructive "
+            "(the MCP default)"
+        )
+    else:
+        why = f"the server does not mark {tool.name} as read-only (it may change things)"
+    return dataclasses.replace(base, required=True), why, idempotent
+
+
+def expand(toolset: McpToolset, tools: Iterable[RemoteTool]) -> list[BoundTool]:
+    """The bound tools of a server's listing, as the model sees them."""
+    out: list[BoundTool] = []
+    for tool in selected(toolset, tools):
+        approval, why, idempotent = approval_of(toolset, tool)
+        parameters = dict(tool.input_schema) or {"type": "object"}
+        out.append(
+            BoundTool(
+                spec=McpTool(
+                    name=model_name(toolset.name, tool.name),
+                    description=tool.description,
+                    server=toolset.name,
+                    remote=tool.name,
+                    timeout=toolset.timeout,
+                    idempotent=idempotent,
+                    approval=approval,
+                ),
+                parameters=parameters,
+                validator=Draft202012Validator(parameters),
+                approval_detail=why,
+                quick_check=quick_checker(parameters),
+            )
+        )
+    return out
+
+
+def collisions(
+    spec: Spec, static: Iterable[str], listed: Mapping[str, list[BoundTool]]
+) -> list[Diagnostic]:
+    """A located error per model-visible name two tools of one agent share."""
+    owner: dict[str, str] = {name: f"tool '{name}' of the spec" for name in static}
+    found: list[Diagnostic] = []
+    for server, tools in listed.items():
+        for tool in tools:
+            assert isinstance(tool.spec, McpTool)
+            mine = f"tool '{tool.spec.remote}' of server '{server}'"
+            other = owner.setdefault(tool.name, mine)
+            if other == mine:
+                continue
+            pointer = f"/tools/{escape(server)}"
+            line, col = spec.locations.get(pointer, (1, 1))
+            found.append(
+                Diagnostic(
+                    code="tool-name-collision",
+                    message=f"the model would see {mine} and {other} under one name, '{tool.name}'",
+                    file=spec.path,
+                    line=line,
+                    col=col,
+                    pointer=pointer,
+                    suggestion=f"rename the toolset '{server}', or exclude "
+                    f"'{tool.spec.remote}' with `exclude:`",
+                )
+            )
+    return found
+
+
+class Toolsets:
+    """One drive's connections to tool servers and the agents bound to their listings."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self._opening: dict[str, asyncio.Task[Connection]] = {}
+        self._bound: dict[str, BoundAgent] = {}
+
+    async def connection(self, toolset: McpToolset) -> Connection:
+        """The open connection to `toolset`'s server, connecting on first use (once, however
+        many frames ask at the same time)."""
+        task = self._opening.get(toolset.name)
+        if task is None:
+            from engine import mcp  # the SDK loads only for a run that uses a server
+
+            folder = str(Path(self.spec.path).resolve().parent) if self.spec.path else None
+            task = asyncio.ensure_future(mcp.connect(toolset, folder=folder))
+            self._opening[toolset.name] = task
+        return await asyncio.shield(task)
+
+    async def bind(self, frame: Frame, agent: BoundAgent, ctx: RunContext) -> BoundAgent:
+        """`agent` with its servers' tools; refuses the frame's decided calls whose tool's
+        schema changed, and records what the frame's agent is shown now."""
+        bound = self._bound.get(agent.spec.name)
+        listed: dict[str, dict[str, str]] = {}
+        for toolset in agent.toolsets:
+            connection = await self.connection(toolset)
+            listed[toolset.name] = {
+                model_name(toolset.name, t.name): t.fingerprint
+                for t in selected(toolset, connection.tools)
+            }
+        if bound is None:
+            bound = await self._expand(agent)
+            self._bound[agent.spec.name] = bound
+        _refuse_changed(frame, listed, ctx)
+        undecided = {p.tool for p in frame.pending if p.tool is not None and p.decision is None}
+        shown = dict(frame.toolsets)  # replaced whole: copies of the frame share the old one
+        for server, tools in listed.items():
+            before = frame.toolsets.get(server, {})
+            shown[server] = tools | {t: before[t] for t in undecided if t in before}
+        frame.toolsets = shown
+        return bound
+
+    async def _expand(self, agent: BoundAgent) -> BoundAgent:
+        listed = {t.name: expand(t, (await self.connection(t)).tools) for t in agent.toolsets}
+        problems = collisions(self.spec, agent.tools, listed)
+        if problems:
+            raise SpecError(problems)
+        tools = dict(agent.tools)
+        defs = list(agent.tool_defs)
+        for server_tools in listed.values():
+            for tool in server_tools:
+                tools[tool.name] = tool
+                defs.append(tool_definition(tool, tool.spec.description))
+        return dataclasses.replace(agent, tools=tools, tool_defs=tuple(defs))
+
+    async def aclose(self) -> None:
+        """Close every connection (stopping stdio servers); never raises for a dead one."""
+        tasks, self._opening = list(self._opening.values()), {}
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+            try:
+                connection = await task
+            except (Exception, asyncio.CancelledError):  # never opened: nothing to close
+                continue
+            await connection.aclose()
+
+
+def _refuse_changed(frame: Frame, listed: Mapping[str, Mapping[str, str]], ctx: RunContext) -> None:
+    for entry in list(frame.pending):
+        decision = entry.decision
+        if entry.tool is None or decision is None or decision.kind not in _SENDS:
+            continue
+        for server, seen in frame.toolsets.items():
+            if entry.tool not in seen or server not in listed:
+                continue
+            now = listed[server].get(entry.tool)
+            if now == seen[entry.tool]:
+                break
+            frame.pending.remove(entry)
+            change = (
+                "no longer offers it"
+                if now is None
+                else "now offers a different schema for it than when the call was made"
+            )
+            refuse_call(
+                frame,
+                entry.id,
+                entry.tool,
+                f"error: refused: MCP server {server!r} {change}; the call was not sent. "
+                f"Call {entry.tool} again as the server describes it now",
+                ctx,
+            )
+            break
