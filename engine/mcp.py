@@ -1,7 +1,8 @@
 """The MCP client: the only module that imports the `mcp` SDK (`pip install callcc[mcp]`).
 
 `connect(toolset)` opens one server of a `kind: mcp` toolset, over stdio (`command`: the
-program starts in the spec's folder with the toolset's `env` added) or streamable HTTP
+program starts in the spec's folder with the toolset's `env` added; `python` or `python3`
+there is the interpreter running callcc) or streamable HTTP
 (`url`, with its `headers`), initializes the session and lists every tool (all pages). The
 SDK's transports are anyio task groups, which must be left by the task that entered them:
 one task per connection owns them, and `aclose` asks it to leave (stopping a stdio server).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from typing import Any
@@ -39,6 +41,8 @@ from engine.toolsets import RemoteTool
 
 __all__ = ["CONNECT_TIMEOUT", "McpConnection", "connect", "result_text"]
 
+_PYTHON = frozenset({"python", "python3"})
+"""Programs that mean the Python running callcc (so a server written with the SDK finds it)."""
 CONNECT_TIMEOUT = 30.0
 """Seconds to start, initialize and list a server when the toolset gives no `timeout`."""
 
@@ -102,6 +106,8 @@ class McpConnection:
         toolset = self.toolset
         if toolset.command:
             program, *args = toolset.command
+            if program in _PYTHON:  # the interpreter running callcc, with its packages
+                program = sys.executable
             params = StdioServerParameters(
                 command=program, args=args, env=dict(toolset.env) or None, cwd=self.folder
             )
@@ -173,6 +179,10 @@ def result_text(result: types.CallToolResult) -> str:
     """What the model reads of a tool's result (see the module docstring)."""
     parts = [_block_text(block) for block in result.content]
     structured = result.structured_content
+    if isinstance(structured, dict) and list(structured) == ["result"]:  # a wrapped value
+        inner = structured["result"]
+        if any(p == inner or _same_json(p, inner) for p in parts):
+            structured = None
     if structured is not None and not any(_same_json(p, structured) for p in parts):
         parts.append(json.dumps(structured, ensure_ascii=False))
     return "\n".join(parts)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import difflib
 import fnmatch
 import hashlib
 import re
@@ -42,7 +43,7 @@ from jsonschema import Draft202012Validator
 
 from engine._canonical import fingerprint
 from engine.compile import BoundAgent, BoundTool, quick_checker, tool_definition
-from engine.errors import Diagnostic, SpecError
+from engine.errors import Diagnostic, SpecError, ToolServerError
 from engine.frames import Frame
 from engine.spec.model import Approval, McpTool, McpToolset, Spec
 from engine.spec.yamlload import escape
@@ -59,6 +60,7 @@ __all__ = [
     "collisions",
     "expand",
     "model_name",
+    "resolve",
     "selected",
 ]
 
@@ -305,3 +307,70 @@ def _refuse_changed(frame: Frame, listed: Mapping[str, Mapping[str, str]], ctx: 
                 ctx,
             )
             break
+
+
+async def resolve(spec: Spec) -> list[Diagnostic]:
+    """`callcc validate --resolve` for tool servers: connect to each, list its tools, and
+    report (at the spec's line) a server that cannot be reached, `include`, `exclude` and
+    approval names that match none of its tools (with the closest), and name collisions."""
+    toolsets = Toolsets(spec)
+    found: list[Diagnostic] = []
+    listings: dict[str, list[BoundTool]] = {}
+    try:
+        for toolset in spec.tools.values():
+            if not isinstance(toolset, McpToolset):
+                continue
+            base = f"/tools/{escape(toolset.name)}"
+            try:
+                connection = await toolsets.connection(toolset)
+            except ToolServerError as exc:
+                found.append(_at(spec, base, "mcp-unreachable", str(exc), _reach_hint(toolset)))
+                continue
+            names = [t.name for t in connection.tools]
+            found.extend(_unmatched(spec, toolset, names))
+            listings[toolset.name] = expand(toolset, connection.tools)
+    finally:
+        await toolsets.aclose()
+    for agent in spec.agents.values():
+        static = [n for n in agent.tools if not isinstance(spec.tools.get(n), McpToolset)]
+        mine = {n: listings[n] for n in agent.tools if n in listings}
+        for problem in collisions(spec, static, mine):
+            if problem not in found:
+                found.append(problem)
+    return found
+
+
+def _unmatched(spec: Spec, toolset: McpToolset, names: list[str]) -> list[Diagnostic]:
+    base = f"/tools/{escape(toolset.name)}"
+    places = [(f"{base}/include/{i}", p) for i, p in enumerate(toolset.include)]
+    places += [(f"{base}/exclude/{i}", p) for i, p in enumerate(toolset.exclude)]
+    places += [(f"{base}/approval/tools/{escape(p)}", p) for p in toolset.approval.tools]
+    out = []
+    for pointer, pattern in places:
+        if any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            continue
+        close = difflib.get_close_matches(pattern, names, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'?" if close else None
+        listed = ", ".join(names) or "none"
+        message = f"'{pattern}' matches no tool of server '{toolset.name}' (its tools: {listed})"
+        out.append(_at(spec, pointer, "mcp-unknown-tool", message, hint))
+    return out
+
+
+def _reach_hint(toolset: McpToolset) -> str:
+    if toolset.command:
+        return "check that the command starts the server from the spec's folder"
+    return "check that the server is running and the url is its MCP endpoint"
+
+
+def _at(spec: Spec, pointer: str, code: str, message: str, hint: str | None) -> Diagnostic:
+    line, col = spec.locations.get(pointer, (1, 1))
+    return Diagnostic(
+        code=code,
+        message=message,
+        file=spec.path,
+        line=line,
+        col=col,
+        pointer=pointer,
+        suggestion=hint,
+    )

@@ -130,6 +130,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="only import python tools from modules under PREFIX (repeatable)",
     )
     parser.add_argument(
+        "--allow-command",
+        action="append",
+        metavar="PROGRAM",
+        help="only start MCP stdio servers with PROGRAM (repeatable)",
+    )
+    parser.add_argument(
         "--state",
         dest="state_out",
         metavar="FILE",
@@ -260,6 +266,7 @@ def _runtime(
         spec,
         model_override=args.model,
         allowed_modules=args.allow_module,
+        allowed_commands=args.allow_command,
         store=store,
         observers=shown.observers,
     )
