@@ -193,7 +193,7 @@ def _block_text(block: Any) -> str:
         return block.text
     if isinstance(block, types.ImageContent | types.AudioContent):
         kind = "image" if isinstance(block, types.ImageContent) else "audio"
-        return f"[{kind} {block.mime_type}, {len(block.data) * 3 // 4} bytes, not shown]"
+        return f"[{kind} {block.mime_type}, {_size(block.data)} bytes, not shown]"
     if isinstance(block, types.ResourceLink):
         return f"[resource {block.name} at {block.uri}" + (
             f": {block.description}]" if block.description else "]"
@@ -203,8 +203,12 @@ def _block_text(block: Any) -> str:
         if isinstance(content, types.TextResourceContents):
             return f"[resource {content.uri}]\n{content.text}"
         mime = content.mime_type or "binary"
-        return f"[resource {content.uri}, {mime}, {len(content.blob) * 3 // 4} bytes, not shown]"
+        return f"[resource {content.uri}, {mime}, {_size(content.blob)} bytes, not shown]"
     return f"[{getattr(block, 'type', 'content')} content, not shown]"
+
+
+def _size(base64: str) -> int:
+    return len(base64) * 3 // 4 - base64[-2:].count("=")
 
 
 def _same_json(text: str, value: Any) -> bool:
