@@ -36,8 +36,8 @@ except ImportError as exc:  # pragma: no cover - the `mcp` extra is part of `all
     raise ImportError("MCP tool servers need the mcp SDK: pip install 'callcc[mcp]'") from exc
 
 from engine.errors import ToolServerError
+from engine.server_tools import RemoteTool
 from engine.spec.model import McpToolset
-from engine.toolsets import RemoteTool
 
 __all__ = ["CONNECT_TIMEOUT", "McpConnection", "connect", "result_text"]
 

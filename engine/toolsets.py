@@ -1,18 +1,7 @@
-"""Tools a server lists at run time (`kind: mcp`): what the model sees of them, their
-approvals, a run's connections, and the check of a resumed call against a changed schema.
-
-Names. The model sees a server's tool `TOOL` of the toolset `SET` (its key under `tools:`)
-as `SET_TOOL`, every character outside `[a-zA-Z0-9_-]` replaced by `_`; a name longer than 64
-characters keeps its first 55 and gets `_` and 8 hex digits of the SHA-256 of `SET_TOOL`
-(`model_name`). Two tools of one agent under one name (two servers, or a server and a tool
-of the spec) are a located error at the toolset's line, when the listing is known: at
-`callcc validate --resolve`, or when the run first lists the server.
-
-Approval (`approval_of`). An override under the toolset's `approval.tools` that says
-`required` wins; otherwise the server's annotations decide, as the MCP specification reads
-them: `readOnlyHint: true` runs at once, anything else waits for a person (`destructiveHint`
-defaults to true), and the pending entry's `detail` says why. `idempotentHint: true` makes the
-tool `idempotent`.
+"""Tools a server lists at run time (`kind: mcp`): a run's connections, an agent's tools bound
+to its servers' listings, the check of a resumed call against a changed schema, and
+`validate --resolve`'s check of a spec against the listings. What a listing becomes (the
+names the model sees, approvals from annotations) is `engine.server_tools`.
 
 Lifecycle (`Toolsets`, one per drive of a run). A server is connected when an agent that uses
 it first runs (`RunContext.tools_of`), once per drive, and every connection is closed (a stdio
@@ -32,61 +21,32 @@ import asyncio
 import dataclasses
 import difflib
 import fnmatch
-import hashlib
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from jsonschema import Draft202012Validator
-
-from engine._canonical import fingerprint
-from engine.compile import BoundAgent, BoundTool, quick_checker, tool_definition
+from engine.compile import BoundAgent, BoundTool, tool_definition
 from engine.errors import Diagnostic, SpecError, ToolServerError
 from engine.frames import Frame
-from engine.spec.model import Approval, McpTool, McpToolset, Spec
+from engine.server_tools import (
+    RemoteTool,
+    collisions,
+    expand,
+    located,
+    model_name,
+    selected,
+)
+from engine.spec.model import McpToolset, Spec
 from engine.spec.yamlload import escape
 from engine.tooling import refuse_call
 
 if TYPE_CHECKING:
     from engine.tooling import RunContext
 
-__all__ = [
-    "Connection",
-    "RemoteTool",
-    "Toolsets",
-    "approval_of",
-    "collisions",
-    "expand",
-    "model_name",
-    "resolve",
-    "selected",
-]
+__all__ = ["Connection", "Toolsets", "resolve"]
 
-MAX_NAME = 64
-_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
 _SENDS = frozenset({"approve", "edit", "resume"})
 """Decisions that send a call to its server."""
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RemoteTool:
-    """One tool as a server lists it, transport aside."""
-
-    name: str
-    """Its name on the server."""
-    description: str
-    """The server's description."""
-    input_schema: Mapping[str, Any]
-    """JSON Schema of its arguments."""
-    annotations: Mapping[str, Any]
-    """`readOnlyHint`, `destructiveHint`, `idempotentHint`, ... as the server gives them."""
-
-    @property
-    def fingerprint(self) -> str:
-        """`sha256:` of its name, input schema and annotations (what a call was made for)."""
-        return "sha256:" + fingerprint(self.name, self.input_schema, self.annotations)
 
 
 class Connection(Protocol):
@@ -103,113 +63,6 @@ class Connection(Protocol):
     async def aclose(self) -> None:
         """Close the connection (a stdio server stops)."""
         ...
-
-
-def model_name(toolset: str, tool: str) -> str:
-    """The name the model sees for `tool` of `toolset` (see the module docstring)."""
-    raw = f"{toolset}_{tool}"
-    name = _UNSAFE.sub("_", raw)
-    if len(name) <= MAX_NAME:
-        return name
-    digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    return f"{name[: MAX_NAME - 9]}_{digest}"
-
-
-def _matches(name: str, patterns: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
-def selected(toolset: McpToolset, tools: Iterable[RemoteTool]) -> list[RemoteTool]:
-    """The tools `include` and `exclude` leave, in the server's order."""
-    return [
-        t
-        for t in tools
-        if (not toolset.include or _matches(t.name, toolset.include))
-        and not _matches(t.name, toolset.exclude)
-    ]
-
-
-def approval_of(toolset: McpToolset, tool: RemoteTool) -> tuple[Approval, str | None, bool]:
-    """The tool's approval, why it waits (None: it does not, or the spec says so), and
-    whether it is idempotent (see the module docstring)."""
-    hints = tool.annotations
-    override = next(
-        (o for p, o in toolset.approval.tools.items() if fnmatch.fnmatchcase(tool.name, p)), None
-    )
-    idempotent = hints.get("idempotentHint") is True
-    base = override.approval if override is not None else Approval()
-    if override is not None and override.required is not None:
-        why = f"the spec requires approval for {tool.name}" if override.required else None
-        return dataclasses.replace(base, required=override.required), why, idempotent
-    if hints.get("readOnlyHint") is True:
-        return dataclasses.replace(base, required=False), None, idempotent
-    destructive = hints.get("destructiveHint")
-    if destructive is True:
-        why = f"the server marks {tool.name} as destructive"
-    elif destructive is None:
-        why = (
-            f"the server does not mark {tool.name} as read-only, so it counts as destructive "
-            "(the MCP default)"
-        )
-    else:
-        why = f"the server does not mark {tool.name} as read-only (it may change things)"
-    return dataclasses.replace(base, required=True), why, idempotent
-
-
-def expand(toolset: McpToolset, tools: Iterable[RemoteTool]) -> list[BoundTool]:
-    """The bound tools of a server's listing, as the model sees them."""
-    out: list[BoundTool] = []
-    for tool in selected(toolset, tools):
-        approval, why, idempotent = approval_of(toolset, tool)
-        parameters = dict(tool.input_schema) or {"type": "object"}
-        out.append(
-            BoundTool(
-                spec=McpTool(
-                    name=model_name(toolset.name, tool.name),
-                    description=tool.description,
-                    server=toolset.name,
-                    remote=tool.name,
-                    timeout=toolset.timeout,
-                    idempotent=idempotent,
-                    approval=approval,
-                ),
-                parameters=parameters,
-                validator=Draft202012Validator(parameters),
-                approval_detail=why,
-                quick_check=quick_checker(parameters),
-            )
-        )
-    return out
-
-
-def collisions(
-    spec: Spec, static: Iterable[str], listed: Mapping[str, list[BoundTool]]
-) -> list[Diagnostic]:
-    """A located error per model-visible name two tools of one agent share."""
-    owner: dict[str, str] = {name: f"tool '{name}' of the spec" for name in static}
-    found: list[Diagnostic] = []
-    for server, tools in listed.items():
-        for tool in tools:
-            assert isinstance(tool.spec, McpTool)
-            mine = f"tool '{tool.spec.remote}' of server '{server}'"
-            other = owner.setdefault(tool.name, mine)
-            if other == mine:
-                continue
-            pointer = f"/tools/{escape(server)}"
-            line, col = spec.locations.get(pointer, (1, 1))
-            found.append(
-                Diagnostic(
-                    code="tool-name-collision",
-                    message=f"the model would see {mine} and {other} under one name, '{tool.name}'",
-                    file=spec.path,
-                    line=line,
-                    col=col,
-                    pointer=pointer,
-                    suggestion=f"rename the toolset '{server}', or exclude "
-                    f"'{tool.spec.remote}' with `exclude:`",
-                )
-            )
-    return found
 
 
 class Toolsets:
@@ -324,7 +177,7 @@ async def resolve(spec: Spec) -> list[Diagnostic]:
             try:
                 connection = await toolsets.connection(toolset)
             except ToolServerError as exc:
-                found.append(_at(spec, base, "mcp-unreachable", str(exc), _reach_hint(toolset)))
+                found.append(located(spec, base, "mcp-unreachable", str(exc), _reach_hint(toolset)))
                 continue
             names = [t.name for t in connection.tools]
             found.extend(_unmatched(spec, toolset, names))
@@ -353,7 +206,7 @@ def _unmatched(spec: Spec, toolset: McpToolset, names: list[str]) -> list[Diagno
         hint = f"did you mean '{close[0]}'?" if close else None
         listed = ", ".join(names) or "none"
         message = f"'{pattern}' matches no tool of server '{toolset.name}' (its tools: {listed})"
-        out.append(_at(spec, pointer, "mcp-unknown-tool", message, hint))
+        out.append(located(spec, pointer, "mcp-unknown-tool", message, hint))
     return out
 
 
@@ -361,16 +214,3 @@ def _reach_hint(toolset: McpToolset) -> str:
     if toolset.command:
         return "check that the command starts the server from the spec's folder"
     return "check that the server is running and the url is its MCP endpoint"
-
-
-def _at(spec: Spec, pointer: str, code: str, message: str, hint: str | None) -> Diagnostic:
-    line, col = spec.locations.get(pointer, (1, 1))
-    return Diagnostic(
-        code=code,
-        message=message,
-        file=spec.path,
-        line=line,
-        col=col,
-        pointer=pointer,
-        suggestion=hint,
-    )

@@ -20,7 +20,7 @@ from engine.errors import SpecError, UsageError
 from engine.render import spec_graph
 from engine.render.dot import to_dot
 from engine.runtime import Failed, Finished, Suspended
-from engine.toolsets import model_name
+from engine.server_tools import model_name
 
 TESTS = Path(__file__).resolve().parent
 SERVER = str(TESTS / "mcp_server.py")

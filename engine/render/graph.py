@@ -46,6 +46,7 @@ from engine.render.styles import (
     WAITING,
     add_legend,
 )
+from engine.server_tools import RemoteTool, approval_of, selected
 from engine.spec.model import (
     DEFAULT_MAX_TOOL_CALLS,
     DEFAULT_MAX_TURNS,
@@ -57,7 +58,6 @@ from engine.spec.model import (
     PythonTool,
     Spec,
 )
-from engine.toolsets import RemoteTool, approval_of, selected
 
 TEXT_WIDTH = 70
 """Characters of a frame's user and assistant text shown."""
