@@ -1,8 +1,10 @@
 """An MCP server for the tests, written with the official SDK (`MCPServer`).
 
 Every execution is appended to the file `MCP_LOG` names, one JSON line (`{"tool": ..., ...}`),
-so a test sees exactly what ran; `MCP_STARTED` names a file that gets a line per start. `MCP_SCHEMA=2` offers `erase` with another schema (a new
-required `reason`), for the test of a schema that changed between suspend and resume.
+so a test sees exactly what ran; `MCP_STARTED` names a file that gets a line per start.
+`MCP_SCHEMA=2` offers `erase` with another schema (a new required `reason`), for the test of
+a schema that changed between suspend and resume. `hang` writes a line to the FIFO
+`MCP_SIGNAL` names (so a test knows the call is running) and never returns.
 
 `python mcp_server.py` serves over stdio; `python mcp_server.py --http` binds a free loopback
 port, prints it on a line of its own once the socket listens, and serves streamable HTTP at
@@ -15,6 +17,7 @@ import json
 import os
 import socket
 import sys
+import threading
 from typing import Any
 
 from mcp.server.mcpserver import Image, MCPServer
@@ -66,6 +69,16 @@ def crash(account: str) -> str:
     """The server dies in the middle of the call."""
     _log("crash", account=account)
     os._exit(1)
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+def hang(account: str) -> str:
+    """Says it runs, then never answers (the test kills the process driving the run)."""
+    _log("hang", account=account)
+    with open(os.environ["MCP_SIGNAL"], "w", encoding="utf-8") as fifo:
+        fifo.write("running\n")
+    threading.Event().wait()
+    return "never"
 
 
 @server.tool(annotations=ToolAnnotations(read_only_hint=True), structured_output=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -326,9 +327,9 @@ def test_validate_never_starts_a_server_and_resolve_reports_names_that_match_not
     lines = [line for line in resolved.stdout.splitlines() if "error[" in line]
     assert lines == [
         f"{path}:19:7: error[mcp-unknown-tool]: 'lokup' matches no tool of server 'ledger' "
-        "(its tools: lookup, erase, fail, crash, chart)",
+        "(its tools: lookup, erase, fail, crash, hang, chart)",
         f"{path}:22:9: error[mcp-unknown-tool]: 'erse' matches no tool of server 'ledger' "
-        "(its tools: lookup, erase, fail, crash, chart)",
+        "(its tools: lookup, erase, fail, crash, hang, chart)",
     ]
     assert "help: did you mean 'lookup'?" in resolved.stdout
     assert "help: did you mean 'erase'?" in resolved.stdout
@@ -355,3 +356,37 @@ def test_a_server_that_cannot_be_reached_fails_the_run_resumably(tmp_path: Path)
     out = runtime.run("hi")
     assert isinstance(out, Failed) and out.resumable
     assert out.reason.startswith("MCP server 'ledger': cannot connect")
+
+
+def test_a_stored_run_keeps_its_toolsets_and_a_recovery_never_reruns_a_running_call(
+    tmp_path: Path,
+) -> None:
+    log, signal = tmp_path / "stdio.log", tmp_path / "signal"
+    os.mkfifo(signal)
+    turns = [calls(("c1", "ledger_hang", {"account": "ada"})), {"text": "done"}]
+    path = write_spec(tmp_path, stdio(log, MCP_SIGNAL=str(signal)), turns)
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    cli = [sys.executable, "-m", "engine", "run", str(path), "-p", "go", "--quiet"]
+    driver = subprocess.Popen([*cli, "--store", url, "--run-id", "r1"], stderr=subprocess.PIPE)
+    fd = os.open(signal, os.O_RDWR)  # never blocks, and never reads an end of file
+    try:  # wait (with a limit) until the server says the call runs
+        readable, _, _ = select.select([fd], [], [], 120)
+        assert readable, "the call never started"
+        assert os.read(fd, 100) == b"running\n"
+    finally:
+        os.close(fd)
+    driver.kill()  # the process driving the run dies mid-call
+    driver.wait(timeout=60)
+    assert driver.stderr is not None
+    driver.stderr.close()
+    [ran] = executions(log)
+    os.kill(ran["pid"], 9)  # the server it started, orphaned
+    with Runtime(load_spec(path), store=url) as runtime:
+        out = runtime.recover("r1", force=True)
+    assert isinstance(out, Suspended)
+    # the store kept the frame's toolsets: that is how the recovery knew c1 was a server's call
+    assert "ledger_hang" in out.continuation.frames()[0][1].toolsets["ledger"]
+    [pending] = out.continuation.pending()
+    assert (pending.id, pending.reason) == ("c1", "error")
+    assert "nobody knows whether it took effect" in (pending.detail or "")
+    assert [e["tool"] for e in executions(log)] == ["hang"]  # not sent again
