@@ -149,6 +149,7 @@ def test_stdio_read_only_runs_at_once_destructive_waits_and_approve_runs_it_once
         "ledger_erase",
         "ledger_fail",
         "ledger_crash",
+        "ledger_hang",
         "ledger_chart",
     }
     assert root.toolsets["ledger"]["ledger_erase"].startswith("sha256:")
