@@ -16,8 +16,15 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `loop`: `step(frame) -> Continue | Suspend | Finish | Fail` and the driver.
 - `steps`: those step types, a leaf the loop, the runners and the runtime share.
 - `tooling`: one turn's tool calls: sort, gate, apply decisions, run, record; `RunContext`.
-- `runners/`: one runner per tool kind (`python`, `agent`, `external`) in one registry
+- `runners/`: one runner per tool kind (`python`, `agent`, `external`, `mcp`) in one registry
   (`runners/base` documents the interface).
+- `server_tools`: what an MCP server's listing becomes: the names the model sees, include and
+  exclude, approvals from the tools' annotations and the spec's overrides, name collisions.
+- `toolsets`: a run's connections to MCP servers (opened when an agent first runs, closed when
+  the drive ends), agents bound to the listings, schema fingerprints kept in frames and the
+  refusal of a resumed call whose schema changed; `resolve` for `validate --resolve`.
+- `mcp`: the MCP client over stdio and streamable HTTP, results as text; the only module
+  importing the `mcp` SDK (loaded when a run first connects).
 - `events`: the typed run events and `Observers`; the loop emits them, knowing no consumer;
   `_emit` builds them from the loop's state (only when the run has observers).
 - `continuation`: the document, its decision API, versions; `_codec` parses and checks it.

@@ -48,7 +48,9 @@ _COUNTERS_NUM = ("extra_seconds", "elapsed", "pause_elapsed")
 _SAME_AS = {"attempts": "turns", "pause_turns": "turns", "pause_elapsed": "elapsed"}
 """Counters left out when equal to another (the usual case): absent means equal."""
 _COUNTER_KEYS = frozenset(_COUNTERS_INT + _COUNTERS_NUM)
-_FRAME_KEYS = frozenset({"agent", "messages", "counters", "ledger", "results", "pending"})
+_FRAME_KEYS = frozenset(
+    {"agent", "messages", "counters", "ledger", "results", "pending", "toolsets"}
+)
 _PENDING_KEYS = frozenset(
     {"id", "reason", "tool", "arguments", "decisions", "fingerprint"}
     | {"prompt", "detail", "decision", "child", "expires_at", "approvers"}
@@ -107,6 +109,8 @@ def _frame_to_data(
         data["results"] = dict(frame.results)  # a snapshot: the frame goes on changing
     if frame.pending:
         data["pending"] = [_pending_to_data(p, child_ref) for p in frame.pending]
+    if frame.toolsets:
+        data["toolsets"] = frame.toolsets
     return data
 
 
@@ -214,6 +218,8 @@ def _frame_from_data(raw: Any, ptr: str, links: list[tuple[Pending, int, str]]) 
                 "expected a string", pointer=f"{ptr}/results/{_escape(call_id)}"
             )
     frame.results = dict(results)
+    if "toolsets" in obj:
+        frame.toolsets = _toolsets(obj["toolsets"], f"{ptr}/toolsets")
     pending_raw = obj.get("pending", [])
     if not isinstance(pending_raw, list):
         raise ContinuationError("expected a list", pointer=f"{ptr}/pending")
@@ -224,6 +230,20 @@ def _frame_from_data(raw: Any, ptr: str, links: list[tuple[Pending, int, str]]) 
         if child is not None:
             links.append((entry, child, f"{where}/child"))
     return frame
+
+
+def _toolsets(raw: Any, ptr: str) -> dict[str, dict[str, str]]:
+    """Per server, tool name -> schema fingerprint (see `Frame.toolsets`)."""
+    out: dict[str, dict[str, str]] = {}
+    for server, tools in _object(raw, ptr).items():
+        where = f"{ptr}/{_escape(server)}"
+        for name, value in _object(tools, where).items():
+            if not isinstance(value, str) or not value.startswith("sha256:"):
+                raise ContinuationError(
+                    "expected a schema fingerprint (sha256:...)", pointer=f"{where}/{_escape(name)}"
+                )
+        out[server] = dict(tools)
+    return out
 
 
 def _counter(value: Any, whole: bool) -> int | float | None:

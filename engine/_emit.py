@@ -212,7 +212,9 @@ def tool_outcome(call: Call, outcome: Outcome, ctx: RunContext) -> None:
     a person or the outside (a suspended sub-agent's own entries were announced already)."""
     frame, name = call.frame, call.tool.name
     if isinstance(outcome, Done):
-        tool_finished(frame, call.id, name, "done", outcome.text, ctx)
+        tool_finished(
+            frame, call.id, name, "failed" if outcome.failed else "done", outcome.text, ctx
+        )
     elif isinstance(outcome, Failure):
         tool_finished(frame, call.id, name, "failed", outcome.reason, ctx)
     elif outcome.entry.reason != "subagent":

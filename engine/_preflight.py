@@ -14,6 +14,7 @@ from engine.compile import BoundAgent, BoundTool, Program
 from engine.continuation import Continuation
 from engine.errors import ContinuationError, DecisionError, SpecChangedError
 from engine.frames import Frame, Message, Pending, walk
+from engine.spec.model import McpToolset
 from engine.tooling import argument_fault, argument_problem, decode_arguments
 from engine.waits import allowed
 
@@ -65,12 +66,15 @@ def _check_frame(program: Program, frame: Frame, ptr: str) -> None:
     waiting = {entry.id for entry in frame.pending}
     if len(waiting) != len(frame.pending):
         raise ContinuationError("two pending entries share an id", pointer=f"{ptr}/pending")
+    served = _served(agent, frame)
     for call_id, call in in_flight.items():
         status = frame.ledger.get(call_id)
         if status == "running" and call_id not in waiting:
             tool = agent.tools.get(call["function"]["name"])
             arguments = _parsed(call)
-            if (
+            if call["function"]["name"] in served:  # its schema is the server's: not known yet
+                pass
+            elif (
                 tool is None
                 or not isinstance(arguments, dict)
                 or argument_problem(tool, arguments)
@@ -95,13 +99,27 @@ def _check_frame(program: Program, frame: Frame, ptr: str) -> None:
             raise ContinuationError(
                 f"call {entry.id!r} is pending and has a result", pointer=f"{where}/id"
             )
-        _check_entry(program, agent, entry, where, in_flight)
+        _check_entry(program, agent, entry, where, in_flight, served)
+
+
+def _served(agent: BoundAgent, frame: Frame) -> frozenset[str]:
+    """The names of the agent's server tools (`kind: mcp`) its frame records being shown;
+    their schemas and approvals are known only once the servers are listed again, which
+    `engine.toolsets` checks the calls against."""
+    if not agent.toolsets or not frame.toolsets:
+        return frozenset()
+    return frozenset(name for t in agent.toolsets for name in frame.toolsets.get(t.name, {}))
 
 
 def _check_entry(
-    program: Program, agent: BoundAgent, entry: Pending, where: str, in_flight: dict[str, Message]
+    program: Program,
+    agent: BoundAgent,
+    entry: Pending,
+    where: str,
+    in_flight: dict[str, Message],
+    served: frozenset[str] = frozenset(),
 ) -> None:
-    if entry.tool is not None and entry.tool not in agent.tools:
+    if entry.tool is not None and entry.tool not in agent.tools and entry.tool not in served:
         raise ContinuationError(
             f"pending call {entry.id!r} names tool {entry.tool!r}, which its agent "
             "does not have in the spec",
@@ -128,7 +146,7 @@ def _check_entry(
                 "the document was modified",
                 pointer=f"{where}/arguments",
             )
-    allowed = _allowed(program, entry)
+    allowed = _server_decisions(agent) if entry.tool in served else _allowed(program, entry)
     extra = set(entry.decisions) - allowed
     if extra:
         raise ContinuationError(
@@ -177,8 +195,20 @@ def _check_edit(agent: BoundAgent, entry: Pending, arguments: dict[str, Any]) ->
 def _allowed(program: Program, entry: Pending) -> frozenset[str]:
     if entry.tool is not None and entry.reason == "approval":
         tool = program.spec.tools.get(entry.tool)
-        return frozenset(tool.approval.decisions) if tool else frozenset()
+        if tool is None or isinstance(tool, McpToolset):
+            return frozenset()
+        return frozenset(tool.approval.decisions)
     return frozenset(allowed(entry.reason, call=entry.tool is not None))
+
+
+def _server_decisions(agent: BoundAgent) -> frozenset[str]:
+    """Every decision a tool of the agent's servers may allow (the default approval's and
+    every override's), or that an `error` entry allows."""
+    kinds = set(allowed("error", call=True)) | set(allowed("approval", call=True))
+    for toolset in agent.toolsets:
+        for override in toolset.approval.tools.values():
+            kinds.update(override.approval.decisions)
+    return frozenset(kinds)
 
 
 def _needs_a_decision(agent: BoundAgent, tool: BoundTool) -> bool:

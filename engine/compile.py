@@ -19,9 +19,18 @@ from jsonschema import Draft202012Validator
 from engine.errors import Diagnostic, SpecError, UsageError
 from engine.models.base import ModelClient
 from engine.models.scripted import ScriptedModel
-from engine.spec._semantic import FORBIDDEN_MODULES
+from engine.spec._semantic import FORBIDDEN_MODULES, command_allowed
 from engine.spec.check import sort_diagnostics
-from engine.spec.model import Agent, AgentTool, ExternalTool, Model, PythonTool, Spec, Tool
+from engine.spec.model import (
+    Agent,
+    AgentTool,
+    CallableTool,
+    ExternalTool,
+    McpToolset,
+    Model,
+    PythonTool,
+    Spec,
+)
 from engine.spec.signature import Mismatch, locate_in, located, signature_mismatches
 from engine.tools import ToolRefError, context_parameter, import_ref, infer_parameters
 
@@ -38,8 +47,8 @@ ANY_OBJECT: Mapping[str, Any] = {"type": "object"}
 class BoundTool:
     """A tool ready to call."""
 
-    spec: Tool
-    """The tool as declared."""
+    spec: CallableTool
+    """The tool as declared (or, for a tool of an MCP server, as its listing gives it)."""
     parameters: Mapping[str, Any]
     """JSON Schema of its arguments (declared or inferred)."""
     validator: Draft202012Validator
@@ -50,6 +59,9 @@ class BoundTool:
     """True when `func` is a coroutine function."""
     context_param: str | None = None
     """Name of the parameter that receives a `ToolContext`, if any."""
+    approval_detail: str | None = None
+    """Why calls wait for approval, for the pending entry's `detail` (MCP tools: what the
+    server's annotations say); None when the spec's `approval` is the reason."""
     quick_check: Callable[[dict[str, Any]], bool] = lambda _: False
     """A fast check for simple flat schemas: True means valid for sure; False means ask
     `validator` (which also explains what is wrong)."""
@@ -72,6 +84,9 @@ class BoundAgent:
     """Its tools by name."""
     tool_defs: tuple[Mapping[str, Any], ...]
     """Its tools in OpenAI `tools=` format."""
+    toolsets: tuple[McpToolset, ...] = ()
+    """Its tool servers, whose tools a run lists when the agent first runs
+    (`engine.toolsets` binds them); not in `tools` and `tool_defs` until then."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -82,6 +97,13 @@ class Program:
     """The spec compiled."""
     agents: Mapping[str, BoundAgent]
     """Every agent by name."""
+    allowed_commands: tuple[str, ...] | None = None
+    """The runtime's `--allow-command` programs (None: only the spec's `allow_commands`)."""
+
+    @property
+    def has_toolsets(self) -> bool:
+        """True when an agent uses a tool server (a run then needs `engine.toolsets`)."""
+        return any(a.toolsets for a in self.agents.values())
 
 
 def compile_spec(
@@ -89,14 +111,18 @@ def compile_spec(
     *,
     model_override: ModelClient | str | None = None,
     allowed_modules: Sequence[str] | None = None,
+    allowed_commands: Sequence[str] | None = None,
 ) -> Program:
     """Bind every agent's model and tools. `model_override` replaces every agent's model: a
     client object, a model name from the spec, or `scripted:PATH`. Python tools are imported
-    only from modules the spec's `allow_modules` and the caller's `allowed_modules` allow."""
+    only from modules the spec's `allow_modules` and the caller's `allowed_modules` allow;
+    stdio servers start only programs its `allow_commands` and `allowed_commands` allow."""
     search_path = str(Path(spec.path).resolve().parent) if spec.path else None
     for tool in spec.tools.values():
         if isinstance(tool, PythonTool):
             check_module_allowed(tool, spec.allow_modules, allowed_modules)
+        elif isinstance(tool, McpToolset) and tool.command:
+            check_command_allowed(tool, spec.allow_commands, allowed_commands)
     override = _resolve_override(spec, model_override)
     clients: dict[str, ModelClient] = {}
     tools = _bind_tools(spec, search_path)
@@ -108,14 +134,40 @@ def compile_spec(
             if agent.model not in clients:
                 clients[agent.model] = build_model(spec.models[agent.model])
             client = clients[agent.model]
-        own = {t: tools[t] for t in agent.tools}
+        own = {t: tools[t] for t in agent.tools if t in tools}
         agents[name] = BoundAgent(
             spec=agent,
             model=client,
             tools=own,
-            tool_defs=tuple(_definition(t, spec.tool_description(t.name)) for t in own.values()),
+            tool_defs=tuple(
+                tool_definition(t, spec.tool_description(t.name)) for t in own.values()
+            ),
+            toolsets=tuple(
+                t for t in (spec.tools[n] for n in agent.tools) if isinstance(t, McpToolset)
+            ),
         )
-    return Program(spec=spec, agents=agents)
+    commands = tuple(allowed_commands) if allowed_commands is not None else None
+    return Program(spec=spec, agents=agents, allowed_commands=commands)
+
+
+def check_command_allowed(
+    tool: McpToolset, spec_allows: Sequence[str], runtime_allows: Sequence[str] | None
+) -> None:
+    """Refuse a stdio server whose program either allowlist leaves out."""
+    program = tool.command[0]
+    for source, allows in (
+        ("the spec's allow_commands", spec_allows),
+        ("the runtime's allowed_commands (--allow-command)", runtime_allows),
+    ):
+        if allows and not command_allowed(program, allows):
+            raise UsageError(
+                f"tool {tool.name!r}: program {program!r} is not allowed by {source} "
+                f"({', '.join(allows)}); allow it there, or start the server with another"
+            )
+    if runtime_allows is not None and not runtime_allows:
+        raise UsageError(
+            f"tool {tool.name!r}: the runtime allows no stdio servers (allowed_commands=[])"
+        )
 
 
 def check_module_allowed(
@@ -172,6 +224,8 @@ def _bind_tools(spec: Spec, search_path: str | None) -> dict[str, BoundTool]:
     found: list[Diagnostic] = []
     locate = locate_in(spec.locations)
     for name, tool in spec.tools.items():
+        if isinstance(tool, McpToolset):  # its tools are listed by the server at run time
+            continue
         try:
             bound = _bind_tool(tool, search_path)
         except ToolRefError as exc:
@@ -188,7 +242,9 @@ def _bind_tools(spec: Spec, search_path: str | None) -> dict[str, BoundTool]:
     return tools
 
 
-def _bind_tool(tool: Tool, search_path: str | None) -> BoundTool | list[Mismatch]:
+def _bind_tool(
+    tool: PythonTool | AgentTool | ExternalTool, search_path: str | None
+) -> BoundTool | list[Mismatch]:
     if isinstance(tool, PythonTool):
         func = import_ref(tool.ref, search_path)
         if tool.parameters:
@@ -277,7 +333,8 @@ def quick_checker(schema: Mapping[str, Any]) -> Callable[[dict[str, Any]], bool]
     return check
 
 
-def _definition(tool: BoundTool, description: str) -> Mapping[str, Any]:
+def tool_definition(tool: BoundTool, description: str) -> Mapping[str, Any]:
+    """`tool` as an entry of the OpenAI `tools=` list."""
     return {
         "type": "function",
         "function": {

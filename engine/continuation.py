@@ -19,6 +19,8 @@ Versions of the document (`version`), newest last; every version listed here sti
     (`engine.tracing`).
   - 1, minor addition: a pending entry's `expires_at` (when it is rejected unless decided)
     and `approvers` (who may decide), both optional and outside the fingerprint.
+  - 1, minor addition: `frames[].toolsets`, per MCP server the agent was shown, each tool's
+    schema fingerprint (`engine.toolsets`).
 
 A continuation made by a `Runtime` that has signing keys carries its key in memory (never in
 the document): its decisions stay signed and `to_json` signs. One parsed from JSON is only
@@ -49,7 +51,8 @@ SUPPORTED_VERSIONS = (1,)
 CHANGELOG = {
     1: "first version: flat frames, counters, ledger, pending entries, decisions; "
     "optional since: `usage` and the token counters, `trace` (a W3C trace context), "
-    "a pending entry's `expires_at` and `approvers`",
+    "a pending entry's `expires_at` and `approvers`, "
+    "`frames[].toolsets` (MCP tool schema fingerprints)",
 }
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 """Documents larger than this are refused before parsing."""

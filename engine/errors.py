@@ -104,6 +104,14 @@ class ToolTimeoutError(ToolFailure):
         super().__init__(tool, f"timed out after {timeout_seconds:g} s")
 
 
+class ToolServerError(RunError):
+    """A tool server (`kind: mcp`) could not be reached, failed, or broke off a call."""
+
+    def __init__(self, server: str, message: str) -> None:
+        self.server = server
+        super().__init__(f"MCP server {server!r}: {message}")
+
+
 class ConflictError(UsageError):
     """Another process changed the run first (a second resume, a concurrent recovery)."""
 

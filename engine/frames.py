@@ -321,6 +321,9 @@ class Frame:
     """This frame as pending paths name it: each sub-agent with the id of the call that
     started it (`hr_agent/account_agent@call_hr_1`); unlike `names`, two invocations of one
     agent side by side differ. Set with `path`, in memory only."""
+    toolsets: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per tool server this frame's agent was shown (`kind: mcp`): its tools by the name the
+    model sees -> the fingerprint of the tool's schema then (see `engine.toolsets`)."""
     decoded: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Arguments of the current turn's calls marked running, as decoded when the turn was
     sorted, until they run (in memory only: a frame read from a document decodes again)."""
@@ -395,6 +398,7 @@ def _shallow(frame: Frame) -> Frame:
         output_tokens=frame.output_tokens,
         ledger=dict(frame.ledger),
         results=dict(frame.results),
+        toolsets=frame.toolsets,  # replaced whole, never mutated in place
         path=frame.path,
         names=frame.names,
         invocation=frame.invocation,

@@ -222,7 +222,7 @@ def unsnapped(events: list[Event]) -> int:
     return sum(1 for event in events if event.kind != "snapshot")
 
 
-_MAPS = ("counters", "ledger", "results")
+_MAPS = ("counters", "ledger", "results", "toolsets")
 
 
 def _closed(state: dict[str, Any], new_messages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -389,10 +389,13 @@ def _settle_running(path: str, frames: Mapping[str, dict[str, Any]], spec: Spec)
         status = ledger.get(call_id)
         if status not in ("running", "failed") or call_id in results or call_id in waiting:
             continue
-        tool = spec.tools.get(call["function"]["name"])
-        if tool is None:
+        name = call["function"]["name"]
+        tool = spec.tools.get(name)
+        served = any(name in tools for tools in state.get("toolsets", {}).values())
+        if tool is None and not (served and status == "running"):
             continue
-        if status == "failed" and (tool.kind != "agent" or f"{path}/{call_id}" not in frames):
+        is_agent = tool is not None and tool.kind == "agent"
+        if status == "failed" and (not is_agent or f"{path}/{call_id}" not in frames):
             continue  # only a failed sub-agent leaves a call failed without a result: the
             # process died before the failure was recorded, so its frame is driven to it again
         try:
@@ -400,7 +403,10 @@ def _settle_running(path: str, frames: Mapping[str, dict[str, Any]], spec: Spec)
         except json.JSONDecodeError:
             continue
         child = frames.get(f"{path}/{call_id}")
-        if tool.kind == "agent" and child is not None and _finished(child):
+        if tool is None:  # an MCP server's tool: whether it is idempotent is the server's to say
+            ledger[call_id] = "pending"
+            pending.append(_unknown_outcome(call_id, name, arguments))
+        elif tool.kind == "agent" and child is not None and _finished(child):
             ledger[call_id] = "done"  # the sub-agent answered; only its parent missed it
             results[call_id] = child["messages"][-1].get("content") or ""
             _fold_counts(state, child["state"])  # its frame is dropped: keep its tokens
@@ -434,22 +440,22 @@ def _settle_running(path: str, frames: Mapping[str, dict[str, Any]], spec: Spec)
             )
         elif tool.kind == "python" and not tool.idempotent:
             ledger[call_id] = "pending"
-            pending.append(
-                {
-                    "id": call_id,
-                    "reason": "error",
-                    "tool": tool.name,
-                    "arguments": arguments,
-                    "decisions": list(CALL_WAITS["error"]),
-                    "fingerprint": call_fingerprint(
-                        call_id, tool.name, arguments, "error", CALL_WAITS["error"]
-                    ),
-                    "detail": f"the process stopped while {tool.name} was running and nobody "
-                    "knows whether it took effect: approve to run it again, answer to supply "
-                    "its result, reject to skip it",
-                }
-            )
+            pending.append(_unknown_outcome(call_id, tool.name, arguments))
         # idempotent python tools and sub-agents without a checkpoint simply run again
+
+
+def _unknown_outcome(call_id: str, tool: str, arguments: Any) -> dict[str, Any]:
+    """The `error` entry of a call that was running when its process stopped."""
+    return {
+        "id": call_id,
+        "reason": "error",
+        "tool": tool,
+        "arguments": arguments,
+        "decisions": list(CALL_WAITS["error"]),
+        "fingerprint": call_fingerprint(call_id, tool, arguments, "error", CALL_WAITS["error"]),
+        "detail": f"the process stopped while {tool} was running and nobody knows whether it "
+        "took effect: approve to run it again, answer to supply its result, reject to skip it",
+    }
 
 
 def _fold_counts(state: dict[str, Any], child: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from engine import _emit
 from engine.compile import BoundAgent
-from engine.errors import ModelError, ScriptError
+from engine.errors import ModelError, ScriptError, ToolServerError
 from engine.frames import Frame, Pending
 from engine.models.base import ModelReply, ModelRequest
 from engine.steps import (
@@ -45,6 +45,14 @@ async def drive(frame: Frame, ctx: RunContext) -> End:
     durable = ctx.durable
     if ctx.observers:
         _emit.agent_started(frame, ctx)
+    if agent.toolsets:  # its servers' tools: listed (connecting) when the agent first runs
+        try:
+            agent = await ctx.tools_of(frame, agent)
+        except ToolServerError as exc:
+            failed = fail_resumably(frame, str(exc))
+            if ctx.observers:
+                _emit.agent_ended(frame, failed, ctx)
+            return failed
     while True:
         started = clock()
         result = await step(frame, agent, ctx)

@@ -58,6 +58,7 @@ from engine.store import RunStore, open_store
 from engine.store._aio import Blocking, async_face
 from engine.store.base import AsyncRunStore, Lease
 from engine.tooling import RunContext
+from engine.toolsets import Toolsets
 from engine.tracing import observer as tracing_observer
 from engine.usage import Usage, of_stack
 
@@ -146,6 +147,7 @@ class Runtime:
         model_override: ModelClient | str | None = None,
         secret_key: str | bytes | Sequence[str | bytes] | None = None,
         allowed_modules: Sequence[str] | None = None,
+        allowed_commands: Sequence[str] | None = None,
         store: RunStore | str | None = None,
         lease_seconds: float | None = None,
         observers: Iterable[Observer] = (),
@@ -155,7 +157,8 @@ class Runtime:
         """Compile `spec`. `secret_key` (one key, or several: the first signs, all verify)
         defaults to `CALLCC_SECRET_KEY` / `CALLCC_SECRET_KEY_FILE`; without any key,
         continuations are unsigned. `allowed_modules` narrows where python tools may come from
-        (on top of the spec's own `allow_modules`). `store` (a `RunStore` or a URL such as
+        (on top of the spec's own `allow_modules`), `allowed_commands` the programs MCP stdio
+        servers may start with (on top of `allow_commands`). `store` (a `RunStore` or a URL such as
         `sqlite:///.callcc/runs.db`) keeps every run durably, checkpointed at every step;
         while this runtime drives a stored run it holds the run's lease, `lease_seconds` long
         (default `CALLCC_LEASE_SECONDS`, else 30 s) and renewed while it works, so no other
@@ -180,7 +183,10 @@ class Runtime:
         """How long the lease on a run this runtime drives lasts unless renewed."""
         self.keys = normalize_keys(secret_key) if secret_key is not None else keys_from_env()
         self.program: Program = compile_spec(
-            spec, model_override=model_override, allowed_modules=allowed_modules
+            spec,
+            model_override=model_override,
+            allowed_modules=allowed_modules,
+            allowed_commands=allowed_commands,
         )
         self._consumed: dict[str, None] = {}
         """Nonces this runtime resumed without a store (the store keeps its own), oldest first,
@@ -188,7 +194,7 @@ class Runtime:
         # Eager driving skips the event loop's round trip, but libraries that ask which async
         # library runs them (httpx, anyio: the openai client) need a real task: only when every
         # model is scripted and every tool is sync is the whole run free of such code.
-        self._eager = all(
+        self._eager = not self.program.has_toolsets and all(
             isinstance(a.model, ScriptedModel) and not any(t.is_async for t in a.tools.values())
             for a in self.program.agents.values()
         )
@@ -504,16 +510,21 @@ class Runtime:
             observers=observers,
             off_loop=leased and not blocking,
             clock=self.clock,
+            toolsets=Toolsets(self.spec) if self.program.has_toolsets else None,
         )
-        if journal is not None and journal.lease is not None and blocking:
-            assert self.store is not None  # a thread renews through the blocking store
-            with lease.heartbeat(self.store, run_id, journal.lease):
+        try:
+            if journal is not None and journal.lease is not None and blocking:
+                assert self.store is not None  # a thread renews through the blocking store
+                with lease.heartbeat(self.store, run_id, journal.lease):
+                    result = await drive(root, ctx)
+            elif journal is not None and journal.lease is not None:
+                async with lease.aheartbeat(journal.store, run_id, journal.lease):  # a task
+                    result = await drive(root, ctx)
+            else:
                 result = await drive(root, ctx)
-        elif journal is not None and journal.lease is not None:
-            async with lease.aheartbeat(journal.store, run_id, journal.lease):  # a task
-                result = await drive(root, ctx)
-        else:
-            result = await drive(root, ctx)
+        finally:  # nothing keeps running while a run waits: servers stop with the drive
+            if ctx.toolsets is not None:
+                await ctx.toolsets.aclose()
         outcome = self._outcome(result, root, run_id)
         if journal is not None:
             await journal.settle(

@@ -30,6 +30,7 @@ from engine.steps import End
 
 if TYPE_CHECKING:
     from engine.journal import Journal
+    from engine.toolsets import Toolsets
 
 __all__ = [
     "Driver",
@@ -40,6 +41,7 @@ __all__ = [
     "classify",
     "decode_arguments",
     "parse_arguments",
+    "refuse_call",
     "refuse_malformed",
     "render_prompt",
     "run_calls",
@@ -73,11 +75,22 @@ class RunContext:
     clock: Callable[[], float] = time.time
     """The run's wall clock, seconds since the epoch (`Runtime(clock=...)`): when a gated
     call expires is counted from it."""
+    toolsets: Toolsets | None = None
+    """The run's connections to tool servers (`kind: mcp`), when an agent uses one."""
 
     @property
     def durable(self) -> bool:
         """True when the run is kept in a store (`checkpoint` writes)."""
         return self.journal is not None
+
+    async def tools_of(self, frame: Frame, agent: BoundAgent) -> BoundAgent:
+        """`agent` with the tools of its servers, as this run lists them (`engine.toolsets`)."""
+        if self.toolsets is None:
+            raise ContinuationError(
+                f"agent {agent.spec.name!r} uses tool servers, but this run has no "
+                "connections to them (a RunContext made without `toolsets`)"
+            )
+        return await self.toolsets.bind(frame, agent, self)
 
     def emit(self, event: RunEvent) -> None:
         """Hand an event to the run's observers."""
@@ -122,6 +135,7 @@ def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any], ctx: RunCont
             text=text,
             expires_at=None if expires is None else ctx.clock() + expires,
             approvers=approval.approvers,
+            detail=tool.approval_detail,
         )
         _gate(frame, entry, ctx)
     elif name in agent.spec.suspend.before_tools:
@@ -209,6 +223,11 @@ def _short(value: Any) -> str:
 def refuse_malformed(frame: Frame, call_id: str, tool: str, problem: str, ctx: RunContext) -> None:
     """Answer a call the server sent malformed (see `ToolCall.problem`) with the error."""
     _refuse(frame, call_id, tool, f"error: {problem}; nothing was run, call the tool again", ctx)
+
+
+def refuse_call(frame: Frame, call_id: str, tool: str, message: str, ctx: RunContext) -> None:
+    """Answer a call with `message` instead of running it (the ledger marks it failed)."""
+    _refuse(frame, call_id, tool, message, ctx)
 
 
 def _refuse(frame: Frame, call_id: str, tool: str, message: str, ctx: RunContext) -> None:
@@ -319,7 +338,7 @@ async def run_calls(
 def _record(frame: Frame, call_id: str, outcome: Outcome) -> str | None:
     """Keep a runner's outcome in the frame; return why the run must fail, if it must."""
     if isinstance(outcome, Done):
-        frame.ledger[call_id] = "done"
+        frame.ledger[call_id] = "failed" if outcome.failed else "done"
         frame.results[call_id] = outcome.text
     elif isinstance(outcome, Wait):
         frame.ledger[call_id] = "failed" if outcome.entry.reason == "error" else "pending"

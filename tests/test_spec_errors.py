@@ -205,8 +205,8 @@ def test_unknown_field_without_a_close_match_lists_fields(tmp_path: Path) -> Non
     d = one(check(tmp_path, text))
     assert (d.code, d.line, d.col) == ("unknown-field", 2, 1)
     assert d.suggestion == (
-        "remove it; allowed fields: agents, allow_modules, description, entrypoint, models, "
-        "name, spec_version, tools"
+        "remove it; allowed fields: agents, allow_commands, allow_modules, description, "
+        "entrypoint, models, name, spec_version, tools"
     )
 
 
@@ -251,7 +251,7 @@ def test_bad_kind_is_one_error(tmp_path: Path) -> None:
     text = BASE.replace("kind: python", "kind: pyhton")
     d = one(check(tmp_path, text))
     assert summary(d) == ("bad-value", 8, 11, "did you mean 'python'?")
-    assert d.message == "unknown kind 'pyhton'; expected one of: agent, external, python"
+    assert d.message == "unknown kind 'pyhton'; expected one of: agent, external, mcp, python"
 
 
 def test_out_of_range(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ PAIRS: list[tuple[str, type[Any]]] = [
     ("python_tool", model.PythonTool),
     ("agent_tool", model.AgentTool),
     ("external_tool", model.ExternalTool),
+    ("mcp_tool", model.McpToolset),
     ("approval", model.Approval),
     ("agent", model.Agent),
 ]
@@ -54,6 +55,12 @@ def test_nested_agent_objects(field: str, cls: type[Any]) -> None:
     assert schema_fields(nested) == model_fields(cls)
 
 
+def test_mcp_approval_overrides() -> None:
+    overrides = spec_schema()["$defs"]["mcp_tool"]["properties"]["approval"]
+    assert schema_fields(overrides) == model_fields(model.McpApprovals)
+    assert overrides["properties"]["tools"]["additionalProperties"] == {"$ref": "#/$defs/approval"}
+
+
 def test_every_object_in_the_schema_is_closed() -> None:
     open_by_design = {"params", "parameters", "json_schema", "model", "tool"}
     # `model` and `tool` dispatch on kind to closed variants; params/parameters are free-form.
@@ -76,7 +83,7 @@ def test_every_object_in_the_schema_is_closed() -> None:
 def test_kind_variants_match_the_model_literals() -> None:
     defs = spec_schema()["$defs"]
     assert defs["model"]["properties"]["kind"]["enum"] == ["openai", "scripted"]
-    assert defs["tool"]["properties"]["kind"]["enum"] == ["agent", "external", "python"]
+    assert defs["tool"]["properties"]["kind"]["enum"] == ["agent", "external", "mcp", "python"]
     for definition, cls in PAIRS:
         if "kind" in defs[definition]["properties"]:
             default = {f.name: f.default for f in dataclasses.fields(cls)}["kind"]

@@ -106,6 +106,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="only import python tools from modules under PREFIX (repeatable)",
     )
     parser.add_argument(
+        "--allow-command",
+        action="append",
+        metavar="PROGRAM",
+        help="only start MCP stdio servers with PROGRAM (repeatable)",
+    )
+    parser.add_argument(
         "--state",
         dest="state_out",
         metavar="FILE",
@@ -266,6 +272,7 @@ def _runtime(
         spec,
         model_override=args.model,
         allowed_modules=args.allow_module,
+        allowed_commands=args.allow_command,
         store=store,
         observers=shown.observers,
     )

@@ -26,7 +26,14 @@ def register(sub: Any) -> None:
     validate.add_argument(
         "--resolve",
         action="store_true",
-        help="also import every python tool ref and check its signature against parameters",
+        help="also import every python tool ref and check its signature against parameters, "
+        "and connect to every MCP server to check the tool names the spec gives",
+    )
+    validate.add_argument(
+        "--allow-command",
+        action="append",
+        metavar="PROGRAM",
+        help="only allow MCP stdio servers started with PROGRAM (repeatable)",
     )
     validate.add_argument(
         "--format",
@@ -54,6 +61,8 @@ def run_validate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     from engine.spec.check import sort_diagnostics
 
     diagnostics = validate_files(args.files, resolve=args.resolve)
+    if args.resolve or args.allow_command:
+        diagnostics += _servers(args.files, diagnostics, args.resolve, args.allow_command)
     diagnostics = sort_diagnostics(diagnostics + check_spec_scripts(args.files, diagnostics))
     if args.format == "json":
         json.dump([d.to_dict() for d in diagnostics], stdout, indent=2, ensure_ascii=False)
@@ -62,6 +71,63 @@ def run_validate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         stdout.write(render_text(diagnostics, files=args.files))
     has_error = any(d.severity == "error" for d in diagnostics)
     return EXIT_BAD_INPUT if has_error else EXIT_OK
+
+
+def _servers(
+    files: Sequence[str],
+    found: Sequence[Diagnostic],
+    resolve: bool,
+    allowed: Sequence[str] | None,
+) -> list[Diagnostic]:
+    """`--allow-command` refusals, and with `--resolve` what the MCP servers list (the spec
+    layer starts nothing; this connects, through `engine.toolsets`)."""
+    import asyncio
+
+    from engine.spec.load import load_spec_quietly
+    from engine.spec.model import McpToolset
+
+    broken = {d.file for d in found if d.severity == "error"}
+    out: list[Diagnostic] = []
+    for path in files:
+        if path in broken:
+            continue
+        spec = load_spec_quietly(path)
+        if allowed:
+            out += _refused_commands(spec, allowed)
+        if resolve and any(isinstance(t, McpToolset) for t in spec.tools.values()):
+            from engine.toolsets import resolve as resolve_servers
+
+            out += asyncio.run(resolve_servers(spec))
+    return out
+
+
+def _refused_commands(spec: Any, allowed: Sequence[str]) -> list[Diagnostic]:
+    from engine.errors import Diagnostic
+    from engine.spec._semantic import command_allowed
+    from engine.spec.model import McpToolset
+    from engine.spec.yamlload import escape
+
+    out = []
+    for tool in spec.tools.values():
+        if isinstance(tool, McpToolset) and tool.command:
+            if command_allowed(tool.command[0], allowed):
+                continue
+            pointer = f"/tools/{escape(tool.name)}"
+            line, col = spec.locations.get(pointer, (1, 1))
+            out.append(
+                Diagnostic(
+                    code="command-not-allowed",
+                    message=f"program '{tool.command[0]}' is not allowed by --allow-command "
+                    f"({', '.join(allowed)})",
+                    file=spec.path,
+                    line=line,
+                    col=col,
+                    pointer=pointer,
+                    suggestion=f"pass --allow-command {tool.command[0]}, or start the server "
+                    "with an allowed program",
+                )
+            )
+    return out
 
 
 def run_schema(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 from engine.errors import Diagnostic, SpecError
 from engine.models.scripted import ScriptFormatError, parse_script
 from engine.spec.load import load_spec_quietly
-from engine.spec.model import AgentTool, ScriptedModel, Spec
+from engine.spec.model import AgentTool, McpToolset, ScriptedModel, Spec
 from engine.spec.yamlload import YamlDoc, escape, load_yaml
 
 
@@ -99,7 +99,10 @@ def _check_call(
 ) -> list[Diagnostic]:
     tool = call["name"]
     tools = spec.agents[agent].tools
-    if tool in tools:
+    if tool in tools or any(  # a server's tool (`SET_TOOL`): its listing is not known here
+        tool.startswith(f"{name}_") and isinstance(spec.tools.get(name), McpToolset)
+        for name in tools
+    ):
         return []
     hint = _suggest(tool, tools, f"tools of {agent}")
     if tool in spec.tools and hint is not None and not hint.startswith("did you"):

@@ -14,6 +14,7 @@ stack), `title` (for a stack: spec, run id and what waits) and `rankdir`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import networkx as nx
@@ -37,21 +38,25 @@ from engine.render.styles import (
     EXTERNAL,
     FADED,
     FRAME,
+    MCP,
+    MCP_APPROVAL,
     PYTHON,
     STATUS,
     STOPPED,
     WAITING,
     add_legend,
 )
+from engine.server_tools import RemoteTool, approval_of, selected
 from engine.spec.model import (
     DEFAULT_MAX_TOOL_CALLS,
     DEFAULT_MAX_TURNS,
     Agent,
     AgentTool,
     ExternalTool,
+    McpToolset,
     OpenAIModel,
+    PythonTool,
     Spec,
-    Tool,
 )
 
 TEXT_WIDTH = 70
@@ -69,8 +74,12 @@ _REASONS = {
 }
 
 
-def spec_graph(spec: Spec) -> nx.DiGraph[str]:
-    """Agents (rounded boxes), their tools (ellipses by kind) and sub-agent calls (edges)."""
+def spec_graph(
+    spec: Spec, listings: Mapping[str, Sequence[RemoteTool]] | None = None
+) -> nx.DiGraph[str]:
+    """Agents (rounded boxes), their tools (ellipses by kind), MCP servers (a node each, a row
+    per tool marked by approval) and sub-agent calls (edges). A server's tools are those its
+    `listings` entry gives (as `engine.mcp` lists them), else those the spec names."""
     graph: nx.DiGraph[str] = nx.DiGraph(kind="spec", title=f"spec {spec.name}", rankdir="TB")
     reachable = _reachable(spec)
     for name, agent in spec.agents.items():
@@ -96,6 +105,11 @@ def spec_graph(spec: Spec) -> nx.DiGraph[str]:
             tool = spec.tools[tool_name]
             if isinstance(tool, AgentTool):
                 _agent_edge(graph, name, tool)
+            elif isinstance(tool, McpToolset):
+                node = f"tool:{tool_name}"
+                if node not in graph:
+                    _server_node(graph, node, tool, (listings or {}).get(tool_name))
+                graph.add_edge(f"agent:{name}", node, kind="uses", label="", color="#9e9e9e")
             else:
                 node = f"tool:{tool_name}"
                 if node not in graph:
@@ -107,8 +121,54 @@ def spec_graph(spec: Spec) -> nx.DiGraph[str]:
             data["reachable"] = any(graph.nodes[u]["reachable"] for u in users)
             if not data["reachable"]:
                 data.update(fontcolor="#9e9e9e", color="#9e9e9e", fillcolor="#f5f5f5")
-    add_legend(graph, "spec")
+    servers = any(isinstance(t, McpToolset) for t in spec.tools.values())
+    add_legend(graph, "spec", servers=servers)
     return graph
+
+
+def _server_node(
+    graph: nx.DiGraph[str], node: str, toolset: McpToolset, listed: Sequence[RemoteTool] | None
+) -> None:
+    where = f"stdio: {' '.join(toolset.command)}" if toolset.command else f"http: {toolset.url}"
+    rows: list[tuple[str, str]] = [("", "MCP server"), ("", shorten(where, 60))]
+    marks: list[tuple[str, bool | None]] = []
+    if listed is not None:
+        for remote in selected(toolset, listed):
+            approval, why, _ = approval_of(toolset, remote)
+            marks.append((remote.name, approval.required))
+            rows.append((remote.name, _server_mark(approval.required, why)))
+    else:  # not listed: the tools the spec names, their approval as far as the spec says
+        named = [p for p in toolset.include if not any(c in p for c in "*?[")]
+        named += [p for p in toolset.approval.tools if p not in named]
+        for pattern in named:
+            override = toolset.approval.tools.get(pattern)
+            required = override.required if override is not None else None
+            marks.append((pattern, required))
+            rows.append((pattern, _server_mark(required, None)))
+        if not named:
+            rows.append(("tools", "as listed; approval from annotations"))
+    if toolset.timeout is not None:
+        rows.append(("timeout", f"{toolset.timeout:g} s"))
+    needs = any(required is not False for _, required in marks)
+    graph.add_node(
+        node,
+        kind="tool",
+        tool=toolset.name,
+        tool_kind="mcp",
+        title=toolset.name,
+        rows=tuple(rows),
+        approval=any(required for _, required in marks),
+        server_tools=tuple(marks),
+        **(MCP_APPROVAL if needs and marks else MCP),
+    )
+
+
+def _server_mark(required: bool | None, why: str | None) -> str:
+    if required is None:
+        return "approval from annotations"
+    if not required:
+        return "runs at once"
+    return "needs approval" + (f" ({why.split(' as ', 1)[-1]})" if why and " as " in why else "")
 
 
 def _agent_edge(graph: nx.DiGraph[str], caller: str, tool: AgentTool) -> None:
@@ -128,7 +188,7 @@ def _agent_edge(graph: nx.DiGraph[str], caller: str, tool: AgentTool) -> None:
     )
 
 
-def _tool_node(graph: nx.DiGraph[str], node: str, tool: Tool) -> None:
+def _tool_node(graph: nx.DiGraph[str], node: str, tool: PythonTool | ExternalTool) -> None:
     rows: list[tuple[str, str]] = [("", tool.kind)]
     style = dict(EXTERNAL if isinstance(tool, ExternalTool) else PYTHON)
     if isinstance(tool, ExternalTool):

@@ -30,6 +30,10 @@ APPROVAL = {
     "color": "#e65100",
     "penwidth": "2",
 }
+MCP = {"shape": "component", "style": "filled", "fillcolor": "#e0f2f1", "color": "#00695c"}
+"""An MCP server: one node, a row per tool marked by its approval."""
+MCP_APPROVAL = dict(MCP, color="#e65100", penwidth="2")
+"""An MCP server some of whose tools need approval."""
 FRAME = {"shape": "plain", "fillcolor": "#e3f2fd", "color": "#1565c0"}
 STOPPED = {"shape": "plain", "fillcolor": "#eeeeee", "color": "#616161", "fontcolor": "#616161"}
 """A frame of a run a `stop` decision ended: grey, like a call that will not run."""
@@ -80,8 +84,9 @@ STATUS = {
 }
 
 
-def add_legend(graph: nx.DiGraph[str], kind: str) -> None:
-    """Add the legend nodes (cluster `legend`) explaining the styles of a spec or stack graph."""
+def add_legend(graph: nx.DiGraph[str], kind: str, *, servers: bool = False) -> None:
+    """Add the legend nodes (cluster `legend`) explaining the styles of a spec or stack graph
+    (`servers`: the spec has MCP servers)."""
     if kind == "spec":
         items = [
             ("agent", AGENT),
@@ -90,6 +95,8 @@ def add_legend(graph: nx.DiGraph[str], kind: str) -> None:
             ("needs approval", APPROVAL),
             ("unreachable agent", dict(AGENT, **FADED)),
         ]
+        if servers:
+            items.insert(3, ("MCP server", MCP))
     else:
         items = [
             ("frame (agent call)", dict(FRAME, shape="box", style="filled")),

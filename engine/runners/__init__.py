@@ -1,8 +1,8 @@
 """Tool runners, one per tool kind, in one registry (`engine.runners.base` documents the
 interface). Importing this package registers the built-in kinds: `python`, `agent`,
-`external`."""
+`external`, `mcp` (which loads the MCP SDK only when a run connects to a server)."""
 
-from engine.runners import agent, external, python
+from engine.runners import agent, external, mcp, python
 from engine.runners.base import (
     Call,
     Done,
@@ -24,6 +24,7 @@ __all__ = [
     "Wait",
     "agent",
     "external",
+    "mcp",
     "python",
     "register",
     "runner_for",

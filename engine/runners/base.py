@@ -1,9 +1,9 @@
 """The runner interface, and the one registry that maps a tool kind to its runner.
 
-A runner executes the tool calls of one kind (`python`, `agent`, `external`; MCP toolsets
-next). The loop sorts a turn's calls (refused, gated, runnable) and applies decisions the
-same way for every kind; once a call may run, `engine.tooling` looks its kind up here and
-awaits the runner. A new kind is one module that subclasses `Runner` and calls
+A runner executes the tool calls of one kind (`python`, `agent`, `external`, `mcp`). The
+loop sorts a turn's calls (refused, gated, runnable) and applies decisions the same way for
+every kind; once a call may run, `engine.tooling` looks its kind up here and awaits the
+runner. A new kind is one module that subclasses `Runner` and calls
 `register(kind, runner)` when imported (`engine.runners` imports the built-in ones), never
 another branch in the loop.
 
@@ -19,7 +19,8 @@ The interface:
   resume or a recovery. Runners whose calls never wait inside them keep the default, which
   refuses.
 - The outcome says what happened, and the tooling records it in the frame and emits the
-  events: `Done(text)` (the result the model reads), `Wait(entry)` (the call now waits on a
+  events: `Done(text)` (the result the model reads; `Done(text, failed=True)` a failure the
+  model reads, such as an MCP tool's `isError`), `Wait(entry)` (the call now waits on a
   `Pending` entry: an external result, an `error` entry a person decides on, a suspended
   sub-agent), or `Failure(reason, entry)` (the run must fail; `entry`, when given, holds
   where a `resume` can go on).
@@ -77,6 +78,9 @@ class Done:
 
     text: str
     """What the model reads."""
+    failed: bool = False
+    """True when the result reports the tool's own failure (an MCP `isError`): the ledger
+    marks the call `failed` and the model reads why."""
 
 
 @dataclass(frozen=True, slots=True)

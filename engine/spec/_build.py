@@ -17,6 +17,9 @@ from engine.spec.model import (
     Approval,
     ExternalTool,
     Limits,
+    McpApproval,
+    McpApprovals,
+    McpToolset,
     Model,
     OpenAIModel,
     PythonTool,
@@ -68,6 +71,7 @@ def build_spec(
         agents={n: _agent(n, a, spec_dir) for n, a in data.get("agents", {}).items()},
         description=data.get("description", ""),
         allow_modules=tuple(data.get("allow_modules", ())),
+        allow_commands=tuple(data.get("allow_commands", ())),
         digest=digest,
         locations=dict(locations or {}),
     )
@@ -107,7 +111,33 @@ def _approval(value: Any) -> Approval:
     )
 
 
+def _mcp(name: str, data: dict[str, Any]) -> McpToolset:
+    overrides = data.get("approval", {}).get("tools", {})
+    return McpToolset(
+        name=name,
+        description=data.get("description", ""),
+        command=tuple(data.get("command", ())),
+        url=data.get("url"),
+        env=dict(data.get("env", {})),
+        headers=dict(data.get("headers", {})),
+        include=tuple(data.get("include", ())),
+        exclude=tuple(data.get("exclude", ())),
+        approval=McpApprovals(
+            tools={
+                tool: McpApproval(
+                    required=value if isinstance(value, bool) else value.get("required"),
+                    approval=_approval(value),
+                )
+                for tool, value in overrides.items()
+            }
+        ),
+        timeout=_seconds(data.get("timeout")),
+    )
+
+
 def _tool(name: str, data: dict[str, Any]) -> Tool:
+    if data["kind"] == "mcp":
+        return _mcp(name, data)
     common: dict[str, Any] = {
         "name": name,
         "description": data.get("description", ""),

@@ -28,6 +28,12 @@ _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _TEMPLATE_ARG = re.compile(r"^args\.([A-Za-z][A-Za-z0-9_]*)$")
 
 
+def command_allowed(program: str, allowed: Iterable[str]) -> bool:
+    """Whether a stdio server's program is allowed: named as written or by its file name."""
+    name = program.replace("\\", "/").rsplit("/", 1)[-1]
+    return any(program == a or name == a for a in allowed)
+
+
 def _dicts(value: Any) -> dict[str, dict[str, Any]]:
     if not isinstance(value, dict):
         return {}
@@ -51,6 +57,10 @@ class _Checker:
         self.agents = _dicts(data.get("agents"))
         allow = data.get("allow_modules")
         self.allow = [m for m in allow if isinstance(m, str)] if isinstance(allow, list) else None
+        commands = data.get("allow_commands")
+        self.commands = (
+            [c for c in commands if isinstance(c, str)] if isinstance(commands, list) else None
+        )
         self.entry = data.get("entrypoint")
         self.out: list[Diagnostic] = []
 
@@ -140,6 +150,8 @@ class _Checker:
             self.check_template(approval["prompt"], tool, f"{base}/approval/prompt")
         if isinstance(approval, dict) and "expires_after" in approval:
             self.check_expiry(name, approval, f"{base}/approval")
+        if kind == "mcp":
+            self.check_mcp(tool, base)
 
     def check_expiry(self, name: str, approval: dict[str, Any], pointer: str) -> None:
         """A call nobody decided in time is rejected: the tool must allow `reject`."""
@@ -154,6 +166,54 @@ class _Checker:
                 "add reject to approval.decisions, or remove expires_after",
                 key=True,
             )
+
+    def check_mcp(self, tool: dict[str, Any], base: str) -> None:
+        """One transport, the fields of that transport only, an allowed program, and
+        templates (the server's parameters are unknown here: `validate --resolve` knows)."""
+        command, url = tool.get("command"), tool.get("url")
+        if command is None and url is None:
+            self.add(
+                "mcp-transport",
+                "an mcp tool needs `command` (a stdio server) or `url` (streamable HTTP)",
+                base,
+                "add `command: [python, server.py]` or `url: http://127.0.0.1:8000/mcp`",
+                key=True,
+            )
+        elif command is not None and url is not None:
+            self.add(
+                "mcp-transport",
+                "an mcp tool takes `command` or `url`, not both",
+                f"{base}/url",
+                "keep `command` for a stdio server or `url` for an HTTP one",
+                key=True,
+            )
+        for field, other in (("env", "command"), ("headers", "url")):
+            if field in tool and other not in tool:
+                self.add(
+                    "mcp-transport",
+                    f"`{field}` applies to a server started with `{other}` only",
+                    f"{base}/{field}",
+                    f"remove `{field}`, or give the server a `{other}`",
+                    key=True,
+                )
+        if isinstance(command, list) and command and isinstance(command[0], str):
+            self.check_command(command[0], f"{base}/command/0")
+        overrides = tool.get("approval", {})
+        overrides = overrides.get("tools") if isinstance(overrides, dict) else None
+        for name, value in overrides.items() if isinstance(overrides, dict) else ():
+            if isinstance(value, dict) and isinstance(value.get("prompt"), str):
+                where = f"{base}/approval/tools/{escape(name)}/prompt"
+                self.check_template(value["prompt"], {}, where)
+
+    def check_command(self, program: str, pointer: str) -> None:
+        if self.commands is None or command_allowed(program, self.commands):
+            return
+        self.add(
+            "command-not-allowed",
+            f"program '{program}' is not in allow_commands ({', '.join(self.commands)})",
+            pointer,
+            f"add '{program}' to allow_commands, or start the server with an allowed program",
+        )
 
     def check_described(self, name: str, tool: dict[str, Any], target: str) -> None:
         """A sub-agent tool shows the calling model its own description, else its agent's;

@@ -112,10 +112,13 @@ def tool_locations(
     values: Mapping[str, tuple[int, int]],
     tools: Any,
 ) -> dict[str, tuple[int, int]]:
-    """Where each python tool's ref, parameters and declared parameter names are written: what
-    `Runtime` needs to place a mismatch it finds at compile time (see `Spec.locations`)."""
+    """Where each python tool's ref, parameters and declared parameter names are written (and
+    each mcp toolset's patterns): what `Runtime` needs to place a mismatch it finds at compile
+    time (see `Spec.locations`)."""
     out: dict[str, tuple[int, int]] = {}
     for name, tool in (tools if isinstance(tools, dict) else {}).items():
+        if isinstance(tool, dict) and tool.get("kind") == "mcp":
+            out.update(_mcp_locations(f"/tools/{escape(name)}", tool, keys, values))
         if not isinstance(tool, dict) or tool.get("kind") != "python":
             continue
         base = f"/tools/{escape(name)}"
@@ -128,3 +131,26 @@ def tool_locations(
             if pointer in table:
                 out[pointer] = table[pointer]
     return out
+
+
+def _mcp_locations(
+    base: str,
+    tool: dict[str, Any],
+    keys: Mapping[str, tuple[int, int]],
+    values: Mapping[str, tuple[int, int]],
+) -> dict[str, tuple[int, int]]:
+    """Where an mcp toolset, its include/exclude patterns and approval overrides are written:
+    what `validate --resolve` and a run that lists the server place their findings at."""
+    wanted = [(base, keys)]
+    for field in ("include", "exclude"):
+        items = tool.get(field)
+        wanted += (
+            [(f"{base}/{field}/{i}", values) for i in range(len(items))]
+            if isinstance(items, list)
+            else []
+        )
+    overrides = tool.get("approval")
+    overrides = overrides.get("tools") if isinstance(overrides, dict) else None
+    for name in overrides if isinstance(overrides, dict) else ():
+        wanted.append((f"{base}/approval/tools/{escape(name)}", keys))
+    return {p: table[p] for p, table in wanted if p in table}

@@ -157,7 +157,77 @@ class ExternalTool:
     """Whether calls wait for a person before the request goes out."""
 
 
-Tool: TypeAlias = PythonTool | AgentTool | ExternalTool
+@dataclass(frozen=True, kw_only=True, slots=True)
+class McpApproval:
+    """One server tool's approval override under `approval.tools`."""
+
+    required: bool | None = None
+    """True or false: whether its calls wait for a person; None (`required` absent): what the
+    tool's annotations say (`readOnlyHint: true`: no, anything else: yes)."""
+    approval: Approval = NO_APPROVAL
+    """Its decisions and prompt (its `required` is not read: see `required`)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class McpApprovals:
+    """`approval:` of an MCP toolset: overrides per server tool."""
+
+    tools: Mapping[str, McpApproval] = field(default_factory=dict)
+    """Server tool name or glob -> its override (the first pattern that matches wins)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class McpToolset:
+    """The tools of an MCP server (`kind: mcp`), listed when a run first needs them."""
+
+    kind: Literal["mcp"] = "mcp"
+    name: str
+    """The key under `tools:`; the prefix of every tool name the model sees."""
+    description: str = ""
+    """What the server is for (the model reads each tool's own description)."""
+    command: tuple[str, ...] = ()
+    """Program and arguments of a stdio server (empty for an HTTP server)."""
+    url: str | None = None
+    """Endpoint of a streamable HTTP server (None for a stdio server)."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Variables added to a stdio server's environment."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """HTTP headers sent to an HTTP server."""
+    include: tuple[str, ...] = ()
+    """Server tool names or globs offered (empty: all)."""
+    exclude: tuple[str, ...] = ()
+    """Server tool names or globs never offered."""
+    approval: McpApprovals = McpApprovals()
+    """Approval overrides per server tool."""
+    timeout: float | None = None
+    """Seconds a call (and connecting) may take."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class McpTool:
+    """One tool of an MCP server as a run binds it (never in `Spec.tools`: a server lists its
+    tools when connected); shaped like the other tool kinds, so the loop treats it the same."""
+
+    kind: Literal["mcp"] = "mcp"
+    name: str
+    """The name the model sees (`TOOLSET_TOOL`, see `engine.mcp.model_name`)."""
+    description: str
+    """The server's description of the tool."""
+    server: str
+    """The toolset (its key under `tools:`)."""
+    remote: str
+    """The tool's name on the server."""
+    timeout: float | None = None
+    """The toolset's `timeout`."""
+    idempotent: bool = False
+    """The tool's `idempotentHint`."""
+    approval: Approval = NO_APPROVAL
+    """From its annotations and the toolset's overrides."""
+
+
+Tool: TypeAlias = PythonTool | AgentTool | ExternalTool | McpToolset
+CallableTool: TypeAlias = PythonTool | AgentTool | ExternalTool | McpTool
+"""A tool a model calls by name: a spec's tool, or one tool of a toolset's server."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -242,6 +312,8 @@ class Spec:
     """What the spec is for."""
     allow_modules: tuple[str, ...] = ()
     """Module prefixes `kind: python` refs may come from (empty: any)."""
+    allow_commands: tuple[str, ...] = ()
+    """Programs `kind: mcp` stdio servers may be started with (empty: any)."""
     digest: str = ""
     """`sha256:` of the spec's canonical form; a continuation records it."""
     locations: Mapping[str, tuple[int, int]] = field(
