@@ -39,7 +39,7 @@ from engine.errors import (
     DecisionError,
     UsageError,
 )
-from engine.spec.model import expiry_reason
+from engine.spec.model import Approval, expiry_reason
 from engine.store.base import (
     AsyncRunStore,
     AuditEntry,
@@ -459,8 +459,9 @@ async def _expire_run(
 def _expiry_reason(runtime: Runtime, view: PendingDecision) -> str:
     """The tool's `expired: no decision within 24h`, with its duration as the spec wrote it."""
     tool = runtime.spec.tools.get(view.tool or "")
-    if tool is not None and tool.approval.expires_after is not None:
-        return tool.approval.expiry_reason()
+    approval = tool.approval if tool is not None else None
+    if isinstance(approval, Approval) and approval.expires_after is not None:
+        return approval.expiry_reason()
     return expiry_reason("its time")  # the spec no longer says how long: still fail closed
 
 

@@ -294,5 +294,6 @@ async def schemas_for(
                 _SPECS.clear()
             _SPECS[record.spec_digest] = spec
         declared = spec.tools.get(tool)
-        found[(run_id, tool)] = declared.parameters if declared is not None else None
+        # a server's tool (kind: mcp) is not declared here: the server's check applies
+        found[(run_id, tool)] = getattr(declared, "parameters", None)
     return found
