@@ -97,6 +97,20 @@ def loads(text: str) -> Any:
     return _DECODER.decode(text)
 
 
+def loads_plain(text: str) -> tuple[bool, Any]:
+    """`(True, value)` when orjson reads `text` exactly into plain JSON data, else
+    `(False, None)` (read it with the standard library, which says what is wrong). orjson
+    itself refuses NaN, Infinity, numbers beyond a float, lone surrogates and nesting beyond
+    1,024 levels; text that may hold an integer beyond 64 bits is left to the other reader."""
+    orjson = _orjson()
+    if orjson is None or may_hold_long_numbers(text):
+        return False, None
+    try:
+        return True, orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False, None
+
+
 def may_hold_long_numbers(text: str) -> bool:
     """True when `text` has 19 ASCII digits in a row somewhere: possibly an integer beyond 64
     bits, which orjson would read as a float (digits inside strings count too: only slower).

@@ -298,7 +298,8 @@ class Runtime:
         blocking: bool,
     ) -> Outcome:
         self.check(continuation, allow_spec_change=allow_spec_change)
-        if not continuation.frames()[0][1].pending:
+        first = continuation.frames()[0][1]  # read only: the drive runs a copy
+        if not first.pending:
             raise ContinuationError(
                 "the continuation waits on nothing: it records a finished run, or a failed "
                 "run whose failure left nothing to resume (only a failed model call can be "
@@ -311,7 +312,7 @@ class Runtime:
                 "resume returned",
                 pointer="/nonce",
             )
-        agent = continuation.root.agent
+        agent = first.agent
         opening = partial(
             RunResumed,
             run_id=continuation.run_id,

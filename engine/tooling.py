@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from jsonschema.exceptions import best_match
 
 from engine import _emit
-from engine._canonical import json_problem
+from engine._canonical import MAX_DEPTH, json_problem
+from engine._json import loads_plain
 from engine.compile import BoundAgent, BoundTool, Program
 from engine.errors import ContinuationError
 from engine.events import Observers, RunEvent
@@ -129,7 +130,11 @@ def parse_arguments(tool: BoundTool, text: str) -> tuple[dict[str, Any] | None, 
 def decode_arguments(text: str) -> tuple[Any, str]:
     """A call's arguments text decoded, and `""`; or None and why it is not plain JSON (not
     JSON, NaN or Infinity, a lone surrogate, nesting deeper than any tool needs)."""
-    try:
+    if text.count("[") + text.count("{") < MAX_DEPTH:  # so it cannot nest deeper
+        done, arguments = loads_plain(text)
+        if done:
+            return arguments, ""
+    try:  # the standard library reads it (blank text) or says what is wrong
         arguments = _ARGUMENTS.decode(text) if text.strip() else {}
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         return None, f"the arguments are not valid JSON ({exc})"
@@ -299,8 +304,9 @@ async def run_calls(
         for call_id, tool, args, entry in jobs
     ]
     failures = [await jobs_now[0]] if inline else list(await asyncio.gather(*jobs_now))
-    order = {call["id"]: i for i, call in enumerate(calls)}
-    frame.pending.sort(key=lambda p: order.get(p.id, -1))
+    if len(frame.pending) > 1:
+        order = {call["id"]: i for i, call in enumerate(calls)}
+        frame.pending.sort(key=lambda p: order.get(p.id, -1))
     return next((f for f in failures if f is not None), None), inline
 
 
