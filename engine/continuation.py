@@ -355,7 +355,7 @@ class Continuation:
             payload = text[: tail.start()] + "}"
             signature = {"alg": ALGORITHM, "kid": tail.group(1), "mac": tail.group(2)}
             key = verify(payload, signature, keys)
-            lazy = _unread_messages(cls, payload, keys[0])
+            lazy = _unread_messages(cls, payload, keys[0]) if size >= _READ_LATE_AT else None
             if lazy is not None:
                 return lazy
             data = _parse(payload)
@@ -464,6 +464,11 @@ class Unread:
         if self._read is None:
             self._read = _parse(self.text, self.pointer)
         return self._read
+
+
+_READ_LATE_AT = 64 * 1024
+"""A signed document this long keeps its messages unread (see `Unread`); a smaller one is read
+whole, as fast, and a command reading one (`callcc pending`) never needs orjson."""
 
 
 def _unread_messages(cls: type[Continuation], payload: str, key: bytes) -> Continuation | None:

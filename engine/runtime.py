@@ -27,7 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from engine import _eager, _stream, durable, lease
+from engine import _eager, _json, _stream, durable, lease
 from engine._preflight import check_document
 from engine.compile import Program, compile_spec
 from engine.continuation import Continuation
@@ -438,6 +438,7 @@ class Runtime:
     ) -> Outcome:
         """The drive of `_drive`, up to its outcome settled in the store and told."""
         assign_paths(root)
+        _json.orjson_ready()  # every call's arguments are read with it (`decode_arguments`)
         leased = journal is not None and journal.lease is not None
         ctx = RunContext(
             program=self.program,

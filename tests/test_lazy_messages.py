@@ -40,12 +40,15 @@ SPEC = make_spec(
 )
 TURNS = {
     "boss": [
-        *[calls(call(f"b{i}", "echo", {"text": f"boss step {i}"})) for i in range(40)],
+        *[calls(call(f"b{i}", "echo", {"text": f"boss step {i} " + "x" * 300})) for i in range(90)],
         calls(call("h1", "helper", {"request": "pay bob"})),
         say("All done."),
     ],
     "helper": [
-        *[calls(call(f"e{i}", "echo", {"text": f"step {i} [a] {{b}}"})) for i in range(40)],
+        *[
+            calls(call(f"e{i}", "echo", {"text": f"step {i} [a] {{b}} " + "y" * 300}))
+            for i in range(90)
+        ],
         calls(call("t1", "transfer", {"to": "bob", "amount": 5})),
         say("Paid."),
     ],
@@ -67,6 +70,10 @@ def _signed(data: dict[str, Any]) -> str:
     return (
         payload[:-1] + ',"signature":' + json.dumps(sign(payload, KEY), separators=(",", ":")) + "}"
     )
+
+
+def test_the_documents_here_are_long_enough_to_be_read_late() -> None:
+    assert len(_waiting()[1].to_json()) > 64 * 1024
 
 
 def _unread(continuation: Continuation) -> bool:
