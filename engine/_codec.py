@@ -152,11 +152,12 @@ def decision_to_data(decision: Decision) -> dict[str, Any]:
     return data
 
 
-def frames_from_data(raw: Any, pointer: str) -> Frame:
-    """Rebuild the stack from `frames`, checking types and that the links form one tree."""
+def frames_from_data(raw: Any, pointer: str, order: list[Frame] | None = None) -> Frame:
+    """Rebuild the stack from `frames`, checking types and that the links form one tree
+    (`order`, when given, receives the frames in document order)."""
     if not isinstance(raw, list) or not raw:
         raise ContinuationError("expected a non-empty list of frames", pointer=pointer)
-    frames: list[Frame] = []
+    frames: list[Frame] = [] if order is None else order
     links: list[tuple[Pending, int, str]] = []
     for i, item in enumerate(raw):
         frames.append(_frame_from_data(item, f"{pointer}/{i}", links))
@@ -244,6 +245,67 @@ def _toolsets(raw: Any, ptr: str) -> dict[str, dict[str, str]]:
                 )
         out[server] = dict(tools)
     return out
+
+
+_MESSAGES_AT = '"messages":['
+_MESSAGES_END = '],"counters":{'
+"""How a compact document opens a frame's messages and closes them (`_frame_to_data` writes
+`counters` right after `messages`, always)."""
+
+
+def split_messages(text: str) -> tuple[str, list[tuple[int, int]]] | None:
+    """`text` (compact JSON) with every frame's messages cut out, each written `[]`, and
+    where each cut was (the span of the messages array, brackets included); None when the
+    text does not surely split so. The cut is a guess from two markers that a reader checks
+    whole: every occurrence of both must pair up in order, and `messages_fit` must find the
+    rest to be a canonical document with one frame per cut, so no occurrence stood anywhere
+    but at a frame's own keys (every other `"messages":[` of the text is in what is left,
+    where a canonical document shows it). Only what a cut holds is left unparsed: each span
+    must then read as one JSON array (`messages_at`), or the text was not what it claimed."""
+    opens = _occurrences(text, _MESSAGES_AT)
+    closes = _occurrences(text, _MESSAGES_END)
+    if not opens or len(opens) != len(closes):
+        return None
+    pieces: list[str] = []
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for i, (at, end) in enumerate(zip(opens, closes, strict=True)):
+        first = at + len(_MESSAGES_AT) - 1  # the opening bracket
+        if end < first or (i + 1 < len(opens) and opens[i + 1] < end):
+            return None
+        pieces.append(text[start : first + 1])
+        spans.append((first, end + 1))
+        start = end
+    pieces.append(text[start:])
+    return "".join(pieces), spans
+
+
+def _occurrences(text: str, token: str) -> list[int]:
+    found: list[int] = []
+    at = text.find(token)
+    while at >= 0:
+        found.append(at)
+        at = text.find(token, at + len(token))
+    return found
+
+
+def messages_fit(data: Any, cuts: int) -> bool:
+    """True when `data`, read from the rest `split_messages` left, has one frame per cut, each
+    with the empty messages the cut left (what `frames_from_data` checks comes after)."""
+    frames = data.get("frames") if isinstance(data, dict) else None
+    return (
+        isinstance(frames, list)
+        and len(frames) == cuts
+        and all(isinstance(f, dict) and f.get("messages") == [] for f in frames)
+    )
+
+
+def messages_at(frame: Frame, messages: Any, ptr: str) -> None:
+    """Give `frame`, read without its messages, the messages read for it later: checked as
+    `_frame_from_data` checks them, the ledger's closed calls filled in the same way."""
+    checked, call_ids = _messages(messages, ptr)
+    frame.messages = checked
+    frame.ledger = cast(Any, _full_ledger(frame, dict(frame.ledger), call_ids))
 
 
 def _counter(value: Any, whole: bool) -> int | float | None:

@@ -37,6 +37,11 @@ def _orjson() -> ModuleType | None:
     return orjson
 
 
+def orjson_ready() -> None:
+    """Import orjson now (if installed), so `loads_plain` uses it from here on."""
+    _orjson()
+
+
 def dumps(value: Any) -> str:
     """`value` as compact JSON text (UTF-8, no spaces, keys in insertion order)."""
     orjson = _orjson()
@@ -95,6 +100,22 @@ def loads(text: str) -> Any:
         except orjson.JSONDecodeError:
             pass  # the standard library says what is wrong (or reads what orjson will not)
     return _DECODER.decode(text)
+
+
+def loads_plain(text: str) -> tuple[bool, Any]:
+    """`(True, value)` when orjson reads `text` exactly into plain JSON data, else
+    `(False, None)` (read it with the standard library, which says what is wrong). orjson
+    itself refuses NaN, Infinity, numbers beyond a float, lone surrogates and nesting beyond
+    1,024 levels; text that may hold an integer beyond 64 bits is left to the other reader.
+    Only once something imported orjson (a run's drive does): a quick command that checks
+    one document's calls is done before the import would pay off."""
+    orjson = sys.modules.get("orjson")
+    if orjson is None or may_hold_long_numbers(text):
+        return False, None
+    try:
+        return True, orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False, None
 
 
 def may_hold_long_numbers(text: str) -> bool:

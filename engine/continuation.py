@@ -37,7 +37,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from engine import _json
-from engine._codec import decision_to_data, frames_from_data, frames_to_data
+from engine._codec import (
+    decision_to_data,
+    frames_from_data,
+    frames_to_data,
+    messages_at,
+    messages_fit,
+    split_messages,
+)
 from engine._json import escape_surrogates
 from engine.decisions import Decide, PendingIndex, decided_root, entry_at, leaf_entries, plan
 from engine.errors import ContinuationError
@@ -114,7 +121,8 @@ class Continuation:
     __slots__ = (
         "_index",
         "_key",
-        "_root",
+        "_tree",
+        "_unread",
         "nonce",
         "run_id",
         "spec_digest",
@@ -152,9 +160,21 @@ class Continuation:
         self.trace: Mapping[str, str] | None = dict(trace) if trace else None
         """The W3C trace context (`traceparent`, `tracestate`) of the span that suspended
         the run, for a resume's spans to link to (`engine.tracing`); None without tracing."""
-        self._root = root
+        self._tree = root
         self._key = key
         self._index: PendingIndex | None = None  # built when first needed
+        self._unread: tuple[Unread | None, ...] | None = None
+        """Messages not read yet, one item per frame in `walk` order (see `Unread`)."""
+
+    @property
+    def _root(self) -> Frame:
+        """The root frame with every frame's messages read (the tree itself, not a copy)."""
+        if self._unread is not None:
+            for (_, frame), unread in zip(walk(self._tree), self._unread, strict=True):
+                if unread is not None:
+                    messages_at(frame, unread.messages(), unread.pointer)
+            self._unread = None
+        return self._tree
 
     @property
     def signed(self) -> bool:
@@ -173,7 +193,7 @@ class Continuation:
     @property
     def usage(self) -> Usage:
         """The tokens the run spent so far, over every frame (see `engine.usage`)."""
-        return of_stack(self._root)
+        return of_stack(self._tree)  # counters only: no messages read
 
     def frames(self) -> list[tuple[tuple[str, ...], Frame]]:
         """Every frame with its agent path, root first (read-only view: do not mutate)."""
@@ -187,19 +207,19 @@ class Continuation:
         index = self._pending_index()
         return [
             _view(path, frame, entry, arguments=_copy_arguments(entry.arguments))
-            for path, (frame, entry) in zip(index.paths, leaf_entries(self._root), strict=True)
+            for path, (frame, entry) in zip(index.paths, leaf_entries(self._tree), strict=True)
         ]
 
     def _leaves(self) -> list[tuple[PendingDecision, Pending]]:
         index = self._pending_index()
         return [
             (_view(path, frame, entry, entry.arguments), entry)
-            for path, (frame, entry) in zip(index.paths, leaf_entries(self._root), strict=True)
+            for path, (frame, entry) in zip(index.paths, leaf_entries(self._tree), strict=True)
         ]
 
     def _pending_index(self) -> PendingIndex:
         if self._index is None:
-            self._index = PendingIndex.of(self._root)
+            self._index = PendingIndex.of(self._tree)
         return self._index
 
     def decisions(self) -> list[tuple[PendingDecision, Decision]]:
@@ -255,13 +275,13 @@ class Continuation:
         index = self._pending_index()
         return self.decide_many(
             Decide.approve(path)
-            for path, (_, entry) in zip(index.paths, leaf_entries(self._root), strict=True)
+            for path, (_, entry) in zip(index.paths, leaf_entries(self._tree), strict=True)
             if entry.decision is None and "approve" in entry.decisions
         )
 
     def _decide(self, items: list[Decide], *, batch: bool) -> Continuation:
         index = self._pending_index()
-        chosen = plan(self._root, index, items, batch=batch)
+        chosen = plan(self._tree, index, items, batch=batch)  # entries only: no messages read
         if not chosen:
             return self
         derived = Continuation(
@@ -271,10 +291,11 @@ class Continuation:
             spec_path=self.spec_path,
             nonce=self.nonce,
             key=self._key,
-            root=decided_root(self._root, chosen),
+            root=decided_root(self._tree, chosen),
             trace=self.trace,
         )
         derived._index = index  # decisions move no entry: the index holds for it too
+        derived._unread = self._unread  # nor any frame: `walk` order holds too
         return derived
 
     def find(self, ident: str) -> tuple[PendingDecision, Pending]:
@@ -283,7 +304,7 @@ class Continuation:
         the entry (changing either changes no continuation)."""
         index = self._pending_index()
         position = index.find(ident)
-        frame, entry = entry_at(self._root, index.spots[position])
+        frame, entry = entry_at(self._tree, index.spots[position])
         arguments = _copy_arguments(entry.arguments)
         return _view(index.paths[position], frame, entry, arguments), replace(
             entry, arguments=arguments
@@ -351,6 +372,9 @@ class Continuation:
             payload = text[: tail.start()] + "}"
             signature = {"alg": ALGORITHM, "kid": tail.group(1), "mac": tail.group(2)}
             key = verify(payload, signature, keys)
+            lazy = _unread_messages(cls, payload, keys[0]) if size >= _READ_LATE_AT else None
+            if lazy is not None:
+                return lazy
             data = _parse(payload)
             if not isinstance(data, dict) or "signature" in data:
                 raise ContinuationError("a signed document holds one signature, last", pointer="")
@@ -366,6 +390,10 @@ class Continuation:
     @classmethod
     def from_dict(cls, data: Any, *, _key: bytes | None = None) -> Continuation:
         """Build from plain JSON data (without `signature`), checking every field."""
+        return cls._from_data(data, _key, None)
+
+    @classmethod
+    def _from_data(cls, data: Any, key: bytes | None, order: list[Frame] | None) -> Continuation:
         if not isinstance(data, dict):
             raise ContinuationError("expected a JSON object", pointer="")
         if data.get("format") != FORMAT:
@@ -403,7 +431,7 @@ class Continuation:
             raise ContinuationError(
                 "expected {name: string, digest: string, path?: string}", pointer="/spec"
             )
-        root = frames_from_data(data.get("frames"), "/frames")
+        root = frames_from_data(data.get("frames"), "/frames", order)
         if "usage" in data:
             _check_usage(data["usage"], root)
         return cls(
@@ -412,7 +440,7 @@ class Continuation:
             spec_digest=spec["digest"],
             spec_path=spec.get("path"),
             nonce=nonce,
-            key=_key,
+            key=key,
             root=root,
             trace=trace_from_data(data["trace"]) if "trace" in data else None,
         )
@@ -432,6 +460,58 @@ class Continuation:
     def __repr__(self) -> str:
         waiting = ", ".join(p.path for p in self.pending()) or "nothing"
         return f"<Continuation run={self.run_id} spec={self.spec_name} waiting on {waiting}>"
+
+
+class Unread:
+    """A frame's messages as the JSON text of a verified document, read on first use: most
+    of a long run's document is its messages, and reading them builds most of its objects,
+    while deciding needs none of them (`Continuation._root` reads them all at once)."""
+
+    __slots__ = ("_read", "pointer", "text")
+
+    def __init__(self, text: str, pointer: str) -> None:
+        self.text = text
+        """The messages array, brackets included, exactly as the signed text holds it."""
+        self.pointer = pointer
+        """`/frames/N/messages`: where a fault in them is reported."""
+        self._read: Any = None
+
+    def messages(self) -> Any:
+        """The array, parsed once (every frame sharing it gets the same list)."""
+        if self._read is None:
+            self._read = _parse(self.text, self.pointer)
+        return self._read
+
+
+_READ_LATE_AT = 64 * 1024
+"""A signed document this long keeps its messages unread (see `Unread`); a smaller one is read
+whole, as fast, and a command reading one (`callcc pending`) never needs orjson."""
+
+
+def _unread_messages(cls: type[Continuation], payload: str, key: bytes) -> Continuation | None:
+    """The verified `payload` read without its messages (see `Unread`), or None when it does
+    not split surely (`engine._codec.split_messages`): the caller then reads it whole."""
+    split = split_messages(payload)
+    if split is None:
+        return None
+    rest, spans = split
+    try:
+        data = _json.loads(rest)
+    except (ValueError, RecursionError):
+        return None
+    if not messages_fit(data, len(spans)) or _compact(data) != rest:
+        return None  # not canonical: a marker may stand where a document does not show it
+    order: list[Frame] = []
+    try:
+        continuation = cls._from_data(data, key, order)
+    except ContinuationError:
+        return None  # said the same way, with its pointer, by the whole reading
+    texts = {
+        id(frame): Unread(payload[start:end], f"/frames/{i}/messages")
+        for i, (frame, (start, end)) in enumerate(zip(order, spans, strict=True))
+    }
+    continuation._unread = tuple(texts[id(frame)] for _, frame in walk(continuation._tree))
+    return continuation
 
 
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
@@ -518,20 +598,26 @@ _TAIL_LENGTH = 160
 """More than the 125 characters of `,"signature":{...}}`."""
 
 
-def _parse(text: str) -> Any:
+def _parse(text: str, pointer: str = "") -> Any:
+    """`text` parsed exactly; a `ContinuationError` for any fault (`pointer`: where `text`
+    stands in the document, when it is a part of one)."""
     try:
         return _json.loads(text)
     except json.JSONDecodeError as exc:
         raise ContinuationError(
             f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            pointer=pointer,
             suggestion="was the file truncated or edited by hand?",
         ) from None
     except _json.NonFinite as exc:
-        raise ContinuationError(f"not valid JSON: {exc}", pointer=_non_finite_at(text)) from None
+        where = pointer + _non_finite_at(text)
+        raise ContinuationError(f"not valid JSON: {exc}", pointer=where) from None
     except RecursionError:
-        raise ContinuationError("document nests too deeply to be a continuation") from None
+        raise ContinuationError(
+            "document nests too deeply to be a continuation", pointer=pointer
+        ) from None
     except ValueError as exc:  # an integer of more digits than Python converts
-        raise ContinuationError(f"not valid JSON: {exc}") from None
+        raise ContinuationError(f"not valid JSON: {exc}", pointer=pointer) from None
 
 
 def _non_finite_at(text: str) -> str:

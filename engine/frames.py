@@ -145,7 +145,8 @@ class Pending:
     approver. Not covered by `fingerprint`."""
     seal: Seal | None = field(default=None, repr=False, compare=False)
     """In memory only: what `fingerprint` was computed from, when this process computed it
-    (see `Seal`); None for an entry read from a document, whose fingerprint is a claim."""
+    (see `Seal`); None for an entry read from a document, whose fingerprint is a claim
+    (until a check finds the seal this process made with it, `Seal.made`)."""
 
     @staticmethod
     def for_call(
@@ -201,7 +202,11 @@ class Pending:
 
     def fingerprint_holds(self) -> bool:
         """True when `fingerprint` is the fingerprint of the entry as it is now: its seal
-        says so when nothing changed since it was computed, else it is computed again."""
+        says so when nothing changed since it was computed (an entry read from a document
+        takes the seal this process made with that fingerprint, when it is still exactly
+        what the seal was taken of: see `Seal.made`), else it is computed again."""
+        if self.seal is None:
+            self.seal = Seal.made(self)
         if self.seal is not None and self.seal.holds(self):
             return True
         if self.tool is None:
@@ -215,6 +220,8 @@ class Pending:
     def decoded_from(self, text: str) -> bool:
         """True when the entry's arguments are known to be `text` decoded: it was made from
         that very text and has not changed since (else decode `text` to compare)."""
+        if self.seal is None:
+            self.seal = Seal.made(self)
         return self.seal is not None and self.seal.text == text and self.seal.holds(self)
 
 
@@ -224,7 +231,8 @@ class Seal(NamedTuple):
     matches its seal. The arguments are kept as orjson's sorted-keys JSON (a tenth of the cost
     of the canonical JSON and SHA-256 of a fingerprint), taken again at every check, so an
     edit of the arguments in place breaks the seal as surely as a new value does. Never
-    written to a document: an entry read from one is checked the long way. (A named tuple:
+    written to a document: an entry read from one is checked the long way, unless this
+    process made a seal with its fingerprint that holds for it (`made`). (A named tuple:
     one is made with every gated call, and a frozen dataclass costs a microsecond more.)"""
 
     fields: tuple[Any, ...]
@@ -241,11 +249,31 @@ class Seal(NamedTuple):
         arguments = _snapshot(entry.arguments)
         if arguments is None:
             return None
-        return Seal(_fields(entry), arguments, text)
+        seal = Seal(_fields(entry), arguments, text)
+        if len(_MADE) >= _MADE_MAX:
+            _MADE.clear()  # rare, and only costs the next checks a fingerprint each
+        _MADE[entry.fingerprint] = seal
+        return seal
+
+    @staticmethod
+    def made(entry: Pending) -> Seal | None:
+        """The seal this process made with `entry`'s fingerprint, if it holds for `entry`:
+        then the fingerprint was computed from exactly what `entry` holds (the seal keeps
+        every input of it), so an entry read back from a document this process wrote needs
+        neither the fingerprint nor the decode of its call's arguments again. A memo of a
+        pure function, not state: without it every answer is the same, only slower."""
+        seal = _MADE.get(entry.fingerprint)
+        return seal if seal is not None and seal.holds(entry) else None
 
     def holds(self, entry: Pending) -> bool:
         """True when `entry` is still exactly what the seal was taken of."""
         return _fields(entry) == self.fields and _snapshot(entry.arguments) == self.arguments
+
+
+_MADE: dict[str, Seal] = {}
+"""The seals this process made lately, by fingerprint (see `Seal.made`)."""
+_MADE_MAX = 4096
+"""Emptied when this full: a few hundred kB at most."""
 
 
 def _fields(entry: Pending) -> tuple[Any, ...]:

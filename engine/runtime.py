@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from engine import _eager, _stream, durable, lease
+from engine import _eager, _json, _stream, durable, lease
 from engine._preflight import check_document, check_edits
 from engine.audit import decision_entry, os_user, run_entry
 from engine.compile import Program, compile_spec
@@ -332,7 +332,8 @@ class Runtime:
         user: str | None = None,
     ) -> Outcome:
         self.check(continuation, allow_spec_change=allow_spec_change)
-        if not continuation.frames()[0][1].pending:
+        first = continuation.frames()[0][1]  # read only: the drive runs a copy
+        if not first.pending:
             raise ContinuationError(
                 "the continuation waits on nothing: it records a finished run, or a failed "
                 "run whose failure left nothing to resume (only a failed model call can be "
@@ -345,7 +346,7 @@ class Runtime:
                 "resume returned",
                 pointer="/nonce",
             )
-        agent = continuation.root.agent
+        agent = first.agent
         opening = partial(
             RunResumed,
             run_id=continuation.run_id,
@@ -501,6 +502,7 @@ class Runtime:
     ) -> Outcome:
         """The drive of `_drive`, up to its outcome settled in the store and told."""
         assign_paths(root)
+        _json.orjson_ready()  # every call's arguments are read with it (`decode_arguments`)
         leased = journal is not None and journal.lease is not None
         ctx = RunContext(
             program=self.program,

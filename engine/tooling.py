@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from jsonschema.exceptions import best_match
 
 from engine import _emit
-from engine._canonical import json_problem
+from engine._canonical import MAX_DEPTH, json_problem
+from engine._json import loads_plain
 from engine.compile import BoundAgent, BoundTool, Program
 from engine.errors import ContinuationError
 from engine.events import Observers, RunEvent
@@ -162,7 +163,11 @@ def parse_arguments(tool: BoundTool, text: str) -> tuple[dict[str, Any] | None, 
 def decode_arguments(text: str) -> tuple[Any, str]:
     """A call's arguments text decoded, and `""`; or None and why it is not plain JSON (not
     JSON, NaN or Infinity, a lone surrogate, nesting deeper than any tool needs)."""
-    try:
+    if text.count("[") + text.count("{") < MAX_DEPTH:  # so it cannot nest deeper
+        done, arguments = loads_plain(text)
+        if done:
+            return arguments, ""
+    try:  # the standard library reads it (blank text) or says what is wrong
         arguments = _ARGUMENTS.decode(text) if text.strip() else {}
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         return None, f"the arguments are not valid JSON ({exc})"
@@ -308,31 +313,48 @@ async def run_calls(
     if durable:  # mark them running before any side effect happens
         await ctx.checkpoint(frame)
     inline = len(jobs) == 1
-
-    async def settle_one(call: Call, waiting: Pending | None) -> str | None:
-        call_id = call.id
-        runner = runner_for(call.tool.spec.kind)
-        if observed:
-            _emit.tool_started(call, waiting is not None, ctx)
-        if waiting is None:
-            outcome = await runner.run(call, ctx)
-        else:
-            outcome = await runner.carry_on(call, waiting, ctx)
-        failure = _record(frame, call_id, outcome)
-        if observed:
-            _emit.tool_outcome(call, outcome, ctx)
-        if failure is None and durable and not inline:  # each result is kept the moment it
-            await ctx.checkpoint(frame)  # exists; a lone inline call's by the step's end
-        return failure
-
-    jobs_now = [
-        settle_one(Call(frame=frame, tool=tool, id=call_id, arguments=args, inline=inline), entry)
-        for call_id, tool, args, entry in jobs
-    ]
-    failures = [await jobs_now[0]] if inline else list(await asyncio.gather(*jobs_now))
-    order = {call["id"]: i for i, call in enumerate(calls)}
-    frame.pending.sort(key=lambda p: order.get(p.id, -1))
+    if inline:
+        call_id, tool, args, entry = jobs[0]
+        job = Call(frame=frame, tool=tool, id=call_id, arguments=args, inline=True)
+        failures = [await _settle_one(job, entry, ctx, observed, keep=False)]
+    else:
+        failures = await asyncio.gather(  # each result is kept the moment it exists
+            *(
+                _settle_one(
+                    Call(frame=frame, tool=t, id=i, arguments=a, inline=False),
+                    e,
+                    ctx,
+                    observed,
+                    keep=durable,
+                )
+                for i, t, a, e in jobs
+            )
+        )
+    if len(frame.pending) > 1:
+        order = {call["id"]: i for i, call in enumerate(calls)}
+        frame.pending.sort(key=lambda p: order.get(p.id, -1))
     return next((f for f in failures if f is not None), None), inline
+
+
+async def _settle_one(
+    call: Call, waiting: Pending | None, ctx: RunContext, observed: bool, *, keep: bool
+) -> str | None:
+    """Run (or carry on) one call and record its outcome; checkpoint it when `keep` (a
+    lone inline call's result is kept by the checkpoint at the step's end instead)."""
+    frame = call.frame
+    runner = runner_for(call.tool.spec.kind)
+    if observed:
+        _emit.tool_started(call, waiting is not None, ctx)
+    if waiting is None:
+        outcome = await runner.run(call, ctx)
+    else:
+        outcome = await runner.carry_on(call, waiting, ctx)
+    failure = _record(frame, call.id, outcome)
+    if observed:
+        _emit.tool_outcome(call, outcome, ctx)
+    if failure is None and keep:
+        await ctx.checkpoint(frame)
+    return failure
 
 
 def _record(frame: Frame, call_id: str, outcome: Outcome) -> str | None:

@@ -328,3 +328,70 @@ def test_canonical_json_is_the_standard_library_s_sorted_compact_text(value: Any
     )
     assert canonical_json(value) == expected
     assert canonical_json([value, "t"]) == f'[{expected},"t"]'
+
+
+# -- arguments read by orjson, fingerprints taken from this process's seals ---------------
+
+
+def _stdlib_decode(text: str) -> tuple[Any, str]:
+    """`decode_arguments` as it was, with the standard library only."""
+    from engine._canonical import json_problem
+    from engine.tooling import _ARGUMENTS
+
+    try:
+        arguments = _ARGUMENTS.decode(text) if text.strip() else {}
+    except (ValueError, RecursionError) as exc:
+        return None, f"the arguments are not valid JSON ({exc})"
+    problem = json_problem(arguments)
+    if problem is not None:
+        where, what = problem
+        return None, f"the arguments are not plain JSON: {where or 'the value'} {what}"
+    return arguments, ""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"to": "bob", "amount": 5}',
+        '{"a": 1, "a": 2}',
+        '{"n": 18446744073709551616, "m": -9223372036854775809}',
+        '{"f": [1.5, -0.0, 1e308, 5e-324, 0.30000000000000004]}',
+        '{"n": 1e999}',
+        '{"n": NaN}',
+        '{"s": "\\ud800"}',
+        '{"s": "\\ud83d\\ude00"}',
+        "[" * 150 + "]" * 150,
+        "[" * 99 + "]" * 99,
+        "",
+        "  ",
+        "\ufeff{}",
+        '{"to": "bob",}',
+        "[1, 2]",
+    ],
+)
+def test_arguments_read_by_orjson_are_what_the_standard_library_reads(text: str) -> None:
+    from engine.tooling import decode_arguments
+
+    got, want = decode_arguments(text), _stdlib_decode(text)
+
+    assert got == want
+    assert json.dumps(got[0]) == json.dumps(want[0])  # same types, same key order
+
+
+def test_an_entry_read_back_holds_its_fingerprint_only_while_it_is_what_was_sealed() -> None:
+    rt = runtime(PAY, PAY_TURNS)
+    waiting = suspended(run(rt, "Pay bob"))
+    data = json.loads(waiting.to_json())
+    [entry] = Continuation.from_dict(data).frames()[0][1].pending
+    assert entry.seal is None  # read from a document: its fingerprint is a claim
+
+    assert entry.fingerprint_holds()  # the seal this process made with it, still exact
+    assert entry.seal is not None
+
+    data["frames"][0]["pending"][0]["arguments"]["amount"] = 5000  # the claim kept, the call not
+    [forged] = Continuation.from_dict(data).frames()[0][1].pending
+    assert not forged.fingerprint_holds()
+    assert forged.seal is None
+    with pytest.raises(ContinuationError, match="its call was modified"):
+        rt.resume(Continuation.from_dict(data).approve("t1"))
+    assert loop_tools.CALLS == []
