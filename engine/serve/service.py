@@ -1,0 +1,556 @@
+"""`Service`: what the API and the inbox do, each operation for an acting `User`.
+
+One compiled `Runtime` per spec file in `--specs` (addressed by file name), all on one store
+and with the `EventHub` as observer; a stored run started from a spec no longer in the folder
+is driven by the spec the store kept under its digest (`engine.durable.spec_of_run`). Runs
+advance on the service's own event loop (`Runtime.arun`, `engine.inbox.aresume_recorded`).
+
+Decisions are recorded first (`engine.inbox.arecord`: per item, atomically, each checked
+against the fingerprint the reviewer saw), so several reviewers decide items of one run
+independently; the run resumes once every pending item is decided, or when a decision asks
+for `"resume": "now"`. Every refusal is a `ServeError` whose status the API answers with:
+401/403 who may, 404 unknown, 409 no longer pending (stale fingerprint, decided already, run
+resumed), 422 a decision the entry does not allow or an edit that fails the tool's parameters
+(with the JSON pointer into the request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from engine.continuation import Continuation, PendingDecision
+from engine.decisions import Decide
+from engine.durable import spec_of_run
+from engine.errors import (
+    CallccError,
+    ConflictError,
+    ContinuationError,
+    DecisionError,
+    RunError,
+    StoreError,
+    UsageError,
+)
+from engine.journal import rebuild
+from engine.runtime import Runtime
+from engine.serve.auth import User
+from engine.serve.config import ServeConfig
+from engine.serve.hub import EventHub
+from engine.serve.views import DecisionIn, PendingView, RunView
+from engine.spec.load import load_spec
+from engine.store import RUN_STATUSES, RunStore, open_store
+from engine.store.base import AuditEntry, PendingRow, RunRecord
+
+log = logging.getLogger("callcc.serve")
+
+MAX_LIMIT = 1000
+"""The largest page a listing answers."""
+SHUTDOWN_GRACE = 5.0
+"""Seconds a run started in the background gets to suspend or end when the service stops."""
+_SPEC_FILE = re.compile(r"^spec_version\s*:", re.MULTILINE)
+
+
+class ServeError(Exception):
+    """A request the service refuses: the HTTP status, what to tell, and where in the
+    request (a JSON pointer) when one part of it is at fault."""
+
+    def __init__(self, status: int, message: str, pointer: str | None = None) -> None:
+        self.status = status
+        self.message = message
+        self.pointer = pointer
+        super().__init__(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API's error object."""
+        return {"error": {"status": self.status, "message": self.message, "pointer": self.pointer}}
+
+
+def spec_files(folder: Path) -> list[Path]:
+    """The spec files in `folder` (YAML files with a `spec_version`), by name."""
+    if not folder.is_dir():
+        raise UsageError(f"--specs {folder}: not a folder; give the folder of your spec files")
+    found = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                if _SPEC_FILE.search(path.read_text(encoding="utf-8")):
+                    found.append(path)
+    return found
+
+
+class Service:
+    """The service's state and operations; `await start()` before use, `aclose()` after."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.hub = EventHub()
+        """Every event of every run the service drives."""
+        self._store: RunStore | None = None
+        self._runtimes: dict[str, Runtime] = {}
+        """Spec file name -> its runtime."""
+        self._by_digest: dict[str, Runtime] = {}
+        """Spec digest -> a runtime of that spec (the folder's, or one a stored run needed)."""
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, compile every spec of the folder; refuses (UsageError, SpecError)
+        a folder without specs or a spec that does not load."""
+        self.hub.start()
+        self._store = await asyncio.to_thread(open_store, self.config.store_url)
+        files = spec_files(Path(self.config.specs_dir))
+        if not files:
+            raise UsageError(
+                f"--specs {self.config.specs_dir}: no spec files (YAML with `spec_version: 1`)"
+            )
+        for path in files:
+            runtime = self._compile(load_spec(path))
+            self._runtimes[path.name] = runtime
+            self._by_digest.setdefault(runtime.spec.digest, runtime)
+
+    def _compile(self, spec: Any) -> Runtime:
+        return Runtime(
+            spec,
+            store=self.store,
+            allowed_modules=list(self.config.allow_modules) or None,
+            observers=[self.hub.publish],
+        )
+
+    async def aclose(self) -> None:
+        """Let background runs reach a checkpoint, then close runtimes, the hub and the store."""
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE)
+            for task in late:  # the run stays at its last checkpoint, for `callcc recover`
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        self.hub.close()
+        for runtime in {id(r): r for r in self._by_digest.values()}.values():
+            await runtime.aclose()
+        if self._store is not None:
+            await self._store.aio.aclose()
+            self._store.close()
+
+    @property
+    def store(self) -> RunStore:
+        """The run store (after `start`)."""
+        if self._store is None:
+            raise RuntimeError("Service.start() was not awaited")
+        return self._store
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def specs(self, user: User) -> list[str]:
+        """The spec files runs may be started from."""
+        _need(user, "viewer")
+        return sorted(self._runtimes)
+
+    async def get_run(self, user: User, run_id: str) -> RunView:
+        """The run object."""
+        _need(user, "viewer")
+        return await self._view(await self._record(run_id))
+
+    async def list_runs(
+        self,
+        user: User,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[RunView], str | None]:
+        """Runs, newest first, and the cursor of the next page (None: the last page)."""
+        _need(user, "viewer")
+        if status is not None and status not in RUN_STATUSES:
+            raise ServeError(422, f"unknown status {status!r}; one of {', '.join(RUN_STATUSES)}")
+        limit = _limit(limit)
+        records = await _refused_cursor(
+            self.store.aio.list_runs(status=cast(Any, status), limit=limit, after=cursor)
+        )
+        from engine.store.base import run_cursor
+
+        views = [await self._view(record) for record in records]
+        return views, run_cursor(records[-1]) if len(records) == limit else None
+
+    async def pending(
+        self,
+        user: User,
+        *,
+        spec: str | None = None,
+        tool: str | None = None,
+        reason: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[PendingView], str | None]:
+        """Every undecided pending decision across runs, oldest first, and the next page's
+        cursor. `spec` is a spec's name (`hr_onboarding`) or its file name in the folder."""
+        _need(user, "viewer")
+        limit = _limit(limit)
+        if spec in self._runtimes:
+            spec = self._runtimes[spec].spec.name
+        rows = await _refused_cursor(
+            self.store.aio.pending(limit=limit, after=cursor, spec=spec, tool=tool, reason=reason)
+        )
+        from engine.store.base import pending_cursor
+
+        views = [_pending_view(row) for row in rows if not row.decided]
+        return views, pending_cursor(rows[-1]) if len(rows) == limit else None
+
+    async def audit(self, user: User, run_id: str) -> list[AuditEntry]:
+        """The run's audit, oldest first."""
+        _need(user, "viewer")
+        await self._record(run_id)
+        return await self.store.aio.audit(run_id)
+
+    async def transcript(self, user: User, run_id: str) -> list[dict[str, Any]]:
+        """Every frame of the run's stack, root first: `{"path", "agent", "messages"}` (a
+        finished run: its root frame's whole conversation)."""
+        _need(user, "viewer")
+        continuation = await self._stack(run_id)
+        return [
+            {"path": "/".join(names), "agent": frame.agent, "messages": frame.messages}
+            for names, frame in continuation.frames()
+        ]
+
+    async def stack_svg(self, user: User, run_id: str) -> bytes:
+        """The picture of the run's stack (what it waits on, when suspended), as SVG."""
+        _need(user, "viewer")
+        record = await self._record(run_id)
+        continuation = await self._stack(run_id)
+        runtime = await self._runtime_of(record)
+        from engine.render import render, stack_graph
+
+        graph = stack_graph(continuation, runtime.spec)
+        return await asyncio.to_thread(render, graph, "svg")
+
+    async def spec_svg(self, user: User, spec_file: str) -> bytes:
+        """The agent graph of a spec of the folder, as SVG."""
+        _need(user, "viewer")
+        runtime = self._runtimes.get(spec_file)
+        if runtime is None:
+            raise ServeError(404, f"no spec file {spec_file!r}; specs: {self._names()}")
+        from engine.render import render, spec_graph
+
+        return await asyncio.to_thread(render, spec_graph(runtime.spec), "svg")
+
+    # -- starting and deciding -------------------------------------------------------------
+
+    async def start_run(
+        self,
+        user: User,
+        spec: str,
+        prompt: str,
+        *,
+        run_id: str | None = None,
+        wait: bool = True,
+    ) -> RunView:
+        """Start a run of the spec file `spec` on `prompt`; with `wait`, answer once it has
+        suspended or ended, else once it is stored (running)."""
+        _need(user, "submitter")
+        runtime = self._runtimes.get(spec)
+        if runtime is None:
+            raise ServeError(422, f"no spec file {spec!r}; specs: {self._names()}", "/spec")
+        if run_id is not None and not run_id.strip():
+            raise ServeError(422, "run_id is empty; leave it out for a generated one", "/run_id")
+        run_id = run_id or _new_id()
+        start = asyncio.ensure_future(runtime.arun(prompt, run_id=run_id))
+        if wait:
+            await self._outcome_of(start)
+        else:
+            self._background(start)
+            await self._until_stored(start, run_id)
+        return await self.get_run(user, run_id)
+
+    async def decide(
+        self, user: User, run_id: str, decisions: list[DecisionIn], *, wait: bool = True
+    ) -> RunView:
+        """Record `decisions` for items of the run (all or none), then resume the run if none
+        of its items is left undecided, or if one decision says `"resume": "now"`."""
+        _need(user, "approver")
+        from engine import inbox
+        from engine.errors import DecisionConflict
+
+        if not decisions:
+            raise ServeError(422, "no decisions given", "/decisions")
+        record = await self._record(run_id)
+        if record.status not in ("suspended", "failed") or record.nonce is None:
+            raise ServeError(409, f"run {run_id!r} is {record.status}: it waits on nothing now")
+        runtime = await self._runtime_of(record)
+        try:
+            continuation = await runtime.aload_run(run_id)
+        except ConflictError as exc:
+            raise ServeError(409, str(exc)) from None
+        decides, fingerprints = self._checked(user, runtime, continuation, decisions)
+        try:
+            recorded = await inbox.arecord(
+                runtime, run_id, decides, user=user.name, fingerprints=fingerprints
+            )
+        except DecisionConflict as exc:
+            index = next((i for i, d in enumerate(decides) if d.id == exc.path), None)
+            where = f"/decisions/{index}" if index is not None else "/decisions"
+            raise ServeError(409, _conflict_message(exc), where) from None
+        except DecisionError as exc:
+            raise ServeError(422, str(exc), "/decisions") from None
+        except ConflictError as exc:
+            raise ServeError(409, str(exc)) from None
+        if recorded.remaining == 0 or any(d.resume == "now" for d in decisions):
+            resume = asyncio.ensure_future(inbox.aresume_recorded(runtime, run_id, user=user.name))
+            if wait:
+                await self._outcome_of(resume, resumed=True)
+            else:
+                self._background(resume)
+        return await self.get_run(user, run_id)
+
+    def _checked(
+        self,
+        user: User,
+        runtime: Runtime,
+        continuation: Continuation,
+        decisions: Sequence[DecisionIn],
+    ) -> tuple[list[Decide], dict[str, str]]:
+        """The decisions as `Decide`s addressed by full path, each checked: 404 an unknown id,
+        403 a user its approvers do not name, 409 a stale fingerprint, 422 a decision the entry
+        does not allow or an edit that fails the tool's parameters."""
+        pending = continuation.pending()
+        decides: list[Decide] = []
+        fingerprints: dict[str, str] = {}
+        for index, item in enumerate(decisions):
+            where = f"/decisions/{index}"
+            entry = _entry(continuation, pending, item.id, where)
+            view = _decision_view(continuation.run_id, entry)
+            if not view.can_decide(user):
+                raise ServeError(
+                    403,
+                    f"user {user.name!r} may not decide {entry.path}: its approvers are "
+                    f"{', '.join(view.approvers)}",
+                    where,
+                )
+            if item.fingerprint is not None and item.fingerprint != entry.fingerprint:
+                raise ServeError(
+                    409,
+                    f"{entry.path} changed since it was shown (fingerprint "
+                    f"{item.fingerprint[:12]}..., now {entry.fingerprint[:12]}...): "
+                    "reload it and decide again",
+                    f"{where}/fingerprint",
+                )
+            if entry.decision is not None:
+                raise ServeError(409, f"{entry.path} is decided already", where)
+            if item.decision not in entry.decisions:
+                raise ServeError(
+                    422,
+                    f"{entry.path} allows {', '.join(entry.decisions)}, not {item.decision}",
+                    f"{where}/decision",
+                )
+            decide = _decide_of(item, entry.path, where)
+            try:  # one by one, so a refusal names its item
+                runtime.check_decisions(continuation, [decide])
+            except DecisionError as exc:
+                pointer = where if exc.pointer is None else f"{where}/arguments{exc.pointer}"
+                raise ServeError(422, exc.reason, pointer) from None
+            decides.append(decide)
+            fingerprints[entry.path] = entry.fingerprint
+        try:
+            runtime.check_decisions(continuation, decides)
+        except DecisionError as exc:  # the batch as a whole (an item named twice)
+            raise ServeError(422, exc.reason, "/decisions") from None
+        return decides, fingerprints
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _names(self) -> str:
+        return ", ".join(sorted(self._runtimes)) or "none"
+
+    async def _record(self, run_id: str) -> RunRecord:
+        """The run's row; 404 when the store has no such run."""
+        try:
+            return await self.store.aio.get_run(run_id)
+        except StoreError:
+            raise
+        except UsageError:
+            raise ServeError(404, f"no run {run_id!r} in the store") from None
+
+    async def _view(self, record: RunRecord) -> RunView:
+        pending: list[PendingView] = []
+        if record.nonce is not None and record.status in ("suspended", "failed"):
+            rows = await self.store.aio.pending(run_id=record.run_id, limit=MAX_LIMIT)
+            pending = [_pending_view(row) for row in rows if not row.decided]
+        return RunView(
+            run_id=record.run_id,
+            status=record.status,
+            output=record.output,
+            pending=pending,
+            usage={"input_tokens": record.input_tokens, "output_tokens": record.output_tokens},
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            spec=record.spec_name,
+        )
+
+    async def _runtime_of(self, record: RunRecord) -> Runtime:
+        """The runtime of the spec the run was started (or last resumed) with."""
+        runtime = self._by_digest.get(record.spec_digest)
+        if runtime is None:
+            try:
+                spec = await asyncio.to_thread(spec_of_run, self.store, record.run_id)
+            except CallccError as exc:
+                message = f"cannot find the spec of run {record.run_id!r}: {exc}"
+                raise ServeError(409, message) from None
+            runtime = self._by_digest.setdefault(spec.digest, self._compile(spec))
+        return runtime
+
+    async def _stack(self, run_id: str) -> Continuation:
+        """The run's stack as its checkpoints left it (any status)."""
+        record = await self._record(run_id)
+        run, events = await self.store.aio.snapshot(record.run_id)
+        try:
+            return rebuild(run, events)
+        except ContinuationError as exc:
+            raise ServeError(404, f"run {run_id!r} has no stack to show: {exc}") from None
+
+    def _background(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.add(cast(asyncio.Task[Any], task))
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(cast(asyncio.Task[Any], task))
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.warning("a run driven in the background ended with %s: %s", type(exc).__name__, exc)
+
+    async def _outcome_of(self, drive: asyncio.Future[Any], *, resumed: bool = False) -> None:
+        """Await a drive; its refusals become ServeErrors, a run failing is an outcome."""
+        try:
+            await asyncio.shield(drive)
+        except asyncio.CancelledError:  # the client went away: the run goes on regardless
+            self._background(drive)
+            raise
+        except ConflictError as exc:  # another resume claimed the run first: fine
+            if not resumed:
+                raise ServeError(409, str(exc)) from None
+        except RunError:  # the run failed: its status says so
+            pass
+        except UsageError as exc:
+            raise ServeError(422, str(exc)) from None
+
+    async def _until_stored(self, drive: asyncio.Future[Any], run_id: str) -> None:
+        """Wait until the run started by `drive` is in the store (or the drive ended)."""
+        while not drive.done():
+            try:
+                await self.store.aio.get_run(run_id)
+                return
+            except StoreError:
+                raise
+            except UsageError:
+                await asyncio.wait({drive}, timeout=0.01)
+        await self._outcome_of(drive)
+
+
+def _need(user: User, role: str) -> None:
+    if not user.can(role):
+        held = ", ".join(sorted(user.roles)) or "none"
+        raise ServeError(403, f"user {user.name!r} lacks the {role} role (holds: {held})")
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ServeError(422, f"limit must be from 1 to {MAX_LIMIT}, not {limit}", None)
+    return limit
+
+
+async def _refused_cursor(listing: Any) -> Any:
+    """A listing's rows; a malformed cursor is a 422."""
+    try:
+        return await listing
+    except StoreError:
+        raise
+    except UsageError as exc:
+        raise ServeError(422, f"bad cursor: {exc}; pass the cursor a listing answered") from None
+
+
+def _new_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def _pending_view(row: PendingRow) -> PendingView:
+    return PendingView(
+        run_id=row.run_id,
+        id=row.call_id,
+        path=row.path,
+        agent=row.agent,
+        tool=row.tool,
+        arguments=row.arguments,
+        reason=row.reason,
+        decisions=tuple(row.decisions),
+        prompt=row.prompt,
+        fingerprint=row.fingerprint,
+        since=row.created_at,
+        expires_at=row.expires_at,
+        approvers=tuple(row.approvers),
+        spec=row.spec_name,
+        detail=row.detail,
+        decided=row.decided,
+    )
+
+
+def _decision_view(run_id: str, entry: PendingDecision) -> PendingView:
+    return PendingView(
+        run_id=run_id,
+        id=entry.id,
+        path=entry.path,
+        agent=entry.agent,
+        tool=entry.tool,
+        arguments=entry.arguments,
+        reason=entry.reason,
+        decisions=entry.decisions,
+        prompt=entry.prompt,
+        fingerprint=entry.fingerprint,
+        since=time.time(),
+        expires_at=entry.expires_at,
+        approvers=tuple(entry.approvers),
+    )
+
+
+def _entry(
+    continuation: Continuation, pending: list[PendingDecision], ident: str, where: str
+) -> PendingDecision:
+    """The pending entry `ident` names; 404 when none, 422 when several."""
+    try:
+        found, _ = continuation.find(ident)
+    except DecisionError as exc:
+        named = any(p.id == ident or p.path.endswith(f"/{ident}") for p in pending)
+        status = 422 if named else 404
+        raise ServeError(status, f"{exc}", f"{where}/id") from None
+    return found
+
+
+def _decide_of(item: DecisionIn, path: str, where: str) -> Decide:
+    """The engine's decision for one request item."""
+    kind = item.decision
+    if kind == "edit" and item.arguments is None:
+        raise ServeError(422, "an edit needs the new `arguments` (an object)", f"{where}/arguments")
+    if kind == "extend" and (item.turns is None or item.turns < 1):
+        raise ServeError(422, "an extend needs `turns`, at least 1", f"{where}/turns")
+    return Decide(
+        id=path,
+        kind=kind,
+        arguments=item.arguments if kind == "edit" else None,
+        reason=item.reason or "rejected by the reviewer",
+        result=item.result,
+        turns=item.turns or 0,
+    )
+
+
+def _conflict_message(exc: Any) -> str:
+    why = {
+        "not_suspended": "the run is not waiting on these decisions any more (resumed or ended)",
+        "not_pending": "it is no longer pending",
+        "stale": "it changed since it was shown (stale fingerprint): reload it and decide again",
+        "decided": "it is decided already",
+    }.get(getattr(exc, "why", ""), str(exc))
+    return f"{getattr(exc, 'path', '') or 'the decision'}: {why}"
