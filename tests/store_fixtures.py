@@ -150,6 +150,14 @@ def lay_out_version_1(store_url: str, *rows: str) -> None:
     only, with `rows` (`'id', 'spec', 'digest', path, 'agent', 'status', version, nonce,
     output, created, updated` as SQL values) in `runs`. Opening it then runs the later
     migrations, as an upgrade would."""
+    lay_out_version(store_url, 1)
+    for row in rows:
+        query(store_url, f"INSERT INTO runs VALUES ({row})")
+
+
+def lay_out_version(store_url: str, version: int) -> None:
+    """Make the store at `store_url` as a callcc whose schema stopped at `version` left it,
+    empty; opening it then runs the later migrations, as an upgrade would."""
     import importlib
 
     name = "sqlite" if store_url.startswith("sqlite") else "postgres"
@@ -158,14 +166,21 @@ def lay_out_version_1(store_url: str, *rows: str) -> None:
         Path(store_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     else:
         query(store_url.split("?")[0], "CREATE SCHEMA " + store_url.split("schema=")[1])
-    for statement in backend.MIGRATIONS[0]:
-        query(store_url, statement)
+    if store_url.startswith("sqlite"):  # one connection: migration 2 needs its PRAGMA
+        db = sqlite3.connect(store_url.removeprefix("sqlite:///"), isolation_level=None)
+        for statements in backend.MIGRATIONS[:version]:
+            for statement in statements:
+                db.execute(statement)
+        db.close()
+    else:
+        for statements in backend.MIGRATIONS[:version]:
+            for statement in statements:
+                query(store_url, statement)
     query(
         store_url, "CREATE TABLE callcc_migrations (version INTEGER PRIMARY KEY, applied_at REAL)"
     )
-    query(store_url, "INSERT INTO callcc_migrations VALUES (1, 0)")
-    for row in rows:
-        query(store_url, f"INSERT INTO runs VALUES ({row})")
+    for applied in range(1, version + 1):
+        query(store_url, "INSERT INTO callcc_migrations VALUES (?, 0)", (applied,))
 
 
 def query(url: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
