@@ -41,8 +41,10 @@ from engine.journal import rebuild
 from engine.runtime import Runtime
 from engine.serve.auth import User
 from engine.serve.config import ServeConfig
+from engine.serve.expiry import Expiry
 from engine.serve.hub import EventHub
 from engine.serve.views import DecisionIn, PendingView, RunView
+from engine.serve.webhooks import Webhooks
 from engine.spec.load import load_spec
 from engine.store import RUN_STATUSES, RunStore, open_store
 from engine.store.base import AuditEntry, PendingRow, RunRecord
@@ -97,6 +99,10 @@ class Service:
         self._by_digest: dict[str, Runtime] = {}
         """Spec digest -> a runtime of that spec (the folder's, or one a stored run needed)."""
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.webhooks = Webhooks.from_config(config)
+        """The `--webhook` receivers, fed from the hub (refuses a bad URL or a missing secret)."""
+        self.expiry = Expiry(self._expire)
+        """The periodic task rejecting decisions not made in time (`engine.serve.expiry`)."""
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -114,6 +120,8 @@ class Service:
             runtime = self._compile(load_spec(path))
             self._runtimes[path.name] = runtime
             self._by_digest.setdefault(runtime.spec.digest, runtime)
+        await self.webhooks.start(self.hub)
+        await self.expiry.start()
 
     def _compile(self, spec: Any) -> Runtime:
         return Runtime(
@@ -125,17 +133,26 @@ class Service:
 
     async def aclose(self) -> None:
         """Let background runs reach a checkpoint, then close runtimes, the hub and the store."""
+        await self.expiry.aclose()
         if self._tasks:
             _, late = await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE)
             for task in late:  # the run stays at its last checkpoint, for `callcc recover`
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         self.hub.close()
+        await self.webhooks.aclose()
         for runtime in {id(r): r for r in self._by_digest.values()}.values():
             await runtime.aclose()
         if self._store is not None:
             await self._store.aio.aclose()
             self._store.close()
+
+    async def _expire(self, now: float) -> list[str]:
+        """One expiry pass (the `Expiry` task's): every undecided entry past its deadline is
+        rejected, and the runs left with nothing undecided resume."""
+        from engine import inbox
+
+        return await inbox.aexpire(self._runtime_for_expiry, now=now)  # type: ignore[attr-defined]
 
     @property
     def store(self) -> RunStore:

@@ -17,9 +17,9 @@ signed, so a receiver can tell it came from this service and was not replayed:
     X-Callcc-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}." + body)>
 
 `verify_signature` is the receiver's check (constant-time, and refusing a timestamp more than
-five minutes away). The secret is `--webhook-secret`/`CALLCC_WEBHOOK_SECRET`; JSON webhooks need
-one. Format `slack` sends a Slack incoming-webhook message (`{"text", "blocks"}`) instead,
-signed too when a secret is set (Slack ignores the headers).
+five minutes away). The secret is `CALLCC_WEBHOOK_SECRET` (`ServeConfig.webhook_secret`);
+JSON webhooks need one. Format `slack` sends a Slack incoming-webhook message (`{"text",
+"blocks"}`) instead, signed too when a secret is set (Slack ignores the headers).
 """
 
 from __future__ import annotations
@@ -286,9 +286,9 @@ class Webhooks:
             raise UsageError(f"webhook format {format!r} is not json or slack")
         if urls and format == "json" and not secret:
             raise UsageError(
-                "--webhook needs a secret to sign its events: set CALLCC_WEBHOOK_SECRET (or "
-                "--webhook-secret) to a random string the receiver knows too, e.g. the output "
-                "of `callcc keygen`"
+                "--webhook needs a secret to sign its events: set CALLCC_WEBHOOK_SECRET to a "
+                "random string the receiver knows too (`callcc keygen` makes one), or pass "
+                "--webhook-format slack for a Slack incoming webhook"
             )
         for url in urls:
             if not url.startswith(("http://", "https://")):
@@ -307,12 +307,12 @@ class Webhooks:
     @classmethod
     def from_config(cls, config: Any, **kwargs: Any) -> Webhooks:
         """The sender for a `ServeConfig` (`webhooks`, `webhook_format`, `webhook_secret`,
-        `public_url`)."""
+        links from `base_url`)."""
         return cls(
             tuple(config.webhooks),
             format=config.webhook_format,
             secret=config.webhook_secret,
-            public_url=config.public_url,
+            public_url=config.base_url,
             **kwargs,
         )
 
@@ -365,12 +365,16 @@ class Webhooks:
             await receiver.idle.wait()
 
     async def aclose(self, *, grace: float = 2.0) -> None:
-        """Stop feeding; give the queued deliveries `grace` seconds, then stop the senders."""
+        """Stop: the feeding task ends with the hub's subscription (close the hub first), the
+        queued deliveries get `grace` seconds in all, then the senders are stopped."""
+        deadline = asyncio.get_running_loop().time() + grace
         if self._pump is not None:
+            await asyncio.wait({self._pump}, timeout=grace)
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
             self._pump = None
+        grace = max(0.0, deadline - asyncio.get_running_loop().time())
         if grace > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.drain(), grace)
