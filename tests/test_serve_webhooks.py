@@ -79,7 +79,6 @@ def test_every_suspension_and_end_is_posted_signed_over_the_exact_body(
                 "prompt": "Grant engineer access to ada?",
                 "arguments": {"username": "ada", "role": "engineer"},
                 "decisions": ["approve", "reject"],
-                "url": f"{PUBLIC}/runs/hook-run#hr_agent%2Faccount_agent%40call_hr_1%2Fcall_acc_2",
             }
         ],
         "output": None,
@@ -174,7 +173,6 @@ def test_a_dead_or_hanging_receiver_never_blocks_or_fails_a_run(receiver: Receiv
         "suspended",
         "finished",
     ]
-    assert hooks.counts[live].delivered == 2
 
 
 def test_a_receiver_that_falls_behind_loses_its_oldest_events_and_only_those() -> None:
@@ -207,7 +205,7 @@ def test_the_slack_format_posts_an_incoming_webhook_message(receiver: Receiver) 
         "*authorize_account* (approval) · `hr_agent/account_agent@call_hr_1/call_acc_2`\n"
         "Grant engineer access to ada?\n```"
     )
-    assert entry["accessory"]["url"].startswith(f"{PUBLIC}/runs/slack-run#")
+    assert entry["accessory"]["url"] == f"{PUBLIC}/runs/slack-run"
     assert finished["text"].startswith("callcc run slack-run finished: ")
     assert SIGNATURE_HEADER.lower() not in receiver.received(url)[0].headers  # no secret set
 

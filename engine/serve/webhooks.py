@@ -120,7 +120,7 @@ def _status(event: RunEvent) -> str:
     return "failed"
 
 
-def _pending(entry: PendingInfo, link: str) -> dict[str, Any]:
+def _pending(entry: PendingInfo) -> dict[str, Any]:
     return {
         "id": entry.id,
         "path": entry.path,
@@ -130,14 +130,14 @@ def _pending(entry: PendingInfo, link: str) -> dict[str, Any]:
         "prompt": entry.prompt,
         "arguments": None if entry.arguments is None else dict(entry.arguments),
         "decisions": list(entry.decisions),
-        "url": f"{link}#{quote(entry.path, safe='')}",
     }
 
 
 def event_body(event: RunEvent, public_url: str) -> dict[str, Any]:
     """The JSON event for a run's suspension or end: `event` (`run.suspended`,
-    `run.finished`, `run.stopped`, `run.failed`), `run_id`, `status`, `at`, `url` (the run in
-    the inbox), `pending` (each entry with its own `url`), `output` and `reason`."""
+    `run.finished`, `run.stopped`, `run.failed`), `run_id`, `status`, `agent`, `at`, `url`
+    (the run's page in the inbox: its stack, transcript and audit, and the way to decide),
+    `pending` (what it waits on), `output` and `reason`."""
     status = _status(event)
     link = inbox_link(public_url, event.run_id)
     pending = event.pending if isinstance(event, RunSuspended) else ()
@@ -148,7 +148,7 @@ def event_body(event: RunEvent, public_url: str) -> dict[str, Any]:
         "agent": event.path,
         "at": event.at,
         "url": link,
-        "pending": [_pending(p, link) for p in pending],
+        "pending": [_pending(p) for p in pending],
         "output": event.output if isinstance(event, RunFinished) else None,
         "reason": event.reason if isinstance(event, RunFailed) else None,
     }
@@ -199,7 +199,7 @@ def slack_body(event: RunEvent, public_url: str) -> dict[str, Any]:
                 "accessory": {
                     "type": "button",
                     "text": {"type": "plain_text", "text": "Open"},
-                    "url": entry["url"],
+                    "url": link,
                 },
             }
         )
