@@ -168,7 +168,7 @@ def _wait_ready(process: subprocess.Popen[str]) -> None:
     seen = []
     for line in process.stderr:
         seen.append(line)
-        if "Application startup complete" in line or "Uvicorn running on" in line:
+        if "Uvicorn running on" in line:  # logged once the socket listens
             return
     raise RuntimeError(f"callcc serve ended before serving:\n{''.join(seen)[-3000:]}")
 
@@ -279,7 +279,10 @@ def _seed_sqlite(path: str, template: str, count: int) -> None:
         for table in tables:
             if table in SKIPPED_TABLES or table.startswith("sqlite_"):
                 continue
-            columns = [r[1] for r in db.execute(f'PRAGMA table_info("{table}")')]
+            info = list(db.execute(f'PRAGMA table_info("{table}")'))
+            keys = [r for r in info if r[5]]
+            generated = {r[1] for r in keys if len(keys) == 1 and r[2].upper() == "INTEGER"}
+            columns = [r[1] for r in info if r[1] not in generated]  # a rowid counts itself
             key = "id" if table == "runs" else "run_id"
             if key not in columns:
                 continue
@@ -313,11 +316,13 @@ def _seed_postgres(url: str, template: str, count: int) -> None:
         for table in tables:
             if table in SKIPPED_TABLES:
                 continue
-            columns = [
+            columns = [  # identity and serial columns count themselves
                 r[0]
                 for r in conn.execute(
                     "SELECT column_name FROM information_schema.columns WHERE table_schema = %s"
-                    " AND table_name = %s ORDER BY ordinal_position",
+                    " AND table_name = %s AND is_identity = 'NO'"
+                    " AND coalesce(column_default, '') NOT LIKE 'nextval(%%'"
+                    " ORDER BY ordinal_position",
                     (schema, table),
                 )
             ]

@@ -105,7 +105,7 @@ def test_make_serve_prints_a_token_per_role_once_and_serves_the_hr_example(
         start_new_session=True,
     )
     try:
-        printed = _until(first, "Application startup complete")
+        printed = _until(first, "Uvicorn running on")  # logged once it listens
         users = Users.load(tokens)
         roles = yaml.safe_load(tokens.read_text())["tokens"]
         assert sorted(r["roles"][0] for r in roles) == ["admin", "approver", "submitter", "viewer"]
