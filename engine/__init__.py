@@ -42,6 +42,9 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `usage`: token counts per frame and per run (an ended sub-agent's fold into its caller).
 - `tracing`: run events as OpenTelemetry GenAI spans; the only module importing opentelemetry.
 - `render/`: networkx graphs of specs and stacks; DOT, SVG/PNG, Mermaid, terminal text.
+- `serve/`: `callcc serve`, the approval service: the JSON API, users and roles, the event hub
+  (its own ownership list in `serve/__init__`); the only package importing fastapi, starlette
+  and uvicorn (`callcc[serve]`), imported by nothing else but `cli/serve`'s handler.
 - `cli/`: `callcc` subcommands, one module each, imported when its command runs (`cli/_exit`
   holds the exit codes); `main(argv, stdout, stderr) -> int`;
   `cli/_streams` makes every write printable (lone surrogates escaped, closed pipes quiet);

@@ -36,6 +36,8 @@ def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # The run store fixtures (`store_url` over both backends, `store`) for every test module.
+# The service on a real uvicorn server, per store backend per session (`callcc serve` tests).
+from serve_fixtures import served  # noqa: E402, F401
 from store_fixtures import faced_store, store, store_url  # noqa: E402, F401
 
 

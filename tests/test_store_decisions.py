@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from store_fixtures import lay_out_version, query
 
+from engine import Runtime, Suspended, load_spec
 from engine.errors import DecisionConflict, UsageError
 from engine.store import PendingRow, RunRecord, RunStore, open_store
 from engine.store.base import (
@@ -27,6 +29,7 @@ from engine.store.base import (
 )
 
 T0 = 1_700_000_000.0
+ROOT = Path(__file__).parent.parent
 
 
 @pytest.fixture
@@ -538,3 +541,42 @@ def test_a_store_at_migration_7_gains_the_inbox_and_keeps_its_pending_rows(
         assert versions == [(8,)]
     finally:
         store.close()
+
+
+# -- the journal fills the rows ----------------------------------------------------------------
+
+
+def test_a_suspended_run_keeps_each_pending_entry_as_the_continuation_shows_it(
+    store_url: str,
+) -> None:
+    spec = load_spec(ROOT / "specs" / "hr_agent.yaml")
+    with Runtime(spec, store=store_url) as runtime:
+        outcome = runtime.run("Onboard Ada Lovelace as an engineer", run_id="hr-1")
+        assert isinstance(outcome, Suspended) and runtime.store is not None
+        (shown,) = outcome.continuation.pending()
+        (kept,) = runtime.store.pending()
+        record = runtime.store.get_run("hr-1")
+    assert kept == PendingRow(
+        run_id="hr-1",
+        path=shown.path,
+        call_id=shown.id,
+        tool=shown.tool,
+        reason=shown.reason,
+        created_at=kept.created_at,
+        agent=shown.agent,
+        arguments=shown.arguments,
+        prompt=shown.prompt,
+        detail=shown.detail,
+        decisions=shown.decisions,
+        fingerprint=shown.fingerprint,
+        expires_at=shown.expires_at,
+        approvers=shown.approvers,
+        spec_name=spec.name,
+    )
+    assert (kept.agent, kept.tool, kept.arguments) == (
+        "account_agent",
+        "authorize_account",
+        shown.arguments,
+    )
+    assert kept.arguments and kept.fingerprint and "approve" in kept.decisions
+    assert record.updated_at >= kept.created_at >= record.created_at

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 
 from engine.errors import StoreError, UsageError
 from engine.serve import api
-from engine.serve.auth import NO_AUTH_HEADER, NO_AUTH_WARNING, AuthError
+from engine.serve.auth import ANONYMOUS_ADMIN, NO_AUTH_HEADER, NO_AUTH_WARNING, AuthError
 from engine.serve.config import ServeConfig, is_loopback
 from engine.serve.service import ServeError, Service
 
@@ -62,6 +62,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     if problem is not None:
         raise UsageError(problem)
     service = Service(config)
+    service.prepare()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -87,8 +88,21 @@ def create_app(config: ServeConfig) -> FastAPI:
     if inbox is not None:
         app.include_router(inbox.router)
     _handle_errors(app)
+    _name_the_specs(app, sorted(service.specs(ANONYMOUS_ADMIN)))
     app.add_middleware(_Headers, no_auth=config.no_auth)
     return app
+
+
+def _name_the_specs(app: FastAPI, specs: list[str]) -> None:
+    """The OpenAPI document lists the spec files a run may start from (`StartIn.spec`)."""
+    document = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        doc = document()
+        doc["components"]["schemas"]["StartIn"]["properties"]["spec"]["enum"] = specs
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _inbox() -> Any:
@@ -169,6 +183,82 @@ class _Headers:
             await send(message)
 
         await self.app(scope, receive, sending)
+
+
+class Background:
+    """The service under uvicorn on a thread of its own, on a loopback socket bound at once
+    (port 0: a free one), for tests and benchmarks::
+
+        with Background(config) as url:   # "http://127.0.0.1:PORT", once it accepts requests
+            ...
+    """
+
+    def __init__(self, config: ServeConfig, *, timeout: float = 30.0) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        self.app = create_app(config)
+        self._socket = socket.create_server((config.host, config.port))
+        host, port = self._socket.getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        """Where the service answers."""
+        self._started = threading.Event()
+        self._server = _Server(
+            uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=5),
+            self._started,
+        )
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+        self._timeout = timeout
+
+    @property
+    def service(self) -> Service:
+        """The service the app runs."""
+        service: Service = self.app.state.service
+        return service
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        if not self._started.wait(self._timeout) or not self._server.started:
+            self.close()
+            raise RuntimeError(f"the service did not start within {self._timeout} s")
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the server and wait for it (its lifespan closes the service)."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(self._timeout)
+        self._socket.close()
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, telling a thread when it accepts connections (or failed to)."""
+
+        def __init__(self, config: uvicorn.Config, started: Any) -> None:
+            super().__init__(config)
+            self._signal = started
+
+        async def startup(self, sockets: Any = None) -> None:
+            try:
+                await super().startup(sockets)
+            finally:
+                self._signal.set()
+
+    return Server
+
+
+def _Server(config: Any, started: Any) -> Any:  # a class, made on first use
+    return _server_class()(config, started)
 
 
 def serve(config: ServeConfig) -> None:

@@ -113,6 +113,12 @@ class Users:
             token, user = _entry(item, where)
             if token in entries:
                 raise UsageError(f"{where}: this token is given twice; give each user its own")
+            same = next((u for u in entries.values() if u.name == user.name), None)
+            if same is not None and same.roles != user.roles:  # a session names the user
+                raise UsageError(
+                    f"{where}: user {user.name!r} has other roles in an earlier entry; give "
+                    "each of a user's tokens the same roles"
+                )
             entries[token] = user
         return cls(entries)
 

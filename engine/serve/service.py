@@ -106,22 +106,31 @@ class Service:
 
     # -- life cycle ------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Open the store, compile every spec of the folder; refuses (UsageError, SpecError)
-        a folder without specs or a spec that does not load."""
-        self.hub.start()
-        self._store = await asyncio.to_thread(open_store, self.config.store_url)
+    def prepare(self) -> None:
+        """Open the store and compile every spec of the folder, before any event loop runs
+        (`create_app` calls it, so a bad folder or spec stops `callcc serve` with exit 2);
+        refuses (UsageError, SpecError) a folder without specs or a spec that does not load."""
+        if self._store is not None:
+            return
         files = spec_files(Path(self.config.specs_dir))
         if not files:
             raise UsageError(
                 f"--specs {self.config.specs_dir}: no spec files (YAML with `spec_version: 1`)"
             )
-        for path in files:
-            runtime = self._compile(load_spec(path))
-            self._runtimes[path.name] = runtime
+        specs = [(path.name, load_spec(path)) for path in files]
+        self._store = open_store(self.config.store_url)
+        for name, spec in specs:
+            runtime = self._compile(spec)
+            self._runtimes[name] = runtime
             self._by_digest.setdefault(runtime.spec.digest, runtime)
         await self.webhooks.start(self.hub)
         await self.expiry.start()
+
+    async def start(self) -> None:
+        """Start serving on the running event loop (`prepare`s first if not done)."""
+        if self._store is None:
+            await asyncio.to_thread(self.prepare)
+        self.hub.start()
 
     def _compile(self, spec: Any) -> Runtime:
         return Runtime(
@@ -210,6 +219,8 @@ class Service:
         limit = _limit(limit)
         if spec in self._runtimes:
             spec = self._runtimes[spec].spec.name
+        if any("\x00" in f for f in (spec, tool, reason) if f):  # no name holds one; a
+            return [], None  # database refuses it in a parameter (PostgreSQL)
         rows = await _refused_cursor(
             self.store.aio.pending(limit=limit, after=cursor, spec=spec, tool=tool, reason=reason)
         )
@@ -454,16 +465,14 @@ class Service:
             raise ServeError(422, str(exc)) from None
 
     async def _until_stored(self, drive: asyncio.Future[Any], run_id: str) -> None:
-        """Wait until the run started by `drive` is in the store (or the drive ended)."""
-        while not drive.done():
-            try:
-                await self.store.aio.get_run(run_id)
-                return
-            except StoreError:
-                raise
-            except UsageError:
-                await asyncio.wait({drive}, timeout=0.01)
-        await self._outcome_of(drive)
+        """Wait until the run `drive` starts is in the store: its first event (`RunStarted`
+        comes once the run and its first checkpoint are written), or the drive's end."""
+        with contextlib.closing(self.hub.subscribe(run_id)) as events:
+            first = asyncio.ensure_future(anext(events, None))
+            await asyncio.wait({drive, first}, return_when=asyncio.FIRST_COMPLETED)
+            first.cancel()
+        if drive.done():
+            await self._outcome_of(drive)
 
 
 def _need(user: User, role: str) -> None:
