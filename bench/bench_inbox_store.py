@@ -10,7 +10,8 @@ and prints p50 and p99 (goal: `GET /v1/pending` p99 under 50 ms, so each of thes
 - `pending(limit=100)`: the inbox's first page; then a page from a cursor half-way down;
 - `pending` filtered by spec, by a tool one row in a hundred calls, by reason, by run;
 - `expired(now, limit=100)`; `list_runs` newest first, by status from a cursor, by spec;
-- `record_decisions` of one entry (a write, with its audit entry) and `audit(run_id)`.
+- `record_decisions` of one entry (a write, with its audit entry) and `audit(run_id)`;
+- as a floor, in the same run: migration 7's pending query, raw on the driver's connection.
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ def bench_backend(url: str) -> list[tuple[str, float, float]]:
             ("audit(run_id)", lambda: store.audit("bulk-050000")),
         ]
         figures = [(name, *percentiles(call)) for name, call in cases]
+        figures.append(("baseline: migration 7's query, raw", *percentiles(old_query(store))))
         undecided = [p for p in store.pending(limit=CALLS * 3) if not p.decided][: CALLS + 1]
         writes = iter(undecided)
 
@@ -180,6 +182,28 @@ def bench_backend(url: str) -> list[tuple[str, float, float]]:
         return figures
     finally:
         store.close()
+
+
+OLD_PENDING = (
+    "SELECT p.run_id, p.path, p.call_id, p.tool, p.reason, p.created_at"
+    " FROM pending p JOIN runs r ON r.id = p.run_id WHERE r.status = 'suspended'"
+    " ORDER BY p.created_at, p.run_id, p.path LIMIT 100"
+)
+"""What `pending(limit=100)` ran before migration 8 (six columns, no decisions)."""
+
+
+def old_query(store: Any) -> Callable[[], object]:
+    """`OLD_PENDING` straight on the backend's connection, rows as the driver gives them: the
+    floor the new listing (more columns, the decided join, rows decoded) is compared with."""
+    if hasattr(store, "_db"):
+        return lambda: store._db.execute(OLD_PENDING).fetchall()
+
+    def on_postgres() -> object:
+        rows = store._conn.execute(OLD_PENDING).fetchall()
+        store._conn.rollback()
+        return rows
+
+    return on_postgres
 
 
 def aio_percentiles(store: RunStore) -> tuple[float, float]:
