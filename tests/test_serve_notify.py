@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,3 +166,68 @@ def _stop(process: subprocess.Popen[str]) -> None:
             process.wait()
     if process.stdout is not None:
         process.stdout.close()
+
+
+def _expiring_specs(folder: Path) -> Path:
+    """The payments example, whose transfers wait an hour for approval at most."""
+    from serve_fixtures import lay_out_specs
+
+    lay_out_specs(folder)
+    payments = (folder / "payments.yaml").read_text(encoding="utf-8")
+    gated = "decisions: [approve, edit, reject]\n"
+    assert gated in payments
+    (folder / "payments.yaml").write_text(
+        payments.replace(gated, gated + "      expires_after: 1h\n"), encoding="utf-8"
+    )
+    return folder
+
+
+def test_the_service_expires_an_undecided_call_and_the_run_goes_on_with_the_model_told(
+    store_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    from serve_fixtures import write_tokens
+
+    from engine.serve.app import Background
+
+    hook = receiver.url("expiry")
+    tokens = write_tokens(tmp_path / "tokens.yaml")
+    config = ServeConfig(
+        store_url=store_url,
+        specs_dir=_expiring_specs(tmp_path / "specs"),
+        port=0,
+        users=Users.load(tmp_path / "tokens.yaml"),
+        webhooks=(hook,),
+        webhook_secret=SECRET,
+    )
+    now = [time.time()]
+    background = Background(config)
+    background.service.expiry.clock = lambda: now[0]  # the time the expiry task sees
+    background.service.expiry.interval = 0.05
+    with background as url:
+        import httpx
+
+        sam = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {tokens['sam']}"})
+        run = sam.post(
+            "/v1/runs", json={"spec": "payments.yaml", "prompt": "Pay Bob 200", "run_id": "late"}
+        ).json()
+        assert run["status"] == "suspended"
+        (item,) = run["pending"]
+        assert item["expires_at"] == pytest.approx(time.time() + 3600, abs=120)
+        receiver.wait(hook, 1)  # suspended; passes run meanwhile and find nothing expired
+        assert sam.get("/v1/runs/late").json()["status"] == "suspended"
+        now[0] = item["expires_at"] + 1  # an hour and a second later
+        suspended, ended = receiver.wait(hook, 2)
+        assert json.loads(ended.body)["status"] == "finished"
+        final = sam.get("/v1/runs/late").json()
+        transcript = sam.get("/v1/runs/late/transcript").json()
+        audit = sam.get("/v1/runs/late/audit").json()
+    assert final["status"] == "finished" and final["pending"] == []
+    told = [
+        m
+        for frame in transcript
+        for m in frame["messages"]
+        if m.get("role") == "tool" and m.get("tool_call_id") == "call_pay_2"
+    ]
+    assert len(told) == 1 and "expired: no decision within 1h" in str(told[0]["content"])
+    expired = [a for a in audit["audit"] if a["action"] == "expired"]
+    assert [(a["user"], a["call_id"]) for a in expired] == [("callcc", "call_pay_2")]

@@ -47,8 +47,10 @@ class Expiry:
         if interval <= 0:
             raise ValueError(f"the expiry interval must be positive, not {interval!r}")
         self.interval = interval
+        """Seconds between passes (read before each wait: a change applies from the next)."""
+        self.clock = clock
+        """The time passes compare deadlines with."""
         self._expire = expire
-        self._clock = clock
         self._wake = asyncio.Event()
         self._done = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -78,7 +80,7 @@ class Expiry:
     async def run_once(self) -> list[str]:
         """One pass, now; its expired run ids (a failure is logged and gives [])."""
         try:
-            expired = list(await self._expire(self._clock()))
+            expired = list(await self._expire(self.clock()))
         except Exception:
             log.exception("expiry pass failed; the next one runs in %.0f s", self.interval)
             expired = []
