@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from webhook_receiver import Receiver
@@ -203,10 +204,8 @@ def test_the_service_expires_an_undecided_call_and_the_run_goes_on_with_the_mode
     background = Background(config)
     background.service.expiry.clock = lambda: now[0]  # the time the expiry task sees
     background.service.expiry.interval = 0.05
-    with background as url:
-        import httpx
-
-        sam = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {tokens['sam']}"})
+    headers = {"Authorization": f"Bearer {tokens['root']}"}
+    with background as url, httpx.Client(base_url=url, headers=headers, timeout=30) as sam:
         run = sam.post(
             "/v1/runs", json={"spec": "payments.yaml", "prompt": "Pay Bob 200", "run_id": "late"}
         ).json()
@@ -216,7 +215,7 @@ def test_the_service_expires_an_undecided_call_and_the_run_goes_on_with_the_mode
         receiver.wait(hook, 1)  # suspended; passes run meanwhile and find nothing expired
         assert sam.get("/v1/runs/late").json()["status"] == "suspended"
         now[0] = item["expires_at"] + 1  # an hour and a second later
-        suspended, ended = receiver.wait(hook, 2)
+        _, ended = receiver.wait(hook, 2)
         assert json.loads(ended.body)["status"] == "finished"
         final = sam.get("/v1/runs/late").json()
         transcript = sam.get("/v1/runs/late/transcript").json()
