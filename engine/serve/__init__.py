@@ -12,4 +12,10 @@ Ownership, one line a module:
   raising `ServeError(status, message, pointer)`.
 - `api`: the /v1 router: request and response models (the OpenAPI document), SSE.
 - `app`: `create_app(config)`: the routers, the security headers, the error shape; `serve`.
+- `webhooks`: `Webhooks`, the `--webhook` sender fed from the hub: signed JSON events or Slack
+  messages for each suspension and end, per-receiver bounded queues, retries with backoff;
+  `verify_signature`, a receiver's check.
+- `expiry`: `Expiry`, the service's periodic task calling `engine.inbox.aexpire`.
+- `tokens`: `python -m engine.serve.tokens FILE`, a tokens file with a random token per role
+  (`make serve`).
 """
