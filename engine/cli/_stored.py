@@ -5,6 +5,7 @@ of that id); anything else is a run id of the store (`--store`, else `CALLCC_STO
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -19,8 +20,6 @@ if TYPE_CHECKING:
 def stored_stack(source: str, args: argparse.Namespace, stderr: TextIO) -> Continuation | None:
     """The stack of the stored run `source` names, or None when `source` is to be read as a
     file (it exists, or no store is given: reading it then says it is missing)."""
-    from engine.cli.run import store_url_of
-
     explicit = getattr(args, "store", None)
     url = store_url_of(args)
     if Path(source).exists():
@@ -34,6 +33,16 @@ def stored_stack(source: str, args: argparse.Namespace, stderr: TextIO) -> Conti
     if not url:
         return None
     return _stack(url, source)
+
+
+def store_url_of(args: argparse.Namespace) -> str | None:
+    """`--store`, else `CALLCC_STORE`, else None."""
+    url: str | None = getattr(args, "store", None) or os.environ.get(STORE_ENV) or None
+    if url and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        relative = url.removeprefix("sqlite:///")
+        if relative and relative != ":memory:":  # messages and hints name the file opened
+            url = f"sqlite:///{Path(relative).resolve()}"
+    return url
 
 
 def no_such_file(source: str) -> UsageError:

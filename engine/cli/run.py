@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from engine.cli._decisions import add_decision_flags
 from engine.cli._exit import EXIT_OK, EXIT_SUSPENDED
 from engine.cli._output import describe, progress, report, warn_unused
+from engine.cli._stored import store_url_of
 from engine.errors import ContinuationError, UsageError
 from engine.signing import KEY_ENV, KEY_FILE_ENV, generate_key, keys_from_env
 from engine.store import STORE_ENV, open_store
@@ -78,42 +79,7 @@ def register(sub: Any) -> None:
         help="the continuation file to resume, or a run id of the store",
     )
     resume.add_argument("--spec", metavar="SPEC", help="the spec (default: the path recorded)")
-    decide = resume.add_argument_group("decisions (each may be repeated)")
-    decide.add_argument("--approve", action="append", default=[], metavar="ID|all")
-    decide.add_argument("--reject", action="append", default=[], metavar="ID|all")
-    decide.add_argument("--reason", action="append", default=[], help="reason of each --reject")
-    decide.add_argument("--edit", action="append", default=[], metavar="ID")
-    decide.add_argument("--args", action="append", default=[], help="JSON args of each --edit")
-    decide.add_argument(
-        "--patch",
-        action="append",
-        default=[],
-        nargs=2,
-        metavar=("ID", "JSON"),
-        help="edit with a JSON merge patch (RFC 7396) of the call's arguments",
-    )
-    decide.add_argument("--answer", action="append", default=[], metavar="ID")
-    decide.add_argument("--result", action="append", default=[], help="JSON of each --answer")
-    decide.add_argument(
-        "--result-text",
-        action="append",
-        default=[],
-        nargs=2,
-        metavar=("ID", "TEXT"),
-        help="answer with plain text (no JSON quoting)",
-    )
-    decide.add_argument("--extend", action="append", default=[], metavar="ID")
-    decide.add_argument("--turns", action="append", default=[], type=int, help="per --extend")
-    decide.add_argument("--stop", action="append", default=[], metavar="ID")
-    decide.add_argument(
-        "--resume",
-        "--continue",
-        dest="carry_on",
-        action="append",
-        default=[],
-        metavar="ID",
-        help="decide resume: carry on after a pause or a model error (--continue: the same)",
-    )
+    add_decision_flags(resume)
     resume.add_argument(
         "--allow-spec-change", action="store_true", help="resume even though the spec changed"
     )
@@ -254,16 +220,6 @@ def _resume_stored(args: argparse.Namespace, url: str, stdout: TextIO, stderr: T
     return report(outcome, args.state_out, args, stdout, stderr, store_url=url)
 
 
-def store_url_of(args: argparse.Namespace) -> str | None:
-    """`--store`, else `CALLCC_STORE`, else None."""
-    url: str | None = getattr(args, "store", None) or os.environ.get(STORE_ENV) or None
-    if url and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        relative = url.removeprefix("sqlite:///")
-        if relative and relative != ":memory:":  # messages and hints name the file opened
-            url = f"sqlite:///{Path(relative).resolve()}"
-    return url
-
-
 def _runtime(
     spec: Spec, args: argparse.Namespace, shown: progress, store: RunStore | str | None
 ) -> Runtime:
@@ -319,75 +275,14 @@ def keygen_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
 
 
 def apply_decisions(continuation: Continuation, args: argparse.Namespace) -> Continuation:
-    """Apply every decision flag, checking that paired flags come in pairs."""
-    from engine.cli._decisions import merge_patch, nothing_decided, reject_all
+    """Make every decision the flags give (`cli/_decisions.flag_decisions`), in one batch;
+    refuse a resume that decides nothing."""
+    from engine.cli._decisions import flag_decisions, nothing_decided
 
-    result = continuation
-    for ident in args.approve:
-        if ident != "all":
-            result = result.approve(ident)
-    rejects = _pairs(args.reject, args.reason, "--reject", "--reason", optional=True)
-    for ident, reason in rejects:
-        if ident != "all":
-            result = result.reject(ident, reason or "rejected by the reviewer")
-    for ident, text in _pairs(args.edit, args.args, "--edit", "--args"):
-        value = _json(text, "--args")
-        if not isinstance(value, dict):
-            raise UsageError("--args must be a JSON object")
-        result = result.edit(ident, value)
-    for ident, text in getattr(args, "patch", []):  # new flags: absent from older Namespaces
-        patch = _json(text, "--patch")
-        if not isinstance(patch, dict):
-            raise UsageError(
-                f"--patch {ident}: the patch must be a JSON object, such as "
-                "'{\"amount\": 60}' (null removes an argument)"
-            )
-        current = result.find(ident)[0].arguments
-        if current is None:
-            raise UsageError(f"--patch {ident}: the entry is no tool call; it has no arguments")
-        result = result.edit(ident, merge_patch(current, patch))
-    for ident, text in _pairs(args.answer, args.result, "--answer", "--result"):
-        result = result.answer(ident, _json(text, "--result", answer=True))
-    for ident, text in getattr(args, "result_text", []):
-        result = result.answer(ident, text)
-    for ident, turns in _pairs(args.extend, args.turns, "--extend", "--turns"):
-        result = result.extend(ident, int(turns))
-    for ident in args.stop:
-        result = result.stop(ident)
-    for ident in args.carry_on:
-        result = result.resume(ident)
-    if "all" in args.approve:  # last: `all` means every call no other flag decided
-        result = result.approve_all()
-    for ident, reason in rejects:
-        if ident == "all":
-            result = reject_all(result, reason or "rejected by the reviewer")
+    decides = flag_decisions(continuation, args)
+    result = continuation.decide_many(decides) if decides else continuation
     nothing_decided(result, args)
     return result
-
-
-def _pairs(
-    ids: list[str], values: list[Any], flag: str, value_flag: str, *, optional: bool = False
-) -> list[tuple[str, Any]]:
-    if len(values) > len(ids) or (not optional and len(values) != len(ids)):
-        raise UsageError(f"give one {value_flag} for each {flag} ({len(ids)} vs {len(values)})")
-    return [(ident, values[i] if i < len(values) else None) for i, ident in enumerate(ids)]
-
-
-def _json(text: str, flag: str, *, answer: bool = False) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        hint = (
-            f"; to answer with text, quote it as a JSON string ({flag} "
-            f"'{json.dumps(text, ensure_ascii=False)}') or use --result-text ID TEXT"
-            if answer
-            else "; quote the whole value for the shell, such as '{\"amount\": 60}'"
-        )
-        raise UsageError(f"{flag} is not valid JSON: {exc}{hint}") from None
-    except ValueError as exc:  # an integer with more digits than Python converts
-        raise UsageError(f"{flag} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise UsageError(f"{flag} is not valid JSON: it nests too deeply") from None
 
 
 def _read(path: str) -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.cli._exit import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
 from engine.cli._output import progress, report, warn_unused
-from engine.cli.run import store_url_of
+from engine.cli._stored import store_url_of
 from engine.errors import CallccError, LeaseHeldError, UsageError
 from engine.store import STORE_ENV
 from engine.store._statuses import RUN_STATUSES
