@@ -300,8 +300,9 @@ class Service:
         """Record `decisions` for items of the run (all or none), then resume the run if none
         of its items is left undecided, or if one decision says `"resume": "now"`."""
         _need(user, "approver")
-        from engine import inbox
         from engine.errors import DecisionConflict
+
+        inbox = _inbox()
 
         if not decisions:
             raise ServeError(422, "no decisions given", "/decisions")
@@ -473,6 +474,18 @@ class Service:
             first.cancel()
         if drive.done():
             await self._outcome_of(drive)
+
+
+def _inbox() -> Any:
+    """`engine.inbox`, or the stand-in until it is merged."""
+    import importlib
+
+    try:
+        return importlib.import_module("engine.inbox")
+    except ModuleNotFoundError as exc:
+        if exc.name != "engine.inbox":
+            raise
+        return importlib.import_module("engine.serve._recording")
 
 
 def _need(user: User, role: str) -> None:
