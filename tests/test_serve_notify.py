@@ -218,7 +218,7 @@ def test_the_service_expires_an_undecided_call_and_the_run_goes_on_with_the_mode
         _, ended = receiver.wait(hook, 2)
         assert json.loads(ended.body)["status"] == "finished"
         final = sam.get("/v1/runs/late").json()
-        transcript = sam.get("/v1/runs/late/transcript").json()
+        transcript = sam.get("/v1/runs/late/transcript").json()["frames"]
         audit = sam.get("/v1/runs/late/audit").json()
     assert final["status"] == "finished" and final["pending"] == []
     told = [
@@ -230,3 +230,32 @@ def test_the_service_expires_an_undecided_call_and_the_run_goes_on_with_the_mode
     assert len(told) == 1 and "expired: no decision within 1h" in str(told[0]["content"])
     expired = [a for a in audit["audit"] if a["action"] == "expired"]
     assert [(a["user"], a["call_id"]) for a in expired] == [("callcc", "call_pay_2")]
+
+
+def test_a_failing_expiry_pass_is_logged_and_the_next_one_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from engine.serve.expiry import Expiry
+
+    seen: list[float] = []
+
+    async def expire(now: float) -> list[str]:
+        seen.append(now)
+        if len(seen) == 1:
+            raise ConnectionError("the store went away")
+        return ["run-1"]
+
+    async def scenario() -> list[list[str]]:
+        expiry = Expiry(expire, interval=3600, clock=lambda: 1234.5)
+        await expiry.start()  # the first pass runs at once, the next after an hour or a wake
+        first = await asyncio.wait_for(expiry.passed(1), 10)
+        expiry.wake()
+        second = await asyncio.wait_for(expiry.passed(2), 10)
+        await expiry.aclose()
+        return [first, second]
+
+    assert asyncio.run(scenario()) == [[], ["run-1"]]
+    assert seen == [1234.5, 1234.5]
+    assert "expiry pass failed" in caplog.text and "the store went away" in caplog.text
+    with pytest.raises(ValueError, match="positive"):
+        Expiry(expire, interval=0)

@@ -92,11 +92,10 @@ class Expiry:
             log.info("expired pending decisions of %d run(s): %s", len(expired), expired)
         return expired
 
-    async def next_pass(self) -> list[str]:
-        """Wait for the next pass to finish; the runs it expired entries of."""
+    async def passed(self, count: int) -> list[str]:
+        """Wait until `count` passes have finished since the start; what the latest expired."""
         async with self._done:
-            seen = self.passes
-            await self._done.wait_for(lambda: self.passes > seen)
+            await self._done.wait_for(lambda: self.passes >= count)
             return self.expired
 
     async def _loop(self) -> None:

@@ -123,14 +123,14 @@ class Service:
             runtime = self._compile(spec)
             self._runtimes[name] = runtime
             self._by_digest.setdefault(runtime.spec.digest, runtime)
-        await self.webhooks.start(self.hub)
-        await self.expiry.start()
 
     async def start(self) -> None:
         """Start serving on the running event loop (`prepare`s first if not done)."""
         if self._store is None:
             await asyncio.to_thread(self.prepare)
         self.hub.start()
+        await self.webhooks.start(self.hub)
+        await self.expiry.start()
 
     def _compile(self, spec: Any) -> Runtime:
         return Runtime(
@@ -158,10 +158,25 @@ class Service:
 
     async def _expire(self, now: float) -> list[str]:
         """One expiry pass (the `Expiry` task's): every undecided entry past its deadline is
-        rejected, and the runs left with nothing undecided resume."""
-        from engine import inbox
+        rejected, and the runs left with nothing undecided resume, each with its own spec."""
+        rows = await self.store.aio.expired(now=now, limit=MAX_LIMIT)
+        runtimes: dict[str, Runtime] = {}
+        for row in rows:
+            if row.run_id not in runtimes:
+                with contextlib.suppress(ServeError):  # deleted meanwhile, or no spec: skipped
+                    runtimes[row.run_id] = await self._runtime_of(await self._record(row.run_id))
+        if not runtimes:
+            return []
 
-        return await inbox.aexpire(self._runtime_for_expiry, now=now)  # type: ignore[attr-defined]
+        def runtime_for(run_id: str) -> Runtime:
+            if run_id not in runtimes:
+                raise LookupError(f"run {run_id!r} expired during this pass; the next takes it")
+            return runtimes[run_id]
+
+        expired: list[str] = await _inbox().aexpire(
+            runtime_for, now=now, store=self.store, limit=MAX_LIMIT
+        )
+        return expired
 
     @property
     def store(self) -> RunStore:
