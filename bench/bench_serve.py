@@ -76,6 +76,9 @@ class Plan:
     """Requests timed per listing."""
     postgres: str | None = POSTGRES_URL
     """The PostgreSQL server; None leaves it out."""
+    thread: bool = False
+    """Serve on a thread of this process rather than in a process of its own (the tests:
+    quicker to start; the figures then share this process's interpreter lock)."""
 
 
 QUICK = Plan(decisions=20, rounds=1, stored=2_000, samples=30)
@@ -110,7 +113,8 @@ class Result:
 class Server:
     """A running `callcc serve` and a token that may do everything."""
 
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[str] | None
+    """The server's process (None: it runs on a thread of this one)."""
     port: int
     token: str
 
@@ -138,20 +142,31 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving(url: str, folder: Path) -> Iterator[Server]:
-    """`callcc serve` on `url` with the example specs; stopped afterwards."""
+def serving(url: str, folder: Path, *, thread: bool = False) -> Iterator[Server]:
+    """`callcc serve` on `url` with the example specs, in a process of its own (or, with
+    `thread`, on a thread of this one: quicker to start, for the tests); stopped afterwards."""
     token = uuid.uuid4().hex + uuid.uuid4().hex
     tokens = folder / "tokens.yaml"
     tokens.write_text(f"tokens:\n  - {{token: {token}, user: bench, roles: [admin]}}\n")
+    if thread:
+        from engine.serve.app import Background
+        from engine.serve.auth import Users
+        from engine.serve.config import ServeConfig
+
+        config = ServeConfig(store_url=url, specs_dir=SPECS, port=0, users=Users.load(tokens))
+        with Background(config) as address:
+            yield Server(None, int(address.rsplit(":", 1)[1]), token)
+        return
     port = _free_port()
     command = [sys.executable, "-m", "engine", "serve", "--store", url, "--specs", str(SPECS)]
     command += ["--tokens", str(tokens), "--port", str(port), "--host", "127.0.0.1"]
     process = subprocess.Popen(
         command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT
     )
+    drain = threading.Thread(target=_drain, args=(process,), daemon=True)
     try:
         _wait_ready(process)
-        threading.Thread(target=_drain, args=(process,), daemon=True).start()
+        drain.start()  # keeps the pipe from filling while the server logs
         yield Server(process, port, token)
     finally:
         process.terminate()
@@ -160,6 +175,10 @@ def serving(url: str, folder: Path) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if drain.is_alive():
+            drain.join(10)
+        assert process.stderr is not None
+        process.stderr.close()
 
 
 def _wait_ready(process: subprocess.Popen[str]) -> None:
@@ -175,7 +194,7 @@ def _wait_ready(process: subprocess.Popen[str]) -> None:
 
 def _drain(process: subprocess.Popen[str]) -> None:
     assert process.stderr is not None
-    for _ in process.stderr:  # keep the pipe from filling while the server logs
+    for _ in process.stderr:
         pass
 
 
@@ -340,6 +359,15 @@ def _seed_postgres(url: str, template: str, count: int) -> None:
         conn.execute("ANALYZE")
 
 
+def _count(url: str) -> int:
+    """How many runs the store holds."""
+    store = open_store(url)
+    try:
+        return len(store.list_runs(limit=10**7))
+    finally:
+        store.close()
+
+
 def percentiles(samples: list[float]) -> tuple[float, float]:
     """(p50, p99) of `samples`, in milliseconds."""
     ordered = sorted(samples)
@@ -393,7 +421,7 @@ def bench_backend(plan: Plan, backend: str, url: str, log: TextIO) -> Result:
     spec = load_spec(SPECS / SPEC)
     http_times, local_times = [], []
     try:
-        with serving(url, folder) as server:
+        with serving(url, folder, thread=plan.thread) as server:
             for round_ in range(plan.rounds):
                 tag = uuid.uuid4().hex[:6]
                 ids = [f"http-{tag}-{i}" for i in range(plan.decisions)]
@@ -411,12 +439,8 @@ def bench_backend(plan: Plan, backend: str, url: str, log: TextIO) -> Result:
                 print(f"  {backend}: round {round_ + 1} of {plan.rounds} decided", file=log)
             template = f"seed-{uuid.uuid4().hex[:6]}"
             start_http(server, [template])
-            result.seed_s = seed(url, template, plan.stored - 1)
-            store = open_store(url)
-            try:
-                result.stored = len(store.list_runs(limit=10**7))
-            finally:
-                store.close()
+            result.seed_s = seed(url, template, plan.stored - _count(url))
+            result.stored = _count(url)
             print(f"  {backend}: {result.stored:,} runs stored", file=log)
             listings = {
                 "GET /v1/pending": "/v1/pending",

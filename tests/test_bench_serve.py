@@ -29,7 +29,7 @@ def test_the_percentiles_are_the_median_and_the_99th(bench_serve: object) -> Non
 
 def test_a_tiny_plan_measures_both_backends_through_http(bench_serve: object) -> None:
     plan = bench_serve.Plan(  # type: ignore[attr-defined]
-        decisions=4, rounds=1, stored=120, samples=3, postgres=require_postgres()
+        decisions=4, rounds=1, stored=120, samples=3, postgres=require_postgres(), thread=True
     )
     results = bench_serve.run(plan, log=io.StringIO())  # type: ignore[attr-defined]
     assert [r.backend for r in results] == ["SQLite", "PostgreSQL"]
