@@ -103,7 +103,9 @@ def test_every_suspension_and_end_is_posted_signed_over_the_exact_body(
     assert hooks.counts[url].delivered == 2 and hooks.counts[url].failed == 0
 
 
-def test_a_failed_delivery_is_retried_with_backoff_up_to_a_bound(receiver: Receiver) -> None:
+def test_a_failed_delivery_is_retried_with_backoff_up_to_a_bound(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
     flaky, refusing, down = receiver.url("flaky"), receiver.url("refusing"), receiver.url("down")
     receiver.answer(flaky, 500, 503, 429)
     receiver.answer(refusing, 400)
@@ -140,6 +142,8 @@ def test_a_failed_delivery_is_retried_with_backoff_up_to_a_bound(receiver: Recei
     assert (counts[flaky].delivered, counts[flaky].attempts, counts[flaky].failed) == (1, 4, 0)
     assert (counts[refusing].failed, counts[refusing].attempts) == (1, 1)
     assert (counts[down].failed, counts[down].attempts) == (1, 5)
+    assert "run.failed not delivered after 5 attempt(s) (HTTP 500)" in caplog.text
+    assert "/down-" not in caplog.text  # a webhook's path may be its secret (Slack's is)
 
 
 def _closed_port() -> str:

@@ -37,11 +37,14 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote, urlsplit
 
 from engine.errors import UsageError
 from engine.events import PendingInfo, RunEvent, RunFailed, RunFinished, RunSuspended
+
+if TYPE_CHECKING:
+    from engine.serve.config import ServeConfig
 
 log = logging.getLogger("callcc.serve")
 
@@ -233,11 +236,18 @@ class _Delivery:
     """The same on every attempt, so a receiver can tell a retry from a new event."""
 
 
+def shown(url: str) -> str:
+    """`url` as logs show it: scheme and host only (a Slack webhook's path is its secret)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/…"
+
+
 class _Receiver:
     """One URL: its queue and the task that drains it."""
 
     def __init__(self, url: str, size: int) -> None:
         self.url = url
+        self.shown = shown(url)
         self.queue: deque[_Delivery] = deque()
         self.size = size
         self.ready = asyncio.Event()
@@ -252,7 +262,9 @@ class _Receiver:
             self.counts.dropped += 1
             if self.counts.dropped == 1 or self.counts.dropped % 100 == 0:
                 log.warning(
-                    "webhook %s falls behind: %d deliveries dropped", self.url, self.counts.dropped
+                    "webhook %s falls behind: %d deliveries dropped",
+                    self.shown,
+                    self.counts.dropped,
                 )
         self.queue.append(delivery)
         self.idle.clear()
@@ -292,7 +304,7 @@ class Webhooks:
             )
         for url in urls:
             if not url.startswith(("http://", "https://")):
-                raise UsageError(f"--webhook {url!r} is not an http:// or https:// URL")
+                raise UsageError(f"--webhook {shown(url)!r}: not an http:// or https:// URL")
         self.format: Format = format
         self.secret = secret
         self.public_url = public_url
@@ -305,7 +317,7 @@ class Webhooks:
         self._pump: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_config(cls, config: Any, **kwargs: Any) -> Webhooks:
+    def from_config(cls, config: ServeConfig, **kwargs: Any) -> Webhooks:
         """The sender for a `ServeConfig` (`webhooks`, `webhook_format`, `webhook_secret`,
         links from `base_url`)."""
         return cls(
@@ -399,7 +411,7 @@ class Webhooks:
                     raise
                 except Exception:  # a bug here must not end the sender
                     receiver.counts.failed += 1
-                    log.exception("webhook %s: delivery failed", receiver.url)
+                    log.exception("webhook %s: delivery failed", receiver.shown)
             receiver.ready.clear()
             receiver.idle.set()
 
@@ -442,7 +454,7 @@ class Webhooks:
         receiver.counts.failed += 1
         log.warning(
             "webhook %s: %s not delivered after %d attempt(s) (%s)",
-            receiver.url,
+            receiver.shown,
             delivery.event,
             attempt,
             why,
