@@ -27,13 +27,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from engine.audit import CALLCC_USER, decision_entry
 from engine.continuation import Continuation, PendingDecision
 from engine.decisions import Decide
 from engine.errors import ConflictError, DecisionConflict, DecisionError, UsageError
-from engine.runtime import Outcome, Runtime
 from engine.spec.model import expiry_reason
 from engine.store.base import (
     AsyncRunStore,
@@ -43,6 +42,9 @@ from engine.store.base import (
     RunStatus,
     RunStore,
 )
+
+if TYPE_CHECKING:  # the runtime is the caller's: reading recorded decisions needs none
+    from engine.runtime import Outcome, Runtime
 
 log = logging.getLogger("callcc.inbox")
 T = TypeVar("T")
@@ -258,20 +260,35 @@ async def _record(
 
 
 async def aresume_recorded(
-    runtime: Runtime, run_id: str, *, extra: Sequence[Decide] = (), user: str
+    runtime: Runtime,
+    run_id: str,
+    *,
+    extra: Sequence[Decide] = (),
+    user: str,
+    allow_spec_change: bool = False,
 ) -> Outcome | ResumedElsewhere:
     """Resume the suspended run `run_id` with every decision recorded for it, and `extra`
     (checked like `check`, audited as `user`'s): its outcome. Entries nobody decided stay
     pending (the run suspends on them again); entries whose expiry passed are expired first.
-    When another resume of the same suspension won the claim: `ResumedElsewhere`."""
-    return await _resume_recorded(_async_faces(runtime), runtime, run_id, extra, user)
+    When another resume of the same suspension won the claim, it applied every recorded
+    decision: `ResumedElsewhere`; but with `extra`, which it did not apply, the
+    `ConflictError` of the lost claim (as `Runtime.aresume` raises it).
+    `allow_spec_change` as for `Runtime.aresume`."""
+    faces = _async_faces(runtime, allow_spec_change)
+    return await _resume_recorded(faces, runtime, run_id, extra, user)
 
 
 def resume_recorded(
-    runtime: Runtime, run_id: str, *, extra: Sequence[Decide] = (), user: str
+    runtime: Runtime,
+    run_id: str,
+    *,
+    extra: Sequence[Decide] = (),
+    user: str,
+    allow_spec_change: bool = False,
 ) -> Outcome | ResumedElsewhere:
     """`aresume_recorded`, for code that is not async."""
-    return _now(_resume_recorded(_sync_faces(runtime), runtime, run_id, extra, user))
+    faces = _sync_faces(runtime, allow_spec_change)
+    return _now(_resume_recorded(faces, runtime, run_id, extra, user))
 
 
 async def _resume_recorded(
@@ -280,6 +297,8 @@ async def _resume_recorded(
     try:
         continuation = await _waiting(faces, run_id)
     except DecisionConflict:
+        if extra:  # decisions of this call's own would be lost: say so
+            raise
         return await _elsewhere(faces.store, run_id)
     store = faces.store
     now = runtime.clock()
@@ -303,8 +322,8 @@ async def _resume_recorded(
         return await faces.resume(decided, user)
     except ConflictError:
         run = await store.get_run(run_id)
-        if run.status == "suspended" and run.nonce == continuation.nonce:
-            raise  # not lost to another resume: something else is wrong
+        if extra or (run.status == "suspended" and run.nonce == continuation.nonce):
+            raise  # `extra` is lost with it; or not lost to another resume at all
         return ResumedElsewhere(run_id=run_id, status=run.status, output=run.output)
 
 
@@ -346,6 +365,8 @@ async def _expire(
     *,
     sync: bool,
 ) -> list[str]:
+    from engine.runtime import Runtime  # not imported by `callcc pending RUN_ID`
+
     single = runtime_for if isinstance(runtime_for, Runtime) else None
     source = store or (single.store if single is not None else None)
     if source is None:
@@ -440,23 +461,23 @@ class _Faces:
     resume: Callable[[Continuation, str], Awaitable[Outcome]]
 
 
-def _async_faces(runtime: Runtime) -> _Faces:
+def _async_faces(runtime: Runtime, allow_spec_change: bool = False) -> _Faces:
     store = _store_of(runtime)
 
     async def resume(continuation: Continuation, user: str) -> Outcome:
-        return await runtime.aresume(continuation, user=user)
+        return await runtime.aresume(continuation, user=user, allow_spec_change=allow_spec_change)
 
     return _Faces(store.aio, runtime.aload_run, resume)
 
 
-def _sync_faces(runtime: Runtime) -> _Faces:
+def _sync_faces(runtime: Runtime, allow_spec_change: bool = False) -> _Faces:
     store = _store_of(runtime)
 
     async def load(run_id: str) -> Continuation:
         return runtime.load_run(run_id)
 
     async def resume(continuation: Continuation, user: str) -> Outcome:
-        return runtime.resume(continuation, user=user)
+        return runtime.resume(continuation, user=user, allow_spec_change=allow_spec_change)
 
     return _Faces(_blocking(store), load, resume)
 

@@ -23,9 +23,29 @@ USERS = {
     "sam": ["submitter"],
     "ada": ["approver"],
     "carol": ["approver"],
+    "fiona": ["approver", "finance"],
     "root": ["admin"],
 }
 """The users of the test service and their roles."""
+
+FLAKY = """spec_version: 1
+name: flaky
+description: One agent whose first model call fails for good.
+models:
+  scripted: {kind: scripted, script: flaky.script.yaml}
+agents:
+  solo:
+    description: Answers.
+    model: scripted
+    instructions: Answer in one word.
+entrypoint: solo
+"""
+FLAKY_SCRIPT = """script_version: 1
+agents:
+  solo:
+    - error: {message: "the model refused the request", transient: false}
+    - text: "recovered"
+"""
 
 
 @dataclass
@@ -50,7 +70,8 @@ class Served:
 def lay_out_specs(folder: Path) -> Path:
     """The example specs the tests start runs of: `hr_agent.yaml` (one approval),
     `fanout.yaml` (two approvals in one run, in two sub-agents), `payments.yaml` (an approval
-    that allows edits), `guarded.yaml` (payments whose transfers only ada may decide)."""
+    that allows edits), `guarded.yaml` (payments whose transfers only ada and the finance
+    team may decide), `flaky.yaml` (a model call that fails for good, then answers)."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copytree(SPECS / "callcc_examples", folder / "callcc_examples")
     for name in ("hr_agent.yaml", "hr_agent.script.yaml", "hr_agent.fanout.script.yaml"):
@@ -64,11 +85,13 @@ def lay_out_specs(folder: Path) -> Path:
         ),
         encoding="utf-8",
     )
+    (folder / "flaky.yaml").write_text(FLAKY, encoding="utf-8")
+    (folder / "flaky.script.yaml").write_text(FLAKY_SCRIPT, encoding="utf-8")
     payments = (SPECS / "payments.yaml").read_text(encoding="utf-8")
     (folder / "guarded.yaml").write_text(
         payments.replace("name: payments", "name: payments_guarded").replace(
             "decisions: [approve, edit, reject]",
-            "decisions: [approve, edit, reject]\n      approvers: [ada]",
+            "decisions: [approve, edit, reject]\n      approvers: [ada, finance]",
         ),
         encoding="utf-8",
     )

@@ -183,6 +183,26 @@ def lay_out_version(store_url: str, version: int) -> None:
         query(store_url, "INSERT INTO callcc_migrations VALUES (?, 0)", (applied,))
 
 
+def undo_inbox_migration(store_url: str) -> None:
+    """Take migration 8 (the inbox) back out of a store, as if the callcc before it had made
+    it, so a test of an earlier migration can lay out the store that migration upgrades."""
+    from engine.store._sql import PENDING_ADDED
+
+    statements = [
+        *(f"DROP INDEX {name}" for name in ("pending_by_spec", "pending_by_tool",
+          "pending_by_reason", "pending_by_expiry", "runs_newest_first", "runs_by_status",
+          "runs_by_spec")),
+        "CREATE INDEX runs_by_updated ON runs (updated_at DESC)",
+        "CREATE INDEX runs_by_status ON runs (status, updated_at DESC)",
+        "DROP TABLE decisions",
+        "DROP TABLE audit",
+        *(f"ALTER TABLE pending DROP COLUMN {column.split()[0]}" for column in PENDING_ADDED),
+        "DELETE FROM callcc_migrations WHERE version = 8",
+    ]  # fmt: skip
+    for statement in statements:
+        query(store_url, statement)
+
+
 def query(url: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Rows of one SQL statement run directly against the store at `url` (for assertions on
     what the store wrote; write `?` placeholders, they become `%s` on PostgreSQL)."""

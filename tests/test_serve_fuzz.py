@@ -13,7 +13,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from serve_fixtures import Served
 
-EXAMPLES = 6
+EXAMPLES = 4
 """Examples per operation."""
 ACCEPTING = schemathesis.checks.positive_data_acceptance
 """Left out: a request the schema allows may still name a run, an item or a cursor that does

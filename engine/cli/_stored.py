@@ -1,6 +1,8 @@
 """What `render`, `inspect` and `pending` read when given a RUN_ID and a store instead of a
 file: a path that exists is always the file (said on stderr when `--store` also holds a run
-of that id); anything else is a run id of the store (`--store`, else `CALLCC_STORE`)."""
+of that id); anything else is a run id of the store (`--store`, else `CALLCC_STORE`), shown
+with the decisions recorded for it (`callcc decide`, the inbox) made. Also where the CLI
+finds its store URL and opens a store that must exist."""
 
 from __future__ import annotations
 
@@ -89,11 +91,15 @@ def _holds(url: str | None, run_id: str) -> bool:
 
 def _stack(url: str, run_id: str) -> Continuation:
     from engine.durable import stack_of
+    from engine.inbox import apply_recorded
     from engine.signing import keys_from_env
 
     keys = keys_from_env()
     store = open_existing(url)
     try:
-        return stack_of(store, run_id, keys[0] if keys else None)
+        stack = stack_of(store, run_id, keys[0] if keys else None)
+        if not stack.pending():
+            return stack
+        return apply_recorded(stack, store.recorded_decisions(run_id, stack.nonce))
     finally:
         store.close()

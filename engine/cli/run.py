@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.cli._decisions import add_decision_flags
-from engine.cli._exit import EXIT_OK, EXIT_SUSPENDED
+from engine.cli._exit import EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
 from engine.cli._output import describe, progress, report, warn_unused
 from engine.cli._stored import store_url_of
 from engine.errors import ContinuationError, UsageError
@@ -19,7 +19,8 @@ from engine.store import STORE_ENV, open_store
 
 if TYPE_CHECKING:  # the handlers import what they run on: `pending` needs no runtime
     from engine.continuation import Continuation
-    from engine.runtime import Runtime
+    from engine.inbox import ResumedElsewhere
+    from engine.runtime import Outcome, Runtime
     from engine.spec import Spec
     from engine.store import RunStore
 
@@ -201,6 +202,7 @@ def resume_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
 
 def _resume_stored(args: argparse.Namespace, url: str, stdout: TextIO, stderr: TextIO) -> int:
     from engine.durable import spec_of_run
+    from engine.inbox import ResumedElsewhere
     from engine.spec import load_spec
 
     store = open_store(url)
@@ -212,12 +214,47 @@ def _resume_stored(args: argparse.Namespace, url: str, stdout: TextIO, stderr: T
             )  # fmt: skip
         check_overwrite(args.state_out, args)
         with progress(args, stdout) as shown, _runtime(spec, args, shown, store) as runtime:
-            continuation = apply_decisions(runtime.load_run(run.run_id), args)
-            outcome = runtime.resume(continuation, allow_spec_change=args.allow_spec_change)
+            outcome = _resume_recorded(runtime, run.run_id, args)
+            if isinstance(outcome, ResumedElsewhere):
+                return elsewhere(outcome, stdout, stderr)
             warn_unused(runtime, outcome, stderr)
     finally:
         store.close()
     return report(outcome, args.state_out, args, stdout, stderr, store_url=url)
+
+
+def _resume_recorded(
+    runtime: Runtime, run_id: str, args: argparse.Namespace
+) -> Outcome | ResumedElsewhere:
+    """Resume a stored run with the decisions recorded for it (`callcc decide`, the inbox)
+    and those the flags give, audited as this OS user."""
+    from engine.audit import os_user
+    from engine.cli._decisions import flag_decisions, nothing_decided
+    from engine.inbox import apply_recorded, resume_recorded
+
+    assert runtime.store is not None
+    waiting = runtime.load_run(run_id)
+    current = apply_recorded(waiting, runtime.store.recorded_decisions(run_id, waiting.nonce))
+    extra = flag_decisions(current, args)
+    nothing_decided(runtime.check_decisions(current, extra) if extra else current, args)
+    return resume_recorded(
+        runtime,
+        run_id,
+        extra=extra,
+        user=os_user(),
+        allow_spec_change=args.allow_spec_change,
+    )
+
+
+def elsewhere(outcome: ResumedElsewhere, stdout: TextIO, stderr: TextIO) -> int:
+    """Say that another resume of the same suspension won; exit as its status says."""
+    print(
+        f"callcc: another process resumed run {outcome.run_id} first; it is {outcome.status} "
+        f"now (`callcc runs show {outcome.run_id}` shows where it stands)",
+        file=stderr,
+    )
+    codes = {"suspended": EXIT_SUSPENDED, "failed": EXIT_FAILED}
+    return codes.get(outcome.status, EXIT_OK)
 
 
 def _runtime(

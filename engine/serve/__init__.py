@@ -13,7 +13,9 @@ Ownership, one line a module:
 - `expiry`: `Expiry`, the service's periodic task calling `engine.inbox.aexpire`.
 - `tokens`: `python -m engine.serve.tokens FILE`, a tokens file with a random token per role
   (`make serve`).
-- `views`: `RunView`, `PendingView`, `DecisionIn`: the API's JSON shapes as dataclasses.
+- `views`: `RunView`, `PendingView`, `DecisionIn`: the API's JSON shapes as dataclasses;
+  `ServeError`, a refusal with its status (also importable from `service`).
+- `_checks`: what a decision request must pass before it is recorded (404/403/409/422).
 - `service`: `Service`, the operations the API and the inbox share, each for an acting user,
   raising `ServeError(status, message, pointer)`.
 - `api`: the /v1 router: request and response models (the OpenAPI document), SSE.

@@ -6,13 +6,14 @@ Users come from the tokens file (`--tokens FILE`, YAML)::
       - {token: "...", user: ada, roles: [submitter, approver]}
 
 Roles: `viewer` reads everything, `submitter` starts runs, `approver` decides, `admin` does all
-of it (and prunes). Every user with any role may read. An API request carries
-`Authorization: Bearer TOKEN`; the inbox signs people in once and then carries the session
-cookie `callcc_session` (HMAC-signed with a key made at process start: user, expiry and a CSRF
-token), and every unsafe request made with the cookie must repeat the CSRF token
-(`X-CSRF-Token` header or a `csrf` form field). No credential, or an unknown one: 401; a role
-missing: 403. Tokens are compared in constant time against every token (`hmac.compare_digest`,
-no early exit) and never logged or echoed.
+of it (and prunes); any user may read. Other role names (`finance`) grant nothing themselves:
+a tool's `approval.approvers` names them (or users) to say who of the approvers may decide.
+An API request carries `Authorization: Bearer TOKEN`; the inbox signs people in once and then
+carries the session cookie `callcc_session` (HMAC-signed with a key made at process start:
+user, expiry and a CSRF token), and every unsafe request made with the cookie must repeat the
+CSRF token (`X-CSRF-Token` header or a `csrf` form field). No credential, or an unknown one:
+401; a role missing: 403. Tokens are compared in constant time against every token
+(`hmac.compare_digest`, no early exit) and never logged or echoed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -34,7 +36,9 @@ from fastapi import Depends, Request
 from engine.errors import UsageError
 
 ROLES = ("viewer", "submitter", "approver", "admin")
-"""Every role, weakest first."""
+"""The roles that grant something, weakest first. A user may hold other roles too (`finance`):
+they grant nothing, but a tool's `approval.approvers` may name them."""
+_ROLE_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 SESSION_COOKIE = "callcc_session"
 """The inbox's session cookie (HttpOnly, SameSite=Strict)."""
 CSRF_HEADER = "X-CSRF-Token"
@@ -165,9 +169,17 @@ def _entry(item: Any, where: str) -> tuple[str, User]:
         raise UsageError(f"{where}.user: expected the user's name, a non-empty string")
     if not isinstance(roles, list) or not roles or not all(isinstance(r, str) for r in roles):
         raise UsageError(f"{where}.roles: expected a list of roles from {', '.join(ROLES)}")
-    bad = sorted(set(roles) - set(ROLES))
+    bad = sorted(r for r in roles if not _ROLE_NAME.fullmatch(r))
     if bad:
-        raise UsageError(f"{where}.roles: unknown role {bad[0]!r}; roles: {', '.join(ROLES)}")
+        raise UsageError(
+            f"{where}.roles: {bad[0]!r} is not a role name (lowercase letters, digits, `-`, `_`)"
+        )
+    if not set(roles) & set(ROLES):  # a team role alone grants nothing: a typo, most likely
+        raise UsageError(
+            f"{where}.roles: {', '.join(roles)} grants nothing; give the user one of "
+            f"{', '.join(ROLES)} too (other roles, like `finance`, only name who may decide "
+            "a tool's calls: `approval: {approvers: [finance]}`)"
+        )
     return token, User(name, frozenset(roles))
 
 

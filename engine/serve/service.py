@@ -20,18 +20,18 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
-from collections.abc import Sequence
+import uuid
 from pathlib import Path
 from typing import Any, cast
 
-from engine.continuation import Continuation, PendingDecision
-from engine.decisions import Decide
+from engine import inbox
+from engine.continuation import Continuation
 from engine.durable import spec_of_run
 from engine.errors import (
     CallccError,
     ConflictError,
     ContinuationError,
+    DecisionConflict,
     DecisionError,
     RunError,
     StoreError,
@@ -39,38 +39,26 @@ from engine.errors import (
 )
 from engine.journal import rebuild
 from engine.runtime import Runtime
+from engine.serve._checks import checked, conflict_message, decision_view
 from engine.serve.auth import User
 from engine.serve.config import ServeConfig
 from engine.serve.expiry import Expiry
 from engine.serve.hub import EventHub
-from engine.serve.views import DecisionIn, PendingView, RunView
+from engine.serve.views import DecisionIn, PendingView, RunView, ServeError
 from engine.serve.webhooks import Webhooks
 from engine.spec.load import load_spec
 from engine.store import RUN_STATUSES, RunStore, open_store
-from engine.store.base import AuditEntry, PendingRow, RunRecord
+from engine.store.base import AuditEntry, PendingRow, RunRecord, pending_cursor, run_cursor
 
 log = logging.getLogger("callcc.serve")
+
+__all__ = ["ServeError", "Service", "spec_files"]
 
 MAX_LIMIT = 1000
 """The largest page a listing answers."""
 SHUTDOWN_GRACE = 5.0
 """Seconds a run started in the background gets to suspend or end when the service stops."""
 _SPEC_FILE = re.compile(r"^spec_version\s*:", re.MULTILINE)
-
-
-class ServeError(Exception):
-    """A request the service refuses: the HTTP status, what to tell, and where in the
-    request (a JSON pointer) when one part of it is at fault."""
-
-    def __init__(self, status: int, message: str, pointer: str | None = None) -> None:
-        self.status = status
-        self.message = message
-        self.pointer = pointer
-        super().__init__(message)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The API's error object."""
-        return {"error": {"status": self.status, "message": self.message, "pointer": self.pointer}}
 
 
 def spec_files(folder: Path) -> list[Path]:
@@ -173,7 +161,7 @@ class Service:
                 raise LookupError(f"run {run_id!r} expired during this pass; the next takes it")
             return runtimes[run_id]
 
-        expired: list[str] = await _inbox().aexpire(
+        expired: list[str] = await inbox.aexpire(
             runtime_for, now=now, store=self.store, limit=MAX_LIMIT
         )
         return expired
@@ -213,8 +201,6 @@ class Service:
         records = await _refused_cursor(
             self.store.aio.list_runs(status=cast(Any, status), limit=limit, after=cursor)
         )
-        from engine.store.base import run_cursor
-
         views = [await self._view(record) for record in records]
         return views, run_cursor(records[-1]) if len(records) == limit else None
 
@@ -239,8 +225,6 @@ class Service:
         rows = await _refused_cursor(
             self.store.aio.pending(limit=limit, after=cursor, spec=spec, tool=tool, reason=reason)
         )
-        from engine.store.base import pending_cursor
-
         views = [_pending_view(row) for row in rows if not row.decided]
         return views, pending_cursor(rows[-1]) if len(rows) == limit else None
 
@@ -301,7 +285,7 @@ class Service:
         if run_id is not None and not run_id.strip():
             raise ServeError(422, "run_id is empty; leave it out for a generated one", "/run_id")
         run_id = run_id or _new_id()
-        start = asyncio.ensure_future(runtime.arun(prompt, run_id=run_id))
+        start = asyncio.ensure_future(runtime.arun(prompt, run_id=run_id, user=user.name))
         if wait:
             await self._outcome_of(start)
         else:
@@ -315,10 +299,6 @@ class Service:
         """Record `decisions` for items of the run (all or none), then resume the run if none
         of its items is left undecided, or if one decision says `"resume": "now"`."""
         _need(user, "approver")
-        from engine.errors import DecisionConflict
-
-        inbox = _inbox()
-
         if not decisions:
             raise ServeError(422, "no decisions given", "/decisions")
         record = await self._record(run_id)
@@ -329,7 +309,12 @@ class Service:
             continuation = await runtime.aload_run(run_id)
         except ConflictError as exc:
             raise ServeError(409, str(exc)) from None
-        decides, fingerprints = self._checked(user, runtime, continuation, decisions)
+        decides, fingerprints = checked(user, runtime, continuation, decisions)
+        if record.status == "failed":  # a failed model call: `resume` or `stop` it, at once
+            await self._resume(
+                inbox.aresume_recorded(runtime, run_id, extra=decides, user=user.name), wait
+            )
+            return await self.get_run(user, run_id)
         try:
             recorded = await inbox.arecord(
                 runtime, run_id, decides, user=user.name, fingerprints=fingerprints
@@ -337,72 +322,22 @@ class Service:
         except DecisionConflict as exc:
             index = next((i for i, d in enumerate(decides) if d.id == exc.path), None)
             where = f"/decisions/{index}" if index is not None else "/decisions"
-            raise ServeError(409, _conflict_message(exc), where) from None
+            raise ServeError(409, conflict_message(exc), where) from None
         except DecisionError as exc:
             raise ServeError(422, str(exc), "/decisions") from None
         except ConflictError as exc:
             raise ServeError(409, str(exc)) from None
         if recorded.remaining == 0 or any(d.resume == "now" for d in decisions):
-            resume = asyncio.ensure_future(inbox.aresume_recorded(runtime, run_id, user=user.name))
-            if wait:
-                await self._outcome_of(resume, resumed=True)
-            else:
-                self._background(resume)
+            await self._resume(inbox.aresume_recorded(runtime, run_id, user=user.name), wait)
         return await self.get_run(user, run_id)
 
-    def _checked(
-        self,
-        user: User,
-        runtime: Runtime,
-        continuation: Continuation,
-        decisions: Sequence[DecisionIn],
-    ) -> tuple[list[Decide], dict[str, str]]:
-        """The decisions as `Decide`s addressed by full path, each checked: 404 an unknown id,
-        403 a user its approvers do not name, 409 a stale fingerprint, 422 a decision the entry
-        does not allow or an edit that fails the tool's parameters."""
-        pending = continuation.pending()
-        decides: list[Decide] = []
-        fingerprints: dict[str, str] = {}
-        for index, item in enumerate(decisions):
-            where = f"/decisions/{index}"
-            entry = _entry(continuation, pending, item.id, where)
-            view = _decision_view(continuation.run_id, entry)
-            if not view.can_decide(user):
-                raise ServeError(
-                    403,
-                    f"user {user.name!r} may not decide {entry.path}: its approvers are "
-                    f"{', '.join(view.approvers)}",
-                    where,
-                )
-            if item.fingerprint is not None and item.fingerprint != entry.fingerprint:
-                raise ServeError(
-                    409,
-                    f"{entry.path} changed since it was shown (fingerprint "
-                    f"{item.fingerprint[:12]}..., now {entry.fingerprint[:12]}...): "
-                    "reload it and decide again",
-                    f"{where}/fingerprint",
-                )
-            if entry.decision is not None:
-                raise ServeError(409, f"{entry.path} is decided already", where)
-            if item.decision not in entry.decisions:
-                raise ServeError(
-                    422,
-                    f"{entry.path} allows {', '.join(entry.decisions)}, not {item.decision}",
-                    f"{where}/decision",
-                )
-            decide = _decide_of(item, entry.path, where)
-            try:  # one by one, so a refusal names its item
-                runtime.check_decisions(continuation, [decide])
-            except DecisionError as exc:
-                pointer = where if exc.pointer is None else f"{where}/arguments{exc.pointer}"
-                raise ServeError(422, exc.reason, pointer) from None
-            decides.append(decide)
-            fingerprints[entry.path] = entry.fingerprint
-        try:
-            runtime.check_decisions(continuation, decides)
-        except DecisionError as exc:  # the batch as a whole (an item named twice)
-            raise ServeError(422, exc.reason, "/decisions") from None
-        return decides, fingerprints
+    async def _resume(self, drive: Any, wait: bool) -> None:
+        """Resume a run: to its next suspension or end with `wait`, else in the background."""
+        resume = asyncio.ensure_future(drive)
+        if wait:
+            await self._outcome_of(resume, resumed=True)
+        else:
+            self._background(resume)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -420,9 +355,11 @@ class Service:
 
     async def _view(self, record: RunRecord) -> RunView:
         pending: list[PendingView] = []
-        if record.nonce is not None and record.status in ("suspended", "failed"):
+        if record.nonce is not None and record.status == "suspended":
             rows = await self.store.aio.pending(run_id=record.run_id, limit=MAX_LIMIT)
             pending = [_pending_view(row) for row in rows if not row.decided]
+        elif record.nonce is not None and record.status == "failed":  # resumable: the store
+            pending = await self._failed_entries(record)  # keeps no rows for it, the stack does
         return RunView(
             run_id=record.run_id,
             status=record.status,
@@ -433,6 +370,17 @@ class Service:
             updated_at=record.updated_at,
             spec=record.spec_name,
         )
+
+    async def _failed_entries(self, record: RunRecord) -> list[PendingView]:
+        """What a failed run that can be resumed waits on (its `error` entry)."""
+        try:
+            continuation = await (await self._runtime_of(record)).aload_run(record.run_id)
+        except (ServeError, ConflictError):  # resumed meanwhile, or no spec to read it with
+            return []
+        return [
+            decision_view(record.run_id, p, since=record.updated_at)
+            for p in continuation.undecided()
+        ]
 
     async def _runtime_of(self, record: RunRecord) -> Runtime:
         """The runtime of the spec the run was started (or last resumed) with."""
@@ -491,18 +439,6 @@ class Service:
             await self._outcome_of(drive)
 
 
-def _inbox() -> Any:
-    """`engine.inbox`, or the stand-in until it is merged."""
-    import importlib
-
-    try:
-        return importlib.import_module("engine.inbox")
-    except ModuleNotFoundError as exc:
-        if exc.name != "engine.inbox":
-            raise
-        return importlib.import_module("engine.serve._recording")
-
-
 def _need(user: User, role: str) -> None:
     if not user.can(role):
         held = ", ".join(sorted(user.roles)) or "none"
@@ -526,8 +462,6 @@ async def _refused_cursor(listing: Any) -> Any:
 
 
 def _new_id() -> str:
-    import uuid
-
     return uuid.uuid4().hex
 
 
@@ -550,61 +484,3 @@ def _pending_view(row: PendingRow) -> PendingView:
         detail=row.detail,
         decided=row.decided,
     )
-
-
-def _decision_view(run_id: str, entry: PendingDecision) -> PendingView:
-    return PendingView(
-        run_id=run_id,
-        id=entry.id,
-        path=entry.path,
-        agent=entry.agent,
-        tool=entry.tool,
-        arguments=entry.arguments,
-        reason=entry.reason,
-        decisions=entry.decisions,
-        prompt=entry.prompt,
-        fingerprint=entry.fingerprint,
-        since=time.time(),
-        expires_at=entry.expires_at,
-        approvers=tuple(entry.approvers),
-    )
-
-
-def _entry(
-    continuation: Continuation, pending: list[PendingDecision], ident: str, where: str
-) -> PendingDecision:
-    """The pending entry `ident` names; 404 when none, 422 when several."""
-    try:
-        found, _ = continuation.find(ident)
-    except DecisionError as exc:
-        named = any(p.id == ident or p.path.endswith(f"/{ident}") for p in pending)
-        status = 422 if named else 404
-        raise ServeError(status, f"{exc}", f"{where}/id") from None
-    return found
-
-
-def _decide_of(item: DecisionIn, path: str, where: str) -> Decide:
-    """The engine's decision for one request item."""
-    kind = item.decision
-    if kind == "edit" and item.arguments is None:
-        raise ServeError(422, "an edit needs the new `arguments` (an object)", f"{where}/arguments")
-    if kind == "extend" and (item.turns is None or item.turns < 1):
-        raise ServeError(422, "an extend needs `turns`, at least 1", f"{where}/turns")
-    return Decide(
-        id=path,
-        kind=kind,
-        arguments=item.arguments if kind == "edit" else None,
-        reason=item.reason or "rejected by the reviewer",
-        result=item.result,
-        turns=item.turns or 0,
-    )
-
-
-def _conflict_message(exc: Any) -> str:
-    why = {
-        "not_suspended": "the run is not waiting on these decisions any more (resumed or ended)",
-        "not_pending": "it is no longer pending",
-        "stale": "it changed since it was shown (stale fingerprint): reload it and decide again",
-        "decided": "it is decided already",
-    }.get(getattr(exc, "why", ""), str(exc))
-    return f"{getattr(exc, 'path', '') or 'the decision'}: {why}"

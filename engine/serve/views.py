@@ -1,4 +1,5 @@
-"""The JSON shapes of the API (issue 14) as dataclasses: `to_dict()` is exactly the shape."""
+"""The JSON shapes of the API (issue 14) as dataclasses, `to_dict()` exactly the shape, and
+`ServeError`, a refusal (`{"error": {"status", "message", "pointer"}}`)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,6 @@ from typing import Any, Literal
 from engine.serve.auth import User
 
 DecisionKind = Literal["approve", "reject", "edit", "answer", "extend", "stop", "resume"]
-DECISION_KINDS: tuple[str, ...] = (
-    "approve",
-    "reject",
-    "edit",
-    "answer",
-    "extend",
-    "stop",
-    "resume",
-)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -154,3 +146,18 @@ class DecisionIn:
             if value is not None:
                 data[name] = value
         return data
+
+
+class ServeError(Exception):
+    """A request the service refuses: the HTTP status, what to tell, and where in the
+    request (a JSON pointer) when one part of it is at fault."""
+
+    def __init__(self, status: int, message: str, pointer: str | None = None) -> None:
+        self.status = status
+        self.message = message
+        self.pointer = pointer
+        super().__init__(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API's error object."""
+        return {"error": {"status": self.status, "message": self.message, "pointer": self.pointer}}

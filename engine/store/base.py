@@ -41,8 +41,8 @@ name of its spec, so listing them parses no document. `pending` lists them oldes
 (`created_at`, run, path), filtered by run, spec, tool or reason; `list_runs` lists runs newest
 first (`updated_at`, id), by status or spec. Both page with an opaque, url-safe cursor made from
 the last row of a page (`pending_cursor`, `run_cursor`; a malformed one is a UsageError): every
-row that stays put meanwhile shows up exactly once however the pages fall, each page one index range scan, as fast at
-100,000 runs as at ten (`bench/bench_inbox_store.py`).
+row that stays put meanwhile shows up exactly once however the pages fall, each page one index
+range scan, as fast at 100,000 runs as at ten (`bench/bench_inbox_store.py`).
 
 A **recorded decision** (`RecordedDecision`) is a person's (or the expiry's) decision for one
 pending entry, kept until a resume applies it (`engine.inbox`): several reviewers decide items
