@@ -9,7 +9,10 @@ tokens file) on the HR example and measures:
 - decisions per second: `decisions` suspended runs approved by 4 concurrent HTTP clients
   (`POST /v1/runs/{id}/decisions` with `wait`, each resuming its run to the end), against the
   same resumes in-process (4 asyncio tasks: `aload_run`, approve, `aresume` on a `Runtime` of
-  the same spec and store), as a ratio. Rounds alternate the two, medians of `rounds`.
+  the same spec and store), as a ratio; and in-process the way the service decides
+  (`engine.inbox.arecord`, then `aresume_recorded`: the decision and its audit written to the
+  store first), which splits the service's cost into recording and HTTP. Rounds take the
+  three in turn, medians of `rounds`.
 - `GET /v1/pending` latency (first page of 100, and filtered by tool) with `stored` runs in
   the store, each suspended on one approval: p50 and p99 over `samples` requests on one
   keep-alive connection (goal: p99 under 50 ms), beside `store.pending(limit=100)` in-process.
@@ -48,7 +51,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bench.bench_loop import machine
-from engine import Finished, Runtime, Suspended, load_spec
+from engine import Decide, Finished, Runtime, Suspended, inbox, load_spec
 from engine.store import open_store
 
 ROOT = Path(__file__).parent.parent
@@ -94,6 +97,8 @@ class Result:
     """Decisions per second through HTTP (median of the rounds)."""
     local_rate: float = 0.0
     """The same resumes per second in-process."""
+    recorded_rate: float = 0.0
+    """The same in-process through `engine.inbox` (recorded in the store, then resumed)."""
     pending_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Listing name -> (p50, p99) milliseconds."""
     seed_s: float = 0.0
@@ -243,16 +248,21 @@ def decide_http(server: Server, ids: Sequence[str]) -> float:
     return elapsed
 
 
-async def decide_local(runtime: Runtime, ids: Sequence[str]) -> float:
+async def decide_local(runtime: Runtime, ids: Sequence[str], *, recorded: bool = False) -> float:
     """The same resumes in-process: start the runs (untimed), then CLIENTS tasks each load,
-    approve and resume their share; seconds for all."""
+    approve and resume their share (`recorded`: record the approval in the store and resume
+    with what is recorded, as the service does); seconds for all."""
     for run_id in ids:
         assert isinstance(await runtime.arun("Onboard Ada", run_id=run_id), Suspended)
 
     async def client(share: Sequence[str]) -> None:
         for run_id in share:
-            waiting = await runtime.aload_run(run_id)
-            outcome = await runtime.aresume(waiting.approve(CALL))
+            if recorded:
+                await inbox.arecord(runtime, run_id, [Decide.approve(CALL)], user="bench")
+                outcome = await inbox.aresume_recorded(runtime, run_id, user="bench")
+            else:
+                waiting = await runtime.aload_run(run_id)
+                outcome = await runtime.aresume(waiting.approve(CALL))
             assert isinstance(outcome, Finished), outcome
 
     began = time.perf_counter()
@@ -419,7 +429,9 @@ def bench_backend(plan: Plan, backend: str, url: str, log: TextIO) -> Result:
     result = Result(backend)
     folder = Path(tempfile.mkdtemp(prefix="callcc-bench-serve-"))
     spec = load_spec(SPECS / SPEC)
-    http_times, local_times = [], []
+    http_times: list[float] = []
+    local_times: list[float] = []
+    recorded_times: list[float] = []
     try:
         with serving(url, folder, thread=plan.thread) as server:
             for round_ in range(plan.rounds):
@@ -429,13 +441,15 @@ def bench_backend(plan: Plan, backend: str, url: str, log: TextIO) -> Result:
                 http_times.append(decide_http(server, ids))
                 result.checked += 2 * len(ids)
                 local = [f"local-{tag}-{i}" for i in range(plan.decisions)]
+                kept = [f"recorded-{tag}-{i}" for i in range(plan.decisions)]
 
-                async def in_process(ids: list[str] = local) -> float:
+                async def in_process(plain: list[str] = local, rec: list[str] = kept) -> None:
                     async with Runtime(spec, store=url) as runtime:
-                        return await decide_local(runtime, ids)
+                        local_times.append(await decide_local(runtime, plain))
+                        recorded_times.append(await decide_local(runtime, rec, recorded=True))
 
-                local_times.append(asyncio.run(in_process()))
-                result.checked += len(local)
+                asyncio.run(in_process())
+                result.checked += len(local) + len(kept)
                 print(f"  {backend}: round {round_ + 1} of {plan.rounds} decided", file=log)
             template = f"seed-{uuid.uuid4().hex[:6]}"
             start_http(server, [template])
@@ -463,6 +477,7 @@ def bench_backend(plan: Plan, backend: str, url: str, log: TextIO) -> Result:
         shutil.rmtree(folder, ignore_errors=True)
     result.http_rate = plan.decisions / statistics.median(http_times)
     result.local_rate = plan.decisions / statistics.median(local_times)
+    result.recorded_rate = plan.decisions / statistics.median(recorded_times)
     return result
 
 
@@ -483,7 +498,7 @@ def table(results: list[Result], plan: Plan, out: TextIO) -> int:
     print(f"machine: {machine()}", file=out)
     print(
         f"{'backend':<12}{'HTTP decisions/s':>18}{'in-process/s':>14}{'ratio':>7}"
-        f"   pending among {plan.stored:,} runs, p50 / p99",
+        f"{'recorded/s':>12}   pending among {plan.stored:,} runs, p50 / p99",
         file=out,
     )
     missed = 0
@@ -497,8 +512,8 @@ def table(results: list[Result], plan: Plan, out: TextIO) -> int:
             missed += bool(flag)
             listing.append(f"{name} {p50:.1f} / {p99:.1f} ms{flag}")
         print(
-            f"{r.backend:<12}{r.http_rate:>18.1f}{r.local_rate:>14.1f}{r.ratio:>7.2f}   "
-            + "; ".join(listing),
+            f"{r.backend:<12}{r.http_rate:>18.1f}{r.local_rate:>14.1f}{r.ratio:>7.2f}"
+            f"{r.recorded_rate:>12.1f}   " + "; ".join(listing),
             file=out,
         )
     goal = f"{missed} over" if missed else "every p99 under"

@@ -37,7 +37,10 @@ def test_a_tiny_plan_measures_both_backends_through_http(bench_serve: object) ->
         assert r.skipped is None, r
         assert r.stored == 120, r
         assert r.http_rate > 0 and r.local_rate > 0 and r.ratio > 0
-        assert r.checked == 4 * 2 + 4 + 2 * 3, r  # started + decided, in-process, listings
+        assert r.checked == 4 * 2 + 4 * 2 + 2 * 3, (
+            r
+        )  # started + decided, in-process twice, listings
+        assert r.recorded_rate > 0
         assert set(r.pending_ms) == {
             "GET /v1/pending",
             "GET /v1/pending?tool=",
