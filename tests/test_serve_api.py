@@ -154,8 +154,15 @@ def test_a_run_started_with_wait_answers_suspended_with_what_it_waits_on(served:
 def test_without_wait_a_run_answers_once_it_is_stored(served: Served) -> None:
     run = start(served, "payments.yaml", wait=False)
     assert run["status"] in ("running", "suspended")
+    with (
+        served.client("bob") as client,
+        client.stream("GET", f"/v1/runs/{run['run_id']}/events") as stream,
+    ):
+        events = _events(stream)  # subscribed: from now on nothing is missed
+        if client.get(f"/v1/runs/{run['run_id']}").json()["status"] == "running":
+            assert "run_suspended" in (kind for kind, _ in events)  # it goes on by itself
     with served.client("bob") as client:
-        assert client.get(f"/v1/runs/{run['run_id']}").status_code == 200
+        assert client.get(f"/v1/runs/{run['run_id']}").json()["status"] == "suspended"
 
 
 def test_runs_are_listed_newest_first_page_by_page(served: Served) -> None:
