@@ -143,8 +143,9 @@ def test_reviewers_in_any_order_give_the_decide_many_document(
 def test_a_refused_batch_records_nothing(spec_path: Path, store_url: str) -> None:
     with runtime(spec_path, store_url) as rt:
         suspend(rt, "r")
-        with pytest.raises(DecisionError, match="no pending call 'zz'"):
+        with pytest.raises(DecisionError, match="no pending call 'zz'") as unknown:
             record(rt, "r", [Decide.approve("t1"), Decide.approve("zz")], user="ada")
+        assert unknown.value.unknown == "zz"
         with pytest.raises(DecisionError) as bad:
             record(
                 rt,
@@ -154,8 +155,9 @@ def test_a_refused_batch_records_nothing(spec_path: Path, store_url: str) -> Non
             )
         assert bad.value.pointer == "/amount"
         assert "edit of t1: the arguments do not match the parameters of transfer" in str(bad.value)
-        with pytest.raises(DecisionError, match=r"does not allow 'answer'"):
+        with pytest.raises(DecisionError, match=r"does not allow 'answer'") as wrong:
             record(rt, "r", [Decide.answer("t1", 3)], user="ada")
+        assert (wrong.value.unknown, wrong.value.pointer) == (None, None)
         with pytest.raises(DecisionConflict) as stale:
             record(rt, "r", [Decide.approve("t1")], user="ada", fingerprints={"t1": "sha256:x"})
         assert (stale.value.why, stale.value.path) == ("stale", T1)
