@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: demo test lint typecheck unit bench dot chromium figures clean
+.PHONY: demo serve test lint typecheck unit bench dot chromium figures clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,18 @@ demo: $(STAMP) dot
 	  -p "Onboard Ada Lovelace as an engineer"; test $$? -eq 3
 	@echo; echo "== callcc resume: approve, and the run finishes where it stopped"
 	$(BIN)/callcc resume $(DEMO_STATE) --approve call_acc_2
+
+SERVE_TOKENS ?= .callcc/serve-tokens.yaml
+SERVE_STORE ?= sqlite:///.callcc/serve.db
+SERVE_PORT ?= 8080
+
+# The service on the HR example: the specs in specs/, runs in a SQLite store under .callcc/,
+# and a tokens file made on the first start (one random token per role, printed that once;
+# .callcc/ is never committed). Open http://127.0.0.1:$(SERVE_PORT)/ and sign in with one.
+serve: $(STAMP) dot
+	@$(BIN)/python -m engine.serve.tokens $(SERVE_TOKENS)
+	$(BIN)/callcc serve --store $(SERVE_STORE) --specs specs --tokens $(SERVE_TOKENS) \
+	  --port $(SERVE_PORT)
 
 FIGURE_STATE := .callcc/figure-state.json
 

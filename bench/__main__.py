@@ -3,6 +3,7 @@
     .venv/bin/python -m bench                  # everything (14 minutes on 2 cores)
     .venv/bin/python -m bench --quick          # 100 iterations, 1,000 held runs
     .venv/bin/python -m bench --only long_loop --only langgraph
+    .venv/bin/python -m bench --only serve     # bench/bench_serve.py alone
 
 The first run creates bench/.venvs/<peer> with pinned versions (bench/peers/venvs.py). The
 table goes to stdout, progress to stderr, the record to bench/results/<date>.json.
@@ -15,7 +16,11 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from bench import bench_serve
 from bench.peers import report, runner
+
+SUITES = {"serve": bench_serve}
+"""Benchmarks of their own, run after the peers' table (`--only NAME` runs just them)."""
 
 
 def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
@@ -28,9 +33,9 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
         action="append",
         default=[],
         metavar="NAME",
-        choices=runner.WORKLOADS + runner.SYSTEMS[1:],
-        help="a workload or another system (callcc_eager, a peer) to run (repeatable);"
-        " callcc on its production path, the headline, always runs",
+        choices=runner.WORKLOADS + runner.SYSTEMS[1:] + tuple(SUITES),
+        help="a workload, another system (callcc_eager, a peer) or a suite (serve) to run"
+        " (repeatable); callcc on its production path, the headline, always runs",
     )
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     args = parser.parse_args(argv)
@@ -42,11 +47,16 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
         workloads=workloads,
         systems=("callcc", *peers),
     )
-    results = runner.run(plan, log=sys.stderr)
-    report.table(results, out)
-    if not args.no_save:
-        path = report.write(results, Path(__file__).parent / "results")
-        print(f"\nwritten to {path}", file=out)
+    suites = [name for name in SUITES if not args.only or name in args.only]
+    if not args.only or set(args.only) - set(SUITES):
+        results = runner.run(plan, log=sys.stderr)
+        report.table(results, out)
+        if not args.no_save:
+            path = report.write(results, Path(__file__).parent / "results")
+            print(f"\nwritten to {path}", file=out)
+    for name in suites:
+        print(f"\n== {name}", file=out)
+        SUITES[name].main(["--quick"] if args.quick else [], stdout=out)
     return 0
 
 

@@ -7,6 +7,12 @@ Ownership, one line a module:
 - `auth`: users and roles from the tokens file, constant-time token look-up, the inbox's
   signed session cookie and CSRF token, the FastAPI dependencies `viewer` ... `admin`.
 - `hub`: `EventHub`, the run events of the service's runtimes fanned out to subscribers (SSE).
+- `webhooks`: `Webhooks`, the `--webhook` sender fed from the hub: signed JSON events or Slack
+  messages for each suspension and end, per-receiver bounded queues, retries with backoff;
+  `verify_signature`, a receiver's check.
+- `expiry`: `Expiry`, the service's periodic task calling `engine.inbox.aexpire`.
+- `tokens`: `python -m engine.serve.tokens FILE`, a tokens file with a random token per role
+  (`make serve`).
 - `views`: `RunView`, `PendingView`, `DecisionIn`: the API's JSON shapes as dataclasses;
   `ServeError`, a refusal with its status (also importable from `service`).
 - `_checks`: what a decision request must pass before it is recorded (404/403/409/422).

@@ -42,8 +42,10 @@ from engine.runtime import Runtime
 from engine.serve._checks import checked, conflict_message, decision_view
 from engine.serve.auth import User
 from engine.serve.config import ServeConfig
+from engine.serve.expiry import Expiry
 from engine.serve.hub import EventHub
 from engine.serve.views import DecisionIn, PendingView, RunView, ServeError
+from engine.serve.webhooks import Webhooks
 from engine.spec.load import load_spec
 from engine.store import RUN_STATUSES, RunStore, open_store
 from engine.store.base import AuditEntry, PendingRow, RunRecord, pending_cursor, run_cursor
@@ -85,6 +87,10 @@ class Service:
         self._by_digest: dict[str, Runtime] = {}
         """Spec digest -> a runtime of that spec (the folder's, or one a stored run needed)."""
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.webhooks = Webhooks.from_config(config)
+        """The `--webhook` receivers, fed from the hub (refuses a bad URL or a missing secret)."""
+        self.expiry = Expiry(self._expire)
+        """The periodic task rejecting decisions not made in time (`engine.serve.expiry`)."""
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -111,6 +117,8 @@ class Service:
         if self._store is None:
             await asyncio.to_thread(self.prepare)
         self.hub.start()
+        await self.webhooks.start(self.hub)
+        await self.expiry.start()
 
     def _compile(self, spec: Any) -> Runtime:
         return Runtime(
@@ -122,17 +130,41 @@ class Service:
 
     async def aclose(self) -> None:
         """Let background runs reach a checkpoint, then close runtimes, the hub and the store."""
+        await self.expiry.aclose()
         if self._tasks:
             _, late = await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE)
             for task in late:  # the run stays at its last checkpoint, for `callcc recover`
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         self.hub.close()
+        await self.webhooks.aclose()
         for runtime in {id(r): r for r in self._by_digest.values()}.values():
             await runtime.aclose()
         if self._store is not None:
             await self._store.aio.aclose()
             self._store.close()
+
+    async def _expire(self, now: float) -> list[str]:
+        """One expiry pass (the `Expiry` task's): every undecided entry past its deadline is
+        rejected, and the runs left with nothing undecided resume, each with its own spec."""
+        rows = await self.store.aio.expired(now=now, limit=MAX_LIMIT)
+        runtimes: dict[str, Runtime] = {}
+        for row in rows:
+            if row.run_id not in runtimes:
+                with contextlib.suppress(ServeError):  # deleted meanwhile, or no spec: skipped
+                    runtimes[row.run_id] = await self._runtime_of(await self._record(row.run_id))
+        if not runtimes:
+            return []
+
+        def runtime_for(run_id: str) -> Runtime:
+            if run_id not in runtimes:
+                raise LookupError(f"run {run_id!r} expired during this pass; the next takes it")
+            return runtimes[run_id]
+
+        expired: list[str] = await inbox.aexpire(
+            runtime_for, now=now, store=self.store, limit=MAX_LIMIT
+        )
+        return expired
 
     @property
     def store(self) -> RunStore:
