@@ -35,6 +35,7 @@ COMMANDS = {
     "inspect": "render",
     "runs": "runs",
     "recover": "runs",
+    "worker": "worker",
 }
 """Each subcommand and the module under `engine.cli` that registers it, in `--help` order."""
 

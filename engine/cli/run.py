@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.cli._exit import EXIT_OK, EXIT_SUSPENDED
 from engine.cli._output import describe, progress, report, warn_unused
+from engine.cli.worker import temporal_of, temporal_options
 from engine.errors import ContinuationError, UsageError
 from engine.signing import KEY_ENV, KEY_FILE_ENV, generate_key, keys_from_env
 from engine.store import STORE_ENV, open_store
@@ -42,6 +43,9 @@ def register(sub: Any) -> None:
     prompt.add_argument("--prompt-file", metavar="F", help="read the request from a file")
     run.add_argument("--agent", metavar="NAME", help="start this agent instead of the entrypoint")
     run.add_argument("--run-id", metavar="ID", help="the run's id (default: a random one)")
+    run.add_argument(
+        "--no-wait", action="store_true", help="with --temporal: print the run id and return"
+    )
     _common(run)
     run.set_defaults(handler=run_command)
 
@@ -51,8 +55,11 @@ def register(sub: Any) -> None:
         description="Print the pending decisions of a state file: id, path, tool, "
         "arguments, reason and the decisions allowed.",
     )
-    pending.add_argument("state", metavar="STATE", help="a continuation file")
+    pending.add_argument(
+        "state", metavar="STATE|RUN_ID", help="a continuation file, or a run id with --temporal"
+    )
     pending.add_argument("--format", choices=["text", "json"], default="text", help="output")
+    temporal_options(pending)
     pending.set_defaults(handler=pending_command)
 
     resume = sub.add_parser(
@@ -147,6 +154,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--format", choices=["text", "json"], default="text", help="output")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the outcome")
+    temporal_options(parser)
 
 
 def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -161,6 +169,10 @@ def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
     spec = load_spec(args.spec)
     store_url = store_url_of(args)
     run_id = args.run_id or uuid.uuid4().hex
+    if temporal_of(args):
+        from engine.cli.worker import run_on_temporal
+
+        return run_on_temporal(args, prompt, run_id, stdout, stderr)
     state = args.state_out or (None if store_url else default_state(run_id))
     check_overwrite(state, args)
     with progress(args, stdout) as shown, _runtime(spec, args, shown, store_url) as runtime:
@@ -173,6 +185,10 @@ def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
     """`callcc pending`."""
     from engine.continuation import Continuation
 
+    if temporal_of(args):
+        from engine.cli.worker import pending_on_temporal
+
+        return pending_on_temporal(args, stdout, stderr)
     keys = keys_from_env()
     continuation = Continuation.from_json(_read(args.state), keys=keys)
     items = continuation.pending()
@@ -190,6 +206,10 @@ def resume_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     from engine.spec import load_spec
 
     store_url = store_url_of(args)
+    if temporal_of(args):
+        from engine.cli.worker import resume_on_temporal
+
+        return resume_on_temporal(args, stdout, stderr)
     if store_url and not Path(args.state).is_file():
         return _resume_stored(args, store_url, stdout, stderr)
     if not store_url and not Path(args.state).exists() and not args.state.endswith(".json"):
