@@ -51,7 +51,7 @@ _COUNTER_KEYS = frozenset(_COUNTERS_INT + _COUNTERS_NUM)
 _FRAME_KEYS = frozenset({"agent", "messages", "counters", "ledger", "results", "pending"})
 _PENDING_KEYS = frozenset(
     {"id", "reason", "tool", "arguments", "decisions", "fingerprint"}
-    | {"prompt", "detail", "decision", "child"}
+    | {"prompt", "detail", "decision", "child", "expires_at", "approvers"}
 )
 _ROLES = frozenset({"user", "assistant", "tool", "system", "developer"})
 
@@ -127,6 +127,10 @@ def _pending_to_data(entry: Pending, child_ref: Callable[[Frame], Any]) -> dict[
         data["decision"] = decision_to_data(entry.decision)
     if entry.child is not None:
         data["child"] = child_ref(entry.child)
+    if entry.expires_at is not None:
+        data["expires_at"] = entry.expires_at
+    if entry.approvers:
+        data["approvers"] = list(entry.approvers)
     return data
 
 
@@ -299,7 +303,32 @@ def _pending_from_data(raw: Any, ptr: str) -> tuple[Pending, int | None]:
     )
     if "decision" in obj:
         entry.decision = decision_from_data(obj["decision"], f"{ptr}/decision")
+    if "expires_at" in obj:
+        entry.expires_at = _expires_at(obj["expires_at"], f"{ptr}/expires_at")
+    if "approvers" in obj:
+        entry.approvers = _approvers(obj["approvers"], f"{ptr}/approvers")
     return entry, child
+
+
+def _expires_at(raw: Any, ptr: str) -> float:
+    """An entry's `expires_at`: a finite non-negative number of seconds since the epoch."""
+    number = _counter(raw, whole=False)
+    if number is None:
+        raise ContinuationError("expected seconds since the epoch (a number)", pointer=ptr)
+    return float(number)
+
+
+def _approvers(raw: Any, ptr: str) -> tuple[str, ...]:
+    """An entry's `approvers`: distinct non-empty names."""
+    if (
+        type(raw) is not list
+        or not raw
+        or any(type(name) is not str or not name for name in raw)
+        or len(set(raw)) != len(raw)
+    ):
+        raise ContinuationError("expected a list of distinct role or user names", pointer=ptr)
+    _plain(raw, ptr)
+    return tuple(raw)
 
 
 def decision_from_data(raw: Any, ptr: str) -> Decision:

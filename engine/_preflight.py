@@ -14,7 +14,7 @@ from engine.compile import BoundAgent, BoundTool, Program
 from engine.continuation import Continuation
 from engine.errors import ContinuationError, DecisionError, SpecChangedError
 from engine.frames import Frame, Message, Pending, walk
-from engine.tooling import argument_problem, decode_arguments
+from engine.tooling import argument_fault, argument_problem, decode_arguments
 from engine.waits import allowed
 
 
@@ -149,9 +149,29 @@ def _check_entry(
             pointer=f"{where}/decision/fingerprint",
         )
     if decision.kind == "edit":
-        problem = argument_problem(agent.tools[entry.tool or ""], decision.arguments)
-        if problem:
-            raise DecisionError(f"edit of {entry.id}: {problem}", pending_ids=[entry.id])
+        _check_edit(agent, entry, decision.arguments)
+
+
+def check_edits(program: Program, continuation: Continuation) -> None:
+    """Refuse (`DecisionError`, with the JSON pointer inside the arguments) an edit decision
+    of `continuation` whose arguments fail its tool's parameters: what `check_document`
+    refuses of the decisions, without the rest of the document's checks."""
+    for _, frame in continuation.frames():
+        agent = program.agents.get(frame.agent)
+        for entry in frame.pending:
+            decision = entry.decision
+            if agent is not None and decision is not None and decision.kind == "edit":
+                _check_edit(agent, entry, decision.arguments)
+
+
+def _check_edit(agent: BoundAgent, entry: Pending, arguments: dict[str, Any]) -> None:
+    tool = agent.tools.get(entry.tool or "")
+    fault = argument_fault(tool, arguments) if tool is not None else None
+    if fault is not None:
+        problem, pointer = fault
+        raise DecisionError(
+            f"edit of {entry.id}: {problem}", pending_ids=[entry.id], pointer=pointer
+        )
 
 
 def _allowed(program: Program, entry: Pending) -> frozenset[str]:

@@ -17,6 +17,8 @@ Versions of the document (`version`), newest last; every version listed here sti
     `usage` (see `engine.usage`), and `trace`, the W3C trace context (`traceparent`,
     `tracestate`) of the span that suspended, so a resume's spans link to it
     (`engine.tracing`).
+  - 1, minor addition: a pending entry's `expires_at` (when it is rejected unless decided)
+    and `approvers` (who may decide), both optional and outside the fingerprint.
 
 A continuation made by a `Runtime` that has signing keys carries its key in memory (never in
 the document): its decisions stay signed and `to_json` signs. One parsed from JSON is only
@@ -46,7 +48,8 @@ VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 CHANGELOG = {
     1: "first version: flat frames, counters, ledger, pending entries, decisions; "
-    "optional since: `usage` and the token counters, `trace` (a W3C trace context)",
+    "optional since: `usage` and the token counters, `trace` (a W3C trace context), "
+    "a pending entry's `expires_at` and `approvers`",
 }
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 """Documents larger than this are refused before parsing."""
@@ -79,6 +82,10 @@ class PendingDecision:
     """The decision already made, if any (kind only)."""
     fingerprint: str
     """What a decision must match."""
+    expires_at: float | None = None
+    """When the entry is rejected unless decided (seconds since the epoch), or None."""
+    approvers: tuple[str, ...] = ()
+    """Who may decide (roles or user names); empty: any approver."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for `--format json`."""
@@ -93,6 +100,8 @@ class PendingDecision:
             "prompt": self.prompt,
             "detail": self.detail,
             "decision": self.decision,
+            "expires_at": self.expires_at,
+            "approvers": list(self.approvers),
         }
 
 
@@ -470,6 +479,8 @@ def _view(path: str, frame: Frame, entry: Pending, arguments: Any) -> PendingDec
         detail=entry.detail,
         decision=entry.decision.kind if entry.decision else None,
         fingerprint=entry.fingerprint,
+        expires_at=entry.expires_at,
+        approvers=entry.approvers,
     )
 
 

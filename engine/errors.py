@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from engine._diagnostic import Diagnostic as Diagnostic
@@ -58,9 +58,14 @@ class SpecChangedError(ContinuationError):
 class DecisionError(UsageError):
     """A decision names no pending call, or is not allowed for the call it names."""
 
-    def __init__(self, message: str, *, pending_ids: Iterable[str] = ()) -> None:
+    def __init__(
+        self, message: str, *, pending_ids: Iterable[str] = (), pointer: str | None = None
+    ) -> None:
         self.reason = message
         """What is wrong, without the list of pending paths."""
+        self.pointer = pointer
+        """For edited arguments that fail the tool's parameters: the JSON pointer of the
+        offending value inside the arguments (`""`: the object as a whole); else None."""
         self.pending_ids = tuple(sorted(pending_ids))
         listed = ", ".join(self.pending_ids) if self.pending_ids else "none"
         super().__init__(f"{message}; pending: {listed}")
@@ -127,6 +132,26 @@ class LeaseHeldError(ConflictError):
             "may then take effect twice)",
             run_id=run_id,
         )
+
+
+DecisionConflictWhy = Literal["not_suspended", "not_pending", "stale", "decided"]
+"""Why a decision could not be recorded (`DecisionConflict.why`)."""
+
+
+class DecisionConflict(ConflictError):
+    """A decision cannot be recorded (`RunStore.record_decisions`): the run no longer waits on
+    that continuation (`not_suspended`), the path is not pending in it (`not_pending`), the
+    entry changed since the decider saw it (`stale`: its fingerprint differs), or it has a
+    decision already (`decided`). Nothing of the batch was recorded."""
+
+    def __init__(
+        self, message: str, *, run_id: str, path: str | None, why: DecisionConflictWhy
+    ) -> None:
+        self.path = path
+        """The pending entry's path (None when the whole run refused: not_suspended)."""
+        self.why: DecisionConflictWhy = why
+        """not_suspended, not_pending, stale or decided."""
+        super().__init__(message, run_id=run_id)
 
 
 class StoreError(UsageError):

@@ -136,6 +136,13 @@ class Pending:
     """The decision once made, until the run resumes."""
     child: Frame | None = None
     """For `subagent`: the suspended child's frame."""
+    expires_at: float | None = None
+    """When an undecided `approval` entry is rejected (seconds since the epoch, from the
+    tool's `approval.expires_after` and the run's clock when the call was gated); None: it
+    waits as long as it takes. Not covered by `fingerprint` (a signature covers it)."""
+    approvers: tuple[str, ...] = ()
+    """Who may decide (the tool's `approval.approvers`: roles or user names); empty: any
+    approver. Not covered by `fingerprint`."""
     seal: Seal | None = field(default=None, repr=False, compare=False)
     """In memory only: what `fingerprint` was computed from, when this process computed it
     (see `Seal`); None for an entry read from a document, whose fingerprint is a claim."""
@@ -152,6 +159,8 @@ class Pending:
         detail: str | None = None,
         child: Frame | None = None,
         text: str | None = None,
+        expires_at: float | None = None,
+        approvers: tuple[str, ...] = (),
     ) -> Pending:
         """An entry for a tool call, fingerprinted on what the reviewer sees; it allows
         `decisions`, by default those `engine.waits.CALL_WAITS` gives its reason."""
@@ -167,6 +176,8 @@ class Pending:
             prompt=prompt,
             detail=detail,
             child=child,
+            expires_at=expires_at,
+            approvers=approvers,
         )
         entry.seal = Seal.of(entry, text)
         return entry
@@ -399,6 +410,8 @@ def _shallow(frame: Frame) -> Frame:
                 detail=p.detail,
                 decision=p.decision,
                 child=p.child,
+                expires_at=p.expires_at,
+                approvers=p.approvers,
                 seal=p.seal,
             )
             for p in frame.pending

@@ -171,6 +171,14 @@ class Journal:
                 tool=p.tool,
                 reason=p.reason,
                 created_at=now,
+                agent=p.agent,
+                arguments=p.arguments,
+                prompt=p.prompt,
+                detail=p.detail,
+                decisions=p.decisions,
+                fingerprint=p.fingerprint,
+                expires_at=getattr(p, "expires_at", None),  # until inbox-engine lands
+                approvers=tuple(getattr(p, "approvers", ())),
             )
             for p in (continuation.pending() if continuation and status == "suspended" else [])
         ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
@@ -28,9 +29,10 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from engine import _eager, _stream, durable, lease
-from engine._preflight import check_document
+from engine._preflight import check_document, check_edits
 from engine.compile import Program, compile_spec
 from engine.continuation import Continuation
+from engine.decisions import Decide
 from engine.errors import ContinuationError, UsageError
 from engine.events import (
     Observer,
@@ -147,6 +149,7 @@ class Runtime:
         lease_seconds: float | None = None,
         observers: Iterable[Observer] = (),
         tracing: bool | Any | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         """Compile `spec`. `secret_key` (one key, or several: the first signs, all verify)
         defaults to `CALLCC_SECRET_KEY` / `CALLCC_SECRET_KEY_FILE`; without any key,
@@ -160,8 +163,11 @@ class Runtime:
         raises is logged once and never breaks a run. `tracing` (`engine.tracing`): True
         traces runs as OpenTelemetry spans, False never, a `TracerProvider` traces to that
         provider; None (the default) traces when `CALLCC_TRACING=1` or when the application
-        configured a tracer provider globally."""
+        configured a tracer provider globally. `clock` (default `time.time`) is the runs'
+        wall clock: a gated call's `expires_at` and `engine.inbox.expire` count from it."""
         self.spec = spec
+        self.clock: Callable[[], float] = clock or time.time
+        """The runs' wall clock, seconds since the epoch."""
         self._spec_path = str(Path(spec.path).resolve()) if spec.path else None
         """Where the spec file is, absolute, as documents record it (resolved once: a
         filesystem look-up per suspension costs more than the suspension)."""
@@ -445,6 +451,7 @@ class Runtime:
             journal=journal,
             observers=observers,
             off_loop=leased and not blocking,
+            clock=self.clock,
         )
         if journal is not None and journal.lease is not None and blocking:
             assert self.store is not None  # a thread renews through the blocking store
@@ -586,6 +593,17 @@ class Runtime:
     def check(self, continuation: Continuation, *, allow_spec_change: bool = False) -> None:
         """Refuse a document this spec cannot resume, before anything executes."""
         check_document(self.program, self.keys, continuation, allow_spec_change=allow_spec_change)
+
+    def check_decisions(
+        self, continuation: Continuation, decides: Sequence[Decide]
+    ) -> Continuation:
+        """`continuation` with `decides` made, refusing first what a resume would refuse of
+        them, by the same `DecisionError`: an unknown or ambiguous id, a decision the entry
+        does not allow or that it has already, edited arguments that fail the tool's
+        parameters (`DecisionError.pointer`: where inside the arguments). Runs nothing."""
+        decided = continuation.decide_many(decides)
+        check_edits(self.program, decided)
+        return decided
 
 
 def _ended(outcome: Outcome, run_id: str, agent: str) -> RunEvent:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -26,7 +27,6 @@ from engine.frames import Frame, Pending
 from engine.runners import Call, Done, Outcome, Wait, runner_for
 from engine.runners.base import tool_result_text
 from engine.steps import End
-from engine.waits import CALL_WAITS
 
 if TYPE_CHECKING:
     from engine.journal import Journal
@@ -35,6 +35,7 @@ __all__ = [
     "Driver",
     "RunContext",
     "approval_question",
+    "argument_fault",
     "argument_problem",
     "classify",
     "decode_arguments",
@@ -69,6 +70,9 @@ class RunContext:
     off_loop: bool = False
     """Run every sync tool on a worker thread, a lone one too (an async drive of a stored run:
     a task renews its lease, which a tool holding the event loop would starve)."""
+    clock: Callable[[], float] = time.time
+    """The run's wall clock, seconds since the epoch (`Runtime(clock=...)`): when a gated
+    call expires is counted from it."""
 
     @property
     def durable(self) -> bool:
@@ -107,9 +111,24 @@ def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any], ctx: RunCont
     text = call["function"]["arguments"]
     if approval.required:
         prompt = approval_question(approval.prompt, name, arguments)
-        _gate(frame, call_id, name, arguments, "approval", approval.decisions, prompt, text, ctx)
+        expires = approval.expires_after
+        entry = Pending.for_call(
+            id=call_id,
+            reason="approval",
+            tool=name,
+            arguments=arguments,
+            decisions=approval.decisions,
+            prompt=prompt,
+            text=text,
+            expires_at=None if expires is None else ctx.clock() + expires,
+            approvers=approval.approvers,
+        )
+        _gate(frame, entry, ctx)
     elif name in agent.spec.suspend.before_tools:
-        _gate(frame, call_id, name, arguments, "pause", CALL_WAITS["pause"], None, text, ctx)
+        entry = Pending.for_call(
+            id=call_id, reason="pause", tool=name, arguments=arguments, text=text
+        )
+        _gate(frame, entry, ctx)
     else:
         frame.ledger[call_id] = "running"
         frame.decoded[call_id] = arguments  # run_calls runs it with these: decoded once
@@ -150,13 +169,24 @@ _ARGUMENTS = json.JSONDecoder(parse_constant=_no_constant)
 
 def argument_problem(tool: BoundTool, arguments: dict[str, Any]) -> str | None:
     """What makes `arguments` violate the tool's parameters, or None."""
+    fault = argument_fault(tool, arguments)
+    return None if fault is None else fault[0]
+
+
+def argument_fault(tool: BoundTool, arguments: dict[str, Any]) -> tuple[str, str] | None:
+    """What makes `arguments` violate the tool's parameters and the JSON pointer of the
+    offending value inside them (`""`: the object as a whole), or None."""
     if tool.quick_check(arguments) or tool.validator.is_valid(arguments):
         return None
     error = best_match(tool.validator.iter_errors(arguments))
     where = "/".join(str(p) for p in error.absolute_path)
-    return f"the arguments do not match the parameters of {tool.name}" + (
+    pointer = "".join(
+        "/" + str(p).replace("~", "~0").replace("/", "~1") for p in error.absolute_path
+    )
+    problem = f"the arguments do not match the parameters of {tool.name}" + (
         f" at {where}: {error.message}" if where else f": {error.message}"
     )
+    return problem, pointer
 
 
 def approval_question(template: str | None, tool: str, arguments: dict[str, Any]) -> str:
@@ -188,27 +218,9 @@ def _refuse(frame: Frame, call_id: str, tool: str, message: str, ctx: RunContext
         _emit.tool_finished(frame, call_id, tool, "rejected", message, ctx, refused=True)
 
 
-def _gate(
-    frame: Frame,
-    call_id: str,
-    tool: str,
-    arguments: dict[str, Any],
-    reason: Any,
-    decisions: tuple[str, ...],
-    prompt: str | None,
-    text: str,
-    ctx: RunContext,
-) -> None:
-    frame.ledger[call_id] = "pending"
-    entry = Pending.for_call(
-        id=call_id,
-        reason=reason,
-        tool=tool,
-        arguments=arguments,
-        decisions=decisions,
-        prompt=prompt,
-        text=text,
-    )
+def _gate(frame: Frame, entry: Pending, ctx: RunContext) -> None:
+    """Make the call `entry` is for wait on it."""
+    frame.ledger[entry.id] = "pending"
     frame.pending.append(entry)
     if ctx.observers:
         _emit.entry_added(frame, entry, ctx)

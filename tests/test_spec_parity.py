@@ -13,8 +13,9 @@ from engine.spec.schema import spec_schema
 # Schema fields that the dataclasses hold under another name, or not at all, by design.
 SCHEMA_TO_MODEL = {"instructions_file": "instructions"}
 # Dataclass fields that are not YAML fields: the key of the object under its map (`name`),
-# and for the whole spec, where it was loaded from, its digest and the source locations.
-MODEL_ONLY = {"name"}
+# an approval's `expires_after` as written (`24h`, beside its seconds), and for the whole
+# spec, where it was loaded from, its digest and the source locations.
+MODEL_ONLY = {"name", "expires_after_text"}
 SPEC_ONLY = {"path", "digest", "locations", "source"}
 
 PAIRS: list[tuple[str, type[Any]]] = [

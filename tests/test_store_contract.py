@@ -67,6 +67,7 @@ def pending_row(run_id: str, call_id: str, at: float, reason: str = "approval") 
         tool="authorize_account" if reason == "approval" else None,
         reason=reason,
         created_at=at,
+        spec_name="hr",  # the store fills it from the run
     )
 
 

@@ -1,4 +1,5 @@
-"""`callcc render SPEC_OR_STATE` and `callcc inspect STATE`."""
+"""`callcc render SPEC_OR_STATE|RUN_ID` and `callcc inspect STATE|RUN_ID` (a run id with
+`--store`: see `cli/_stored`)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,11 @@ def register(sub: Any) -> None:
         "kind is detected: a JSON continuation document or a YAML spec. The format comes from "
         "--format, else from -o's extension, else dot. SVG and PNG need Graphviz `dot`.",
     )
-    render_cmd.add_argument("source", metavar="SPEC_OR_STATE", help="spec YAML or state JSON")
+    render_cmd.add_argument(
+        "source",
+        metavar="SPEC_OR_STATE|RUN_ID",
+        help="spec YAML, state JSON, or the id of a run in --store",
+    )
     render_cmd.add_argument(
         "-o", "--output", metavar="FILE", help="write here (default: stdout, text formats only)"
     )
@@ -39,6 +44,7 @@ def register(sub: Any) -> None:
     render_cmd.add_argument(
         "--spec", metavar="SPEC", help="for a continuation: the spec, to show turn limits"
     )
+    _store_option(render_cmd)
     render_cmd.set_defaults(handler=run_render)
     inspect = sub.add_parser(
         "inspect",
@@ -47,9 +53,21 @@ def register(sub: Any) -> None:
         "under the calls that started them, `>>` before calls waiting for a decision, `!` "
         "before failed calls waiting for one, `=>` before decided calls not resumed yet.",
     )
-    inspect.add_argument("state", metavar="STATE", help="the continuation JSON file")
+    inspect.add_argument(
+        "state", metavar="STATE|RUN_ID", help="the continuation JSON file, or a run id of --store"
+    )
     inspect.add_argument("--spec", metavar="SPEC", help="the spec, to show turn limits")
+    _store_option(inspect)
     inspect.set_defaults(handler=run_inspect)
+
+
+def _store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="read a RUN_ID from this run store (default $CALLCC_STORE); a path that exists "
+        "is read as a file",
+    )
 
 
 def run_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -58,7 +76,7 @@ def run_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from engine.render import render, spec_graph, stack_graph
 
     fmt = args.format or _format_of(args.output)
-    source = _load(args.source)
+    source = _load(args.source, args, stderr)
     if isinstance(source, Continuation):
         graph = stack_graph(source, _spec(args.spec))
     else:
@@ -84,7 +102,7 @@ def run_inspect(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
     from engine.continuation import Continuation
     from engine.render.text import inspect_text
 
-    source = _load(args.state)
+    source = _load(args.state, args, stderr)
     if not isinstance(source, Continuation):
         raise UsageError(
             f"{args.state} is a spec, not a continuation; inspect reads a state file "
@@ -112,12 +130,19 @@ def _text(graph: nx.DiGraph[str], fmt: str) -> str:
     return to_mermaid(graph) if fmt == "mermaid" else to_dot(graph)
 
 
-def _load(path: str) -> Continuation | Spec:
-    """A continuation when the file is JSON with the continuation format, else a spec."""
+def _load(path: str, args: argparse.Namespace, stderr: TextIO) -> Continuation | Spec:
+    """A continuation when the file is JSON with the continuation format, else a spec; the
+    stack of a stored run when `path` is no file but a run id of the store."""
+    from engine.cli._stored import no_such_file, stored_stack
     from engine.continuation import FORMAT, Continuation
 
+    stored = stored_stack(path, args, stderr)
+    if stored is not None:
+        return stored
     try:
         raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise no_such_file(path) from None
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     if raw.lstrip()[:1] == b"{":

@@ -52,13 +52,20 @@ def register(sub: Any) -> None:
     pending = sub.add_parser(
         "pending",
         help="list the decisions a suspended run waits for",
-        description="Print the pending decisions of a state file: id, path, tool, "
-        "arguments, reason and the decisions allowed.",
+        description="Print the pending decisions of a state file (or of a stored run, by "
+        "its id with --store): id, path, tool, arguments, reason and the decisions allowed. "
+        "Exit 3 when something waits, 0 when nothing does.",
     )
     pending.add_argument(
-        "state", metavar="STATE|RUN_ID", help="a continuation file, or a run id with --temporal"
+        "state", metavar="STATE|RUN_ID", help="a continuation file, or a run id of --store"
     )
     pending.add_argument("--format", choices=["text", "json"], default="text", help="output")
+    pending.add_argument(
+        "--store",
+        metavar="URL",
+        help=f"read a RUN_ID from this run store (default ${STORE_ENV}); a path that exists "
+        "is read as a file",
+    )
     temporal_options(pending)
     pending.set_defaults(handler=pending_command)
 
@@ -183,14 +190,18 @@ def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
 
 def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`callcc pending`."""
+    from engine.cli._stored import no_such_file, stored_stack
     from engine.continuation import Continuation
 
     if temporal_of(args):
         from engine.cli.worker import pending_on_temporal
 
         return pending_on_temporal(args, stdout, stderr)
-    keys = keys_from_env()
-    continuation = Continuation.from_json(_read(args.state), keys=keys)
+    continuation = stored_stack(args.state, args, stderr)
+    if continuation is None:
+        if not Path(args.state).exists():
+            raise no_such_file(args.state)
+        continuation = Continuation.from_json(_read(args.state), keys=keys_from_env())
     items = continuation.pending()
     if args.format == "json":
         json.dump([p.to_dict() for p in items], stdout, indent=2, ensure_ascii=False)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.cli._exit import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
 from engine.cli._output import progress, report, warn_unused
 from engine.cli.run import store_url_of
 from engine.errors import CallccError, LeaseHeldError, UsageError
-from engine.store import STORE_ENV, open_store
+from engine.store import STORE_ENV
 from engine.store._statuses import RUN_STATUSES
 
 if TYPE_CHECKING:  # `runs list` reads rows: the runtime, specs and journal load on demand
@@ -115,20 +114,12 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace) -> RunStore:
+    from engine.cli._stored import open_existing
+
     url = store_url_of(args)
     if not url:
         raise UsageError(f"no run store: pass --store URL or set {STORE_ENV}")
-    if url.startswith("sqlite:///"):  # these commands read runs: a mistyped path must not
-        from engine.store.sqlite import database_path  # make an empty store that has none
-
-        path = database_path(url)
-        if path != ":memory:" and not Path(path).is_file():
-            raise UsageError(
-                f"no run store at {path}: the file does not exist (sqlite:///PATH is relative "
-                "to the current folder, sqlite:////PATH absolute); `callcc run --store URL` "
-                "creates a store"
-            )
-    return open_store(url)
+    return open_existing(url)  # these commands read runs: a mistyped path makes no store
 
 
 def list_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:

@@ -24,6 +24,7 @@ from engine.spec.model import (
     Spec,
     SuspendRules,
     Tool,
+    duration_seconds,
 )
 
 
@@ -95,10 +96,14 @@ def _approval(value: Any) -> Approval:
         return Approval(required=True)
     if not isinstance(value, dict):
         return NO_APPROVAL
+    expires = value.get("expires_after")
     return Approval(
         required=value.get("required", True),
         decisions=tuple(value.get("decisions", ("approve", "reject"))),
         prompt=value.get("prompt"),
+        approvers=tuple(value.get("approvers", ())),
+        expires_after=duration_seconds(expires) if expires is not None else None,
+        expires_after_text=expires,
     )
 
 

@@ -228,12 +228,14 @@ def _translate(
     elif kind == "type":
         types: list[str] = value if isinstance(value, list) else [value]
         expected = " or ".join(_YAML_TYPES.get(t, t) for t in types)
+        if path and isinstance(path[-1], int) and len(path) >= 2:  # an entry of a list
+            field = f"entry {path[-1] + 1} of {path[-2]}"
         yield _diag(
             doc,
             "wrong-type",
             f"'{field}' must be {_article(expected)} {expected}, not {_json_type(inst)}",
             pointer,
-            _type_hint(expected, inst),
+            _DURATION_HINT if field == "expires_after" else _type_hint(expected, inst),
         )
     elif kind == "enum":
         options = ", ".join(str(v) for v in value)
@@ -284,6 +286,14 @@ def _pattern(error: ValidationError, doc: YamlDoc, path: list[Any], pointer: str
             f"ref '{inst}' is not of the form 'package.module:function'",
             pointer,
             fix or "write the module path, a colon, then the attribute: 'pkg.mod:func'",
+        )
+    if field == "expires_after":
+        return _diag(
+            doc,
+            "bad-duration",
+            f"'{inst}' is not a duration for {field_of(path)}",
+            pointer,
+            _DURATION_HINT,
         )
     if error.validator_value == NAME_RE.pattern:
         fixed = suggest_name(inst)
@@ -341,6 +351,7 @@ def _one_of(
 
 
 _YAML_TYPES = {"object": "mapping", "array": "list"}
+_DURATION_HINT = "write a whole number and a unit (s, m, h or d): 30s, 30m, 24h or 7d"
 
 
 def _typo_present(name: str, inst: dict[str, Any], schema: dict[str, Any]) -> bool:

@@ -138,6 +138,22 @@ class _Checker:
         approval = tool.get("approval")
         if isinstance(approval, dict) and isinstance(approval.get("prompt"), str):
             self.check_template(approval["prompt"], tool, f"{base}/approval/prompt")
+        if isinstance(approval, dict) and "expires_after" in approval:
+            self.check_expiry(name, approval, f"{base}/approval")
+
+    def check_expiry(self, name: str, approval: dict[str, Any], pointer: str) -> None:
+        """A call nobody decided in time is rejected: the tool must allow `reject`."""
+        decisions = approval.get("decisions", ["approve", "reject"])
+        if isinstance(decisions, list) and "reject" not in decisions:
+            listed = ", ".join(str(d) for d in decisions)
+            self.add(
+                "expiry-without-reject",
+                f"tool '{name}' expires undecided calls (expires_after), which rejects them, "
+                f"but its approval.decisions ({listed}) do not allow reject",
+                f"{pointer}/expires_after",
+                "add reject to approval.decisions, or remove expires_after",
+                key=True,
+            )
 
     def check_described(self, name: str, tool: dict[str, Any], target: str) -> None:
         """A sub-agent tool shows the calling model its own description, else its agent's;

@@ -65,9 +65,34 @@ class Approval:
     prompt: str | None = None
     """Text shown to the reviewer; `{{ args.NAME }}` inserts an argument. Without it the
     reviewer is asked "Run TOOL with these arguments?" (`engine.tooling.approval_question`)."""
+    approvers: tuple[str, ...] = ()
+    """Who may decide: role names or user names (`callcc serve`); empty: any approver."""
+    expires_after: float | None = None
+    """Seconds a call may wait for a decision before it is rejected (`engine.inbox`); None:
+    it waits as long as it takes."""
+    expires_after_text: str | None = field(default=None, compare=False)
+    """`expires_after` as the spec wrote it (`24h`), for the reason an expired call is
+    rejected with (`expiry_reason`); not a YAML field of its own."""
+
+    def expiry_reason(self) -> str:
+        """The reason a call of this tool that nobody decided in time is rejected with."""
+        return expiry_reason(self.expires_after_text or f"{self.expires_after or 0:g}s")
 
 
 NO_APPROVAL = Approval()
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+"""The units of a duration such as `approval.expires_after: 24h`, in seconds."""
+
+
+def duration_seconds(text: str) -> float:
+    """The seconds of a duration the schema accepted (`30s`, `30m`, `24h`, `7d`)."""
+    return float(int(text[:-1]) * DURATION_UNITS[text[-1]])
+
+
+def expiry_reason(written: str) -> str:
+    """What the model reads about a call nobody decided within `written` (`24h`)."""
+    return f"expired: no decision within {written}"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

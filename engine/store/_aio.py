@@ -1,6 +1,7 @@
 """Async faces of a store: the `AsyncRunStore` methods, each handed on to one `_call`.
 
-`AsyncFace` spells out the protocol once; a face only says how a method is carried out:
+`AsyncFace` derives every method from the `RunStore` protocol's own signature (`_forward`), so
+a new store operation is one line here; a face only says how a method is carried out:
 
 - `Threaded`: the blocking store's own method, run on one worker thread of the store's own
   (SQLite, and any `RunStore` without an async face of its own). sqlite3 does its I/O with the
@@ -16,19 +17,29 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
-from engine.store.base import (
-    Event,
-    Lease,
-    PendingRow,
-    RunRecord,
-    RunStatus,
-    RunStore,
-    SpecRow,
-)
+from engine.store.base import RunStore
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _forward(
+    sync: Callable[Concatenate[Any, P], T],
+) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
+    """The `AsyncRunStore` method for the `RunStore` method `sync`: the same signature,
+    awaited, handed to the face's `_call` (so no signature is written out again here)."""
+    name = sync.__name__
+
+    async def method(self: AsyncFace, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return cast(T, await self._call(name, *args, **kwargs))
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"As `RunStore.{name}`."
+    return method
 
 
 class AsyncFace:
@@ -40,122 +51,27 @@ class AsyncFace:
         """Carry out the `RunStore` method `name` with these arguments; its result."""
         raise NotImplementedError
 
-    async def create_run(self, run: RunRecord) -> None:
-        """As `RunStore.create_run`."""
-        await self._call("create_run", run)
-
-    async def start_run(self, run: RunRecord, events: Sequence[Event], *, lease: Lease) -> int:
-        """As `RunStore.start_run`."""
-        return int(await self._call("start_run", run, events, lease=lease))
-
-    async def append(
-        self, run_id: str, version: int, events: Sequence[Event], *, lease: Lease | None = None
-    ) -> int:
-        """As `RunStore.append`."""
-        return int(await self._call("append", run_id, version, events, lease=lease))
-
-    async def settle(
-        self,
-        run_id: str,
-        version: int,
-        *,
-        status: RunStatus,
-        nonce: str | None,
-        output: str | None,
-        pending: Sequence[PendingRow],
-        spec_digest: str | None = None,
-        usage: tuple[int, int] | None = None,
-        trace: Mapping[str, str] | None = None,
-        snapshot: Event | None = None,
-    ) -> int:
-        """As `RunStore.settle`."""
-        return int(
-            await self._call(
-                "settle",
-                run_id,
-                version,
-                status=status,
-                nonce=nonce,
-                output=output,
-                pending=pending,
-                spec_digest=spec_digest,
-                usage=usage,
-                trace=trace,
-                snapshot=snapshot,
-            )
-        )
-
-    async def claim(self, run_id: str, nonce: str, *, lease: Lease | None = None) -> int:
-        """As `RunStore.claim`."""
-        return int(await self._call("claim", run_id, nonce, lease=lease))
-
-    async def take_over(
-        self, run_id: str, version: int, *, lease: Lease | None = None, force: bool = False
-    ) -> int:
-        """As `RunStore.take_over`."""
-        return int(await self._call("take_over", run_id, version, lease=lease, force=force))
-
-    async def renew(self, run_id: str, lease: Lease) -> bool:
-        """As `RunStore.renew`."""
-        return bool(await self._call("renew", run_id, lease))
-
-    async def get_run(self, run_id: str) -> RunRecord:
-        """As `RunStore.get_run`."""
-        record: RunRecord = await self._call("get_run", run_id)
-        return record
-
-    async def events(self, run_id: str) -> list[Event]:
-        """As `RunStore.events`."""
-        events: list[Event] = await self._call("events", run_id)
-        return events
-
-    async def snapshot(self, run_id: str) -> tuple[RunRecord, list[Event]]:
-        """As `RunStore.snapshot`."""
-        both: tuple[RunRecord, list[Event]] = await self._call("snapshot", run_id)
-        return both
-
-    async def list_runs(
-        self, *, status: RunStatus | None = None, limit: int = 100
-    ) -> list[RunRecord]:
-        """As `RunStore.list_runs`."""
-        runs: list[RunRecord] = await self._call("list_runs", status=status, limit=limit)
-        return runs
-
-    async def pending(self, *, limit: int = 100) -> list[PendingRow]:
-        """As `RunStore.pending`."""
-        rows: list[PendingRow] = await self._call("pending", limit=limit)
-        return rows
-
-    async def put_spec(self, spec: SpecRow) -> None:
-        """As `RunStore.put_spec`."""
-        await self._call("put_spec", spec)
-
-    async def get_spec(self, digest: str) -> SpecRow | None:
-        """As `RunStore.get_spec`."""
-        row: SpecRow | None = await self._call("get_spec", digest)
-        return row
-
-    async def delete(self, run_id: str) -> bool:
-        """As `RunStore.delete`."""
-        return bool(await self._call("delete", run_id))
-
-    async def prune(
-        self,
-        *,
-        status: RunStatus | Sequence[RunStatus],
-        older_than: float,
-        include_suspended: bool = False,
-        dry_run: bool = False,
-    ) -> list[str]:
-        """As `RunStore.prune`."""
-        pruned: list[str] = await self._call(
-            "prune",
-            status=status,
-            older_than=older_than,
-            include_suspended=include_suspended,
-            dry_run=dry_run,
-        )
-        return pruned
+    create_run = _forward(RunStore.create_run)
+    start_run = _forward(RunStore.start_run)
+    append = _forward(RunStore.append)
+    settle = _forward(RunStore.settle)
+    claim = _forward(RunStore.claim)
+    take_over = _forward(RunStore.take_over)
+    renew = _forward(RunStore.renew)
+    get_run = _forward(RunStore.get_run)
+    events = _forward(RunStore.events)
+    snapshot = _forward(RunStore.snapshot)
+    list_runs = _forward(RunStore.list_runs)
+    pending = _forward(RunStore.pending)
+    put_spec = _forward(RunStore.put_spec)
+    get_spec = _forward(RunStore.get_spec)
+    delete = _forward(RunStore.delete)
+    prune = _forward(RunStore.prune)
+    record_decisions = _forward(RunStore.record_decisions)
+    recorded_decisions = _forward(RunStore.recorded_decisions)
+    add_audit = _forward(RunStore.add_audit)
+    audit = _forward(RunStore.audit)
+    expired = _forward(RunStore.expired)
 
     async def aclose(self) -> None:
         """Release what this face holds (nothing, unless a subclass says otherwise)."""

@@ -39,8 +39,58 @@ USAGE_COLUMNS = "input_tokens, output_tokens, trace"
 RUN_SELECT = f"{RUN_COLUMNS}, {LEASE_COLUMNS}, {USAGE_COLUMNS}"
 """Every column `record()` reads, in its order."""
 
-PENDING_COLUMNS = "run_id, path, call_id, tool, reason, created_at"
-"""The `pending` columns in the order `pending_row()` reads them."""
+PENDING_COLUMNS = (
+    "run_id, path, call_id, tool, reason, created_at, agent, arguments, prompt, detail,"
+    " decisions, fingerprint, expires_at, approvers"
+)
+"""The `pending` columns in the order `pending_row()` reads them (then `spec_name`, then
+whether the row is decided); `pending_params` gives them for an insert."""
+
+PENDING_INSERT = (
+    f"INSERT INTO pending ({PENDING_COLUMNS}, spec_name)"
+    f" VALUES ({', '.join(['?'] * 14)}, (SELECT spec_name FROM runs WHERE id = ?))"
+)
+"""Insert one `pending_params` row, its `spec_name` copied from the run (`?` placeholders:
+`marks` turns them into another driver's)."""
+
+PENDING_ADDED = (
+    "agent TEXT NOT NULL DEFAULT ''",
+    "arguments TEXT",
+    "prompt TEXT",
+    "detail TEXT",
+    "decisions TEXT NOT NULL DEFAULT '[]'",
+    "fingerprint TEXT NOT NULL DEFAULT ''",
+    "expires_at {real}",
+    "approvers TEXT NOT NULL DEFAULT '[]'",
+    "spec_name TEXT NOT NULL DEFAULT ''",
+)
+"""The columns migration 8 adds to `pending` (`{real}`: the backend's float type)."""
+
+PENDING_SPEC_BACKFILL = (
+    "UPDATE pending SET spec_name = COALESCE("
+    "(SELECT spec_name FROM runs WHERE runs.id = pending.run_id), '')"
+)
+"""Migration 8: the spec name of every pending row kept before it."""
+
+INBOX_INDEXES = (
+    "CREATE INDEX pending_by_spec ON pending (spec_name, created_at, run_id, path)",
+    "CREATE INDEX pending_by_tool ON pending (tool, created_at, run_id, path)",
+    "CREATE INDEX pending_by_reason ON pending (reason, created_at, run_id, path)",
+    "CREATE INDEX pending_by_expiry ON pending (expires_at, run_id, path)"
+    " WHERE expires_at IS NOT NULL",
+    "DROP INDEX runs_by_updated",
+    "DROP INDEX runs_by_status",
+    "CREATE INDEX runs_newest_first ON runs (updated_at DESC, id DESC)",
+    "CREATE INDEX runs_by_status ON runs (status, updated_at DESC, id DESC)",
+    "CREATE INDEX runs_by_spec ON runs (spec_name, updated_at DESC, id DESC)",
+)
+"""Migration 8's indexes, alike on both backends: each listing is a range scan in its order
+(`pending` oldest first, filtered by spec, tool or reason; `expired` by expiry; `list_runs`
+newest first, by status or spec) that stops at its limit, however many runs the store holds."""
+
+READ = "cannot read the run store"
+WRITE = "cannot write to the run store"
+"""What a store was doing, as a `StoreError` says it (`Operation.doing`)."""
 
 SPEC_COLUMNS = "digest, name, path, text, instructions, created_at"
 """The `specs` columns in the order `spec_row()` reads them."""
@@ -48,7 +98,7 @@ SPEC_COLUMNS = "digest, name, path, text, instructions, created_at"
 MIGRATIONS_TABLE = "callcc_migrations"
 
 
-def dump_json(data: dict[str, Any]) -> str:
+def dump_json(data: Any) -> str:
     """Compact JSON text, non-ASCII kept as is (smaller, and readable in a SQL shell).
 
     Lossless for any Python text: JSON escapes a NUL (`\\u0000`) and every control character
@@ -126,7 +176,8 @@ def trace_param(trace: Mapping[str, str] | None) -> str | None:
 
 
 def pending_row(row: Sequence[Any]) -> PendingRow:
-    """A `pending` row (selected with `PENDING_COLUMNS`) as a PendingRow."""
+    """A `pending` row (selected with `PENDING_COLUMNS`, `spec_name` and whether it is
+    decided, each optional) as a PendingRow."""
     return PendingRow(
         run_id=row[0],
         path=cast(str, decode_text(row[1])),
@@ -134,7 +185,22 @@ def pending_row(row: Sequence[Any]) -> PendingRow:
         tool=decode_text(row[3]),
         reason=row[4],
         created_at=float(row[5]),
+        agent=row[6],
+        arguments=load_json(row[7]) if row[7] is not None else None,
+        prompt=decode_text(row[8]),
+        detail=decode_text(row[9]),
+        decisions=tuple(json.loads(row[10])),
+        fingerprint=row[11],
+        expires_at=float(row[12]) if row[12] is not None else None,
+        approvers=tuple(json.loads(row[13])),
+        spec_name=row[14] if len(row) > 14 else "",
+        decided=bool(row[15]) if len(row) > 15 else False,
     )
+
+
+def marks(text: str, mark: str) -> str:
+    """SQL written with `?` placeholders, for a driver whose placeholder is `mark` (`%s`)."""
+    return text if mark == "?" else text.replace("?", mark)
 
 
 def spec_params(spec: SpecRow) -> tuple[Any, ...]:
@@ -315,7 +381,7 @@ def check_new(run: RunRecord) -> None:
 
 
 def pending_params(run_id: str, pending: Sequence[PendingRow]) -> list[tuple[Any, ...]]:
-    """The `pending` rows to insert (`PENDING_COLUMNS` order); each must name `run_id`."""
+    """The `pending` rows to insert with `PENDING_INSERT`; each must name `run_id`."""
     rows: list[tuple[Any, ...]] = []
     for p in pending:
         if p.run_id != run_id:
@@ -328,6 +394,15 @@ def pending_params(run_id: str, pending: Sequence[PendingRow]) -> list[tuple[Any
                 encode_text(p.tool),
                 p.reason,
                 p.created_at,
+                p.agent,
+                dump_json(p.arguments) if p.arguments is not None else None,
+                encode_text(p.prompt),
+                encode_text(p.detail),
+                dump_json(list(p.decisions)),
+                p.fingerprint,
+                p.expires_at,
+                dump_json(list(p.approvers)),
+                run_id,
             )
         )
     return rows
@@ -335,7 +410,7 @@ def pending_params(run_id: str, pending: Sequence[PendingRow]) -> list[tuple[Any
 
 # -- retention (one plan for both backends; `mark` is the driver's placeholder) ---------------
 
-RUN_TABLES = ("events", "pending", "consumed_nonces", "snapshots")
+RUN_TABLES = ("events", "pending", "consumed_nonces", "snapshots", "decisions", "audit")
 """The tables whose rows belong to a run (by `run_id`), deleted with it."""
 
 

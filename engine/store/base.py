@@ -42,10 +42,13 @@ which a process that kept it earlier counts on when it starts another run with i
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
+from engine.errors import UsageError
 from engine.store._statuses import RUN_STATUSES as RUN_STATUSES
 from engine.store._statuses import RunStatus as RunStatus
 
@@ -130,6 +133,122 @@ class PendingRow:
     """approval, external, turn_limit, pause or error."""
     created_at: float
     """When the run suspended on it (seconds since the epoch)."""
+    agent: str = ""
+    """The agent whose frame waits."""
+    arguments: dict[str, Any] | None = None
+    """The call's arguments (None for a frame-level wait)."""
+    prompt: str | None = None
+    """What the reviewer is asked."""
+    detail: str | None = None
+    """The limit reached, the error message, ..."""
+    decisions: tuple[str, ...] = ()
+    """The decision kinds allowed (`approve`, `reject`, `edit`, ...)."""
+    fingerprint: str = ""
+    """What a decision must match (`engine.frames.call_fingerprint`)."""
+    expires_at: float | None = None
+    """When an undecided entry expires (seconds since the epoch), None: never."""
+    approvers: tuple[str, ...] = ()
+    """Who may decide it (role or user names), empty: any approver."""
+    spec_name: str = ""
+    """`name` of the run's spec (the store fills it from the run; kept on the row so listing
+    by spec needs no join)."""
+    decided: bool = False
+    """On read: a `RecordedDecision` exists for it at the run's current nonce."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RecordedDecision:
+    """A decision a person (or the expiry) made for one pending entry, kept until the run is
+    resumed with it (`record_decisions`; `engine.inbox` applies them on resume)."""
+
+    run_id: str
+    """The run."""
+    nonce: str
+    """The nonce of the suspension it decides (a new suspension has a new nonce)."""
+    path: str
+    """The pending entry's path, as `PendingRow.path`."""
+    fingerprint: str
+    """The entry's fingerprint the decider saw; must equal the pending row's."""
+    decision: dict[str, Any]
+    """`{"kind": ..., "reason"?, "arguments"?, "result"?, "turns"?}`: the fields of
+    `engine.decisions.Decide` but its id, plain JSON."""
+    user: str
+    """Who decided (`os:NAME` from the CLI, the service's user, `callcc` for expiry)."""
+    at: float
+    """When (seconds since the epoch)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuditEntry:
+    """One line of a run's audit trail: who did what, when (append-only)."""
+
+    run_id: str
+    """The run."""
+    at: float
+    """When (seconds since the epoch)."""
+    user: str
+    """Who did it."""
+    action: str
+    """started, decided, resumed, expired, finished, failed, stopped, deleted, ..."""
+    path: str | None = None
+    """The pending entry it concerns, if one."""
+    call_id: str | None = None
+    """That entry's call id."""
+    tool: str | None = None
+    """That entry's tool."""
+    fingerprint: str | None = None
+    """That entry's fingerprint, as the decider saw it."""
+    decision: str | None = None
+    """The decision's kind (approve, reject, edit, ...)."""
+    reason: str | None = None
+    """The reason given with it."""
+    before: Any = None
+    """The arguments before an edit (plain JSON)."""
+    after: Any = None
+    """The arguments after an edit (plain JSON)."""
+    detail: dict[str, Any] | None = None
+    """Anything else worth keeping (plain JSON)."""
+    seq: int = 0
+    """Its place in the store's trail, set by the store (0 before it is added)."""
+
+
+def pending_cursor(row: PendingRow) -> str:
+    """The opaque, url-safe cursor that `pending(after=...)` continues after `row`."""
+    return _cursor([row.created_at, row.run_id, row.path])
+
+
+def run_cursor(record: RunRecord) -> str:
+    """The opaque, url-safe cursor that `list_runs(after=...)` continues after `record`."""
+    return _cursor([record.updated_at, record.run_id])
+
+
+def _cursor(key: list[Any]) -> str:
+    text = json.dumps(key, ensure_ascii=True, separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def read_cursor(cursor: str, what: str, shape: tuple[type | tuple[type, ...], ...]) -> list[Any]:
+    """The key inside a cursor `pending_cursor` or `run_cursor` made, checked against `shape`
+    (the type of each part); UsageError for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        key = json.loads(raw.decode())
+    except (ValueError, UnicodeDecodeError):
+        key = None
+    good = (
+        isinstance(key, list)
+        and len(key) == len(shape)
+        and all(
+            isinstance(part, kind) and not isinstance(part, bool)
+            for part, kind in zip(key, shape, strict=True)
+        )
+    )
+    if not good:
+        raise UsageError(
+            f"malformed {what} cursor {cursor[:80]!r}; pass the cursor a previous page returned"
+            " (or none for the first page)"
+        )
+    return cast(list[Any], key)
 
 
 PRUNE_GUARDED: tuple[RunStatus, ...] = ("running", "suspended")
@@ -239,12 +358,64 @@ class RunStore(Protocol):
         events from after it); raises UsageError naming the id when unknown."""
         ...
 
-    def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
-        """Runs, newest first, optionally of one status."""
+    def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        limit: int = 100,
+        after: str | None = None,
+        spec: str | None = None,
+    ) -> list[RunRecord]:
+        """Runs, newest first (by last update), optionally of one status or one spec's name;
+        `after` (a `run_cursor`) continues after that run."""
         ...
 
-    def pending(self, *, limit: int = 100) -> list[PendingRow]:
-        """Pending decisions across runs, oldest first."""
+    def pending(
+        self,
+        *,
+        limit: int = 100,
+        after: str | None = None,
+        run_id: str | None = None,
+        spec: str | None = None,
+        tool: str | None = None,
+        reason: str | None = None,
+    ) -> list[PendingRow]:
+        """Pending decisions of suspended runs, oldest first, optionally of one run, spec
+        name, tool or reason; `after` (a `pending_cursor`) continues after that row. Each
+        row says whether it is `decided` already."""
+        ...
+
+    def record_decisions(
+        self,
+        run_id: str,
+        nonce: str,
+        decisions: Sequence[RecordedDecision],
+        *,
+        audit: Sequence[AuditEntry] = (),
+    ) -> int:
+        """Keep decisions for pending entries of a run suspended on `nonce`, with `audit`, in
+        one transaction; return how many of its pending entries are still undecided. All or
+        nothing: `DecisionConflict` (`.why`: not_suspended, not_pending, stale, decided) when
+        the run waits on no such nonce, a path is not pending, its fingerprint differs or it
+        has a decision at that nonce already."""
+        ...
+
+    def recorded_decisions(self, run_id: str, nonce: str | None = None) -> list[RecordedDecision]:
+        """The decisions kept for a run at `nonce` (None: the nonce it waits on now), in the
+        order they were recorded."""
+        ...
+
+    def add_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """Append entries to the audit trail (their `seq` is ignored: the store numbers them)."""
+        ...
+
+    def audit(self, run_id: str, *, limit: int = 1000, after_seq: int = 0) -> list[AuditEntry]:
+        """A run's audit trail, oldest first, from after `after_seq`."""
+        ...
+
+    def expired(self, *, now: float, limit: int = 100) -> list[PendingRow]:
+        """Undecided pending entries of suspended runs whose `expires_at` is `now` or before,
+        soonest expired first."""
         ...
 
     def put_spec(self, spec: SpecRow) -> None:
@@ -256,8 +427,9 @@ class RunStore(Protocol):
         ...
 
     def delete(self, run_id: str) -> bool:
-        """Delete a run with its events, pending rows and consumed nonces, whatever its
-        status, in one transaction; False when the store holds no such run."""
+        """Delete a run with its events, pending rows, consumed nonces, recorded decisions and
+        audit trail, whatever its status, in one transaction; False when the store holds no
+        such run."""
         ...
 
     def prune(
@@ -352,13 +524,58 @@ class AsyncRunStore(Protocol):
         ...
 
     async def list_runs(
-        self, *, status: RunStatus | None = None, limit: int = 100
+        self,
+        *,
+        status: RunStatus | None = None,
+        limit: int = 100,
+        after: str | None = None,
+        spec: str | None = None,
     ) -> list[RunRecord]:
         """As `RunStore.list_runs`."""
         ...
 
-    async def pending(self, *, limit: int = 100) -> list[PendingRow]:
+    async def pending(
+        self,
+        *,
+        limit: int = 100,
+        after: str | None = None,
+        run_id: str | None = None,
+        spec: str | None = None,
+        tool: str | None = None,
+        reason: str | None = None,
+    ) -> list[PendingRow]:
         """As `RunStore.pending`."""
+        ...
+
+    async def record_decisions(
+        self,
+        run_id: str,
+        nonce: str,
+        decisions: Sequence[RecordedDecision],
+        *,
+        audit: Sequence[AuditEntry] = (),
+    ) -> int:
+        """As `RunStore.record_decisions`."""
+        ...
+
+    async def recorded_decisions(
+        self, run_id: str, nonce: str | None = None
+    ) -> list[RecordedDecision]:
+        """As `RunStore.recorded_decisions`."""
+        ...
+
+    async def add_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """As `RunStore.add_audit`."""
+        ...
+
+    async def audit(
+        self, run_id: str, *, limit: int = 1000, after_seq: int = 0
+    ) -> list[AuditEntry]:
+        """As `RunStore.audit`."""
+        ...
+
+    async def expired(self, *, now: float, limit: int = 100) -> list[PendingRow]:
+        """As `RunStore.expired`."""
         ...
 
     async def put_spec(self, spec: SpecRow) -> None:

@@ -46,14 +46,17 @@ from psycopg import sql
 from engine.errors import StoreError, UsageError
 from engine.store import _plan, _sql
 from engine.store._aio import AsyncFace
+from engine.store._ops import SharedOps, operation
 from engine.store._plan import Operation, Plan, Query
 from engine.store._sql import (
     LEASE_COLUMNS,
     MIGRATIONS_TABLE,
-    PENDING_COLUMNS,
+    PENDING_INSERT,
+    READ,
     RUN_COLUMNS,
     RUN_SELECT,
     SPEC_COLUMNS,
+    WRITE,
 )
 from engine.store.base import Event, Lease, PendingRow, RunRecord, RunStatus, SpecRow
 
@@ -68,8 +71,6 @@ POOL_SIZE = 4
 """Connections the async face of one store opens at most (each run's write is one short
 transaction, so a few connections carry hundreds of runs that wait on models and tools)."""
 T = TypeVar("T")
-READ = "cannot read the run store"
-WRITE = "cannot write to the run store"
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: runs, their append-only events, the pending decisions, consumed nonces. `data` is
@@ -153,6 +154,41 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " (run_id text PRIMARY KEY, seq integer NOT NULL, data json NOT NULL)",
         "ALTER TABLE runs SET (fillfactor = 70)",
     ),
+    # 8: the inbox (see `engine.store.sqlite`'s migration 8: the same tables and indexes).
+    (
+        "ALTER TABLE pending "
+        + ", ".join(f"ADD COLUMN {c.format(real='double precision')}" for c in _sql.PENDING_ADDED),
+        _sql.PENDING_SPEC_BACKFILL,
+        *_sql.INBOX_INDEXES,
+        """CREATE TABLE decisions (
+            run_id text NOT NULL,
+            nonce text NOT NULL,
+            path text NOT NULL,
+            seq integer NOT NULL,
+            fingerprint text NOT NULL,
+            decision text NOT NULL,
+            user_name text NOT NULL,
+            at double precision NOT NULL,
+            PRIMARY KEY (run_id, nonce, path)
+        )""",
+        """CREATE TABLE audit (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            run_id text NOT NULL,
+            at double precision NOT NULL,
+            user_name text NOT NULL,
+            action text NOT NULL,
+            path text,
+            call_id text,
+            tool text,
+            fingerprint text,
+            decision text,
+            reason text,
+            args_before text,
+            args_after text,
+            detail text
+        )""",
+        "CREATE INDEX audit_by_run ON audit (run_id, seq)",
+    ),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
 
@@ -216,12 +252,15 @@ def split_url(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(query=rest)), (schemas[-1] if schemas else None)
 
 
-class PostgresStore:
+class PostgresStore(SharedOps):
     """A RunStore in PostgreSQL (see `engine.store.base.RunStore` for the contract).
 
     Each method builds an `Operation` (`_op_*`: its SQL and its checks, as a sans-IO body) and
     runs it on the store's one connection; `aio`, the async face, runs the very same
     operations on a small pool of asyncio connections."""
+
+    _mark = "%s"
+    _lock_row = " FOR UPDATE"
 
     def __init__(self, url: str) -> None:
         self.url = _sql.mask_url(url)
@@ -260,6 +299,10 @@ class PostgresStore:
         assert self.schema is not None
         quoted = '"' + self.schema.replace('"', '""') + '"'
         return "SELECT set_config('search_path', %s, false)", (quoted,)
+
+    def _do(self, op: Operation[T]) -> T:
+        """Every method's operation (`_op_NAME`, see `engine.store._ops`): `_run`."""
+        return self._run(op)
 
     def _run(self, op: Operation[T]) -> T:
         """`op` in one transaction. When the connection is lost, reconnect and, unless
@@ -416,8 +459,9 @@ class PostgresStore:
         return Operation(WRITE, body, landed)
 
     def _op_start_run(
-        self, run: RunRecord, events: Sequence[Event], lease: Lease
+        self, run: RunRecord, events: Sequence[Event], *, lease: Lease
     ) -> Operation[int]:
+        """Insert a new run with its first events and its lease in one transaction."""
         _sql.check_new(run)
         version = 1 if events else 0
         columns = _columns(events)
@@ -456,8 +500,9 @@ class PostgresStore:
         return Operation(WRITE, body, landed)
 
     def _op_append(
-        self, run_id: str, version: int, events: Sequence[Event], lease: Lease | None
+        self, run_id: str, version: int, events: Sequence[Event], *, lease: Lease | None = None
     ) -> Operation[int]:
+        """Append events if the run is at `version` (renewing `lease`); return version + 1."""
         # One statement bumps the version and inserts the events: a checkpoint is one round
         # trip plus the commit. When the bump matches no row nothing is inserted.
         now = time.time()
@@ -492,6 +537,7 @@ class PostgresStore:
         self,
         run_id: str,
         version: int,
+        *,
         status: RunStatus,
         nonce: str | None,
         output: str | None,
@@ -501,6 +547,8 @@ class PostgresStore:
         trace: Mapping[str, str] | None = None,
         snapshot: Event | None = None,
     ) -> Operation[int]:
+        """Record a drive's outcome and replace the pending rows if at `version` (keeping
+        `snapshot` as the run's latest)."""
         _sql.check_status(status)
         rows = _sql.pending_params(run_id, pending)
         kept = _sql.check_snapshot(snapshot)
@@ -524,18 +572,15 @@ class PostgresStore:
             )
             yield Query("DELETE FROM pending WHERE run_id = %s", (run_id,))
             if rows:
-                yield Query(
-                    f"INSERT INTO pending ({PENDING_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
-                    rows,
-                    many=True,
-                )
+                yield Query(_sql.marks(PENDING_INSERT, "%s"), rows, many=True)
             if kept is not None:
                 yield Query(_KEEP_SNAPSHOT, (run_id, run_id, kept))
             return new
 
         return Operation(WRITE, body, self._bumped(run_id, version, now))
 
-    def _op_claim(self, run_id: str, nonce: str, lease: Lease | None) -> Operation[int]:
+    def _op_claim(self, run_id: str, nonce: str, *, lease: Lease | None = None) -> Operation[int]:
+        """Take a run suspended on `nonce` for a resume, once per nonce; return the version."""
         now = time.time()
 
         def body() -> Plan[int]:
@@ -583,8 +628,10 @@ class PostgresStore:
         return Operation(WRITE, body, landed)
 
     def _op_take_over(
-        self, run_id: str, version: int, lease: Lease | None, force: bool
+        self, run_id: str, version: int, *, lease: Lease | None = None, force: bool = False
     ) -> Operation[int]:
+        """Bump the version of a running run whose process died and give its lease to `lease`;
+        LeaseHeldError while its lease is live, unless `force`; return the new version."""
         now = time.time()
         sets: tuple[Any, ...] = (
             ("",) if lease is None else (_LEASE_SETS, lease.owner, lease.seconds)
@@ -608,6 +655,8 @@ class PostgresStore:
         return Operation(WRITE, body, self._bumped(run_id, version, now))
 
     def _op_renew(self, run_id: str, lease: Lease) -> Operation[bool]:
+        """Extend the lease `lease.owner` holds on a running run; False when it holds none."""
+
         def body() -> Plan[bool]:
             done = yield Query(
                 f"UPDATE runs SET lease_expires = {_NOW} + %s"
@@ -634,15 +683,21 @@ class PostgresStore:
         return [_sql.event(row) for row in found.rows]
 
     def _op_get_run(self, run_id: str) -> Operation[RunRecord]:
+        """The run; UsageError naming the id when unknown."""
+
         def body() -> Plan[RunRecord]:
             return _sql.record((yield from self._run_row(run_id)))
 
         return Operation(READ, body)
 
     def _op_events(self, run_id: str) -> Operation[list[Event]]:
+        """All events of a run, in append order."""
         return Operation(READ, lambda: self._event_rows(run_id))
 
     def _op_snapshot(self, run_id: str) -> Operation[tuple[RunRecord, list[Event]]]:
+        """The run, its latest snapshot and the events after it, read in one transaction
+        (REPEATABLE READ, so they agree)."""
+
         # REPEATABLE READ, so the row and the events agree
         # (the latest snapshot first, then the events after it)
         def body() -> Plan[tuple[RunRecord, list[Event]]]:
@@ -660,34 +715,9 @@ class PostgresStore:
 
         return Operation(READ, body)
 
-    def _op_list_runs(self, status: RunStatus | None, limit: int) -> Operation[list[RunRecord]]:
-        _sql.check_status(status)
-        where = "WHERE status = %s " if status is not None else ""
-        params: tuple[Any, ...] = (status, limit) if status is not None else (limit,)
-
-        def body() -> Plan[list[RunRecord]]:
-            found = yield Query(
-                f"SELECT {RUN_SELECT} FROM runs {where}ORDER BY updated_at DESC, id DESC LIMIT %s",
-                params,
-            )
-            return [_sql.record(row) for row in found.rows]
-
-        return Operation(READ, body)
-
-    def _op_pending(self, limit: int) -> Operation[list[PendingRow]]:
-        def body() -> Plan[list[PendingRow]]:
-            found = yield Query(
-                "SELECT p.run_id, p.path, p.call_id, p.tool, p.reason, p.created_at"
-                " FROM pending p JOIN runs r ON r.id = p.run_id"
-                " WHERE r.status = 'suspended'"
-                " ORDER BY p.created_at, p.run_id, p.path LIMIT %s",
-                (limit,),
-            )
-            return [_sql.pending_row(row) for row in found.rows]
-
-        return Operation(READ, body)
-
     def _op_put_spec(self, spec: SpecRow) -> Operation[None]:
+        """Keep a spec's texts under its digest, once (idempotent: retried as it is)."""
+
         # idempotent: retried as it is
         def body() -> Plan[None]:
             yield Query(
@@ -704,6 +734,8 @@ class PostgresStore:
         )
 
     def _op_get_spec(self, digest: str) -> Operation[SpecRow | None]:
+        """The spec kept under `digest`, or None."""
+
         def body() -> Plan[SpecRow | None]:
             found = yield Query(f"SELECT {SPEC_COLUMNS} FROM specs WHERE digest = %s", (digest,))
             row = found.one()
@@ -712,15 +744,18 @@ class PostgresStore:
         return Operation(READ, body)
 
     def _op_delete(self, run_id: str) -> Operation[bool]:
+        """Delete a run and every row that belongs to it; False when there was none."""
         return Operation(WRITE, lambda: _sql.delete_plan("%s", run_id))  # again: a no-op
 
     def _op_prune(
         self,
+        *,
         status: RunStatus | Sequence[RunStatus],
         older_than: float,
         include_suspended: bool = False,
         dry_run: bool = False,
     ) -> Operation[list[str]]:
+        """Delete the runs of `status` not updated for `older_than` seconds (see RunStore)."""
         statuses = _sql.prune_statuses(status, include_suspended)
         now = time.time()
         return Operation(  # run again after a lost connection: it finds what is left
@@ -742,105 +777,19 @@ class PostgresStore:
         """Insert a new run (status running, version 0); ConflictError if the id exists."""
         self._run(self._op_create_run(run))
 
-    def start_run(self, run: RunRecord, events: Sequence[Event], *, lease: Lease) -> int:
-        """Insert a new run with its first events and its lease in one transaction."""
-        return self._run(self._op_start_run(run, events, lease))
-
-    def append(
-        self, run_id: str, version: int, events: Sequence[Event], *, lease: Lease | None = None
-    ) -> int:
-        """Append events if the run is at `version` (renewing `lease`); return version + 1."""
-        return self._run(self._op_append(run_id, version, events, lease))
-
-    def settle(
-        self,
-        run_id: str,
-        version: int,
-        *,
-        status: RunStatus,
-        nonce: str | None,
-        output: str | None,
-        pending: Sequence[PendingRow],
-        spec_digest: str | None = None,
-        usage: tuple[int, int] | None = None,
-        trace: Mapping[str, str] | None = None,
-        snapshot: Event | None = None,
-    ) -> int:
-        """Record a drive's outcome and replace the pending rows if at `version` (keeping
-        `snapshot` as the run's latest)."""
-        return self._run(
-            self._op_settle(
-                run_id,
-                version,
-                status,
-                nonce,
-                output,
-                pending,
-                spec_digest,
-                usage,
-                trace,
-                snapshot,
-            )
-        )
-
-    def claim(self, run_id: str, nonce: str, *, lease: Lease | None = None) -> int:
-        """Take a run suspended on `nonce` for a resume, once per nonce; return the version."""
-        return self._run(self._op_claim(run_id, nonce, lease))
-
-    def take_over(
-        self, run_id: str, version: int, *, lease: Lease | None = None, force: bool = False
-    ) -> int:
-        """Bump the version of a running run whose process died and give its lease to `lease`;
-        LeaseHeldError while its lease is live, unless `force`; return the new version."""
-        return self._run(self._op_take_over(run_id, version, lease, force))
-
-    def renew(self, run_id: str, lease: Lease) -> bool:
-        """Extend the lease `lease.owner` holds on a running run; False when it holds none."""
-        return self._run(self._op_renew(run_id, lease))
-
-    def get_run(self, run_id: str) -> RunRecord:
-        """The run; UsageError naming the id when unknown."""
-        return self._run(self._op_get_run(run_id))
-
-    def events(self, run_id: str) -> list[Event]:
-        """All events of a run, in append order."""
-        return self._run(self._op_events(run_id))
-
-    def snapshot(self, run_id: str) -> tuple[RunRecord, list[Event]]:
-        """The run, its latest snapshot and the events after it, read in one transaction
-        (REPEATABLE READ, so they agree)."""
-        return self._run(self._op_snapshot(run_id))
-
-    def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
-        """Runs, newest first (by last update), optionally of one status."""
-        return self._run(self._op_list_runs(status, limit))
-
-    def pending(self, *, limit: int = 100) -> list[PendingRow]:
-        """Pending decisions of suspended runs, oldest first."""
-        return self._run(self._op_pending(limit))
-
-    def put_spec(self, spec: SpecRow) -> None:
-        """Keep a spec's texts under its digest, once (idempotent: retried as it is)."""
-        self._run(self._op_put_spec(spec))
-
-    def get_spec(self, digest: str) -> SpecRow | None:
-        """The spec kept under `digest`, or None."""
-        return self._run(self._op_get_spec(digest))
-
-    def delete(self, run_id: str) -> bool:
-        """Delete a run and every row that belongs to it; False when there was none."""
-        return self._run(self._op_delete(run_id))
-
-    def prune(
-        self,
-        *,
-        status: RunStatus | Sequence[RunStatus],
-        older_than: float,
-        include_suspended: bool = False,
-        dry_run: bool = False,
-    ) -> list[str]:
-        """Delete the runs of `status` not updated for `older_than` seconds (see RunStore)."""
-        return self._run(self._op_prune(status, older_than, include_suspended, dry_run))
+    start_run = operation(_op_start_run)
+    append = operation(_op_append)
+    settle = operation(_op_settle)
+    claim = operation(_op_claim)
+    take_over = operation(_op_take_over)
+    renew = operation(_op_renew)
+    get_run = operation(_op_get_run)
+    events = operation(_op_events)
+    snapshot = operation(_op_snapshot)
+    put_spec = operation(_op_put_spec)
+    get_spec = operation(_op_get_spec)
+    delete = operation(_op_delete)
+    prune = operation(_op_prune)
 
     @property
     def aio(self) -> AsyncPostgresStore:

@@ -17,14 +17,16 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.errors import StoreError, UsageError
 from engine.store import _plan, _sql
+from engine.store._ops import SharedOps
+from engine.store._plan import Operation
 from engine.store._sql import (
     LEASE_COLUMNS,
     MIGRATIONS_TABLE,
-    PENDING_COLUMNS,
+    PENDING_INSERT,
     RUN_COLUMNS,
     RUN_SELECT,
     SPEC_COLUMNS,
@@ -35,6 +37,7 @@ if TYPE_CHECKING:  # `callcc runs list` runs no event loop: asyncio loads with `
     from engine.store._aio import Threaded
 
 BUSY_TIMEOUT_SECONDS = 5.0
+T = TypeVar("T")
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: runs, their append-only events, the pending decisions, consumed nonces.
@@ -123,6 +126,43 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             data TEXT NOT NULL
         )""",
     ),
+    # 8: the inbox. Pending rows carry what a reviewer is shown (and the spec's name, so
+    # listing by spec needs no join); decisions recorded for a suspension (by its nonce)
+    # before a resume applies them; the append-only audit trail. Indexes keep every listing
+    # (oldest first, by spec, tool or reason, by expiry; runs newest first) a range scan.
+    (
+        *(f"ALTER TABLE pending ADD COLUMN {c.format(real='REAL')}" for c in _sql.PENDING_ADDED),
+        _sql.PENDING_SPEC_BACKFILL,
+        *_sql.INBOX_INDEXES,
+        """CREATE TABLE decisions (
+            run_id TEXT NOT NULL,
+            nonce TEXT NOT NULL,
+            path TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            fingerprint TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            user_name TEXT NOT NULL,
+            at REAL NOT NULL,
+            PRIMARY KEY (run_id, nonce, path)
+        )""",
+        """CREATE TABLE audit (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL,
+            at REAL NOT NULL,
+            user_name TEXT NOT NULL,
+            action TEXT NOT NULL,
+            path TEXT,
+            call_id TEXT,
+            tool TEXT,
+            fingerprint TEXT,
+            decision TEXT,
+            reason TEXT,
+            args_before TEXT,
+            args_after TEXT,
+            detail TEXT
+        )""",
+        "CREATE INDEX audit_by_run ON audit (run_id, seq)",
+    ),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
 
@@ -137,7 +177,7 @@ def database_path(url: str) -> str:
     return path
 
 
-class SQLiteStore:
+class SQLiteStore(SharedOps):
     """A RunStore in one SQLite file (see `engine.store.base.RunStore` for the contract).
 
     One connection, shared under a lock (sqlite3 runs its I/O with the GIL released, and a
@@ -208,6 +248,14 @@ class SQLiteStore:
         """All rows of one query (one statement reads one consistent snapshot)."""
         with self._lock, self._faults("cannot read the run store"):
             return self._db.execute(sql, params).fetchall()
+
+    def _do(self, op: Operation[T]) -> T:
+        """`op` (a shared operation, `engine.store._ops`) in one transaction: a write holding
+        the file's write lock from its first statement, or one consistent read."""
+        if op.skip:
+            return None  # type: ignore[return-value]
+        with self._write() if op.doing == _sql.WRITE else self._snapshot() as cur:
+            return op.done(_plan.run(cur, op.body()))
 
     def _migrate(self) -> None:
         """Apply the migrations this file lacks, under the write lock (concurrent opens wait)."""
@@ -366,9 +414,7 @@ class SQLiteStore:
                 _sql.trace_param(trace),
             )
             cur.execute("DELETE FROM pending WHERE run_id = ?", (run_id,))
-            cur.executemany(
-                f"INSERT INTO pending ({PENDING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", rows
-            )
+            cur.executemany(PENDING_INSERT, rows)
             if kept is not None:
                 cur.execute(_KEEP_SNAPSHOT, (run_id, run_id, kept))
             return new
@@ -460,28 +506,6 @@ class SQLiteStore:
             ).fetchall()
         head = [_sql.snapshot_event(kept[1])] if kept else []
         return _sql.record(row), head + [_sql.event(r) for r in rows]
-
-    def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
-        """Runs, newest first (by last update), optionally of one status."""
-        _sql.check_status(status)
-        where = "WHERE status = ? " if status is not None else ""
-        params: tuple[Any, ...] = (status, limit) if status is not None else (limit,)
-        rows = self._read(
-            f"SELECT {RUN_SELECT} FROM runs {where}ORDER BY updated_at DESC, id DESC LIMIT ?",
-            params,
-        )
-        return [_sql.record(row) for row in rows]
-
-    def pending(self, *, limit: int = 100) -> list[PendingRow]:
-        """Pending decisions of suspended runs, oldest first."""
-        rows = self._read(
-            "SELECT p.run_id, p.path, p.call_id, p.tool, p.reason, p.created_at"
-            " FROM pending p JOIN runs r ON r.id = p.run_id"
-            " WHERE r.status = 'suspended'"
-            " ORDER BY p.created_at, p.run_id, p.path LIMIT ?",
-            (limit,),
-        )
-        return [_sql.pending_row(row) for row in rows]
 
     def put_spec(self, spec: SpecRow) -> None:
         """Keep a spec's texts under its digest, once."""
