@@ -334,3 +334,101 @@ def test_fifty_concurrent_runs_on_two_workers_run_each_tool_exactly_once(
     assert all(isinstance(o, Finished) and o.output == "all done" for o in outcomes)
     logged = [(name, args.get("key", args.get("text"))) for name, args in calls(log)]
     assert sorted(logged) == sorted([("echo", "before"), ("slow", "card"), ("slow", "page")] * 50)
+
+
+def approval_spec(tmp_path: Path, payments: int, expires_after: str | None = None) -> Path:
+    """A spec whose model makes `payments` approved transfers one after the other, then says
+    "paid"; the approval expires after `expires_after` when given."""
+    turns: list[dict[str, Any]] = [
+        {"tool_calls": [{"id": f"p{i}", "name": "transfer", "arguments": {"to": f"acct{i}",
+                                                                          "amount": i}}]}
+        for i in range(1, payments + 1)
+    ]  # fmt: skip
+    (tmp_path / "pay.script.yaml").write_text(
+        json.dumps({"agents": {"main": [*turns, {"text": "paid"}]}})
+    )
+    approval: dict[str, Any] = {"required": True, "decisions": ["approve", "reject"]}
+    if expires_after is not None:
+        approval["expires_after"] = expires_after
+    spec = {
+        "spec_version": 1,
+        "name": "payer",
+        "models": {"s": {"kind": "scripted", "script": "pay.script.yaml"}},
+        "tools": {
+            "transfer": {
+                "kind": "python",
+                "ref": "loop_tools:transfer",
+                "description": "Move money.",
+                "approval": approval,
+            }
+        },
+        "agents": {
+            "main": {"description": "pays", "model": "s", "instructions": "Pay.",
+                     "tools": ["transfer"]}
+        },
+        "entrypoint": "main",
+    }  # fmt: skip
+    path = tmp_path / "pay.yaml"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_an_approval_nobody_decides_expires_on_a_temporal_timer(
+    workers: Workers, tmp_path: Path, log: Path
+) -> None:
+    workers.start(1)
+    spec = load_spec(approval_spec(tmp_path, 1, expires_after="1s"))
+    with client(workers) as runtime:
+        suspended = runtime.run(spec, "pay", run_id="pay-x")
+        assert isinstance(suspended, Suspended)
+        [entry] = suspended.continuation.pending()
+        assert entry.expires_at is not None
+        final = runtime.result("pay-x")  # nobody decides: the workflow's timer does
+        assert isinstance(final, Finished) and final.output == "paid"
+        run = runtime.store.get_run("pay-x")
+        assert run.updated_at >= entry.expires_at
+    assert calls(log) == []  # the transfer never ran
+    messages = final_messages(workers.store_url, "pay-x")
+    assert [m["content"] for m in messages if m["role"] == "tool"] == [
+        "rejected: the call was not executed (expired: no decision within 1s)"
+    ]
+
+
+def test_a_long_lived_run_continues_as_new_and_keeps_waiting_where_it_was(
+    workers: Workers, tmp_path: Path, log: Path
+) -> None:
+    workers.start(1)
+    spec = load_spec(approval_spec(tmp_path, 3))
+    with client(workers, advances_per_history=1) as runtime:
+        outcome = runtime.run(spec, "pay", run_id="pay-can")
+        for i in range(1, 4):
+            assert isinstance(outcome, Suspended)
+            assert [p.id for p in outcome.continuation.pending()] == [f"p{i}"]
+            outcome = runtime.resume("pay-can", [Decision(id=f"p{i}", kind="approve")])
+        assert isinstance(outcome, Finished) and outcome.output == "paid"
+    assert [args["to"] for _, args in calls(log)] == ["acct1", "acct2", "acct3"]
+    assert executions(workers, "pay-can") == 4  # the start and one per decision
+
+
+def executions(pool: Workers, run_id: str) -> int:
+    """How many workflow executions (continue-as-new included) the run has had."""
+
+    async def count() -> int:
+        from temporalio.client import Client
+
+        client = await Client.connect(pool.address)
+        return len([w async for w in client.list_workflows(f"WorkflowId = '{run_id}'")])
+
+    return asyncio.run(count())
+
+
+def final_messages(url: str, run_id: str) -> list[dict[str, Any]]:
+    """The entry agent's messages, as the run store keeps them."""
+    from engine.journal import rebuild
+
+    store = open_store(url)
+    try:
+        run = store.get_run(run_id)
+        return rebuild(run, store.events(run_id)).frames()[0][1].messages
+    finally:
+        store.close()

@@ -27,7 +27,7 @@ from engine.decisions import Decide
 from engine.errors import DecisionError, LeaseHeldError, UsageError
 from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped, Suspended
 from engine.spec.load import load_stored_spec
-from engine.spec.model import SpecSource
+from engine.spec.model import Approval, Spec, SpecSource
 from engine.store.base import RunRecord, RunStore
 from engine.temporal.data import Advance, Decision, Entry, Summary
 from engine.temporal.workflow import ADVANCE, CANCEL
@@ -99,10 +99,12 @@ class Activities:
             if request.prompt is None:
                 raise UsageError(f"run {request.run_id!r} is not in {self.store.url}")
             stream = runtime.astream(request.prompt, agent=request.agent, run_id=request.run_id)
-            return summary_of(await _drained(stream))
+            return summary_of(spec=runtime.spec, outcome=await _drained(stream))
         if run.status == "running":
             log.info("taking over run %s (its worker died)", run.run_id)
-            return summary_of(await _drained(runtime.astream_recover(run.run_id)))
+            return summary_of(
+                spec=runtime.spec, outcome=await _drained(runtime.astream_recover(run.run_id))
+            )
         waiting = run.status == "suspended" or (run.status == "failed" and run.nonce)
         if waiting and request.decisions and request.nonce == run.nonce:
             continuation = await runtime.aload_run(run.run_id)
@@ -110,10 +112,12 @@ class Activities:
                 decided = continuation.decide_many([decide_of(d) for d in request.decisions])
                 runtime.check(decided)
             except UsageError as exc:  # nothing ran; the run waits on as it was
-                refused = summary_of_waiting(run, continuation)
+                refused = summary_of_waiting(run, continuation, runtime.spec)
                 refused.refused = str(exc)
                 return refused
-            return summary_of(await _drained(runtime.astream_resume(decided)))
+            return summary_of(
+                spec=runtime.spec, outcome=await _drained(runtime.astream_resume(decided))
+            )
         return await self.where(runtime, run)
 
     async def _run(self, run_id: str) -> RunRecord | None:
@@ -129,7 +133,7 @@ class Activities:
         if run.status in ("finished", "stopped"):
             return Summary(run_id=run.run_id, status=run.status, output=run.output)
         if run.status == "suspended" or (run.status == "failed" and run.nonce):
-            return summary_of_waiting(run, await runtime.aload_run(run.run_id))
+            return summary_of_waiting(run, await runtime.aload_run(run.run_id), runtime.spec)
         return Summary(run_id=run.run_id, status=run.status, output=run.output)
 
     @activity.defn(name=CANCEL)
@@ -205,8 +209,9 @@ def decide_of(decision: Decision) -> Decide:
     return Decide(**fields)
 
 
-def entries_of(continuation: Continuation) -> list[Entry]:
-    """What `continuation` waits for, as the workflow keeps it."""
+def entries_of(continuation: Continuation, spec: Spec | None = None) -> list[Entry]:
+    """What `continuation` waits for, as the workflow keeps it (with `spec`, the reason an
+    expiring approval is rejected with)."""
     return [
         Entry(
             id=p.id,
@@ -220,13 +225,19 @@ def entries_of(continuation: Continuation) -> list[Entry]:
             prompt=p.prompt,
             detail=p.detail,
             decision=p.decision,
-            expires_at=getattr(p, "expires_at", None),
+            expires_at=p.expires_at,
+            expiry_reason=_expiry_reason(spec, p.tool) if p.expires_at is not None else None,
         )
         for p in continuation.pending()
     ]
 
 
-def summary_of(outcome: Outcome) -> Summary:
+def _expiry_reason(spec: Spec | None, tool: str | None) -> str | None:
+    approval = getattr(spec.tools.get(tool), "approval", None) if spec and tool else None
+    return approval.expiry_reason() if isinstance(approval, Approval) else None
+
+
+def summary_of(outcome: Outcome, spec: Spec | None = None) -> Summary:
     """The summary of an outcome."""
     if isinstance(outcome, Finished | Stopped):
         return Summary(run_id=outcome.run_id, status=outcome.kind, output=outcome.output)
@@ -236,7 +247,7 @@ def summary_of(outcome: Outcome) -> Summary:
             run_id=continuation.run_id,
             status="failed",
             nonce=continuation.nonce if outcome.resumable else None,
-            pending=entries_of(continuation) if outcome.resumable else [],
+            pending=entries_of(continuation, spec) if outcome.resumable else [],
             output=outcome.reason,
             resumable=outcome.resumable,
         )
@@ -244,17 +255,19 @@ def summary_of(outcome: Outcome) -> Summary:
         run_id=continuation.run_id,
         status="suspended",
         nonce=continuation.nonce,
-        pending=entries_of(continuation),
+        pending=entries_of(continuation, spec),
     )
 
 
-def summary_of_waiting(run: RunRecord, continuation: Continuation) -> Summary:
+def summary_of_waiting(
+    run: RunRecord, continuation: Continuation, spec: Spec | None = None
+) -> Summary:
     """The summary of a run that waits on `continuation` in the store."""
     return Summary(
         run_id=run.run_id,
         status=run.status,
         nonce=run.nonce,
-        pending=entries_of(continuation),
+        pending=entries_of(continuation, spec),
         output=run.output,
         resumable=run.status == "failed",
     )

@@ -137,6 +137,11 @@ class TemporalRuntime:
             summary = await self._result(run_id)
         return await self._outcome(summary)
 
+    async def aresult(self, run_id: str) -> Outcome:
+        """Wait until the run ends (its workflow completes, however many decisions, timers
+        and continue-as-new that takes); its outcome."""
+        return await self._outcome(await self._result(run_id))
+
     async def aresume(
         self,
         run_id: str,
@@ -234,6 +239,10 @@ class TemporalRuntime:
     def outcome(self, run_id: str) -> Outcome:
         """`aoutcome`, for code that is not async."""
         return self._sync(self.aoutcome(run_id))
+
+    def result(self, run_id: str) -> Outcome:
+        """`aresult`, for code that is not async."""
+        return self._sync(self.aresult(run_id))
 
     def pending(self, run_id: str) -> list[PendingDecision]:
         """`apending`, for code that is not async."""

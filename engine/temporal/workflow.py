@@ -142,13 +142,12 @@ class RunWorkflow:
                 and entry.path not in named
             ):
                 self._expired.add((summary.nonce, entry.path))
-                within = entry.expires_after or f"{entry.expires_at:.0f}"
                 decisions.append(
                     Decision(
                         id=entry.path,
                         kind="reject",
                         fingerprint=entry.fingerprint,
-                        reason=f"expired: no decision within {within}",
+                        reason=entry.expiry_reason or "expired: no decision in time",
                     )
                 )
                 users.append("callcc")
