@@ -42,9 +42,16 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `usage`: token counts per frame and per run (an ended sub-agent's fold into its caller).
 - `tracing`: run events as OpenTelemetry GenAI spans; the only module importing opentelemetry.
 - `render/`: networkx graphs of specs and stacks; DOT, SVG/PNG, Mermaid, terminal text.
+- `temporal/`: distributed runs on Temporal, the only package importing temporalio: `data`
+  (what travels: references, never messages), `workflow` (one per run: the `decide` update
+  and its validator, queries, the cancel signal, expiry timers, continue-as-new),
+  `activities` (`advance` over the run store, retried through recovery), `worker`, `client`
+  (`TemporalRuntime`).
 - `cli/`: `callcc` subcommands, one module each, imported when its command runs (`cli/_exit`
   holds the exit codes); `main(argv, stdout, stderr) -> int`;
   `cli/_streams` makes every write printable (lone surrogates escaped, closed pipes quiet);
+  `cli/_options` the options several share (`--store`, `--temporal`); `cli/worker` is
+  `callcc worker` and the `--temporal` face of run/resume/pending;
   `cli/_decisions` adds `--patch`, `--reject all` and the refusal of a resume deciding nothing.
 - `_json`: document JSON text: compact writing, exact reading (orjson when it is exact).
 - `_canonical`: canonical JSON and fingerprints; `json_problem`, what counts as plain JSON data.

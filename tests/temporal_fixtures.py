@@ -63,29 +63,14 @@ class DevServer:
     def start(self, timeout: float = 60.0) -> None:
         """Start the server and wait until its frontend answers."""
         self.log = self.db.with_suffix(".log")
+        command = [
+            str(TEMPORAL), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
+            "--port", str(self.port), "--http-port", str(free_port()),
+            "--metrics-port", str(free_port()), "--db-filename", str(self.db),
+            "--log-level", "error",
+        ]  # fmt: skip
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    str(TEMPORAL),
-                    "server",
-                    "start-dev",
-                    "--headless",
-                    "--ip",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--http-port",
-                    str(free_port()),
-                    "--metrics-port",
-                    str(free_port()),
-                    "--db-filename",
-                    str(self.db),
-                    "--log-level",
-                    "error",
-                ],  # fmt: skip
-                stdout=log,
-                stderr=log,
-            )
+            self.process = subprocess.Popen(command, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while not asyncio.run(_answers(self.address)):
             try:  # waiting on the process: a server that died is reported at once
@@ -134,22 +119,13 @@ class Workers:
         """Start `count` workers; return once each said it polls its task queue."""
         environment = {k: v for k, v in os.environ.items() if not k.startswith("CALLCC_")}
         environment.update(PYTHONPATH=str(HERE), CALLCC_LEASE_SECONDS="1", **self.env)
+        command = [
+            sys.executable, "-m", "engine", "worker", "--temporal", self.address,
+            "--store", self.store_url, "--task-queue", self.queue, "--graceful", "5",
+        ]  # fmt: skip
         started = [
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "engine",
-                    "worker",
-                    "--temporal",
-                    self.address,
-                    "--store",
-                    self.store_url,
-                    "--task-queue",
-                    self.queue,
-                    "--graceful",
-                    "5",
-                ],  # fmt: skip
+                command,
                 cwd=ROOT,
                 env=environment,
                 stdout=subprocess.PIPE,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 from store_fixtures import drop_schema, require_postgres, with_schema
-from temporal_fixtures import ROOT, DevServer, Workers, free_port, temporal_server  # noqa: F401
+from temporal_fixtures import ROOT, DevServer, Workers
 
 from engine.runtime import Finished, Suspended
 from engine.spec import load_spec
@@ -54,7 +53,7 @@ def workers(
     temporal_server: DevServer,
     pg_url: str,
     log: Path,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> Iterator[Workers]:
     """Worker processes on a task queue of this test, stopped afterwards."""
     pool = Workers(

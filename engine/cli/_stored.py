@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def stored_stack(source: str, args: argparse.Namespace, stderr: TextIO) -> Continuation | None:
     """The stack of the stored run `source` names, or None when `source` is to be read as a
     file (it exists, or no store is given: reading it then says it is missing)."""
-    from engine.cli.run import store_url_of
+    from engine.cli._options import store_url_of
 
     explicit = getattr(args, "store", None)
     url = store_url_of(args)

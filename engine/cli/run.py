@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.cli._exit import EXIT_OK, EXIT_SUSPENDED
+from engine.cli._options import store_url_of as store_url_of  # runs, _stored import it here
+from engine.cli._options import temporal_of, temporal_options
 from engine.cli._output import describe, progress, report, warn_unused
-from engine.cli.worker import temporal_of, temporal_options
 from engine.errors import ContinuationError, UsageError
 from engine.signing import KEY_ENV, KEY_FILE_ENV, generate_key, keys_from_env
 from engine.store import STORE_ENV, open_store
@@ -193,7 +193,7 @@ def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
     from engine.cli._stored import no_such_file, stored_stack
     from engine.continuation import Continuation
 
-    if temporal_of(args):
+    if temporal_of(args) and not Path(args.state).exists():  # a file is read as one
         from engine.cli.worker import pending_on_temporal
 
         return pending_on_temporal(args, stdout, stderr)
@@ -217,10 +217,10 @@ def resume_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     from engine.spec import load_spec
 
     store_url = store_url_of(args)
-    if temporal_of(args):
+    if temporal_of(args) and not Path(args.state).exists():  # a file resumes here
         from engine.cli.worker import resume_on_temporal
 
-        return resume_on_temporal(args, stdout, stderr)
+        return resume_on_temporal(args, apply_decisions, stdout, stderr)
     if store_url and not Path(args.state).is_file():
         return _resume_stored(args, store_url, stdout, stderr)
     if not store_url and not Path(args.state).exists() and not args.state.endswith(".json"):
@@ -270,16 +270,6 @@ def _resume_stored(args: argparse.Namespace, url: str, stdout: TextIO, stderr: T
     finally:
         store.close()
     return report(outcome, args.state_out, args, stdout, stderr, store_url=url)
-
-
-def store_url_of(args: argparse.Namespace) -> str | None:
-    """`--store`, else `CALLCC_STORE`, else None."""
-    url: str | None = getattr(args, "store", None) or os.environ.get(STORE_ENV) or None
-    if url and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        relative = url.removeprefix("sqlite:///")
-        if relative and relative != ":memory:":  # messages and hints name the file opened
-            url = f"sqlite:///{Path(relative).resolve()}"
-    return url
 
 
 def _runtime(

@@ -9,18 +9,18 @@ exit 2 with the validator's reason.
 from __future__ import annotations
 
 import argparse
-import os
 from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.cli._exit import EXIT_OK, EXIT_SUSPENDED
+from engine.cli._options import TEMPORAL_ENV, store_url_of, temporal_of, temporal_options
 from engine.errors import UsageError
 from engine.store import STORE_ENV
 
 if TYPE_CHECKING:
-    from engine.temporal.client import TemporalRuntime
+    from collections.abc import Callable
 
-TEMPORAL_ENV = "CALLCC_TEMPORAL"
-"""The Temporal frontend (HOST:PORT) when `--temporal` is not given."""
+    from engine.continuation import Continuation
+    from engine.temporal.client import TemporalRuntime
 
 
 def register(sub: Any) -> None:
@@ -51,33 +51,11 @@ def register(sub: Any) -> None:
     worker.set_defaults(handler=worker_command)
 
 
-def temporal_options(parser: argparse.ArgumentParser, *, required_store: bool = False) -> None:
-    """`--temporal`, `--namespace`, `--task-queue` (and `--store` for `worker`)."""
-    parser.add_argument(
-        "--temporal",
-        metavar="HOST:PORT",
-        help=f"drive the run on Temporal workers (default ${TEMPORAL_ENV})",
-    )
-    parser.add_argument("--namespace", default="default", help="Temporal namespace (default)")
-    parser.add_argument("--task-queue", default="callcc", help="Temporal task queue (callcc)")
-    if required_store:
-        parser.add_argument(
-            "--store", metavar="URL", help=f"the run store the workers share (default ${STORE_ENV})"
-        )
-
-
-def temporal_of(args: argparse.Namespace) -> str | None:
-    """`--temporal`, else `CALLCC_TEMPORAL`, else None."""
-    address: str | None = getattr(args, "temporal", None) or os.environ.get(TEMPORAL_ENV) or None
-    return address
-
-
 def worker_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`callcc worker`."""
     import asyncio
     import logging
 
-    from engine.cli.run import store_url_of
     from engine.temporal.worker import run_worker
 
     address, store_url = temporal_of(args), store_url_of(args)
@@ -119,7 +97,6 @@ def worker_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
 
 
 def _runtime(args: argparse.Namespace, address: str) -> TemporalRuntime:
-    from engine.cli.run import store_url_of
     from engine.temporal.client import TemporalRuntime
 
     store_url = store_url_of(args)
@@ -137,7 +114,6 @@ def run_on_temporal(
 ) -> int:
     """`callcc run --temporal`."""
     from engine.cli._output import report
-    from engine.cli.run import store_url_of
     from engine.spec import load_spec
 
     address = temporal_of(args)
@@ -153,11 +129,16 @@ def run_on_temporal(
     return report(outcome, args.state_out, args, stdout, stderr, store_url=store_url_of(args))
 
 
-def resume_on_temporal(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    """`callcc resume RUN_ID --temporal`: the decision flags, sent as one update."""
+def resume_on_temporal(
+    args: argparse.Namespace,
+    apply_decisions: Callable[[Continuation, argparse.Namespace], Continuation],
+    stdout: TextIO,
+    stderr: TextIO,
+) -> int:
+    """`callcc resume RUN_ID --temporal`: the decision flags (`apply_decisions`, the local
+    resume's), sent as one update."""
     from engine import durable
     from engine.cli._output import report
-    from engine.cli.run import apply_decisions, store_url_of
     from engine.temporal.client import decisions_made
 
     address = temporal_of(args)
