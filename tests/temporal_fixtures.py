@@ -9,92 +9,20 @@ waits until each polls its task queue.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import selectors
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from engine.temporal.devserver import DevServer
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-TEMPORAL = Path(sys.executable).parent / "temporal"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def _answers(address: str) -> bool:
-    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
-    from temporalio.client import Client
-
-    try:
-        client = await Client.connect(address)
-        await client.workflow_service.describe_namespace(
-            DescribeNamespaceRequest(namespace="default")
-        )
-    except Exception:  # refused, or up without its namespace yet
-        return False
-    return True
-
-
-class DevServer:
-    """`temporal server start-dev` on loopback, persisting to `db`."""
-
-    def __init__(self, db: Path, port: int | None = None) -> None:
-        if not TEMPORAL.exists():
-            pytest.fail(f"no {TEMPORAL}: install the test extra (`pip install -e '.[test]'`)")
-        self.db = db
-        self.port = port or free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60.0) -> None:
-        """Start the server and wait until its frontend answers."""
-        self.log = self.db.with_suffix(".log")
-        command = [
-            str(TEMPORAL), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-            "--port", str(self.port), "--http-port", str(free_port()),
-            "--metrics-port", str(free_port()), "--db-filename", str(self.db),
-            "--log-level", "error",
-        ]  # fmt: skip
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout
-        while not asyncio.run(_answers(self.address)):
-            try:  # waiting on the process: a server that died is reported at once
-                self.process.wait(timeout=0.1)
-            except subprocess.TimeoutExpired:
-                assert time.monotonic() < deadline, "the Temporal dev server never answered"
-                continue
-            raise AssertionError(f"the dev server exited: {self.log.read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL the server (its database file stays)."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.kill()
 
 
 @pytest.fixture(scope="session")

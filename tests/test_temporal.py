@@ -19,13 +19,14 @@ from typing import Any
 
 import pytest
 from store_fixtures import drop_schema, require_postgres, with_schema
-from temporal_fixtures import ROOT, DevServer, Workers
+from temporal_fixtures import ROOT, Workers
 
 from engine.runtime import Finished, Suspended
 from engine.spec import load_spec
 from engine.store import open_store
 from engine.temporal.client import DecisionRefused, TemporalRuntime
 from engine.temporal.data import Decision
+from engine.temporal.devserver import DevServer
 
 HR_OUTPUT = "Ada Lovelace is onboarded: account ada created and authorized, welcome email sent."
 APPROVAL = "hr_agent/account_agent@call_hr_1/call_acc_2"
@@ -431,3 +432,16 @@ def final_messages(url: str, run_id: str) -> list[dict[str, Any]]:
         return rebuild(run, store.events(run_id)).frames()[0][1].messages
     finally:
         store.close()
+
+
+def test_only_engine_temporal_imports_temporalio() -> None:
+    importers = sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "engine").rglob("*.py")
+        if "temporal" not in path.relative_to(ROOT / "engine").parts[:1]
+        and any(
+            line.lstrip().startswith(("import temporalio", "from temporalio"))
+            for line in path.read_text(encoding="utf-8").splitlines()
+        )
+    )
+    assert importers == []
