@@ -21,7 +21,8 @@ import pytest
 from store_fixtures import drop_schema, require_postgres, with_schema
 from temporal_fixtures import ROOT, Workers
 
-from engine.runtime import Finished, Suspended
+from engine.errors import UsageError
+from engine.runtime import Finished, Stopped, Suspended
 from engine.spec import load_spec
 from engine.store import open_store
 from engine.temporal.client import DecisionRefused, TemporalRuntime
@@ -199,6 +200,13 @@ def test_the_hr_example_suspends_is_approved_from_the_cli_and_finishes_on_two_wo
     again = callcc("resume", "hr-t1", "--approve", "call_acc_2", *on, *store)
     assert again.returncode == 2, again.stdout  # the run waits on nothing any more
 
+    local = callcc("run", "specs/hr_agent.yaml", "-p", "Onboard Ada", "--run-id", "hr-local",
+                   *store)  # fmt: skip
+    assert local.returncode == 3, local.stderr
+    refused = callcc("resume", "hr-local", "--approve", "call_acc_2", *on, *store)
+    assert refused.returncode == 2
+    assert "run 'hr-local' waits on no workflow that takes decisions" in refused.stderr
+
     started = callcc("run", "specs/hr_agent.yaml", "-p", "Onboard Ada", "--run-id", "hr-t2",
                      "--no-wait", *on, *store)  # fmt: skip
     assert (started.returncode, started.stdout) == (0, "hr-t2\n"), started.stderr
@@ -234,6 +242,15 @@ def test_the_update_validator_refuses_bad_decisions_before_anything_is_recorded(
 
         final = runtime.resume("hr-v1", [Decision(id="call_acc_2", kind="approve")], nonce=nonce)
         assert isinstance(final, Finished) and final.output == HR_OUTPUT
+
+        assert isinstance(runtime.run(spec, "Onboard Ada", run_id="hr-v2"), Suspended)
+        runtime.cancel("hr-v2", "not needed any more")
+        stopped = runtime.result("hr-v2")
+        assert isinstance(stopped, Stopped)
+        assert stopped.output == "cancelled: not needed any more"
+        assert runtime.store.get_run("hr-v2").status == "stopped"
+        with pytest.raises(UsageError, match="'hr-v2' waits on no workflow"):
+            runtime.resume("hr-v2", [Decision(id="call_acc_2", kind="approve")])
 
 
 # -- workers that die, stop and come back -----------------------------------------------------
