@@ -138,8 +138,7 @@ def throughput(runtime: TemporalRuntime, spec_path: Path, runs: int) -> float:
 
     async def all_runs() -> list[Any]:
         ids = [uuid.uuid4().hex for _ in range(runs)]
-        for run_id in ids:
-            await runtime.astart(spec, "go", run_id=run_id)
+        await asyncio.gather(*(runtime.astart(spec, "go", run_id=r) for r in ids))
         return await asyncio.gather(*(runtime.aoutcome(r) for r in ids))
 
     began = time.perf_counter()
@@ -185,29 +184,46 @@ def measure(cycles: int, runs: int) -> dict[str, Any]:
         spec2, spec200 = loop_spec(Path(folder), 2), loop_spec(Path(folder), 200)
         store = open_store(url)
         try:
-            queue = "bench"
-            workers = start_workers(server.address, url, queue, 1)
-            with TemporalRuntime(address=server.address, store=store, task_queue=queue) as rt:
-                cycle_temporal(rt, 2)  # warm: the spec compiled, connections open
-                temporal = statistics.median(cycle_temporal(rt, cycles))
-                local = statistics.median(cycle_local(url, cycles))
-                result["approval_cycle_ms"] = {
-                    "temporal": round(temporal * 1000, 1),
-                    "in_process": round(local * 1000, 1),
-                    "ratio": round(temporal / local, 1),
-                }
-                result["runs_per_second"] = {"1 worker": round(throughput(rt, spec2, runs), 1)}
-                workers += start_workers(server.address, url, queue, 1)
-                result["runs_per_second"]["2 workers"] = round(throughput(rt, spec2, runs), 1)
-                result["history"] = {
-                    "2 turns": history(rt, spec2),
-                    "200 turns": history(rt, spec200),
-                }
-            stop_workers(workers)
+            workers = start_workers(server.address, url, "bench", 1)
+            try:
+                _measure(server.address, store, url, workers, spec2, spec200, cycles, runs, result)
+            finally:
+                stop_workers(workers)
         finally:
             store.close()
             _drop(server_url, schema)
     return result
+
+
+def _measure(
+    address: str,
+    store: Any,
+    url: str,
+    workers: list[subprocess.Popen[str]],
+    spec2: Path,
+    spec200: Path,
+    cycles: int,
+    runs: int,
+    result: dict[str, Any],
+) -> None:
+    """The figures, into `result` (the workers list grows by the second worker)."""
+    queue = "bench"
+    with TemporalRuntime(address=address, store=store, task_queue=queue) as rt:
+        cycle_temporal(rt, 2)  # warm: the spec compiled, connections open
+        temporal = statistics.median(cycle_temporal(rt, cycles))
+        local = statistics.median(cycle_local(url, cycles))
+        result["approval_cycle_ms"] = {
+            "temporal": round(temporal * 1000, 1),
+            "in_process": round(local * 1000, 1),
+            "ratio": round(temporal / local, 1),
+        }
+        result["runs_per_second"] = {"1 worker": round(throughput(rt, spec2, runs), 1)}
+        workers += start_workers(address, url, queue, 1)
+        result["runs_per_second"]["2 workers"] = round(throughput(rt, spec2, runs), 1)
+        result["history"] = {
+            "2 turns": history(rt, spec2),
+            "200 turns": history(rt, spec200),
+        }
 
 
 def _drop(server_url: str, schema: str) -> None:

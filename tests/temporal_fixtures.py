@@ -50,6 +50,7 @@ class Workers:
         command = [
             sys.executable, "-m", "engine", "worker", "--temporal", self.address,
             "--store", self.store_url, "--task-queue", self.queue, "--graceful", "5",
+            "--concurrency", "25",
         ]  # fmt: skip
         started = [
             subprocess.Popen(

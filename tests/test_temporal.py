@@ -31,6 +31,7 @@ from engine.temporal.devserver import DevServer
 
 HR_OUTPUT = "Ada Lovelace is onboarded: account ada created and authorized, welcome email sent."
 APPROVAL = "hr_agent/account_agent@call_hr_1/call_acc_2"
+HR = ROOT / "specs" / "hr_agent.yaml"
 
 
 @pytest.fixture
@@ -72,6 +73,38 @@ def workers(
             process.communicate(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def pool(temporal_server: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
+    """Two workers the tests that kill or stop none share (a store schema of their own);
+    their tools log to `pool.env["CALLCC_TEST_LOG"]`."""
+    server = require_postgres()
+    schema = f"callcc_temporal_{uuid.uuid4().hex[:12]}"
+    folder = tmp_path_factory.mktemp("pool")
+    shared = Workers(
+        temporal_server.address,
+        with_schema(server, schema),
+        f"q-{uuid.uuid4().hex[:8]}",
+        {"CALLCC_TEST_LOG": str(folder / "calls.log"), "CALLCC_TEST_BLOCK": str(folder / "b")},
+    )
+    try:
+        shared.start(2)
+        yield shared
+    finally:
+        shared.terminate_all()
+        drop_schema(server, schema)
+
+
+class Logged:
+    """The tool executions `pool`'s workers log from the moment this is made."""
+
+    def __init__(self, pool: Workers) -> None:
+        self.path = Path(pool.env["CALLCC_TEST_LOG"])
+        self.start = len(calls(self.path))
+
+    def calls(self) -> list[tuple[str, dict[str, Any]]]:
+        return calls(self.path)[self.start :]
+
+
 def client(pool: Workers, **options: Any) -> TemporalRuntime:
     """A client runtime on the workers' task queue and store."""
     return TemporalRuntime(
@@ -98,6 +131,17 @@ def callcc(*argv: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    """`callcc ARGV` in this process (`engine.cli.main`), as `callcc` has it."""
+    from io import StringIO
+
+    from engine.cli import main
+
+    out, err = StringIO(), StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return subprocess.CompletedProcess(list(argv), code, out.getvalue(), err.getvalue())
 
 
 def workflow_status(pool: Workers, run_id: str) -> str:
@@ -166,9 +210,9 @@ def crash_spec(tmp_path: Path) -> Path:
 
 
 def test_the_hr_example_suspends_is_approved_from_the_cli_and_finishes_on_two_workers(
-    workers: Workers,
+    pool: Workers,
 ) -> None:
-    workers.start(2)
+    workers = pool
     on = ["--temporal", workers.address, "--task-queue", workers.queue]
     store = ["--store", workers.store_url]
 
@@ -179,7 +223,7 @@ def test_the_hr_example_suspends_is_approved_from_the_cli_and_finishes_on_two_wo
     assert f"--temporal {workers.address} --approve {APPROVAL}" in ran.stdout
     assert workflow_status(workers, "hr-t1") == "RUNNING"
 
-    listed = callcc("pending", "hr-t1", *on, "--format", "json")
+    listed = cli("pending", "hr-t1", *on, "--format", "json")
     assert listed.returncode == 3, listed.stderr
     [entry] = json.loads(listed.stdout)
     assert (entry["path"], entry["tool"], entry["reason"], entry["decisions"]) == (
@@ -187,7 +231,7 @@ def test_the_hr_example_suspends_is_approved_from_the_cli_and_finishes_on_two_wo
     )  # fmt: skip
     assert list(entry["arguments"]) == ["username", "role"]  # the model's order, kept
 
-    resumed = callcc("resume", "hr-t1", "--approve", "call_acc_2", *on, *store)
+    resumed = cli("resume", "hr-t1", "--approve", "call_acc_2", *on, *store)
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout == HR_OUTPUT + "\n"
     assert workflow_status(workers, "hr-t1") == "COMPLETED"
@@ -197,18 +241,17 @@ def test_the_hr_example_suspends_is_approved_from_the_cli_and_finishes_on_two_wo
     finally:
         kept.close()
 
-    again = callcc("resume", "hr-t1", "--approve", "call_acc_2", *on, *store)
+    again = cli("resume", "hr-t1", "--approve", "call_acc_2", *on, *store)
     assert again.returncode == 2, again.stdout  # the run waits on nothing any more
 
-    local = callcc("run", "specs/hr_agent.yaml", "-p", "Onboard Ada", "--run-id", "hr-local",
-                   *store)  # fmt: skip
+    local = cli("run", str(HR), "-p", "Onboard Ada", "--run-id", "hr-local", *store)
     assert local.returncode == 3, local.stderr
-    refused = callcc("resume", "hr-local", "--approve", "call_acc_2", *on, *store)
+    refused = cli("resume", "hr-local", "--approve", "call_acc_2", *on, *store)
     assert refused.returncode == 2
     assert "run 'hr-local' waits on no workflow that takes decisions" in refused.stderr
 
-    started = callcc("run", "specs/hr_agent.yaml", "-p", "Onboard Ada", "--run-id", "hr-t2",
-                     "--no-wait", *on, *store)  # fmt: skip
+    started = cli("run", str(HR), "-p", "Onboard Ada", "--run-id", "hr-t2", "--no-wait",
+                  *on, *store)  # fmt: skip
     assert (started.returncode, started.stdout) == (0, "hr-t2\n"), started.stderr
 
 
@@ -216,9 +259,9 @@ def test_the_hr_example_suspends_is_approved_from_the_cli_and_finishes_on_two_wo
 
 
 def test_the_update_validator_refuses_bad_decisions_before_anything_is_recorded(
-    workers: Workers,
+    pool: Workers,
 ) -> None:
-    workers.start(1)
+    workers = pool
     spec = load_spec(ROOT / "specs" / "hr_agent.yaml")
     with client(workers) as runtime:
         outcome = runtime.run(spec, "Onboard Ada", run_id="hr-v1")
@@ -260,7 +303,7 @@ def test_a_worker_killed_mid_tool_hands_the_run_to_another_that_runs_nothing_twi
     workers: Workers, crash_spec: Path, log: Path, tmp_path: Path
 ) -> None:
     gate = tmp_path / "block"
-    workers.start(2)
+    workers.start(3)  # one is killed in each round: two are left for the second
     spec = load_spec(crash_spec)
     with client(workers, heartbeat_seconds=2) as runtime:
         for key, run_id in (("card", "crash-charge"), ("page", "crash-fetch")):
@@ -281,7 +324,6 @@ def test_a_worker_killed_mid_tool_hands_the_run_to_another_that_runs_nothing_twi
                 assert "nobody knows whether it took effect" in (entry.detail or "")
                 outcome = runtime.resume(run_id, [Decision(id="k1", kind="answer", result="ok")])
             assert isinstance(outcome, Finished) and outcome.output == "all done"
-            workers.start(1)  # the pool has two again
     assert [(name, args.get("key", args.get("text"))) for name, args in calls(log)] == [
         ("echo", "before"), ("slow", "card"), ("slow", "page"),  # charge ran once: answered
         ("echo", "before"), ("slow", "card"), ("slow", "page"), ("slow", "page"),  # fetch again
@@ -291,12 +333,12 @@ def test_a_worker_killed_mid_tool_hands_the_run_to_another_that_runs_nothing_twi
 def test_every_worker_stops_while_a_run_waits_and_new_workers_finish_it(
     workers: Workers,
 ) -> None:
-    workers.start(2)
+    workers.start(1)
     spec = load_spec(ROOT / "specs" / "hr_agent.yaml")
     with client(workers) as runtime:
         assert isinstance(runtime.run(spec, "Onboard Ada", run_id="hr-s1"), Suspended)
-        assert workers.terminate_all() == [(0, "worker stopped\n"), (0, "worker stopped\n")]
-        workers.start(2)
+        assert workers.terminate_all() == [(0, "worker stopped\n")]
+        workers.start(1)
         final = runtime.resume("hr-s1", [Decision(id="call_acc_2", kind="approve")])
         assert isinstance(final, Finished) and final.output == HR_OUTPUT
     assert workflow_status(workers, "hr-s1") == "COMPLETED"
@@ -335,21 +377,20 @@ def test_the_server_killed_mid_run_and_restarted_on_its_database_lets_runs_conti
 
 
 def test_fifty_concurrent_runs_on_two_workers_run_each_tool_exactly_once(
-    workers: Workers, crash_spec: Path, log: Path
+    pool: Workers, crash_spec: Path
 ) -> None:
-    workers.start(2)
+    workers, log = pool, Logged(pool)
     spec = load_spec(crash_spec)
     runs = [f"many-{i}" for i in range(50)]
 
     async def all_runs(runtime: TemporalRuntime) -> list[Any]:
-        for run_id in runs:
-            await runtime.astart(spec, "go", run_id=run_id)
+        await asyncio.gather(*(runtime.astart(spec, "go", run_id=r) for r in runs))
         return await asyncio.gather(*(runtime.aoutcome(r) for r in runs))
 
     with client(workers) as runtime:
         outcomes = runtime._sync(all_runs(runtime))
     assert all(isinstance(o, Finished) and o.output == "all done" for o in outcomes)
-    logged = [(name, args.get("key", args.get("text"))) for name, args in calls(log)]
+    logged = [(name, args.get("key", args.get("text"))) for name, args in log.calls()]
     assert sorted(logged) == sorted([("echo", "before"), ("slow", "card"), ("slow", "page")] * 50)
 
 
@@ -391,9 +432,9 @@ def approval_spec(tmp_path: Path, payments: int, expires_after: str | None = Non
 
 
 def test_an_approval_nobody_decides_expires_on_a_temporal_timer(
-    workers: Workers, tmp_path: Path, log: Path
+    pool: Workers, tmp_path: Path
 ) -> None:
-    workers.start(1)
+    workers, log = pool, Logged(pool)
     spec = load_spec(approval_spec(tmp_path, 1, expires_after="1s"))
     with client(workers) as runtime:
         suspended = runtime.run(spec, "pay", run_id="pay-x")
@@ -404,7 +445,7 @@ def test_an_approval_nobody_decides_expires_on_a_temporal_timer(
         assert isinstance(final, Finished) and final.output == "paid"
         run = runtime.store.get_run("pay-x")
         assert run.updated_at >= entry.expires_at
-    assert calls(log) == []  # the transfer never ran
+    assert log.calls() == []  # the transfer never ran
     messages = final_messages(workers.store_url, "pay-x")
     assert [m["content"] for m in messages if m["role"] == "tool"] == [
         "rejected: the call was not executed (expired: no decision within 1s)"
@@ -412,9 +453,9 @@ def test_an_approval_nobody_decides_expires_on_a_temporal_timer(
 
 
 def test_a_long_lived_run_continues_as_new_and_keeps_waiting_where_it_was(
-    workers: Workers, tmp_path: Path, log: Path
+    pool: Workers, tmp_path: Path
 ) -> None:
-    workers.start(1)
+    workers, log = pool, Logged(pool)
     spec = load_spec(approval_spec(tmp_path, 3))
     with client(workers, advances_per_history=1) as runtime:
         outcome = runtime.run(spec, "pay", run_id="pay-can")
@@ -423,7 +464,7 @@ def test_a_long_lived_run_continues_as_new_and_keeps_waiting_where_it_was(
             assert [p.id for p in outcome.continuation.pending()] == [f"p{i}"]
             outcome = runtime.resume("pay-can", [Decision(id=f"p{i}", kind="approve")])
         assert isinstance(outcome, Finished) and outcome.output == "paid"
-    assert [args["to"] for _, args in calls(log)] == ["acct1", "acct2", "acct3"]
+    assert [args["to"] for _, args in log.calls()] == ["acct1", "acct2", "acct3"]
     assert executions(workers, "pay-can") == 4  # the start and one per decision
 
 

@@ -70,6 +70,8 @@ class TemporalRuntime:
         self.advances_per_history = advances_per_history
         self.keys = keys_from_env()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._kept: set[str] = set()
+        """Digests of the specs this client kept in the store already."""
 
     @property
     def store(self) -> RunStore:
@@ -100,7 +102,9 @@ class TemporalRuntime:
             known = ", ".join(sorted(spec.agents))
             raise UsageError(f"unknown agent {name!r}; agents of {spec.name}: {known}")
         run_id = run_id or uuid.uuid4().hex
-        await durable.keep_spec(self.store.aio, spec)
+        if spec.digest not in self._kept:
+            await durable.keep_spec(self.store.aio, spec)
+            self._kept.add(spec.digest)
         client = await self.client()
         try:
             await client.start_workflow(

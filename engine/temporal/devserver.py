@@ -63,6 +63,8 @@ class DevServer:
             "--port", str(self.port), "--http-port", str(free_port()),
             "--metrics-port", str(free_port()), "--db-filename", str(self.db),
             "--log-level", "error",
+            # a killed server loses nothing with these (only a crash of the machine would)
+            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
         ]  # fmt: skip
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=log)
