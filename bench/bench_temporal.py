@@ -79,7 +79,7 @@ def start_workers(address: str, url: str, queue: str, count: int) -> list[subpro
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLCC_")}
     command = [
         sys.executable, "-m", "engine", "worker", "--temporal", address, "--store", url,
-        "--task-queue", queue, "--concurrency", "16",
+        "--task-queue", queue,
     ]  # fmt: skip
     workers = [
         subprocess.Popen(

@@ -26,6 +26,11 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `_paths`: pending paths (`root/child@CALL/.../ENTRY`) and which entry an identifier names.
 - `runtime`: `Runtime` and its outcomes; `_eager` drives scripted runs without a loop trip.
 - `_preflight`: the check of a document against the spec before a resume runs anything.
+- `inbox`: decisions recorded in a store until the run resumes with them (the service, the
+  CLI and Temporal share it): `record`, `resume_recorded` (`ResumedElsewhere` for the loser
+  of a claim), expiry (`expire`), each with an async twin.
+- `audit`: the entries of a run's audit trail (who started, decided, expired, resumed, ended
+  it) and who acts (`os_user`, `callcc`).
 - `signing`: HMAC-SHA256 signatures, keys from the environment, rotation.
 - `store/`: the run store protocols (`base`: `RunStore`, its async face `AsyncRunStore`), SQLite
   and PostgreSQL backends, `open_store`; `_plan` runs one sans-IO body per store operation on
@@ -50,9 +55,12 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `cli/`: `callcc` subcommands, one module each, imported when its command runs (`cli/_exit`
   holds the exit codes); `main(argv, stdout, stderr) -> int`;
   `cli/_streams` makes every write printable (lone surrogates escaped, closed pipes quiet);
-  `cli/_options` the options several share (`--store`, `--temporal`); `cli/worker` is
-  `callcc worker` and the `--temporal` face of run/resume/pending;
-  `cli/_decisions` adds `--patch`, `--reject all` and the refusal of a resume deciding nothing.
+  `cli/_options` the options of Temporal (`--temporal`, `--namespace`, `--task-queue`);
+  `cli/worker` is `callcc worker` and the `--temporal` face of run/resume/pending;
+  `cli/_decisions` holds the decision flags of resume and decide as `Decide` items, `--patch`,
+  `--reject all` and the refusal of a resume deciding nothing; `cli/_stored` reads a RUN_ID
+  from a store where a file could be named and finds the store URL; `cli/inbox` is
+  `decide`, `runs expire` and `runs audit`.
 - `_json`: document JSON text: compact writing, exact reading (orjson when it is exact).
 - `_canonical`: canonical JSON and fingerprints; `json_problem`, what counts as plain JSON data.
 - `_lazy`: package attributes imported on first use, so `import engine` and the CLI start fast.

@@ -39,7 +39,7 @@ from engine._codec import decision_to_data, frames_from_data, frames_to_data
 from engine._json import escape_surrogates
 from engine.decisions import Decide, PendingIndex, decided_root, entry_at, leaf_entries, plan
 from engine.errors import ContinuationError
-from engine.frames import Frame, Pending, walk
+from engine.frames import Decision, Frame, Pending, walk
 from engine.signing import ALGORITHM, SIGNED_TAIL, sign, verify
 from engine.usage import Usage, of_stack
 
@@ -198,6 +198,11 @@ class Continuation:
         if self._index is None:
             self._index = PendingIndex.of(self._root)
         return self._index
+
+    def decisions(self) -> list[tuple[PendingDecision, Decision]]:
+        """Every decision made on this continuation (and not resumed yet), with the view of
+        the entry it decides, in stack order."""
+        return [(view, entry.decision) for view, entry in self._leaves() if entry.decision]
 
     def undecided(self) -> list[PendingDecision]:
         """Pending entries that have no decision yet."""

@@ -54,6 +54,8 @@ class Journal:
     """The store version after our last write."""
     lease: Lease | None = None
     """The run's lease this process holds, renewed by every checkpoint."""
+    user: str = ""
+    """Who drives the run now, as its audit trail names them (`engine.audit`)."""
     unsnapped: int = 0
     """Events the run has after its latest snapshot (all of them, when it has none)."""
     _messages: dict[str, tuple[int, int]] = field(default_factory=dict)

@@ -30,8 +30,9 @@ from typing import Any, Literal, TypeVar
 
 from engine import _eager, _stream, durable, lease
 from engine._preflight import check_document, check_edits
+from engine.audit import decision_entry, os_user, run_entry
 from engine.compile import Program, compile_spec
-from engine.continuation import Continuation
+from engine.continuation import Continuation, decision_to_data
 from engine.decisions import Decide
 from engine.errors import ContinuationError, UsageError
 from engine.events import (
@@ -216,16 +217,30 @@ class Runtime:
     # -- async core ----------------------------------------------------------------------
 
     async def arun(
-        self, prompt: str, *, agent: str | None = None, run_id: str | None = None
+        self,
+        prompt: str,
+        *,
+        agent: str | None = None,
+        run_id: str | None = None,
+        user: str | None = None,
     ) -> Outcome:
-        """Start a run of `agent` (the entrypoint by default) on `prompt`."""
-        return await self._start(prompt, agent, run_id, self.observers, blocking=False)
+        """Start a run of `agent` (the entrypoint by default) on `prompt`. With a store, the
+        run's audit trail says `user` (default `os:LOGIN`) started it (`engine.audit`)."""
+        return await self._start(prompt, agent, run_id, self.observers, blocking=False, user=user)
 
     async def aresume(
-        self, continuation: Continuation, *, allow_spec_change: bool = False
+        self,
+        continuation: Continuation,
+        *,
+        allow_spec_change: bool = False,
+        user: str | None = None,
     ) -> Outcome:
-        """Apply the decisions recorded in `continuation` and carry on."""
-        return await self._resume(continuation, allow_spec_change, self.observers, blocking=False)
+        """Apply the decisions recorded in `continuation` and carry on. With a store, the
+        audit trail says `user` (default `os:LOGIN`) made each decision the store did not
+        record already (`engine.inbox`) and resumed the run."""
+        return await self._resume(
+            continuation, allow_spec_change, self.observers, blocking=False, user=user
+        )
 
     async def arecover(
         self, run_id: str, *, allow_spec_change: bool = False, force: bool = False
@@ -279,6 +294,7 @@ class Runtime:
         observers: Observers,
         *,
         blocking: bool,
+        user: str | None = None,
     ) -> Outcome:
         name = agent or self.spec.entrypoint
         if name not in self.spec.agents:
@@ -290,6 +306,11 @@ class Runtime:
         journal = (
             await durable.start(store, self.spec, root, run_id, self._lease()) if store else None
         )
+        if store is not None and journal is not None:
+            journal.user = user or os_user()
+            await store.add_audit(
+                [run_entry(run_id, "started", user=journal.user, at=self.clock())]
+            )
         opening = partial(
             RunStarted, run_id=run_id, path=name, invocation=name, agent=name, prompt=prompt
         )
@@ -302,6 +323,7 @@ class Runtime:
         observers: Observers,
         *,
         blocking: bool,
+        user: str | None = None,
     ) -> Outcome:
         self.check(continuation, allow_spec_change=allow_spec_change)
         if not continuation.frames()[0][1].pending:
@@ -336,6 +358,8 @@ class Runtime:
         root, journal = await durable.claim(  # refuses replays
             store, continuation, self._key, self._lease(), self._loaded
         )
+        journal.user = user or os_user()
+        await self._audit_resume(store, continuation, journal.user)
         if continuation.spec_digest != self.spec.digest:  # a changed spec it goes on with;
             await durable.keep_spec(store, self.spec)  # the one it started with is kept already
         return await self._drive(root, continuation.run_id, journal, observers, opening, blocking)
@@ -362,6 +386,8 @@ class Runtime:
             force=force,
         )
         await durable.keep_spec(store, self.spec)
+        journal.user = os_user()
+        await store.add_audit([run_entry(run_id, "recovered", user=journal.user, at=self.clock())])
         trace = (await store.get_run(run_id)).trace if observers else None  # the last suspension's
         opening = partial(
             RunResumed,
@@ -399,6 +425,32 @@ class Runtime:
     def _face(self, blocking: bool) -> AsyncRunStore | None:
         """The store as the drive awaits it: called in place (sync API) or its async face."""
         return self._blocking if blocking else self._aio
+
+    async def _audit_resume(
+        self, store: AsyncRunStore, continuation: Continuation, user: str
+    ) -> None:
+        """Audit a claimed resume: a `decided` entry for each decision the store had not
+        recorded before (those are audited where they were recorded), then `resumed`."""
+        run_id = continuation.run_id
+        recorded = {r.path for r in await store.recorded_decisions(run_id, continuation.nonce)}
+        at = self.clock()
+        entries = [
+            decision_entry(
+                run_id=run_id,
+                at=at,
+                user=user,
+                path=view.path,
+                call_id=view.id,
+                tool=view.tool,
+                fingerprint=view.fingerprint,
+                arguments=view.arguments,
+                decision=decision_to_data(decision),
+            )
+            for view, decision in continuation.decisions()
+            if view.path not in recorded
+        ]
+        entries.append(run_entry(run_id, "resumed", user=user, at=at))
+        await store.add_audit(entries)
 
     def _require_store(self) -> RunStore:
         if self.store is None:
@@ -476,6 +528,12 @@ class Runtime:
                 resumable=isinstance(outcome, Failed) and outcome.resumable,
                 usage=outcome.usage,
             )
+            if not isinstance(outcome, Suspended):  # the end of the run, or of this drive
+                reason = outcome.reason if isinstance(outcome, Failed) else None
+                entry = run_entry(
+                    run_id, outcome.kind, user=journal.user, at=self.clock(), reason=reason
+                )
+                await journal.store.add_audit([entry])
         if observers:
             observers.emit(_ended(outcome, run_id, root.agent))
         return outcome
@@ -510,14 +568,29 @@ class Runtime:
 
     # -- sync API ------------------------------------------------------------------------
 
-    def run(self, prompt: str, *, agent: str | None = None, run_id: str | None = None) -> Outcome:
+    def run(
+        self,
+        prompt: str,
+        *,
+        agent: str | None = None,
+        run_id: str | None = None,
+        user: str | None = None,
+    ) -> Outcome:
         """`arun`, for code that is not async."""
-        return self._sync(self._start(prompt, agent, run_id, self.observers, blocking=True))
+        return self._sync(
+            self._start(prompt, agent, run_id, self.observers, blocking=True, user=user)
+        )
 
-    def resume(self, continuation: Continuation, *, allow_spec_change: bool = False) -> Outcome:
+    def resume(
+        self,
+        continuation: Continuation,
+        *,
+        allow_spec_change: bool = False,
+        user: str | None = None,
+    ) -> Outcome:
         """`aresume`, for code that is not async."""
         return self._sync(
-            self._resume(continuation, allow_spec_change, self.observers, blocking=True)
+            self._resume(continuation, allow_spec_change, self.observers, blocking=True, user=user)
         )
 
     def _sync(self, coro: Coroutine[Any, Any, T]) -> T:

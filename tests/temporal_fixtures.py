@@ -50,7 +50,6 @@ class Workers:
         command = [
             sys.executable, "-m", "engine", "worker", "--temporal", self.address,
             "--store", self.store_url, "--task-queue", self.queue, "--graceful", "5",
-            "--concurrency", "25",
         ]  # fmt: skip
         started = [
             subprocess.Popen(

@@ -30,6 +30,7 @@ COMMANDS = {
     "run": "run",
     "pending": "run",
     "resume": "run",
+    "decide": "inbox",
     "keygen": "run",
     "render": "render",
     "inspect": "render",

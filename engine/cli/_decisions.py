@@ -1,14 +1,133 @@
-"""What `callcc resume` adds to the decision API: `--patch`, `--reject all`, and the refusal
-of a resume that decides nothing."""
+"""The decision flags of `callcc resume` and `callcc decide` (one set, `add_decision_flags`),
+read into `Decide` items (`flag_decisions`), and what the CLI adds to the decision API:
+`--patch`, `--reject all`, and the refusal of a resume that decides nothing. Light at import:
+the parser is built from it before any command runs."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any
 
-from engine.cli._output import describe
-from engine.continuation import Continuation, Decide
 from engine.errors import UsageError
+
+if TYPE_CHECKING:
+    from engine.continuation import Continuation
+    from engine.decisions import Decide
+
+REJECTED = "rejected by the reviewer"
+
+
+def add_decision_flags(parser: argparse.ArgumentParser) -> None:
+    """The decision flags, each repeatable, in their own help group."""
+    decide = parser.add_argument_group("decisions (each may be repeated)")
+    decide.add_argument("--approve", action="append", default=[], metavar="ID|all")
+    decide.add_argument("--reject", action="append", default=[], metavar="ID|all")
+    decide.add_argument("--reason", action="append", default=[], help="reason of each --reject")
+    decide.add_argument("--edit", action="append", default=[], metavar="ID")
+    decide.add_argument("--args", action="append", default=[], help="JSON args of each --edit")
+    decide.add_argument(
+        "--patch",
+        action="append",
+        default=[],
+        nargs=2,
+        metavar=("ID", "JSON"),
+        help="edit with a JSON merge patch (RFC 7396) of the call's arguments",
+    )
+    decide.add_argument("--answer", action="append", default=[], metavar="ID")
+    decide.add_argument("--result", action="append", default=[], help="JSON of each --answer")
+    decide.add_argument(
+        "--result-text",
+        action="append",
+        default=[],
+        nargs=2,
+        metavar=("ID", "TEXT"),
+        help="answer with plain text (no JSON quoting)",
+    )
+    decide.add_argument("--extend", action="append", default=[], metavar="ID")
+    decide.add_argument("--turns", action="append", default=[], type=int, help="per --extend")
+    decide.add_argument("--stop", action="append", default=[], metavar="ID")
+    decide.add_argument(
+        "--resume",
+        "--continue",
+        dest="carry_on",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="decide resume: carry on after a pause or a model error (--continue: the same)",
+    )
+
+
+def flag_decisions(continuation: Continuation, args: argparse.Namespace) -> list[Decide]:
+    """The decisions the flags make on `continuation`, checking that paired flags come in
+    pairs and that every id names a pending entry (`DecisionError` lists the ones there are).
+    `--approve all` takes every undecided entry that allows approve and no other flag names;
+    `--reject all` then every such entry that allows reject."""
+    from engine.decisions import Decide
+
+    named: list[Decide] = [Decide.approve(i) for i in args.approve if i != "all"]
+    rejects = _pairs(args.reject, args.reason, "--reject", "--reason", optional=True)
+    named += [Decide.reject(i, reason or REJECTED) for i, reason in rejects if i != "all"]
+    for ident, text in _pairs(args.edit, args.args, "--edit", "--args"):
+        value = _json(text, "--args")
+        if not isinstance(value, dict):
+            raise UsageError("--args must be a JSON object")
+        named.append(Decide.edit(ident, value))
+    for ident, text in getattr(args, "patch", []):  # new flags: absent from older Namespaces
+        patch = _json(text, "--patch")
+        if not isinstance(patch, dict):
+            raise UsageError(
+                f"--patch {ident}: the patch must be a JSON object, such as "
+                "'{\"amount\": 60}' (null removes an argument)"
+            )
+        current = continuation.find(ident)[0].arguments
+        if current is None:
+            raise UsageError(f"--patch {ident}: the entry is no tool call; it has no arguments")
+        named.append(Decide.edit(ident, merge_patch(current, patch)))
+    for ident, text in _pairs(args.answer, args.result, "--answer", "--result"):
+        named.append(Decide.answer(ident, _json(text, "--result", answer=True)))
+    named += [Decide.answer(i, text) for i, text in getattr(args, "result_text", [])]
+    for ident, turns in _pairs(args.extend, args.turns, "--extend", "--turns"):
+        named.append(Decide.extend(ident, int(turns)))
+    named += [Decide.stop(i) for i in args.stop]
+    named += [Decide.resume(i) for i in args.carry_on]
+    taken = {continuation.find(d.id)[0].path for d in named}  # an unknown id is refused here
+    rest = [v for v in continuation.undecided() if v.path not in taken]
+    if "all" in args.approve:  # last: `all` means every call no other flag decided
+        named += [Decide.approve(v.path) for v in rest if "approve" in v.decisions]
+        rest = [v for v in rest if "approve" not in v.decisions]
+    for ident, reason in rejects:
+        if ident == "all":
+            named += [
+                Decide.reject(v.path, reason or REJECTED) for v in rest if "reject" in v.decisions
+            ]
+            rest = [v for v in rest if "reject" not in v.decisions]
+    return named
+
+
+def _pairs(
+    ids: list[str], values: list[Any], flag: str, value_flag: str, *, optional: bool = False
+) -> list[tuple[str, Any]]:
+    if len(values) > len(ids) or (not optional and len(values) != len(ids)):
+        raise UsageError(f"give one {value_flag} for each {flag} ({len(ids)} vs {len(values)})")
+    return [(ident, values[i] if i < len(values) else None) for i, ident in enumerate(ids)]
+
+
+def _json(text: str, flag: str, *, answer: bool = False) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        hint = (
+            f"; to answer with text, quote it as a JSON string ({flag} "
+            f"'{json.dumps(text, ensure_ascii=False)}') or use --result-text ID TEXT"
+            if answer
+            else "; quote the whole value for the shell, such as '{\"amount\": 60}'"
+        )
+        raise UsageError(f"{flag} is not valid JSON: {exc}{hint}") from None
+    except ValueError as exc:  # an integer with more digits than Python converts
+        raise UsageError(f"{flag} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{flag} is not valid JSON: it nests too deeply") from None
 
 
 def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -31,15 +150,6 @@ def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
     return result
 
 
-def reject_all(continuation: Continuation, reason: str) -> Continuation:
-    """Reject every undecided entry that allows `reject` (`--reject all`), in one batch."""
-    return continuation.decide_many(
-        Decide.reject(view.path, reason)
-        for view in continuation.undecided()
-        if "reject" in view.decisions
-    )
-
-
 def nothing_decided(continuation: Continuation, args: argparse.Namespace) -> None:
     """Refuse (exit 2) a resume after which no entry has a decision: the run would only
     suspend again, on the same entries; say what waits and what each allows."""
@@ -50,6 +160,8 @@ def nothing_decided(continuation: Continuation, args: argparse.Namespace) -> Non
         if "all" in getattr(args, flag[2:]):
             why.append(f"{flag} all found no call that allows {kind}")
     reason = "; ".join(why) or "no decision was given"
+    from engine.cli._output import describe
+
     raise UsageError(
         f"nothing was decided ({reason}), so the run would only wait again; waiting:\n"
         + describe(continuation.undecided()).rstrip("\n")

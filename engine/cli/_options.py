@@ -1,27 +1,16 @@
-"""Options that several subcommands share and their defaults from the environment: the run
-store (`--store`, `CALLCC_STORE`) and the Temporal server (`--temporal`, `CALLCC_TEMPORAL`).
-A leaf: the subcommand modules import it, it imports none of them."""
+"""The Temporal options that several subcommands share (`--temporal`, `--namespace`,
+`--task-queue`) and the server's default from the environment (`CALLCC_TEMPORAL`). A leaf:
+the subcommand modules import it, it imports none of them."""
 
 from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from engine.store import STORE_ENV
 
 TEMPORAL_ENV = "CALLCC_TEMPORAL"
 """The Temporal frontend (HOST:PORT) when `--temporal` is not given."""
-
-
-def store_url_of(args: argparse.Namespace) -> str | None:
-    """`--store`, else `CALLCC_STORE`, else None."""
-    url: str | None = getattr(args, "store", None) or os.environ.get(STORE_ENV) or None
-    if url and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        relative = url.removeprefix("sqlite:///")
-        if relative and relative != ":memory:":  # messages and hints name the file opened
-            url = f"sqlite:///{Path(relative).resolve()}"
-    return url
 
 
 def temporal_options(parser: argparse.ArgumentParser, *, required_store: bool = False) -> None:

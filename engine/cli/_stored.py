@@ -1,10 +1,13 @@
 """What `render`, `inspect` and `pending` read when given a RUN_ID and a store instead of a
 file: a path that exists is always the file (said on stderr when `--store` also holds a run
-of that id); anything else is a run id of the store (`--store`, else `CALLCC_STORE`)."""
+of that id); anything else is a run id of the store (`--store`, else `CALLCC_STORE`), shown
+with the decisions recorded for it (`callcc decide`, the inbox) made. Also where the CLI
+finds its store URL and opens a store that must exist."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -19,8 +22,6 @@ if TYPE_CHECKING:
 def stored_stack(source: str, args: argparse.Namespace, stderr: TextIO) -> Continuation | None:
     """The stack of the stored run `source` names, or None when `source` is to be read as a
     file (it exists, or no store is given: reading it then says it is missing)."""
-    from engine.cli._options import store_url_of
-
     explicit = getattr(args, "store", None)
     url = store_url_of(args)
     if Path(source).exists():
@@ -34,6 +35,16 @@ def stored_stack(source: str, args: argparse.Namespace, stderr: TextIO) -> Conti
     if not url:
         return None
     return _stack(url, source)
+
+
+def store_url_of(args: argparse.Namespace) -> str | None:
+    """`--store`, else `CALLCC_STORE`, else None."""
+    url: str | None = getattr(args, "store", None) or os.environ.get(STORE_ENV) or None
+    if url and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        relative = url.removeprefix("sqlite:///")
+        if relative and relative != ":memory:":  # messages and hints name the file opened
+            url = f"sqlite:///{Path(relative).resolve()}"
+    return url
 
 
 def no_such_file(source: str) -> UsageError:
@@ -80,11 +91,15 @@ def _holds(url: str | None, run_id: str) -> bool:
 
 def _stack(url: str, run_id: str) -> Continuation:
     from engine.durable import stack_of
+    from engine.inbox import apply_recorded
     from engine.signing import keys_from_env
 
     keys = keys_from_env()
     store = open_existing(url)
     try:
-        return stack_of(store, run_id, keys[0] if keys else None)
+        stack = stack_of(store, run_id, keys[0] if keys else None)
+        if not stack.pending():
+            return stack
+        return apply_recorded(stack, store.recorded_decisions(run_id, stack.nonce))
     finally:
         store.close()

@@ -9,17 +9,19 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from engine.cli._exit import EXIT_OK, EXIT_SUSPENDED
-from engine.cli._options import store_url_of as store_url_of  # runs, _stored import it here
+from engine.cli._decisions import add_decision_flags
+from engine.cli._exit import EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
 from engine.cli._options import temporal_of, temporal_options
 from engine.cli._output import describe, progress, report, warn_unused
+from engine.cli._stored import store_url_of
 from engine.errors import ContinuationError, UsageError
 from engine.signing import KEY_ENV, KEY_FILE_ENV, generate_key, keys_from_env
 from engine.store import STORE_ENV, open_store
 
 if TYPE_CHECKING:  # the handlers import what they run on: `pending` needs no runtime
     from engine.continuation import Continuation
-    from engine.runtime import Runtime
+    from engine.inbox import ResumedElsewhere
+    from engine.runtime import Outcome, Runtime
     from engine.spec import Spec
     from engine.store import RunStore
 
@@ -83,42 +85,7 @@ def register(sub: Any) -> None:
         help="the continuation file to resume, or a run id of the store",
     )
     resume.add_argument("--spec", metavar="SPEC", help="the spec (default: the path recorded)")
-    decide = resume.add_argument_group("decisions (each may be repeated)")
-    decide.add_argument("--approve", action="append", default=[], metavar="ID|all")
-    decide.add_argument("--reject", action="append", default=[], metavar="ID|all")
-    decide.add_argument("--reason", action="append", default=[], help="reason of each --reject")
-    decide.add_argument("--edit", action="append", default=[], metavar="ID")
-    decide.add_argument("--args", action="append", default=[], help="JSON args of each --edit")
-    decide.add_argument(
-        "--patch",
-        action="append",
-        default=[],
-        nargs=2,
-        metavar=("ID", "JSON"),
-        help="edit with a JSON merge patch (RFC 7396) of the call's arguments",
-    )
-    decide.add_argument("--answer", action="append", default=[], metavar="ID")
-    decide.add_argument("--result", action="append", default=[], help="JSON of each --answer")
-    decide.add_argument(
-        "--result-text",
-        action="append",
-        default=[],
-        nargs=2,
-        metavar=("ID", "TEXT"),
-        help="answer with plain text (no JSON quoting)",
-    )
-    decide.add_argument("--extend", action="append", default=[], metavar="ID")
-    decide.add_argument("--turns", action="append", default=[], type=int, help="per --extend")
-    decide.add_argument("--stop", action="append", default=[], metavar="ID")
-    decide.add_argument(
-        "--resume",
-        "--continue",
-        dest="carry_on",
-        action="append",
-        default=[],
-        metavar="ID",
-        help="decide resume: carry on after a pause or a model error (--continue: the same)",
-    )
+    add_decision_flags(resume)
     resume.add_argument(
         "--allow-spec-change", action="store_true", help="resume even though the spec changed"
     )
@@ -173,13 +140,13 @@ def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
     prompt = args.prompt
     if args.prompt_file:
         prompt = _read(args.prompt_file)
-    spec = load_spec(args.spec)
-    store_url = store_url_of(args)
     run_id = args.run_id or uuid.uuid4().hex
     if temporal_of(args):
         from engine.cli.worker import run_on_temporal
 
         return run_on_temporal(args, prompt, run_id, stdout, stderr)
+    spec = load_spec(args.spec)
+    store_url = store_url_of(args)
     state = args.state_out or (None if store_url else default_state(run_id))
     check_overwrite(state, args)
     with progress(args, stdout) as shown, _runtime(spec, args, shown, store_url) as runtime:
@@ -220,7 +187,7 @@ def resume_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     if temporal_of(args) and not Path(args.state).exists():  # a file resumes here
         from engine.cli.worker import resume_on_temporal
 
-        return resume_on_temporal(args, apply_decisions, stdout, stderr)
+        return resume_on_temporal(args, stdout, stderr)
     if store_url and not Path(args.state).is_file():
         return _resume_stored(args, store_url, stdout, stderr)
     if not store_url and not Path(args.state).exists() and not args.state.endswith(".json"):
@@ -253,6 +220,7 @@ def resume_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
 
 def _resume_stored(args: argparse.Namespace, url: str, stdout: TextIO, stderr: TextIO) -> int:
     from engine.durable import spec_of_run
+    from engine.inbox import ResumedElsewhere
     from engine.spec import load_spec
 
     store = open_store(url)
@@ -264,12 +232,47 @@ def _resume_stored(args: argparse.Namespace, url: str, stdout: TextIO, stderr: T
             )  # fmt: skip
         check_overwrite(args.state_out, args)
         with progress(args, stdout) as shown, _runtime(spec, args, shown, store) as runtime:
-            continuation = apply_decisions(runtime.load_run(run.run_id), args)
-            outcome = runtime.resume(continuation, allow_spec_change=args.allow_spec_change)
+            outcome = _resume_recorded(runtime, run.run_id, args)
+            if isinstance(outcome, ResumedElsewhere):
+                return elsewhere(outcome, stdout, stderr)
             warn_unused(runtime, outcome, stderr)
     finally:
         store.close()
     return report(outcome, args.state_out, args, stdout, stderr, store_url=url)
+
+
+def _resume_recorded(
+    runtime: Runtime, run_id: str, args: argparse.Namespace
+) -> Outcome | ResumedElsewhere:
+    """Resume a stored run with the decisions recorded for it (`callcc decide`, the inbox)
+    and those the flags give, audited as this OS user."""
+    from engine.audit import os_user
+    from engine.cli._decisions import flag_decisions, nothing_decided
+    from engine.inbox import apply_recorded, resume_recorded
+
+    assert runtime.store is not None
+    waiting = runtime.load_run(run_id)
+    current = apply_recorded(waiting, runtime.store.recorded_decisions(run_id, waiting.nonce))
+    extra = flag_decisions(current, args)
+    nothing_decided(runtime.check_decisions(current, extra) if extra else current, args)
+    return resume_recorded(
+        runtime,
+        run_id,
+        extra=extra,
+        user=os_user(),
+        allow_spec_change=args.allow_spec_change,
+    )
+
+
+def elsewhere(outcome: ResumedElsewhere, stdout: TextIO, stderr: TextIO) -> int:
+    """Say that another resume of the same suspension won; exit as its status says."""
+    print(
+        f"callcc: another process resumed run {outcome.run_id} first; it is {outcome.status} "
+        f"now (`callcc runs show {outcome.run_id}` shows where it stands)",
+        file=stderr,
+    )
+    codes = {"suspended": EXIT_SUSPENDED, "failed": EXIT_FAILED}
+    return codes.get(outcome.status, EXIT_OK)
 
 
 def _runtime(
@@ -327,75 +330,14 @@ def keygen_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
 
 
 def apply_decisions(continuation: Continuation, args: argparse.Namespace) -> Continuation:
-    """Apply every decision flag, checking that paired flags come in pairs."""
-    from engine.cli._decisions import merge_patch, nothing_decided, reject_all
+    """Make every decision the flags give (`cli/_decisions.flag_decisions`), in one batch;
+    refuse a resume that decides nothing."""
+    from engine.cli._decisions import flag_decisions, nothing_decided
 
-    result = continuation
-    for ident in args.approve:
-        if ident != "all":
-            result = result.approve(ident)
-    rejects = _pairs(args.reject, args.reason, "--reject", "--reason", optional=True)
-    for ident, reason in rejects:
-        if ident != "all":
-            result = result.reject(ident, reason or "rejected by the reviewer")
-    for ident, text in _pairs(args.edit, args.args, "--edit", "--args"):
-        value = _json(text, "--args")
-        if not isinstance(value, dict):
-            raise UsageError("--args must be a JSON object")
-        result = result.edit(ident, value)
-    for ident, text in getattr(args, "patch", []):  # new flags: absent from older Namespaces
-        patch = _json(text, "--patch")
-        if not isinstance(patch, dict):
-            raise UsageError(
-                f"--patch {ident}: the patch must be a JSON object, such as "
-                "'{\"amount\": 60}' (null removes an argument)"
-            )
-        current = result.find(ident)[0].arguments
-        if current is None:
-            raise UsageError(f"--patch {ident}: the entry is no tool call; it has no arguments")
-        result = result.edit(ident, merge_patch(current, patch))
-    for ident, text in _pairs(args.answer, args.result, "--answer", "--result"):
-        result = result.answer(ident, _json(text, "--result", answer=True))
-    for ident, text in getattr(args, "result_text", []):
-        result = result.answer(ident, text)
-    for ident, turns in _pairs(args.extend, args.turns, "--extend", "--turns"):
-        result = result.extend(ident, int(turns))
-    for ident in args.stop:
-        result = result.stop(ident)
-    for ident in args.carry_on:
-        result = result.resume(ident)
-    if "all" in args.approve:  # last: `all` means every call no other flag decided
-        result = result.approve_all()
-    for ident, reason in rejects:
-        if ident == "all":
-            result = reject_all(result, reason or "rejected by the reviewer")
+    decides = flag_decisions(continuation, args)
+    result = continuation.decide_many(decides) if decides else continuation
     nothing_decided(result, args)
     return result
-
-
-def _pairs(
-    ids: list[str], values: list[Any], flag: str, value_flag: str, *, optional: bool = False
-) -> list[tuple[str, Any]]:
-    if len(values) > len(ids) or (not optional and len(values) != len(ids)):
-        raise UsageError(f"give one {value_flag} for each {flag} ({len(ids)} vs {len(values)})")
-    return [(ident, values[i] if i < len(values) else None) for i, ident in enumerate(ids)]
-
-
-def _json(text: str, flag: str, *, answer: bool = False) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        hint = (
-            f"; to answer with text, quote it as a JSON string ({flag} "
-            f"'{json.dumps(text, ensure_ascii=False)}') or use --result-text ID TEXT"
-            if answer
-            else "; quote the whole value for the shell, such as '{\"amount\": 60}'"
-        )
-        raise UsageError(f"{flag} is not valid JSON: {exc}{hint}") from None
-    except ValueError as exc:  # an integer with more digits than Python converts
-        raise UsageError(f"{flag} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise UsageError(f"{flag} is not valid JSON: it nests too deeply") from None
 
 
 def _read(path: str) -> str:

@@ -1,4 +1,5 @@
-"""`callcc runs list|show|pending|prune` and `callcc recover`: the run store from the shell."""
+"""`callcc runs list|show|pending|expire|audit|prune` and `callcc recover`: the run store from
+the shell (`expire` and `audit` are handled in `cli/inbox`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.cli._exit import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
 from engine.cli._output import progress, report, warn_unused
-from engine.cli.run import store_url_of
+from engine.cli._stored import store_url_of
 from engine.errors import CallccError, LeaseHeldError, UsageError
 from engine.store import STORE_ENV
 from engine.store._statuses import RUN_STATUSES
@@ -40,6 +41,33 @@ def register(sub: Any) -> None:
     pending.add_argument("--limit", type=_limit, default=100, help="at most this many (100)")
     _store_options(pending)
     pending.set_defaults(handler=pending_command)
+    expire = actions.add_parser(
+        "expire",
+        help="reject the pending calls whose approval.expires_after passed",
+        description="Reject, as user callcc, every undecided call whose tool's "
+        "approval.expires_after has passed (the model is told: 'expired: no decision within "
+        "24h'), and resume each run whose calls are then all decided. The service does this "
+        "by itself; run this from cron where there is none. Exit 0, 2 on bad input.",
+    )
+    expire.add_argument("--model", metavar="NAME|scripted:PATH", help="use this model for all")
+    expire.add_argument(
+        "--allow-module",
+        action="append",
+        metavar="PREFIX",
+        help="only import python tools from modules under PREFIX (repeatable)",
+    )
+    _store_options(expire)
+    expire.set_defaults(handler=_inbox("expire_command"))
+    audit = actions.add_parser(
+        "audit",
+        help="who did what to a run, and when",
+        description="Print a run's audit trail, oldest first: started, each decision with "
+        "its user, call, tool, fingerprint, reason and the arguments before and after an "
+        "edit, expiry, resumes and the end.",
+    )
+    audit.add_argument("run_id", metavar="RUN_ID")
+    _store_options(audit)
+    audit.set_defaults(handler=_inbox("audit_command"))
     prune = actions.add_parser(
         "prune",
         help="delete old runs of some statuses",
@@ -106,6 +134,18 @@ def register(sub: Any) -> None:
     recover.add_argument("-q", "--quiet", action="store_true", help="print only the outcome")
     _store_options(recover)
     recover.set_defaults(handler=recover_command)
+
+
+def _inbox(name: str) -> Any:
+    """The handler `name` of `cli/inbox`, imported when its command runs."""
+
+    def handler(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+        from engine.cli import inbox
+
+        code: int = getattr(inbox, name)(args, stdout, stderr)
+        return code
+
+    return handler
 
 
 def _store_options(parser: argparse.ArgumentParser) -> None:

@@ -12,14 +12,12 @@ import argparse
 from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.cli._exit import EXIT_OK, EXIT_SUSPENDED
-from engine.cli._options import TEMPORAL_ENV, store_url_of, temporal_of, temporal_options
+from engine.cli._options import TEMPORAL_ENV, temporal_of, temporal_options
+from engine.cli._stored import store_url_of
 from engine.errors import UsageError
 from engine.store import STORE_ENV
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from engine.continuation import Continuation
     from engine.temporal.client import TemporalRuntime
 
 
@@ -36,7 +34,7 @@ def register(sub: Any) -> None:
     )
     temporal_options(worker, required_store=True)
     worker.add_argument(
-        "--concurrency", type=int, default=8, metavar="N", help="advances at once (8)"
+        "--concurrency", type=int, default=4, metavar="N", help="advances at once (4)"
     )
     worker.add_argument(
         "--allow-module",
@@ -129,27 +127,27 @@ def run_on_temporal(
     return report(outcome, args.state_out, args, stdout, stderr, store_url=store_url_of(args))
 
 
-def resume_on_temporal(
-    args: argparse.Namespace,
-    apply_decisions: Callable[[Continuation, argparse.Namespace], Continuation],
-    stdout: TextIO,
-    stderr: TextIO,
-) -> int:
-    """`callcc resume RUN_ID --temporal`: the decision flags (`apply_decisions`, the local
-    resume's), sent as one update."""
+def resume_on_temporal(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """`callcc resume RUN_ID --temporal`: the decision flags, each bound to the fingerprint
+    of the entry it answers, sent as one update (none: the workers apply the decisions the
+    store recorded, `callcc decide`)."""
     from engine import durable
+    from engine.cli._decisions import flag_decisions
     from engine.cli._output import report
-    from engine.temporal.client import decisions_made
+    from engine.temporal.client import decision_of
 
     address = temporal_of(args)
     assert address is not None
     with _runtime(args, address) as runtime:
         key = runtime.keys[0] if runtime.keys else None
         continuation = durable.load(runtime.store, args.state, key)
-        decided = apply_decisions(continuation, args)
-        outcome = runtime.resume(
-            continuation.run_id, decisions_made(decided), nonce=continuation.nonce
-        )
+        decisions = []
+        for decide in flag_decisions(continuation, args):
+            view = continuation.find(decide.id)[0]
+            decision = decision_of(decide)
+            decision.id, decision.fingerprint = view.path, view.fingerprint
+            decisions.append(decision)
+        outcome = runtime.resume(continuation.run_id, decisions, nonce=continuation.nonce)
     return report(outcome, args.state_out, args, stdout, stderr, store_url=store_url_of(args))
 
 

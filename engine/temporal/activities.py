@@ -22,12 +22,13 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from engine import inbox
 from engine.continuation import Continuation
 from engine.decisions import Decide
-from engine.errors import DecisionError, LeaseHeldError, UsageError
-from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped, Suspended
+from engine.errors import ContinuationError, DecisionError, LeaseHeldError, UsageError
+from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped
 from engine.spec.load import load_stored_spec
-from engine.spec.model import Approval, Spec, SpecSource
+from engine.spec.model import SpecSource
 from engine.store.base import RunRecord, RunStore
 from engine.temporal.data import Advance, Decision, Entry, Summary
 from engine.temporal.workflow import ADVANCE, CANCEL
@@ -73,6 +74,7 @@ class Activities:
                 allowed_modules=self._allowed,
                 model_override=self._model,
                 lease_seconds=self._lease,
+                observers=[_heartbeat],
             )
             self._runtimes[digest] = runtime
         return runtime
@@ -98,27 +100,49 @@ class Activities:
         if run is None:
             if request.prompt is None:
                 raise UsageError(f"run {request.run_id!r} is not in {self.store.url}")
-            stream = runtime.astream(request.prompt, agent=request.agent, run_id=request.run_id)
-            return summary_of(spec=runtime.spec, outcome=await _drained(stream))
+            started = await runtime.arun(request.prompt, agent=request.agent, run_id=request.run_id)
+            return summary_of(started)
         if run.status == "running":
             log.info("taking over run %s (its worker died)", run.run_id)
-            return summary_of(
-                spec=runtime.spec, outcome=await _drained(runtime.astream_recover(run.run_id))
-            )
+            return summary_of(await runtime.arecover(run.run_id))
         waiting = run.status == "suspended" or (run.status == "failed" and run.nonce)
-        if waiting and request.decisions and request.nonce == run.nonce:
-            continuation = await runtime.aload_run(run.run_id)
-            try:
-                decided = continuation.decide_many([decide_of(d) for d in request.decisions])
-                runtime.check(decided)
-            except UsageError as exc:  # nothing ran; the run waits on as it was
-                refused = summary_of_waiting(run, continuation, runtime.spec)
-                refused.refused = str(exc)
-                return refused
-            return summary_of(
-                spec=runtime.spec, outcome=await _drained(runtime.astream_resume(decided))
+        if not waiting or request.nonce != run.nonce:  # done before: a retried advance whose
+            return await self.where(runtime, run)  # worker died after the store settled it
+        return await self._resume(runtime, run, request)
+
+    async def _resume(self, runtime: Runtime, run: RunRecord, request: Advance) -> Summary:
+        """Resume with the update's decisions and those the store recorded (`engine.inbox`:
+        `callcc decide`, the service), undecided entries whose expiry passed rejected first;
+        refused (nothing run) when that decides nothing or a decision does not fit."""
+        decides = [decide_of(d) for d in request.decisions]
+        continuation = await runtime.aload_run(run.run_id)
+        if not decides and not await self._anything_decided(runtime, run, continuation):
+            refused = summary_of_waiting(run, continuation)
+            refused.refused = "nothing is decided: give a decision for what the run waits on"
+            return refused
+        try:
+            outcome = await inbox.aresume_recorded(
+                runtime, run.run_id, extra=decides, user=request.user or "temporal"
             )
-        return await self.where(runtime, run)
+        except (DecisionError, ContinuationError) as exc:  # nothing ran; it waits as it was
+            refused = summary_of_waiting(run, continuation)
+            refused.refused = str(exc)
+            return refused
+        if isinstance(outcome, inbox.ResumedElsewhere):
+            return await self.where(runtime, await self.store.aio.get_run(run.run_id))
+        return summary_of(outcome)
+
+    async def _anything_decided(
+        self, runtime: Runtime, run: RunRecord, continuation: Continuation
+    ) -> bool:
+        """True when the store recorded a decision for the suspension, or an entry expired."""
+        if await self.store.aio.recorded_decisions(run.run_id, run.nonce):
+            return True
+        now = runtime.clock()
+        return any(
+            p.expires_at is not None and p.expires_at <= now and p.decision is None
+            for p in continuation.pending()
+        )
 
     async def _run(self, run_id: str) -> RunRecord | None:
         try:
@@ -133,7 +157,7 @@ class Activities:
         if run.status in ("finished", "stopped"):
             return Summary(run_id=run.run_id, status=run.status, output=run.output)
         if run.status == "suspended" or (run.status == "failed" and run.nonce):
-            return summary_of_waiting(run, await runtime.aload_run(run.run_id), runtime.spec)
+            return summary_of_waiting(run, await runtime.aload_run(run.run_id))
         return Summary(run_id=run.run_id, status=run.status, output=run.output)
 
     @activity.defn(name=CANCEL)
@@ -183,14 +207,11 @@ async def _heartbeating() -> AsyncIterator[None]:
             await task
 
 
-async def _drained(stream: AsyncIterator[Any]) -> Outcome:
-    """The outcome a run's event stream ends with, heartbeating at every event."""
-    last: Any = None
-    async for item in stream:
+def _heartbeat(event: object) -> None:
+    """Heartbeat the activity driving the run at every event (step) of it: observers are
+    called in the drive's own task, so the current activity is the one whose run it is."""
+    if activity.in_activity():
         activity.heartbeat()
-        last = item
-    assert isinstance(last, Finished | Stopped | Failed | Suspended), last
-    return last
 
 
 def decide_of(decision: Decision) -> Decide:
@@ -209,9 +230,8 @@ def decide_of(decision: Decision) -> Decide:
     return Decide(**fields)
 
 
-def entries_of(continuation: Continuation, spec: Spec | None = None) -> list[Entry]:
-    """What `continuation` waits for, as the workflow keeps it (with `spec`, the reason an
-    expiring approval is rejected with)."""
+def entries_of(continuation: Continuation) -> list[Entry]:
+    """What `continuation` waits for, as the workflow keeps it."""
     return [
         Entry(
             id=p.id,
@@ -226,18 +246,12 @@ def entries_of(continuation: Continuation, spec: Spec | None = None) -> list[Ent
             detail=p.detail,
             decision=p.decision,
             expires_at=p.expires_at,
-            expiry_reason=_expiry_reason(spec, p.tool) if p.expires_at is not None else None,
         )
         for p in continuation.pending()
     ]
 
 
-def _expiry_reason(spec: Spec | None, tool: str | None) -> str | None:
-    approval = getattr(spec.tools.get(tool), "approval", None) if spec and tool else None
-    return approval.expiry_reason() if isinstance(approval, Approval) else None
-
-
-def summary_of(outcome: Outcome, spec: Spec | None = None) -> Summary:
+def summary_of(outcome: Outcome) -> Summary:
     """The summary of an outcome."""
     if isinstance(outcome, Finished | Stopped):
         return Summary(run_id=outcome.run_id, status=outcome.kind, output=outcome.output)
@@ -247,7 +261,7 @@ def summary_of(outcome: Outcome, spec: Spec | None = None) -> Summary:
             run_id=continuation.run_id,
             status="failed",
             nonce=continuation.nonce if outcome.resumable else None,
-            pending=entries_of(continuation, spec) if outcome.resumable else [],
+            pending=entries_of(continuation) if outcome.resumable else [],
             output=outcome.reason,
             resumable=outcome.resumable,
         )
@@ -255,19 +269,17 @@ def summary_of(outcome: Outcome, spec: Spec | None = None) -> Summary:
         run_id=continuation.run_id,
         status="suspended",
         nonce=continuation.nonce,
-        pending=entries_of(continuation, spec),
+        pending=entries_of(continuation),
     )
 
 
-def summary_of_waiting(
-    run: RunRecord, continuation: Continuation, spec: Spec | None = None
-) -> Summary:
+def summary_of_waiting(run: RunRecord, continuation: Continuation) -> Summary:
     """The summary of a run that waits on `continuation` in the store."""
     return Summary(
         run_id=run.run_id,
         status=run.status,
         nonce=run.nonce,
-        pending=entries_of(continuation, spec),
+        pending=entries_of(continuation),
         output=run.output,
         resumable=run.status == "failed",
     )

@@ -22,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from engine import durable
-from engine.continuation import Continuation, PendingDecision
+from engine.continuation import PendingDecision
 from engine.decisions import Decide
 from engine.errors import RunError, UsageError
 from engine.journal import rebuild
@@ -288,29 +288,6 @@ def decision_of(decide: Decide) -> Decision:
         result=decide.result,
         turns=decide.turns,
     )
-
-
-def decisions_made(continuation: Continuation) -> list[Decision]:
-    """The decisions recorded on `continuation`'s entries (by the CLI's decision flags), each
-    bound to the fingerprint of the entry it answers."""
-    made: list[Decision] = []
-    for view in continuation.pending():
-        if view.decision is None:
-            continue
-        decision = continuation.find(view.path)[1].decision
-        assert decision is not None
-        made.append(
-            Decision(
-                id=view.path,
-                kind=decision.kind,
-                fingerprint=view.fingerprint,
-                arguments=getattr(decision, "arguments", None),
-                reason=getattr(decision, "reason", None),
-                result=getattr(decision, "result", None),
-                turns=getattr(decision, "turns", 0),
-            )
-        )
-    return made
 
 
 def pending_of(entry: Entry) -> PendingDecision:

@@ -43,8 +43,6 @@ class Entry:
     """A decision already recorded for it, if any (kind only)."""
     expires_at: float | None = None
     """When an undecided approval is rejected by the workflow's timer (epoch seconds)."""
-    expiry_reason: str | None = None
-    """The reason an expired entry is rejected with (`expired: no decision within 24h`)."""
 
 
 @dataclass(kw_only=True)

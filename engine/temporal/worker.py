@@ -35,7 +35,7 @@ def build_worker(
     activities: Activities,
     *,
     task_queue: str = DEFAULT_TASK_QUEUE,
-    concurrency: int = 8,
+    concurrency: int = 4,
     graceful_seconds: float = 30.0,
 ) -> Worker:
     """A worker running callcc's workflow and activities, `concurrency` advances at once."""
@@ -72,7 +72,7 @@ async def run_worker(
     *,
     namespace: str = DEFAULT_NAMESPACE,
     task_queue: str = DEFAULT_TASK_QUEUE,
-    concurrency: int = 8,
+    concurrency: int = 4,
     allowed_modules: Sequence[str] | None = None,
     model_override: str | None = None,
     graceful_seconds: float = 30.0,

@@ -7,13 +7,15 @@ the store) happens in the `advance` and `cancel` activities (`engine.temporal.ac
 
 - Update `decide` (`data.DecideRequest` -> `data.Summary`): its validator refuses an unknown
   id, a stale nonce or fingerprint, a decision the entry does not allow and an entry decided
-  already, before anything is recorded; accepted decisions are applied by the next advance,
-  and the update returns where the run stands after it.
+  already, before anything is recorded; accepted decisions are applied by the next advance
+  (with those the run store recorded, `engine.inbox`: no decision at all applies only
+  those), and the update returns where the run stands after it.
 - Update `settled` waits until no advance is in flight and returns the summary (a client
   waits on it after starting a run).
 - Query `pending` lists what the run waits for; query `summary` the whole summary.
 - Signal `cancel` (a reason) ends a waiting run as stopped (a running one when it next waits).
-- Durable timers: an undecided approval with `expires_at` is rejected when it expires.
+- Durable timers: when an undecided approval's `expires_at` passes, an advance with no
+  decision lets `engine.inbox` reject it (recorded and audited as expired by `callcc`).
 - Continue-as-new when Temporal suggests it (or after `Start.advances_per_history` advances).
 """
 
@@ -27,7 +29,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from engine.temporal.data import Advance, DecideRequest, Decision, Entry, Start, Summary
+    from engine.temporal.data import Advance, DecideRequest, Entry, Start, Summary
 
 WORKFLOW = "callcc.run"
 ADVANCE = "callcc.advance"
@@ -57,8 +59,8 @@ class RunWorkflow:
         self._generation = 0
         self._refused: dict[int, str] = {}
         self._cancel: str | None = None
-        self._expired: set[tuple[str | None, str]] = set()
-        """(nonce, path) of the expiries already decided, so a refused one fires once."""
+        self._expiry_retry = 0.0
+        """When to look again at an expiry the advance found not yet due (another clock)."""
 
     @workflow.run
     async def run(self, start: Start) -> Summary:
@@ -75,7 +77,8 @@ class RunWorkflow:
             advances += 1
             self._busy = False
         while self._summary.waiting:
-            if await self._wait(advances):
+            woke = await self._wait(advances)
+            if woke == "renew":
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
                     replace(start, prompt=None, summary=self._summary, advances=advances)
@@ -84,33 +87,37 @@ class RunWorkflow:
             if self._cancel is not None:
                 self._summary = await self._cancelled(summary, self._cancel)
                 break
-            decisions, user = self._batch(summary)
-            if not decisions:
+            requests, self._queue = self._queue, []
+            if not requests and woke != "expiry":
                 continue
             self._busy = True
-            result = await self._advance(
+            result = await self._advance(  # no decision given: the store's and the expiries
                 Advance(
                     run_id=start.run_id,
                     spec_digest=start.spec_digest,
                     nonce=summary.nonce,
-                    decisions=decisions,
-                    user=user,
+                    decisions=[d for request in requests for d in request.decisions],
+                    user=",".join(sorted({r.user for r in requests if r.user})) or "callcc",
                 )
             )
             advances += 1
-            if result.refused is not None:
-                self._refused[self._generation] = result.refused
-            else:
+            if result.refused is None:
                 self._summary = result
+            elif requests:
+                self._refused[self._generation] = result.refused
+            else:  # the expiry was not due by the worker's clock yet: look again soon
+                self._expiry_retry = workflow.now().timestamp() + 1.0
             self._generation += 1
             self._busy = False
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._summary
 
-    async def _wait(self, advances: int) -> bool:
-        """Wait for decisions, a cancel, the next expiry or the time to continue as new;
-        True when the workflow should continue as new now."""
-        due = _next_expiry(self._summary, self._expired)
+    async def _wait(self, advances: int) -> str:
+        """Wait for decisions, a cancel, the next expiry (a durable timer) or the time to
+        continue as new: "work", "expiry" or "renew"."""
+        due = _next_expiry(self._summary)
+        if due is not None:
+            due = max(due, self._expiry_retry)
         timeout = None if due is None else max(0.0, due - workflow.now().timestamp())
         try:
             await workflow.wait_condition(
@@ -118,40 +125,16 @@ class RunWorkflow:
                 timeout=timeout,
             )
         except TimeoutError:
-            return False
-        return not self._queue and self._cancel is None and self._renew(advances)
+            return "expiry"
+        if not self._queue and self._cancel is None and self._renew(advances):
+            return "renew"
+        return "work"
 
     def _renew(self, advances: int) -> bool:
         """True when the history should start afresh (continue-as-new)."""
         return workflow.info().is_continue_as_new_suggested() or (
             advances - self._start.advances >= self._start.advances_per_history
         )
-
-    def _batch(self, summary: Summary) -> tuple[list[Decision], str]:
-        """The queued decisions, and rejections of approvals that expired by now."""
-        decisions = [d for request in self._queue for d in request.decisions]
-        users = sorted({request.user for request in self._queue if request.user})
-        self._queue.clear()
-        now = workflow.now().timestamp()
-        named = {_resolve(summary, d.id).path for d in decisions}
-        for entry in summary.pending:
-            if (
-                _expires(entry, self._expired, summary.nonce)
-                and entry.expires_at is not None
-                and entry.expires_at <= now
-                and entry.path not in named
-            ):
-                self._expired.add((summary.nonce, entry.path))
-                decisions.append(
-                    Decision(
-                        id=entry.path,
-                        kind="reject",
-                        fingerprint=entry.fingerprint,
-                        reason=entry.expiry_reason or "expired: no decision in time",
-                    )
-                )
-                users.append("callcc")
-        return decisions, ",".join(users)
 
     async def _advance(self, request: Advance) -> Summary:
         try:
@@ -209,8 +192,6 @@ class RunWorkflow:
                 "again and decide on that",
                 type=REFUSED,
             )
-        if not request.decisions:
-            raise ApplicationError("no decision given", type=REFUSED)
         seen: set[str] = set()
         for decision in request.decisions:
             entry = _resolve(summary, decision.id)
@@ -270,23 +251,13 @@ def _resolve(summary: Summary, ident: str) -> Entry:
     )
 
 
-def _expires(entry: Entry, done: set[tuple[str | None, str]], nonce: str | None) -> bool:
-    """True when `entry` is an undecided approval with an expiry not yet applied."""
-    return (
-        entry.expires_at is not None
-        and entry.decision is None
-        and "reject" in entry.decisions
-        and (nonce, entry.path) not in done
-    )
-
-
-def _next_expiry(summary: Summary | None, done: set[tuple[str | None, str]]) -> float | None:
+def _next_expiry(summary: Summary | None) -> float | None:
     """When the next undecided approval of `summary` expires (epoch seconds), or None."""
     if summary is None:
         return None
     due = [
         e.expires_at
         for e in summary.pending
-        if e.expires_at is not None and _expires(e, done, summary.nonce)
+        if e.expires_at is not None and e.decision is None and "reject" in e.decisions
     ]
     return min(due) if due else None
