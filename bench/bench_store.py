@@ -39,6 +39,8 @@ CLAIMERS = 4
 STORED_RUNS = 100_000
 LISTINGS = 51
 REPEATS = 3
+PENDING_BASE = "run_id, path, call_id, tool, reason, created_at"
+"""The `pending` columns of migration 1 (later ones add columns that have defaults)."""
 POSTGRES_URL = (
     os.environ.get("CALLCC_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -167,7 +169,7 @@ def bulk_load(store: Any, count: int) -> None:
         db.executemany(
             f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", runs
         )  # named columns: later migrations add columns (the lease) that default to NULL
-        db.executemany("INSERT INTO pending VALUES (?, ?, ?, ?, ?, ?)", pending)
+        db.executemany(f"INSERT INTO pending ({PENDING_BASE}) VALUES (?, ?, ?, ?, ?, ?)", pending)
         db.execute("COMMIT")
         db.execute("ANALYZE")
         return
@@ -176,7 +178,7 @@ def bulk_load(store: Any, count: int) -> None:
         with cur.copy(f"COPY runs ({RUN_COLUMNS}) FROM STDIN") as copy:
             for row in runs:
                 copy.write_row(row)
-        with cur.copy("COPY pending FROM STDIN") as copy:
+        with cur.copy(f"COPY pending ({PENDING_BASE}) FROM STDIN") as copy:
             for row in pending:
                 copy.write_row(row)
     conn.autocommit = True

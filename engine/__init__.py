@@ -34,8 +34,10 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `signing`: HMAC-SHA256 signatures, keys from the environment, rotation.
 - `store/`: the run store protocols (`base`: `RunStore`, its async face `AsyncRunStore`), SQLite
   and PostgreSQL backends, `open_store`; `_plan` runs one sans-IO body per store operation on
-  a blocking or an asyncio cursor; `_aio` the async faces (a worker thread, in place); `_sql`
-  what the backends share (rows, refusals, delete and prune).
+  a blocking or an asyncio cursor; `_aio` the async faces (a worker thread, in place), derived
+  from `RunStore`'s signatures; `_sql` what the backends share (rows, refusals, delete and
+  prune); `_ops` the operations written once for both (listings with cursors, recorded
+  decisions, the audit trail, expiry).
 - `journal`: checkpoints as frame deltas, and continuations rebuilt from them.
 - `durable`: what a runtime with a store does: start, claim a resume, recover a dead run, keep
   the spec with the run and find it again (`spec_of_run`).

@@ -147,7 +147,9 @@ class PendingIndex:
         if len(found) == 1:
             return found[0]
         if not found:
-            raise DecisionError(f"no pending call {ident!r}", pending_ids=self.paths)
+            raise DecisionError(
+                f"no pending call {ident!r}", pending_ids=self.paths, unknown=str(ident)
+            )
         raise DecisionError(
             _paths.ambiguity(ident, len(found)), pending_ids=[self.paths[i] for i in found]
         )
@@ -183,6 +185,8 @@ def plan(
                 f"decision {number} of {len(items)} ({what}) is refused, so nothing was "
                 f"decided: {exc.reason}",
                 pending_ids=exc.pending_ids,
+                pointer=exc.pointer,
+                unknown=exc.unknown,
             ) from None
         by[position] = number
         chosen[index.spots[position]] = made

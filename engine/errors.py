@@ -59,10 +59,17 @@ class DecisionError(UsageError):
     """A decision names no pending call, or is not allowed for the call it names."""
 
     def __init__(
-        self, message: str, *, pending_ids: Iterable[str] = (), pointer: str | None = None
+        self,
+        message: str,
+        *,
+        pending_ids: Iterable[str] = (),
+        pointer: str | None = None,
+        unknown: str | None = None,
     ) -> None:
         self.reason = message
         """What is wrong, without the list of pending paths."""
+        self.unknown = unknown
+        """The id that names no pending entry, when that is what is wrong (HTTP 404)."""
         self.pointer = pointer
         """For edited arguments that fail the tool's parameters: the JSON pointer of the
         offending value inside the arguments (`""`: the object as a whole); else None."""

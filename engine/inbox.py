@@ -32,7 +32,13 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from engine.audit import CALLCC_USER, decision_entry
 from engine.continuation import Continuation, PendingDecision
 from engine.decisions import Decide
-from engine.errors import ConflictError, DecisionConflict, DecisionError, UsageError
+from engine.errors import (
+    CallccError,
+    ConflictError,
+    DecisionConflict,
+    DecisionError,
+    UsageError,
+)
 from engine.spec.model import expiry_reason
 from engine.store.base import (
     AsyncRunStore,
@@ -270,7 +276,9 @@ async def aresume_recorded(
     """Resume the suspended run `run_id` with every decision recorded for it, and `extra`
     (checked like `check`, audited as `user`'s): its outcome. Entries nobody decided stay
     pending (the run suspends on them again); entries whose expiry passed are expired first.
-    When another resume of the same suspension won the claim: `ResumedElsewhere`.
+    When another resume of the same suspension won the claim, it applied every recorded
+    decision: `ResumedElsewhere`; but with `extra`, which it did not apply, the
+    `ConflictError` of the lost claim (as `Runtime.aresume` raises it).
     `allow_spec_change` as for `Runtime.aresume`."""
     faces = _async_faces(runtime, allow_spec_change)
     return await _resume_recorded(faces, runtime, run_id, extra, user)
@@ -295,6 +303,8 @@ async def _resume_recorded(
     try:
         continuation = await _waiting(faces, run_id)
     except DecisionConflict:
+        if extra:  # decisions of this call's own would be lost: say so
+            raise
         return await _elsewhere(faces.store, run_id)
     store = faces.store
     now = runtime.clock()
@@ -318,8 +328,8 @@ async def _resume_recorded(
         return await faces.resume(decided, user)
     except ConflictError:
         run = await store.get_run(run_id)
-        if run.status == "suspended" and run.nonce == continuation.nonce:
-            raise  # not lost to another resume: something else is wrong
+        if extra or (run.status == "suspended" and run.nonce == continuation.nonce):
+            raise  # `extra` is lost with it; or not lost to another resume at all
         return ResumedElsewhere(run_id=run_id, status=run.status, output=run.output)
 
 
@@ -382,16 +392,28 @@ async def _expire(
             return touched
         for run_id, group in _by_run(rows).items():
             tried.update((run_id, r.path) for r in group)
-            runtime = runtime_for if isinstance(runtime_for, Runtime) else runtime_for(run_id)
-            faces = _sync_faces(runtime) if sync else _async_faces(runtime)
             try:
+                runtime = runtime_for if isinstance(runtime_for, Runtime) else runtime_for(run_id)
+                faces = _sync_faces(runtime) if sync else _async_faces(runtime)
                 continuation = await _waiting(faces, run_id)
-                await _expire_run(faces, runtime, continuation, [r.path for r in group], when)
+                remaining = await _expire_run(
+                    faces, runtime, continuation, [r.path for r in group], when, resume=False
+                )
             except (ConflictError, DecisionError) as exc:  # decided or resumed meanwhile
                 log.info("run %s: expiry skipped: %s", run_id, exc)
                 continue
-            if run_id not in touched:
+            except CallccError as exc:  # its spec cannot be had: the other runs go on
+                log.warning("run %s: expiry failed: %s", run_id, exc)
+                continue
+            if remaining is None:
+                continue
+            if run_id not in touched:  # a run may come back on a later page
                 touched.append(run_id)
+            if remaining == 0:
+                try:
+                    await _resume_recorded(faces, runtime, run_id, (), CALLCC_USER)
+                except CallccError as exc:  # recorded: a later resume takes it from there
+                    log.warning("run %s: expired, but the resume failed: %s", run_id, exc)
 
 
 async def _expire_run(
@@ -402,9 +424,10 @@ async def _expire_run(
     now: float,
     *,
     resume: bool = True,
-) -> None:
+) -> int | None:
     """Record the expiry of the entries at `paths`, each bound to its fingerprint; resume
-    the run once nothing is undecided (unless not `resume`)."""
+    the run once nothing is undecided (when `resume`). How many entries are left undecided,
+    or None when none of them could expire (no `reject` allowed)."""
     run_id = continuation.run_id
     kept: list[RecordedDecision] = []
     audit: list[AuditEntry] = []
@@ -426,10 +449,11 @@ async def _expire_run(
         kept.append(made)
         audit.append(_audit(view, made, "expired"))
     if not kept:
-        return
+        return None
     remaining = await faces.store.record_decisions(run_id, continuation.nonce, kept, audit=audit)
     if remaining == 0 and resume:
         await _resume_recorded(faces, runtime, run_id, (), CALLCC_USER)
+    return remaining
 
 
 def _expiry_reason(runtime: Runtime, view: PendingDecision) -> str:

@@ -179,8 +179,8 @@ class Journal:
                 detail=p.detail,
                 decisions=p.decisions,
                 fingerprint=p.fingerprint,
-                expires_at=getattr(p, "expires_at", None),  # until inbox-engine lands
-                approvers=tuple(getattr(p, "approvers", ())),
+                expires_at=p.expires_at,
+                approvers=p.approvers,
             )
             for p in (continuation.pending() if continuation and status == "suspended" else [])
         ]

@@ -150,6 +150,14 @@ def lay_out_version_1(store_url: str, *rows: str) -> None:
     only, with `rows` (`'id', 'spec', 'digest', path, 'agent', 'status', version, nonce,
     output, created, updated` as SQL values) in `runs`. Opening it then runs the later
     migrations, as an upgrade would."""
+    lay_out_version(store_url, 1)
+    for row in rows:
+        query(store_url, f"INSERT INTO runs VALUES ({row})")
+
+
+def lay_out_version(store_url: str, version: int) -> None:
+    """Make the store at `store_url` as a callcc whose schema stopped at `version` left it,
+    empty; opening it then runs the later migrations, as an upgrade would."""
     import importlib
 
     name = "sqlite" if store_url.startswith("sqlite") else "postgres"
@@ -158,14 +166,41 @@ def lay_out_version_1(store_url: str, *rows: str) -> None:
         Path(store_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     else:
         query(store_url.split("?")[0], "CREATE SCHEMA " + store_url.split("schema=")[1])
-    for statement in backend.MIGRATIONS[0]:
-        query(store_url, statement)
+    if store_url.startswith("sqlite"):  # one connection: migration 2 needs its PRAGMA
+        db = sqlite3.connect(store_url.removeprefix("sqlite:///"), isolation_level=None)
+        for statements in backend.MIGRATIONS[:version]:
+            for statement in statements:
+                db.execute(statement)
+        db.close()
+    else:
+        for statements in backend.MIGRATIONS[:version]:
+            for statement in statements:
+                query(store_url, statement)
     query(
         store_url, "CREATE TABLE callcc_migrations (version INTEGER PRIMARY KEY, applied_at REAL)"
     )
-    query(store_url, "INSERT INTO callcc_migrations VALUES (1, 0)")
-    for row in rows:
-        query(store_url, f"INSERT INTO runs VALUES ({row})")
+    for applied in range(1, version + 1):
+        query(store_url, "INSERT INTO callcc_migrations VALUES (?, 0)", (applied,))
+
+
+def undo_inbox_migration(store_url: str) -> None:
+    """Take migration 8 (the inbox) back out of a store, as if the callcc before it had made
+    it, so a test of an earlier migration can lay out the store that migration upgrades."""
+    from engine.store._sql import PENDING_ADDED
+
+    statements = [
+        *(f"DROP INDEX {name}" for name in ("pending_by_spec", "pending_by_tool",
+          "pending_by_reason", "pending_by_expiry", "runs_newest_first", "runs_by_status",
+          "runs_by_spec")),
+        "CREATE INDEX runs_by_updated ON runs (updated_at DESC)",
+        "CREATE INDEX runs_by_status ON runs (status, updated_at DESC)",
+        "DROP TABLE decisions",
+        "DROP TABLE audit",
+        *(f"ALTER TABLE pending DROP COLUMN {column.split()[0]}" for column in PENDING_ADDED),
+        "DELETE FROM callcc_migrations WHERE version = 8",
+    ]  # fmt: skip
+    for statement in statements:
+        query(store_url, statement)
 
 
 def query(url: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -143,8 +143,9 @@ def test_reviewers_in_any_order_give_the_decide_many_document(
 def test_a_refused_batch_records_nothing(spec_path: Path, store_url: str) -> None:
     with runtime(spec_path, store_url) as rt:
         suspend(rt, "r")
-        with pytest.raises(DecisionError, match="no pending call 'zz'"):
+        with pytest.raises(DecisionError, match="no pending call 'zz'") as unknown:
             record(rt, "r", [Decide.approve("t1"), Decide.approve("zz")], user="ada")
+        assert unknown.value.unknown == "zz"
         with pytest.raises(DecisionError) as bad:
             record(
                 rt,
@@ -154,8 +155,9 @@ def test_a_refused_batch_records_nothing(spec_path: Path, store_url: str) -> Non
             )
         assert bad.value.pointer == "/amount"
         assert "edit of t1: the arguments do not match the parameters of transfer" in str(bad.value)
-        with pytest.raises(DecisionError, match=r"does not allow 'answer'"):
+        with pytest.raises(DecisionError, match=r"does not allow 'answer'") as wrong:
             record(rt, "r", [Decide.answer("t1", 3)], user="ada")
+        assert (wrong.value.unknown, wrong.value.pointer) == (None, None)
         with pytest.raises(DecisionConflict) as stale:
             record(rt, "r", [Decide.approve("t1")], user="ada", fingerprints={"t1": "sha256:x"})
         assert (stale.value.why, stale.value.path) == ("stale", T1)
@@ -277,3 +279,34 @@ def test_a_decision_made_on_resume_is_audited_with_its_arguments(
         ("bob", E1, "reject", None, None, "no"),
         ("ada", T1, "edit", {"to": "bob", "amount": 5}, {"to": "eve", "amount": 2}, None),
     ]
+
+
+def test_the_async_twins_record_concurrently_and_resume_once(
+    spec_path: Path, store_url: str
+) -> None:
+    import asyncio
+
+    from engine.inbox import aexpire, arecord, aresume_recorded
+
+    clock = Clock()
+
+    async def scenario() -> list[Any]:
+        async with runtime(spec_path, store_url, clock) as rt:
+            outcome = await rt.arun("pay bob", run_id="async", user="ada")
+            assert isinstance(outcome, Suspended)
+            kept = await asyncio.gather(
+                arecord(rt, "async", [Decide.approve(E1)], user="bob"),
+                arecord(rt, "async", [Decide.reject("t1", "no")], user="eve"),
+            )
+            assert sorted(k.remaining for k in kept) == [0, 1]
+            assert await aexpire(rt, now=START + 9999) == []  # all decided: nothing expires
+            return list(
+                await asyncio.gather(
+                    aresume_recorded(rt, "async", user="bob"),
+                    aresume_recorded(rt, "async", user="eve"),
+                )
+            )
+
+    outcomes = asyncio.run(scenario())
+    assert sorted(type(o).__name__ for o in outcomes) == ["Finished", "ResumedElsewhere"]
+    assert loop_tools.CALLS == [("echo", {"text": "noted"})]

@@ -21,7 +21,7 @@ import pytest
 from store_fixtures import FACES, Awaited, drop_schema, query, require_postgres, with_schema
 
 from engine.store import Event, PendingRow, RunRecord, open_store
-from engine.store.base import Lease
+from engine.store.base import AuditEntry, Lease, RecordedDecision
 
 
 class CutAfterCommit:
@@ -144,3 +144,28 @@ def test_a_write_whose_commit_answer_was_lost_is_found_landed_and_not_written_tw
     assert query(direct, "SELECT nonce, run_id FROM consumed_nonces") == [("n1", "r")]
     record = store.get_run("r")
     assert (record.status, record.version, record.lease_owner) == ("running", 4, "me")
+
+
+def test_recorded_decisions_whose_commit_answer_was_lost_are_found_landed_once(
+    relayed: tuple[Any, CutAfterCommit, str],
+) -> None:
+    store, relay, direct = relayed
+    now = time.time()
+    run = RunRecord(
+        run_id="r", spec_name="s", spec_digest="sha256:s", spec_path=None, agent="a",
+        status="running", version=0, nonce=None, output=None, created_at=now, updated_at=now,
+    )  # fmt: skip
+    store.start_run(run, [event("go")], lease=Lease(owner="me", seconds=60))
+    rows = [PendingRow(run_id="r", path=f"a/c{i}", call_id=f"c{i}", tool="t", reason="approval",
+                       created_at=now, fingerprint=f"fp{i}") for i in (1, 2)]  # fmt: skip
+    store.settle("r", 1, status="suspended", nonce="n1", output=None, pending=rows)
+    decided = RecordedDecision(run_id="r", nonce="n1", path="a/c1", fingerprint="fp1",
+                               decision={"kind": "approve"}, user="ada", at=now)  # fmt: skip
+    audit = [AuditEntry(run_id="r", at=now, user="ada", action="decided", path="a/c1")]
+
+    relay.armed.set()
+    assert store.record_decisions("r", "n1", [decided], audit=audit) == 1
+
+    assert relay.cuts == 1
+    assert store.recorded_decisions("r") == [decided]
+    assert query(direct, "SELECT COUNT(*) FROM audit WHERE run_id = ?", ("r",)) == [(1,)]

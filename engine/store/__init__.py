@@ -21,13 +21,17 @@ if TYPE_CHECKING:
     from engine.store.base import (
         RUN_STATUSES,
         AsyncRunStore,
+        AuditEntry,
         Event,
         Lease,
         PendingRow,
+        RecordedDecision,
         RunRecord,
         RunStatus,
         RunStore,
         SpecRow,
+        pending_cursor,
+        run_cursor,
     )
 
 STORE_ENV = "CALLCC_STORE"
@@ -61,18 +65,23 @@ __all__ = [
     "RUN_STATUSES",
     "STORE_ENV",
     "AsyncRunStore",
+    "AuditEntry",
     "Event",
     "Lease",
     "PendingRow",
+    "RecordedDecision",
     "RunRecord",
     "RunStatus",
     "RunStore",
     "SpecRow",
     "open_store",
+    "pending_cursor",
+    "run_cursor",
 ]
 
 if not TYPE_CHECKING:  # on first use: `callcc pending` names STORE_ENV and opens no store
     _BASE = {"RUN_STATUSES", "Event", "Lease", "PendingRow", "RunRecord", "RunStatus"}
+    _BASE |= {"AuditEntry", "RecordedDecision", "pending_cursor", "run_cursor"}
     __getattr__, __dir__ = exports(
         __name__, dict.fromkeys(_BASE | {"RunStore", "SpecRow"}, "engine.store.base")
     )

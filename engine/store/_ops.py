@@ -36,12 +36,15 @@ T = TypeVar("T")
 _NUMBER = (int, float)
 
 PENDING_SELECT = (
-    ", ".join(f"p.{c.strip()}" for c in PENDING_COLUMNS.split(","))
-    + ", p.spec_name, EXISTS (SELECT 1 FROM decisions d"
-    " WHERE d.run_id = p.run_id AND d.nonce = r.nonce AND d.path = p.path)"
+    "SELECT "
+    + ", ".join(f"p.{c.strip()}" for c in PENDING_COLUMNS.split(","))
+    + ", p.spec_name, d.path IS NOT NULL FROM pending p JOIN runs r ON r.id = p.run_id"
+    " LEFT JOIN decisions d ON d.run_id = p.run_id AND d.nonce = r.nonce AND d.path = p.path"
 )
-"""What `pending` and `expired` select (joined with the run as `r`): `_sql.pending_row`'s
-columns, the spec's name and whether the row is decided at the run's current nonce."""
+"""What `pending` and `expired` select: `_sql.pending_row`'s columns, the spec's name and
+whether the row is decided at the run's current nonce (a join on the decisions' key, which
+the planners walk row by row under a LIMIT; PostgreSQL hashes the whole table for an EXISTS
+in the select list)."""
 
 DECISION_COLUMNS = "run_id, nonce, path, seq, fingerprint, decision, user_name, at"
 """The `decisions` columns (migration 8), in the order `_decision` reads them."""
@@ -136,8 +139,7 @@ class SharedOps:
             where.append("(p.created_at, p.run_id, p.path) > (?, ?, ?)")
             params += [float(created), after_run, _sql.encode_text(path)]
         query = self._q(
-            f"SELECT {PENDING_SELECT} FROM pending p JOIN runs r ON r.id = p.run_id"
-            f" WHERE r.status = 'suspended'{_and(where)}"
+            f"{PENDING_SELECT} WHERE r.status = 'suspended'{_and(where)}"
             " ORDER BY p.created_at, p.run_id, p.path LIMIT ?",
             [*params, _limit(limit)],
         )
@@ -151,10 +153,8 @@ class SharedOps:
         """Undecided pending entries of suspended runs whose `expires_at` is `now` or before,
         soonest expired first."""
         query = self._q(
-            f"SELECT {PENDING_SELECT} FROM pending p JOIN runs r ON r.id = p.run_id"
-            " WHERE p.expires_at IS NOT NULL AND p.expires_at <= ? AND r.status = 'suspended'"
-            " AND NOT EXISTS (SELECT 1 FROM decisions d"
-            " WHERE d.run_id = p.run_id AND d.nonce = r.nonce AND d.path = p.path)"
+            f"{PENDING_SELECT} WHERE p.expires_at IS NOT NULL AND p.expires_at <= ?"
+            " AND r.status = 'suspended' AND d.path IS NULL"
             " ORDER BY p.expires_at, p.run_id, p.path LIMIT ?",
             [float(now), _limit(limit)],
         )

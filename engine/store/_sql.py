@@ -5,6 +5,7 @@ Kept free of any driver so `sqlite.py` and `postgres.py` word their errors the s
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
@@ -189,13 +190,20 @@ def pending_row(row: Sequence[Any]) -> PendingRow:
         arguments=load_json(row[7]) if row[7] is not None else None,
         prompt=decode_text(row[8]),
         detail=decode_text(row[9]),
-        decisions=tuple(json.loads(row[10])),
+        decisions=names(row[10]),
         fingerprint=row[11],
         expires_at=float(row[12]) if row[12] is not None else None,
-        approvers=tuple(json.loads(row[13])),
+        approvers=names(row[13]),
         spec_name=row[14] if len(row) > 14 else "",
         decided=bool(row[15]) if len(row) > 15 else False,
     )
+
+
+@functools.lru_cache(maxsize=256)
+def names(text: str) -> tuple[str, ...]:
+    """A JSON list of names (`decisions`, `approvers`) as a tuple; the few distinct lists a
+    store holds are read once each (a page of pending rows repeats them on every row)."""
+    return tuple(json.loads(text))
 
 
 def marks(text: str, mark: str) -> str:

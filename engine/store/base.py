@@ -35,9 +35,36 @@ sync `Runtime.run`) and `store.aio`, an `AsyncRunStore` whose methods are the sa
 awaited (`Runtime.arun`): PostgreSQL on a small pool of asyncio connections, SQLite on one
 worker thread per store. Both keep the contract below alike.
 
+The inbox (migration 8). A suspended run's **pending rows** carry what a reviewer is shown
+(agent, arguments, prompt, detail, allowed decisions, fingerprint, expiry, approvers) and the
+name of its spec, so listing them parses no document. `pending` lists them oldest first
+(`created_at`, run, path), filtered by run, spec, tool or reason; `list_runs` lists runs newest
+first (`updated_at`, id), by status or spec. Both page with an opaque, url-safe cursor made from
+the last row of a page (`pending_cursor`, `run_cursor`; a malformed one is a UsageError): every
+row that stays put meanwhile shows up exactly once however the pages fall, each page one index
+range scan, as fast at 100,000 runs as at ten (`bench/bench_inbox_store.py`).
+
+A **recorded decision** (`RecordedDecision`) is a person's (or the expiry's) decision for one
+pending entry, kept until a resume applies it (`engine.inbox`): several reviewers decide items
+of one run independently, and the run resumes once all are decided. `record_decisions` keeps a
+batch in one transaction, all or nothing: the run must still wait on the nonce the reviewer
+saw, each path must be pending in it with the fingerprint the reviewer saw, and none may have
+a decision at that nonce already; else `DecisionConflict` says which (`why`: not_suspended,
+not_pending, stale, decided) and nothing is kept. Of concurrent batches for one run, each item
+is decided exactly once (PostgreSQL locks the run's row, SQLite's writes take the file's lock).
+Decisions are keyed by nonce: settling the run again on the same nonce keeps them, and a new
+suspension (a new nonce) starts undecided, the old ones left as history (`recorded_decisions`
+with that nonce). A pending row is `decided` (on read) when a decision exists at the run's
+current nonce; `expired(now=...)` lists undecided rows whose `expires_at` has come.
+
+The **audit trail** (`AuditEntry`) is append-only: `add_audit` appends (the store numbers
+entries, `seq`, increasing across the whole store), `record_decisions` appends its entries in
+its own transaction, and nothing changes or removes an entry but the run's own deletion.
+
 Retention: `delete` removes one run, `prune` the runs of some statuses not updated for a while
-(never a suspended or running one unless asked). Kept specs stay: one small row per digest,
-which a process that kept it earlier counts on when it starts another run with it.
+(never a suspended or running one unless asked), each with its events, pending rows, recorded
+decisions and audit trail. Kept specs stay: one small row per digest, which a process that kept
+it earlier counts on when it starts another run with it.
 """
 
 from __future__ import annotations
