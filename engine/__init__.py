@@ -59,9 +59,16 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `serve/`: `callcc serve`, the approval service: the JSON API, users and roles, the event hub
   (its own ownership list in `serve/__init__`); the only package importing fastapi, starlette
   and uvicorn (`callcc[serve]`), imported by nothing else but `cli/serve`'s handler.
+- `temporal/`: distributed runs on Temporal, the only package importing temporalio: `data`
+  (what travels: references, never messages), `workflow` (one per run: the `decide` update
+  and its validator, queries, the cancel signal, expiry timers, continue-as-new),
+  `activities` (`advance` over the run store, retried through recovery), `worker`, `client`
+  (`TemporalRuntime`).
 - `cli/`: `callcc` subcommands, one module each, imported when its command runs (`cli/_exit`
   holds the exit codes); `main(argv, stdout, stderr) -> int`;
   `cli/_streams` makes every write printable (lone surrogates escaped, closed pipes quiet);
+  `cli/_options` the options of Temporal (`--temporal`, `--namespace`, `--task-queue`);
+  `cli/worker` is `callcc worker` and the `--temporal` face of run/resume/pending;
   `cli/_decisions` holds the decision flags of resume and decide as `Decide` items, `--patch`,
   `--reject all` and the refusal of a resume deciding nothing; `cli/_stored` reads a RUN_ID
   from a store where a file could be named and finds the store URL; `cli/inbox` is

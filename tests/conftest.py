@@ -40,6 +40,9 @@ def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 from serve_fixtures import served  # noqa: E402, F401
 from store_fixtures import faced_store, store, store_url  # noqa: E402, F401
 
+# The Temporal dev server of the session (tests/temporal_fixtures.py), started on first use.
+from temporal_fixtures import temporal_server  # noqa: E402, F401
+
 
 @pytest.fixture(autouse=True)
 def _fresh_tool_log() -> Iterator[None]:

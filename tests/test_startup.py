@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "hr_agent.yaml"
 KEY = "startup-test-key-0123456789abcdef"
 
-HEAVY = frozenset({"openai", "networkx", "jsonschema", "graphviz", "opentelemetry", "psycopg"})
+HEAVY = frozenset(
+    {"openai", "networkx", "jsonschema", "graphviz", "opentelemetry", "psycopg", "temporalio"}
+)
 """Top-level packages that cost tens of milliseconds to import, or need a server."""
 
 PROBE = """\

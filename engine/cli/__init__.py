@@ -37,6 +37,7 @@ COMMANDS = {
     "runs": "runs",
     "recover": "runs",
     "serve": "serve",
+    "worker": "worker",
 }
 """Each subcommand and the module under `engine.cli` that registers it, in `--help` order."""
 

@@ -116,6 +116,9 @@ def resume_command_line(
     and the decision flag for `path`."""
     words = ["callcc", "resume"]
     words += [state_file] if state_file else [run_id, "--store", store_url or ""]
+    temporal = getattr(args, "temporal", None)
+    if temporal:
+        words += ["--temporal", temporal]
     model = getattr(args, "model", None)
     if model:
         words += ["--model", model]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.cli._decisions import add_decision_flags
 from engine.cli._exit import EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
+from engine.cli._options import temporal_of, temporal_options
 from engine.cli._output import describe, progress, report, warn_unused
 from engine.cli._stored import store_url_of
 from engine.errors import ContinuationError, UsageError
@@ -44,6 +45,9 @@ def register(sub: Any) -> None:
     prompt.add_argument("--prompt-file", metavar="F", help="read the request from a file")
     run.add_argument("--agent", metavar="NAME", help="start this agent instead of the entrypoint")
     run.add_argument("--run-id", metavar="ID", help="the run's id (default: a random one)")
+    run.add_argument(
+        "--no-wait", action="store_true", help="with --temporal: print the run id and return"
+    )
     _common(run)
     run.set_defaults(handler=run_command)
 
@@ -64,6 +68,7 @@ def register(sub: Any) -> None:
         help=f"read a RUN_ID from this run store (default ${STORE_ENV}); a path that exists "
         "is read as a file",
     )
+    temporal_options(pending)
     pending.set_defaults(handler=pending_command)
 
     resume = sub.add_parser(
@@ -129,6 +134,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--format", choices=["text", "json"], default="text", help="output")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the outcome")
+    temporal_options(parser)
 
 
 def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -140,9 +146,13 @@ def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
     prompt = args.prompt
     if args.prompt_file:
         prompt = _read(args.prompt_file)
+    run_id = args.run_id or uuid.uuid4().hex
+    if temporal_of(args):
+        from engine.cli.worker import run_on_temporal
+
+        return run_on_temporal(args, prompt, run_id, stdout, stderr)
     spec = load_spec(args.spec)
     store_url = store_url_of(args)
-    run_id = args.run_id or uuid.uuid4().hex
     state = args.state_out or (None if store_url else default_state(run_id))
     check_overwrite(state, args)
     with progress(args, stdout) as shown, _runtime(spec, args, shown, store_url) as runtime:
@@ -156,6 +166,10 @@ def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
     from engine.cli._stored import no_such_file, stored_stack
     from engine.continuation import Continuation
 
+    if temporal_of(args) and not Path(args.state).exists():  # a file is read as one
+        from engine.cli.worker import pending_on_temporal
+
+        return pending_on_temporal(args, stdout, stderr)
     continuation = stored_stack(args.state, args, stderr)
     if continuation is None:
         if not Path(args.state).exists():
@@ -176,6 +190,10 @@ def resume_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     from engine.spec import load_spec
 
     store_url = store_url_of(args)
+    if temporal_of(args) and not Path(args.state).exists():  # a file resumes here
+        from engine.cli.worker import resume_on_temporal
+
+        return resume_on_temporal(args, stdout, stderr)
     if store_url and not Path(args.state).is_file():
         return _resume_stored(args, store_url, stdout, stderr)
     if not store_url and not Path(args.state).exists() and not args.state.endswith(".json"):
