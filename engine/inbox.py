@@ -23,6 +23,7 @@ async; it uses the blocking store and the runtime's sync API.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -50,7 +51,7 @@ from engine.store.base import (
 )
 
 if TYPE_CHECKING:  # the runtime is the caller's: reading recorded decisions needs none
-    from engine.runtime import Outcome, Runtime
+    from engine.runtime import Outcome, Runtime, Suspended
 
 log = logging.getLogger("callcc.inbox")
 T = TypeVar("T")
@@ -325,12 +326,52 @@ async def _resume_recorded(
                 raise DecisionError(f"{view.path} expired before it was decided")
         decided = runtime.check_decisions(decided, extra)
     try:
-        return await faces.resume(decided, user)
+        outcome = await faces.resume(decided, user)
     except ConflictError:
         run = await store.get_run(run_id)
         if extra or (run.status == "suspended" and run.nonce == continuation.nonce):
             raise  # `extra` is lost with it; or not lost to another resume at all
         return ResumedElsewhere(run_id=run_id, status=run.status, output=run.output)
+    applied = {r.path for r in records}
+    late = [
+        r
+        for r in await store.recorded_decisions(run_id, continuation.nonce)
+        if r.path not in applied
+    ]
+    if late and outcome.kind == "suspended":
+        return await _carry(faces, runtime, run_id, outcome, late, user)
+    return outcome
+
+
+async def _carry(
+    faces: _Faces,
+    runtime: Runtime,
+    run_id: str,
+    outcome: Suspended,
+    late: Sequence[RecordedDecision],
+    user: str,
+) -> Outcome | ResumedElsewhere:
+    """Decisions recorded after this resume read the recorded ones, and before it claimed
+    the run (another reviewer, at the same moment): the resume did not apply them, and the
+    entries they decide wait again, unchanged, under the new suspension. Record them there
+    (bound to the same fingerprints; each was audited when it was first recorded), and
+    resume when nothing is left undecided: a decision the store accepted is never lost."""
+    waiting = outcome.continuation
+    views = {v.path: v for v in waiting.pending()}
+    carried = [
+        dataclasses.replace(r, nonce=waiting.nonce)
+        for r in late
+        if r.path in views and views[r.path].fingerprint == r.fingerprint
+    ]
+    if not carried:
+        return outcome
+    try:
+        remaining = await faces.store.record_decisions(run_id, waiting.nonce, carried)
+    except DecisionConflict:  # decided again, or resumed, by someone else meanwhile
+        return outcome
+    if remaining:
+        return outcome
+    return await _resume_recorded(faces, runtime, run_id, (), user)
 
 
 # -- expiry ----------------------------------------------------------------------------------

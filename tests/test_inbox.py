@@ -16,6 +16,7 @@ from engine.errors import DecisionConflict
 from engine.inbox import (
     ResumedElsewhere,
     apply_recorded,
+    decision_record,
     expire,
     record,
     resume_recorded,
@@ -310,3 +311,38 @@ def test_the_async_twins_record_concurrently_and_resume_once(
     outcomes = asyncio.run(scenario())
     assert sorted(type(o).__name__ for o in outcomes) == ["Finished", "ResumedElsewhere"]
     assert loop_tools.CALLS == [("echo", {"text": "noted"})]
+
+
+def test_a_decision_recorded_while_another_resume_claims_the_run_is_not_lost(
+    spec_path: Path, store_url: str
+) -> None:
+    with runtime(spec_path, store_url) as rt:
+        waiting = suspend(rt, "late")
+        record(rt, "late", [Decide.approve(T1)], user="ada")
+        e1 = next(p for p in waiting.pending() if p.path == E1)
+        assert rt.store is not None and waiting.nonce is not None
+        store, nonce, real = rt.store, waiting.nonce, rt._blocking
+
+        class LateReviewer:
+            """The store as the resume sees it: bob records E1 the moment the resume claims
+            the run, after it read the recorded decisions (the window of two reviewers)."""
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+            async def claim(self, run_id: str, nonce_: str, **kwargs: Any) -> int:
+                rt._blocking = real  # once: the resume that follows claims as usual
+                late = decision_record(
+                    Decide.reject(E1, "not now"),
+                    **dict(run_id=run_id, nonce=nonce, path=E1, fingerprint=e1.fingerprint),
+                    user="bob",
+                    at=START,
+                )
+                store.record_decisions(run_id, nonce, [late])
+                assert real is not None
+                return await real.claim(run_id, nonce_, **kwargs)
+
+        rt._blocking = LateReviewer()  # type: ignore[assignment]
+        outcome = resume_recorded(rt, "late", user="ada")
+    assert isinstance(outcome, Finished), outcome  # bob's rejection was applied, not lost
+    assert loop_tools.CALLS == [("transfer", {"to": "bob", "amount": 5})]  # echo never ran

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serve_fixtures import Served, lay_out_specs
+from serve_fixtures import USERS, Served, lay_out_specs
 
 from engine.cli import main
 
@@ -460,3 +460,15 @@ def test_no_auth_on_loopback_says_so_on_every_response(tmp_path: Path) -> None:
 @pytest.fixture(autouse=True)
 def _quiet_uvicorn(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("WARNING", logger="uvicorn")
+
+
+@pytest.mark.parametrize("item", ['[1, "x", "y"]', '[["a"], "p", "f"]', '"abc"', "{"])
+def test_a_malformed_bulk_item_is_refused_on_the_page_not_a_500(served: Served, item: str) -> None:
+    from engine.serve.auth import SESSION_COOKIE, User, new_session
+
+    cookie, csrf = new_session(User("ada", frozenset(USERS["ada"])))
+    form = {"csrf": csrf, "confirmed": "1", "count": "1", "item": item}
+    with httpx.Client(base_url=served.url, cookies={SESSION_COOKIE: cookie}) as client:
+        response = client.post("/decide/bulk", data=form)
+    assert response.status_code == 303, response.text  # back to the inbox, with a message
+    assert response.headers["location"].startswith("/")

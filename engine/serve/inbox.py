@@ -334,9 +334,13 @@ def _picked(form: Mapping[str, list[str]]) -> list[dict[str, str]]:
     picked: list[dict[str, str]] = []
     for raw in form.get("item", []):
         try:
-            run_id, path, fingerprint = json.loads(raw)
-        except (ValueError, TypeError):
-            raise ServeError(422, "a selected item is malformed; reload the page") from None
+            item = json.loads(raw)
+        except ValueError:
+            item = None
+        texts = isinstance(item, list) and all(isinstance(x, str) for x in item)
+        if not (texts and len(item) == 3):
+            raise ServeError(422, "a selected item is malformed; reload the page")
+        run_id, path, fingerprint = item
         ref = json.dumps([run_id, path, fingerprint])
         picked.append({"run_id": run_id, "path": path, "fingerprint": fingerprint, "ref": ref})
     return picked

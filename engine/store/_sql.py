@@ -362,6 +362,8 @@ def check_id(run_id: str) -> None:
     """Refuse a run id no store can hold or find (UsageError, exit 2): empty, over 200
     characters, or holding a NUL, another control character or a lone surrogate (which is
     what a byte that is not UTF-8 in a shell argument arrives as)."""
+    if not isinstance(run_id, str):
+        raise UsageError(f"a run id is text, not {type(run_id).__name__}")
     bad = next((c for c in run_id if c < " " or c == "\x7f" or "\ud800" <= c <= "\udfff"), None)
     if run_id and len(run_id) <= 200 and bad is None:
         return
