@@ -472,3 +472,13 @@ def test_a_malformed_bulk_item_is_refused_on_the_page_not_a_500(served: Served, 
         response = client.post("/decide/bulk", data=form)
     assert response.status_code == 303, response.text  # back to the inbox, with a message
     assert response.headers["location"].startswith("/")
+
+
+def test_empty_query_parameters_are_no_parameters(served: Served) -> None:
+    start(served, "hr_agent.yaml", prompt="Onboard Ada")
+    with served.client("bob") as client:
+        runs = client.get("/v1/runs", params={"limit": 5}).json()["runs"]
+        assert client.get("/v1/runs?limit=5&cursor=").json()["runs"] == runs
+        plain = client.get("/v1/pending").json()["pending"]
+        assert plain  # the run just started waits
+        assert client.get("/v1/pending?spec=&tool=&reason=&cursor=").json()["pending"] == plain

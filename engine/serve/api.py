@@ -211,7 +211,8 @@ async def list_runs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
 ) -> Any:
-    views, after = await service.list_runs(user, status=status, limit=limit, cursor=cursor)
+    # an empty parameter (`?cursor=`, as a form or a copied URL sends it) is no parameter
+    views, after = await service.list_runs(user, status=status, limit=limit, cursor=cursor or None)
     return Json({"runs": [v.to_dict() for v in views], "cursor": after})
 
 
@@ -277,7 +278,12 @@ async def pending(
     cursor: str | None = None,
 ) -> Any:
     views, after = await service.pending(
-        user, spec=spec, tool=tool, reason=reason, limit=limit, cursor=cursor
+        user,
+        spec=spec or None,
+        tool=tool or None,
+        reason=reason or None,
+        limit=limit,
+        cursor=cursor or None,
     )
     return Json({"pending": [v.to_dict() for v in views], "cursor": after})
 
