@@ -193,6 +193,18 @@ def safe_next(target: str) -> str:
     return "/"
 
 
+async def signed_form(
+    request: Request,
+) -> tuple[auth.User, dict[str, list[str]]] | Response:
+    """Every inbox POST's first step: the signed-in user and the form once its CSRF token
+    matches the session's; else the sign-in redirect or the refusal page."""
+    user = signed_in(request)
+    if user is None:
+        return to_login(request)
+    form = await checked_form(request, user)
+    return form if isinstance(form, Response) else (user, form)
+
+
 async def checked_form(request: Request, user: auth.User) -> dict[str, list[str]] | Response:
     """The POST's form once its CSRF token matches the session's; else the refusal page."""
     try:

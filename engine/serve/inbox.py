@@ -31,7 +31,6 @@ from engine.serve import auth
 from engine.serve._pages import (
     LOGIN_CSRF_COOKIE,
     SVG_CSP,
-    checked_form,
     csrf_for,
     error_page,
     field,
@@ -43,6 +42,7 @@ from engine.serve._pages import (
     same_secret,
     service_of,
     set_session,
+    signed_form,
     signed_in,
     to_login,
 )
@@ -143,12 +143,10 @@ async def login(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     """End the session on this browser."""
-    user = signed_in(request)
-    if user is None:
-        return to_login(request)
-    form = await checked_form(request, user)
-    if isinstance(form, Response):
-        return form
+    signed = await signed_form(request)
+    if isinstance(signed, Response):
+        return signed
+    user, form = signed
     response = redirect("/login")
     response.delete_cookie(auth.SESSION_COOKIE, path="/")
     return response
@@ -300,12 +298,10 @@ def _done(kind: str, what: str, run: Mapping[str, Any]) -> dict[str, str]:
 @router.post("/decide")
 async def decide(request: Request) -> Response:
     """One decision from a card; edits are confirmed first (in the page, or here)."""
-    user = signed_in(request)
-    if user is None:
-        return to_login(request)
-    form = await checked_form(request, user)
-    if isinstance(form, Response):
-        return form
+    signed = await signed_form(request)
+    if isinstance(signed, Response):
+        return signed
+    user, form = signed
     kind, run_id = field(form, "decision"), field(form, "run_id")
     if kind == "edit" and field(form, "confirmed") != "1":
         return await _edit_confirmation(request, user, form)
@@ -349,12 +345,10 @@ def _picked(form: Mapping[str, list[str]]) -> list[dict[str, str]]:
 @router.post("/decide/bulk")
 async def decide_bulk(request: Request) -> Response:
     """Approve every selected call, once the count confirmed matches the selection."""
-    user = signed_in(request)
-    if user is None:
-        return to_login(request)
-    form = await checked_form(request, user)
-    if isinstance(form, Response):
-        return form
+    signed = await signed_form(request)
+    if isinstance(signed, Response):
+        return signed
+    user, form = signed
     try:
         picked = _picked(form)
     except ServeError as exc:
