@@ -144,9 +144,8 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     """End the session on this browser."""
     signed = await signed_form(request)
-    if isinstance(signed, Response):
+    if isinstance(signed, Response):  # signed in, and the form's CSRF token checked
         return signed
-    user, form = signed
     response = redirect("/login")
     response.delete_cookie(auth.SESSION_COOKIE, path="/")
     return response
