@@ -90,8 +90,12 @@ async def hang(key: str) -> str:
 
 SEEN: list[tuple[str, str]] = []
 """(tool, idempotency key) of every call of the async tools below, in the order they ran."""
-ACTIVE = {"now": 0, "peak": 0}
-"""How many calls of the async tools are under way at once, and the most there ever were."""
+ACTIVE = {"now": 0, "peak": 0, "hold_first_until": 0}
+"""How many calls of the async tools are under way at once, and the most there ever were.
+
+With `hold_first_until` set to N, the first call waits (up to 30 s, then fails) until N calls are
+under way at once: a test proves that runs interleave without relying on scheduling luck."""
+_CROWD: list[asyncio.Event] = []
 
 
 async def fetch(key: str, ctx: ToolContext) -> str:
@@ -105,11 +109,16 @@ async def pay(to: str, amount: int, ctx: ToolContext) -> str:
 
 
 async def _awaited(name: str, what: str, ctx: ToolContext) -> str:
-    import asyncio
-
     ACTIVE["now"] += 1
     ACTIVE["peak"] = max(ACTIVE["peak"], ACTIVE["now"])
     try:
+        wanted = ACTIVE["hold_first_until"]
+        if wanted:
+            if not _CROWD:
+                _CROWD.append(asyncio.Event())
+                await asyncio.wait_for(_CROWD[0].wait(), timeout=30)
+            elif ACTIVE["now"] >= wanted:
+                _CROWD[0].set()
         for _ in range(3):
             await asyncio.sleep(0)
         SEEN.append((name, ctx.idempotency_key))

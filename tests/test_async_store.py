@@ -53,14 +53,19 @@ def test_200_runs_advanced_at_once_on_one_event_loop_all_finish_each_tool_run_on
     store_url: str,
 ) -> None:
     loop_tools.SEEN.clear()
-    loop_tools.ACTIVE.update(now=0, peak=0)
+    loop_tools._CROWD.clear()
+    # the first tool call waits until a second is under way: the runs must interleave
+    loop_tools.ACTIVE.update(now=0, peak=0, hold_first_until=2)
     ids = [f"run-{n:03}" for n in range(RUNS)]
 
     async def everything() -> list[tuple[Outcome, Outcome]]:
         async with Runtime(SPEC, model_override=script(TURNS), store=store_url) as runtime:
             return list(await asyncio.gather(*(approve_and_finish(runtime, i) for i in ids)))
 
-    outcomes = asyncio.run(everything())
+    try:
+        outcomes = asyncio.run(everything())
+    finally:
+        loop_tools.ACTIVE["hold_first_until"] = 0
 
     assert [type(last) for _, last in outcomes] == [Finished] * RUNS
     assert {last.output for _, last in outcomes if isinstance(last, Finished)} == {"paid"}

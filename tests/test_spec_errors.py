@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -98,9 +97,8 @@ def test_billion_laughs_fails_fast(tmp_path: Path) -> None:
     for i in range(1, 10):
         refs = ",".join([f"*a{i - 1}"] * 9)
         lines.append(f"a{i}: &a{i} [{refs}]")
-    start = time.perf_counter()
     d = one(check(tmp_path, "\n".join(lines) + "\n"))
-    assert time.perf_counter() - start < 1.0
+    # refused at line 5 of 10: the expansion stops at the limit instead of building 9**10 nodes
     assert (d.code, d.line, d.col) == ("alias-bomb", 5, 10)
     assert d.message == "aliases expand to more than 10000 nodes"
 
