@@ -167,17 +167,25 @@ def heartbeat(store: RunStore, run_id: str, lease: Lease) -> AbstractContextMana
 async def aheartbeat(store: AsyncRunStore, run_id: str, lease: Lease) -> AsyncIterator[None]:
     """Keep renewing `lease` on `run_id` while the `async with` block runs: a task on the
     running event loop, renewing through `store` every `lease.seconds / 3`."""
-    task = asyncio.create_task(_abeat(store, run_id, lease), name=f"callcc-lease-{run_id}")
+    done: list[bool] = []
+    task = asyncio.create_task(_abeat(store, run_id, lease, done), name=f"callcc-lease-{run_id}")
     try:
         yield
     finally:
+        done.append(True)
         task.cancel()
         await asyncio.wait((task,))  # never raises the task's error, passes a cancel of ours on
 
 
-async def _abeat(store: AsyncRunStore, run_id: str, lease: Lease) -> None:
-    while True:
+async def _abeat(store: AsyncRunStore, run_id: str, lease: Lease, done: list[bool]) -> None:
+    # `done` ends the loop even when the cancel is lost: on Python 3.11 `asyncio.wait_for`
+    # drops a cancel that arrives as its inner wait completes, and the connection pool waits
+    # with it, so a renewal that got its connection at that moment returned normally, and the
+    # drive waited for this task forever (a Temporal worker hung at 50 concurrent runs).
+    while not done:
         await asyncio.sleep(lease.seconds / 3)
+        if done:
+            return
         try:
             held = await store.renew(run_id, lease)
         except Exception as exc:  # a store hiccup: the next beat tries again

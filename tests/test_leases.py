@@ -9,6 +9,7 @@ killed and its lease ran out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -303,3 +304,36 @@ def test_a_store_made_before_leases_is_migrated_and_its_runs_hold_no_lease(
         opened.close()
     versions = query(store_url, "SELECT version FROM callcc_migrations ORDER BY version")
     assert [v for (v,) in versions] == list(range(1, len(sqlite.MIGRATIONS) + 1))
+
+
+def test_the_async_heartbeat_ends_when_its_drive_does_even_if_a_renewal_swallows_the_cancel() -> (
+    None
+):
+    """On Python 3.11 `asyncio.wait_for` drops a cancel that meets its inner wait's completion,
+    and psycopg's pool waits for a connection with it: a renewal can return normally after the
+    heartbeat was cancelled. The drive's `async with` must still end (it hung a worker)."""
+    from engine.lease import aheartbeat
+
+    class SwallowingStore:
+        """A store whose renewals, like a pool wait on Python 3.11, drop a cancel."""
+
+        def __init__(self) -> None:
+            self.renewing = asyncio.Event()
+            self.renewals = 0
+
+        async def renew(self, run_id: str, lease: Lease) -> bool:
+            self.renewals += 1
+            if self.renewals == 1:
+                self.renewing.set()
+                # what a cancel lost inside wait_for looks like from here
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.Event().wait()
+            return True
+
+    async def drive() -> int:
+        store = SwallowingStore()
+        async with aheartbeat(store, "r1", Lease(owner="me", seconds=0.003)):  # type: ignore[arg-type]
+            await asyncio.wait_for(store.renewing.wait(), timeout=30)
+        return store.renewals
+
+    assert asyncio.run(asyncio.wait_for(drive(), timeout=10)) == 1  # no renewal after the end
