@@ -39,6 +39,7 @@ __all__ = [
     "RunResumed",
     "RunStarted",
     "RunSuspended",
+    "ToolErrorToModel",
     "ToolFinished",
     "ToolStarted",
     "read_only",
@@ -236,6 +237,21 @@ class ToolFinished(RunEvent):
     refused: bool = False
     """True for a call the spec refused (an unknown tool, arguments that do not fit, a call
     the server sent malformed): the model reads why. False for a reviewer's rejection."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolErrorToModel(RunEvent):
+    """A python tool's error went back to the model as the call's result, so it can correct
+    itself (`on_error: model`, or the tool raised `RetryWithModel`); no person was asked.
+    The call's `ToolFinished` (status `failed`) follows."""
+
+    kind: ClassVar[str] = "tool_error_to_model"
+    tool: str
+    """The tool's name."""
+    error: str
+    """What the model reads."""
+    retry: bool = False
+    """True when the tool chose the words itself (`RetryWithModel`)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -250,6 +250,8 @@ async def settle(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
     for call in calls:
         content = frame.results.pop(call["id"])
         frame.messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
+    if frame.approved:  # approvals hold for the turn's calls only
+        frame.approved.clear()
     return CONTINUE if unsaved else CLOSED_TURN  # the closed turn is kept with its messages
 
 
@@ -313,6 +315,7 @@ def stop_early(frame: Frame, ctx: RunContext) -> Finish:
             {"role": "tool", "tool_call_id": call_id, "content": frame.results.pop(call_id)}
         )
     frame.pending.clear()
+    frame.approved.clear()
     return Finish(frame.last_text(), stopped=True)
 
 
