@@ -64,3 +64,22 @@ def check_iban(iban: str) -> str:
     if not iban.startswith("DE"):
         raise RetryWithModel(f"{iban!r} is no German IBAN: it must start with DE; ask the user")
     return "valid"
+
+
+class ProcessDied(BaseException):
+    """Stands for the death of the process mid-call: nothing in callcc catches it."""
+
+
+def dies(order_id: str) -> str:
+    """Its process dies while it runs (the side effect may or may not have happened)."""
+    _record("dies", {"order_id": order_id})
+    raise ProcessDied(order_id)
+
+
+async def stalls(order_id: str) -> str:
+    """Never answers in time (its spec gives it a timeout)."""
+    import asyncio
+
+    _record("stalls", {"order_id": order_id})
+    await asyncio.Event().wait()
+    return "never"
