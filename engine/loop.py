@@ -132,6 +132,7 @@ async def ask_model(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
         tools=agent.tool_defs,
         attempt=frame.attempts,
         path=frame.path,
+        tool_choice=agent.spec.tool_choice_at(frame.turns) if agent.tool_defs else None,
     )
     frame.attempts += 1
     observed = bool(ctx.observers)

@@ -126,7 +126,29 @@ class ScriptedModel:
         turn = turns[request.attempt]
         if isinstance(turn, _ErrorTurn):
             raise ModelError(turn.message, transient=turn.transient, model="scripted")
+        if request.tool_choice is not None:
+            self._check_choice(turn, request, label)
         return turn
+
+    def _check_choice(self, turn: ModelReply, request: ModelRequest, label: str) -> None:
+        """A server told which tool to call obeys: so must the script's turn (else the
+        script tests a run no real model would make)."""
+        choice = request.tool_choice
+        names = [c.name for c in turn.tool_calls]
+        if choice == "none":
+            wrong = "calls tools" if names else ""
+        elif choice == "required":
+            wrong = "" if names else "calls no tool"
+        elif choice == "auto":
+            wrong = ""
+        else:
+            wrong = "" if names and set(names) == {choice} else f"calls {names or 'no tool'}"
+        if wrong:
+            raise ScriptError(
+                f"scripted model {self._source}: turn {request.attempt + 1} of {label} "
+                f"{wrong}, but the agent's tool_choice for this turn is {choice!r}; make the "
+                "turn obey it, or change the agent's tool_choice"
+            )
 
     def _invocation(
         self, request: ModelRequest, scripted: list[Turn] | dict[str, list[Turn]]
