@@ -269,3 +269,33 @@ def test_a_scripted_turn_that_disobeys_the_choice_fails_the_run_loudly() -> None
     )
     turns = {"desk": [calls(call("f1", "find_order", {"order_id": "A-1"})), say("40 EUR")]}
     assert finished(runtime(spec, turns).run("go")).output == "40 EUR"
+
+
+def test_validate_finds_a_script_turn_that_disobeys_the_choice_at_its_line(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "desk.yaml").write_text(
+        TOOLS + "    tool_choice: [find_order, auto]\nentrypoint: desk\n", encoding="utf-8"
+    )
+    (tmp_path / "desk.script.yaml").write_text(
+        "script_version: 1\n"
+        "agents:\n"
+        "  desk:\n"
+        "    - error: {message: busy, transient: true}\n"  # no reply: the next one answers turn 1
+        "    - text: I will not look\n"
+        "    - text: done\n",
+        encoding="utf-8",
+    )
+    from engine.models.script_check import check_spec_scripts
+
+    [d] = check_spec_scripts([str(tmp_path / "desk.yaml")], [])
+    assert (d.code, d.line, d.col, d.file.endswith("desk.script.yaml")) == (
+        "disobeys-tool-choice",
+        5,
+        7,
+        True,
+    )
+    assert d.message == (
+        "turn 2 of agent 'desk' calls no tool, but the agent's tool_choice for its model "
+        "turn 1 is 'find_order'"
+    )
