@@ -222,8 +222,9 @@ class ToolStarted(RunEvent):
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ToolFinished(RunEvent):
     """A tool call has an outcome. `status` is `done` (it ran, or a person answered it),
-    `failed` (it raised or timed out: the run then waits on an `error` entry to retry it, or
-    a sub-agent failed) or `rejected` (refused by the spec or a reviewer, or ended by a `stop`:
+    `failed` (it raised or timed out: the model reads the error, `ToolErrorToModel`, or the run
+    waits on an `error` entry to retry it or fails, as the tool's `on_error` says; or a
+    sub-agent failed) or `rejected` (refused by the spec or a reviewer, or ended by a `stop`:
     never run). A call that now waits (an approval, a suspended sub-agent, an external result)
     has no outcome yet: `EntryAdded` and the run's `RunSuspended` list what it waits on."""
 

@@ -321,3 +321,24 @@ def test_a_run_killed_at_any_write_around_a_tool_s_question_refunds_exactly_once
                 assert got == expected, where
     finally:
         store.close()
+
+
+def test_an_approval_kept_for_a_call_outside_the_open_turn_is_refused_with_its_pointer() -> None:
+    from engine import Continuation
+    from engine.errors import ContinuationError
+
+    spec = make_spec(
+        [agent("desk", "always_asks")],
+        [PythonTool(name="always_asks", description="a", ref="asks_tools:always_asks")],
+    )
+    turns = {"desk": [calls(call("a1", "always_asks", {"order_id": "A-1"}))]}
+    rt = runtime(spec, turns)
+    data = json.loads(suspended(run(rt)).to_json())
+    data["frames"][0]["approved"] = {"nope": "0123"}
+    with pytest.raises(ContinuationError) as caught:
+        Continuation.from_json(json.dumps(data))
+    assert caught.value.pointer == "/frames/0/approved/nope"
+    assert "a call of the frame's last assistant message" in str(caught.value)
+    data["frames"][0]["approved"] = {"a1": 7}
+    with pytest.raises(ContinuationError, match="fingerprint of the entry approved"):
+        Continuation.from_json(json.dumps(data))
