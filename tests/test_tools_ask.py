@@ -342,3 +342,29 @@ def test_an_approval_kept_for_a_call_outside_the_open_turn_is_refused_with_its_p
     data["frames"][0]["approved"] = {"a1": 7}
     with pytest.raises(ContinuationError, match="fingerprint of the entry approved"):
         Continuation.from_json(json.dumps(data))
+
+
+def test_a_tool_that_asks_inside_a_sub_agent_waits_there_and_runs_once_approved() -> None:
+    from builders import sub_agent
+
+    spec = make_spec(
+        [agent("boss", "desk"), agent("desk", "issue_refund")],
+        [sub_agent("desk"), refund_tool("approve", "edit", "reject")],
+    )
+    turns = {
+        "boss": [calls(call("b1", "desk", {"request": "refund A-2"})), say("boss done")],
+        "desk": [
+            calls(call("r1", "issue_refund", {"order_id": "A-2", "amount": 2000})),
+            say("refunded"),
+        ],
+    }
+    rt = runtime(spec, turns)
+    doc = suspended(run(rt))
+    [entry] = doc.pending()
+    assert (entry.path, entry.reason) == ("boss/desk@b1/r1", "approval")
+    edited = doc.edit("boss/desk@b1/r1", {"order_id": "A-2", "amount": 300})
+    assert finished(resume(rt, edited)).output == "boss done"
+    assert asks_tools.CALLS == [
+        ("issue_refund", {"order_id": "A-2", "amount": 2000}, False),
+        ("issue_refund", {"order_id": "A-2", "amount": 300}, True),
+    ]

@@ -64,7 +64,9 @@ class Approval:
     """Whether a tool call waits for a person, and what that person may decide."""
 
     required: bool = False
-    """True: every call of the tool suspends the run until decided."""
+    """True: every call of the tool suspends the run until decided. False still gives the
+    decisions, prompt, approvers and expiry of the calls a python tool asks about itself
+    (`engine.NeedsApproval`)."""
     decisions: tuple[DecisionKind, ...] = ("approve", "reject")
     """What the reviewer may do with a call."""
     prompt: str | None = None
