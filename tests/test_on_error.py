@@ -145,13 +145,32 @@ def test_on_error_fail_ends_the_run() -> None:
     assert frame.ledger == {"f1": "failed"}
 
 
-def test_a_timeout_is_a_tool_error_handled_by_on_error() -> None:
+def test_the_timeout_of_an_idempotent_tool_goes_to_the_model() -> None:
     turns = {"desk": [calls(call("s1", "stalls", {"order_id": "A-1"})), say("gave up")]}
-    done = finished(run(runtime(one_tool(tool("stalls", timeout=0.05)), turns)))
+    stalls = PythonTool(
+        name="stalls", description="s", ref="asks_tools:stalls", timeout=0.05, idempotent=True
+    )
+    done = finished(run(runtime(one_tool(stalls), turns)))
     assert done.messages[2] == tool_result(
         "s1",
         "error: stalls failed: timed out after 0.05 s; correct the arguments and call it "
         "again, or go on without it",
+    )
+
+
+def test_the_timeout_of_a_tool_that_is_not_idempotent_asks_a_person_not_the_model() -> None:
+    """It may still run, or have taken effect: a model told to try again might do it twice."""
+    turns = {"desk": [calls(call("s1", "stalls", {"order_id": "A-1"})), say("gave up")]}
+    doc = suspended(run(runtime(one_tool(tool("stalls", timeout=0.05)), turns)))
+    [entry] = doc.pending()
+    assert (entry.id, entry.reason) == ("s1", "error")
+    assert entry.detail == (
+        "tool stalls failed: timed out after 0.05 s; it is not idempotent and may have taken "
+        "effect; approve to retry, answer to supply the result, reject to skip"
+    )
+    failing = runtime(one_tool(tool("stalls", "fail", timeout=0.05)), turns)
+    assert failed(run(failing)).reason == (
+        "tool stalls failed: timed out after 0.05 s (on_error: fail)"
     )
 
 

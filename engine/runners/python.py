@@ -5,7 +5,8 @@ timed sync calls run in a worker thread. What the function raises decides what h
 `Deferred` makes the call wait for an external result, `NeedsApproval` for a person's approval
 (after which it runs again, with `ToolContext.approved`), `RetryWithModel` hands the model its
 message; any other exception, or the timeout, is handled as the tool's `on_error` says (the
-model reads the error, a person decides on an `error` entry, or the run fails).
+model reads the error, a person decides on an `error` entry, or the run fails), except that
+the timeout of a tool that is not idempotent never goes to the model (`timed_out`).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class PythonRunner(Runner):
         except RetryWithModel as exc:
             return Done(exc.message, failed=True, to_model="retry")
         except TimeoutError:
-            return tool_error(call, f"timed out after {timeout:g} s")
+            return timed_out(call, f"timed out after {timeout:g} s")
         except Exception as exc:  # a tool's failure must not lose the run: its on_error says
             return tool_error(call, f"{type(exc).__name__}: {exc}")
         return Done(tool_result_text(value))
@@ -101,6 +102,16 @@ def _argument_problem(call: Call, arguments: object) -> str | None:
         return f"are not plain JSON ({plain[0] or 'the value'} {plain[1]})"
     problem = argument_problem(call.tool, arguments)
     return None if problem is None else f"do not fit: {problem}"
+
+
+def timed_out(call: Call, message: str) -> Outcome:
+    """A timeout is a tool error, with one exception: a tool that is not idempotent may
+    still be running, or have taken effect, so the model is not asked to call it again (it
+    might do it twice): a person decides instead, unless `on_error: fail` ends the run."""
+    spec = call.tool.spec
+    if isinstance(spec, PythonTool) and spec.on_error == "model" and not spec.idempotent:
+        return Wait(error_entry(call, f"{message}; it is not idempotent and may have taken effect"))
+    return tool_error(call, message)
 
 
 def tool_error(call: Call, message: str) -> Outcome:

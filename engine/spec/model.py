@@ -126,7 +126,8 @@ class PythonTool:
     """What an exception (or the timeout) of a call does: `model` (the model reads the error
     as the call's result), `suspend` (a person decides: `error` entry) or `fail` (the run
     fails). A process that died mid-call is no tool error: that call always waits for a
-    person unless the tool is idempotent."""
+    person unless the tool is idempotent; under `model` so does the timeout of a tool that is
+    not idempotent (it may still be running, or have taken effect)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
