@@ -2,14 +2,16 @@
 
 Public API: `load_spec`, `Runtime` (`run`/`arun`, `resume`/`aresume`), the outcomes `Finished`,
 `Stopped`, `Suspended`, `Failed`, `Continuation` (with `pending()`, the decision methods, and
-`decide_many` of `Decide` items), and for tool authors `ToolContext` and `Deferred`. The
+`decide_many` of `Decide` items), and for tool authors `ToolContext`, `Deferred`,
+`NeedsApproval` (a tool asks a person first) and `RetryWithModel` (the model reads what to fix). The
 top-level `callcc` package re-exports exactly this `__all__`, for `import callcc`.
 
 Ownership, one line a module (a leading underscore marks an internal):
 - `errors`: the one exception root (`CallccError`), usage errors vs run errors, `Diagnostic`.
 - `spec/`: YAML in, validated frozen `Spec` out; knows no HTTP and runs nothing.
 - `tools`: importing python refs, inferring parameters, `ToolContext` (and which parameter
-  receives it: `context_parameter`), `Deferred`.
+  receives it: `context_parameter`), what a tool raises: `Deferred`, `NeedsApproval`,
+  `RetryWithModel`.
 - `compile`: `Spec` -> `Program` (bound tools, model clients, argument validators).
 - `frames`: the suspended stack as data: `Frame`, `Pending` (and its `Seal`), the decisions.
 - `waits`: the one table of which decisions each wait reason allows, on a call or a frame.
@@ -99,7 +101,7 @@ if _typing.TYPE_CHECKING:
     from engine.decisions import Decide
     from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped, Suspended
     from engine.spec import Spec, load_spec
-    from engine.tools import Deferred, ToolContext
+    from engine.tools import Deferred, NeedsApproval, RetryWithModel, ToolContext
 else:  # imported on first use: `import engine` (and every CLI command) stays cheap
     __getattr__, __dir__ = _exports(
         __name__,
@@ -114,6 +116,8 @@ else:  # imported on first use: `import engine` (and every CLI command) stays ch
             "Spec": "engine.spec.model",
             "load_spec": "engine.spec.load",
             "Deferred": "engine.tools",
+            "NeedsApproval": "engine.tools",
+            "RetryWithModel": "engine.tools",
             "ToolContext": "engine.tools",
         },
     )
@@ -129,8 +133,10 @@ __all__ = [
     "Failed",
     "Finished",
     "ModelError",
+    "NeedsApproval",
     "Outcome",
     "PendingDecision",
+    "RetryWithModel",
     "RunError",
     "Runtime",
     "Spec",

@@ -49,7 +49,7 @@ _SAME_AS = {"attempts": "turns", "pause_turns": "turns", "pause_elapsed": "elaps
 """Counters left out when equal to another (the usual case): absent means equal."""
 _COUNTER_KEYS = frozenset(_COUNTERS_INT + _COUNTERS_NUM)
 _FRAME_KEYS = frozenset(
-    {"agent", "messages", "counters", "ledger", "results", "pending", "toolsets"}
+    {"agent", "messages", "counters", "ledger", "results", "pending", "toolsets", "approved"}
 )
 _PENDING_KEYS = frozenset(
     {"id", "reason", "tool", "arguments", "decisions", "fingerprint"}
@@ -111,6 +111,8 @@ def _frame_to_data(
         data["pending"] = [_pending_to_data(p, child_ref) for p in frame.pending]
     if frame.toolsets:
         data["toolsets"] = frame.toolsets
+    if frame.approved:
+        data["approved"] = dict(frame.approved)  # a snapshot, like `results`
     return data
 
 
@@ -221,6 +223,8 @@ def _frame_from_data(raw: Any, ptr: str, links: list[tuple[Pending, int, str]]) 
     frame.results = dict(results)
     if "toolsets" in obj:
         frame.toolsets = _toolsets(obj["toolsets"], f"{ptr}/toolsets")
+    if "approved" in obj:
+        frame.approved = _approved(obj["approved"], f"{ptr}/approved", frame)
     pending_raw = obj.get("pending", [])
     if not isinstance(pending_raw, list):
         raise ContinuationError("expected a list", pointer=f"{ptr}/pending")
@@ -244,6 +248,25 @@ def _toolsets(raw: Any, ptr: str) -> dict[str, dict[str, str]]:
                     "expected a schema fingerprint (sha256:...)", pointer=f"{where}/{_escape(name)}"
                 )
         out[server] = dict(tools)
+    return out
+
+
+def _approved(raw: Any, ptr: str, frame: Frame) -> dict[str, str]:
+    """Calls of the current turn a person approved -> the fingerprint of the entry approved
+    (see `Frame.approved`): only calls of the frame's open turn."""
+    current = {c["id"] for c in frame.in_flight()}
+    out: dict[str, str] = {}
+    for call_id, value in _object(raw, ptr).items():
+        where = f"{ptr}/{_escape(call_id)}"
+        if call_id not in current:
+            raise ContinuationError(
+                "an approved call must be a call of the frame's last assistant message, "
+                "still awaiting its result",
+                pointer=where,
+            )
+        if not isinstance(value, str) or not value:
+            raise ContinuationError("expected the fingerprint of the entry approved", pointer=where)
+        out[call_id] = value
     return out
 
 

@@ -19,6 +19,7 @@ from engine.events import (
     ModelCalled,
     ModelReplied,
     PendingInfo,
+    ToolErrorToModel,
     ToolFinished,
     ToolStarted,
     read_only,
@@ -212,6 +213,18 @@ def tool_outcome(call: Call, outcome: Outcome, ctx: RunContext) -> None:
     a person or the outside (a suspended sub-agent's own entries were announced already)."""
     frame, name = call.frame, call.tool.name
     if isinstance(outcome, Done):
+        if outcome.to_model:
+            ctx.emit(
+                ToolErrorToModel(
+                    run_id=ctx.run_id,
+                    path=frame.names,
+                    invocation=frame.invocation,
+                    call_id=call.id,
+                    tool=name,
+                    error=outcome.text,
+                    retry=outcome.to_model == "retry",
+                )
+            )
         tool_finished(
             frame, call.id, name, "failed" if outcome.failed else "done", outcome.text, ctx
         )

@@ -21,6 +21,9 @@ Versions of the document (`version`), newest last; every version listed here sti
     and `approvers` (who may decide), both optional and outside the fingerprint.
   - 1, minor addition: `frames[].toolsets`, per MCP server the agent was shown, each tool's
     schema fingerprint (`engine.toolsets`).
+  - 1, minor addition: `frames[].approved`, the calls of the open turn a person approved,
+    each with the fingerprint of the entry approved: a tool that asked for approval itself
+    (`engine.NeedsApproval`) runs once approved and never asks again for that call.
 
 A continuation made by a `Runtime` that has signing keys carries its key in memory (never in
 the document): its decisions stay signed and `to_json` signs. One parsed from JSON is only
@@ -59,7 +62,8 @@ CHANGELOG = {
     1: "first version: flat frames, counters, ledger, pending entries, decisions; "
     "optional since: `usage` and the token counters, `trace` (a W3C trace context), "
     "a pending entry's `expires_at` and `approvers`, "
-    "`frames[].toolsets` (MCP tool schema fingerprints)",
+    "`frames[].toolsets` (MCP tool schema fingerprints), "
+    "`frames[].approved` (calls a person approved, for tools that ask)",
 }
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 """Documents larger than this are refused before parsing."""

@@ -96,7 +96,8 @@ class ScriptError(RunError):
 
 
 class ToolFailure(RunError):
-    """A tool raised; the run suspends with reason `error` so a person can retry or answer."""
+    """A tool raised; its `on_error` says what follows (the model reads it, a person decides
+    on an `error` entry, or the run fails)."""
 
     def __init__(self, tool: str, message: str) -> None:
         self.tool = tool

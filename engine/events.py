@@ -39,6 +39,7 @@ __all__ = [
     "RunResumed",
     "RunStarted",
     "RunSuspended",
+    "ToolErrorToModel",
     "ToolFinished",
     "ToolStarted",
     "read_only",
@@ -221,8 +222,9 @@ class ToolStarted(RunEvent):
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ToolFinished(RunEvent):
     """A tool call has an outcome. `status` is `done` (it ran, or a person answered it),
-    `failed` (it raised or timed out: the run then waits on an `error` entry to retry it, or
-    a sub-agent failed) or `rejected` (refused by the spec or a reviewer, or ended by a `stop`:
+    `failed` (it raised or timed out: the model reads the error, `ToolErrorToModel`, or the run
+    waits on an `error` entry to retry it or fails, as the tool's `on_error` says; or a
+    sub-agent failed) or `rejected` (refused by the spec or a reviewer, or ended by a `stop`:
     never run). A call that now waits (an approval, a suspended sub-agent, an external result)
     has no outcome yet: `EntryAdded` and the run's `RunSuspended` list what it waits on."""
 
@@ -236,6 +238,21 @@ class ToolFinished(RunEvent):
     refused: bool = False
     """True for a call the spec refused (an unknown tool, arguments that do not fit, a call
     the server sent malformed): the model reads why. False for a reviewer's rejection."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolErrorToModel(RunEvent):
+    """A python tool's error went back to the model as the call's result, so it can correct
+    itself (`on_error: model`, or the tool raised `RetryWithModel`); no person was asked.
+    The call's `ToolFinished` (status `failed`) follows."""
+
+    kind: ClassVar[str] = "tool_error_to_model"
+    tool: str
+    """The tool's name."""
+    error: str
+    """What the model reads."""
+    retry: bool = False
+    """True when the tool chose the words itself (`RetryWithModel`)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

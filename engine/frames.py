@@ -355,6 +355,11 @@ class Frame:
     decoded: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Arguments of the current turn's calls marked running, as decoded when the turn was
     sorted, until they run (in memory only: a frame read from a document decodes again)."""
+    approved: dict[str, str] = field(default_factory=dict)
+    """Calls of the current turn a person approved (or edited) on an `approval` entry, by id
+    -> that entry's fingerprint, until the turn closes: their tool runs with
+    `ToolContext.approved` and may not ask again (`engine.NeedsApproval`), also when it runs
+    again after a recovery or a retry."""
 
     def copy(self) -> Frame:
         """A deep copy of this frame and all its children (messages are shared: they are
@@ -427,6 +432,7 @@ def _shallow(frame: Frame) -> Frame:
         ledger=dict(frame.ledger),
         results=dict(frame.results),
         toolsets=frame.toolsets,  # replaced whole, never mutated in place
+        approved=dict(frame.approved),
         path=frame.path,
         names=frame.names,
         invocation=frame.invocation,

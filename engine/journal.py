@@ -222,7 +222,7 @@ def unsnapped(events: list[Event]) -> int:
     return sum(1 for event in events if event.kind != "snapshot")
 
 
-_MAPS = ("counters", "ledger", "results", "toolsets")
+_MAPS = ("counters", "ledger", "results", "toolsets", "approved")
 
 
 def _closed(state: dict[str, Any], new_messages: list[dict[str, Any]]) -> dict[str, Any]:

@@ -132,6 +132,7 @@ async def ask_model(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
         tools=agent.tool_defs,
         attempt=frame.attempts,
         path=frame.path,
+        tool_choice=agent.spec.tool_choice_at(frame.turns) if agent.tool_defs else None,
     )
     frame.attempts += 1
     observed = bool(ctx.observers)
@@ -250,6 +251,8 @@ async def settle(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
     for call in calls:
         content = frame.results.pop(call["id"])
         frame.messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
+    if frame.approved:  # approvals hold for the turn's calls only
+        frame.approved.clear()
     return CONTINUE if unsaved else CLOSED_TURN  # the closed turn is kept with its messages
 
 
@@ -313,6 +316,7 @@ def stop_early(frame: Frame, ctx: RunContext) -> Finish:
             {"role": "tool", "tool_call_id": call_id, "content": frame.results.pop(call_id)}
         )
     frame.pending.clear()
+    frame.approved.clear()
     return Finish(frame.last_text(), stopped=True)
 
 

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
-
-from jsonschema.exceptions import best_match
 
 from engine import _emit
 from engine._canonical import MAX_DEPTH, json_problem
@@ -26,7 +23,15 @@ from engine.errors import ContinuationError
 from engine.events import Observers, RunEvent
 from engine.frames import Frame, Pending
 from engine.runners import Call, Done, Outcome, Wait, runner_for
-from engine.runners.base import tool_result_text
+from engine.runners.base import (
+    approval_entry,
+    approval_question,
+    argument_fault,
+    argument_problem,
+    render_prompt,
+    tool_result_text,
+)
+from engine.runners.base import short_text as _short
 from engine.steps import End
 
 if TYPE_CHECKING:
@@ -49,7 +54,6 @@ __all__ = [
     "tool_result_text",
 ]
 
-_TEMPLATE = re.compile(r"\{\{\s*args\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 Driver: TypeAlias = "Callable[[Frame, RunContext], Awaitable[End]]"
 """The loop's driver (`engine.loop.drive`): steps a frame until it ends."""
 
@@ -121,22 +125,11 @@ def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any], ctx: RunCont
             frame, call_id, name, f"error: {problem}; call {name} again with valid arguments", ctx
         )
         return
-    approval = tool.spec.approval
     text = call["function"]["arguments"]
-    if approval.required:
-        prompt = approval_question(approval.prompt, name, arguments)
-        expires = approval.expires_after
-        entry = Pending.for_call(
-            id=call_id,
-            reason="approval",
-            tool=name,
-            arguments=arguments,
-            decisions=approval.decisions,
-            prompt=prompt,
-            text=text,
-            expires_at=None if expires is None else ctx.clock() + expires,
-            approvers=approval.approvers,
-            detail=tool.approval_detail,
+    if tool.spec.approval.required:
+        job = Call(frame=frame, tool=tool, id=call_id, arguments=arguments)
+        entry = approval_entry(
+            job, ctx, arguments=arguments, text=text, detail=tool.approval_detail
         )
         _gate(frame, entry, ctx)
     elif name in agent.spec.suspend.before_tools:
@@ -184,45 +177,6 @@ def _no_constant(name: str) -> Any:
 
 _ARGUMENTS = json.JSONDecoder(parse_constant=_no_constant)
 """Reads a model's arguments; NaN and Infinity are not JSON, so they are refused."""
-
-
-def argument_problem(tool: BoundTool, arguments: dict[str, Any]) -> str | None:
-    """What makes `arguments` violate the tool's parameters, or None."""
-    fault = argument_fault(tool, arguments)
-    return None if fault is None else fault[0]
-
-
-def argument_fault(tool: BoundTool, arguments: dict[str, Any]) -> tuple[str, str] | None:
-    """What makes `arguments` violate the tool's parameters and the JSON pointer of the
-    offending value inside them (`""`: the object as a whole), or None."""
-    if tool.quick_check(arguments) or tool.validator.is_valid(arguments):
-        return None
-    error = best_match(tool.validator.iter_errors(arguments))
-    where = "/".join(str(p) for p in error.absolute_path)
-    pointer = "".join(
-        "/" + str(p).replace("~", "~0").replace("/", "~1") for p in error.absolute_path
-    )
-    problem = f"the arguments do not match the parameters of {tool.name}" + (
-        f" at {where}: {error.message}" if where else f": {error.message}"
-    )
-    return problem, pointer
-
-
-def approval_question(template: str | None, tool: str, arguments: dict[str, Any]) -> str:
-    """What the reviewer of a call is asked: the spec's `approval.prompt` filled in, or a
-    default question naming the tool when the spec gives none."""
-    if template:
-        return render_prompt(template, arguments)
-    return f"Run {tool} with these arguments?"
-
-
-def render_prompt(template: str, arguments: dict[str, Any]) -> str:
-    """Fill `{{ args.NAME }}` with argument values (nothing else is ever evaluated)."""
-    return _TEMPLATE.sub(lambda m: _short(arguments.get(m.group(1), "")), template)
-
-
-def _short(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def refuse_malformed(frame: Frame, call_id: str, tool: str, problem: str, ctx: RunContext) -> None:
@@ -298,8 +252,12 @@ async def run_calls(
                 _emit.tool_finished(frame, call_id, tool.name, "done", text, ctx)
         elif decision.kind == "edit":
             _rewrite_arguments(frame, call_id, decision.arguments)
+            if entry.reason == "approval":
+                frame.approved[call_id] = entry.fingerprint
             jobs.append((call_id, tool, decision.arguments, None))
         elif decision.kind in ("approve", "resume"):  # run it (again, for an `error` entry)
+            if entry.reason == "approval":
+                frame.approved[call_id] = entry.fingerprint
             jobs.append((call_id, tool, entry.arguments or {}, None))
         else:  # the document check refuses these first; never run a call on them
             raise ContinuationError(
@@ -349,7 +307,7 @@ async def _settle_one(
         outcome = await runner.run(call, ctx)
     else:
         outcome = await runner.carry_on(call, waiting, ctx)
-    failure = _record(frame, call.id, outcome)
+    failure = _record(frame, call, outcome)
     if observed:
         _emit.tool_outcome(call, outcome, ctx)
     if failure is None and keep:
@@ -357,14 +315,20 @@ async def _settle_one(
     return failure
 
 
-def _record(frame: Frame, call_id: str, outcome: Outcome) -> str | None:
+def _record(frame: Frame, call: Call, outcome: Outcome) -> str | None:
     """Keep a runner's outcome in the frame; return why the run must fail, if it must."""
+    call_id = call.id
     if isinstance(outcome, Done):
         frame.ledger[call_id] = "failed" if outcome.failed else "done"
         frame.results[call_id] = outcome.text
     elif isinstance(outcome, Wait):
-        frame.ledger[call_id] = "failed" if outcome.entry.reason == "error" else "pending"
-        frame.pending.append(outcome.entry)
+        entry = outcome.entry
+        frame.ledger[call_id] = "failed" if entry.reason == "error" else "pending"
+        frame.pending.append(entry)
+        if entry.reason == "approval" and entry.arguments != call.arguments:
+            # a tool asked to act on arguments of its own: the call is now that one, as an
+            # edit makes it (what the model reads, and what a recovery runs)
+            _rewrite_arguments(frame, call_id, entry.arguments or {})
     elif outcome.entry is not None:  # a sub-agent failed where it can resume: keep it
         frame.ledger[call_id] = "pending"
         frame.pending.append(outcome.entry)

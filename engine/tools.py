@@ -2,7 +2,10 @@
 
 A tool function takes keyword arguments named like its parameters; one parameter annotated
 `ToolContext` (any name) receives the call's context instead of a model argument. A tool that
-raises `Deferred` says its result will be supplied later: the run suspends as `external`.
+raises `Deferred` says its result will be supplied later: the run suspends as `external`. One
+that raises `NeedsApproval` asks a person first (reason `approval`) and runs again, with
+`ToolContext.approved` true, once approved; `RetryWithModel` tells the model exactly what to
+correct. Any other exception is handled as the tool's `on_error` says.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ class ToolContext:
     """Name of the agent that made the call."""
     tool: str
     """Name of the tool being called."""
+    approved: bool = False
+    """True when a person approved (or edited) this very call: the spec's `approval` gate,
+    or the tool's own `NeedsApproval`. A tool that asks checks it and does not ask again."""
 
     @property
     def idempotency_key(self) -> str:
@@ -50,6 +56,38 @@ class Deferred(Exception):
     def __init__(self, reason: str = "") -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class NeedsApproval(Exception):
+    """Raised by a python tool that wants a person to approve what it is about to do: the
+    run suspends with reason `approval` and the decisions the tool's `approval.decisions`
+    allow. Once approved, the tool runs again with `ToolContext.approved` true (with the
+    reviewer's arguments after an `edit`); a rejection tells the model why, and nothing runs."""
+
+    def __init__(
+        self,
+        prompt: str | None = None,
+        arguments: dict[str, Any] | None = None,
+        reason: str = "",
+    ) -> None:
+        self.prompt = prompt
+        """What the reviewer is asked; the tool's `approval.prompt` (or a default) if None."""
+        self.arguments = arguments
+        """The arguments the tool will act on, shown to the reviewer and run with once
+        approved (they must fit the tool's parameters); the call's own arguments if None."""
+        self.reason = reason
+        """Why it asks, shown beside the entry (`callcc pending`, the picture)."""
+        super().__init__(prompt or reason or "the tool asks for approval")
+
+
+class RetryWithModel(Exception):
+    """Raised by a python tool to tell the model exactly `message` as the call's result, so
+    it can correct itself (whatever the tool's `on_error` says: this is no crash)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        """What the model reads."""
+        super().__init__(message)
 
 
 class ParameterTypeError(TypeError):

@@ -31,8 +31,8 @@ CALL_WAITS: Mapping[Reason, Decisions] = MappingProxyType(
         "subagent": (),  # none here: decide inside the sub-agent
         "external": ("answer", "reject"),  # kind `external`, or a tool that raised `Deferred`
         "pause": ("resume", "reject"),  # `suspend.before_tools`: the call runs, or never does
-        "error": ("approve", "answer", "reject"),  # a python tool failed (or its process died
-        # while it ran): run it again, supply its result, or skip it
+        "error": ("approve", "answer", "reject"),  # a python tool failed with `on_error:
+        # suspend` (or its process died while it ran): run it again, supply its result, or skip
     }
 )
 """Decisions a wait on a tool call allows, by reason."""

@@ -24,6 +24,7 @@ from engine.spec.model import (
     AgentTool,
     Approval,
     Limits,
+    OnError,
     PythonTool,
     ScriptedModel,
     Spec,
@@ -41,20 +42,28 @@ DIGEST = "sha256:test"
 # -- tools ---------------------------------------------------------------------------------
 
 
-def python_tool(name: str, *, ref: str | None = None, approval: Approval | None = None) -> Tool:
-    """A python tool from tests/loop_tools.py (`ref` defaults to `loop_tools:<name>`)."""
+def python_tool(
+    name: str,
+    *,
+    ref: str | None = None,
+    approval: Approval | None = None,
+    on_error: OnError = "model",
+) -> Tool:
+    """A python tool from tests/loop_tools.py (`ref` defaults to `loop_tools:<name>`);
+    `on_error="suspend"` for a test of the `error` entry a person decides on."""
     return PythonTool(
         name=name,
         description=f"the {name} test tool",
         ref=ref or f"loop_tools:{name}",
         approval=approval or Approval(),
+        on_error=on_error,
     )
 
 
-def gated(name: str, *decisions: str) -> Tool:
+def gated(name: str, *decisions: str, on_error: OnError = "model") -> Tool:
     """A python tool whose every call waits for approval (`approve, reject` by default)."""
     kinds: Any = tuple(decisions) or ("approve", "reject")
-    return python_tool(name, approval=Approval(required=True, decisions=kinds))
+    return python_tool(name, approval=Approval(required=True, decisions=kinds), on_error=on_error)
 
 
 def sub_agent(name: str) -> Tool:

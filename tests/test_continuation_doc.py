@@ -386,7 +386,7 @@ def _every_kind_of_document() -> list[Continuation]:
     )
     doc = suspended(runtime(paused, {"a": [calls(call("e", "echo", {"text": "t"}))]}).run("x"))
     out += [doc, doc.resume("e")]
-    flaky = make_spec([agent("a", "flaky")], [python_tool("flaky")])
+    flaky = make_spec([agent("a", "flaky")], [python_tool("flaky", on_error="suspend")])
     doc = suspended(runtime(flaky, {"a": [calls(call("f", "flaky", {"key": "schema"}))]}).run("x"))
     out += [doc, doc.approve("f")]
     erring = make_spec([agent("a")])

@@ -185,7 +185,7 @@ def test_a_run_without_observers_emits_nothing_and_runs_the_same() -> None:
 def test_tool_outcomes_are_done_failed_and_rejected_by_the_spec_or_a_reviewer() -> None:
     spec = make_spec(
         [agent("main", "echo", "flaky", "transfer")],
-        [python_tool("echo"), python_tool("flaky"), gated("transfer")],
+        [python_tool("echo"), python_tool("flaky", on_error="suspend"), gated("transfer")],
     )
     turns = {
         "main": [

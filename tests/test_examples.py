@@ -15,7 +15,7 @@ SCHEMA_LINE = "# yaml-language-server: $schema=../schema/agent-spec.v1.schema.js
 
 
 def test_the_examples_are_there() -> None:
-    assert [p.stem for p in SPECS] == ["hr_agent", "ledger", "payments", "research"]
+    assert [p.stem for p in SPECS] == ["hr_agent", "ledger", "payments", "refunds", "research"]
 
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
@@ -54,3 +54,29 @@ def test_payments_allows_edit_and_research_pauses() -> None:
     research = load_spec(SPECS_DIR / "research.yaml", env={})
     assert research.tools["ask_expert"].kind == "external"
     assert research.agents["researcher"].suspend.every_turns == 2
+
+
+def test_refunds_asks_from_the_tool_and_hands_lookup_errors_to_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's refunds walk-through: the first lookup fails and the model reads why, the
+    refund asks a person itself (not the spec's gate), an edit lowers it, and it runs once."""
+    from engine.cli import main
+
+    refunds = load_spec(SPECS_DIR / "refunds.yaml", env={})
+    assert refunds.agents["refunds_agent"].tool_choice == ("find_order", "auto")
+    issue = refunds.tools["issue_refund"]
+    assert isinstance(issue, PythonTool)
+    assert (issue.on_error, issue.approval.required) == ("suspend", False)
+    state = str(tmp_path / "refunds.json")
+    prompt = "Refund order A-10, it arrived broken"
+    assert main(["run", str(SPECS_DIR / "refunds.yaml"), "-p", prompt, "--state", state]) == 3
+    out = capsys.readouterr().out
+    assert "find_order (call_find_1) failed; the model reads the error" in out
+    assert "issue_refund asked for approval itself: refunds above 100 EUR need a person" in out
+    assert "decide: approve, edit, reject" in out
+    patch = ["--patch", "call_refund_3", '{"amount": 120}']
+    assert main(["resume", state, *patch]) == 0
+    out = capsys.readouterr().out
+    assert "issue_refund (call_refund_3) decided: edit" in out
+    assert out.count("runs issue_refund (call_refund_3)") == 1

@@ -196,7 +196,9 @@ def test_arguments_changed_in_memory_after_an_approval_are_refused_and_nothing_r
 def test_an_edited_call_that_fails_waits_on_the_fingerprint_of_the_edited_call() -> None:
     """An edit changes the arguments the call runs with; when that run fails, the new entry
     is fingerprinted on the edited arguments, and only a decision on it runs it again."""
-    spec = make_spec([agent("bank", "flaky")], [gated("flaky", "approve", "edit")])
+    spec = make_spec(
+        [agent("bank", "flaky")], [gated("flaky", "approve", "edit", on_error="suspend")]
+    )
     turns = {"bank": [calls(call("f1", "flaky", {"key": "a"})), say("Done.")]}
     rt = runtime(spec, turns)
     first = suspended(run(rt, "Go"))

@@ -291,11 +291,13 @@ def test_before_tools_reject_skips_the_call() -> None:
 
 # -- tool errors ---------------------------------------------------------------------------
 
-FLAKY = make_spec([agent("main", "flaky")], [python_tool("flaky")])
+FLAKY = make_spec([agent("main", "flaky")], [python_tool("flaky", on_error="suspend")])
+"""`on_error: suspend`: these tests are about the `error` entry a person decides on (the
+default, `model`, is tests/test_on_error.py's)."""
 FLAKY_SCRIPT = {"main": [calls(call("f1", "flaky", {"key": "k"})), say("Done.")]}
 
 
-def test_a_tool_exception_suspends_with_reason_error() -> None:
+def test_a_tool_exception_with_on_error_suspend_suspends_with_reason_error() -> None:
     continuation = suspended(run(runtime(FLAKY, FLAKY_SCRIPT)))
 
     [entry] = continuation.pending()

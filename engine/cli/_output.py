@@ -296,6 +296,7 @@ def progress_line(event: RunEvent) -> str | None:
         EntryAdded,
         ModelCalled,
         ModelReplied,
+        ToolErrorToModel,
         ToolFinished,
         ToolStarted,
     )
@@ -325,6 +326,10 @@ def progress_line(event: RunEvent) -> str | None:
         if entry.tool is None and entry.reason in ("turn_limit", "pause"):
             return f"suspends ({entry.reason}: {entry.detail})"
         return None
+    if isinstance(event, ToolErrorToModel):
+        if event.retry:
+            return f"{event.tool} ({event.call_id}) tells the model: {_clip(event.error)}"
+        return f"{event.tool} ({event.call_id}) failed; the model reads the error"
     if isinstance(event, ToolFinished):
         if event.refused:
             return f"call {event.call_id} refused: {event.result}"

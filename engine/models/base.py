@@ -40,6 +40,9 @@ class ModelRequest:
     """Which invocation asks: the ids of the calls that started it, root to here (`""` for
     the entry agent, `"/call_hr_1"` for the sub-agent call_hr_1 started). The same after a
     resume in any process, so a scripted model can key its turns by it."""
+    tool_choice: str | None = None
+    """The agent's `tool_choice` for this turn: `auto`, `required`, `none` or the name of
+    the one tool the model must call; None: the request names none (the server's default)."""
 
     @property
     def parent_call(self) -> str | None:

@@ -24,7 +24,7 @@ from openai.types.chat import (
 from engine._canonical import LONE_SURROGATE
 from engine.errors import ModelError
 from engine.models.base import ModelReply, ModelRequest, ToolCall
-from engine.spec.model import OpenAIModel
+from engine.spec.model import TOOL_CHOICES, OpenAIModel
 
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 """Read when the spec names no `api_key_env`."""
@@ -67,6 +67,10 @@ class OpenAIChatModel:
     async def complete(self, request: ModelRequest) -> ModelReply:
         """Answer one turn; raise `ModelError` on any failure."""
         extra_body = self._params()
+        choice: Any = openai.omit
+        if request.tool_choice is not None and request.tools:
+            choice = tool_choice_param(request.tool_choice)
+            extra_body.pop("tool_choice", None)  # the agent's, turn by turn, wins
         client = self._get_client()
         tools = cast(list[ChatCompletionToolUnionParam], [dict(t) for t in request.tools])
         messages = _messages(request.instructions, request.messages)
@@ -77,6 +81,7 @@ class OpenAIChatModel:
                 model=self.spec.model,
                 messages=messages,
                 tools=tools if tools else openai.omit,
+                tool_choice=choice,
                 stream=False,
                 extra_body=extra_body or None,
             )
@@ -295,6 +300,14 @@ def _usage(usage: Any) -> dict[str, int]:
         for k, v in usage.items()
         if isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
     }
+
+
+def tool_choice_param(choice: str) -> Any:
+    """`tool_choice` as the Chat Completions API takes it: the words as they are, a tool's
+    name as `{"type": "function", "function": {"name": ...}}`."""
+    if choice in TOOL_CHOICES:
+        return choice
+    return {"type": "function", "function": {"name": choice}}
 
 
 def build_model(spec_model: OpenAIModel) -> OpenAIChatModel:

@@ -2,8 +2,9 @@
 
 A script is checked against the spec that names it: its format (the first fault, as loading
 it would refuse it), then every agent it scripts exists and uses this script's model, every
-tool a turn calls is one of that agent's tools, and every invocation key (the id of the call
-that starts an invocation) is the id of a call in the script that starts that agent.
+tool a turn calls is one of that agent's tools, every turn obeys the agent's `tool_choice`, and
+every invocation key (the id of the call that starts an invocation) is the id of a call in the
+script that starts that agent.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import Diagnostic, SpecError
-from engine.models.scripted import ScriptFormatError, parse_script
+from engine.models.scripted import ScriptFormatError, disobeys, parse_script
 from engine.spec.load import load_spec_quietly
-from engine.spec.model import AgentTool, McpToolset, ScriptedModel, Spec
+from engine.spec.model import Agent, AgentTool, McpToolset, ScriptedModel, Spec
 from engine.spec.yamlload import YamlDoc, escape, load_yaml
 
 
@@ -91,6 +92,36 @@ def check_script(spec: Spec, model: ScriptedModel) -> list[Diagnostic]:
                     out.extend(
                         _check_call(doc, f"{at}/{i}/tool_calls/{j}/name", spec, agent.name, call)
                     )
+            if agent.tool_choice:
+                out.extend(_check_choices(doc, at, agent, items))
+    return out
+
+
+def _check_choices(
+    doc: YamlDoc, at: str, agent: Agent, items: list[dict[str, Any]]
+) -> list[Diagnostic]:
+    """Every reply turn obeys the agent's `tool_choice` for it (an `error` turn is no reply:
+    the next turn answers the same model turn), as the scripted model holds it when played."""
+    out: list[Diagnostic] = []
+    turn_number = 0
+    for i, turn in enumerate(items):
+        if "error" in turn:
+            continue
+        choice = agent.tool_choice_at(turn_number)
+        turn_number += 1
+        assert choice is not None
+        wrong = disobeys(choice, [c["name"] for c in turn.get("tool_calls") or []])
+        if wrong:
+            out.append(
+                _at(
+                    doc,
+                    f"{at}/{i}",
+                    "disobeys-tool-choice",
+                    f"turn {i + 1} of agent {agent.name!r} {wrong}, but the agent's "
+                    f"tool_choice for its model turn {turn_number} is {choice!r}",
+                    "make the turn obey it, or change the agent's tool_choice",
+                )
+            )
     return out
 
 

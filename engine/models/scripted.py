@@ -126,7 +126,22 @@ class ScriptedModel:
         turn = turns[request.attempt]
         if isinstance(turn, _ErrorTurn):
             raise ModelError(turn.message, transient=turn.transient, model="scripted")
+        if request.tool_choice is not None:
+            self._check_choice(turn, request, label)
         return turn
+
+    def _check_choice(self, turn: ModelReply, request: ModelRequest, label: str) -> None:
+        """A server told which tool to call obeys: so must the script's turn (else the
+        script tests a run no real model would make)."""
+        assert request.tool_choice is not None
+        wrong = disobeys(request.tool_choice, [c.name for c in turn.tool_calls])
+        if wrong:
+            raise ScriptError(
+                f"scripted model {self._source}: turn {request.attempt + 1} of {label} "
+                f"{wrong}, but the agent's tool_choice for this turn is "
+                f"{request.tool_choice!r}; make the turn obey it, or change the agent's "
+                "tool_choice"
+            )
 
     def _invocation(
         self, request: ModelRequest, scripted: list[Turn] | dict[str, list[Turn]]
@@ -165,6 +180,20 @@ class ScriptedModel:
 _FAST_LOADER: type[Any] | None = getattr(yaml, "CSafeLoader", None)
 """libyaml's loader, when PyYAML was built with it: a 1,000-turn script loads in a fifth of
 the pure-Python loader's time, into the same data."""
+
+
+def disobeys(choice: str, names: Sequence[str]) -> str:
+    """How a turn calling the tools `names` disobeys `tool_choice` `choice` (`calls no
+    tool`), or `""` when it obeys."""
+    if choice == "auto":
+        return ""
+    if choice == "none":
+        return "calls tools" if names else ""
+    if choice == "required":
+        return "" if names else "calls no tool"
+    if names and set(names) == {choice}:
+        return ""
+    return f"calls {', '.join(names)}" if names else "calls no tool"
 
 
 def _load_yaml(text: str, source: str) -> Any:

@@ -20,7 +20,8 @@ The interface:
   refuses.
 - The outcome says what happened, and the tooling records it in the frame and emits the
   events: `Done(text)` (the result the model reads; `Done(text, failed=True)` a failure the
-  model reads, such as an MCP tool's `isError`), `Wait(entry)` (the call now waits on a
+  model reads, such as an MCP tool's `isError`; `to_model` marks a tool's error handed
+  to the model, `on_error: model` or `RetryWithModel`), `Wait(entry)` (the call now waits on a
   `Pending` entry: an external result, an `error` entry a person decides on, a suspended
   sub-agent), or `Failure(reason, entry)` (the run must fail; `entry`, when given, holds
   where a `resume` can go on).
@@ -31,8 +32,11 @@ The interface:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+from jsonschema.exceptions import best_match
 
 from engine.compile import BoundTool
 from engine.errors import ContinuationError, UsageError
@@ -48,12 +52,20 @@ __all__ = [
     "Outcome",
     "Runner",
     "Wait",
+    "approval_entry",
+    "approval_question",
+    "argument_fault",
+    "argument_problem",
     "error_entry",
     "external_entry",
     "register",
+    "render_prompt",
     "runner_for",
+    "short_text",
     "tool_result_text",
 ]
+
+_TEMPLATE = re.compile(r"\{\{\s*args\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
 @dataclass(kw_only=True, slots=True)
@@ -81,6 +93,10 @@ class Done:
     failed: bool = False
     """True when the result reports the tool's own failure (an MCP `isError`): the ledger
     marks the call `failed` and the model reads why."""
+    to_model: Literal["", "error", "retry"] = ""
+    """Set when `text` is a python tool's error handed to the model so it can correct itself
+    (`error`: `on_error: model`; `retry`: the tool raised `RetryWithModel`): a
+    `tool_error_to_model` event says so."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +165,51 @@ def external_entry(call: Call, *, prompt: str | None = None, detail: str | None 
     )
 
 
+def approval_entry(
+    call: Call,
+    ctx: RunContext,
+    *,
+    arguments: dict[str, Any],
+    text: str | None = None,
+    prompt: str | None = None,
+    detail: str | None = None,
+) -> Pending:
+    """The call waits for a person's approval, with the decisions, approvers and expiry its
+    tool's `approval` gives (the spec's gate, or a tool that asked: `NeedsApproval`)."""
+    approval = call.tool.spec.approval
+    expires = approval.expires_after
+    return Pending.for_call(
+        id=call.id,
+        reason="approval",
+        tool=call.tool.name,
+        arguments=arguments,
+        decisions=approval.decisions,
+        prompt=prompt or approval_question(approval.prompt, call.tool.name, arguments),
+        text=text,
+        expires_at=None if expires is None else ctx.clock() + expires,
+        approvers=approval.approvers,
+        detail=detail,
+    )
+
+
+def approval_question(template: str | None, tool: str, arguments: dict[str, Any]) -> str:
+    """What the reviewer of a call is asked: the spec's `approval.prompt` filled in, or a
+    default question naming the tool when the spec gives none."""
+    if template:
+        return render_prompt(template, arguments)
+    return f"Run {tool} with these arguments?"
+
+
+def render_prompt(template: str, arguments: dict[str, Any]) -> str:
+    """Fill `{{ args.NAME }}` with argument values (nothing else is ever evaluated)."""
+    return _TEMPLATE.sub(lambda m: short_text(arguments.get(m.group(1), "")), template)
+
+
+def short_text(value: Any) -> str:
+    """A value as a person or model reads it inline: text as is, the rest as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
 def error_entry(call: Call, message: str) -> Pending:
     """The call failed: a person retries it (`approve`), supplies its result, or skips it."""
     name = call.tool.name
@@ -160,6 +221,28 @@ def error_entry(call: Call, message: str) -> Pending:
         detail=f"tool {name} failed: {message}; approve to retry, answer to supply "
         "the result, reject to skip",
     )
+
+
+def argument_problem(tool: BoundTool, arguments: dict[str, Any]) -> str | None:
+    """What makes `arguments` violate the tool's parameters, or None."""
+    fault = argument_fault(tool, arguments)
+    return None if fault is None else fault[0]
+
+
+def argument_fault(tool: BoundTool, arguments: dict[str, Any]) -> tuple[str, str] | None:
+    """What makes `arguments` violate the tool's parameters and the JSON pointer of the
+    offending value inside them (`""`: the object as a whole), or None."""
+    if tool.quick_check(arguments) or tool.validator.is_valid(arguments):
+        return None
+    error = best_match(tool.validator.iter_errors(arguments))
+    where = "/".join(str(p) for p in error.absolute_path)
+    pointer = "".join(
+        "/" + str(p).replace("~", "~0").replace("/", "~1") for p in error.absolute_path
+    )
+    problem = f"the arguments do not match the parameters of {tool.name}" + (
+        f" at {where}: {error.message}" if where else f": {error.message}"
+    )
+    return problem, pointer
 
 
 def tool_result_text(value: Any) -> str:

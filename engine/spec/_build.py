@@ -147,7 +147,7 @@ def _tool(name: str, data: dict[str, Any]) -> Tool:
         "approval": _approval(data.get("approval")),
     }
     if data["kind"] == "python":
-        return PythonTool(ref=data["ref"], **common)
+        return PythonTool(ref=data["ref"], on_error=data.get("on_error", "model"), **common)
     if data["kind"] == "agent":
         return AgentTool(agent=data["agent"], **common)
     return ExternalTool(**common)
@@ -176,4 +176,11 @@ def _agent(name: str, data: dict[str, Any], spec_dir: Path) -> Agent:
             after_seconds=_seconds(suspend.get("after_seconds")),
             before_tools=tuple(suspend.get("before_tools", ())),
         ),
+        tool_choice=_tool_choice(data.get("tool_choice")),
     )
+
+
+def _tool_choice(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)

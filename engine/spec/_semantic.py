@@ -306,9 +306,55 @@ class _Checker:
                     f"{base}/suspend/before_tools/{i}",
                     hint,
                 )
+        self.check_tool_choice(name, agent.get("tool_choice"), own, base)
         self.check_file(
             agent.get("instructions_file"), f"{base}/instructions_file", "file", utf8=True
         )
+
+    def check_tool_choice(self, name: str, choice: Any, own: list[str], base: str) -> None:
+        """Every item is a word or one of the agent's tools (a server's tool, named by its
+        toolset's prefix, is known only once listed: `validate --resolve`); a list whose last
+        item forces a call every later turn leaves the agent no turn to answer in."""
+        if isinstance(choice, str):
+            items, pointers = [choice], [f"{base}/tool_choice"]
+        elif isinstance(choice, list):
+            items = choice
+            pointers = [f"{base}/tool_choice/{i}" for i in range(len(choice))]
+        else:
+            return
+        servers = [t for t in own if self.tools.get(t, {}).get("kind") == "mcp"]
+        for item, pointer in zip(items, pointers, strict=True):
+            if not isinstance(item, str) or not item or item in ("auto", "none"):
+                continue  # the schema pass reports what is no name
+            if item == "required" and not own:
+                self.add(
+                    "bad-tool-choice",
+                    f"tool_choice 'required' makes agent '{name}' call a tool, but it has none",
+                    pointer,
+                    "give the agent tools, or remove tool_choice",
+                )
+            elif item != "required" and item not in own:
+                if any(item.startswith(f"{server}_") for server in servers):
+                    continue
+                words = f"its tools: {', '.join(own)}" if own else "it has no tools"
+                hint = did_you_mean(item, [*own, "auto", "required", "none"])
+                self.add(
+                    "bad-tool-choice",
+                    f"tool_choice names '{item}', which is not a tool of agent '{name}' "
+                    f"({words}); expected auto, required, none or one of its tools",
+                    pointer,
+                    hint or f"add '{item}' to the agent's tools, or choose auto",
+                )
+        last = items[-1] if items else None
+        if isinstance(last, str) and last and last not in ("auto", "none"):
+            self.add(
+                "tool-choice-never-answers",
+                f"tool_choice ends with '{last}', so every later turn of agent '{name}' must "
+                "call a tool and it can never answer (until max_turns stops it)",
+                pointers[-1],
+                "end the list with auto: `tool_choice: [" + ", ".join(map(str, items)) + ", auto]`",
+                severity="warning",
+            )
 
     def check_graph(self) -> None:
         graph: nx.DiGraph[str] = nx.DiGraph()

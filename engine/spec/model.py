@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 DecisionKind: TypeAlias = Literal["approve", "edit", "reject"]
+OnError: TypeAlias = Literal["model", "suspend", "fail"]
+"""What a python tool's exception does: the model reads it (and may correct itself), a
+person decides (`error` entry), or the run fails."""
+TOOL_CHOICES = ("auto", "required", "none")
+"""The `tool_choice` words; any other item names one of the agent's tools."""
 
 DEFAULT_MAX_TURNS = 100
 """Model turns an agent may take per invocation when `limits.max_turns` is absent."""
@@ -59,7 +64,9 @@ class Approval:
     """Whether a tool call waits for a person, and what that person may decide."""
 
     required: bool = False
-    """True: every call of the tool suspends the run until decided."""
+    """True: every call of the tool suspends the run until decided. False still gives the
+    decisions, prompt, approvers and expiry of the calls a python tool asks about itself
+    (`engine.NeedsApproval`)."""
     decisions: tuple[DecisionKind, ...] = ("approve", "reject")
     """What the reviewer may do with a call."""
     prompt: str | None = None
@@ -113,7 +120,14 @@ class PythonTool:
     idempotent: bool = False
     """True when running a call twice has the effect of running it once."""
     approval: Approval = NO_APPROVAL
-    """Whether calls wait for a person."""
+    """Whether calls wait for a person (and, for a tool that asks itself by raising
+    `engine.NeedsApproval`, what that person may decide)."""
+    on_error: OnError = "model"
+    """What an exception (or the timeout) of a call does: `model` (the model reads the error
+    as the call's result), `suspend` (a person decides: `error` entry) or `fail` (the run
+    fails). A process that died mid-call is no tool error: that call always waits for a
+    person unless the tool is idempotent; under `model` so does the timeout of a tool that is
+    not idempotent (it may still be running, or have taken effect)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -273,6 +287,17 @@ class Agent:
     """Budgets per invocation."""
     suspend: SuspendRules = SuspendRules()
     """Pauses beyond approval."""
+    tool_choice: tuple[str, ...] = ()
+    """Which tool the model must call, turn by turn: `auto`, `required`, `none` or a tool
+    name per model turn of an invocation, the last item holding for every later turn
+    (`tool_choice: [issue_refund, auto]`); empty (absent): the request names none."""
+
+    def tool_choice_at(self, turn: int) -> str | None:
+        """The `tool_choice` for the model turn `turn` (0: the first of the invocation)."""
+        choices = self.tool_choice
+        if not choices:
+            return None
+        return choices[min(turn, len(choices) - 1)]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
