@@ -548,12 +548,13 @@ def _unread_messages(
     if split is None:
         return None
     rest, spans = split
-    try:
+    try:  # writing it back recurses, too (the standard library's writer, past orjson's depth)
         data = _json.loads(rest)
+        canonical = messages_fit(data, len(spans)) and _compact(data) == rest
     except (ValueError, RecursionError):
-        return None
-    if not messages_fit(data, len(spans)) or _compact(data) != rest:
-        return None  # not canonical: a marker may stand where a document does not show it
+        return None  # the whole reading says what is wrong
+    if not canonical:
+        return None  # a marker may stand where a canonical document does not show it
     order: list[Frame] = []
     try:
         continuation = cls._from_data(data, key, order)
