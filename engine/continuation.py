@@ -658,8 +658,9 @@ def _parse(text: str, pointer: str = "") -> Any:
     try:
         return _json.loads(text)
     except json.JSONDecodeError as exc:
+        of_part = " of the text" if pointer else ""  # the line and column are the part's own
         raise ContinuationError(
-            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}{of_part}",
             pointer=pointer,
             suggestion="was the file truncated or edited by hand?",
         ) from None
