@@ -214,20 +214,33 @@ def test_a_number_json_has_not_is_refused_at_first_use_with_its_pointer() -> Non
     assert eager[1] == "/frames/1/messages/0/content"
 
 
-def test_message_text_that_is_not_json_is_refused_at_the_frame_s_messages() -> None:
-    """The one place a late reading says more than a whole one: the whole text is not JSON
+def _broken_syntax(payload: str) -> str:
+    cut = payload.index('"messages":[', payload.index('"agent":"helper"')) + len('"messages":[')
+    return payload[:cut] + payload[cut:].replace('}],"counters"', '},],"counters"', 1)
+
+
+def _too_many_digits(payload: str) -> str:
+    return payload.replace('"content":"pay bob"', '"content":' + "7" * 5000, 1)
+
+
+@pytest.mark.parametrize(
+    ("breaking", "what"), [(_broken_syntax, "of the text"), (_too_many_digits, "digits")]
+)
+def test_message_text_that_does_not_read_as_json_is_refused_at_the_frame_s_messages(
+    breaking: Callable[[str], str], what: str
+) -> None:
+    """The one place a late reading says more than a whole one: the whole text does not read
     (pointer ""), and a late reading knows whose messages broke it."""
     rt, waiting = _waiting()
-    payload = waiting.approve("t1").to_json()
-    cut = payload.index('"messages":[', payload.index('"agent":"helper"')) + len('"messages":[')
-    broken = payload[:cut] + payload[cut:].replace('}],"counters"', '},],"counters"', 1)
+    broken = breaking(waiting.approve("t1").to_json())
 
-    assert _refusal(lambda: Continuation.from_json(broken, lazy=False))[1] == ""
+    eager = _refusal(lambda: Continuation.from_json(broken, lazy=False))
     loaded = Continuation.from_json(broken)
     _, pointer, message = _refusal(lambda: rt.resume(loaded))
 
+    assert eager[1] == "" and _unread(loaded)
     assert pointer == "/frames/1/messages"
-    assert "not valid JSON" in message and "of the text at /frames/1/messages" in message
+    assert "not valid JSON" in message and what in message
     assert not any(name == "transfer" for name, _ in loop_tools.CALLS)
 
 
@@ -418,3 +431,18 @@ def test_the_cli_lists_without_reading_messages_and_inspect_refuses_them(
     assert main(["inspect", str(state)], out, err) == 2
     assert err.getvalue().startswith("callcc: error: ")
     assert " at /frames/1/messages/1" in err.getvalue()
+
+
+def test_lazy_false_reads_a_verified_document_whole_too() -> None:
+    key = b"lazy-unsigned-key-0123456789abcdef"
+    rt = _runtime(secret_key=key)
+    waiting = suspended(rt.run("Pay bob"))
+    text = waiting.to_json()
+
+    whole = Continuation.from_json(text, keys=(key,), lazy=False)
+    late = rt.load(text)
+
+    assert not _unread(whole) and _unread(late)
+    assert whole.signed and whole == late == waiting
+    late.check()
+    assert not _unread(late)
