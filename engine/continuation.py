@@ -375,8 +375,9 @@ class Continuation:
         messages as their JSON text, read and checked on first use (a resume, `frames()`,
         `root`, `to_dict`, a picture; see `Unread`): everything else, all that listing and
         deciding need, is checked here. A fault in the messages is then refused at that use,
-        with the pointer this call would have given. `lazy=False`, or `check()` afterwards,
-        refuses it here instead."""
+        with the pointer this call would have given (text there that is not JSON at all: at
+        its frame's messages, not at the whole document). `lazy=False`, or `check()`
+        afterwards, refuses it here instead."""
         size = len(text)
         if isinstance(text, str) and size * 4 > MAX_DOCUMENT_BYTES:  # count bytes, not chars
             size = len(text.encode("utf-8", "surrogatepass"))
@@ -517,6 +518,7 @@ class Unread:
 
 
 def _document_order(item: tuple[Any, Unread | None]) -> int:
+    """Sorts `(frame, unread)` pairs by the frame's place in the document's `frames`."""
     unread = item[1]
     return -1 if unread is None else unread.index
 
