@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,64 @@ def test_a_malformed_message_is_refused_at_first_use_as_a_whole_reading_refuses_
         assert _refusal(use) == eager
     assert _refusal(lambda: Continuation.from_json(text).check()) == eager
     assert not any(name == "transfer" for name, _ in loop_tools.CALLS)
+
+
+MESSAGE_FIELDS = [
+    "/frames/1/messages",
+    "/frames/1/messages/0",
+    "/frames/1/messages/0/role",
+    "/frames/1/messages/0/content",
+    "/frames/1/messages/3/tool_calls",
+    "/frames/1/messages/3/tool_calls/0",
+    "/frames/1/messages/3/tool_calls/0/id",
+    "/frames/1/messages/3/tool_calls/0/function",
+    "/frames/1/messages/3/tool_calls/0/function/name",
+    "/frames/1/messages/3/tool_calls/0/function/arguments",
+    "/frames/0/messages/-1/tool_calls/0/id",
+]
+VALUES: list[Any] = [None, True, 7, 2**70, 2.5, "text", "user", [], {}, [1], {"x": 1}]
+
+
+def _put(data: Any, path: str, value: Any) -> None:
+    *parents, last = path.strip("/").split("/")
+    for part in parents:
+        data = data[int(part) if isinstance(data, list) else part]
+    data[int(last) if isinstance(data, list) else last] = value
+
+
+def _outcome(
+    text: str, read: Callable[[str], Continuation]
+) -> tuple[str, str, str] | dict[str, Any]:
+    """The refusal of reading `text` with `read`, or the document as plain data."""
+    try:
+        return read(text).to_dict()
+    except ContinuationError as exc:
+        return type(exc).__name__, exc.pointer, str(exc)
+
+
+def _read_and_check(text: str) -> Continuation:
+    continuation = Continuation.from_json(text)
+    continuation.check()
+    return continuation
+
+
+@pytest.mark.parametrize("path", MESSAGE_FIELDS)
+def test_any_value_at_any_message_field_reads_late_as_it_reads_whole(path: str) -> None:
+    """Every value of every type at each field of the messages: the late reading, checked
+    through, refuses exactly what the whole reading refuses, with the same error, and reads
+    the same document from everything else."""
+    _, waiting = _waiting()
+    base = waiting.approve("t1").to_json()
+    for value in VALUES:
+        data = json.loads(base)
+        _put(data, path, value)
+        text = _compact(data)
+
+        whole = _outcome(text, partial(Continuation.from_json, lazy=False))
+        late = _outcome(text, Continuation.from_json)
+        checked = _outcome(text, _read_and_check)
+
+        assert late == checked == whole, (path, value)
 
 
 def test_a_number_json_has_not_is_refused_at_first_use_with_its_pointer() -> None:
