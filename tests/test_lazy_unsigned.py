@@ -505,3 +505,65 @@ def test_lazy_false_reads_a_verified_document_whole_too() -> None:
     assert whole.signed and whole == late == waiting
     late.check()
     assert not _unread(late)
+
+
+BANK_YAML = """\
+spec_version: 1
+name: bank
+allow_modules: [loop_tools]
+models:
+  scripted: {kind: scripted, script: bank.script.yaml}
+tools:
+  transfer:
+    kind: python
+    ref: loop_tools:transfer
+    description: Move money.
+    approval: {required: true, decisions: [approve, edit, reject]}
+agents:
+  bank:
+    description: Moves money.
+    model: scripted
+    instructions: Move money when asked.
+    tools: [transfer]
+entrypoint: bank
+"""
+BANK_SCRIPT = """\
+script_version: 1
+agents:
+  bank:
+    - tool_calls:
+        - {id: t1, name: transfer, arguments: {to: bob, amount: 5}}
+    - text: Sent 5 to bob.
+"""
+
+
+def test_cli_resume_checks_the_whole_state_file_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CALLCC_SECRET_KEY", raising=False)
+    (tmp_path / "bank.script.yaml").write_text(BANK_SCRIPT, encoding="utf-8")
+    (tmp_path / "bank.yaml").write_text(BANK_YAML, encoding="utf-8")
+    state = tmp_path / "state.json"
+    out, err = StringIO(), StringIO()
+    run = ["run", str(tmp_path / "bank.yaml"), "-p", "Pay bob 5", "--state", str(state), "-q"]
+    assert main(run, out, err) == 3, err.getvalue()
+    data = json.loads(state.read_text(encoding="utf-8"))
+    earlier = [{"role": "user", "content": f"note {i}: " + "z" * 400} for i in range(200)]
+    data["frames"][0]["messages"][:0] = earlier  # a long history: the file is read late
+    good = _compact(data) + "\n"
+    data["frames"][0]["messages"][7] = {"content": "no role"}
+    bad = _compact(data) + "\n"
+    assert len(bad) > 64 * 1024 and _unread(Continuation.from_json(bad))
+
+    state.write_text(bad, encoding="utf-8")
+    out, err = StringIO(), StringIO()
+    assert main(["resume", str(state), "--approve", "t1", "-q"], out, err) == 2
+
+    assert " at /frames/0/messages/7" in err.getvalue()
+    assert loop_tools.CALLS == []
+    assert state.read_text(encoding="utf-8") == bad  # nothing consumed, nothing rewritten
+
+    state.write_text(good, encoding="utf-8")
+    out, err = StringIO(), StringIO()
+    assert main(["resume", str(state), "--approve", "t1", "-q"], out, err) == 0, err.getvalue()
+    assert loop_tools.CALLS == [("transfer", {"to": "bob", "amount": 5})]
