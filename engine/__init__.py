@@ -29,7 +29,8 @@ Ownership, one line a module (a leading underscore marks an internal):
   importing the `mcp` SDK (loaded when a run first connects).
 - `events`: the typed run events and `Observers`; the loop emits them, knowing no consumer;
   `_emit` builds them from the loop's state (only when the run has observers).
-- `continuation`: the document, its decision API, versions; `_codec` parses and checks it.
+- `continuation`: the document, its decision API, versions, a long document's messages read
+  on first use (`Unread`); `_codec` parses and checks it.
 - `decisions`: `Decide` (a decision addressed by id or path, for `decide_many`), the index of
   pending entries and the copy-on-write that records a batch in O(K).
 - `_paths`: pending paths (`root/child@CALL/.../ENTRY`) and which entry an identifier names.

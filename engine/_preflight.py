@@ -13,7 +13,7 @@ from typing import Any
 from engine.compile import BoundAgent, BoundTool, Program
 from engine.continuation import Continuation
 from engine.errors import ContinuationError, DecisionError, SpecChangedError
-from engine.frames import Frame, Message, Pending, walk
+from engine.frames import Frame, Message, Pending
 from engine.spec.model import McpToolset
 from engine.tooling import argument_fault, argument_problem, decode_arguments
 from engine.waits import allowed
@@ -48,7 +48,8 @@ def check_document(
             suggestion="resume with the spec it suspended with, or pass "
             "allow_spec_change=True (--allow-spec-change) if the change is safe",
         )
-    for index, (_, frame) in enumerate(walk(continuation._root)):
+    # `frames()` reads and checks the messages a lazily read document left unread
+    for index, (_, frame) in enumerate(continuation.frames()):
         _check_frame(program, frame, f"/frames/{index}")
 
 

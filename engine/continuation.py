@@ -29,6 +29,10 @@ A continuation made by a `Runtime` that has signing keys carries its key in memo
 the document): its decisions stay signed and `to_json` signs. One parsed from JSON is only
 trusted by such a runtime once its signature was verified (`from_json(text, keys=...)` or
 `Runtime.load`).
+
+`from_json` of a long document, signed or not, checks everything but the messages and reads
+each frame's messages when something first needs them (`Unread`); `check()` or
+`from_json(text, lazy=False)` refuses a fault in them at once.
 """
 
 from __future__ import annotations
@@ -172,13 +176,22 @@ class Continuation:
 
     @property
     def _root(self) -> Frame:
-        """The root frame with every frame's messages read (the tree itself, not a copy)."""
+        """The root frame with every frame's messages read and checked (the tree itself,
+        not a copy)."""
+        self.check()
+        return self._tree
+
+    def check(self) -> None:
+        """Read and check the messages `from_json` left unread, refusing a fault with its
+        JSON pointer (`ContinuationError`) as `from_json(text, lazy=False)` would have; once
+        this returns, the document is checked whole. Frames go in document order, so the
+        first fault is the one a whole reading of the text reports."""
         if self._unread is not None:
-            for (_, frame), unread in zip(walk(self._tree), self._unread, strict=True):
+            late = zip(walk(self._tree), self._unread, strict=True)
+            for (_, frame), unread in sorted(late, key=_document_order):
                 if unread is not None:
                     messages_at(frame, unread.messages(), unread.pointer)
             self._unread = None
-        return self._tree
 
     @property
     def signed(self) -> bool:
@@ -354,11 +367,21 @@ class Continuation:
         return data
 
     @classmethod
-    def from_json(cls, text: str | bytes, *, keys: Sequence[bytes] = ()) -> Continuation:
+    def from_json(
+        cls, text: str | bytes, *, keys: Sequence[bytes] = (), lazy: bool = True
+    ) -> Continuation:
         """Parse a document, refusing anything malformed with the JSON pointer of the fault.
 
         With `keys`, the signature must verify with one of them (an unsigned or modified
-        document is refused); the result then signs with the first key."""
+        document is refused); the result then signs with the first key.
+
+        A document of 64 kB or more in the compact form `to_json` writes keeps each frame's
+        messages as their JSON text, read and checked on first use (a resume, `frames()`,
+        `root`, `to_dict`, a picture; see `Unread`): everything else, all that listing and
+        deciding need, is checked here. A fault in the messages is then refused at that use,
+        with the pointer this call would have given (text there that is not JSON at all: at
+        its frame's messages, not at the whole document). `lazy=False`, or `check()`
+        afterwards, refuses it here instead."""
         size = len(text)
         if isinstance(text, str) and size * 4 > MAX_DOCUMENT_BYTES:  # count bytes, not chars
             size = len(text.encode("utf-8", "surrogatepass"))
@@ -376,13 +399,19 @@ class Continuation:
             payload = text[: tail.start()] + "}"
             signature = {"alg": ALGORITHM, "kid": tail.group(1), "mac": tail.group(2)}
             key = verify(payload, signature, keys)
-            lazy = _unread_messages(cls, payload, keys[0]) if size >= _READ_LATE_AT else None
-            if lazy is not None:
-                return lazy
+            late = (
+                _unread_messages(cls, payload, keys[0]) if lazy and size >= _READ_LATE_AT else None
+            )
+            if late is not None:
+                return late
             data = _parse(payload)
             if not isinstance(data, dict) or "signature" in data:
                 raise ContinuationError("a signed document holds one signature, last", pointer="")
             return cls.from_dict(data, _key=keys[0] if key else None)
+        if lazy and not keys and size >= _READ_LATE_AT:
+            late = _unread_messages(cls, _unsigned(text), None)
+            if late is not None:
+                return late
         data = _parse(text)
         if not isinstance(data, dict):
             raise ContinuationError("expected a JSON object", pointer="")
@@ -467,17 +496,22 @@ class Continuation:
 
 
 class Unread:
-    """A frame's messages as the JSON text of a verified document, read on first use: most
-    of a long run's document is its messages, and reading them builds most of its objects,
-    while deciding needs none of them (`Continuation._root` reads them all at once)."""
+    """A frame's messages as the JSON text of the document, read and checked on first use:
+    most of a long run's document is its messages, and reading them builds most of its
+    objects, while listing and deciding need none of them (`Continuation._root` reads them
+    all at once). Signed or not, nothing may act on them before they are read: whatever
+    runs, fingerprints a call against its messages, renders or writes the document gets
+    them through `_root`, which checks them as a whole reading does."""
 
-    __slots__ = ("_read", "pointer", "text")
+    __slots__ = ("_read", "index", "pointer", "text")
 
-    def __init__(self, text: str, pointer: str) -> None:
+    def __init__(self, text: str, index: int) -> None:
         self.text = text
-        """The messages array, brackets included, exactly as the signed text holds it."""
-        self.pointer = pointer
-        """`/frames/N/messages`: where a fault in them is reported."""
+        """The messages array, brackets included, exactly as the document's text holds it."""
+        self.index = index
+        """The frame's index in the document's `frames`."""
+        self.pointer = f"/frames/{index}/messages"
+        """Where a fault in them is reported."""
         self._read: Any = None
 
     def messages(self) -> Any:
@@ -487,31 +521,53 @@ class Unread:
         return self._read
 
 
+def _document_order(item: tuple[Any, Unread | None]) -> int:
+    """Sorts `(frame, unread)` pairs by the frame's place in the document's `frames`."""
+    unread = item[1]
+    return -1 if unread is None else unread.index
+
+
 _READ_LATE_AT = 64 * 1024
-"""A signed document this long keeps its messages unread (see `Unread`); a smaller one is read
+"""A document this long keeps its messages unread (see `Unread`); a smaller one is read
 whole, as fast, and a command reading one (`callcc pending`) never needs orjson."""
+_JSON_BLANKS = " \t\n\r"
+"""The only whitespace JSON allows around a value (`str.strip()` would strip more)."""
 
 
-def _unread_messages(cls: type[Continuation], payload: str, key: bytes) -> Continuation | None:
-    """The verified `payload` read without its messages (see `Unread`), or None when it does
-    not split surely (`engine._codec.split_messages`): the caller then reads it whole."""
+def _unsigned(text: str) -> str:
+    """`text` as an unsigned reading takes it: without trailing blanks (a file's newline) and
+    without the signature a compact signed document ends with (the whole reading drops it
+    unchecked, too); anything else stays, for the split's proof to refuse."""
+    text = text.rstrip(_JSON_BLANKS)
+    tail = _signed_tail(text)
+    return text if tail is None else text[: tail.start()] + "}"
+
+
+def _unread_messages(
+    cls: type[Continuation], payload: str, key: bytes | None
+) -> Continuation | None:
+    """`payload` (the verified text of a signed document, or an unsigned one) read without
+    its messages (see `Unread`), or None when it does not split surely
+    (`engine._codec.split_messages`) or anything outside the messages is amiss: the caller
+    then reads it whole, which reports every fault as it always did."""
     split = split_messages(payload)
     if split is None:
         return None
     rest, spans = split
-    try:
+    try:  # writing it back recurses, too (the standard library's writer, past orjson's depth)
         data = _json.loads(rest)
+        canonical = messages_fit(data, len(spans)) and _compact(data) == rest
     except (ValueError, RecursionError):
-        return None
-    if not messages_fit(data, len(spans)) or _compact(data) != rest:
-        return None  # not canonical: a marker may stand where a document does not show it
+        return None  # the whole reading says what is wrong
+    if not canonical:
+        return None  # a marker may stand where a canonical document does not show it
     order: list[Frame] = []
     try:
         continuation = cls._from_data(data, key, order)
     except ContinuationError:
         return None  # said the same way, with its pointer, by the whole reading
     texts = {
-        id(frame): Unread(payload[start:end], f"/frames/{i}/messages")
+        id(frame): Unread(payload[start:end], i)
         for i, (frame, (start, end)) in enumerate(zip(order, spans, strict=True))
     }
     continuation._unread = tuple(texts[id(frame)] for _, frame in walk(continuation._tree))
@@ -608,8 +664,9 @@ def _parse(text: str, pointer: str = "") -> Any:
     try:
         return _json.loads(text)
     except json.JSONDecodeError as exc:
+        of_part = " of the text" if pointer else ""  # the line and column are the part's own
         raise ContinuationError(
-            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}{of_part}",
             pointer=pointer,
             suggestion="was the file truncated or edited by hand?",
         ) from None

@@ -36,3 +36,13 @@ def test_reading_against_writing_gives_three_figures_for_either_kind_of_document
         figures = bench_signing.read_against_write(doc, (key,) if key else (), rounds=3)
         assert len(figures) == 3
         assert all(figure >= 0 for figure in figures)
+
+
+def test_the_unsigned_readers_beside_the_late_one_give_three_figures_too(
+    bench_signing: Any,
+) -> None:
+    doc = bench_signing.long_run_document(turns=5)
+    for read in bench_signing.UNSIGNED_READERS.values():
+        figures = bench_signing.read_against_write(doc, (), rounds=3, read=read)
+        assert len(figures) == 3
+        assert all(figure >= 0 for figure in figures)
