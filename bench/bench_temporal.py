@@ -46,6 +46,8 @@ from engine.temporal.devserver import DevServer
 ROOT = Path(__file__).resolve().parent.parent
 HR = ROOT / "specs" / "hr_agent.yaml"
 PEER = "openai_agents_temporal"
+IN_WORKFLOW = f"{PEER}_tools_in_workflow"
+"""The SDK's variant whose tools run in the workflow (function tools) instead of activities."""
 HR_SCRIPT = "hr.script.json"
 """specs/hr_agent.script.yaml as JSON, for the SDK's model (its environment has no YAML)."""
 ROUNDS = 5
@@ -224,10 +226,10 @@ class Peer:
         answer: dict[str, Any] = json.loads(line)
         return answer
 
-    def cycles(self, n: int) -> list[float]:
-        """Seconds of each HR cycle through the SDK on Temporal."""
-        samples: list[float] = self.ask(op="cycles", n=n, script=HR_SCRIPT)["samples"]
-        return samples
+    def cycles(self, n: int, in_workflow: bool = False) -> dict[str, Any]:
+        """Seconds of each HR cycle through the SDK on Temporal, and the last one's history;
+        its tools as activities, or `in_workflow`."""
+        return self.ask(op="cycles", n=n, script=HR_SCRIPT, in_workflow=in_workflow)
 
     def close(self) -> None:
         if self.driver.poll() is None:
@@ -309,13 +311,15 @@ def _measure(
             "in_process": lambda n: cycle_local(local, n),
         }
         if sdk is not None:
-            sides[PEER] = sdk.cycles
+            sides[PEER] = lambda n: sdk.cycles(n)["samples"]
+            sides[IN_WORKFLOW] = lambda n: sdk.cycles(n, in_workflow=True)["samples"]
         samples = _alternate(sides, cycles)
         medians = {side: statistics.median(times) for side, times in samples.items()}
         cycle = {side: round(m * 1000, 1) for side, m in medians.items()}
         cycle["ratio"] = round(medians["temporal"] / medians["in_process"], 1)
         if sdk is not None:
-            cycle[f"{PEER}_ratio"] = round(medians[PEER] / medians["temporal"], 2)
+            for side in (PEER, IN_WORKFLOW):
+                cycle[f"{side}_ratio"] = round(medians[side] / medians["temporal"], 2)
         result["approval_cycle_ms"] = cycle
         result["cycles_per_side"] = len(samples["temporal"])
         hist: dict[str, dict[str, Any]] = {"callcc": {}}
@@ -326,7 +330,8 @@ def _measure(
         for spec in specs:
             hist["callcc"][_turns(spec)] = loop_history(rt, spec)
         if sdk is not None:
-            hist[PEER] = {"approval cycle": sdk.ask(op="cycles", n=1, script=HR_SCRIPT)["history"]}
+            hist[PEER] = {"approval cycle": sdk.cycles(1)["history"]}
+            hist[PEER][IN_WORKFLOW] = sdk.cycles(1, in_workflow=True)["history"]
             for spec in specs:
                 name = spec.with_suffix(".script.yaml").name
                 turns = int(spec.stem.removeprefix("loop"))
@@ -369,19 +374,27 @@ def table(r: dict[str, Any], out: TextIO) -> None:
           f"{r['load_before']} before, {r['load_after']} after", file=out)  # fmt: skip
     head = "| | callcc | OpenAI Agents SDK |\n|---|---|---|" if sdk else "| | callcc |\n|---|---|"
     print(f"\n{head}", file=out)
-    n = r["cycles_per_side"]
+
+    def row(name: str, ours: str, theirs: str | None = None) -> None:
+        print(f"| {name} | {ours} |" + (f" {theirs or ''} |" if sdk else ""), file=out)
+
+    def sdk_cycle(side: str) -> str:
+        return f"{cycle[side]} ms ({cycle[side + '_ratio']}x callcc's)" if sdk else ""
+
+    def events(figures: dict[str, int] | None) -> str:
+        return f"{figures['events']} events, {figures['bytes']:,} B" if figures else ""
+
     ours = f"{cycle['temporal']} ms ({cycle['ratio']}x in-process: {cycle['in_process']} ms)"
-    theirs = f" | {cycle.get(PEER)} ms ({cycle.get(PEER + '_ratio')}x callcc's)" if sdk else ""
-    print(f"| approval cycle on Temporal, median of {n} | {ours}{theirs} |", file=out)
+    row(f"approval cycle on Temporal, median of {r['cycles_per_side']}", ours, sdk_cycle(PEER))
+    if sdk:
+        row("the same, the SDK's tools run in the workflow", "", sdk_cycle(IN_WORKFLOW))
+    theirs = hist.get(PEER, {})
     for name, figures in hist["callcc"].items():
-        mine = f"{figures['events']} events, {figures['bytes']:,} B"
-        mine += f" (messages: {figures['message_bytes']:,} B)"
-        peer = hist[PEER][name] if sdk else None
-        other = f" | {peer['events']} events, {peer['bytes']:,} B" if peer else ""
-        print(f"| history, {name} | {mine}{other} |", file=out)
-    blank = " | " if sdk else ""
-    print(f"| runs/s, 1 worker / 2 workers | {rate['1 worker']} / {rate['2 workers']}{blank} |",
-          file=out)  # fmt: skip
+        mine = f"{events(figures)} (messages: {figures['message_bytes']:,} B)"
+        row(f"history, {name}", mine, events(theirs.get(name)))
+        if name == "approval cycle" and sdk:
+            row("the same, the SDK's tools run in the workflow", "", events(theirs[IN_WORKFLOW]))
+    row("runs/s, 1 worker / 2 workers", f"{rate['1 worker']} / {rate['2 workers']}")
 
 
 def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> None:

@@ -14,9 +14,10 @@ update, then `state = result.to_state(); state.approve(item); Runner.run(agent, 
     python -m bench.peers.openai_agents_temporal drive ADDRESS QUEUE           # requests on stdin
 
 The worker prints `worker ready` once it polls. The driver answers one JSON line a request:
-`{"op": "cycles", "n"}` -> seconds of each approval cycle (start, wait for the approval,
-approve, finished); `{"op": "history", "script", "turns"}` -> events and bytes of one finished
-loop run; `{"op": "quit"}`. SCRIPTS is the folder of the callcc scripts (JSON) the bench wrote.
+`{"op": "cycles", "n", "script", "in_workflow"}` -> seconds of each approval cycle (start,
+wait for the approval, approve, finished) and the history of the last; `{"op": "history",
+"script", "turns"}` -> events and bytes of one finished loop run; `{"op": "quit"}`. SCRIPTS
+is the folder of the callcc scripts (JSON) the bench wrote.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from temporalio import activity, workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from agents import Agent, Runner, set_tracing_disabled
+    from agents import Agent, Runner, function_tool, set_tracing_disabled
     from agents.items import ModelResponse
     from agents.models.interface import Model, ModelProvider
     from agents.testing import assistant_message, function_call
@@ -96,7 +97,8 @@ class ScriptProvider(ModelProvider):
         return ScriptModel(self.scripts[file]["agents"][agent], agent)
 
 
-# -- the tools: activities, as the integration's README has tools that do I/O --------------
+# -- the tools: activities, as the integration's README has tools that do I/O; or, for the
+# -- variant `in_workflow`, the same functions as plain function tools run in the workflow --
 
 
 @activity.defn
@@ -126,17 +128,23 @@ async def note(text: str) -> str:
 ACTIVITIES = [create_account, authorize_account, send_email, note]
 
 
-def tool(fn: Any, **changes: Any) -> Any:
+def tool(fn: Any, in_workflow: bool = False, **changes: Any) -> Any:
+    """`fn` as an activity tool, or as a function tool run in the workflow."""
+    if in_workflow:
+        return replace(function_tool(fn), **changes)
     return replace(agents_workflow.activity_as_tool(fn, start_to_close_timeout=TIMEOUT), **changes)
 
 
-def hr_agent(script: str) -> Agent:
+def hr_agent(script: str, in_workflow: bool) -> Agent:
     """specs/hr_agent.yaml's two agents with the SDK: the account agent is a tool of HR's."""
     account = Agent(
         name="account_agent",
         instructions="You create user accounts and authorize them with the requested role.",
         model=f"{script}:account_agent",
-        tools=[tool(create_account), tool(authorize_account, needs_approval=True)],
+        tools=[
+            tool(create_account, in_workflow),
+            tool(authorize_account, in_workflow, needs_approval=True),
+        ],
     )
     return Agent(
         name="hr_agent",
@@ -147,7 +155,7 @@ def hr_agent(script: str) -> Agent:
                 tool_name="account_agent",
                 tool_description="Create and authorize a user account.",
             ),
-            tool(send_email),
+            tool(send_email, in_workflow),
         ],
     )
 
@@ -174,8 +182,8 @@ class OnboardWorkflow:
         self.output: str | None = None
 
     @workflow.run
-    async def run(self, script: str) -> str:
-        agent = hr_agent(script)
+    async def run(self, script: str, in_workflow: bool) -> str:
+        agent = hr_agent(script, in_workflow)
         result = await Runner.run(agent, HR_PROMPT)
         while result.interruptions:
             self.pending = [
@@ -268,11 +276,12 @@ async def drive(address: str, queue: str) -> None:
         if request["op"] == "quit":
             break
         if request["op"] == "cycles":
-            answer: dict[str, Any] = {
-                "samples": [
-                    await cycle(client, queue, request["script"]) for _ in range(request["n"])
-                ]
-            }
+            samples, run_id = [], ""
+            for _ in range(request["n"]):
+                began = time.perf_counter()
+                run_id = await cycle(client, queue, request["script"], request["in_workflow"])
+                samples.append(time.perf_counter() - began)
+            answer: dict[str, Any] = {"samples": samples, "history": await history(client, run_id)}
         else:
             run_id = uuid.uuid4().hex
             output = await client.execute_workflow(
@@ -287,18 +296,18 @@ async def drive(address: str, queue: str) -> None:
         out.flush()
 
 
-async def cycle(client: Any, queue: str, script: str) -> float:
-    """Seconds of one HR cycle: start, the approval seen, approve, finished."""
-    began = time.perf_counter()
+async def cycle(client: Any, queue: str, script: str, in_workflow: bool) -> str:
+    """One HR cycle: start, the approval seen, approve, finished; its workflow id."""
+    run_id = uuid.uuid4().hex
     handle = await client.start_workflow(
-        OnboardWorkflow.run, script, id=uuid.uuid4().hex, task_queue=queue
+        OnboardWorkflow.run, args=[script, in_workflow], id=run_id, task_queue=queue
     )
     [pending] = await handle.execute_update(OnboardWorkflow.waiting)
     assert pending.tool == "authorize_account", pending
     assert json.loads(pending.arguments) == {"username": "ada", "role": "engineer"}, pending
     output = await handle.execute_update(OnboardWorkflow.approve, [pending.call_id])
     assert output.startswith("Ada Lovelace is onboarded"), output
-    return time.perf_counter() - began
+    return run_id
 
 
 def main(argv: list[str]) -> None:
