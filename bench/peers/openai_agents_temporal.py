@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -321,6 +322,11 @@ def main(argv: list[str]) -> None:
         asyncio.run(this.drive(argv[1], argv[2]))
     else:
         raise SystemExit(f"usage: {__doc__}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # temporalio's core threads can outlive the interpreter's teardown and abort the process
+    # ("PyGILState_Release", temporalio/sdk-python#300): skip the teardown, the work is done
+    os._exit(0)
 
 
 if __name__ == "__main__":

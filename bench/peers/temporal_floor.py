@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 import uuid
@@ -81,7 +82,10 @@ def main(argv: list[str]) -> None:
     # the workflow must come from an importable module, not __main__, for Temporal's sandbox
     from bench.peers import temporal_floor as this
 
-    print(json.dumps(asyncio.run(this.cycles(argv[0], int(argv[1])))))
+    print(json.dumps(asyncio.run(this.cycles(argv[0], int(argv[1])))), flush=True)
+    # temporalio's core threads can outlive the interpreter's teardown and abort the process
+    # ("PyGILState_Release", temporalio/sdk-python#300): skip the teardown, the work is done
+    os._exit(0)
 
 
 if __name__ == "__main__":
