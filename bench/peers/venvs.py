@@ -19,9 +19,16 @@ VENVS = Path(__file__).resolve().parent.parent / ".venvs"
 PINS: dict[str, tuple[str, ...]] = {
     "langgraph": ("langgraph==1.2.24", "langchain-openai==1.7.4"),
     "openai_agents": ("openai-agents==0.24.0",),
+    "openai_agents_temporal": (
+        "openai-agents==0.22.3",
+        "temporalio[openai-agents]==1.35.0",
+        "temporalio-openai-agents==1.1.0",
+    ),
     "pydantic_ai": ("pydantic-ai-slim[openai]==2.68.0",),
 }
-"""Exact versions per peer; langchain-openai is LangGraph's Chat Completions adapter."""
+"""Exact versions per peer; langchain-openai is LangGraph's Chat Completions adapter;
+openai_agents_temporal is the SDK's Temporal integration (bench/bench_temporal.py), whose
+temporalio-openai-agents 1.1.0 takes openai-agents 0.22 only."""
 
 
 def python(peer: str) -> Path:
@@ -50,6 +57,7 @@ def versions(peer: str) -> dict[str, str]:
     """Installed versions of the peer's distributions and their main dependencies."""
     names = ["langgraph", "langgraph-checkpoint", "langchain-core", "langchain-openai"]
     names += ["openai-agents", "pydantic-ai-slim", "pydantic", "openai", "httpx"]
+    names += ["temporalio", "temporalio-openai-agents"]
     code = (
         "import json, importlib.metadata as m, sys\n"
         "out = {}\n"
