@@ -63,6 +63,14 @@ def no_such_file(source: str) -> UsageError:
     )
 
 
+def open_store_of(args: argparse.Namespace) -> RunStore:
+    """The store `--store` (else `CALLCC_STORE`) names, which must exist (`open_existing`)."""
+    url = store_url_of(args)
+    if not url:
+        raise UsageError(f"no run store: pass --store URL or set {STORE_ENV}")
+    return open_existing(url)
+
+
 def open_existing(url: str) -> RunStore:
     """The store at `url`, refusing a SQLite file that does not exist: a command that reads
     runs must not make an empty store out of a mistyped path."""

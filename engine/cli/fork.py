@@ -86,7 +86,7 @@ def _step(text: str) -> int:
 
 def history_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`callcc runs history`."""
-    from engine.cli.runs import open_store_of
+    from engine.cli._stored import open_store_of
     from engine.history import steps
 
     store = open_store_of(args)
@@ -122,7 +122,7 @@ def history_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
 def fork_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`callcc runs fork`."""
     from engine.cli._output import progress, report, warn_unused
-    from engine.cli.runs import open_store_of
+    from engine.cli._stored import open_store_of
     from engine.durable import spec_of_run
     from engine.runtime import Runtime
     from engine.spec import load_spec

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.cli._exit import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
 from engine.cli._output import progress, report, warn_unused
-from engine.cli._stored import store_url_of
+from engine.cli._stored import open_store_of
 from engine.errors import CallccError, LeaseHeldError, UsageError
 from engine.store import STORE_ENV
 from engine.store._statuses import RUN_STATUSES
@@ -155,16 +155,6 @@ def _inbox(name: str) -> Any:
 def _store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", metavar="URL", help=f"the run store (default ${STORE_ENV})")
     parser.add_argument("--format", choices=["text", "json"], default="text", help="output")
-
-
-def open_store_of(args: argparse.Namespace) -> RunStore:
-    """The store `--store` (else the environment) names, which must exist."""
-    from engine.cli._stored import open_existing
-
-    url = store_url_of(args)
-    if not url:
-        raise UsageError(f"no run store: pass --store URL or set {STORE_ENV}")
-    return open_existing(url)  # these commands read runs: a mistyped path makes no store
 
 
 def list_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
