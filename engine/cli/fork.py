@@ -121,7 +121,7 @@ def history_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
 
 def fork_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`callcc runs fork`."""
-    from engine.cli._output import progress, report, warn_unused
+    from engine.cli._output import progress, report
     from engine.cli._stored import open_store_of
     from engine.durable import spec_of_run
     from engine.runtime import Runtime
@@ -148,8 +148,7 @@ def fork_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
                 new_run_id=args.new_run_id,
                 prompt=args.prompt,
                 allow_spec_change=args.allow_spec_change,
-            )
-            warn_unused(runtime, outcome, stderr)
+            )  # no warning about scripted turns never played: the history played them
         url = store.url
     finally:
         store.close()
