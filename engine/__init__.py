@@ -1,9 +1,10 @@
 """callcc: declarative agents that suspend anywhere and resume from one JSON continuation.
 
-Public API: `load_spec`, `Runtime` (`run`/`arun`, `resume`/`aresume`), the outcomes `Finished`,
-`Stopped`, `Suspended`, `Failed`, `Continuation` (with `pending()`, the decision methods, and
-`decide_many` of `Decide` items), and for tool authors `ToolContext`, `Deferred`,
-`NeedsApproval` (a tool asks a person first) and `RetryWithModel` (the model reads what to fix). The
+Public API: `load_spec`, `Runtime` (`run`/`arun`, `resume`/`aresume`, `fork`/`afork`), the
+outcomes `Finished`, `Stopped`, `Suspended`, `Failed`, `Continuation` (with `pending()`, the
+decision methods, and `decide_many` of `Decide` items), and for tool authors `ToolContext`,
+`Deferred`, `NeedsApproval` (a tool asks a person first) and `RetryWithModel` (the model reads
+what to fix). The
 top-level `callcc` package re-exports exactly this `__all__`, for `import callcc`.
 
 Ownership, one line a module (a leading underscore marks an internal):
@@ -51,6 +52,10 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `journal`: checkpoints as frame deltas, and continuations rebuilt from them.
 - `durable`: what a runtime with a store does: start, claim a resume, recover a dead run, keep
   the spec with the run and find it again (`spec_of_run`).
+- `history`: a stored run's steps (its events, numbered from 1) described: what happened at
+  each (`callcc runs history`).
+- `fork`: a new run whose history is a stored run's up to a step (`Runtime.fork`): the plan
+  (copied events, results reused, the rule for calls under way or waiting), its first write.
 - `lease`: the lease a driving process holds on a run: its length, owner ids, the heartbeat
   (a thread for the sync API, a task for the async one).
 - `models/`: the model protocol (`base`), the OpenAI adapter, the scripted model, and

@@ -177,13 +177,6 @@ def load(
     return waiting(run, events, key=key, loaded=loaded)
 
 
-def stack_of(store: RunStore, run_id: str, key: bytes | None) -> Continuation:
-    """The run's stack as its checkpoints hold it, whatever its status: to show (`callcc
-    inspect RUN_ID`), never to resume (`load` refuses a run that waits on nothing)."""
-    run, events = store.snapshot(run_id)
-    return rebuild(run, events, key=key)
-
-
 def waiting(
     run: RunRecord, events: list[Event], *, key: bytes | None, loaded: Loaded | None = None
 ) -> Continuation:

@@ -55,6 +55,20 @@ class SpecChangedError(ContinuationError):
     """The spec's digest differs from the one recorded when the run suspended."""
 
 
+class ForkError(UsageError):
+    """A fork cannot be made as asked: a step the run does not have, or a new prompt at a
+    step no model would read it (CLI exit 2). An unknown run is the store's `UsageError`."""
+
+    def __init__(self, message: str, *, run_id: str, step: int, steps: int | None = None) -> None:
+        self.run_id = run_id
+        """The run to fork."""
+        self.step = step
+        """The step asked for."""
+        self.steps = steps
+        """How many steps the run has, when the step is not one of them."""
+        super().__init__(message)
+
+
 class DecisionError(UsageError):
     """A decision names no pending call, or is not allowed for the call it names."""
 

@@ -36,6 +36,7 @@ __all__ = [
     "RunEvent",
     "RunFailed",
     "RunFinished",
+    "RunForked",
     "RunResumed",
     "RunStarted",
     "RunSuspended",
@@ -129,6 +130,20 @@ class RunResumed(RunEvent):
     trace: Mapping[str, str] | None = None
     """The trace context the continuation recorded when it suspended (W3C `traceparent`,
     `tracestate`), for a tracer to link the new spans to the old ones; None if none."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunForked(RunEvent):
+    """A new run forked from a stored one goes on in this process (`Runtime.fork`): its
+    history is that run's up to `step` (`engine.fork`)."""
+
+    kind: ClassVar[str] = "forked"
+    forked_from: str
+    """The run it was forked from (never changed by the fork)."""
+    step: int
+    """The step of `forked_from` it was forked at."""
+    agent: str
+    """The entry agent."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -272,26 +272,7 @@ def replay(events: list[Event]) -> dict[str, dict[str, Any]]:
     that only moves a counter stores a few bytes)."""
     frames: dict[str, dict[str, Any]] = {}
     for event in events:
-        data = event.data
-        if event.kind == "snapshot":  # the stack as every event before it left it
-            frames = {path: _slot(path, kept) for path, kept in _frames_of(data).items()}
-            continue
-        slot = frames.setdefault(event.frame, {"messages": [], "state": None})
-        if event.kind == "messages":
-            start = data.get("start", len(slot["messages"]))
-            slot["messages"][start:] = data["messages"]
-            state = data.get("state")
-            patch = data.get("patch")
-        elif "patch" in data:
-            state, patch = None, data["patch"]
-        else:
-            state, patch = data, None
-        if state is not None:
-            slot["state"] = json.loads(json.dumps(state))  # own copy: patches mutate it
-        if patch is not None:
-            if slot["state"] is None:
-                raise ContinuationError(f"a state patch of frame {event.frame!r} before its state")
-            _apply(slot["state"], patch)
+        frames = apply_event(frames, event)
     for slot in frames.values():  # a running call with a tool message is done (see _closed)
         state = slot["state"]
         if state is not None and state.get("ledger"):
@@ -299,6 +280,32 @@ def replay(events: list[Event]) -> dict[str, dict[str, Any]]:
             state["ledger"] = {
                 k: v for k, v in state["ledger"].items() if not (v == "running" and k in answered)
             }
+    return frames
+
+
+def apply_event(frames: dict[str, dict[str, Any]], event: Event) -> dict[str, dict[str, Any]]:
+    """`frames` (as `replay` keeps them) with one more event applied: changed in place and
+    returned, or, for a `snapshot`, the frames it holds (`engine.history` walks a run's events
+    one at a time with it)."""
+    data = event.data
+    if event.kind == "snapshot":  # the stack as every event before it left it
+        return {path: _slot(path, kept) for path, kept in _frames_of(data).items()}
+    slot = frames.setdefault(event.frame, {"messages": [], "state": None})
+    if event.kind == "messages":
+        start = data.get("start", len(slot["messages"]))
+        slot["messages"][start:] = data["messages"]
+        state = data.get("state")
+        patch = data.get("patch")
+    elif "patch" in data:
+        state, patch = None, data["patch"]
+    else:
+        state, patch = data, None
+    if state is not None:
+        slot["state"] = json.loads(json.dumps(state))  # own copy: patches mutate it
+    if patch is not None:
+        if slot["state"] is None:
+            raise ContinuationError(f"a state patch of frame {event.frame!r} before its state")
+        _apply(slot["state"], patch)
     return frames
 
 

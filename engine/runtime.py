@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from engine import _eager, _json, _stream, durable, lease
+from engine import _eager, _json, _stream, durable, fork, lease
 from engine._preflight import check_document, check_edits
 from engine.audit import decision_entry, os_user, run_entry
 from engine.compile import Program, compile_spec
@@ -42,6 +42,7 @@ from engine.events import (
     RunEvent,
     RunFailed,
     RunFinished,
+    RunForked,
     RunResumed,
     RunStarted,
     RunSuspended,
@@ -260,6 +261,27 @@ class Runtime:
         `force`; a run that had answered already finishes with that answer."""
         return await self._recover(run_id, allow_spec_change, force, self.observers, blocking=False)
 
+    async def afork(
+        self,
+        run_id: str,
+        *,
+        at: int,
+        new_run_id: str | None = None,
+        prompt: str | None = None,
+        allow_spec_change: bool = False,
+        user: str | None = None,
+    ) -> Outcome:
+        """Start a new run (`new_run_id`, else a fresh id) whose history is stored run
+        `run_id`'s up to its step `at` (`engine.history` numbers the steps), and carry it on
+        under this runtime's spec: tool results by the step are reused and never run again,
+        model calls after it are made afresh (`engine.fork` has the rules for calls under way
+        or waiting at the step). `prompt` replaces the last user message. The run forked from
+        is never changed. A spec other than the one `run_id` ran with is refused
+        (`SpecChangedError`) unless `allow_spec_change`. Needs a store."""
+        return await self._fork(
+            run_id, at, new_run_id, prompt, allow_spec_change, self.observers, False, user
+        )
+
     # -- streams ---------------------------------------------------------------------------
 
     def astream(
@@ -405,6 +427,50 @@ class Runtime:
             trace=trace,
         )
         return await self._drive(root, run_id, journal, observers, opening, blocking)
+
+    async def _fork(
+        self,
+        source_id: str,
+        at: int,
+        new_run_id: str | None,
+        prompt: str | None,
+        allow_spec_change: bool,
+        observers: Observers,
+        blocking: bool,
+        user: str | None,
+    ) -> Outcome:
+        self._require_store()
+        store = self._face(blocking)
+        assert store is not None
+        source = await store.get_run(source_id)  # an unknown run is refused by its id
+        planned = fork.plan(
+            source,
+            await store.events(source_id),
+            at,
+            spec=self.spec,
+            run_id=new_run_id or uuid.uuid4().hex,
+            prompt=prompt,
+            allow_spec_change=allow_spec_change,
+        )
+        root, journal = await fork.start(
+            store,
+            self.spec,
+            planned,
+            key=self._key,
+            check=lambda c: self.check(c, allow_spec_change=allow_spec_change),
+            lease=self._lease(),
+            user=user or os_user(),
+        )
+        opening = partial(
+            RunForked,
+            run_id=journal.run_id,
+            path=root.agent,
+            invocation=root.agent,
+            forked_from=source_id,
+            step=at,
+            agent=root.agent,
+        )
+        return await self._drive(root, journal.run_id, journal, observers, opening, blocking)
 
     def load(self, text: str | bytes) -> Continuation:
         """Parse a document, verifying its signature with this runtime's keys (if any)."""
@@ -631,6 +697,23 @@ class Runtime:
         """`arecover`, for code that is not async."""
         return self._sync(
             self._recover(run_id, allow_spec_change, force, self.observers, blocking=True)
+        )
+
+    def fork(
+        self,
+        run_id: str,
+        *,
+        at: int,
+        new_run_id: str | None = None,
+        prompt: str | None = None,
+        allow_spec_change: bool = False,
+        user: str | None = None,
+    ) -> Outcome:
+        """`afork`, for code that is not async."""
+        return self._sync(
+            self._fork(
+                run_id, at, new_run_id, prompt, allow_spec_change, self.observers, True, user
+            )
         )
 
     async def aclose(self) -> None:

@@ -44,6 +44,7 @@ from engine.events import (
     RunEvent,
     RunFailed,
     RunFinished,
+    RunForked,
     RunResumed,
     RunStarted,
     RunSuspended,
@@ -205,6 +206,7 @@ class SpanObserver:
         self._contexts: dict[str, dict[str, str]] = {}
         self._handlers: dict[type[RunEvent], Callable[[Any], None]] = {
             RunStarted: self._run_started,
+            RunForked: self._run_started,  # a new run, whose history another one made
             RunResumed: self._run_resumed,
             AgentStarted: self._agent_started,
             AgentEnded: self._agent_ended,
@@ -240,7 +242,7 @@ class SpanObserver:
 
     # -- runs --------------------------------------------------------------------------------
 
-    def _run_started(self, event: RunStarted) -> None:
+    def _run_started(self, event: RunStarted | RunForked) -> None:
         self._runs[event.run_id] = _Run(run_id=event.run_id)
 
     def _run_resumed(self, event: RunResumed) -> None:

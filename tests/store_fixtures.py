@@ -183,11 +183,23 @@ def lay_out_version(store_url: str, version: int) -> None:
         query(store_url, "INSERT INTO callcc_migrations VALUES (?, 0)", (applied,))
 
 
+def undo_fork_migration(store_url: str) -> None:
+    """Take migration 9 (forks) back out of a store, as if the callcc before it had made it."""
+    for statement in (
+        "ALTER TABLE runs DROP COLUMN forked_from",
+        "ALTER TABLE runs DROP COLUMN forked_at",
+        "DELETE FROM callcc_migrations WHERE version = 9",
+    ):
+        query(store_url, statement)
+
+
 def undo_inbox_migration(store_url: str) -> None:
-    """Take migration 8 (the inbox) back out of a store, as if the callcc before it had made
-    it, so a test of an earlier migration can lay out the store that migration upgrades."""
+    """Take migration 8 (the inbox), and 9 after it, back out of a store, as if the callcc
+    before it had made it, so a test of an earlier migration can lay out the store that
+    migration upgrades."""
     from engine.store._sql import PENDING_ADDED
 
+    undo_fork_migration(store_url)
     statements = [
         *(f"DROP INDEX {name}" for name in ("pending_by_spec", "pending_by_tool",
           "pending_by_reason", "pending_by_expiry", "runs_newest_first", "runs_by_status",

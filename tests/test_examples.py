@@ -15,7 +15,14 @@ SCHEMA_LINE = "# yaml-language-server: $schema=../schema/agent-spec.v1.schema.js
 
 
 def test_the_examples_are_there() -> None:
-    assert [p.stem for p in SPECS] == ["hr_agent", "ledger", "payments", "refunds", "research"]
+    assert [p.stem for p in SPECS] == [
+        "hr_agent",
+        "hr_agent_fixed",
+        "ledger",
+        "payments",
+        "refunds",
+        "research",
+    ]
 
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])

@@ -16,12 +16,20 @@ from engine.store import STORE_ENV
 
 if TYPE_CHECKING:
     from engine.continuation import Continuation
-    from engine.store import RunStore
+    from engine.store import RunRecord, RunStore
 
 
 def stored_stack(source: str, args: argparse.Namespace, stderr: TextIO) -> Continuation | None:
     """The stack of the stored run `source` names, or None when `source` is to be read as a
     file (it exists, or no store is given: reading it then says it is missing)."""
+    found = stored_run(source, args, stderr)
+    return found[0] if found is not None else None
+
+
+def stored_run(
+    source: str, args: argparse.Namespace, stderr: TextIO
+) -> tuple[Continuation, RunRecord] | None:
+    """`stored_stack`, with the run's row (what a picture says of it beyond its stack)."""
     explicit = getattr(args, "store", None)
     url = store_url_of(args)
     if Path(source).exists():
@@ -53,6 +61,14 @@ def no_such_file(source: str) -> UsageError:
         f"cannot read {source}: no such file; to read a stored run by its id, name its store: "
         f"--store URL or {STORE_ENV}"
     )
+
+
+def open_store_of(args: argparse.Namespace) -> RunStore:
+    """The store `--store` (else `CALLCC_STORE`) names, which must exist (`open_existing`)."""
+    url = store_url_of(args)
+    if not url:
+        raise UsageError(f"no run store: pass --store URL or set {STORE_ENV}")
+    return open_existing(url)
 
 
 def open_existing(url: str) -> RunStore:
@@ -89,17 +105,18 @@ def _holds(url: str | None, run_id: str) -> bool:
     return True
 
 
-def _stack(url: str, run_id: str) -> Continuation:
-    from engine.durable import stack_of
+def _stack(url: str, run_id: str) -> tuple[Continuation, RunRecord]:
     from engine.inbox import apply_recorded
+    from engine.journal import rebuild
     from engine.signing import keys_from_env
 
     keys = keys_from_env()
     store = open_existing(url)
     try:
-        stack = stack_of(store, run_id, keys[0] if keys else None)
+        run, events = store.snapshot(run_id)  # one transaction: the row and stack agree
+        stack = rebuild(run, events, key=keys[0] if keys else None)
         if not stack.pending():
-            return stack
-        return apply_recorded(stack, store.recorded_decisions(run_id, stack.nonce))
+            return stack, run
+        return apply_recorded(stack, store.recorded_decisions(run_id, stack.nonce)), run
     finally:
         store.close()

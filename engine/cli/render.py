@@ -72,13 +72,17 @@ def _store_option(parser: argparse.ArgumentParser) -> None:
 
 def run_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Render the spec or continuation in `args.source`."""
+    from engine.cli._stored import stored_run
     from engine.continuation import Continuation
     from engine.render import render, spec_graph, stack_graph
 
     fmt = args.format or _format_of(args.output)
-    source = _load(args.source, args, stderr)
+    stored = stored_run(args.source, args, stderr)
+    source = stored[0] if stored is not None else _load(args.source, args, stderr)
     if isinstance(source, Continuation):
-        graph = stack_graph(source, _spec(args.spec))
+        run = stored[1] if stored is not None else None
+        forked = (run.forked_from, run.forked_at or 0) if run and run.forked_from else None
+        graph = stack_graph(source, _spec(args.spec), forked=forked)
     else:
         graph = spec_graph(source)
     if fmt in ("svg", "png"):

@@ -1,5 +1,6 @@
-"""`callcc runs list|show|pending|expire|audit|prune` and `callcc recover`: the run store from
-the shell (`expire` and `audit` are handled in `cli/inbox`)."""
+"""`callcc runs list|show|pending|expire|audit|history|fork|prune` and `callcc recover`: the run
+store from the shell (`expire` and `audit` are handled in `cli/inbox`, `history` and `fork` in
+`cli/fork`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.cli._exit import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
 from engine.cli._output import progress, report, warn_unused
-from engine.cli._stored import store_url_of
+from engine.cli._stored import open_store_of
 from engine.errors import CallccError, LeaseHeldError, UsageError
 from engine.store import STORE_ENV
 from engine.store._statuses import RUN_STATUSES
@@ -68,6 +69,9 @@ def register(sub: Any) -> None:
     audit.add_argument("run_id", metavar="RUN_ID")
     _store_options(audit)
     audit.set_defaults(handler=_inbox("audit_command"))
+    from engine.cli import fork  # its parsers only: the handlers import what they run on
+
+    fork.register(actions)
     prune = actions.add_parser(
         "prune",
         help="delete old runs of some statuses",
@@ -153,18 +157,9 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["text", "json"], default="text", help="output")
 
 
-def _open(args: argparse.Namespace) -> RunStore:
-    from engine.cli._stored import open_existing
-
-    url = store_url_of(args)
-    if not url:
-        raise UsageError(f"no run store: pass --store URL or set {STORE_ENV}")
-    return open_existing(url)  # these commands read runs: a mistyped path makes no store
-
-
 def list_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`callcc runs list`."""
-    store = _open(args)
+    store = open_store_of(args)
     try:
         runs = store.list_runs(status=args.status, limit=args.limit)
     finally:
@@ -189,7 +184,7 @@ def show_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     from engine.render import inspect_text
     from engine.spec import load_spec
 
-    store = _open(args)
+    store = open_store_of(args)
     try:
         run, events = store.snapshot(args.run_id)  # one transaction: the two agree
         continuation = rebuild(run, events)
@@ -208,6 +203,8 @@ def show_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     if run.status == "running" and run.lease_owner and run.lease_expires is not None:
         state = "live" if run.lease_expires > time.time() else "expired: recover continues it"
         stdout.write(f"lease: {run.lease_owner}, until {_when(run.lease_expires)} ({state})\n")
+    if run.forked_from is not None:
+        stdout.write(f"forked from {run.forked_from} at step {run.forked_at}\n")
     if run.output is not None:
         label = "output" if run.status in ("finished", "stopped") else "reason"
         stdout.write(f"{label}: {run.output}\n")
@@ -217,7 +214,7 @@ def show_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
 
 def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`callcc runs pending`."""
-    store = _open(args)
+    store = open_store_of(args)
     try:
         rows = store.pending(limit=args.limit)
     finally:
@@ -255,7 +252,7 @@ def prune_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
             f"--status {guarded[0]}: a {guarded[0]} run may still go on, so prune keeps it;"
             " add --include-suspended to delete such runs too"
         )
-    store = _open(args)
+    store = open_store_of(args)
     try:
         ids = store.prune(
             status=statuses,
@@ -287,7 +284,7 @@ def prune_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
 
 def recover_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`callcc recover RUN_ID` / `callcc recover --all`."""
-    store = _open(args)
+    store = open_store_of(args)
     try:
         if args.all:
             now = time.time()
@@ -366,6 +363,8 @@ def _record(run: RunRecord) -> dict[str, Any]:
         "created_at": run.created_at,
         "updated_at": run.updated_at,
         "usage": {"input_tokens": run.input_tokens, "output_tokens": run.output_tokens},
+        "forked_from": run.forked_from,
+        "forked_at": run.forked_at,
     }
 
 

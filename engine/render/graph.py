@@ -243,16 +243,20 @@ def _limits(agent: Agent) -> str:
 
 
 def stack_graph(
-    continuation: Continuation, spec: Spec | None = None, *, status: str | None = None
+    continuation: Continuation,
+    spec: Spec | None = None,
+    *,
+    status: str | None = None,
+    forked: tuple[str, int] | None = None,
 ) -> nx.DiGraph[str]:
     """The suspended call stack: frames, the calls that started them, what each waits on and
     what its ledger already holds. With `spec`, turns show their maximum and the secret names
     of `api_key_env` are masked too. `status` (a stored run's, such as `stopped`) goes in the
-    title, and a stopped run's frames are drawn grey."""
+    title, and a stopped run's frames are drawn grey; so does `forked` (the run and step a
+    stored fork was made from)."""
     secrets = secret_names(spec)
-    graph: nx.DiGraph[str] = nx.DiGraph(
-        kind="stack", rankdir="TB", title=stack_title(continuation, status=status)
-    )
+    title = stack_title(continuation, status=status, forked=forked)
+    graph: nx.DiGraph[str] = nx.DiGraph(kind="stack", rankdir="TB", title=title)
     ids: dict[int, str] = {}
     for index, (path, frame) in enumerate(continuation.frames()):
         node = f"frame:{index}"
@@ -326,9 +330,15 @@ def _frame_rows(frame: Frame, spec: Spec | None) -> tuple[tuple[str, str], ...]:
     return tuple(rows)
 
 
-def stack_title(continuation: Continuation, *, status: str | None = None) -> str:
+def stack_title(
+    continuation: Continuation,
+    *,
+    status: str | None = None,
+    forked: tuple[str, int] | None = None,
+) -> str:
     """`spec · run id · what waits`: the first line a decider reads. A run that waits no
-    more (`status` finished, stopped, failed) says so instead."""
+    more (`status` finished, stopped, failed) says so instead. A fork names its origin
+    after its id (`run b · forked from a at step 5`)."""
     waiting = [p for p in continuation.pending() if p.decision is None]
     if status is not None and status not in ("suspended", "running"):
         state = status
@@ -340,7 +350,8 @@ def stack_title(continuation: Continuation, *, status: str | None = None) -> str
         state = "decided: resume it to carry on"
     else:
         state = "waits on nothing"
-    return f"{continuation.spec_name} · run {continuation.run_id} · {state}"
+    origin = f" · forked from {forked[0]} at step {forked[1]}" if forked else ""
+    return f"{continuation.spec_name} · run {continuation.run_id}{origin} · {state}"
 
 
 def _waits_for(reason: str, tool: str | None, agent: str) -> str:

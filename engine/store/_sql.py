@@ -37,7 +37,10 @@ LEASE_COLUMNS = "lease_owner, lease_expires"
 USAGE_COLUMNS = "input_tokens, output_tokens, trace"
 """Token counts and the trace context (migration 5), selected after `LEASE_COLUMNS`."""
 
-RUN_SELECT = f"{RUN_COLUMNS}, {LEASE_COLUMNS}, {USAGE_COLUMNS}"
+FORK_COLUMNS = "forked_from, forked_at"
+"""Where a forked run came from (migration 9): the run and its step, after `USAGE_COLUMNS`."""
+
+RUN_SELECT = f"{RUN_COLUMNS}, {LEASE_COLUMNS}, {USAGE_COLUMNS}, {FORK_COLUMNS}"
 """Every column `record()` reads, in its order."""
 
 PENDING_COLUMNS = (
@@ -147,10 +150,11 @@ CUT_OFF = (
 
 
 def record(row: Sequence[Any]) -> RunRecord:
-    """A `runs` row (selected with `RUN_COLUMNS`, then optionally `LEASE_COLUMNS` and
-    `USAGE_COLUMNS`: `RUN_SELECT`) as a RunRecord."""
+    """A `runs` row (selected with `RUN_COLUMNS`, then optionally `LEASE_COLUMNS`,
+    `USAGE_COLUMNS` and `FORK_COLUMNS`: `RUN_SELECT`) as a RunRecord."""
     leased = len(row) > 11
     counted = len(row) > 13
+    forked = len(row) > 16
     return RunRecord(
         run_id=row[0],
         spec_name=row[1],
@@ -168,6 +172,8 @@ def record(row: Sequence[Any]) -> RunRecord:
         input_tokens=int(row[13] or 0) if counted else 0,
         output_tokens=int(row[14] or 0) if counted else 0,
         trace=cast(dict[str, str], load_json(row[15])) if counted and row[15] else None,
+        forked_from=row[16] if forked else None,
+        forked_at=int(row[17]) if forked and row[17] is not None else None,
     )
 
 

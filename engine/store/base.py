@@ -132,6 +132,12 @@ class RunRecord:
     trace: dict[str, str] | None = None
     """The W3C trace context (`traceparent`, `tracestate`) of the span that suspended the
     run, when it was traced; the continuation rebuilt from the store carries it."""
+    forked_from: str | None = None
+    """The run this one was forked from (`Runtime.fork`, `engine.fork`); None for a run that
+    started afresh. Set when the run is started, never changed."""
+    forked_at: int | None = None
+    """The step of `forked_from` the fork was made at: this run's first `forked_at` events
+    are that run's first ones, copied."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

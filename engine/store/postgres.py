@@ -49,6 +49,7 @@ from engine.store._aio import AsyncFace
 from engine.store._ops import SharedOps, operation
 from engine.store._plan import Operation, Plan, Query
 from engine.store._sql import (
+    FORK_COLUMNS,
     LEASE_COLUMNS,
     MIGRATIONS_TABLE,
     PENDING_INSERT,
@@ -189,6 +190,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX audit_by_run ON audit (run_id, seq)",
     ),
+    # 9: forks (engine.fork): the run a fork was made from and the step it was made at.
+    ("ALTER TABLE runs ADD COLUMN forked_from text, ADD COLUMN forked_at integer",),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
 
@@ -468,8 +471,9 @@ class PostgresStore(SharedOps):
 
         def body() -> Plan[int]:
             done = yield Query(
-                f"INSERT INTO runs ({RUN_COLUMNS}, {LEASE_COLUMNS})"
-                f" VALUES (%s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, {_NOW} + %s)"
+                f"INSERT INTO runs ({RUN_COLUMNS}, {LEASE_COLUMNS}, {FORK_COLUMNS})"
+                f" VALUES (%s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, {_NOW} + %s,"
+                " %s, %s)"
                 " ON CONFLICT (id) DO NOTHING",
                 (
                     run.run_id,
@@ -484,6 +488,8 @@ class PostgresStore(SharedOps):
                     run.updated_at,
                     lease.owner,
                     lease.seconds,
+                    run.forked_from,
+                    run.forked_at,
                 ),
             )
             if done.rowcount != 1:

@@ -24,6 +24,7 @@ from engine.store import _plan, _sql
 from engine.store._ops import SharedOps
 from engine.store._plan import Operation
 from engine.store._sql import (
+    FORK_COLUMNS,
     LEASE_COLUMNS,
     MIGRATIONS_TABLE,
     PENDING_INSERT,
@@ -162,6 +163,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             detail TEXT
         )""",
         "CREATE INDEX audit_by_run ON audit (run_id, seq)",
+    ),
+    # 9: forks (engine.fork): the run a fork was made from and the step it was made at.
+    (
+        "ALTER TABLE runs ADD COLUMN forked_from TEXT",
+        "ALTER TABLE runs ADD COLUMN forked_at INTEGER",
     ),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
@@ -336,8 +342,8 @@ class SQLiteStore(SharedOps):
         with self._write() as cur:
             try:
                 cur.execute(
-                    f"INSERT INTO runs ({RUN_COLUMNS}, {LEASE_COLUMNS})"
-                    " VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO runs ({RUN_COLUMNS}, {LEASE_COLUMNS}, {FORK_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         run.run_id,
                         run.spec_name,
@@ -351,6 +357,8 @@ class SQLiteStore(SharedOps):
                         run.updated_at,
                         lease.owner,
                         time.time() + lease.seconds,
+                        run.forked_from,
+                        run.forked_at,
                     ),
                 )
             except sqlite3.IntegrityError:
