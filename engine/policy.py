@@ -157,9 +157,12 @@ def check(text: str, *, fields: Collection[str] | None) -> list[Problem]:
     try:
         program = _ENV.compile(text)
     except RuntimeError as exc:
-        return _compile_problems(str(exc), text, tokens) or [
+        found = _compile_problems(str(exc), text, tokens) or [
             Problem(code="condition-syntax", message=_first_line(str(exc)), offset=0)
         ]
+        if any(p.code == "condition-syntax" for p in found):
+            return found
+        return sorted(found + _field_problems(tokens, fields), key=lambda p: p.offset)
     kind = program.return_type().name()
     if kind not in ("BOOL", "DYN"):
         return [
