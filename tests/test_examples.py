@@ -15,7 +15,7 @@ SCHEMA_LINE = "# yaml-language-server: $schema=../schema/agent-spec.v1.schema.js
 
 
 def test_the_examples_are_there() -> None:
-    assert [p.stem for p in SPECS] == ["hr_agent", "ledger", "payments", "research"]
+    assert [p.stem for p in SPECS] == ["hr_agent", "ledger", "payments", "research", "transfers"]
 
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])

@@ -367,6 +367,8 @@ def _pending_node(
         rows.append(("ask", shorten(entry.prompt)))
     if entry.detail:
         rows.append(("detail", shorten(entry.detail)))
+    if entry.policy is not None:
+        rows.append(("why", shorten(entry.policy.line())))
     decision = entry.decision.kind if entry.decision else None
     if decision is None:
         rows.append(("decide", " | ".join(entry.decisions) or "inside the sub-agent"))
