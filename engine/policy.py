@@ -68,7 +68,7 @@ _FUNCTIONS = (
 )
 _DYN_MAP = cel.Type.Map(cel.Type.STRING, cel.Type.DYN)
 _ENV = cel.NewEnv(variables={name: _DYN_MAP for name in VARIABLES})
-_ERROR = re.compile(r"ERROR: <input>:(\d+):(\d+): (.*?)\n \|", re.S)
+_ERROR = re.compile(r"ERROR: <input>:(\d+):(\d+): (.*?)(?=\n \||\nERROR| \[[A-Z_]+\]$|$)", re.S)
 _UNDECLARED = re.compile(r"undeclared reference to '([^']*)'")
 
 
@@ -186,6 +186,7 @@ def _compile_problems(message: str, text: str, tokens: list[_Token]) -> list[Pro
             break
         row = min(int(line), len(lines)) - 1
         offset = sum(len(x) + 1 for x in lines[:row]) + int(col) - 1
+        offset = min(offset, len(text.rstrip()))  # at the end: just after its last character
         undeclared = _UNDECLARED.search(what)
         if undeclared:
             found.append(_undeclared(undeclared.group(1), offset, tokens))
