@@ -105,19 +105,34 @@ class Verdict:
 class Condition:
     """A compiled condition: `evaluate` it per call (the text is compiled once)."""
 
-    __slots__ = ("_program", "text")
+    __slots__ = ("_program", "_uses", "text")
 
     def __init__(self, text: str, program: Any) -> None:
         self.text = text
         """The expression as written."""
         self._program = program
+        tokens = _tokens(text)
+        self._uses = tuple(  # only these are handed to CEL: converting data costs most
+            name
+            for name in VARIABLES
+            if any(
+                t.text == name and t.kind == "ident" and (i == 0 or tokens[i - 1].text != ".")
+                for i, t in enumerate(tokens)
+            )
+        )
 
     def evaluate(
         self, args: Mapping[str, Any], agent: Mapping[str, Any], run: Mapping[str, Any]
     ) -> Verdict:
         """Whether the condition holds for these variables; never raises."""
+        uses = self._uses
+        if uses == ("args",):  # the usual condition: no dict built for nothing
+            data: dict[str, Any] = {"args": args}
+        else:
+            given = {"args": args, "agent": agent, "run": run}
+            data = {name: given[name] for name in uses}
         try:
-            value = self._program.eval(_ENV.Activation({"args": args, "agent": agent, "run": run}))
+            value = self._program.eval(_ENV.Activation(data))
             result = value.value()
         except Exception as exc:  # a value CEL cannot carry (an integer beyond 64 bits)
             return Verdict(held=False, error=_runtime_error(str(exc)))
