@@ -195,6 +195,8 @@ def _tool_node(graph: nx.DiGraph[str], node: str, tool: PythonTool | ExternalToo
         rows[0] = ("", "external: the result arrives later")
     if tool.approval.required:
         rows.append(("", "needs approval"))
+        if tool.approval.when is not None:
+            rows.append(("when", shorten(tool.approval.when)))
         rows.append(("decide", " | ".join(tool.approval.decisions)))
         style = dict(APPROVAL)
     if tool.timeout is not None:
