@@ -28,6 +28,9 @@ Ownership, one line a module (a leading underscore marks an internal):
   refusal of a resumed call whose schema changed; `resolve` for `validate --resolve`.
 - `mcp`: the MCP client over stdio and streamable HTTP, results as text; the only module
   importing the `mcp` SDK (loaded when a run first connects).
+- `policy`: approval conditions in CEL (`approval.when`): `check` for validate, `Condition`
+  compiled once and evaluated per call (fail closed); the only module importing
+  `cel_expr_python`, loaded only for a spec with a condition.
 - `events`: the typed run events and `Observers`; the loop emits them, knowing no consumer;
   `_emit` builds them from the loop's state (only when the run has observers).
 - `continuation`: the document, its decision API, versions, a long document's messages read

@@ -27,6 +27,7 @@ from engine.frames import (
     Extend,
     Frame,
     Pending,
+    PolicyWhy,
     Reject,
     Resume,
     Stop,
@@ -53,8 +54,9 @@ _FRAME_KEYS = frozenset(
 )
 _PENDING_KEYS = frozenset(
     {"id", "reason", "tool", "arguments", "decisions", "fingerprint"}
-    | {"prompt", "detail", "decision", "child", "expires_at", "approvers"}
+    | {"prompt", "detail", "decision", "child", "expires_at", "approvers", "policy"}
 )
+_POLICY_KEYS = frozenset({"kind", "when", "outcome", "error"})
 _ROLES = frozenset({"user", "assistant", "tool", "system", "developer"})
 
 
@@ -137,6 +139,16 @@ def _pending_to_data(entry: Pending, child_ref: Callable[[Frame], Any]) -> dict[
         data["expires_at"] = entry.expires_at
     if entry.approvers:
         data["approvers"] = list(entry.approvers)
+    if entry.policy is not None:
+        data["policy"] = policy_to_data(entry.policy)
+    return data
+
+
+def policy_to_data(policy: PolicyWhy) -> dict[str, Any]:
+    """Why a condition made a call wait, as the document holds it."""
+    data: dict[str, Any] = {"kind": policy.kind, "when": policy.when, "outcome": policy.outcome}
+    if policy.error is not None:
+        data["error"] = policy.error
     return data
 
 
@@ -412,7 +424,26 @@ def _pending_from_data(raw: Any, ptr: str) -> tuple[Pending, int | None]:
         entry.expires_at = _expires_at(obj["expires_at"], f"{ptr}/expires_at")
     if "approvers" in obj:
         entry.approvers = _approvers(obj["approvers"], f"{ptr}/approvers")
+    if "policy" in obj:
+        entry.policy = _policy(obj["policy"], f"{ptr}/policy")
     return entry, child
+
+
+def _policy(raw: Any, ptr: str) -> PolicyWhy:
+    """An entry's `policy`: the condition that made it wait, and that it held or failed."""
+    obj = _object(raw, ptr)
+    _known(obj, ptr, _POLICY_KEYS)
+    if obj.get("kind", "when") != "when":
+        raise ContinuationError("expected kind 'when'", pointer=f"{ptr}/kind")
+    outcome = obj.get("outcome")
+    if outcome not in ("held", "error"):
+        raise ContinuationError("expected 'held' or 'error'", pointer=f"{ptr}/outcome")
+    error = _opt_str(obj, "error", ptr)
+    if (outcome == "error") != (error is not None):
+        raise ContinuationError(
+            "an `error` outcome needs the error, and only it has one", pointer=f"{ptr}/error"
+        )
+    return PolicyWhy(when=_str(obj, "when", ptr), outcome=outcome, error=error)
 
 
 def _expires_at(raw: Any, ptr: str) -> float:

@@ -8,7 +8,7 @@ read as what they do, not as what they report.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine.compile import BoundAgent
 from engine.events import (
@@ -19,6 +19,7 @@ from engine.events import (
     ModelCalled,
     ModelReplied,
     PendingInfo,
+    PolicyAllowed,
     ToolErrorToModel,
     ToolFinished,
     ToolStarted,
@@ -52,6 +53,23 @@ def pending_info(frame: Frame, entry: Pending) -> PendingInfo:
         prompt=entry.prompt,
         arguments=read_only(entry.arguments),
         decisions=entry.decisions,
+        why=None if entry.policy is None else entry.policy.line(),
+    )
+
+
+def policy_allowed(
+    frame: Frame, call_id: str, tool: str, when: str, arguments: dict[str, Any], ctx: RunContext
+) -> None:
+    ctx.emit(
+        PolicyAllowed(
+            run_id=ctx.run_id,
+            path=frame.names,
+            invocation=frame.invocation,
+            call_id=call_id,
+            tool=tool,
+            when=when,
+            arguments=read_only(arguments),
+        )
     )
 
 

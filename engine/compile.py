@@ -8,11 +8,12 @@ YAML and no lookups by string.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator
 
@@ -33,6 +34,9 @@ from engine.spec.model import (
 )
 from engine.spec.signature import Mismatch, locate_in, located, signature_mismatches
 from engine.tools import ToolRefError, context_parameter, import_ref, infer_parameters
+
+if TYPE_CHECKING:  # engine.policy loads CEL: imported when a spec has a condition
+    from engine.policy import Condition
 
 AGENT_TOOL_PARAMETERS: Mapping[str, Any] = {
     "type": "object",
@@ -62,6 +66,9 @@ class BoundTool:
     approval_detail: str | None = None
     """Why calls wait for approval, for the pending entry's `detail` (MCP tools: what the
     server's annotations say); None when the spec's `approval` is the reason."""
+    condition: Condition | None = None
+    """The compiled `approval.when` (`engine.policy`): a call waits only when it holds or
+    cannot be evaluated; None: the approval asks every call (or none)."""
     quick_check: Callable[[dict[str, Any]], bool] = lambda _: False
     """A fast check for simple flat schemas: True means valid for sure; False means ask
     `validator` (which also explains what is wrong)."""
@@ -234,7 +241,7 @@ def _bind_tools(spec: Spec, search_path: str | None) -> dict[str, BoundTool]:
             found.append(located(name, bad, file=spec.path, locate=locate))
             continue
         if isinstance(bound, BoundTool):
-            tools[name] = bound
+            tools[name] = with_condition(bound)
         else:
             found.extend(located(name, m, file=spec.path, locate=locate) for m in bound)
     if found:
@@ -278,6 +285,20 @@ def _bind_tool(
         validator=Draft202012Validator(parameters),
         quick_check=quick_checker(parameters),
     )
+
+
+def with_condition(tool: BoundTool) -> BoundTool:
+    """`tool` with its `approval.when` compiled, when it has one that can ask."""
+    approval = tool.spec.approval
+    if approval.when is None or not approval.required:
+        return tool
+    from engine.policy import compile_condition  # only a spec with a condition loads CEL
+
+    try:
+        condition = compile_condition(approval.when)
+    except ValueError as exc:  # a spec built in Python: `callcc validate` would have said so
+        raise UsageError(f"tool {tool.name!r}: approval.when: {exc}") from None
+    return dataclasses.replace(tool, condition=condition)
 
 
 _SCALAR: Mapping[str, Callable[[Any], bool]] = {

@@ -19,6 +19,8 @@ Versions of the document (`version`), newest last; every version listed here sti
     (`engine.tracing`).
   - 1, minor addition: a pending entry's `expires_at` (when it is rejected unless decided)
     and `approvers` (who may decide), both optional and outside the fingerprint.
+  - 1, minor addition: a pending entry's `policy` (the `approval.when` condition that made the
+    call wait, and that it held or could not be evaluated), optional, outside the fingerprint.
   - 1, minor addition: `frames[].toolsets`, per MCP server the agent was shown, each tool's
     schema fingerprint (`engine.toolsets`).
   - 1, minor addition: `frames[].approved`, the calls of the open turn a person approved,
@@ -50,12 +52,13 @@ from engine._codec import (
     frames_to_data,
     messages_at,
     messages_fit,
+    policy_to_data,
     split_messages,
 )
 from engine._json import escape_surrogates
 from engine.decisions import Decide, PendingIndex, decided_root, entry_at, leaf_entries, plan
 from engine.errors import ContinuationError
-from engine.frames import Decision, Frame, Pending, walk
+from engine.frames import Decision, Frame, Pending, PolicyWhy, walk
 from engine.signing import ALGORITHM, SIGNED_TAIL, sign, verify
 from engine.usage import Usage, of_stack
 
@@ -65,7 +68,7 @@ SUPPORTED_VERSIONS = (1,)
 CHANGELOG = {
     1: "first version: flat frames, counters, ledger, pending entries, decisions; "
     "optional since: `usage` and the token counters, `trace` (a W3C trace context), "
-    "a pending entry's `expires_at` and `approvers`, "
+    "a pending entry's `expires_at`, `approvers` and `policy`, "
     "`frames[].toolsets` (MCP tool schema fingerprints), "
     "`frames[].approved` (calls a person approved, for tools that ask)",
 }
@@ -104,6 +107,13 @@ class PendingDecision:
     """When the entry is rejected unless decided (seconds since the epoch), or None."""
     approvers: tuple[str, ...] = ()
     """Who may decide (roles or user names); empty: any approver."""
+    policy: PolicyWhy | None = None
+    """Why a condition made the call wait (`approval.when`), or None."""
+
+    @property
+    def why(self) -> str | None:
+        """The condition's verdict as one line (`why:` in `callcc pending`), or None."""
+        return None if self.policy is None else self.policy.line()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for `--format json`."""
@@ -120,6 +130,8 @@ class PendingDecision:
             "decision": self.decision,
             "expires_at": self.expires_at,
             "approvers": list(self.approvers),
+            "policy": None if self.policy is None else policy_to_data(self.policy),
+            "why": self.why,
         }
 
 
@@ -629,6 +641,7 @@ def _view(path: str, frame: Frame, entry: Pending, arguments: Any) -> PendingDec
         fingerprint=entry.fingerprint,
         expires_at=entry.expires_at,
         approvers=entry.approvers,
+        policy=entry.policy,
     )
 
 

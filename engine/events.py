@@ -33,6 +33,7 @@ __all__ = [
     "Observer",
     "Observers",
     "PendingInfo",
+    "PolicyAllowed",
     "RunEvent",
     "RunFailed",
     "RunFinished",
@@ -290,6 +291,23 @@ class PendingInfo:
     """The call's arguments (None for frame-level entries)."""
     decisions: tuple[str, ...] = ()
     """The decision kinds allowed."""
+    why: str | None = None
+    """Why a condition made the call wait (`approval.when`: that it held, or could not be
+    evaluated), as `callcc pending` shows it after `why:`; None when every call waits."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PolicyAllowed(RunEvent):
+    """A call of a tool whose approval has a condition (`approval.when`) runs without asking:
+    the condition did not hold (it evaluated to false)."""
+
+    kind: ClassVar[str] = "policy_allowed"
+    tool: str
+    """The tool's name."""
+    when: str
+    """The condition, as the spec wrote it."""
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    """The arguments it was evaluated on (and the call runs with)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -97,6 +97,27 @@ Decision: TypeAlias = Approve | Edit | Reject | Answer | Extend | Stop | Resume
 DECISION_KINDS = ("approve", "edit", "reject", "answer", "extend", "stop", "resume")
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PolicyWhy:
+    """Why a condition made a call wait: the tool's `approval.when`, and that it held, or
+    that it could not be evaluated (the call then waits all the same: fail closed)."""
+
+    kind: Literal["when"] = "when"
+    """What asked: the tool's `approval.when` (a grant's `where` may be another kind)."""
+    when: str
+    """The condition, as the spec wrote it."""
+    outcome: Literal["held", "error"]
+    """`held`: it evaluated to true; `error`: it could not be evaluated."""
+    error: str | None = None
+    """Why it could not be evaluated (`error` only)."""
+
+    def line(self) -> str:
+        """The one line `callcc pending`, `inspect` and the picture show after `why:`."""
+        if self.outcome == "held":
+            return f"when {self.when} held"
+        return f"when {self.when} could not be evaluated ({self.error}): approval required"
+
+
 def call_fingerprint(
     call_id: str, tool: str, arguments: Any, reason: str, decisions: tuple[str, ...]
 ) -> str:
@@ -143,6 +164,9 @@ class Pending:
     approvers: tuple[str, ...] = ()
     """Who may decide (the tool's `approval.approvers`: roles or user names); empty: any
     approver. Not covered by `fingerprint`."""
+    policy: PolicyWhy | None = None
+    """Why a condition made the call wait (`approval.when`); None when every call of the
+    tool waits. Not covered by `fingerprint`."""
     seal: Seal | None = field(default=None, repr=False, compare=False)
     """In memory only: what `fingerprint` was computed from, when this process computed it
     (see `Seal`); None for an entry read from a document, whose fingerprint is a claim
@@ -162,6 +186,7 @@ class Pending:
         text: str | None = None,
         expires_at: float | None = None,
         approvers: tuple[str, ...] = (),
+        policy: PolicyWhy | None = None,
     ) -> Pending:
         """An entry for a tool call, fingerprinted on what the reviewer sees; it allows
         `decisions`, by default those `engine.waits.CALL_WAITS` gives its reason."""
@@ -179,6 +204,7 @@ class Pending:
             child=child,
             expires_at=expires_at,
             approvers=approvers,
+            policy=policy,
         )
         entry.seal = Seal.of(entry, text)
         return entry
@@ -450,6 +476,7 @@ def _shallow(frame: Frame) -> Frame:
                 child=p.child,
                 expires_at=p.expires_at,
                 approvers=p.approvers,
+                policy=p.policy,
                 seal=p.seal,
             )
             for p in frame.pending

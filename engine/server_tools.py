@@ -28,7 +28,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from engine._canonical import fingerprint
-from engine.compile import BoundTool, quick_checker
+from engine.compile import BoundTool, quick_checker, with_condition
 from engine.errors import Diagnostic
 from engine.spec.model import Approval, McpTool, McpToolset, Spec
 from engine.spec.yamlload import escape
@@ -101,7 +101,8 @@ def approval_of(toolset: McpToolset, tool: RemoteTool) -> tuple[Approval, str | 
     idempotent = hints.get("idempotentHint") is True
     base = override.approval if override is not None else Approval()
     if override is not None and override.required is not None:
-        why = f"the spec requires approval for {tool.name}" if override.required else None
+        asks = override.required and override.approval.when is None  # else: the condition says
+        why = f"the spec requires approval for {tool.name}" if asks else None
         return dataclasses.replace(base, required=override.required), why, idempotent
     if hints.get("readOnlyHint") is True:
         return dataclasses.replace(base, required=False), None, idempotent
@@ -125,20 +126,22 @@ def expand(toolset: McpToolset, tools: Iterable[RemoteTool]) -> list[BoundTool]:
         approval, why, idempotent = approval_of(toolset, tool)
         parameters = dict(tool.input_schema) or {"type": "object"}
         out.append(
-            BoundTool(
-                spec=McpTool(
-                    name=model_name(toolset.name, tool.name),
-                    description=tool.description,
-                    server=toolset.name,
-                    remote=tool.name,
-                    timeout=toolset.timeout,
-                    idempotent=idempotent,
-                    approval=approval,
-                ),
-                parameters=parameters,
-                validator=Draft202012Validator(parameters),
-                approval_detail=why,
-                quick_check=quick_checker(parameters),
+            with_condition(
+                BoundTool(
+                    spec=McpTool(
+                        name=model_name(toolset.name, tool.name),
+                        description=tool.description,
+                        server=toolset.name,
+                        remote=tool.name,
+                        timeout=toolset.timeout,
+                        idempotent=idempotent,
+                        approval=approval,
+                    ),
+                    parameters=parameters,
+                    validator=Draft202012Validator(parameters),
+                    approval_detail=why,
+                    quick_check=quick_checker(parameters),
+                )
             )
         )
     return out

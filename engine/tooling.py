@@ -21,7 +21,7 @@ from engine._json import loads_plain
 from engine.compile import BoundAgent, BoundTool, Program
 from engine.errors import ContinuationError
 from engine.events import Observers, RunEvent
-from engine.frames import Frame, Pending
+from engine.frames import Frame, Pending, PolicyWhy
 from engine.runners import Call, Done, Outcome, Wait, runner_for
 from engine.runners.base import (
     approval_entry,
@@ -126,10 +126,12 @@ def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any], ctx: RunCont
         )
         return
     text = call["function"]["arguments"]
-    if tool.spec.approval.required:
+    approval = tool.spec.approval
+    asks, why = _asks(frame, tool, call_id, arguments, ctx) if approval.required else (False, None)
+    if asks:
         job = Call(frame=frame, tool=tool, id=call_id, arguments=arguments)
         entry = approval_entry(
-            job, ctx, arguments=arguments, text=text, detail=tool.approval_detail
+            job, ctx, arguments=arguments, text=text, detail=tool.approval_detail, policy=why
         )
         _gate(frame, entry, ctx)
     elif name in agent.spec.suspend.before_tools:
@@ -140,6 +142,27 @@ def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any], ctx: RunCont
     else:
         frame.ledger[call_id] = "running"
         frame.decoded[call_id] = arguments  # run_calls runs it with these: decoded once
+
+
+def _asks(
+    frame: Frame, tool: BoundTool, call_id: str, arguments: dict[str, Any], ctx: RunContext
+) -> tuple[bool, PolicyWhy | None]:
+    """Whether a call of a tool whose approval is required waits for a person, and why when a
+    condition says so: it waits when the condition holds or cannot be evaluated (fail closed);
+    a call it lets through is an event (`policy_allowed`)."""
+    condition = tool.condition
+    if condition is None:
+        return True, None
+    agent = {"name": frame.agent, "path": frame.names or frame.agent}
+    run = {"id": ctx.run_id, "turns": frame.turns, "tool_calls": frame.tool_calls}
+    verdict = condition.evaluate(arguments, agent, run)
+    if verdict.error is not None:
+        return True, PolicyWhy(when=condition.text, outcome="error", error=verdict.error)
+    if verdict.held:
+        return True, PolicyWhy(when=condition.text, outcome="held")
+    if ctx.observers:
+        _emit.policy_allowed(frame, call_id, tool.name, condition.text, arguments, ctx)
+    return False, None
 
 
 def parse_arguments(tool: BoundTool, text: str) -> tuple[dict[str, Any] | None, str]:

@@ -22,6 +22,7 @@ def test_the_examples_are_there() -> None:
         "payments",
         "refunds",
         "research",
+        "transfers",
     ]
 
 

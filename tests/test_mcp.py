@@ -392,3 +392,29 @@ def test_a_stored_run_keeps_its_toolsets_and_a_recovery_never_reruns_a_running_c
     assert (pending.id, pending.reason) == ("c1", "error")
     assert "nobody knows whether it took effect" in (pending.detail or "")
     assert [e["tool"] for e in executions(log)] == ["hang"]  # not sent again
+
+
+def test_a_per_tool_condition_asks_only_when_it_holds(tmp_path: Path, http: Http) -> None:
+    mark = http.mark()
+    server = {
+        "url": http.url,
+        "approval": {"tools": {"erase": {"when": 'args.account.startsWith("prod")'}}},
+    }
+    turns = [
+        calls(
+            ("c1", "ledger_erase", {"account": "test_bob"}),
+            ("c2", "ledger_erase", {"account": "prod_carol"}),
+        ),
+        {"text": "done"},
+    ]
+    runtime = Runtime(load_spec(write_spec(tmp_path, server, turns)))
+    out = runtime.run("erase both")
+    assert isinstance(out, Suspended)
+    assert [(e["tool"], e["account"]) for e in http.since(mark)] == [("erase", "test_bob")]
+    [pending] = out.continuation.pending()
+    assert pending.id == "c2"
+    assert pending.why == 'when args.account.startsWith("prod") held'
+    assert pending.detail is None  # the condition says why, not the annotations
+    done = runtime.resume(out.continuation.approve("c2"))
+    assert isinstance(done, Finished)
+    assert [e["account"] for e in http.since(mark)] == ["test_bob", "prod_carol"]

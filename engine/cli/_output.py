@@ -209,6 +209,8 @@ def describe(items: list[PendingDecision]) -> str:
             lines.append(f"      {p.prompt}")
         if p.detail:
             lines.append(f"      {p.detail}")
+        if p.why:
+            lines.append(f"      why: {p.why}")
         state = f"decided: {p.decision}" if p.decision else "decide: " + ", ".join(p.decisions)
         lines.append(f"      {state}")
     return "\n".join(lines) + "\n"
@@ -296,6 +298,7 @@ def progress_line(event: RunEvent) -> str | None:
         EntryAdded,
         ModelCalled,
         ModelReplied,
+        PolicyAllowed,
         ToolErrorToModel,
         ToolFinished,
         ToolStarted,
@@ -317,10 +320,15 @@ def progress_line(event: RunEvent) -> str | None:
         if event.sub_agent is not None and not event.carries_on:
             return f"starts sub-agent {event.sub_agent} ({event.call_id})"
         return None
+    if isinstance(event, PolicyAllowed):
+        return (
+            f"{event.tool} needs no approval: `{_clip(event.when, 60)}` is false ({event.call_id})"
+        )
     if isinstance(event, EntryAdded):
         entry = event.entry
         if entry.reason == "approval":
-            return f"{entry.tool} waits for approval ({entry.id})"
+            why = f": {_clip(entry.why, 80)}" if entry.why else ""
+            return f"{entry.tool} waits for approval ({entry.id}){why}"
         if entry.reason == "pause" and entry.tool is not None:
             return f"pauses before {entry.tool} ({entry.id})"
         if entry.tool is None and entry.reason in ("turn_limit", "pause"):

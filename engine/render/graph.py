@@ -195,6 +195,8 @@ def _tool_node(graph: nx.DiGraph[str], node: str, tool: PythonTool | ExternalToo
         rows[0] = ("", "external: the result arrives later")
     if tool.approval.required:
         rows.append(("", "needs approval"))
+        if tool.approval.when is not None:
+            rows.append(("when", shorten(tool.approval.when)))
         rows.append(("decide", " | ".join(tool.approval.decisions)))
         style = dict(APPROVAL)
     if tool.timeout is not None:
@@ -378,6 +380,8 @@ def _pending_node(
         rows.append(("ask", shorten(entry.prompt)))
     if entry.detail:
         rows.append(("detail", shorten(entry.detail)))
+    if entry.policy is not None:
+        rows.append(("why", shorten(entry.policy.line())))
     decision = entry.decision.kind if entry.decision else None
     if decision is None:
         rows.append(("decide", " | ".join(entry.decisions) or "inside the sub-agent"))

@@ -103,6 +103,8 @@ def _entry(entry: Pending, pad: str, secrets: frozenset[str]) -> list[str]:
         lines.append(f"{more}ask: {shorten(entry.prompt)}")
     if entry.detail:
         lines.append(f"{more}detail: {shorten(entry.detail)}")
+    if entry.policy is not None:
+        lines.append(f"{more}why: {shorten(entry.policy.line())}")
     if entry.decision is not None:
         lines.append(f"{more}decided: {entry.decision.kind} (resume to carry it out)")
     else:

@@ -40,7 +40,7 @@ from jsonschema.exceptions import best_match
 
 from engine.compile import BoundTool
 from engine.errors import ContinuationError, UsageError
-from engine.frames import Frame, Pending
+from engine.frames import Frame, Pending, PolicyWhy
 
 if TYPE_CHECKING:  # annotations only: the tooling imports this registry
     from engine.tooling import RunContext
@@ -173,9 +173,11 @@ def approval_entry(
     text: str | None = None,
     prompt: str | None = None,
     detail: str | None = None,
+    policy: PolicyWhy | None = None,
 ) -> Pending:
     """The call waits for a person's approval, with the decisions, approvers and expiry its
-    tool's `approval` gives (the spec's gate, or a tool that asked: `NeedsApproval`)."""
+    tool's `approval` gives (the spec's gate, or a tool that asked: `NeedsApproval`), and why
+    when an `approval.when` condition made it wait."""
     approval = call.tool.spec.approval
     expires = approval.expires_after
     return Pending.for_call(
@@ -189,6 +191,7 @@ def approval_entry(
         expires_at=None if expires is None else ctx.clock() + expires,
         approvers=approval.approvers,
         detail=detail,
+        policy=policy,
     )
 
 

@@ -108,6 +108,7 @@ def _approval(value: Any) -> Approval:
         approvers=tuple(value.get("approvers", ())),
         expires_after=duration_seconds(expires) if expires is not None else None,
         expires_after_text=expires,
+        when=value.get("when"),
     )
 
 
@@ -125,7 +126,9 @@ def _mcp(name: str, data: dict[str, Any]) -> McpToolset:
         approval=McpApprovals(
             tools={
                 tool: McpApproval(
-                    required=value if isinstance(value, bool) else value.get("required"),
+                    required=value
+                    if isinstance(value, bool)
+                    else value.get("required", True if "when" in value else None),
                     approval=_approval(value),
                 )
                 for tool, value in overrides.items()

@@ -10,9 +10,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from engine.errors import Diagnostic
+from engine.spec._semantic import condition_diagnostics
 from engine.spec.signature import located, signature_mismatches
 from engine.spec.yamlload import YamlDoc, escape
-from engine.tools import ToolRefError, import_ref
+from engine.tools import ToolRefError, import_ref, infer_parameters
 
 
 def unimportable(diagnostics: Iterable[Diagnostic]) -> set[str]:
@@ -65,6 +66,13 @@ def resolve_pass(
                     "see https://json-schema.org/draft/2020-12/json-schema-core",
                 )
         declared = params if isinstance(params, dict) and params else None  # as compile reads it
-        for mismatch in signature_mismatches(ref, func, declared):
+        mismatches = signature_mismatches(ref, func, declared)
+        for mismatch in mismatches:
             out.append(located(name, mismatch, file=doc.path, locate=locate))
+        approval = tool.get("approval")
+        when = approval.get("when") if isinstance(approval, dict) else None
+        if declared is None and not mismatches and isinstance(when, str):  # args known now
+            inferred = infer_parameters(func).get("properties", {})
+            found = condition_diagnostics(doc, f"{base}/approval/when", list(inferred))
+            out += [d for d in found if d.code == "unknown-field"]  # the rest: validate's
     return out

@@ -150,6 +150,8 @@ class _Checker:
             self.check_template(approval["prompt"], tool, f"{base}/approval/prompt")
         if isinstance(approval, dict) and "expires_after" in approval:
             self.check_expiry(name, approval, f"{base}/approval")
+        if isinstance(approval, dict) and isinstance(approval.get("when"), str):
+            self.check_when(approval, _parameter_names(tool), f"{base}/approval")
         if kind == "mcp":
             self.check_mcp(tool, base)
 
@@ -204,6 +206,22 @@ class _Checker:
             if isinstance(value, dict) and isinstance(value.get("prompt"), str):
                 where = f"{base}/approval/tools/{escape(name)}/prompt"
                 self.check_template(value["prompt"], {}, where)
+            if isinstance(value, dict) and isinstance(value.get("when"), str):
+                self.check_when(value, None, f"{base}/approval/tools/{escape(name)}")
+
+    def check_when(self, approval: dict[str, Any], fields: list[str] | None, pointer: str) -> None:
+        """A `when:` condition compiles, names known variables and (`fields`: the tool's
+        parameters, None when unknown here) known arguments; each problem sits at its line and
+        column inside the expression. `required: false` beside it would never ask."""
+        self.out += condition_diagnostics(self.doc, f"{pointer}/when", fields)
+        if approval.get("required") is False:
+            self.add(
+                "condition-ignored",
+                "approval.required is false, so the `when` condition never asks anyone",
+                f"{pointer}/required",
+                "remove `required: false` (a condition decides per call)",
+                key=True,
+            )
 
     def check_command(self, program: str, pointer: str) -> None:
         if self.commands is None or command_allowed(program, self.commands):
@@ -411,6 +429,40 @@ class _Checker:
                 key=True,
                 severity="warning",
             )
+
+
+def condition_diagnostics(doc: YamlDoc, pointer: str, fields: list[str] | None) -> list[Diagnostic]:
+    """The problems of the CEL condition at `pointer` (`engine.policy.check`), each at its
+    line and column inside the expression."""
+    from engine.policy import check  # only a spec with a condition loads CEL
+
+    found = []
+    for problem in check(doc.locate_value(pointer), fields=fields):
+        line, col = doc.locate_inside(pointer, problem.offset)
+        found.append(
+            Diagnostic(
+                code=problem.code,
+                message=problem.message,
+                file=doc.path,
+                line=line,
+                col=col,
+                pointer=pointer,
+                suggestion=problem.suggestion,
+            )
+        )
+    return found
+
+
+def _parameter_names(tool: dict[str, Any]) -> list[str] | None:
+    """The argument names a tool's calls may have, when the spec alone tells (a python tool
+    without `parameters` has them inferred on import: `validate --resolve` checks those)."""
+    params = tool.get("parameters")
+    props = params.get("properties") if isinstance(params, dict) else None
+    if isinstance(props, dict):
+        return list(props)
+    if params is None and tool.get("kind") == "agent":
+        return ["request"]
+    return None
 
 
 def semantic_pass(doc: YamlDoc, data: dict[str, Any], spec_dir: Path) -> list[Diagnostic]:

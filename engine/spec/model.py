@@ -77,6 +77,9 @@ class Approval:
     expires_after: float | None = None
     """Seconds a call may wait for a decision before it is rejected (`engine.inbox`); None:
     it waits as long as it takes."""
+    when: str | None = None
+    """A CEL condition (`engine.policy`): with one, a call waits only when it holds (or cannot
+    be evaluated); None: every call waits (when `required`)."""
     expires_after_text: str | None = field(default=None, compare=False)
     """`expires_after` as the spec wrote it (`24h`), for the reason an expired call is
     rejected with (`expiry_reason`); not a YAML field of its own."""

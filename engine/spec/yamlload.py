@@ -9,6 +9,7 @@ file size. Locations are 1-based `(line, col)` keyed by RFC 6901 JSON pointer.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,21 @@ class YamlDoc:
     """JSON pointer -> (line, col) of the value."""
     keys: dict[str, tuple[int, int]] = field(default_factory=dict)
     """JSON pointer -> (line, col) of the mapping key that holds the value."""
+    text: str = field(default="", repr=False)
+    """The file's text, for `locate_inside` (`""`: offsets inside a value fall to its start)."""
+
+    def locate_value(self, pointer: str) -> Any:
+        """The value at `pointer` (None when there is none)."""
+        return _get(self.data, pointer)
+
+    def locate_inside(self, pointer: str, offset: int) -> tuple[int, int]:
+        """Location of character `offset` of the string value at `pointer` (see
+        `scalar_position`), or of the value itself when the text is not at hand."""
+        start = self.values.get(pointer)
+        value = _get(self.data, pointer)
+        if start is None or not self.text or not isinstance(value, str):
+            return self.locate(pointer)
+        return scalar_position(self.text, start, value, offset)
 
     def locate(self, pointer: str, *, key: bool = False) -> tuple[int, int]:
         """Location of `pointer` (its key when `key`), else of its nearest located ancestor."""
@@ -88,6 +104,97 @@ class YamlDoc:
             suggestion=suggestion,
             severity=severity,
         )
+
+
+def _get(data: Any, pointer: str) -> Any:
+    for token in pointer.split("/")[1:]:
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(data, dict):
+            data = data.get(token)
+        elif isinstance(data, list) and token.isdigit() and int(token) < len(data):
+            data = data[int(token)]
+        else:
+            return None
+    return data
+
+
+def scalar_position(text: str, start: tuple[int, int], value: str, offset: int) -> tuple[int, int]:
+    """The (line, col) in `text` of character `offset` of the string scalar `value` written at
+    `start`: exact for plain, single-quoted, double-quoted (escapes included) and block (`|`,
+    `>`) scalars, folded lines and all. `offset == len(value)` is just after its last
+    character. Should the text not read back as `value` (it always does for a file YAML
+    parsed), a character maps to the one before it."""
+    lines = text.split("\n")
+    begin = sum(len(x) + 1 for x in lines[: start[0] - 1]) + start[1] - 1
+    chars = _scalar_chars(text, begin, value)
+    after = chars[-1] + 1 if chars else begin  # just after the last character
+    index = chars[offset] if offset < len(chars) else after
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
+def _scalar_chars(text: str, begin: int, value: str) -> list[int]:
+    """The index in `text` of each character of `value` (see `scalar_position`)."""
+    first = text[begin : begin + 1]
+    style = {"|": "literal", ">": "folded", "'": "single", '"': "double"}.get(first, "plain")
+    indent = -1  # flow styles: a line break drops all the next line's leading blanks
+    i = begin + 1 if style in ("single", "double") else begin
+    if style in ("literal", "folded"):
+        header_end = text.find("\n", begin)
+        header = text[begin:header_end] if header_end >= 0 else text[begin:]
+        i = header_end + 1 if header_end >= 0 else len(text)
+        digit = re.search(r"[1-9]", header.split("#", 1)[0])
+        line_start = text.rfind("\n", 0, begin) + 1
+        if digit:
+            parent = len(text[line_start:]) - len(text[line_start:].lstrip(" "))
+            indent = parent + int(digit.group())
+        else:
+            body = re.match(r"(?:[ ]*\n)*([ ]*)", text[i:])
+            indent = len(body.group(1)) if body else 0
+        i = _after_break(text, i, indent)
+    out: list[int] = []
+    n = len(text)
+    for c in value:
+        while i < n:
+            r = text[i]
+            if style == "double" and r == "\\":
+                nxt = text[i + 1 : i + 2]
+                if nxt == "\n":  # an escaped line break: nothing of it is in the value
+                    i = _after_break(text, i + 2, indent)
+                    continue
+                out.append(i)
+                i += 2 + {"x": 2, "u": 4, "U": 8}.get(nxt, 0)
+                break
+            if style == "single" and r == "'" and c == "'" and text[i + 1 : i + 2] == "'":
+                out.append(i)
+                i += 2
+                break
+            if r == c:
+                out.append(i)
+                i = _after_break(text, i + 1, indent) if r == "\n" else i + 1
+                break
+            if r == "\n" and c == " " and style != "literal":  # a folded line break
+                out.append(i)
+                i = _after_break(text, i + 1, indent)
+                break
+            if r in " \t\r\n":  # blanks YAML drops: trailing ones, extra line breaks
+                i = _after_break(text, i + 1, indent) if r == "\n" else i + 1
+                continue
+            out.append(out[-1] if out else begin)  # never for text YAML read as `value`
+            break
+        else:
+            out.append(out[-1] if out else begin)
+    return out
+
+
+def _after_break(text: str, i: int, indent: int) -> int:
+    """Past the indentation of the line starting at `i` (at most `indent` spaces in a block
+    scalar; every blank in a flow scalar, `indent < 0`)."""
+    n, skipped = len(text), 0
+    while i < n and text[i] in " \t" and (indent < 0 or (text[i] == " " and skipped < indent)):
+        i += 1
+        skipped += 1
+    return i
 
 
 def escape(token: str) -> str:
@@ -179,7 +286,7 @@ def _read_text(name: str) -> str:
 def _build(name: str, text: str) -> YamlDoc:
     loader = _Loader(text)
     try:
-        return _Builder(name).run(loader)
+        return _Builder(name, text).run(loader)
     except yaml.MarkedYAMLError as exc:
         problem = exc.problem or "invalid YAML"
         if exc.context:
@@ -207,8 +314,8 @@ def _mark_at(text: str, position: int) -> yaml.Mark:
 class _Builder:
     """Turns a stream of parser events into plain data and location maps."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, name: str, text: str) -> None:
+        self.name, self.text = name, text
         self.values: dict[str, tuple[int, int]] = {}
         self.keys: dict[str, tuple[int, int]] = {}
         self.anchors: dict[str, tuple[Any, int]] = {}
@@ -233,7 +340,7 @@ class _Builder:
         if loader.check_event(DocumentStartEvent):
             mark = loader.peek_event().start_mark
             raise _Refused("yaml-syntax", "more than one YAML document", mark, "remove the '---'")
-        return YamlDoc(self.name, root, self.values, self.keys)
+        return YamlDoc(self.name, root, self.values, self.keys, self.text)
 
     def feed(self, event: Any, stack: list[_Frame]) -> dict[str, Any] | None:
         """Handle one event; return the root mapping when it closes."""
