@@ -503,3 +503,65 @@ def test_only_engine_temporal_imports_temporalio() -> None:
         )
     )
     assert importers == []
+
+
+# -- exit codes: the process ends with the command's own code -----------------------------------
+
+CONSOLE = Path(sys.executable).parent / "callcc"
+"""The console script pyproject's [project.scripts] installs (what users run)."""
+
+
+def console(*argv: str) -> subprocess.CompletedProcess[str]:
+    """The installed `callcc ARGV` in a fresh process, as from the shell."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLCC_")}
+    return subprocess.run(
+        [str(CONSOLE), *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+
+
+def test_every_command_on_temporal_exits_with_its_own_code_never_134(pool: Workers) -> None:
+    """temporalio's runtime threads could abort the interpreter's teardown (SIGABRT, 134)
+    after the command had printed its answer; each round goes through every exit code."""
+    on = ["--temporal", pool.address, "--task-queue", pool.queue]
+    store = ["--store", pool.store_url]
+    codes = []
+    for round in range(3):
+        run_id = f"hr-exit-{round}"
+        ran = console("run", "specs/hr_agent.yaml", "-p", "Onboard Ada", "--run-id", run_id,
+                      *on, *store)  # fmt: skip
+        listed = console("pending", run_id, *on)
+        resumed = console("resume", run_id, "--approve", "call_acc_2", *on, *store)
+        again = console("resume", run_id, "--approve", "call_acc_2", *on, *store)
+        unknown = console("pending", "no-such-run", *on)
+        assert resumed.stdout == HR_OUTPUT + "\n", resumed.stderr
+        assert "Fatal Python error" not in "".join(
+            p.stderr for p in (ran, listed, resumed, again, unknown)
+        )
+        codes.append([p.returncode for p in (ran, listed, resumed, again, unknown)])
+    assert codes == [[3, 3, 0, 2, 2]] * 3
+
+
+def test_a_process_that_made_a_temporal_runtime_skips_the_interpreter_teardown(
+    tmp_path: Path,
+) -> None:
+    """The teardown (atexit, finalizers) is where the runtime's threads abort it: once
+    temporalio is imported the console exits without one, its output flushed."""
+    program = (
+        "import atexit, sys\n"
+        "if sys.argv[1] == 'temporal':\n"
+        "    from temporalio.runtime import Runtime\n"
+        "    Runtime.default()\n"
+        "atexit.register(print, 'teardown ran')\n"
+        "sys.argv[1:] = ['validate', 'specs/hr_agent.yaml']\n"
+        "from engine.__main__ import console\n"
+        "console()\n"
+    )
+    for mode, teardown in (("temporal", False), ("local", True)):
+        done = subprocess.run(
+            [sys.executable, "-c", program, mode], cwd=ROOT, capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "valid: 1 file checked" in done.stdout  # validate's answer, flushed
+        assert ("teardown ran" in done.stdout) is teardown
