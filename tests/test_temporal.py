@@ -503,3 +503,145 @@ def test_only_engine_temporal_imports_temporalio() -> None:
         )
     )
     assert importers == []
+
+
+# -- exit codes: the process ends with the command's own code -----------------------------------
+
+CONSOLE = Path(sys.executable).parent / "callcc"
+"""The console script pyproject's [project.scripts] installs (what users run)."""
+
+
+def console(*argv: str) -> subprocess.CompletedProcess[str]:
+    """The installed `callcc ARGV` in a fresh process, as from the shell."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLCC_")}
+    return subprocess.run(
+        [str(CONSOLE), *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+
+
+def test_every_command_on_temporal_exits_with_its_own_code_never_134(pool: Workers) -> None:
+    """temporalio's runtime threads could abort the interpreter's teardown (SIGABRT, 134)
+    after the command had printed its answer; each round goes through every exit code."""
+    on = ["--temporal", pool.address, "--task-queue", pool.queue]
+    store = ["--store", pool.store_url]
+    codes = []
+    for round in range(3):
+        run_id = f"hr-exit-{round}"
+        ran = console("run", "specs/hr_agent.yaml", "-p", "Onboard Ada", "--run-id", run_id,
+                      *on, *store)  # fmt: skip
+        listed = console("pending", run_id, *on)
+        resumed = console("resume", run_id, "--approve", "call_acc_2", *on, *store)
+        again = console("resume", run_id, "--approve", "call_acc_2", *on, *store)
+        unknown = console("pending", "no-such-run", *on)
+        assert resumed.stdout == HR_OUTPUT + "\n", resumed.stderr
+        assert "Fatal Python error" not in "".join(
+            p.stderr for p in (ran, listed, resumed, again, unknown)
+        )
+        codes.append([p.returncode for p in (ran, listed, resumed, again, unknown)])
+    assert codes == [[3, 3, 0, 2, 2]] * 3
+
+
+def test_a_process_that_made_a_temporal_runtime_skips_the_interpreter_teardown(
+    tmp_path: Path,
+) -> None:
+    """The teardown (atexit, finalizers) is where the runtime's threads abort it: once
+    temporalio is imported the console exits without one, its output flushed."""
+    program = (
+        "import atexit, sys\n"
+        "if sys.argv[1] == 'temporal':\n"
+        "    from temporalio.runtime import Runtime\n"
+        "    Runtime.default()\n"
+        "atexit.register(print, 'teardown ran')\n"
+        "sys.argv[1:] = ['validate', 'specs/hr_agent.yaml']\n"
+        "from engine.__main__ import console\n"
+        "console()\n"
+    )
+    for mode, teardown in (("temporal", False), ("local", True)):
+        done = subprocess.run(
+            [sys.executable, "-c", program, mode], cwd=ROOT, capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "valid: 1 file checked" in done.stdout  # validate's answer, flushed
+        assert ("teardown ran" in done.stdout) is teardown
+
+
+# -- decisions through the update are the store's recorded decisions ----------------------------
+
+
+def two_approvals_spec(tmp_path: Path) -> Path:
+    """A spec whose model asks for two approved transfers in one turn (two entries pending
+    at once), then says "paid"."""
+    calls_ = [
+        {"id": f"p{i}", "name": "transfer", "arguments": {"to": f"acct{i}", "amount": i}}
+        for i in (1, 2)
+    ]
+    (tmp_path / "two.script.yaml").write_text(
+        json.dumps({"agents": {"main": [{"tool_calls": calls_}, {"text": "paid"}]}})
+    )
+    spec = json.loads(approval_spec(tmp_path, 1).read_text())
+    spec["models"]["s"]["script"] = "two.script.yaml"
+    path = tmp_path / "two.yaml"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_two_reviewers_decide_entries_of_one_suspension_through_the_update_and_both_succeed(
+    pool: Workers, tmp_path: Path
+) -> None:
+    workers, log = pool, Logged(pool)
+    spec = load_spec(two_approvals_spec(tmp_path))
+    with client(workers) as runtime:
+        suspended = runtime.run(spec, "pay", run_id="pay-two")
+        assert isinstance(suspended, Suspended)
+        nonce = suspended.continuation.nonce
+        seen = {p.id: p.fingerprint for p in suspended.continuation.pending()}
+        assert sorted(seen) == ["p1", "p2"]
+
+        async def both() -> list[Any]:
+            return await asyncio.gather(
+                *(
+                    runtime.aresume(
+                        "pay-two",
+                        [Decision(id=call, kind="approve", fingerprint=seen[call])],
+                        nonce=nonce,
+                        user=user,
+                        resume=False,
+                    )
+                    for call, user in (("p1", "ada"), ("p2", "bob"))
+                )
+            )
+
+        outcomes = runtime._sync(both())  # neither is refused while the other is under way
+        assert all(isinstance(o, Suspended | Finished) for o in outcomes)
+        final = runtime.result("pay-two")
+        assert isinstance(final, Finished) and final.output == "paid"
+        recorded = runtime.store.recorded_decisions("pay-two", nonce)
+        kept = sorted((r.path.rsplit("/", 1)[-1], r.user, r.decision["kind"]) for r in recorded)
+        assert kept == [("p1", "ada", "approve"), ("p2", "bob", "approve")]
+        decided = [a for a in runtime.store.audit("pay-two") if a.action == "decided"]
+        assert sorted((a.call_id, a.user) for a in decided) == [("p1", "ada"), ("p2", "bob")]
+        with pytest.raises(UsageError, match="waits on no workflow"):  # the run is over
+            runtime.resume("pay-two", [Decision(id="p1", kind="approve")], resume=False)
+    assert sorted(args["to"] for _, args in log.calls()) == ["acct1", "acct2"]
+
+
+def test_a_decision_recorded_through_the_update_waits_for_the_rest_unless_told_to_resume(
+    pool: Workers, tmp_path: Path
+) -> None:
+    spec = load_spec(two_approvals_spec(tmp_path))
+    with client(pool) as runtime:
+        suspended = runtime.run(spec, "pay", run_id="pay-half")
+        assert isinstance(suspended, Suspended)
+        half = runtime.resume("pay-half", [Decision(id="p1", kind="approve")], resume=False)
+        assert isinstance(half, Suspended) and half.continuation.nonce == (
+            suspended.continuation.nonce
+        )  # nothing ran: it waits for p2
+        assert {p.id: p.decision for p in runtime.pending("pay-half")} == {
+            "p1": "approve", "p2": None
+        }  # fmt: skip
+        with pytest.raises(DecisionRefused, match="decided already"):
+            runtime.resume("pay-half", [Decision(id="p1", kind="reject")], resume=False)
+        final = runtime.resume("pay-half", [Decision(id="p2", kind="reject", reason="no")])
+        assert isinstance(final, Finished) and final.output == "paid"

@@ -25,13 +25,19 @@ from temporalio.exceptions import ApplicationError
 from engine import inbox
 from engine.continuation import Continuation
 from engine.decisions import Decide
-from engine.errors import ContinuationError, DecisionError, LeaseHeldError, UsageError
+from engine.errors import (
+    ContinuationError,
+    DecisionConflict,
+    DecisionError,
+    LeaseHeldError,
+    UsageError,
+)
 from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped
 from engine.spec.load import load_stored_spec
 from engine.spec.model import SpecSource
 from engine.store.base import RunRecord, RunStore
 from engine.temporal.data import Advance, Decision, Entry, Summary
-from engine.temporal.workflow import ADVANCE, CANCEL
+from engine.temporal.workflow import ADVANCE, CANCEL, RECORD
 
 log = logging.getLogger("callcc.temporal")
 
@@ -157,8 +163,38 @@ class Activities:
         if run.status in ("finished", "stopped"):
             return Summary(run_id=run.run_id, status=run.status, output=run.output)
         if run.status == "suspended" or (run.status == "failed" and run.nonce):
-            return summary_of_waiting(run, await runtime.aload_run(run.run_id))
+            continuation = await runtime.aload_run(run.run_id)
+            records = await self.store.aio.recorded_decisions(run.run_id, run.nonce)
+            return summary_of_waiting(run, inbox.apply_recorded(continuation, records))
         return Summary(run_id=run.run_id, status=run.status, output=run.output)
+
+    @activity.defn(name=RECORD)
+    async def record(self, request: Advance) -> Summary:
+        """Record the `decide` update's decisions in the run store (`engine.inbox.arecord`,
+        audited as the update's user), resuming nothing: the run as it waits then, or refused
+        with the reason when the store or the check refuses them (nothing recorded)."""
+        runtime = await self.runtime(request.spec_digest)
+        run = await self.store.aio.get_run(request.run_id)
+        refused = Summary(run_id=run.run_id, status=run.status, nonce=run.nonce)
+        if request.nonce != run.nonce:
+            refused.refused = (
+                f"stale: the decisions were made on continuation {request.nonce!r}, but run "
+                f"{run.run_id!r} waits on {run.nonce!r} now; list what it waits for again"
+            )
+            return refused
+        fingerprints = {d.id: d.fingerprint for d in request.decisions if d.fingerprint}
+        try:
+            await inbox.arecord(
+                runtime,
+                run.run_id,
+                [decide_of(d) for d in request.decisions],
+                user=request.user or "temporal",
+                fingerprints=fingerprints,
+            )
+        except (DecisionConflict, DecisionError, ContinuationError) as exc:
+            refused.refused = str(exc)
+            return refused
+        return await self.where(runtime, await self.store.aio.get_run(run.run_id))
 
     @activity.defn(name=CANCEL)
     async def cancel(self, run_id: str, nonce: str, reason: str) -> Summary:

@@ -153,13 +153,17 @@ class TemporalRuntime:
         *,
         nonce: str | None = None,
         user: str = "",
+        resume: bool = True,
     ) -> Outcome:
-        """Send decisions (refused at once if the validator refuses them: `DecisionRefused`)
-        and wait for the next outcome. `nonce`: the continuation they were made on."""
+        """Send decisions (refused at once if the validator refuses them: `DecisionRefused`),
+        recorded in the run store as `user`'s, and wait for the next outcome. `nonce`: the
+        continuation they were made on; `resume=False`: the run resumes only once every
+        entry is decided (other reviewers decide the rest), else it waits on as it was."""
         request = DecideRequest(
             decisions=[d if isinstance(d, Decision) else decision_of(d) for d in decisions],
             nonce=nonce,
             user=user,
+            resume=resume,
         )
         handle = (await self.client()).get_workflow_handle(run_id)
         try:
@@ -236,9 +240,10 @@ class TemporalRuntime:
         *,
         nonce: str | None = None,
         user: str = "",
+        resume: bool = True,
     ) -> Outcome:
         """`aresume`, for code that is not async."""
-        return self._sync(self.aresume(run_id, decisions, nonce=nonce, user=user))
+        return self._sync(self.aresume(run_id, decisions, nonce=nonce, user=user, resume=resume))
 
     def outcome(self, run_id: str) -> Outcome:
         """`aoutcome`, for code that is not async."""

@@ -100,6 +100,9 @@ class DecideRequest:
     """The nonce the decider saw; a different one (the run moved on) is refused as stale."""
     user: str = ""
     """Who decides (kept with the decisions)."""
+    resume: bool = True
+    """Resume the run once they are recorded (`callcc resume`); False: only once every entry
+    is decided (by this or other reviewers: the service)."""
 
 
 @dataclass(kw_only=True)

@@ -43,7 +43,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=[RunWorkflow],
-        activities=[activities.advance, activities.cancel],
+        activities=[activities.advance, activities.record, activities.cancel],
         max_concurrent_activities=concurrency,
         graceful_shutdown_timeout=timedelta(seconds=graceful_seconds),
         # engine is deterministic to import and the workflow uses only its plain dataclasses

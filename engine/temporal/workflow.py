@@ -7,9 +7,11 @@ the store) happens in the `advance` and `cancel` activities (`engine.temporal.ac
 
 - Update `decide` (`data.DecideRequest` -> `data.Summary`): its validator refuses an unknown
   id, a stale nonce or fingerprint, a decision the entry does not allow and an entry decided
-  already, before anything is recorded; accepted decisions are applied by the next advance
-  (with those the run store recorded, `engine.inbox`: no decision at all applies only
-  those), and the update returns where the run stands after it.
+  already, before anything is recorded; accepted decisions are recorded in the run store by
+  the `record` activity (`engine.inbox.arecord`: audited, so the service, `runs show` and
+  `runs audit` see them; several reviewers of one suspension each record theirs), and the
+  next advance applies every recorded decision once the request asks to resume or nothing is
+  left undecided; the update returns where the run stands after it.
 - Update `settled` waits until no advance is in flight and returns the summary (a client
   waits on it after starting a run).
 - Query `pending` lists what the run waits for; query `summary` the whole summary.
@@ -34,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
 WORKFLOW = "callcc.run"
 ADVANCE = "callcc.advance"
 CANCEL = "callcc.cancel"
+RECORD = "callcc.record"
 REFUSED = "DecisionRefused"
 """The error type of an update whose decisions were refused (the CLI's exit 2)."""
 
@@ -96,7 +99,8 @@ class RunWorkflow:
                     run_id=start.run_id,
                     spec_digest=start.spec_digest,
                     nonce=summary.nonce,
-                    decisions=[d for request in requests for d in request.decisions],
+                    decisions=[d for request in requests for d in request.decisions],  # none:
+                    # the `decide` update recorded them in the store
                     user=",".join(sorted({r.user for r in requests if r.user})) or "callcc",
                 )
             )
@@ -164,20 +168,59 @@ class RunWorkflow:
 
     @workflow.update(name="decide")
     async def decide(self, request: DecideRequest) -> Summary:
-        """Record decisions; returns where the run stands once they were applied."""
+        """Record the decisions in the run store (`engine.inbox.arecord`: audited, checked
+        against what the decider saw), then resume the run when `request.resume` says so or
+        nothing is left undecided; returns where the run stands then."""
+        assert self._summary is not None
+        recorded = await self._record(request)
+        if recorded.refused is not None:
+            raise ApplicationError(recorded.refused, type=REFUSED, non_retryable=True)
+        if self._busy or self._summary.nonce != recorded.nonce:  # an advance under way took
+            await workflow.wait_condition(lambda: not self._busy)  # the recorded decisions
+            return self._summary
+        self._mark(recorded)
+        undecided = any(e.decision is None for e in self._summary.pending)
+        if undecided and not request.resume:
+            return self._summary
         generation = self._generation
-        self._queue.append(request)
+        self._queue.append(replace(request, decisions=[]))  # recorded: the advance reads them
         await workflow.wait_condition(lambda: self._generation > generation)
         refused = self._refused.get(generation)
         if refused is not None:
             raise ApplicationError(refused, type=REFUSED, non_retryable=True)
-        assert self._summary is not None
         return self._summary
+
+    async def _record(self, request: DecideRequest) -> Summary:
+        """The `record` activity: the run as it waits once the decisions were recorded, or
+        refused (nothing recorded) with the store's reason."""
+        assert self._summary is not None
+        summary: Summary = await workflow.execute_activity(
+            RECORD,
+            Advance(
+                run_id=self._summary.run_id,
+                spec_digest=self._start.spec_digest,
+                nonce=request.nonce or self._summary.nonce,
+                decisions=request.decisions,
+                user=request.user,
+            ),
+            result_type=Summary,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=RETRY,
+        )
+        return summary
+
+    def _mark(self, recorded: Summary) -> None:
+        """Mark the entries `recorded` shows decided (other reviewers' records may land in
+        any order: a mark is never taken back)."""
+        assert self._summary is not None
+        kinds = {e.path: e.decision for e in recorded.pending if e.decision is not None}
+        for entry in self._summary.pending:
+            entry.decision = entry.decision or kinds.get(entry.path)
 
     @decide.validator
     def _validate(self, request: DecideRequest) -> None:
         summary = self._summary
-        if summary is None or self._busy or self._queue:
+        if summary is None or self._busy:
             raise ApplicationError(
                 "the run is advancing now; decide on what it waits for once it suspends "
                 "(`callcc pending RUN_ID --temporal ...` lists it)",
