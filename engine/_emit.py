@@ -16,6 +16,7 @@ from engine.events import (
     AgentStarted,
     DecisionApplied,
     EntryAdded,
+    MessagesView,
     ModelCalled,
     ModelReplied,
     PendingInfo,
@@ -116,7 +117,7 @@ def model_called(frame: Frame, agent: BoundAgent, ctx: RunContext) -> float:
             model=name,
             provider=provider,
             turn=frame.turns + 1,
-            messages=tuple(read_only(m) for m in frame.messages),
+            messages=MessagesView(frame.messages),
         )
     )
     return time.perf_counter()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, TypeAlias, runtime_checkable
 
@@ -28,6 +28,7 @@ __all__ = [
     "AgentStarted",
     "DecisionApplied",
     "EntryAdded",
+    "MessagesView",
     "ModelCalled",
     "ModelReplied",
     "Observer",
@@ -83,6 +84,69 @@ def read_only(value: Any) -> Any:
         return ReadOnlyDict((k, read_only(v)) for k, v in value.items())
     if isinstance(value, list | tuple):
         return ReadOnlyList(read_only(v) for v in value)
+    return value
+
+
+class MessagesView(Sequence[Mapping[str, Any]]):
+    """The first `length` messages of a run's own list, as an event shows them: read-only
+    copies (`read_only`), made when an observer first reads one, so a turn nobody reads costs
+    nothing however long the conversation (copying it each turn made a run quadratic).
+
+    Sound because a frame's messages only grow: a message is never changed, and only the
+    last one is ever replaced (an edited call), never one a view already covers. Compares
+    equal to the tuple of the same messages, as the event's tuple did."""
+
+    __slots__ = ("_copies", "_length", "_source")
+
+    def __init__(self, source: Sequence[Mapping[str, Any]], length: int | None = None) -> None:
+        self._source: Sequence[Mapping[str, Any]] | None = source
+        self._length = len(source) if length is None else length
+        self._copies: tuple[Mapping[str, Any], ...] | None = None
+
+    def _items(self) -> tuple[Mapping[str, Any], ...]:
+        copies = self._copies
+        if copies is None:
+            source = self._source or ()
+            copies = self._copies = tuple(read_only(m) for m in source[: self._length])
+            self._source = None  # read once: the run's list is no longer needed
+        return copies
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._items()[index]
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        return iter(self._items())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, MessagesView):
+            return self._items() == other._items()
+        if isinstance(other, tuple):
+            return self._items() == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._items())
+
+    def __repr__(self) -> str:
+        return repr(self._items())
+
+    def __copy__(self) -> MessagesView:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> tuple[dict[str, Any], ...]:
+        """Plain, changeable copies (`to_dict` and `copy.deepcopy(event.messages)`)."""
+        return tuple(_plain(m) for m in self._items())
+
+
+def _plain(value: Any) -> Any:
+    """A plain copy of read-only JSON data (the inverse of `read_only`)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
     return value
 
 
@@ -181,9 +245,10 @@ class ModelCalled(RunEvent):
     """`openai` (any OpenAI-compatible server) or `scripted`."""
     turn: int
     """Which model turn of this invocation this is, from 1."""
-    messages: tuple[Mapping[str, Any], ...] = ()
-    """The conversation sent (without the system prompt). Tracers record it only when the
-    user opts in to message content."""
+    messages: Sequence[Mapping[str, Any]] = ()
+    """The conversation sent (without the system prompt), read-only: a `MessagesView`,
+    copied only when read. Tracers record it only when the user opts in to message
+    content."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

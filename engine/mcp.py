@@ -126,8 +126,9 @@ class McpConnection:
         session = self._session
         if session is None:
             raise self._error(f"the connection is closed ({self._broken or 'not open'})")
-        try:
-            result = await asyncio.wait_for(session.call_tool(tool, arguments), timeout)
+        try:  # a timeout scope, not `wait_for`: on 3.11 that starts a task for every call
+            async with asyncio.timeout(timeout):
+                result = await session.call_tool(tool, arguments)
         except TimeoutError:
             raise self._error(f"{tool} did not answer within {timeout:g} s") from None
         except MCPError as exc:

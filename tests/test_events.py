@@ -9,7 +9,9 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import copy
 import itertools
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -38,6 +40,7 @@ from engine.events import (
     AgentEnded,
     DecisionApplied,
     EntryAdded,
+    ModelCalled,
     ModelReplied,
     RunEvent,
     RunFinished,
@@ -474,6 +477,39 @@ def test_an_observer_sees_the_arguments_but_cannot_change_what_an_approved_call_
     assert loop_tools.CALLS == [("transfer", {"to": "bob", "amount": 5})]
     assert seen == [{"to": "bob", "amount": 5}]
     assert "event data is read-only" in caplog.text  # the observer's error, logged once
+
+
+def test_model_called_shows_each_turn_the_messages_sent_then_read_only_when_read_later() -> None:
+    spec = make_spec([agent("main", "echo")], [python_tool("echo")], name="told")
+    turns = {
+        "main": [
+            calls(call("e1", "echo", {"text": "a"})),
+            calls(call("e2", "echo", {"text": "b"})),
+            say("done"),
+        ]
+    }
+    seen: list[ModelCalled] = []
+    runtime = Runtime(
+        spec,
+        model_override=script(turns),
+        observers=[lambda e: seen.append(e) if isinstance(e, ModelCalled) else None],
+    )
+    done = finished(runtime.run("echo twice"))
+    # read only now, after the run went on and ended: each still shows what that turn sent
+    assert [len(e.messages) for e in seen] == [1, 3, 5]
+    for event in seen:
+        assert event.messages == tuple(done.messages[: len(event.messages)])
+        assert list(event.messages) == done.messages[: len(event.messages)]
+    last = seen[-1].messages
+    assert last[-1] == {"role": "tool", "tool_call_id": "e2", "content": "echo: b"}
+    assert last[1:3] == tuple(done.messages[1:3])
+    with pytest.raises(TypeError, match="event data is read-only"):
+        last[0]["content"] = "changed"  # type: ignore[index]
+    plain = copy.deepcopy(last)  # as the read-only error suggests: a copy to change
+    plain[0]["content"] = "changed"
+    assert done.messages[0]["content"] == "echo twice"
+    data = json.loads(json.dumps(seen[1].to_dict()))
+    assert data["messages"] == done.messages[:3]
 
 
 def test_async_with_after_the_sync_api_in_the_same_thread_closes_cleanly() -> None:

@@ -4,6 +4,7 @@ Every execution is logged by the server, so each test asserts exactly what ran."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import select
@@ -16,12 +17,13 @@ from typing import Any
 import pytest
 import yaml
 
-from engine import Continuation, Runtime, load_spec
-from engine.errors import SpecError, UsageError
+from engine import Continuation, Runtime, load_spec, mcp
+from engine.errors import SpecError, ToolServerError, UsageError
 from engine.render import spec_graph
 from engine.render.dot import to_dot
 from engine.runtime import Failed, Finished, Suspended
 from engine.server_tools import model_name
+from engine.spec.model import McpToolset
 
 TESTS = Path(__file__).resolve().parent
 SERVER = str(TESTS / "mcp_server.py")
@@ -178,6 +180,31 @@ def test_a_server_killed_mid_call_is_a_failed_call_a_person_decides_on(tmp_path:
     skipped = runtime.resume(out.continuation.reject("c1", "leave it"))
     assert isinstance(skipped, Finished)
     assert [e["tool"] for e in executions(log)] == ["crash"]
+
+
+def test_a_call_past_its_timeout_is_a_server_error_and_the_session_goes_on(
+    tmp_path: Path,
+) -> None:
+    log, signal = tmp_path / "stdio.log", tmp_path / "signal"
+    spec = load_spec(write_spec(tmp_path, stdio(log, MCP_SIGNAL=str(signal)), []))
+    toolset = spec.tools["ledger"]
+    assert isinstance(toolset, McpToolset)
+
+    async def hang_then_look_up() -> tuple[str, str]:
+        connection = await mcp.connect(toolset, folder=str(tmp_path))
+        try:
+            with pytest.raises(ToolServerError) as late:
+                await connection.call("hang", {"account": "ada"}, 0.2)
+            text, failed = await connection.call("lookup", {"account": "ada"}, None)
+            assert not failed
+            return str(late.value), text
+        finally:
+            await connection.aclose()
+
+    why, text = asyncio.run(hang_then_look_up())
+    assert why == "MCP server 'ledger': hang did not answer within 0.2 s"
+    assert text == "ada: 100"
+    assert [e["tool"] for e in executions(log)] == ["hang", "lookup"]
 
 
 def test_a_changed_schema_between_suspend_and_resume_refuses_the_call(

@@ -30,7 +30,9 @@ class McpRunner(Runner):
         assert isinstance(tool, McpTool) and ctx.toolsets is not None
         toolset = ctx.program.spec.tools[tool.server]
         assert isinstance(toolset, McpToolset)
-        if not call.tool.validator.is_valid(call.arguments):  # an edit, checked only now
+        # an edit is checked only now (flat arguments by the quick check, as when sorted)
+        bound, arguments = call.tool, call.arguments
+        if not (bound.quick_check(arguments) or bound.validator.is_valid(arguments)):
             error = best_match(call.tool.validator.iter_errors(call.arguments))
             where = "/".join(str(p) for p in error.absolute_path) or "the arguments"
             return Done(
