@@ -60,6 +60,11 @@ class _ReadOnly:
             "it, e.g. dict(event.arguments) or copy.deepcopy(event.messages)"
         )
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        """A plain, changeable copy, as the refusal above tells observers to make (copying
+        member by member would call the refused `__setitem__`)."""
+        return _plain(self)
+
 
 class ReadOnlyDict(_ReadOnly, dict):  # type: ignore[type-arg]
     """A dict that refuses changes (json, isinstance(x, dict) and reading all work)."""

@@ -49,6 +49,7 @@ from engine.events import (
     RunSuspended,
     ToolFinished,
     ToolStarted,
+    read_only,
 )
 from engine.models.base import ModelReply, ModelRequest
 from engine.runtime import Finished, Outcome, Runtime, Suspended
@@ -510,6 +511,22 @@ def test_model_called_shows_each_turn_the_messages_sent_then_read_only_when_read
     assert done.messages[0]["content"] == "echo twice"
     data = json.loads(json.dumps(seen[1].to_dict()))
     assert data["messages"] == done.messages[:3]
+
+
+def test_a_deep_copy_of_any_event_data_is_plain_and_changeable() -> None:
+    spec = make_spec([agent("main", "echo")], [python_tool("echo")], name="copied")
+    turns = {"main": [calls(call("e1", "echo", {"text": "a"})), say("done")]}
+    seen: list[RunEvent] = []
+    finished(Runtime(spec, model_override=script(turns), observers=[seen.append]).run("go"))
+    [started] = [e for e in seen if isinstance(e, ToolStarted)]
+    with pytest.raises(TypeError, match="event data is read-only"):
+        started.arguments["text"] = "b"  # type: ignore[index]
+    plain = copy.deepcopy(started.arguments)  # what the refusal tells an observer to do
+    plain["text"] = "b"
+    assert type(plain) is dict and started.arguments == {"text": "a"}
+    nested = copy.deepcopy(read_only({"a": [{"b": 1}]}))  # at any depth
+    nested["a"][0]["b"] = 2
+    assert type(nested["a"]) is list and nested == {"a": [{"b": 2}]}
 
 
 def test_async_with_after_the_sync_api_in_the_same_thread_closes_cleanly() -> None:
