@@ -208,8 +208,8 @@ def not_waiting(run: RunRecord) -> ConflictError:
         )
     else:
         why = (
-            f"another process resumed run {ident!r} (or it ended before): it is {run.status}, "
-            "not suspended, and nothing waits for a decision any more"
+            f"run {ident!r} is {run.status}, not suspended: nothing waits for a decision any "
+            "more (its suspension was resumed before, by this or another process)"
         )
     return ConflictError(f"{why}; `callcc runs show {ident}` shows where it stands", run_id=ident)
 

@@ -95,6 +95,14 @@ def test_a_misspelt_word_is_suggested_too(tmp_path: Path) -> None:
     assert d.suggestion == "did you mean 'required'?"
 
 
+def test_an_unknown_last_name_is_one_error_not_also_a_warning_that_repeats_it(
+    tmp_path: Path,
+) -> None:
+    for choice in ("find_ordr", "Auto"):
+        [d] = check(tmp_path, f"    tool_choice: {choice}\n")  # no "end the list with auto"
+        assert (d.severity, d.code) == ("error", "bad-tool-choice"), d
+
+
 def test_required_for_an_agent_without_tools_is_an_error(tmp_path: Path) -> None:
     spec = TOOLS.replace("    tools: [issue_refund, find_order]\n", "")
     (tmp_path / "desk.script.yaml").write_text("script_version: 1\nagents: {}\n")

@@ -364,7 +364,12 @@ class _Checker:
                     hint or f"add '{item}' to the agent's tools, or choose auto",
                 )
         last = items[-1] if items else None
-        if isinstance(last, str) and last and last not in ("auto", "none"):
+        forced = (
+            last == "required"
+            or last in own
+            or any(isinstance(last, str) and last.startswith(f"{server}_") for server in servers)
+        )  # an unknown name is the error above already, not also this warning
+        if forced and isinstance(last, str):
             self.add(
                 "tool-choice-never-answers",
                 f"tool_choice ends with '{last}', so every later turn of agent '{name}' must "
