@@ -112,3 +112,39 @@ def test_subcommands_have_help() -> None:
     assert helps["schema"] == "print the JSON Schema of the spec format"
     for option in sub.choices["validate"]._actions:
         assert option.help, option.dest
+
+
+def test_a_state_file_given_as_a_spec_is_one_error_that_names_the_command_to_use(
+    tmp_path: Path,
+) -> None:
+    from engine import Runtime, load_spec
+
+    outcome = Runtime(load_spec(SPECS_DIR / "hr_agent.yaml")).run("Onboard Ada Lovelace")
+    state = tmp_path / "state.json"
+    state.write_text(outcome.continuation.to_json(), encoding="utf-8")  # type: ignore[attr-defined]
+    code, out, _ = run("validate", str(state))
+    assert code == 2
+    assert f"{state}:1:1: error[not-a-spec]: this is a continuation document" in out
+    assert f"help: `callcc inspect {state}` reads and checks it" in out
+    assert "1 error," in out  # not one per field of the document
+
+
+def test_a_long_source_line_is_shown_around_its_column_with_the_caret_under_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "s.yaml").write_text("script_version: 1\nagents: {}\n", encoding="utf-8")
+    path = tmp_path / "long.yaml"
+    path.write_text(
+        "spec_version: 1\nmodels:\n  m: {kind: scripted, script: s.yaml}\n"
+        "agents:\n  main: {description: Main., model: m, "
+        f"instructions: '{'y' * 300}', bogus: 1}}\n"
+        "entrypoint: main\n",
+        encoding="utf-8",
+    )
+    code, out, _ = run("validate", str(path))
+    assert code == 2
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if "unknown field 'bogus'" in line)
+    source, caret = lines[at + 1], lines[at + 2]
+    assert source.startswith("    5 | ...") and len(source) < 130
+    assert source[caret.index("^") :].startswith("bogus")

@@ -148,10 +148,10 @@ def render_text(diagnostics: Sequence[Diagnostic], *, files: Sequence[str]) -> s
             sources[diag.file] = [] if diag.code == "file-too-large" else _lines(diag.file)
         lines = sources[diag.file]
         if 1 <= diag.line <= len(lines):
-            text = lines[diag.line - 1].rstrip("\n").replace("\t", " ")
+            text, caret = _window(lines[diag.line - 1].rstrip("\n").replace("\t", " "), diag.col)
             gutter = f"{diag.line:>5} | "
             parts.append(f"{gutter}{text}\n")
-            parts.append(" " * (len(gutter) - 2) + "| " + " " * (diag.col - 1) + "^\n")
+            parts.append(" " * (len(gutter) - 2) + "| " + " " * caret + "^\n")
         if diag.suggestion:
             parts.append(f"  help: {diag.suggestion}\n")
     errors = sum(d.severity == "error" for d in diagnostics)
@@ -164,6 +164,21 @@ def render_text(diagnostics: Sequence[Diagnostic], *, files: Sequence[str]) -> s
         f"{warnings} warning{'s' if warnings != 1 else ''}\n"
     )
     return "".join(parts)
+
+
+WINDOW = 100
+"""The most of a source line shown under a diagnostic (a JSON file is one line of any length)."""
+
+
+def _window(text: str, col: int) -> tuple[str, int]:
+    """The part of a long line around column `col` (with `...` where cut), and how far in the
+    caret goes."""
+    if len(text) <= WINDOW:
+        return text, col - 1
+    start = max(0, min(col - 1 - WINDOW // 3, len(text) - WINDOW))
+    head = "..." if start else ""
+    tail = "..." if start + WINDOW < len(text) else ""
+    return head + text[start : start + WINDOW] + tail, len(head) + col - 1 - start
 
 
 def _lines(path: str) -> list[str]:

@@ -224,6 +224,14 @@ def load_yaml(path: str | os.PathLike[str], *, text: str | None = None) -> YamlD
     name = os.fspath(path)
     if text is None:
         text = _read_text(name)
+    if text.lstrip()[:1] == "{" and '"callcc.continuation"' in text[:256]:
+        _fail(  # a state file passed where a spec goes: say so, not forty schema errors
+            name,
+            "not-a-spec",
+            "this is a continuation document (a run's saved state), not a spec",
+            hint=f"`callcc inspect {name}` reads and checks it; `callcc resume {name}` "
+            "decides and carries it on",
+        )
     try:
         return _build(name, text)
     except _Refused as exc:
