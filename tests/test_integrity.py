@@ -402,7 +402,9 @@ def test_cli_resume_of_a_hand_edited_signed_state_file_exits_2_and_says_modified
 
     assert code == 2
     assert out == ""
-    assert err.startswith("callcc: error: the continuation was modified after it was signed")
+    assert err.startswith(  # the file, then what is wrong with it
+        f"callcc: error: {state}: the continuation was modified after it was signed"
+    )
     assert "at /signature" in err
     assert NEW_KEY not in err
     assert loop_tools.CALLS == []
@@ -419,7 +421,7 @@ def test_cli_resume_of_an_unsigned_state_file_with_a_key_configured_exits_2(
     code, _, err = callcc("resume", str(state), "--approve", "t1")
 
     assert code == 2
-    assert "callcc: error: the continuation is not signed, but a signing key is configured" in err
+    assert f"callcc: error: {state}: the continuation is not signed, but a signing key" in err
     assert loop_tools.CALLS == []
 
 

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from engine.cli._exit import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
 from engine.cli._streams import escaping, guarded
-from engine.errors import CallccError, RunError, SpecError, UsageError
+from engine.errors import CallccError, ContinuationError, RunError, SpecError, UsageError
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "EXIT_SUSPENDED", "build_parser", "main"]
 
@@ -114,6 +114,18 @@ def main(
         err.flush()
 
 
+def _named(exc: UsageError, args: argparse.Namespace) -> str:
+    """`FILE: ` when a document read from the file the command was given is what is wrong (a
+    pointer such as /frames/0/messages/0 says where inside, this says which file)."""
+    if not isinstance(exc, ContinuationError):
+        return ""
+    for name in ("state", "source"):
+        given = getattr(args, name, None)
+        if isinstance(given, str) and given not in str(exc) and os.path.isfile(given):
+            return f"{given}: "
+    return ""
+
+
 def _main(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
     words = sys.argv[1:] if argv is None else argv
     parser = build_parser(words[0] if words else None)  # `callcc -h run`: the full parser
@@ -130,7 +142,7 @@ def _main(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
         err.write(render_text(exc.diagnostics, files=sorted({d.file for d in exc.diagnostics})))
         return EXIT_BAD_INPUT
     except UsageError as exc:
-        print(f"callcc: error: {exc}", file=err)
+        print(f"callcc: error: {_named(exc, args)}{exc}", file=err)
         return EXIT_BAD_INPUT
     except RunError as exc:
         print(f"callcc: run failed: {exc}", file=err)
