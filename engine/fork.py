@@ -14,8 +14,9 @@ nothing runs twice:
   it, answer to supply its result, reject to skip it).
 - A call **waiting** at step N (approval, an external result, a pause) waits in the fork too:
   the fork suspends on it with its own nonce, so the two runs are decided apart. A decision the
-  original had recorded by step N is part of the history and is applied; fork at the step
-  before it (the suspension) to decide again.
+  original had recorded by step N is part of the history: if the original ran the call after
+  it, the fork takes that result (with the arguments it ran with, an edit's); if not, the
+  decision is applied in the fork. Fork at the step before it (the suspension) to decide again.
 - A sub-agent under way carries on from its own checkpoint at step N, by these same rules; one
   without a checkpoint yet starts afresh.
 
@@ -91,7 +92,14 @@ def plan(
                 state = slot["state"]
                 state.setdefault("results", {})[call_id] = found[0]
                 state["ledger"][call_id] = found[1]
-                starts.setdefault(path, None)
+                # a decided entry's call ran after the step: its result is taken, not re-run
+                if state.get("pending"):
+                    state["pending"] = [p for p in state["pending"] if p["id"] != call_id]
+                changed = _ran_as(slot, later.get(path), call_id)
+                start = starts.get(path)
+                if changed is not None:  # edited, or the tool asked about other arguments
+                    start = changed if start is None else min(start, changed)
+                starts[path] = start
                 reused.append(f"{path}/{call_id}")
     if prompt is not None:
         starts[""] = _reprompt(frames[""], prompt, source.run_id, step)
@@ -210,20 +218,43 @@ def _is_agent(spec: Spec, name: str) -> bool:
 
 
 def _started(slot: dict[str, Any], spec: Spec) -> list[str]:
-    """The frame's calls marked running without a result and not waiting: started by the
-    step (a sub-agent's call is left to carry on instead)."""
+    """The frame's calls marked running, or waiting on an entry already decided, without a
+    result: started (or let run) by the step, so the source may have run them after it (a
+    sub-agent's call is left to carry on instead)."""
     state = slot["state"]
     ledger = state.get("ledger", {})
     results = state.get("results", {})
-    waiting = {p["id"] for p in state.get("pending", [])}
+    pending = state.get("pending", [])
+    decided = {p["id"] for p in pending if p.get("decision") is not None}
+    waiting = {p["id"] for p in pending} - decided
     return [
         c["id"]
         for c in _calls(slot)
-        if ledger.get(c["id"]) == "running"
+        if (ledger.get(c["id"]) == "running" or c["id"] in decided)
         and c["id"] not in results
         and c["id"] not in waiting
         and not _is_agent(spec, c["function"]["name"])
     ]
+
+
+def _ran_as(slot: dict[str, Any], later: dict[str, Any] | None, call_id: str) -> int | None:
+    """Give the step's call the arguments the source ran it with after the step (an edit, or
+    a tool that asked about other ones, rewrites the call), so the result taken is paired with
+    them; the index of the message changed, or None when nothing changed."""
+    index = len(slot["messages"]) - 1
+    if later is None or index >= len(later["messages"]):
+        return None
+    ran = {c["id"]: c for c in later["messages"][index].get("tool_calls") or []}.get(call_id)
+    message = slot["messages"][index]
+    calls = message.get("tool_calls") or []
+    mine = next((c for c in calls if c["id"] == call_id), None)
+    if ran is None or mine is None or ran["function"] == mine["function"]:
+        return None
+    slot["messages"][index] = {
+        **message,
+        "tool_calls": [ran if c["id"] == call_id else c for c in calls],
+    }
+    return index
 
 
 def _result(slot: dict[str, Any] | None, call_id: str) -> tuple[str, str] | None:

@@ -458,3 +458,41 @@ def test_a_store_from_before_forks_gains_the_columns_and_its_runs_name_no_parent
         store.close()
     versions = query(url, "SELECT version FROM callcc_migrations ORDER BY version")
     assert [v for (v,) in versions][-2:] == [8, 9]
+
+
+def test_a_fork_at_a_decided_step_takes_the_result_the_original_ran_and_runs_nothing_again(
+    url: str,
+) -> None:
+    finished_original(url)
+    decided = step_where(url, "a", "decided", "c2")  # approved; transfer ran after this step
+    assert decided < step_where(url, "a", "result", "c2")
+    with clerk(url) as rt:
+        forked = rt.fork("a", at=decided, new_run_id="b")
+        assert isinstance(forked, Finished) and forked.output == "done"
+    assert loop_tools.CALLS == []  # the money is not sent twice
+    with clerk(url) as rt:
+        assert rt.store is not None
+        original = rebuild(rt.store.get_run("a"), rt.store.events("a")).frames()[0][1]
+    assert forked.messages == original.messages  # transfer's own result, as the original had
+
+
+def test_a_fork_after_an_edit_pairs_the_result_with_the_arguments_it_ran_with(url: str) -> None:
+    editable = make_spec(
+        [agent("clerk", "echo", "transfer")],
+        [python_tool("echo"), gated("transfer", "approve", "edit", "reject")],
+    )
+    with clerk(url, editable) as rt:
+        waiting = rt.run("go", run_id="a")
+        assert isinstance(waiting, Suspended)
+        done = rt.resume(waiting.continuation.edit("c2", {"to": "bob", "amount": 3}))
+        assert isinstance(done, Finished)
+    assert [args for name, args in loop_tools.CALLS if name == "transfer"] == [
+        {"to": "bob", "amount": 3}
+    ]
+    loop_tools.CALLS.clear()
+    decided = step_where(url, "a", "decided", "c2")
+    with clerk(url, editable) as rt:
+        forked = rt.fork("a", at=decided, new_run_id="b")
+    assert isinstance(forked, Finished) and loop_tools.CALLS == []
+    [asked] = [c for m in forked.messages for c in m.get("tool_calls") or [] if c["id"] == "c2"]
+    assert json.loads(asked["function"]["arguments"]) == {"to": "bob", "amount": 3}
