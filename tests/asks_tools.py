@@ -50,6 +50,26 @@ def asks_badly(order_id: str) -> str:
     raise NeedsApproval(arguments={"order": order_id})
 
 
+def asks_in_numbers(order_id: str) -> str:
+    """A faulty tool: its question is not text (the document holds only text there)."""
+    _record("asks_in_numbers", {"order_id": order_id})
+    raise NeedsApproval(prompt=123)  # type: ignore[arg-type]
+
+
+def defers_in_numbers(order_id: str) -> str:
+    """A faulty tool: it defers with a reason that is not text."""
+    from engine import Deferred
+
+    _record("defers_in_numbers", {"order_id": order_id})
+    raise Deferred(456)  # type: ignore[arg-type]
+
+
+def retries_in_numbers(order_id: str) -> str:
+    """Tells the model a number rather than text (read as the text a result would be)."""
+    _record("retries_in_numbers", {"order_id": order_id})
+    raise RetryWithModel(7)  # type: ignore[arg-type]
+
+
 def find_order(order_id: str) -> str:
     """Look an order up; an unknown one is an error the model can correct."""
     _record("find_order", {"order_id": order_id})

@@ -206,6 +206,34 @@ def test_a_tool_asking_with_arguments_that_do_not_fit_its_parameters_is_a_tool_e
     assert "do not fit" in text
 
 
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("asks_in_numbers", "a NeedsApproval prompt of type int, not text"),
+        ("defers_in_numbers", "a Deferred reason of type int, not text"),
+    ],
+)
+def test_a_question_or_reason_that_is_not_text_is_a_tool_error_not_an_unreadable_run(
+    name: str, said: str
+) -> None:
+    spec = make_spec(
+        [agent("desk", name)], [PythonTool(name=name, description="x", ref=f"asks_tools:{name}")]
+    )
+    turns = {"desk": [calls(call("b1", name, {"order_id": "A-1"})), say("ok")]}
+    done = finished(run(runtime(spec, turns)))  # nothing waits on a value the document refuses
+    assert said in done.messages[2]["content"]
+
+
+def test_a_retry_message_that_is_not_text_reaches_the_model_as_text() -> None:
+    name = "retries_in_numbers"
+    spec = make_spec(
+        [agent("desk", name)], [PythonTool(name=name, description="x", ref=f"asks_tools:{name}")]
+    )
+    turns = {"desk": [calls(call("b1", name, {"order_id": "A-1"})), say("ok")]}
+    done = finished(run(runtime(spec, turns)))
+    assert done.messages[2]["content"] == "7"
+
+
 def test_the_entry_is_announced_as_the_tool_s_own_question() -> None:
     seen: list[RunEvent] = []
     spec = make_spec([agent("desk", "issue_refund")], [refund_tool()])

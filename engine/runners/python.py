@@ -61,11 +61,13 @@ class PythonRunner(Runner):
             else:
                 value = await asyncio.wait_for(asyncio.to_thread(tool.func, **kwargs), timeout)
         except Deferred as exc:
+            if not isinstance(exc.reason, str):  # it goes into the document: text only
+                return tool_error(call, f"{_not_text('Deferred reason', exc.reason)}")
             return Wait(external_entry(call, detail=exc.reason or None))
         except NeedsApproval as exc:
             return asked(call, exc, ctx)
         except RetryWithModel as exc:
-            return Done(exc.message, failed=True, to_model="retry")
+            return Done(tool_result_text(exc.message), failed=True, to_model="retry")
         except TimeoutError:
             return timed_out(call, f"timed out after {timeout:g} s")
         except Exception as exc:  # a tool's failure must not lose the run: its on_error says
@@ -84,6 +86,9 @@ def asked(call: Call, request: NeedsApproval, ctx: RunContext) -> Outcome:
             f"{name} raised NeedsApproval for a call a person approved already; a tool that "
             "asks must take a ToolContext parameter and ask only while `ctx.approved` is false",
         )
+    for field, value in (("prompt", request.prompt), ("reason", request.reason)):
+        if value is not None and not isinstance(value, str):  # the document holds text only
+            return tool_error(call, _not_text(f"NeedsApproval {field}", value))
     arguments = call.arguments if request.arguments is None else request.arguments
     problem = _argument_problem(call, arguments)
     if problem is not None:
@@ -92,6 +97,10 @@ def asked(call: Call, request: NeedsApproval, ctx: RunContext) -> Outcome:
     return Wait(
         approval_entry(call, ctx, arguments=arguments, prompt=request.prompt, detail=detail)
     )
+
+
+def _not_text(what: str, value: object) -> str:
+    return f"the tool raised a {what} of type {type(value).__name__}, not text"
 
 
 def _argument_problem(call: Call, arguments: object) -> str | None:
