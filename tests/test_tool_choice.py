@@ -307,3 +307,23 @@ def test_validate_finds_a_script_turn_that_disobeys_the_choice_at_its_line(
         "turn 2 of agent 'desk' calls no tool, but the agent's tool_choice for its model "
         "turn 1 is 'find_order'"
     )
+
+
+def test_an_mcp_toolset_s_own_name_is_not_a_tool_the_model_can_be_made_to_call(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "desk.script.yaml").write_text(
+        "script_version: 1\nagents: {desk: [{text: hi}]}\n", encoding="utf-8"
+    )
+    path = tmp_path / "desk.yaml"
+    path.write_text(
+        "spec_version: 1\nallow_commands: [python]\n"
+        "models:\n  m: {kind: scripted, script: desk.script.yaml}\n"
+        "tools:\n  ledger: {kind: mcp, command: [python, -m, ledger_server]}\n"
+        "agents:\n  desk:\n    model: m\n    instructions: Help.\n    tools: [ledger]\n"
+        "    tool_choice: [ledger, auto]\nentrypoint: desk\n",
+        encoding="utf-8",
+    )
+    [d] = validate_file(path, env={})  # validate starts no server: the toolset's name is known
+    assert (d.severity, d.code, d.line, d.col) == ("error", "bad-tool-choice", 12, 19)
+    assert "the MCP toolset 'ledger', not one of its tools" in d.message

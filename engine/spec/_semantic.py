@@ -351,6 +351,15 @@ class _Checker:
                     pointer,
                     "give the agent tools, or remove tool_choice",
                 )
+            elif item in servers:  # the model sees the server's tools, never the toolset
+                self.add(
+                    "bad-tool-choice",
+                    f"tool_choice names the MCP toolset '{item}', not one of its tools; the "
+                    f"model sees them as {item}_TOOL",
+                    pointer,
+                    f"name one of its tools ({item}_TOOL; `callcc validate --resolve` lists "
+                    "them), or choose required",
+                )
             elif item != "required" and item not in own:
                 if any(item.startswith(f"{server}_") for server in servers):
                     continue
@@ -366,7 +375,7 @@ class _Checker:
         last = items[-1] if items else None
         forced = (
             last == "required"
-            or last in own
+            or (last in own and last not in servers)
             or any(isinstance(last, str) and last.startswith(f"{server}_") for server in servers)
         )  # an unknown name is the error above already, not also this warning
         if forced and isinstance(last, str):
