@@ -172,6 +172,17 @@ def check(text: str, *, fields: Collection[str] | None) -> list[Problem]:
     try:
         program = _ENV.compile(text)
     except RuntimeError as exc:
+        if "recursion" in str(exc).lower():  # cel-cpp's own limit, said in its own words
+            return [
+                Problem(
+                    code="condition-too-deep",
+                    message="the condition nests too deeply for CEL (at most 32 levels of "
+                    "operators and parentheses)",
+                    offset=0,
+                    suggestion="split it into fewer terms, use `in [...]` for a list of "
+                    "values, or move the logic into the tool",
+                )
+            ]
         found = _compile_problems(str(exc), text, tokens) or [
             Problem(code="condition-syntax", message=_first_line(str(exc)), offset=0)
         ]

@@ -74,6 +74,14 @@ CASES = [
     ),
     ("      when: sise(args.currency) > 3\n", "unknown-variable", 15, 13, "did you mean 'size'?"),
     ("      when: args.amount + 1\n", "condition-type", 15, 13, None),
+    (  # cel-cpp's nesting limit, in words a person can act on
+        "      when: " + " + ".join(["args.amount"] * 60) + " > 1\n",
+        "condition-too-deep",
+        15,
+        13,
+        "split it into fewer terms, use `in [...]` for a list of values, or move the logic "
+        "into the tool",
+    ),
 ]
 
 
