@@ -155,7 +155,7 @@ def test_a_stored_run_is_loaded_and_resumed_through_the_async_face_alone(store_u
         async with Runtime(SPEC, model_override=script(TURNS), store=store_url) as second:
             waiting = await second.aload_run("later")
             done = await second.aresume(waiting.approve("p1"))
-            with pytest.raises(ConflictError, match="it is finished, not suspended"):
+            with pytest.raises(ConflictError, match="is finished, not suspended"):
                 await second.aload_run("later")
         return [p.id for p in waiting.pending()], done
 

@@ -64,7 +64,7 @@ def test_decide_then_resume_a_stored_run(spec_path: Path, store_url: str) -> Non
     assert (code, out) == (0, "Paid.\n"), err
     assert loop_tools.CALLS == [("transfer", {"to": "bob", "amount": 5})]
     code, _, err = cli("resume", "r1", *store, "--approve", "t1")
-    assert code == 2 and "it is finished, not suspended" in err
+    assert code == 2 and "is finished, not suspended" in err
     code, out, _ = cli("pending", "r1", *store)
     assert (code, out) == (0, "nothing is pending\n")
 
