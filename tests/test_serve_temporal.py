@@ -173,3 +173,19 @@ def test_a_run_not_on_temporal_is_refused_with_409(on_temporal: OnTemporal) -> N
         )
     assert refused.status_code == 409, refused.text
     assert "waits on no workflow that takes decisions" in refused.json()["error"]["message"]
+
+
+def test_serve_takes_temporal_from_its_flag_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from engine.cli import build_parser
+    from engine.cli.serve import config_of
+
+    serve = ["serve", "--specs", str(tmp_path), "--no-auth"]
+    flagged = config_of(build_parser().parse_args([*serve, "--temporal", "h:7233",
+                                                   "--task-queue", "q1"]))  # fmt: skip
+    assert (flagged.temporal, flagged.temporal_task_queue) == ("h:7233", "q1")
+    monkeypatch.setenv("CALLCC_TEMPORAL", "e:7233")
+    assert config_of(build_parser().parse_args(serve)).temporal == "e:7233"
+    monkeypatch.delenv("CALLCC_TEMPORAL")
+    assert config_of(build_parser().parse_args(serve)).temporal is None  # in-process
