@@ -153,7 +153,9 @@ def test_a_run_started_and_approved_over_http_finishes_on_the_worker(
         [recorded] = store.recorded_decisions("st-1", nonce)  # by the update, for ada
         assert (recorded.user, recorded.decision["kind"]) == ("ada", "approve")
         assert recorded.path.endswith("/p1")
-        decided = [(a.user, a.call_id) for a in store.audit("st-1") if a.action == "decided"]
+        audit = store.audit("st-1")
+        assert [(a.action, a.user) for a in audit if a.action == "started"] == [("started", "sam")]
+        decided = [(a.user, a.call_id) for a in audit if a.action == "decided"]
         assert decided == [("ada", "p1")]
         assert store.get_run("st-1").status == "finished"
     finally:

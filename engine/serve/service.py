@@ -355,7 +355,7 @@ class Service:
     ) -> RunView:
         """Start the run's workflow; with `wait`, answer once the run suspended or ended."""
         try:
-            await self._temporal.astart(runtime.spec, prompt, run_id=run_id)
+            await self._temporal.astart(runtime.spec, prompt, run_id=run_id, user=user.name)
         except UsageError as exc:  # a workflow of that id exists (a run id taken)
             raise ServeError(409, str(exc), "/run_id") from None
         if wait:

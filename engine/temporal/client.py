@@ -109,9 +109,16 @@ class TemporalRuntime:
     # -- async ---------------------------------------------------------------------------
 
     async def astart(
-        self, spec: Spec, prompt: str, *, agent: str | None = None, run_id: str | None = None
+        self,
+        spec: Spec,
+        prompt: str,
+        *,
+        agent: str | None = None,
+        run_id: str | None = None,
+        user: str = "",
     ) -> str:
-        """Start a run of `spec` (kept in the run store) and return its id at once."""
+        """Start a run of `spec` (kept in the run store) and return its id at once; `user`
+        is who the audit says started it (empty: the worker's default)."""
         if spec.source is None:
             raise UsageError(
                 "a run on Temporal needs a spec loaded from a file (load_spec): the workers "
@@ -134,6 +141,7 @@ class TemporalRuntime:
                     spec_digest=spec.digest,
                     prompt=prompt,
                     agent=agent,
+                    user=user,
                     heartbeat_seconds=self.heartbeat_seconds,
                     advances_per_history=self.advances_per_history,
                 ),

@@ -77,6 +77,7 @@ class RunWorkflow:
                     spec_digest=start.spec_digest,
                     prompt=start.prompt,
                     agent=start.agent,
+                    user=start.user,
                 )
             )
             advances += 1
