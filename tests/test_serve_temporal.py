@@ -146,6 +146,10 @@ def test_a_run_started_and_approved_over_http_finishes_on_the_worker(
         approve = {"decisions": [{"id": "p1", "decision": "approve"}]}
         again = ada.post("/v1/runs/st-1/decisions", json=approve)
         assert again.status_code == 409, again.text
+    with service.client("sam") as sam:
+        taken = sam.post("/v1/runs", json={"spec": "pay.yaml", "prompt": "pay", "run_id": "st-1"})
+    assert taken.status_code == 409, taken.text
+    assert "exists on Temporal already" in taken.json()["error"]["message"]
 
     assert workflow_status(service.workers, "st-1") == "COMPLETED"
     assert calls(service.log) == [("transfer", {"to": "acct1", "amount": 1})]  # on the worker

@@ -23,7 +23,7 @@ from temporalio.client import (
     WorkflowUpdateStage,
 )
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from engine import durable
@@ -149,6 +149,11 @@ class TemporalRuntime:
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
+        except WorkflowAlreadyStartedError:
+            raise UsageError(
+                f"run {run_id!r} exists on Temporal already (a run id is one run for good); "
+                "pick another run id"
+            ) from None
         except RPCError as exc:
             raise UsageError(f"cannot start run {run_id!r} on Temporal: {exc}") from None
         return run_id
