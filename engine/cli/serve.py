@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from engine.cli._exit import EXIT_OK
+from engine.cli._options import TEMPORAL_ENV, temporal_of, temporal_options
 from engine.errors import UsageError
 
 DEFAULT_STORE = "sqlite:///.callcc/runs.db"  # as engine.serve.config, which imports nothing heavy
@@ -23,7 +24,9 @@ def register(sub: Any) -> None:
         "on, decide (API under /v1, OpenAPI at /openapi.json, the inbox at /). Needs "
         "`pip install 'callcc[serve]'`. Users and roles come from --tokens FILE; without it "
         "the service refuses to start unless --no-auth on a loopback host. Exit 0 when "
-        "stopped, 2 on bad input.",
+        "stopped, 2 on bad input. With --temporal HOST:PORT (or $"
+        f"{TEMPORAL_ENV}) runs are started and resumed on Temporal workers (`callcc worker` "
+        "on the same store), not in the service.",
     )
     cmd.add_argument(
         "--store", metavar="URL", default=DEFAULT_STORE, help=f"the run store ({DEFAULT_STORE})"
@@ -61,6 +64,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="no users: everyone acts as admin (loopback hosts only; every page says so)",
     )
+    temporal_options(cmd)
     cmd.set_defaults(handler=serve_command)
 
 
@@ -97,6 +101,9 @@ def config_of(args: argparse.Namespace) -> Any:
         webhooks=tuple(args.webhook),
         webhook_format=args.webhook_format,
         webhook_secret=os.environ.get(WEBHOOK_SECRET_ENV) or None,
+        temporal=temporal_of(args),
+        temporal_namespace=args.namespace,
+        temporal_task_queue=args.task_queue,
     )
     problem = refusal(config)
     if problem is not None:

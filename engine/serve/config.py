@@ -39,6 +39,13 @@ class ServeConfig:
     """What a webhook receives: callcc's JSON event, or a Slack incoming-webhook message."""
     webhook_secret: str | None = None
     """The key of the webhooks' HMAC-SHA256 signature header."""
+    temporal: str | None = None
+    """The Temporal frontend (HOST:PORT) whose workers drive the runs (`--temporal`); None:
+    runs advance on the service's own event loop."""
+    temporal_namespace: str = "default"
+    """The Temporal namespace of `temporal`."""
+    temporal_task_queue: str = "callcc"
+    """The task queue the workers poll."""
     public_url: str = ""
     """The service's address as people reach it, for links (default: http://HOST:PORT)."""
 

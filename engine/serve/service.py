@@ -3,7 +3,12 @@
 One compiled `Runtime` per spec file in `--specs` (addressed by file name), all on one store
 and with the `EventHub` as observer; a stored run started from a spec no longer in the folder
 is driven by the spec the store kept under its digest (`engine.durable.spec_of_run`). Runs
-advance on the service's own event loop (`Runtime.arun`, `engine.inbox.aresume_recorded`).
+advance on the service's own event loop (`Runtime.arun`, `engine.inbox.aresume_recorded`),
+or, with `ServeConfig.temporal` (`callcc serve --temporal HOST:PORT`), on Temporal workers
+(`engine.temporal.client.TemporalRuntime`): a run starts as a workflow, and decisions go to
+its `decide` update, which records and audits them in the store as the service's would and
+resumes the run on a worker; expiry is the workflow's durable timer, so the service's own
+expiry task does not run.
 
 Decisions are recorded first (`engine.inbox.arecord`: per item, atomically, each checked
 against the fingerprint the reviewer saw), so several reviewers decide items of one run
@@ -20,7 +25,9 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -87,6 +94,8 @@ class Service:
         self._by_digest: dict[str, Runtime] = {}
         """Spec digest -> a runtime of that spec (the folder's, or one a stored run needed)."""
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._temporal: Any = None
+        """The `TemporalRuntime` runs advance on (`config.temporal`), else None."""
         self.webhooks = Webhooks.from_config(config)
         """The `--webhook` receivers, fed from the hub (refuses a bad URL or a missing secret)."""
         self.expiry = Expiry(self._expire)
@@ -118,7 +127,11 @@ class Service:
             await asyncio.to_thread(self.prepare)
         self.hub.start()
         await self.webhooks.start(self.hub)
-        await self.expiry.start()
+        if self.config.temporal:
+            self._temporal = _temporal_runtime(self.config, self.store)
+            await self._temporal.client()  # an unreachable server stops the start, located
+        else:  # on Temporal each run's workflow expires its approvals on a durable timer
+            await self.expiry.start()
 
     def _compile(self, spec: Any) -> Runtime:
         return Runtime(
@@ -285,6 +298,8 @@ class Service:
         if run_id is not None and not run_id.strip():
             raise ServeError(422, "run_id is empty; leave it out for a generated one", "/run_id")
         run_id = run_id or _new_id()
+        if self._temporal is not None:
+            return await self._start_on_temporal(user, runtime, prompt, run_id, wait)
         start = asyncio.ensure_future(runtime.arun(prompt, run_id=run_id, user=user.name))
         if wait:
             await self._outcome_of(start)
@@ -310,6 +325,10 @@ class Service:
         except ConflictError as exc:
             raise ServeError(409, str(exc)) from None
         decides, fingerprints = checked(user, runtime, continuation, decisions)
+        if self._temporal is not None:
+            now = record.status == "failed" or any(d.resume == "now" for d in decisions)
+            await self._decide_on_temporal(user, record, decides, fingerprints, now, wait)
+            return await self.get_run(user, run_id)
         if record.status == "failed":  # a failed model call: `resume` or `stop` it, at once
             await self._resume(
                 inbox.aresume_recorded(runtime, run_id, extra=decides, user=user.name), wait
@@ -330,6 +349,68 @@ class Service:
         if recorded.remaining == 0 or any(d.resume == "now" for d in decisions):
             await self._resume(inbox.aresume_recorded(runtime, run_id, user=user.name), wait)
         return await self.get_run(user, run_id)
+
+    async def _start_on_temporal(
+        self, user: User, runtime: Runtime, prompt: str, run_id: str, wait: bool
+    ) -> RunView:
+        """Start the run's workflow; with `wait`, answer once the run suspended or ended."""
+        try:
+            await self._temporal.astart(runtime.spec, prompt, run_id=run_id, user=user.name)
+        except UsageError as exc:  # a workflow of that id exists (a run id taken)
+            raise ServeError(409, str(exc), "/run_id") from None
+        if wait:
+            await self._outcome_of(asyncio.ensure_future(self._temporal.aoutcome(run_id)))
+        try:
+            return await self.get_run(user, run_id)
+        except ServeError:  # no worker has written it yet: it is started, not stored
+            now = time.time()
+            usage = {"input_tokens": 0, "output_tokens": 0}
+            return RunView(
+                run_id=run_id,
+                status="running",
+                output=None,
+                pending=[],
+                usage=usage,
+                created_at=now,
+                updated_at=now,
+                spec=runtime.spec.name,
+            )
+
+    async def _decide_on_temporal(
+        self,
+        user: User,
+        record: RunRecord,
+        decides: list[Any],
+        fingerprints: dict[str, str],
+        now: bool,
+        wait: bool,
+    ) -> None:
+        """Send the checked decisions to the run's `decide` update (it records and audits
+        them, and resumes the run on a worker once nothing is undecided or `now`); its
+        refusals answer as the store's would: 404 unknown, 422 not allowed, else 409."""
+        from engine.temporal.client import DecisionRefused, decision_of
+
+        def refusal(exc: DecisionRefused) -> ServeError:
+            status = {"unknown": 404, "not_allowed": 422, "ambiguous": 422}.get(exc.why, 409)
+            return ServeError(status, str(exc), "/decisions")
+
+        sent = [replace(decision_of(d), fingerprint=fingerprints.get(d.id)) for d in decides]
+        try:
+            outcome = await self._temporal.asubmit(
+                record.run_id, sent, nonce=record.nonce, user=user.name, resume=now
+            )
+        except DecisionRefused as exc:
+            raise refusal(exc) from None
+        except UsageError as exc:  # no workflow takes decisions for it (not a Temporal run)
+            raise ServeError(409, str(exc)) from None
+
+        async def settled() -> None:
+            try:
+                await outcome
+            except DecisionRefused as exc:  # the store refused them (decided meanwhile)
+                raise refusal(exc) from None
+
+        await self._resume(settled(), wait)
 
     async def _resume(self, drive: Any, wait: bool) -> None:
         """Resume a run: to its next suspension or end with `wait`, else in the background."""
@@ -437,6 +518,22 @@ class Service:
             first.cancel()
         if drive.done():
             await self._outcome_of(drive)
+
+
+def _temporal_runtime(config: ServeConfig, store: RunStore) -> Any:
+    """The `TemporalRuntime` of `config.temporal`, on the service's store."""
+    try:
+        from engine.temporal.client import TemporalRuntime
+    except ImportError as exc:
+        raise UsageError(
+            f"--temporal needs the Temporal SDK: pip install 'callcc[temporal]' ({exc})"
+        ) from None
+    return TemporalRuntime(
+        address=cast(str, config.temporal),
+        store=store,
+        namespace=config.temporal_namespace,
+        task_queue=config.temporal_task_queue,
+    )
 
 
 def _need(user: User, role: str) -> None:

@@ -106,7 +106,12 @@ class Activities:
         if run is None:
             if request.prompt is None:
                 raise UsageError(f"run {request.run_id!r} is not in {self.store.url}")
-            started = await runtime.arun(request.prompt, agent=request.agent, run_id=request.run_id)
+            started = await runtime.arun(
+                request.prompt,
+                agent=request.agent,
+                run_id=request.run_id,
+                user=request.user or None,
+            )
             return summary_of(started)
         if run.status == "running":
             log.info("taking over run %s (its worker died)", run.run_id)

@@ -16,9 +16,14 @@ import uuid
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from engine import durable
@@ -40,6 +45,21 @@ T = TypeVar("T")
 
 class DecisionRefused(UsageError):
     """The `decide` update's validator (or the advance's check) refused the decisions."""
+
+    def __init__(self, message: str, why: str = "") -> None:
+        super().__init__(message)
+        self.why = why
+        """The validator's reason: unknown, ambiguous, stale, decided, not_allowed, busy or
+        ended; empty for a refusal of the store's (the run moved on, decided meanwhile)."""
+
+
+def refused(run_id: str, exc: WorkflowUpdateFailedError) -> DecisionRefused:
+    """The `DecisionRefused` of a failed `decide` update."""
+    cause = exc.cause
+    message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+    details = cause.details if isinstance(cause, ApplicationError) else ()
+    why = details[0] if details and isinstance(details[0], str) else ""
+    return DecisionRefused(f"run {run_id!r}: decisions refused: {message}", why)
 
 
 class TemporalRuntime:
@@ -89,9 +109,16 @@ class TemporalRuntime:
     # -- async ---------------------------------------------------------------------------
 
     async def astart(
-        self, spec: Spec, prompt: str, *, agent: str | None = None, run_id: str | None = None
+        self,
+        spec: Spec,
+        prompt: str,
+        *,
+        agent: str | None = None,
+        run_id: str | None = None,
+        user: str = "",
     ) -> str:
-        """Start a run of `spec` (kept in the run store) and return its id at once."""
+        """Start a run of `spec` (kept in the run store) and return its id at once; `user`
+        is who the audit says started it (empty: the worker's default)."""
         if spec.source is None:
             raise UsageError(
                 "a run on Temporal needs a spec loaded from a file (load_spec): the workers "
@@ -114,6 +141,7 @@ class TemporalRuntime:
                     spec_digest=spec.digest,
                     prompt=prompt,
                     agent=agent,
+                    user=user,
                     heartbeat_seconds=self.heartbeat_seconds,
                     advances_per_history=self.advances_per_history,
                 ),
@@ -121,6 +149,11 @@ class TemporalRuntime:
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
+        except WorkflowAlreadyStartedError:
+            raise UsageError(
+                f"run {run_id!r} exists on Temporal already (a run id is one run for good); "
+                "pick another run id"
+            ) from None
         except RPCError as exc:
             raise UsageError(f"cannot start run {run_id!r} on Temporal: {exc}") from None
         return run_id
@@ -159,6 +192,21 @@ class TemporalRuntime:
         recorded in the run store as `user`'s, and wait for the next outcome. `nonce`: the
         continuation they were made on; `resume=False`: the run resumes only once every
         entry is decided (other reviewers decide the rest), else it waits on as it was."""
+        outcome = await self.asubmit(run_id, decisions, nonce=nonce, user=user, resume=resume)
+        return await outcome
+
+    async def asubmit(
+        self,
+        run_id: str,
+        decisions: Sequence[Decide | Decision],
+        *,
+        nonce: str | None = None,
+        user: str = "",
+        resume: bool = True,
+    ) -> Coroutine[Any, Any, Outcome]:
+        """`aresume` in two steps: return once the validator accepted the decisions
+        (`DecisionRefused` when it refuses them), with the wait for the outcome to await (or
+        close unawaited: the update goes on without this caller; the service's `wait: false`)."""
         request = DecideRequest(
             decisions=[d if isinstance(d, Decision) else decision_of(d) for d in decisions],
             nonce=nonce,
@@ -167,16 +215,27 @@ class TemporalRuntime:
         )
         handle = (await self.client()).get_workflow_handle(run_id)
         try:
-            summary = await handle.execute_update("decide", request, result_type=Summary)
+            update = await handle.start_update(
+                "decide",
+                request,
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                result_type=Summary,
+            )
         except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            raise DecisionRefused(f"run {run_id!r}: decisions refused: {message}") from None
+            raise refused(run_id, exc) from None
         except RPCError as exc:
             raise UsageError(
                 f"run {run_id!r} waits on no workflow that takes decisions: {exc}"
             ) from None
-        return await self._outcome(summary)
+
+        async def outcome() -> Outcome:
+            try:
+                summary = await update.result()
+            except WorkflowUpdateFailedError as exc:
+                raise refused(run_id, exc) from None
+            return await self._outcome(summary)
+
+        return outcome()
 
     async def apending(self, run_id: str) -> list[PendingDecision]:
         """What the run waits for (the workflow's `pending` query)."""

@@ -137,6 +137,8 @@ class Start:
     """The user's request; None when `summary` carries a run on (continue-as-new)."""
     agent: str | None = None
     """The agent to start (None: the entrypoint)."""
+    user: str = ""
+    """Who started the run (its audit's `started` entry; empty: the worker's default)."""
     summary: Summary | None = None
     """Where the run stood when the previous workflow run continued as new."""
     heartbeat_seconds: float = 30.0

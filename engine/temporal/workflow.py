@@ -38,7 +38,9 @@ ADVANCE = "callcc.advance"
 CANCEL = "callcc.cancel"
 RECORD = "callcc.record"
 REFUSED = "DecisionRefused"
-"""The error type of an update whose decisions were refused (the CLI's exit 2)."""
+"""The error type of an update whose decisions were refused (the CLI's exit 2); the validator's
+refusals carry why as their one detail: unknown, ambiguous, stale, decided, not_allowed, busy
+or ended (`DecisionRefused.why`; the service answers 404, 422 or 409 by it)."""
 
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -75,6 +77,7 @@ class RunWorkflow:
                     spec_digest=start.spec_digest,
                     prompt=start.prompt,
                     agent=start.agent,
+                    user=start.user,
                 )
             )
             advances += 1
@@ -224,15 +227,19 @@ class RunWorkflow:
             raise ApplicationError(
                 "the run is advancing now; decide on what it waits for once it suspends "
                 "(`callcc pending RUN_ID --temporal ...` lists it)",
+                "busy",
                 type=REFUSED,
             )
         if not summary.waiting:
-            raise ApplicationError(f"run {summary.run_id!r} is {summary.status}", type=REFUSED)
+            raise ApplicationError(
+                f"run {summary.run_id!r} is {summary.status}", "ended", type=REFUSED
+            )
         if request.nonce is not None and request.nonce != summary.nonce:
             raise ApplicationError(
                 f"stale: the decisions were made on continuation {request.nonce!r}, but run "
                 f"{summary.run_id!r} waits on {summary.nonce!r} now; list what it waits for "
                 "again and decide on that",
+                "stale",
                 type=REFUSED,
             )
         seen: set[str] = set()
@@ -242,16 +249,20 @@ class RunWorkflow:
                 raise ApplicationError(
                     f"stale: the decision for {decision.id!r} was made on another call than "
                     "the run waits on (its fingerprint differs); list what it waits for again",
+                    "stale",
                     type=REFUSED,
                 )
             if decision.kind not in entry.decisions:
                 raise ApplicationError(
                     f"decision {decision.kind!r} is not allowed for {entry.path!r} "
                     f"(allowed: {', '.join(entry.decisions) or 'none'})",
+                    "not_allowed",
                     type=REFUSED,
                 )
             if entry.path in seen or entry.decision is not None:
-                raise ApplicationError(f"{entry.path!r} is decided already", type=REFUSED)
+                raise ApplicationError(
+                    f"{entry.path!r} is decided already", "decided", type=REFUSED
+                )
             seen.add(entry.path)
 
     @workflow.update(name="settled")
@@ -287,10 +298,14 @@ def _resolve(summary: Summary, ident: str) -> Entry:
     known = ", ".join(sorted(e.path for e in summary.pending)) or "none"
     if not matches:
         raise ApplicationError(
-            f"unknown id {ident!r}: run {summary.run_id!r} waits on {known}", type=REFUSED
+            f"unknown id {ident!r}: run {summary.run_id!r} waits on {known}",
+            "unknown",
+            type=REFUSED,
         )
     raise ApplicationError(
-        f"{ident!r} names several entries ({known}); give the full path", type=REFUSED
+        f"{ident!r} names several entries ({known}); give the full path",
+        "ambiguous",
+        type=REFUSED,
     )
 
 
