@@ -195,3 +195,18 @@ def test_serve_takes_temporal_from_its_flag_or_the_environment(
     assert config_of(build_parser().parse_args(serve)).temporal == "e:7233"
     monkeypatch.delenv("CALLCC_TEMPORAL")
     assert config_of(build_parser().parse_args(serve)).temporal is None  # in-process
+
+
+def test_serve_takes_its_store_from_the_flag_or_callcc_store_as_every_command_does(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from engine.cli import build_parser
+    from engine.cli.serve import DEFAULT_STORE, config_of
+
+    serve = ["serve", "--specs", str(tmp_path), "--no-auth"]
+    monkeypatch.delenv("CALLCC_STORE", raising=False)
+    assert config_of(build_parser().parse_args(serve)).store_url == DEFAULT_STORE
+    monkeypatch.setenv("CALLCC_STORE", "sqlite:///from-env.db")
+    assert config_of(build_parser().parse_args(serve)).store_url == "sqlite:///from-env.db"
+    flagged = build_parser().parse_args([*serve, "--store", "sqlite:///flag.db"])
+    assert config_of(flagged).store_url == "sqlite:///flag.db"

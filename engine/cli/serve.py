@@ -10,6 +10,7 @@ from typing import Any, TextIO
 from engine.cli._exit import EXIT_OK
 from engine.cli._options import TEMPORAL_ENV, temporal_of, temporal_options
 from engine.errors import UsageError
+from engine.store import STORE_ENV
 
 DEFAULT_STORE = "sqlite:///.callcc/runs.db"  # as engine.serve.config, which imports nothing heavy
 WEBHOOK_SECRET_ENV = "CALLCC_WEBHOOK_SECRET"
@@ -29,7 +30,9 @@ def register(sub: Any) -> None:
         "on the same store), not in the service.",
     )
     cmd.add_argument(
-        "--store", metavar="URL", default=DEFAULT_STORE, help=f"the run store ({DEFAULT_STORE})"
+        "--store",
+        metavar="URL",
+        help=f"the run store (default ${STORE_ENV}, else {DEFAULT_STORE})",
     )
     cmd.add_argument(
         "--specs", metavar="DIR", required=True, help="the folder of the spec files runs start from"
@@ -91,7 +94,7 @@ def config_of(args: argparse.Namespace) -> Any:
     if args.tokens and args.no_auth:
         raise UsageError("--tokens and --no-auth contradict each other; pass one of them")
     config = ServeConfig(
-        store_url=args.store,
+        store_url=args.store or os.environ.get(STORE_ENV) or DEFAULT_STORE,
         specs_dir=Path(args.specs),
         host=args.host,
         port=args.port,
