@@ -247,3 +247,44 @@ def json_depth(text: str) -> int:
             deepest = max(deepest, depth)
             stack.extend((v, depth + 1) for v in value)
     return deepest
+
+
+# -- a small spec on disk, for CLI tests -----------------------------------------------------
+
+BANK_YAML = """\
+spec_version: 1
+name: bank
+allow_modules: [loop_tools]
+models:
+  scripted: {kind: scripted, script: bank.script.yaml}
+tools:
+  transfer:
+    kind: python
+    ref: loop_tools:transfer
+    description: Move money.
+    approval: {required: true, decisions: [approve, edit, reject]}
+agents:
+  bank:
+    description: Moves money.
+    model: scripted
+    instructions: Move money when asked.
+    tools: [transfer]
+entrypoint: bank
+"""
+BANK_SCRIPT = """\
+script_version: 1
+agents:
+  bank:
+    - tool_calls:
+        - {id: t1, name: transfer, arguments: {to: bob, amount: 5}}
+    - text: Sent 5 to bob.
+"""
+
+
+def write_bank(folder: Path) -> Path:
+    """The bank spec above and its script in `folder`; the spec's path (transfer waits for
+    approval, allowing approve, edit and reject)."""
+    (folder / "bank.script.yaml").write_text(BANK_SCRIPT, encoding="utf-8")
+    path = folder / "bank.yaml"
+    path.write_text(BANK_YAML, encoding="utf-8")
+    return path

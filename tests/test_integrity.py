@@ -31,6 +31,7 @@ from builders import (
     say,
     script,
     suspended,
+    write_bank,
 )
 
 from engine.cli import main
@@ -346,42 +347,10 @@ def test_keygen_prints_a_43_character_urlsafe_key_that_signs() -> None:
 
 # -- the CLI -------------------------------------------------------------------------------
 
-BANK_YAML = """\
-spec_version: 1
-name: bank
-allow_modules: [loop_tools]
-models:
-  scripted: {kind: scripted, script: bank.script.yaml}
-tools:
-  transfer:
-    kind: python
-    ref: loop_tools:transfer
-    description: Move money.
-    approval: {required: true, decisions: [approve, edit, reject]}
-agents:
-  bank:
-    description: Moves money.
-    model: scripted
-    instructions: Move money when asked.
-    tools: [transfer]
-entrypoint: bank
-"""
-BANK_SCRIPT = """\
-script_version: 1
-agents:
-  bank:
-    - tool_calls:
-        - {id: t1, name: transfer, arguments: {to: bob, amount: 5}}
-    - text: Sent 5 to bob.
-"""
-
 
 @pytest.fixture
 def bank_yaml(tmp_path: Path) -> Path:
-    (tmp_path / "bank.script.yaml").write_text(BANK_SCRIPT, encoding="utf-8")
-    path = tmp_path / "bank.yaml"
-    path.write_text(BANK_YAML, encoding="utf-8")
-    return path
+    return write_bank(tmp_path)
 
 
 def test_cli_resume_of_a_hand_edited_signed_state_file_exits_2_and_says_modified(

@@ -32,6 +32,7 @@ from builders import (
     script,
     sub_agent,
     suspended,
+    write_bank,
 )
 
 from engine.cli import main
@@ -507,42 +508,11 @@ def test_lazy_false_reads_a_verified_document_whole_too() -> None:
     assert not _unread(late)
 
 
-BANK_YAML = """\
-spec_version: 1
-name: bank
-allow_modules: [loop_tools]
-models:
-  scripted: {kind: scripted, script: bank.script.yaml}
-tools:
-  transfer:
-    kind: python
-    ref: loop_tools:transfer
-    description: Move money.
-    approval: {required: true, decisions: [approve, edit, reject]}
-agents:
-  bank:
-    description: Moves money.
-    model: scripted
-    instructions: Move money when asked.
-    tools: [transfer]
-entrypoint: bank
-"""
-BANK_SCRIPT = """\
-script_version: 1
-agents:
-  bank:
-    - tool_calls:
-        - {id: t1, name: transfer, arguments: {to: bob, amount: 5}}
-    - text: Sent 5 to bob.
-"""
-
-
 def test_cli_resume_checks_the_whole_state_file_before_anything_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("CALLCC_SECRET_KEY", raising=False)
-    (tmp_path / "bank.script.yaml").write_text(BANK_SCRIPT, encoding="utf-8")
-    (tmp_path / "bank.yaml").write_text(BANK_YAML, encoding="utf-8")
+    write_bank(tmp_path)
     state = tmp_path / "state.json"
     out, err = StringIO(), StringIO()
     run = ["run", str(tmp_path / "bank.yaml"), "-p", "Pay bob 5", "--state", str(state), "-q"]
