@@ -237,20 +237,34 @@ class Activities:
 
 async def _paused_on_cancel(work: Coroutine[Any, Any, Summary], clock: PauseClock) -> Summary:
     """Run `work` in its own task; a cancellation of the activity (the workflow's
-    `after_seconds` timer fired) sets `clock.due` and lets the work go on to its pause. A
-    worker shutting down cancels the work itself (the advance is retried elsewhere)."""
+    `after_seconds` timer fired) sets `clock.due` and lets the work go on to its pause. Any
+    other cancellation (the worker shuts down, the attempt timed out) cancels the work itself:
+    the advance is retried elsewhere."""
     task = asyncio.ensure_future(work)
     while True:
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            if task.done() or activity.is_worker_shutdown():
+            if task.done():
+                return task.result()
+            if not _asked_to_pause():  # timed out, shutting down, reset: the drive stops
                 task.cancel()
                 raise
             if not clock.due:
                 log.info("pausing run (its after_seconds timer fired)")
                 clock.due = True
             _beat()
+
+
+def _asked_to_pause() -> bool:
+    """True when the activity is cancelled because its workflow asked (its timer fired)."""
+    details = activity.cancellation_details()
+    return (
+        details is not None
+        and details.cancel_requested
+        and not (details.timed_out or details.worker_shutdown or details.reset)
+        and not activity.is_worker_shutdown()
+    )
 
 
 def _timedelta(seconds: float) -> Any:
