@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 import time
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from engine import _emit
@@ -34,8 +36,33 @@ from engine.steps import (
 from engine.tooling import RunContext, classify, refuse_malformed, run_calls
 from engine.usage import count as count_usage
 
-__all__ = ["Continue", "Fail", "Finish", "RunContext", "Suspend", "drive", "step"]
+__all__ = [
+    "Continue",
+    "Fail",
+    "Finish",
+    "PauseClock",
+    "RunContext",
+    "Suspend",
+    "drive",
+    "external_pause",
+    "step",
+]
 _FINISH_REASONS = frozenset({"stop", "tool_calls", "function_call"})
+
+
+@dataclass(kw_only=True)
+class PauseClock:
+    """`suspend.after_seconds` counted outside the process (Temporal's durable timer): while
+    one is set in `external_pause`, a frame pauses for `after_seconds` when `due` is set, never
+    by its own clock, so the timer and the clock cannot both fire."""
+
+    due: bool = False
+    """Set when the outside timer fired: the next frame with `after_seconds` to reach a step
+    boundary pauses, as if its clock had passed `after_seconds`."""
+
+
+external_pause: ContextVar[PauseClock | None] = ContextVar("callcc_external_pause", default=None)
+"""The drive's outside pause clock (None: each frame counts its own active seconds)."""
 
 
 async def drive(frame: Frame, ctx: RunContext) -> End:
@@ -116,11 +143,19 @@ def check_pause(frame: Frame, agent: BoundAgent) -> Pending | None:
     rules = agent.spec.suspend
     if rules.every_turns is not None and frame.pause_turns >= rules.every_turns:
         detail = f"every_turns: paused after {frame.pause_turns} turns"
-    elif rules.after_seconds is not None and frame.pause_elapsed >= rules.after_seconds:
+    elif rules.after_seconds is not None and _seconds_up(frame, rules.after_seconds):
         detail = f"after_seconds: paused after {frame.pause_elapsed:.1f} s"
     else:
         return None
     return Pending.for_frame(id=frame.next_id("pause"), reason="pause", detail=detail)
+
+
+def _seconds_up(frame: Frame, after_seconds: float) -> bool:
+    """Whether `after_seconds` of active running passed, by the outside clock when one is set."""
+    outside = external_pause.get()
+    if outside is not None:
+        return outside.due
+    return frame.pause_elapsed >= after_seconds
 
 
 async def ask_model(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:

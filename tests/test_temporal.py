@@ -645,3 +645,92 @@ def test_a_decision_recorded_through_the_update_waits_for_the_rest_unless_told_t
             runtime.resume("pay-half", [Decision(id="p1", kind="reject")], resume=False)
         final = runtime.resume("pay-half", [Decision(id="p2", kind="reject", reason="no")])
         assert isinstance(final, Finished) and final.output == "paid"
+
+
+def pause_spec(tmp_path: Path, key: str) -> Path:
+    """A spec whose agent pauses after 1 s of active running; its first turn calls `slow`
+    (which blocks while the pool's gate file holds `key`), its second answers "rested"."""
+    script = {
+        "agents": {
+            "main": [
+                {"tool_calls": [{"id": "s1", "name": "wait", "arguments": {"key": key}}]},
+                {"text": "rested"},
+            ]
+        }
+    }
+    (tmp_path / "pause.script.yaml").write_text(json.dumps(script))
+    params = {"type": "object", "properties": {"key": {"type": "string"}}, "required": ["key"]}
+    spec = {
+        "spec_version": 1,
+        "name": "pauser",
+        "models": {"s": {"kind": "scripted", "script": "pause.script.yaml"}},
+        "tools": {
+            "wait": {"kind": "python", "ref": "loop_tools:slow", "parameters": params,
+                     "description": "Wait."}
+        },
+        "agents": {
+            "main": {"description": "waits", "model": "s", "instructions": "Wait.",
+                     "tools": ["wait"], "suspend": {"after_seconds": 1}}
+        },
+        "entrypoint": "main",
+    }  # fmt: skip
+    path = tmp_path / "pause.yaml"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def history_events(pool: Workers, run_id: str) -> list[Any]:
+    """The events of the run's workflow history (every workflow run of it)."""
+
+    async def fetch() -> list[Any]:
+        from temporalio.client import Client
+
+        handle = (await Client.connect(pool.address)).get_workflow_handle(run_id)
+        return [event async for event in handle.fetch_history_events()]
+
+    return asyncio.run(fetch())
+
+
+def pause_requested(pool: Workers, run_id: str) -> bool:
+    """True once the run's advance took the timer's pause request (its heartbeat says so)."""
+
+    async def describe() -> bool:
+        from temporalio.client import Client
+
+        handle = (await Client.connect(pool.address)).get_workflow_handle(run_id)
+        pending = (await handle.describe()).raw_description.pending_activities
+        return any(
+            b"pause requested" in payload.data
+            for activity in pending
+            for payload in activity.heartbeat_details.payloads
+        )
+
+    return asyncio.run(describe())
+
+
+def test_after_seconds_pauses_a_run_through_a_durable_timer_and_resume_finishes_it(
+    pool: Workers, tmp_path: Path
+) -> None:
+    workers, log = pool, Logged(pool)
+    key = f"pause-{uuid.uuid4().hex[:8]}"
+    gate = Path(workers.env["CALLCC_TEST_BLOCK"])
+    gate.write_text(key)
+    spec = load_spec(pause_spec(tmp_path, key))
+    with client(workers, heartbeat_seconds=1) as runtime:
+        try:
+            runtime.start(spec, "wait", run_id=key)
+            wait_until(lambda: pause_requested(workers, key), "the timer asked for a pause")
+        finally:
+            gate.unlink(missing_ok=True)  # the tool returns; the next step boundary pauses
+        paused = runtime.outcome(key)
+        assert isinstance(paused, Suspended)
+        [entry] = paused.continuation.pending()
+        assert entry.reason == "pause" and tuple(entry.decisions) == ("resume", "stop")
+        assert entry.detail is not None and entry.detail.startswith("after_seconds: paused after")
+        kinds = [event.WhichOneof("attributes") for event in history_events(workers, key)]
+        assert "timer_started_event_attributes" in kinds
+        assert "timer_fired_event_attributes" in kinds
+        assert "activity_task_cancel_requested_event_attributes" in kinds
+        final = runtime.resume(key, [Decision(id=entry.id, kind="resume")])
+        assert isinstance(final, Finished) and final.output == "rested"
+    assert log.calls() == [("slow", {"key": key})]

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any
 
 from temporalio import activity
@@ -32,14 +32,17 @@ from engine.errors import (
     LeaseHeldError,
     UsageError,
 )
+from engine.loop import PauseClock, external_pause
 from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped
 from engine.spec.load import load_stored_spec
-from engine.spec.model import SpecSource
+from engine.spec.model import Spec, SpecSource
 from engine.store.base import RunRecord, RunStore
 from engine.temporal.data import Advance, Decision, Entry, Summary
 from engine.temporal.workflow import ADVANCE, CANCEL, RECORD
 
 log = logging.getLogger("callcc.temporal")
+PAUSE_REQUESTED = "pause requested"
+"""The details of an advance's heartbeats once its `after_seconds` timer fired."""
 
 
 class Activities:
@@ -87,18 +90,32 @@ class Activities:
 
     @activity.defn(name=ADVANCE)
     async def advance(self, request: Advance) -> Summary:
-        """Drive the run until it next waits or ends; heartbeats while it works."""
-        async with _heartbeating():
-            try:
-                return await self._advance(request)
-            except LeaseHeldError as exc:  # the dead worker's lease has not run out yet
-                raise ApplicationError(
-                    f"{exc}; retried once the lease ran out",
-                    type="LeaseHeld",
-                    next_retry_delay=_timedelta(exc.remaining + 0.2),
-                ) from None
-            except UsageError as exc:
-                raise ApplicationError(str(exc), type="UsageError", non_retryable=True) from None
+        """Drive the run until it next waits or ends; heartbeats while it works.
+
+        `suspend.after_seconds` is the workflow's durable timer here, never the frames' own
+        clock: when it fires, the workflow cancels this activity (delivered with a heartbeat),
+        which only sets the drive's `PauseClock`, so the run pauses at its next step boundary
+        with the `pause` entry an in-process clock would have made, and this returns it."""
+        clock = PauseClock(due=request.pause)
+        token = external_pause.set(clock)  # the drive's task copies the context: it sees it
+        try:
+            async with _heartbeating():
+                return await _paused_on_cancel(self._guarded(request), clock)
+        finally:
+            external_pause.reset(token)
+
+    async def _guarded(self, request: Advance) -> Summary:
+        """`_advance`, its errors as Temporal's application errors."""
+        try:
+            return await self._advance(request)
+        except LeaseHeldError as exc:  # the dead worker's lease has not run out yet
+            raise ApplicationError(
+                f"{exc}; retried once the lease ran out",
+                type="LeaseHeld",
+                next_retry_delay=_timedelta(exc.remaining + 0.2),
+            ) from None
+        except UsageError as exc:
+            raise ApplicationError(str(exc), type="UsageError", non_retryable=True) from None
 
     async def _advance(self, request: Advance) -> Summary:
         runtime = await self.runtime(request.spec_digest)
@@ -112,10 +129,10 @@ class Activities:
                 run_id=request.run_id,
                 user=request.user or None,
             )
-            return summary_of(started)
+            return summary_of(started, runtime.spec)
         if run.status == "running":
             log.info("taking over run %s (its worker died)", run.run_id)
-            return summary_of(await runtime.arecover(run.run_id))
+            return summary_of(await runtime.arecover(run.run_id), runtime.spec)
         waiting = run.status == "suspended" or (run.status == "failed" and run.nonce)
         if not waiting or request.nonce != run.nonce:  # done before: a retried advance whose
             return await self.where(runtime, run)  # worker died after the store settled it
@@ -141,7 +158,7 @@ class Activities:
             return refused
         if isinstance(outcome, inbox.ResumedElsewhere):
             return await self.where(runtime, await self.store.aio.get_run(run.run_id))
-        return summary_of(outcome)
+        return summary_of(outcome, runtime.spec)
 
     async def _anything_decided(
         self, runtime: Runtime, run: RunRecord, continuation: Continuation
@@ -170,7 +187,9 @@ class Activities:
         if run.status == "suspended" or (run.status == "failed" and run.nonce):
             continuation = await runtime.aload_run(run.run_id)
             records = await self.store.aio.recorded_decisions(run.run_id, run.nonce)
-            return summary_of_waiting(run, inbox.apply_recorded(continuation, records))
+            return summary_of_waiting(
+                run, inbox.apply_recorded(continuation, records), runtime.spec
+            )
         return Summary(run_id=run.run_id, status=run.status, output=run.output)
 
     @activity.defn(name=RECORD)
@@ -221,6 +240,38 @@ class Activities:
         self._runtimes.clear()
 
 
+async def _paused_on_cancel(work: Coroutine[Any, Any, Summary], clock: PauseClock) -> Summary:
+    """Run `work` in its own task; a cancellation of the activity (the workflow's
+    `after_seconds` timer fired) sets `clock.due` and lets the work go on to its pause. Any
+    other cancellation (the worker shuts down, the attempt timed out) cancels the work itself:
+    the advance is retried elsewhere."""
+    task = asyncio.ensure_future(work)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                return task.result()
+            if not _asked_to_pause():  # timed out, shutting down, reset: the drive stops
+                task.cancel()
+                raise
+            if not clock.due:
+                log.info("pausing run (its after_seconds timer fired)")
+                clock.due = True
+            _beat()
+
+
+def _asked_to_pause() -> bool:
+    """True when the activity is cancelled because its workflow asked (its timer fired)."""
+    details = activity.cancellation_details()
+    return (
+        details is not None
+        and details.cancel_requested
+        and not (details.timed_out or details.worker_shutdown or details.reset)
+        and not activity.is_worker_shutdown()
+    )
+
+
 def _timedelta(seconds: float) -> Any:
     from datetime import timedelta
 
@@ -236,7 +287,7 @@ async def _heartbeating() -> AsyncIterator[None]:
 
     async def beat() -> None:
         while True:
-            activity.heartbeat()
+            _beat()
             await asyncio.sleep(every)
 
     task = asyncio.create_task(beat())
@@ -252,7 +303,14 @@ def _heartbeat(event: object) -> None:
     """Heartbeat the activity driving the run at every event (step) of it: observers are
     called in the drive's own task, so the current activity is the one whose run it is."""
     if activity.in_activity():
-        activity.heartbeat()
+        _beat()
+
+
+def _beat() -> None:
+    """One heartbeat; once the `after_seconds` timer asked for a pause, it says so (only the
+    newest heartbeat's details reach the server: `describe` shows them)."""
+    clock = external_pause.get()
+    activity.heartbeat(*((PAUSE_REQUESTED,) if clock is not None and clock.due else ()))
 
 
 def decide_of(decision: Decision) -> Decide:
@@ -292,8 +350,22 @@ def entries_of(continuation: Continuation) -> list[Entry]:
     ]
 
 
-def summary_of(outcome: Outcome) -> Summary:
-    """The summary of an outcome."""
+def pause_in(spec: Spec, continuation: Continuation) -> float | None:
+    """Seconds of active running left before `suspend.after_seconds` pauses a frame of the
+    run once it goes on (a frame paused now starts afresh when resumed), or None."""
+    left: list[float] = []
+    for _, frame in continuation.frames():
+        agent = spec.agents.get(frame.agent)
+        after = agent.suspend.after_seconds if agent is not None else None
+        if after is None:
+            continue
+        paused = any(p.tool is None and p.reason == "pause" for p in frame.pending)
+        left.append(after if paused else max(0.0, after - frame.pause_elapsed))
+    return min(left) if left else None
+
+
+def summary_of(outcome: Outcome, spec: Spec | None = None) -> Summary:
+    """The summary of an outcome (with `pause_in` when `spec` is given)."""
     if isinstance(outcome, Finished | Stopped):
         return Summary(run_id=outcome.run_id, status=outcome.kind, output=outcome.output)
     continuation = outcome.continuation
@@ -305,17 +377,24 @@ def summary_of(outcome: Outcome) -> Summary:
             pending=entries_of(continuation) if outcome.resumable else [],
             output=outcome.reason,
             resumable=outcome.resumable,
+            pause_in=None
+            if spec is None or not outcome.resumable
+            else pause_in(spec, continuation),
         )
     return Summary(
         run_id=continuation.run_id,
         status="suspended",
         nonce=continuation.nonce,
         pending=entries_of(continuation),
+        pause_in=None if spec is None else pause_in(spec, continuation),
     )
 
 
-def summary_of_waiting(run: RunRecord, continuation: Continuation) -> Summary:
-    """The summary of a run that waits on `continuation` in the store."""
+def summary_of_waiting(
+    run: RunRecord, continuation: Continuation, spec: Spec | None = None
+) -> Summary:
+    """The summary of a run that waits on `continuation` in the store (with `pause_in` when
+    `spec` is given)."""
     return Summary(
         run_id=run.run_id,
         status=run.status,
@@ -323,4 +402,5 @@ def summary_of_waiting(run: RunRecord, continuation: Continuation) -> Summary:
         pending=entries_of(continuation),
         output=run.output,
         resumable=run.status == "failed",
+        pause_in=None if spec is None else pause_in(spec, continuation),
     )

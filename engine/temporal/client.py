@@ -144,6 +144,7 @@ class TemporalRuntime:
                     user=user,
                     heartbeat_seconds=self.heartbeat_seconds,
                     advances_per_history=self.advances_per_history,
+                    pause_after=spec.agents[name].suspend.after_seconds,
                 ),
                 id=run_id,
                 task_queue=self.task_queue,

@@ -63,6 +63,9 @@ class Summary:
     """A failed run that can be resumed with a decision."""
     refused: str | None = None
     """Set when the decisions of this advance were refused (the run did not move)."""
+    pause_in: float | None = None
+    """Seconds of active running the next advance may take before `suspend.after_seconds`
+    pauses the run (the workflow's durable timer); None: no frame of the run has it."""
 
     @property
     def waiting(self) -> bool:
@@ -123,6 +126,9 @@ class Advance:
     """For a resume: what was decided."""
     user: str = ""
     """Who decided."""
+    pause: bool = False
+    """The workflow's `after_seconds` timer fired already (an earlier attempt was cancelled
+    before it paused the run): pause at the first step boundary."""
 
 
 @dataclass(kw_only=True)
@@ -147,3 +153,5 @@ class Start:
     """Continue as new after this many advances (Temporal's own suggestion comes first)."""
     advances: int = 0
     """Advances done by earlier workflow runs of this run (continue-as-new)."""
+    pause_after: float | None = None
+    """The entry agent's `suspend.after_seconds`: the first advance's durable timer."""

@@ -17,18 +17,21 @@ the store) happens in the `advance` and `cancel` activities (`engine.temporal.ac
 - Query `pending` lists what the run waits for; query `summary` the whole summary.
 - Signal `cancel` (a reason) ends a waiting run as stopped (a running one when it next waits).
 - Durable timers: when an undecided approval's `expires_at` passes, an advance with no
-  decision lets `engine.inbox` reject it (recorded and audited as expired by `callcc`).
+  decision lets `engine.inbox` reject it (recorded and audited as expired by `callcc`); and
+  while an advance runs, a timer of the run's `suspend.after_seconds` left (`pause_in`)
+  cancels it when it fires, which pauses the run at its next step (`_timed`).
 - Continue-as-new when Temporal suggests it (or after `Start.advances_per_history` advances).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from engine.temporal.data import Advance, DecideRequest, Entry, Start, Summary
@@ -37,6 +40,8 @@ WORKFLOW = "callcc.run"
 ADVANCE = "callcc.advance"
 CANCEL = "callcc.cancel"
 RECORD = "callcc.record"
+PAUSE_TIMER = "suspend.after_seconds"
+"""The summary of the durable timer that pauses a run for `suspend.after_seconds`."""
 REFUSED = "DecisionRefused"
 """The error type of an update whose decisions were refused (the CLI's exit 2); the validator's
 refusals carry why as their one detail: unknown, ambiguous, stale, decided, not_allowed, busy
@@ -78,7 +83,8 @@ class RunWorkflow:
                     prompt=start.prompt,
                     agent=start.agent,
                     user=start.user,
-                )
+                ),
+                start.pause_after,
             )
             advances += 1
             self._busy = False
@@ -105,7 +111,8 @@ class RunWorkflow:
                     decisions=[d for request in requests for d in request.decisions],  # none:
                     # the `decide` update recorded them in the store
                     user=",".join(sorted({r.user for r in requests if r.user})) or "callcc",
-                )
+                ),
+                summary.pause_in,
             )
             advances += 1
             if result.refused is None:
@@ -143,21 +150,42 @@ class RunWorkflow:
             advances - self._start.advances >= self._start.advances_per_history
         )
 
-    async def _advance(self, request: Advance) -> Summary:
+    async def _advance(self, request: Advance, pause_in: float | None) -> Summary:
         try:
-            summary: Summary = await workflow.execute_activity(
-                ADVANCE,
-                request,
-                result_type=Summary,
-                start_to_close_timeout=timedelta(days=1),
-                heartbeat_timeout=timedelta(seconds=self._start.heartbeat_seconds),
-                retry_policy=RETRY,
-            )
-            return summary
+            return await self._timed(request, pause_in)
         except ActivityError as exc:  # refused for good: the workflow fails with its reason
             cause = exc.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
             raise ApplicationError(message, type="AdvanceFailed", non_retryable=True) from exc
+
+    async def _timed(self, request: Advance, pause_in: float | None) -> Summary:
+        """The `advance` activity, beside a durable timer for the run's `after_seconds`
+        (`pause_in`): when it fires first, the activity is cancelled, which tells it to pause
+        the run at its next step boundary and return that; cancelled before it could (not
+        started yet, or its worker died), a new advance pauses the run at once."""
+        handle: workflow.ActivityHandle[Summary] = workflow.start_activity(
+            ADVANCE,
+            request,
+            result_type=Summary,
+            start_to_close_timeout=timedelta(days=1),
+            heartbeat_timeout=timedelta(seconds=self._start.heartbeat_seconds),
+            retry_policy=RETRY,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        if pause_in is None or request.pause:
+            return await handle
+        timer = asyncio.ensure_future(workflow.sleep(pause_in, summary=PAUSE_TIMER))
+        await workflow.wait([handle, timer], return_when=asyncio.FIRST_COMPLETED)
+        if handle.done():
+            timer.cancel()
+            return await handle
+        handle.cancel()
+        try:
+            return await handle
+        except ActivityError as exc:
+            if not isinstance(exc.cause, CancelledError):
+                raise
+        return await self._timed(replace(request, pause=True), None)
 
     async def _cancelled(self, waiting: Summary, reason: str) -> Summary:
         summary: Summary = await workflow.execute_activity(
