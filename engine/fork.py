@@ -15,8 +15,9 @@ nothing runs twice:
 - A call **waiting** at step N (approval, an external result, a pause) waits in the fork too:
   the fork suspends on it with its own nonce, so the two runs are decided apart. A decision the
   original had recorded by step N is part of the history: if the original ran the call after
-  it, the fork takes that result (with the arguments it ran with, an edit's); if not, the
-  decision is applied in the fork. Fork at the step before it (the suspension) to decide again.
+  it, the fork takes that result (with the arguments it ran with, an edit's); if it started
+  the call and recorded no result, the call is one left running (the rule above); if it never
+  started it, the decision is applied in the fork. Fork at the step before it (the suspension) to decide again.
 - A sub-agent under way carries on from its own checkpoint at step N, by these same rules; one
   without a checkpoint yet starts afresh.
 
@@ -88,8 +89,16 @@ def plan(
             if later is None:
                 later = replay(list(events))
             found = _result(later.get(path), call_id)
+            state = slot["state"]
+            if found is None and _started_later(later.get(path), call_id):
+                # decided by the step, started after it, never finished (its process died, or
+                # it still runs): a call left running, which `rebuild` gives recover's rule
+                state["ledger"][call_id] = "running"
+                state["pending"] = [p for p in state.get("pending", []) if p["id"] != call_id]
+                changed = _ran_as(slot, later.get(path), call_id)
+                start = starts.get(path)
+                starts[path] = changed if start is None else min(start, changed or start)
             if found is not None:
-                state = slot["state"]
                 state.setdefault("results", {})[call_id] = found[0]
                 state["ledger"][call_id] = found[1]
                 # a decided entry's call ran after the step: its result is taken, not re-run
@@ -255,6 +264,13 @@ def _ran_as(slot: dict[str, Any], later: dict[str, Any] | None, call_id: str) ->
         "tool_calls": [ran if c["id"] == call_id else c for c in calls],
     }
     return index
+
+
+def _started_later(slot: dict[str, Any] | None, call_id: str) -> bool:
+    """Whether the source, as it stands now, has `call_id` marked running (started, no
+    result)."""
+    state = (slot or {}).get("state") or {}
+    return bool(state.get("ledger", {}).get(call_id) == "running")
 
 
 def _result(slot: dict[str, Any] | None, call_id: str) -> tuple[str, str] | None:

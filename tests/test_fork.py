@@ -186,6 +186,29 @@ def test_a_call_the_original_never_finished_is_treated_as_recover_treats_it(
     )
 
 
+def test_a_call_approved_by_the_step_that_the_original_never_finished_is_not_run_again(
+    url: str,
+) -> None:
+    approval = Approval(required=True, decisions=("approve", "reject"))
+    tool = PythonTool(name="boom", description="dies", ref="test_fork:boom", approval=approval)
+    spec = make_spec([agent("clerk", "boom")], [tool])
+    turns = {"clerk": [calls(call("k1", "boom", {"key": "x"})), say("ok")]}
+    with Runtime(spec, model_override=script(turns), store=url) as rt:
+        waiting = rt.run("go", run_id="a")
+        assert isinstance(waiting, Suspended)
+        with pytest.raises(KeyboardInterrupt):  # approved, started, and its process died
+            rt.resume(waiting.continuation.approve("k1"))
+    loop_tools.CALLS.clear()
+    decided = step_where(url, "a", "decided", "k1")
+    assert decided < step_where(url, "a", "running", "k1")
+    with Runtime(spec, model_override=script(turns), store=url) as rt:
+        forked = rt.fork("a", at=decided, new_run_id="b")
+    assert loop_tools.CALLS == []  # it may have taken effect: a person decides, as on recover
+    assert isinstance(forked, Suspended)
+    (entry,) = forked.continuation.pending()
+    assert (entry.id, entry.reason) == ("k1", "error")
+
+
 # -- the original, and decisions side by side --------------------------------------------------
 
 
