@@ -200,7 +200,12 @@ def cancel_on_temporal(args: argparse.Namespace, stderr: TextIO) -> str:
                 f"{args.namespace}): it was started without --temporal, so no worker drives it"
             )
         if status == "RUNNING":
-            runtime.cancel(run_id, args.reason)
+            try:
+                runtime.cancel(run_id, args.reason)
+            except UsageError:
+                if runtime.workflow_status(run_id) == "RUNNING":
+                    raise
+                # it closed between the describe and the signal: wait for how it ended
         else:
             print(f"callcc: run {run_id}: its workflow had closed already ({status})", file=stderr)
         return runtime.closed(run_id)
