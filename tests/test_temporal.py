@@ -734,3 +734,78 @@ def test_after_seconds_pauses_a_run_through_a_durable_timer_and_resume_finishes_
         final = runtime.resume(key, [Decision(id=entry.id, kind="resume")])
         assert isinstance(final, Finished) and final.output == "rested"
     assert log.calls() == [("slow", {"key": key})]
+
+
+# -- runs cancel and the workflow's status in runs list and show --------------------------------
+
+
+def test_runs_cancel_ends_a_suspended_run_and_runs_show_tells_how_its_workflow_stands(
+    pool: Workers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CALLCC_TEMPORAL", raising=False)
+    log, spec = Logged(pool), str(approval_spec(tmp_path, 1))
+    on, store = ["--temporal", pool.address], ["--store", pool.store_url]
+    ran = cli("run", spec, "-p", "pay", "--run-id", "pay-cancel", *on, "--task-queue",
+              pool.queue, *store)  # fmt: skip
+    assert ran.returncode == 3, ran.stderr
+
+    shown = cli("runs", "show", "pay-cancel", *on, *store)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("run pay-cancel: suspended, updated ")
+    assert "\nworkflow: RUNNING\n" in shown.stdout
+    as_json = cli("runs", "show", "pay-cancel", *on, *store, "--format", "json")
+    assert json.loads(as_json.stdout)["workflow"] == "RUNNING"
+    plain = cli("runs", "show", "pay-cancel", *store, "--format", "json")
+    assert "workflow" not in json.loads(plain.stdout)  # without --temporal: the store alone
+
+    cancelled = cli("runs", "cancel", "pay-cancel", "--reason", "not today", *on, *store)
+    assert cancelled.returncode == 0, cancelled.stderr
+    first, *rest = cancelled.stdout.splitlines()
+    assert first.startswith("run pay-cancel: stopped, updated ")
+    assert rest == ["workflow: COMPLETED", "output: cancelled: not today"]
+    assert workflow_status(pool, "pay-cancel") == "COMPLETED"
+    kept = open_store(pool.store_url)
+    try:
+        run = kept.get_run("pay-cancel")
+        assert (run.status, run.output) == ("stopped", "cancelled: not today")
+    finally:
+        kept.close()
+    after = cli("runs", "show", "pay-cancel", *on, *store, "--format", "json")
+    assert (json.loads(after.stdout)["workflow"], json.loads(after.stdout)["status"]) == (
+        "COMPLETED", "stopped"
+    )  # fmt: skip
+    again = cli("runs", "cancel", "pay-cancel", *on, *store, "--format", "json")
+    assert again.returncode == 0, again.stderr
+    assert "its workflow had closed already (COMPLETED)" in again.stderr
+    assert json.loads(again.stdout) == {
+        "run_id": "pay-cancel", "status": "stopped", "output": "cancelled: not today",
+        "workflow": "COMPLETED",
+    }  # fmt: skip
+    assert log.calls() == []  # the transfer never ran
+
+    local = cli("run", spec, "-p", "pay", "--run-id", "pay-local", *store)
+    assert local.returncode == 3, local.stderr
+    shown = cli("runs", "show", "pay-local", *on, *store)
+    assert "\nworkflow: none\n" in shown.stdout
+    listed = cli("runs", "list", "--limit", "1000", *on, *store, "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    flows = {r["run_id"]: r["workflow"] for r in json.loads(listed.stdout)}
+    assert (flows["pay-cancel"], flows["pay-local"]) == ("COMPLETED", None)
+    lines = cli("runs", "list", "--status", "stopped", "--limit", "1000", *on, *store).stdout
+    [line] = [line for line in lines.splitlines() if line.startswith("pay-cancel ")]
+    assert line.endswith("  workflow COMPLETED")
+
+    no_flow = cli("runs", "cancel", "pay-local", *on, *store)
+    assert no_flow.returncode == 2
+    assert "run 'pay-local' has no workflow on Temporal at" in no_flow.stderr
+    unknown = cli("runs", "cancel", "no-such-run", *on, *store)
+    assert unknown.returncode == 2
+    assert "no-such-run" in unknown.stderr
+    bare = cli("runs", "cancel", "pay-local", *store)
+    assert bare.returncode == 2
+    assert "runs cancel needs --temporal HOST:PORT (or $CALLCC_TEMPORAL)" in bare.stderr
+    kept = open_store(pool.store_url)
+    try:
+        assert kept.get_run("pay-local").status == "suspended"  # refused: nothing changed
+    finally:
+        kept.close()

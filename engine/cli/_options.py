@@ -32,3 +32,10 @@ def temporal_of(args: argparse.Namespace) -> str | None:
     """`--temporal`, else `CALLCC_TEMPORAL`, else None."""
     address: str | None = getattr(args, "temporal", None) or os.environ.get(TEMPORAL_ENV) or None
     return address
+
+
+def temporal_lookup_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--temporal` and `--namespace` for a command that asks the server about workflows
+    (`what` it does with them) but starts none."""
+    parser.add_argument("--temporal", metavar="HOST:PORT", help=f"{what} (default ${TEMPORAL_ENV})")
+    parser.add_argument("--namespace", default="default", help="Temporal namespace (default)")

@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.cli._exit import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
+from engine.cli._options import TEMPORAL_ENV, temporal_lookup_options, temporal_of
 from engine.cli._output import progress, report, warn_unused
 from engine.cli._stored import open_store_of
 from engine.errors import CallccError, LeaseHeldError, UsageError
@@ -32,12 +33,30 @@ def register(sub: Any) -> None:
     listing.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
     listing.add_argument("--limit", type=_limit, default=50, help="at most this many (50)")
     _store_options(listing)
+    temporal_lookup_options(listing, "add each run's workflow status from this server")
     listing.set_defaults(handler=list_command)
     show = actions.add_parser("show", help="one run: its record and its call stack")
     show.add_argument("run_id", metavar="RUN_ID")
     show.add_argument("--spec", metavar="SPEC", help="the spec, to show limits")
     _store_options(show)
+    temporal_lookup_options(show, "add the run's workflow status from this server")
     show.set_defaults(handler=show_command)
+    cancel = actions.add_parser(
+        "cancel",
+        help="end a run on Temporal as stopped, and wait until it has ended",
+        description="Send the run's workflow its cancel signal: a waiting run ends as stopped "
+        "at once (output `cancelled: REASON`), a running one when it next waits (or it "
+        "finishes first); then wait until the workflow has completed and print how the run "
+        "ended, as the store has it. Needs --temporal (a run without a workflow has no "
+        "cancel: decide what it waits for with `callcc resume`). Exit 0 once the run has "
+        "ended (also when it had ended before), 1 when its workflow closed otherwise "
+        "(failed, terminated), 2 for an unknown run or a run with no workflow.",
+    )
+    cancel.add_argument("run_id", metavar="RUN_ID")
+    cancel.add_argument("--reason", default="cancelled", metavar="TEXT", help="why (cancelled)")
+    _store_options(cancel)
+    temporal_lookup_options(cancel, "the server whose workflow drives the run")
+    cancel.set_defaults(handler=cancel_command)
     pending = actions.add_parser("pending", help="every pending decision, oldest first")
     pending.add_argument("--limit", type=_limit, default=100, help="at most this many (100)")
     _store_options(pending)
@@ -164,16 +183,19 @@ def list_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         runs = store.list_runs(status=args.status, limit=args.limit)
     finally:
         store.close()
+    flows = _workflows(args, [r.run_id for r in runs])
     if args.format == "json":
-        json.dump([_record(r) for r in runs], stdout, indent=2, ensure_ascii=False)
+        records = [_record(r) | _workflow(flows, r.run_id) for r in runs]
+        json.dump(records, stdout, indent=2, ensure_ascii=False)
         stdout.write("\n")
         return EXIT_OK
     if not runs:
         stdout.write("no runs\n")
     for run in runs:
+        flow = f"  workflow {flows[run.run_id] or 'none'}" if flows is not None else ""
         stdout.write(
             f"{run.run_id}  {run.status:<9}  {run.spec_name}/{run.agent}  "
-            f"updated {_when(run.updated_at)}\n"
+            f"updated {_when(run.updated_at)}{flow}\n"
         )
     return EXIT_OK
 
@@ -190,11 +212,13 @@ def show_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         continuation = rebuild(run, events)
     finally:
         store.close()
+    flows = _workflows(args, [run.run_id])
     if args.format == "json":
         data = _record(run) | {
             "usage": continuation.usage.to_dict(),  # as of the last checkpoint, even if running
             "pending": [p.to_dict() for p in continuation.pending()],
         }
+        data |= _workflow(flows, run.run_id)
         json.dump(data, stdout, indent=2, ensure_ascii=False)
         stdout.write("\n")
         return EXIT_OK
@@ -203,6 +227,8 @@ def show_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     if run.status == "running" and run.lease_owner and run.lease_expires is not None:
         state = "live" if run.lease_expires > time.time() else "expired: recover continues it"
         stdout.write(f"lease: {run.lease_owner}, until {_when(run.lease_expires)} ({state})\n")
+    if flows is not None:
+        stdout.write(f"workflow: {flows[run.run_id] or 'none'}\n")
     if run.forked_from is not None:
         stdout.write(f"forked from {run.forked_from} at step {run.forked_at}\n")
     if run.output is not None:
@@ -210,6 +236,51 @@ def show_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         stdout.write(f"{label}: {run.output}\n")
     stdout.write(inspect_text(continuation, spec, status=run.status))
     return EXIT_OK
+
+
+def cancel_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """`callcc runs cancel RUN_ID --temporal HOST:PORT`."""
+    if not temporal_of(args):
+        raise UsageError(
+            f"runs cancel needs --temporal HOST:PORT (or ${TEMPORAL_ENV}): it signals the "
+            "run's workflow (a run without one has no cancel: decide what it waits for with "
+            "`callcc resume RUN_ID`, --reject ID or --stop ID)"
+        )
+    from engine.cli.worker import cancel_on_temporal
+
+    store = open_store_of(args)
+    try:
+        store.get_run(args.run_id)  # an unknown run is refused before anything is sent
+        workflow = cancel_on_temporal(args, stderr)
+        run = store.get_run(args.run_id)
+    finally:
+        store.close()
+    if args.format == "json":
+        data = {"run_id": run.run_id, "status": run.status, "output": run.output}
+        json.dump(data | {"workflow": workflow}, stdout, indent=2, ensure_ascii=False)
+        stdout.write("\n")
+        return EXIT_OK if workflow == "COMPLETED" else EXIT_FAILED
+    stdout.write(f"run {run.run_id}: {run.status}, updated {_when(run.updated_at)}\n")
+    stdout.write(f"workflow: {workflow}\n")
+    if run.output is not None:
+        label = "output" if run.status in ("finished", "stopped") else "reason"
+        stdout.write(f"{label}: {run.output}\n")
+    return EXIT_OK if workflow == "COMPLETED" else EXIT_FAILED
+
+
+def _workflows(args: argparse.Namespace, run_ids: list[str]) -> dict[str, str | None] | None:
+    """Each run's workflow status with --temporal (None for a run without one), else None:
+    the store says what the runs are, the server only how their workflows stand."""
+    if not temporal_of(args):
+        return None
+    from engine.cli.worker import workflow_statuses
+
+    return workflow_statuses(args, run_ids)
+
+
+def _workflow(flows: dict[str, str | None] | None, run_id: str) -> dict[str, Any]:
+    """The `workflow` field of a run's JSON (absent without --temporal)."""
+    return {} if flows is None else {"workflow": flows[run_id]}
 
 
 def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:

@@ -1,4 +1,5 @@
-"""`callcc worker` and the `--temporal` face of `run`, `resume` and `pending`: runs driven by
+"""`callcc worker` and the `--temporal` face of `run`, `resume`, `pending` and `runs
+list|show|cancel`: runs driven by
 workers through a Temporal server (`engine.temporal`, imported only when one of them runs).
 
 The output and exit codes are those of a local run (0 finished, 1 failed, 2 bad input, 3
@@ -171,3 +172,40 @@ def pending_on_temporal(args: argparse.Namespace, stdout: TextIO, stderr: TextIO
     else:
         stdout.write(describe(items) if items else "nothing is pending\n")
     return EXIT_SUSPENDED if items else EXIT_OK
+
+
+def workflow_statuses(args: argparse.Namespace, run_ids: list[str]) -> dict[str, str | None]:
+    """`runs list|show --temporal`: each run's workflow status (None: no workflow)."""
+    from engine.temporal.client import TemporalRuntime
+
+    address = temporal_of(args)
+    assert address is not None
+    with TemporalRuntime(address=address, namespace=args.namespace) as runtime:
+        return runtime.workflow_statuses(run_ids) if run_ids else {}
+
+
+def cancel_on_temporal(args: argparse.Namespace, stderr: TextIO) -> str:
+    """`callcc runs cancel RUN_ID --temporal`: the cancel signal, then the wait until the
+    workflow has closed; its final status."""
+    from engine.temporal.client import TemporalRuntime
+
+    address = temporal_of(args)
+    assert address is not None
+    run_id = args.run_id
+    with TemporalRuntime(address=address, namespace=args.namespace) as runtime:
+        status = runtime.workflow_status(run_id)
+        if status is None:
+            raise UsageError(
+                f"run {run_id!r} has no workflow on Temporal at {address} (namespace "
+                f"{args.namespace}): it was started without --temporal, so no worker drives it"
+            )
+        if status == "RUNNING":
+            try:
+                runtime.cancel(run_id, args.reason)
+            except UsageError:
+                if runtime.workflow_status(run_id) == "RUNNING":
+                    raise
+                # it closed between the describe and the signal: wait for how it ended
+        else:
+            print(f"callcc: run {run_id}: its workflow had closed already ({status})", file=stderr)
+        return runtime.closed(run_id)

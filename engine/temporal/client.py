@@ -24,7 +24,7 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from engine import durable
 from engine.continuation import PendingDecision
@@ -248,9 +248,53 @@ class TemporalRuntime:
         return [pending_of(e) for e in entries]
 
     async def acancel(self, run_id: str, reason: str = "cancelled") -> None:
-        """Signal the run to end as stopped (when it waits; a running one once it waits)."""
+        """Signal the run to end as stopped (when it waits; a running one once it waits);
+        UsageError when no open workflow has its id."""
         handle = (await self.client()).get_workflow_handle(run_id)
-        await handle.signal("cancel", reason)
+        try:
+            await handle.signal("cancel", reason)
+        except RPCError as exc:
+            raise UsageError(
+                f"run {run_id!r} has no open workflow on Temporal at {self.address}: {exc}"
+            ) from None
+
+    async def aworkflow_status(self, run_id: str) -> str | None:
+        """The status of the run's workflow as the server describes its latest execution
+        (RUNNING, COMPLETED, FAILED, ...); None when no workflow has the run's id (a run
+        started without Temporal)."""
+        handle = (await self.client()).get_workflow_handle(run_id)
+        try:
+            status = (await handle.describe()).status
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise UsageError(
+                f"cannot describe run {run_id!r} on Temporal at {self.address}: {exc}"
+            ) from None
+        return status.name if status is not None else None
+
+    async def aclosed(self, run_id: str) -> str:
+        """Wait until the run's workflow has closed (through every continue-as-new); its
+        status (COMPLETED, or FAILED, TERMINATED, ... when it did not complete)."""
+        handle = (await self.client()).get_workflow_handle(run_id)
+        try:
+            await handle.result()
+        except WorkflowFailureError:
+            pass  # failed, terminated, timed out: the status says which
+        except RPCError as exc:
+            raise UsageError(f"no run {run_id!r} on Temporal at {self.address}: {exc}") from None
+        return await self.aworkflow_status(run_id) or "none"
+
+    async def aworkflow_statuses(self, run_ids: Sequence[str]) -> dict[str, str | None]:
+        """`aworkflow_status` of each run (one describe each, at most 16 at once)."""
+        gate = asyncio.Semaphore(16)
+
+        async def one(run_id: str) -> str | None:
+            async with gate:
+                return await self.aworkflow_status(run_id)
+
+        statuses = await asyncio.gather(*(one(r) for r in run_ids))
+        return dict(zip(run_ids, statuses, strict=True))
 
     async def _result(self, run_id: str) -> Summary:
         handle = (await self.client()).get_workflow_handle(run_id, result_type=Summary)
@@ -320,6 +364,18 @@ class TemporalRuntime:
     def cancel(self, run_id: str, reason: str = "cancelled") -> None:
         """`acancel`, for code that is not async."""
         self._sync(self.acancel(run_id, reason))
+
+    def workflow_status(self, run_id: str) -> str | None:
+        """`aworkflow_status`, for code that is not async."""
+        return self._sync(self.aworkflow_status(run_id))
+
+    def closed(self, run_id: str) -> str:
+        """`aclosed`, for code that is not async."""
+        return self._sync(self.aclosed(run_id))
+
+    def workflow_statuses(self, run_ids: Sequence[str]) -> dict[str, str | None]:
+        """`aworkflow_statuses`, for code that is not async."""
+        return self._sync(self.aworkflow_statuses(run_ids))
 
     def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._loop is None:  # one loop for the client's whole life: its connection is
