@@ -17,7 +17,8 @@ nothing runs twice:
   original had recorded by step N is part of the history: if the original ran the call after
   it, the fork takes that result (with the arguments it ran with, an edit's); if it started
   the call and recorded no result, the call is one left running (the rule above); if it never
-  started it, the decision is applied in the fork. Fork at the step before it (the suspension) to decide again.
+  started it, the decision is applied in the fork. Fork at the step before it (the
+  suspension) to decide again.
 - A sub-agent under way carries on from its own checkpoint at step N, by these same rules; one
   without a checkpoint yet starts afresh.
 

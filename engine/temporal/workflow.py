@@ -67,6 +67,9 @@ class RunWorkflow:
         self._queue: list[DecideRequest] = []
         self._busy = start.summary is None
         self._generation = 0
+        self._recording = 0
+        """Decisions being recorded now (`record` activities in flight): an advance waits for
+        them, so one recorded while it read the store is never answered 200 and left unread."""
         self._refused: dict[int, str] = {}
         self._cancel: str | None = None
         self._expiry_retry = 0.0
@@ -90,8 +93,12 @@ class RunWorkflow:
             self._busy = False
         while self._summary.waiting:
             woke = await self._wait(advances)
-            if woke == "renew":
-                await workflow.wait_condition(workflow.all_handlers_finished)
+            if woke == "renew":  # a decide still recording will queue a request: take it
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() or bool(self._queue)
+                )
+                if self._queue:
+                    continue
                 workflow.continue_as_new(
                     replace(start, prompt=None, summary=self._summary, advances=advances)
                 )
@@ -99,6 +106,7 @@ class RunWorkflow:
             if self._cancel is not None:
                 self._summary = await self._cancelled(summary, self._cancel)
                 break
+            await workflow.wait_condition(lambda: self._recording == 0)
             requests, self._queue = self._queue, []
             if not requests and woke != "expiry":
                 continue
@@ -203,7 +211,11 @@ class RunWorkflow:
         against what the decider saw), then resume the run when `request.resume` says so or
         nothing is left undecided; returns where the run stands then."""
         assert self._summary is not None
-        recorded = await self._record(request)
+        self._recording += 1
+        try:
+            recorded = await self._record(request)
+        finally:
+            self._recording -= 1
         if recorded.refused is not None:
             raise ApplicationError(recorded.refused, type=REFUSED, non_retryable=True)
         if self._busy or self._summary.nonce != recorded.nonce:  # an advance under way took
