@@ -53,8 +53,10 @@ _FINISH_REASONS = frozenset({"stop", "tool_calls", "function_call"})
 @dataclass(kw_only=True)
 class PauseClock:
     """`suspend.after_seconds` counted outside the process (Temporal's durable timer): while
-    one is set in `external_pause`, a frame pauses for `after_seconds` when `due` is set, never
-    by its own clock, so the timer and the clock cannot both fire."""
+    one is set in `external_pause`, a frame with `after_seconds` pauses at its next step
+    boundary once `due` is set, or when its own clock says so first (a sub-agent started
+    during the advance has no timer of its own until the next one); either way one pause
+    ends the advance, so the two never pause a run twice."""
 
     due: bool = False
     """Set when the outside timer fired: the next frame with `after_seconds` to reach a step
@@ -151,10 +153,11 @@ def check_pause(frame: Frame, agent: BoundAgent) -> Pending | None:
 
 
 def _seconds_up(frame: Frame, after_seconds: float) -> bool:
-    """Whether `after_seconds` of active running passed, by the outside clock when one is set."""
+    """Whether `after_seconds` of active running passed: the outside timer fired (when one is
+    set), or the frame's own clock."""
     outside = external_pause.get()
-    if outside is not None:
-        return outside.due
+    if outside is not None and outside.due:
+        return True
     return frame.pause_elapsed >= after_seconds
 
 

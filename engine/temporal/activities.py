@@ -92,10 +92,11 @@ class Activities:
     async def advance(self, request: Advance) -> Summary:
         """Drive the run until it next waits or ends; heartbeats while it works.
 
-        `suspend.after_seconds` is the workflow's durable timer here, never the frames' own
-        clock: when it fires, the workflow cancels this activity (delivered with a heartbeat),
-        which only sets the drive's `PauseClock`, so the run pauses at its next step boundary
-        with the `pause` entry an in-process clock would have made, and this returns it."""
+        `suspend.after_seconds` is the workflow's durable timer here (beside the frames' own
+        clocks, for sub-agents the timer does not know yet): when it fires, the workflow
+        cancels this activity (delivered with a heartbeat), which only sets the drive's
+        `PauseClock`, so the run pauses at its next step boundary with the `pause` entry an
+        in-process clock would have made, and this returns it."""
         clock = PauseClock(due=request.pause)
         token = external_pause.set(clock)  # the drive's task copies the context: it sees it
         try:
