@@ -21,44 +21,17 @@ from typing import Any
 import loop_tools
 import pytest
 from builders import (
-    agent,
-    call,
-    calls,
     finished,
-    gated,
-    make_spec,
-    python_tool,
-    say,
     script,
-    sub_agent,
     suspended,
     write_bank,
 )
+from test_lazy_messages import SPEC, TURNS  # the same long run, read here without a key
 
 from engine.cli import main
 from engine.continuation import Continuation
 from engine.errors import ContinuationError
 from engine.runtime import Runtime
-
-SPEC = make_spec(
-    [agent("boss", "helper", "echo"), agent("helper", "echo", "transfer")],
-    [sub_agent("helper"), python_tool("echo"), gated("transfer", "approve", "edit", "reject")],
-)
-TURNS = {
-    "boss": [
-        *[calls(call(f"b{i}", "echo", {"text": f"boss step {i} " + "x" * 300})) for i in range(90)],
-        calls(call("h1", "helper", {"request": "pay bob"})),
-        say("All done."),
-    ],
-    "helper": [
-        *[
-            calls(call(f"e{i}", "echo", {"text": f"step {i} [a] {{b}} " + "y" * 300}))
-            for i in range(90)
-        ],
-        calls(call("t1", "transfer", {"to": "bob", "amount": 5})),
-        say("Paid."),
-    ],
-}
 
 Change = Callable[[dict[str, Any]], None]
 
