@@ -73,6 +73,9 @@ CASES = [
         "did you mean 'currency'?",
     ),
     ("      when: sise(args.currency) > 3\n", "unknown-variable", 15, 13, "did you mean 'size'?"),
+    # behind an anchor: the start mark is at `&big`, the text after it
+    ("      when: &big 'args.amuont > 1'\n", "unknown-field", 15, 24, "did you mean 'amount'?"),
+    ("      when: &big |\n        args.amuont > 1\n", "unknown-field", 16, 14, None),
     ("      when: args.amount + 1\n", "condition-type", 15, 13, None),
     (  # cel-cpp's nesting limit, in words a person can act on
         "      when: " + " + ".join(["args.amount"] * 60) + " > 1\n",

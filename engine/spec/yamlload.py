@@ -125,12 +125,24 @@ def scalar_position(text: str, start: tuple[int, int], value: str, offset: int) 
     character. Should the text not read back as `value` (it always does for a file YAML
     parsed), a character maps to the one before it."""
     lines = text.split("\n")
-    begin = sum(len(x) + 1 for x in lines[: start[0] - 1]) + start[1] - 1
+    begin = _after_properties(text, sum(len(x) + 1 for x in lines[: start[0] - 1]) + start[1] - 1)
     chars = _scalar_chars(text, begin, value)
     after = chars[-1] + 1 if chars else begin  # just after the last character
     index = chars[offset] if offset < len(chars) else after
     line = text.count("\n", 0, index) + 1
     return line, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
+_PROPERTY = re.compile(r"(?:[&!][^\s]*[ \t]+|[&!][^\s]*\n[ \t]*)")
+"""An anchor (`&name`) or a tag (`!tag`, `!!str`, `!<...>`) and the blanks after it: a
+node's start mark is at its properties, its text after them."""
+
+
+def _after_properties(text: str, begin: int) -> int:
+    """`begin` moved past the node properties written before a scalar's text."""
+    while (found := _PROPERTY.match(text, begin)) is not None:
+        begin = found.end()
+    return begin
 
 
 def _scalar_chars(text: str, begin: int, value: str) -> list[int]:
