@@ -760,6 +760,7 @@ def test_runs_cancel_ends_a_suspended_run_and_runs_show_tells_how_its_workflow_s
 
     cancelled = cli("runs", "cancel", "pay-cancel", "--reason", "not today", *on, *store)
     assert cancelled.returncode == 0, cancelled.stderr
+    assert "no worker polls" not in cancelled.stderr  # the pool's workers poll its queue
     first, *rest = cancelled.stdout.splitlines()
     assert first.startswith("run pay-cancel: stopped, updated ")
     assert rest == ["workflow: COMPLETED", "output: cancelled: not today"]
@@ -809,3 +810,38 @@ def test_runs_cancel_ends_a_suspended_run_and_runs_show_tells_how_its_workflow_s
         assert kept.get_run("pay-local").status == "suspended"  # refused: nothing changed
     finally:
         kept.close()
+
+
+def test_runs_cancel_says_no_worker_polls_and_stops_waiting_at_its_timeout(
+    pool: Workers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CALLCC_TEMPORAL", raising=False)
+    spec, store = approval_spec(tmp_path, 1), ["--store", pool.store_url]
+    assert cli("run", str(spec), "-p", "pay", "--run-id", "pay-idle", *store).returncode == 3
+    idle = f"idle-{uuid.uuid4().hex[:8]}"  # a queue no worker polls: the workers are all gone
+    with TemporalRuntime(address=pool.address, store=pool.store_url, task_queue=idle) as runtime:
+        runtime.start(load_spec(spec), "pay", run_id="pay-idle")
+        assert runtime.idle_queue("pay-idle") == idle
+    with client(pool) as runtime:
+        assert runtime.idle_queue("pay-idle") == idle  # the workflow's queue, not the client's
+        assert runtime.idle_queue("no-such-run") is None
+
+    waited = cli("runs", "cancel", "pay-idle", "--temporal", pool.address, *store, "--timeout",
+                 "0.2")  # fmt: skip
+    assert waited.returncode == 3, waited.stderr
+    assert f"no worker polls task queue '{idle}' on {pool.address} (namespace default)" in (
+        waited.stderr
+    )
+    assert "has not closed within 0.2 s; the cancel stays sent" in waited.stderr
+    assert waited.stdout == "run pay-idle: suspended, cancel sent, workflow RUNNING\n"
+    assert workflow_status(pool, "pay-idle") == "RUNNING"
+    bad = cli("runs", "cancel", "pay-idle", "--temporal", pool.address, *store, "--timeout", "0")
+    assert bad.returncode == 2 and "'0' is not a number of seconds above 0" in bad.stderr
+
+    async def terminate() -> None:
+        from temporalio.client import Client
+
+        handle = (await Client.connect(pool.address)).get_workflow_handle("pay-idle")
+        await handle.terminate("test over")
+
+    asyncio.run(terminate())

@@ -50,9 +50,17 @@ def register(sub: Any) -> None:
         "ended, as the store has it. Needs --temporal (a run without a workflow has no "
         "cancel: decide what it waits for with `callcc resume`). Exit 0 once the run has "
         "ended (also when it had ended before), 1 when its workflow closed otherwise "
-        "(failed, terminated), 2 for an unknown run or a run with no workflow.",
+        "(failed, terminated), 2 for an unknown run or a run with no workflow, 3 when "
+        "--timeout passed first (the cancel stays sent). No worker polling the run's task "
+        "queue is said on stderr before the wait.",
     )
     cancel.add_argument("run_id", metavar="RUN_ID")
+    cancel.add_argument(
+        "--timeout",
+        type=_seconds_type,
+        metavar="SECONDS",
+        help="stop waiting after this long, exit 3 (default: wait until the run has ended)",
+    )
     cancel.add_argument("--reason", default="cancelled", metavar="TEXT", help="why (cancelled)")
     _store_options(cancel)
     temporal_lookup_options(cancel, "the server whose workflow drives the run")
@@ -255,6 +263,14 @@ def cancel_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
         run = store.get_run(args.run_id)
     finally:
         store.close()
+    if workflow is None:
+        if args.format == "json":
+            data = {"run_id": run.run_id, "status": run.status, "output": run.output}
+            json.dump(data | {"workflow": "RUNNING"}, stdout, indent=2, ensure_ascii=False)
+            stdout.write("\n")
+        else:
+            stdout.write(f"run {run.run_id}: {run.status}, cancel sent, workflow RUNNING\n")
+        return EXIT_SUSPENDED
     if args.format == "json":
         data = {"run_id": run.run_id, "status": run.status, "output": run.output}
         json.dump(data | {"workflow": workflow}, stdout, indent=2, ensure_ascii=False)
@@ -488,3 +504,14 @@ def _age_text(seconds: float) -> str:
         if seconds and seconds % size == 0:
             return f"{seconds / size:g}{unit}"
     return f"{seconds:g}s"
+
+
+def _seconds_type(text: str) -> float:
+    """A `--timeout` value: seconds, more than zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value

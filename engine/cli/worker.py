@@ -124,6 +124,7 @@ def run_on_temporal(
             stdout.write(f"{run_id}\n")
             return EXIT_OK
         runtime.start(spec, prompt, agent=args.agent, run_id=run_id)
+        warn_without_worker(runtime, run_id, stderr)
         outcome = runtime.outcome(run_id)
     return report(outcome, args.state_out, args, stdout, stderr, store_url=store_url_of(args))
 
@@ -148,6 +149,7 @@ def resume_on_temporal(args: argparse.Namespace, stdout: TextIO, stderr: TextIO)
             decision = decision_of(decide)
             decision.id, decision.fingerprint = view.path, view.fingerprint
             decisions.append(decision)
+        warn_without_worker(runtime, continuation.run_id, stderr)
         outcome = runtime.resume(continuation.run_id, decisions, nonce=continuation.nonce)
     return report(outcome, args.state_out, args, stdout, stderr, store_url=store_url_of(args))
 
@@ -184,9 +186,22 @@ def workflow_statuses(args: argparse.Namespace, run_ids: list[str]) -> dict[str,
         return runtime.workflow_statuses(run_ids) if run_ids else {}
 
 
-def cancel_on_temporal(args: argparse.Namespace, stderr: TextIO) -> str:
+def warn_without_worker(runtime: TemporalRuntime, run_id: str, stderr: TextIO) -> None:
+    """Say so before a wait that only a worker can end, when none polls the run's queue."""
+    queue = runtime.idle_queue(run_id)
+    if queue is not None:
+        print(
+            f"callcc: no worker polls task queue {queue!r} on {runtime.address} (namespace "
+            f"{runtime.namespace}): run {run_id} waits until one starts (`callcc worker "
+            f"--temporal {runtime.address} --task-queue {queue} --store URL`); Ctrl-C stops "
+            "waiting and leaves the run as it is",
+            file=stderr,
+        )
+
+
+def cancel_on_temporal(args: argparse.Namespace, stderr: TextIO) -> str | None:
     """`callcc runs cancel RUN_ID --temporal`: the cancel signal, then the wait until the
-    workflow has closed; its final status."""
+    workflow has closed; its final status, or None when `--timeout` passed first."""
     from engine.temporal.client import TemporalRuntime
 
     address = temporal_of(args)
@@ -206,6 +221,15 @@ def cancel_on_temporal(args: argparse.Namespace, stderr: TextIO) -> str:
                 if runtime.workflow_status(run_id) == "RUNNING":
                     raise
                 # it closed between the describe and the signal: wait for how it ended
+            warn_without_worker(runtime, run_id, stderr)
         else:
             print(f"callcc: run {run_id}: its workflow had closed already ({status})", file=stderr)
-        return runtime.closed(run_id)
+        try:
+            return runtime.closed(run_id, args.timeout)
+        except TimeoutError:
+            print(
+                f"callcc: run {run_id}: its workflow has not closed within {args.timeout:g} s; "
+                "the cancel stays sent, and the run ends as stopped when a worker takes it",
+                file=stderr,
+            )
+            return None

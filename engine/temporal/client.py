@@ -16,6 +16,9 @@ import uuid
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
     WorkflowFailureError,
@@ -273,12 +276,31 @@ class TemporalRuntime:
             ) from None
         return status.name if status is not None else None
 
-    async def aclosed(self, run_id: str) -> str:
+    async def aidle_queue(self, run_id: str) -> str | None:
+        """The task queue of the run's open workflow when no worker polls it (as the server
+        saw lately: a worker gone a few minutes ago still counts), else None."""
+        client = await self.client()
+        try:
+            queue = (await client.get_workflow_handle(run_id).describe()).task_queue
+            seen = await client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=self.namespace,
+                    task_queue=TaskQueue(name=queue),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                )
+            )
+        except RPCError:
+            return None  # no such workflow, or the server cannot tell: nothing to warn about
+        return None if seen.pollers else queue
+
+    async def aclosed(self, run_id: str, timeout: float | None = None) -> str:
         """Wait until the run's workflow has closed (through every continue-as-new); its
-        status (COMPLETED, or FAILED, TERMINATED, ... when it did not complete)."""
+        status (COMPLETED, or FAILED, TERMINATED, ... when it did not complete).
+        `TimeoutError` when `timeout` seconds pass first."""
         handle = (await self.client()).get_workflow_handle(run_id)
         try:
-            await handle.result()
+            async with asyncio.timeout(timeout):
+                await handle.result()
         except WorkflowFailureError:
             pass  # failed, terminated, timed out: the status says which
         except RPCError as exc:
@@ -369,9 +391,13 @@ class TemporalRuntime:
         """`aworkflow_status`, for code that is not async."""
         return self._sync(self.aworkflow_status(run_id))
 
-    def closed(self, run_id: str) -> str:
+    def closed(self, run_id: str, timeout: float | None = None) -> str:
         """`aclosed`, for code that is not async."""
-        return self._sync(self.aclosed(run_id))
+        return self._sync(self.aclosed(run_id, timeout))
+
+    def idle_queue(self, run_id: str) -> str | None:
+        """`aidle_queue`, for code that is not async."""
+        return self._sync(self.aidle_queue(run_id))
 
     def workflow_statuses(self, run_ids: Sequence[str]) -> dict[str, str | None]:
         """`aworkflow_statuses`, for code that is not async."""
