@@ -181,6 +181,7 @@ class Journal:
                 fingerprint=p.fingerprint,
                 expires_at=p.expires_at,
                 approvers=p.approvers,
+                policy=p.policy,
             )
             for p in (continuation.pending() if continuation and status == "suspended" else [])
         ]

@@ -301,6 +301,8 @@ def _workflow(flows: dict[str, str | None] | None, run_id: str) -> dict[str, Any
 
 def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`callcc runs pending`."""
+    from engine._codec import policy_to_data
+
     store = open_store_of(args)
     try:
         rows = store.pending(limit=args.limit)
@@ -315,6 +317,8 @@ def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
                 "tool": r.tool,
                 "reason": r.reason,
                 "created_at": r.created_at,
+                "policy": None if r.policy is None else policy_to_data(r.policy),
+                "why": r.why,
             }
             for r in rows
         ]
@@ -325,6 +329,8 @@ def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
         stdout.write("nothing is pending\n")
     for r in rows:
         stdout.write(f"{_when(r.created_at)}  {r.run_id}  {r.path}  [{r.reason}]  {r.tool or ''}\n")
+        if r.why:
+            stdout.write(f"      why: {r.why}\n")
     return EXIT_OK
 
 

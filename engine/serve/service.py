@@ -577,6 +577,7 @@ def _pending_view(row: PendingRow) -> PendingView:
         since=row.created_at,
         expires_at=row.expires_at,
         approvers=tuple(row.approvers),
+        policy=row.policy,
         spec=row.spec_name,
         detail=row.detail,
         decided=row.decided,

@@ -36,8 +36,9 @@ awaited (`Runtime.arun`): PostgreSQL on a small pool of asyncio connections, SQL
 worker thread per store. Both keep the contract below alike.
 
 The inbox (migration 8). A suspended run's **pending rows** carry what a reviewer is shown
-(agent, arguments, prompt, detail, allowed decisions, fingerprint, expiry, approvers) and the
-name of its spec, so listing them parses no document. `pending` lists them oldest first
+(agent, arguments, prompt, detail, allowed decisions, fingerprint, expiry, approvers; since
+migration 10 the `policy` that made a call wait) and the name of its spec, so listing them
+parses no document. `pending` lists them oldest first
 (`created_at`, run, path), filtered by run, spec, tool or reason; `list_runs` lists runs newest
 first (`updated_at`, id), by status or spec. Both page with an opaque, url-safe cursor made from
 the last row of a page (`pending_cursor`, `run_cursor`; a malformed one is a UsageError): every
@@ -76,6 +77,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
 from engine.errors import UsageError
+from engine.frames import PolicyWhy
 from engine.store._statuses import RUN_STATUSES as RUN_STATUSES
 from engine.store._statuses import RunStatus as RunStatus
 
@@ -182,11 +184,18 @@ class PendingRow:
     """When an undecided entry expires (seconds since the epoch), None: never."""
     approvers: tuple[str, ...] = ()
     """Who may decide it (role or user names), empty: any approver."""
+    policy: PolicyWhy | None = None
+    """Why a condition made the call wait (the tool's `approval.when`), None: no condition."""
     spec_name: str = ""
     """`name` of the run's spec (the store fills it from the run; kept on the row so listing
     by spec needs no join)."""
     decided: bool = False
     """On read: a `RecordedDecision` exists for it at the run's current nonce."""
+
+    @property
+    def why(self) -> str | None:
+        """The condition's verdict as one line (`why:`), or None."""
+        return None if self.policy is None else self.policy.line()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
