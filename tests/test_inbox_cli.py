@@ -160,9 +160,8 @@ def test_pending_and_runs_pending_show_why_a_condition_made_a_stored_call_wait(
     assert code == 3, err
     code, _, err = cli("run", str(specs / "hr_agent.yaml"), "-p", "x", "--run-id", "hr", *store)
     assert code == 3, err
-    why = 'when args.amount > 1000 || args.currency != "EUR" held'
-    policy = {"kind": "when", "when": why.removeprefix("when ").removesuffix(" held")}
-    policy["outcome"] = "held"
+    when = 'args.amount > 1000 || args.currency != "EUR"'  # specs/transfers.yaml's condition
+    why, policy = f"when {when} held", {"kind": "when", "when": when, "outcome": "held"}
 
     code, out, _ = cli("pending", "pay", *store, "--format", "json")
     [entry] = json.loads(out)
