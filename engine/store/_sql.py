@@ -12,7 +12,6 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from engine._canonical import LONE_SURROGATE
-from engine._codec import policy_from_data, policy_to_data
 from engine._json import escape_surrogates
 from engine.errors import ConflictError, LeaseHeldError, UsageError
 from engine.store._plan import Plan, Query
@@ -78,8 +77,8 @@ PENDING_SPEC_BACKFILL = (
 """Migration 8: the spec name of every pending row kept before it."""
 
 POLICY_ADDED = "ALTER TABLE pending ADD COLUMN policy TEXT"
-"""Migration 10: why a condition made a call wait (`policy_to_data` as JSON text, NULL for
-none), alike on both backends; rows kept before it have none."""
+"""Migration 10: why a condition made a call wait (the document's `policy` as JSON text, NULL
+for none), alike on both backends; rows kept before it have none."""
 
 INBOX_INDEXES = (
     "CREATE INDEX pending_by_spec ON pending (spec_name, created_at, run_id, path)",
@@ -205,7 +204,7 @@ def pending_row(row: Sequence[Any]) -> PendingRow:
         fingerprint=row[11],
         expires_at=float(row[12]) if row[12] is not None else None,
         approvers=names(row[13]),
-        policy=policy_from_data(load_json(row[14]), "/policy") if row[14] is not None else None,
+        policy=load_json(row[14]) if row[14] is not None else None,
         spec_name=row[15] if len(row) > 15 else "",
         decided=bool(row[16]) if len(row) > 16 else False,
     )
@@ -424,7 +423,7 @@ def pending_params(run_id: str, pending: Sequence[PendingRow]) -> list[tuple[Any
                 p.fingerprint,
                 p.expires_at,
                 dump_json(list(p.approvers)),
-                dump_json(policy_to_data(p.policy)) if p.policy is not None else None,
+                dump_json(p.policy) if p.policy is not None else None,
                 run_id,
             )
         )

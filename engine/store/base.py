@@ -77,7 +77,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
 from engine.errors import UsageError
-from engine.frames import PolicyWhy
 from engine.store._statuses import RUN_STATUSES as RUN_STATUSES
 from engine.store._statuses import RunStatus as RunStatus
 
@@ -184,18 +183,15 @@ class PendingRow:
     """When an undecided entry expires (seconds since the epoch), None: never."""
     approvers: tuple[str, ...] = ()
     """Who may decide it (role or user names), empty: any approver."""
-    policy: PolicyWhy | None = None
-    """Why a condition made the call wait (the tool's `approval.when`), None: no condition."""
+    policy: dict[str, Any] | None = None
+    """Why a condition (the tool's `approval.when`) made the call wait, as the document holds
+    it (`{"kind": "when", "when", "outcome", "error"?}`: `engine._codec.policy_from_data`
+    reads it); None: no condition did."""
     spec_name: str = ""
     """`name` of the run's spec (the store fills it from the run; kept on the row so listing
     by spec needs no join)."""
     decided: bool = False
     """On read: a `RecordedDecision` exists for it at the run's current nonce."""
-
-    @property
-    def why(self) -> str | None:
-        """The condition's verdict as one line (`why:`), or None."""
-        return None if self.policy is None else self.policy.line()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
