@@ -171,6 +171,10 @@ def test_pending_and_runs_pending_show_why_a_condition_made_a_stored_call_wait(
     assert code == 3 and f"      why: {why}\n" in out
     code, out, _ = cli("pending", "hr", *store)
     assert code == 3 and "why:" not in out
+    code, out, _ = cli("runs", "show", "pay", *store)
+    assert code == 0 and f"why: {why}\n" in out
+    code, out, _ = cli("runs", "show", "pay", *store, "--format", "json")
+    assert [(p["policy"], p["why"]) for p in json.loads(out)["pending"]] == [(policy, why)]
 
     code, out, _ = cli("runs", "pending", *store, "--format", "json")
     rows = {r["run_id"]: (r["policy"], r["why"]) for r in json.loads(out)}
