@@ -277,6 +277,20 @@ def test_the_workflow_lists_why_a_condition_made_a_call_wait(pool: Workers) -> N
     assert f"      why: when {when} held\n" in text.stdout
 
 
+def test_the_workflow_lists_when_an_approval_expires_and_who_may_decide(
+    pool: Workers, tmp_path: Path
+) -> None:
+    spec = load_spec(approval_spec(tmp_path, 1, expires_after="1h", approvers=("finance",)))
+    with client(pool) as runtime:
+        suspended = runtime.run(spec, "pay", run_id="pay-who")
+        assert isinstance(suspended, Suspended)
+        [kept] = suspended.continuation.pending()
+        [listed] = runtime.pending("pay-who")  # the workflow's `pending` query
+        assert kept.expires_at is not None and kept.approvers == ("finance",)
+        assert (listed.expires_at, listed.approvers) == (kept.expires_at, ("finance",))
+        runtime.cancel("pay-who")
+
+
 # -- the update's validator --------------------------------------------------------------------
 
 
@@ -416,9 +430,12 @@ def test_fifty_concurrent_runs_on_two_workers_run_each_tool_exactly_once(
     assert sorted(logged) == sorted([("echo", "before"), ("slow", "card"), ("slow", "page")] * 50)
 
 
-def approval_spec(tmp_path: Path, payments: int, expires_after: str | None = None) -> Path:
+def approval_spec(
+    tmp_path: Path, payments: int, expires_after: str | None = None, approvers: tuple[str, ...] = ()
+) -> Path:
     """A spec whose model makes `payments` approved transfers one after the other, then says
-    "paid"; the approval expires after `expires_after` when given."""
+    "paid"; the approval expires after `expires_after` when given, and only `approvers`
+    (when given) may decide."""
     turns: list[dict[str, Any]] = [
         {"tool_calls": [{"id": f"p{i}", "name": "transfer", "arguments": {"to": f"acct{i}",
                                                                           "amount": i}}]}
@@ -430,6 +447,8 @@ def approval_spec(tmp_path: Path, payments: int, expires_after: str | None = Non
     approval: dict[str, Any] = {"required": True, "decisions": ["approve", "reject"]}
     if expires_after is not None:
         approval["expires_after"] = expires_after
+    if approvers:
+        approval["approvers"] = list(approvers)
     spec = {
         "spec_version": 1,
         "name": "payer",

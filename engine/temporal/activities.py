@@ -347,6 +347,7 @@ def entries_of(continuation: Continuation) -> list[Entry]:
             detail=p.detail,
             decision=p.decision,
             expires_at=p.expires_at,
+            approvers=list(p.approvers),
             policy=None if p.policy is None else policy_to_data(p.policy),
         )
         for p in continuation.pending()

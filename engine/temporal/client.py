@@ -452,5 +452,7 @@ def pending_of(entry: Entry) -> PendingDecision:
         detail=entry.detail,
         decision=entry.decision,
         fingerprint=entry.fingerprint,
+        expires_at=entry.expires_at,
+        approvers=tuple(entry.approvers),
         policy=None if entry.policy is None else policy_from_data(entry.policy, "/policy"),
     )
