@@ -22,6 +22,7 @@ from engine.compile import BoundAgent, BoundTool, Program
 from engine.errors import ContinuationError
 from engine.events import Observers, RunEvent
 from engine.frames import Frame, Pending, PolicyWhy
+from engine.grants import Grant, covering
 from engine.runners import Call, Done, Outcome, Wait, runner_for
 from engine.runners.base import (
     approval_entry,
@@ -82,6 +83,17 @@ class RunContext:
     call expires is counted from it."""
     toolsets: Toolsets | None = None
     """The run's connections to tool servers (`kind: mcp`), when an agent uses one."""
+    grants: tuple[Grant, ...] = ()
+    """The run's grants (the root frame's, `engine.grants`): a call one covers that would
+    wait for approval is approved or rejected by it instead."""
+
+    def granted(self, frame: Frame, call_id: str, tool: str, args: dict[str, Any]) -> Grant | None:
+        """The grant that answers a call that would wait for approval, or None (it asks);
+        its application is an event (`grant_applied`)."""
+        grant = covering(self.grants, frame, tool, args, self.run_id) if self.grants else None
+        if grant is not None and self.observers:
+            _emit.grant_applied(frame, call_id, tool, grant, args, self)
+        return grant
 
     @property
     def durable(self) -> bool:
@@ -128,7 +140,18 @@ def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any], ctx: RunCont
     text = call["function"]["arguments"]
     approval = tool.spec.approval
     asks, why = _asks(frame, tool, call_id, arguments, ctx) if approval.required else (False, None)
-    if asks:
+    grant = ctx.granted(frame, call_id, name, arguments) if asks else None
+    if grant is not None and grant.kind == "reject":
+        frame.ledger[call_id] = "rejected"
+        text = f"rejected: the call was not executed ({grant.reason})"
+        frame.results[call_id] = text
+        if ctx.observers:
+            _emit.tool_finished(frame, call_id, name, "rejected", text, ctx)
+    elif grant is not None:  # approved for the run: it runs as if a person approved it
+        frame.approved[call_id] = grant.fingerprint
+        frame.ledger[call_id] = "running"
+        frame.decoded[call_id] = arguments
+    elif asks:
         job = Call(frame=frame, tool=tool, id=call_id, arguments=arguments)
         entry = approval_entry(
             job, ctx, arguments=arguments, text=text, detail=tool.approval_detail, policy=why

@@ -296,6 +296,7 @@ def progress_line(event: RunEvent) -> str | None:
     from engine.events import (
         DecisionApplied,
         EntryAdded,
+        GrantApplied,
         ModelCalled,
         ModelReplied,
         PolicyAllowed,
@@ -324,6 +325,10 @@ def progress_line(event: RunEvent) -> str | None:
         return (
             f"{event.tool} needs no approval: `{_clip(event.when, 60)}` is false ({event.call_id})"
         )
+    if isinstance(event, GrantApplied):
+        done = "runs without asking" if event.grant == "approve" else "is rejected"
+        where = f" where `{_clip(event.where, 60)}`" if event.where else ""
+        return f"{event.tool} {done}: granted for the run{where} ({event.call_id})"
     if isinstance(event, EntryAdded):
         entry = event.entry
         if entry.reason == "approval":
