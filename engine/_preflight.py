@@ -205,7 +205,7 @@ def _check_where(agent: BoundAgent, entry: Pending, decision: Decision) -> None:
     tool = agent.tools.get(entry.tool or "")
     properties = tool.parameters.get("properties") if tool is not None else None
     fields = list(properties) if isinstance(properties, dict) else None
-    check_where(decision.where, fields, f"{decision.kind} of {entry.id} for the run")
+    check_where(decision.where, fields, f"{decision.kind} of {entry.id} for the run", entry.id)
 
 
 def _allowed(program: Program, entry: Pending) -> frozenset[str]:

@@ -178,11 +178,11 @@ def where_problem(text: str, fields: Sequence[str] | None) -> str | None:
     return f"where {text!r}: {first.message} (at {at}){hint}"
 
 
-def check_where(text: str, fields: Sequence[str] | None, what: str) -> None:
-    """Refuse a bad `where` with a `DecisionError` naming `what` (the entry)."""
+def check_where(text: str, fields: Sequence[str] | None, what: str, entry: str) -> None:
+    """Refuse a bad `where` with a `DecisionError` naming `what` (the decision of `entry`)."""
     problem = where_problem(text, fields)
     if problem is not None:
-        raise DecisionError(f"{what}: {problem}")
+        raise DecisionError(f"{what}: {problem}", pending_ids=[entry])
 
 
 @functools.lru_cache(maxsize=256)
