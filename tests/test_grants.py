@@ -4,8 +4,10 @@ grants are kept in the signed document and the store, and never cross runs (a fo
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import asks_tools
@@ -29,6 +31,7 @@ from builders import (
     tool_result,
 )
 
+from engine.cli import main
 from engine.continuation import Continuation
 from engine.decisions import Decide
 from engine.errors import ContinuationError, DecisionError
@@ -401,3 +404,77 @@ def test_a_new_run_starts_with_no_grants() -> None:
     finished(resume(rt, suspended(run(rt, run_id="one")).approve("t1", scope="run")))
     second = suspended(run(rt, run_id="two"))
     assert second.grants() == () and [p.id for p in second.pending()] == ["t1"]
+
+
+# -- the CLI -------------------------------------------------------------------------------
+
+BILLS = str(Path(__file__).resolve().parent.parent / "specs" / "bills.yaml")
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_for_run_and_where_grant_and_the_grant_is_shown(tmp_path: Path) -> None:
+    state = str(tmp_path / "state.json")
+    assert cli("run", BILLS, "--state", state, "-q", "-p", "pay")[0] == 3
+    code, out, _ = cli(
+        "resume", state, "-q", "--format", "json",
+        "--approve", "call_laptop", "--for-run", "--where", "args.amount <= 2000",
+    )  # fmt: skip
+    assert code == 3
+    data = json.loads(out)
+    assert [p["id"] for p in data["pending"]] == ["call_car"]  # the phone ran, granted
+    assert [(g["kind"], g["where"], g["from"]) for g in data["grants"]] == [
+        ("approve", "args.amount <= 2000", "treasurer/call_laptop")
+    ]
+    code, out, _ = cli("pending", state)
+    expected = (
+        "  grant: approve transfer where args.amount <= 2000 for the rest of the run "
+        "(from treasurer/call_laptop)\n"
+    )
+    assert code == 3 and out.endswith(expected)
+    _, out, _ = cli("inspect", state)
+    assert "grant: approve transfer where args.amount <= 2000" in out
+    code, out, _ = cli("resume", state, "-q", "--reject", "call_car", "--reason", "not now")
+    assert code == 0 and "the car (15,000 EUR) was not approved" in out
+
+
+def test_cli_approve_all_for_run_makes_each_entry_grant(tmp_path: Path) -> None:
+    state = str(tmp_path / "state.json")
+    cli("run", BILLS, "--state", state, "-q", "-p", "pay")
+    code, out, _ = cli("resume", state, "-q", "--approve", "all", "--for-run")
+    assert code == 0, out  # the phone and the car ran without asking: no where, every call
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--for-run", "--approve", "call_laptop"], "--for-run applies to the --approve ID"),
+        (["--approve", "call_laptop", "--where", "args.amount < 5"], "--where applies to"),
+        (
+            ["--approve", "call_laptop", "--for-run", "--for-run"],
+            "--for-run is given twice for --approve call_laptop",
+        ),
+        (
+            ["--approve", "call_laptop", "--for-run", "--where", "args.amount <"],
+            "the condition ends too early (at column 14)",
+        ),
+        (
+            ["--approve", "call_laptop", "--for-run", "--where", "args.amont < 5"],
+            "args has no parameter 'amont'",
+        ),
+    ],
+)
+def test_cli_misused_grant_flags_are_exit_2(
+    tmp_path: Path, flags: list[str], message: str
+) -> None:
+    state = str(tmp_path / "state.json")
+    cli("run", BILLS, "--state", state, "-q", "-p", "pay")
+    code, _, err = cli("resume", state, "-q", *flags)
+    assert code == 2 and message in err, err
+    assert json.loads(Path(state).read_text(encoding="utf-8"))["frames"][0]["pending"][0].get(
+        "decision"
+    ) is None  # nothing was decided
