@@ -16,7 +16,6 @@ from typing import Any, cast
 
 from engine._canonical import json_problem
 from engine.errors import ContinuationError
-from engine.grants import Grant
 from engine.frames import (
     CALL_STATUSES,
     DECISION_KINDS,
@@ -34,6 +33,7 @@ from engine.frames import (
     Stop,
     walk,
 )
+from engine.grants import Grant
 
 _COUNTERS_INT = (
     "turns",
@@ -234,9 +234,7 @@ def _scope(obj: dict[str, Any], ptr: str) -> tuple[Any, str | None]:
         )
     where = _opt_str(obj, "where", ptr)
     if where is not None and scope != "run":
-        raise ContinuationError(
-            "a `where` needs `scope: run` beside it", pointer=f"{ptr}/where"
-        )
+        raise ContinuationError("a `where` needs `scope: run` beside it", pointer=f"{ptr}/where")
     if where is not None and not where.strip():
         raise ContinuationError("expected a CEL condition", pointer=f"{ptr}/where")
     _plain(where, f"{ptr}/where")

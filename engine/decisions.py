@@ -27,10 +27,8 @@ from typing import Any
 from engine import _paths
 from engine._canonical import json_problem
 from engine.errors import DecisionError
-from engine.grants import where_problem
 from engine.frames import (
     DECISION_KINDS,
-    Scope,
     Answer,
     Approve,
     Decision,
@@ -40,8 +38,10 @@ from engine.frames import (
     Pending,
     Reject,
     Resume,
+    Scope,
     Stop,
 )
+from engine.grants import where_problem
 from engine.waits import Kind
 
 _REJECTED = "rejected by the reviewer"

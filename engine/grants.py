@@ -57,7 +57,9 @@ class Grant:
     reason: str | None = None
     """For `reject`: why, in words the model reads."""
 
-    def covers(self, tool: str, args: Mapping[str, Any], agent: Mapping[str, Any], run: Any) -> bool:
+    def covers(
+        self, tool: str, args: Mapping[str, Any], agent: Mapping[str, Any], run: Any
+    ) -> bool:
         """True when this grant answers a call of `tool` with these variables: the same tool,
         and `where` (if any) evaluated to true (an evaluation error does not cover)."""
         if tool != self.tool:
@@ -75,7 +77,9 @@ class Grant:
         """One line for `callcc pending`/`inspect` and the picture."""
         where = f" where {self.where}" if self.where else ""
         reason = f" ({self.reason})" if self.kind == "reject" and self.reason else ""
-        return f"{self.kind} {self.tool}{where} for the rest of the run{reason} (from {self.source})"
+        return (
+            f"{self.kind} {self.tool}{where} for the rest of the run{reason} (from {self.source})"
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

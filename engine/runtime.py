@@ -585,9 +585,8 @@ class Runtime:
         )
         if observers:
             for done in granted:
-                entry = done.entry
-                arguments = entry.arguments or {}
-                _emit.grant_applied(done.frame, entry.id, entry.tool or "", done.grant, arguments, ctx)
+                call_id, tool, args = done.entry.id, done.entry.tool or "", done.entry.arguments
+                _emit.grant_applied(done.frame, call_id, tool, done.grant, args or {}, ctx)
         if journal is not None and (granted or root.grants != before):
             await journal.checkpoint(root)  # the grants are kept before anything runs
         try:

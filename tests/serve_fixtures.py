@@ -71,7 +71,8 @@ def lay_out_specs(folder: Path) -> Path:
     """The example specs the tests start runs of: `hr_agent.yaml` (one approval),
     `fanout.yaml` (two approvals in one run, in two sub-agents), `payments.yaml` (an approval
     that allows edits), `guarded.yaml` (payments whose transfers only ada and the finance
-    team may decide), `bills.yaml` (transfers one a turn, for grants), `flaky.yaml` (a model call that fails for good, then answers)."""
+    team may decide), `bills.yaml` (transfers one a turn, for grants), `flaky.yaml` (a model
+    call that fails for good, then answers)."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copytree(SPECS / "callcc_examples", folder / "callcc_examples")
     for name in ("hr_agent.yaml", "hr_agent.script.yaml", "hr_agent.fanout.script.yaml"):

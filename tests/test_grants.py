@@ -74,9 +74,7 @@ def observed(rt: Runtime) -> list[GrantApplied]:
 
 def applied(seen: list[Any]) -> list[tuple[str, str, str, str | None, str]]:
     return [
-        (e.call_id, e.path, e.grant, e.where, e.source)
-        for e in seen
-        if isinstance(e, GrantApplied)
+        (e.call_id, e.path, e.grant, e.where, e.source) for e in seen if isinstance(e, GrantApplied)
     ]
 
 
@@ -263,14 +261,15 @@ def test_scoped_decisions_in_any_order_give_the_same_document() -> None:
         },
     )
     base = suspended(run(rt))
-    one = base.approve("l1", scope="run", where="args.amount < 10").reject(
-        "t2", "no", scope="run"
-    )
+    one = base.approve("l1", scope="run", where="args.amount < 10").reject("t2", "no", scope="run")
     other = base.reject("t2", "no", scope="run").approve(
         "l1", scope="run", where="args.amount < 10"
     )
     batch = base.decide_many(
-        [Decide.reject("t2", "no", scope="run"), Decide.approve("l1", scope="run", where="args.amount < 10")]
+        [
+            Decide.reject("t2", "no", scope="run"),
+            Decide.approve("l1", scope="run", where="args.amount < 10"),
+        ]
     )
     assert one.to_json() == other.to_json() == batch.to_json()
     check_document(one)
@@ -327,7 +326,11 @@ def test_a_condition_that_held_is_answered_by_a_grant() -> None:
     approval = Approval(required=True, when="args.amount > 100", decisions=("approve", "reject"))
     spec = make_spec(
         [agent("payer", "transfer")],
-        [PythonTool(name="transfer", description="pay", ref="loop_tools:transfer", approval=approval)],
+        [
+            PythonTool(
+                name="transfer", description="pay", ref="loop_tools:transfer", approval=approval
+            )
+        ],
         name="when",
     )
     rt = runtime(
@@ -356,7 +359,11 @@ def test_grants_survive_the_store_and_audit_records_the_scope(store_url: str) ->
     with Runtime(SPEC, model_override=script(turns), store=store_url) as rt:
         loaded = rt.load_run("g1")  # rebuilt from the store's events
         [grant] = loaded.grants()
-        assert (grant.kind, grant.where, grant.source) == ("approve", "args.amount <= 100", "root/t1")
+        assert (grant.kind, grant.where, grant.source) == (
+            "approve",
+            "args.amount <= 100",
+            "root/t1",
+        )
         assert [p.id for p in loaded.pending()] == ["t2"]
         finished(rt.resume(loaded.approve("t2")))
     assert paid() == [("bob", 50), ("eve", 500), ("ann", 60)]
@@ -468,13 +475,14 @@ def test_cli_approve_all_for_run_makes_each_entry_grant(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_cli_misused_grant_flags_are_exit_2(
-    tmp_path: Path, flags: list[str], message: str
-) -> None:
+def test_cli_misused_grant_flags_are_exit_2(tmp_path: Path, flags: list[str], message: str) -> None:
     state = str(tmp_path / "state.json")
     cli("run", BILLS, "--state", state, "-q", "-p", "pay")
     code, _, err = cli("resume", state, "-q", *flags)
     assert code == 2 and message in err, err
-    assert json.loads(Path(state).read_text(encoding="utf-8"))["frames"][0]["pending"][0].get(
-        "decision"
-    ) is None  # nothing was decided
+    assert (
+        json.loads(Path(state).read_text(encoding="utf-8"))["frames"][0]["pending"][0].get(
+            "decision"
+        )
+        is None
+    )  # nothing was decided

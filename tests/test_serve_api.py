@@ -300,10 +300,8 @@ def test_a_decision_for_the_run_grants_and_a_bad_where_is_422(served: Served) ->
         {"id": entry["path"], "decision": "approve", "where": "args.amount < 5"},
     )  # fmt: skip
     assert error(lone, 422)["pointer"] == "/decisions/0/where"
-    granted = decide(
-        served, "ada", run["run_id"],
-        {"id": entry["path"], "decision": "approve", "scope": "run", "where": "args.amount <= 2000"},
-    )  # fmt: skip
+    scoped = {"decision": "approve", "scope": "run", "where": "args.amount <= 2000"}
+    granted = decide(served, "ada", run["run_id"], {"id": entry["path"], **scoped})
     assert granted.status_code == 200, granted.text
     after = granted.json()  # the phone (1,200) ran without asking; the car (15,000) asks
     assert (after["status"], [p["id"] for p in after["pending"]]) == ("suspended", ["call_car"])

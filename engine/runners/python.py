@@ -74,7 +74,6 @@ class PythonRunner(Runner):
             return tool_error(call, f"{type(exc).__name__}: {exc}")
         return Done(tool_result_text(value))
 
-
     async def _asked(self, call: Call, request: NeedsApproval, ctx: RunContext) -> Outcome:
         """A tool that asks: a run-scoped grant covering the call answers it (an approve runs
         it again, approved; a reject rejects it), else a person does (`asked`). A grant
