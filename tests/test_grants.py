@@ -38,6 +38,7 @@ from engine.errors import ContinuationError, DecisionError
 from engine.events import GrantApplied, RunEvent
 from engine.grants import Grant
 from engine.history import steps
+from engine.render import stack_graph, to_dot
 from engine.render.text import inspect_text
 from engine.runtime import Runtime
 from engine.spec.model import Approval, PythonTool
@@ -145,6 +146,8 @@ def test_a_grant_with_where_covers_only_calls_that_meet_it_and_is_kept_in_the_do
         }
     ]
     assert "grant: approve transfer where args.amount <= 100" in inspect_text(second)
+    dot = to_dot(stack_graph(second))
+    assert "grant" in dot and "approve transfer where args.amount &lt;= 100" in dot
     again = Continuation.from_json(second.to_json())
     assert again.grants() == second.grants()
     finished(resume(rt, second.approve("t3")))  # the grant survived the second suspension
