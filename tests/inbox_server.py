@@ -53,13 +53,15 @@ def launch_chromium(playwright: Playwright) -> Browser:
 
 
 def write_specs(folder: Path, hostile: str) -> Path:
-    """The service's specs folder: HR (edit allowed), payments, and `hostile.yaml`."""
+    """The service's specs folder: HR (edit allowed), payments, bills, and `hostile.yaml`."""
     folder.mkdir(parents=True, exist_ok=True)
     hr = (SPECS / "hr_agent.yaml").read_text(encoding="utf-8")
     hr = hr.replace("decisions: [approve, reject]", "decisions: [approve, edit, reject]")
     assert "decisions: [approve, edit, reject]" in hr, "the HR example's approval changed"
     (folder / "hr_agent.yaml").write_text(hr, encoding="utf-8")
     for name in ("hr_agent.script.yaml", "payments.yaml", "payments.script.yaml"):
+        shutil.copy(SPECS / name, folder / name)
+    for name in ("bills.yaml", "bills.script.yaml"):
         shutil.copy(SPECS / name, folder / name)
     shutil.copytree(SPECS / "callcc_examples", folder / "callcc_examples", dirs_exist_ok=True)
     spec = {
