@@ -29,6 +29,7 @@ from engine.runners.base import (
     approval_question,
     argument_fault,
     argument_problem,
+    rejected_text,
     render_prompt,
     tool_result_text,
 )
@@ -142,16 +143,12 @@ def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any], ctx: RunCont
     asks, why = _asks(frame, tool, call_id, arguments, ctx) if approval.required else (False, None)
     grant = ctx.granted(frame, call_id, name, arguments) if asks else None
     if grant is not None and grant.kind == "reject":
-        frame.ledger[call_id] = "rejected"
-        text = f"rejected: the call was not executed ({grant.reason})"
-        frame.results[call_id] = text
-        if ctx.observers:
-            _emit.tool_finished(frame, call_id, name, "rejected", text, ctx)
-    elif grant is not None:  # approved for the run: it runs as if a person approved it
+        _reject(frame, call_id, name, rejected_text(grant.reason), ctx)
+        return
+    if grant is not None:  # approved for the run: as if a person approved it (a pause holds)
         frame.approved[call_id] = grant.fingerprint
-        frame.ledger[call_id] = "running"
-        frame.decoded[call_id] = arguments
-    elif asks:
+        asks = False
+    if asks:
         job = Call(frame=frame, tool=tool, id=call_id, arguments=arguments)
         entry = approval_entry(
             job, ctx, arguments=arguments, text=text, detail=tool.approval_detail, policy=why
@@ -242,6 +239,14 @@ def _refuse(frame: Frame, call_id: str, tool: str, message: str, ctx: RunContext
         _emit.tool_finished(frame, call_id, tool, "rejected", message, ctx, refused=True)
 
 
+def _reject(frame: Frame, call_id: str, tool: str, text: str, ctx: RunContext) -> None:
+    """Answer a call a reject-grant covers without running it (`engine.grants`)."""
+    frame.ledger[call_id] = "rejected"
+    frame.results[call_id] = text
+    if ctx.observers:
+        _emit.tool_finished(frame, call_id, tool, "rejected", text, ctx)
+
+
 def _gate(frame: Frame, entry: Pending, ctx: RunContext) -> None:
     """Make the call `entry` is for wait on it."""
     frame.ledger[entry.id] = "pending"
@@ -286,7 +291,7 @@ async def run_calls(
             _emit.decision_applied(frame, entry, ctx)
         if decision.kind == "reject":
             frame.ledger[call_id] = "rejected"
-            text = f"rejected: the call was not executed ({decision.reason})"
+            text = rejected_text(decision.reason)
             frame.results[call_id] = text
             if observed:
                 _emit.tool_finished(frame, call_id, tool.name, "rejected", text, ctx)

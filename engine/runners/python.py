@@ -27,6 +27,7 @@ from engine.runners.base import (
     error_entry,
     external_entry,
     register,
+    rejected_text,
     tool_result_text,
 )
 from engine.spec.model import PythonTool
@@ -85,7 +86,7 @@ class PythonRunner(Runner):
         if grant is None:
             return asked(call, request, ctx)
         if grant.kind == "reject":
-            return Done(f"rejected: the call was not executed ({grant.reason})", failed=True)
+            return Done(rejected_text(grant.reason), failed=True)
         call.frame.approved[call.id] = grant.fingerprint
         return await self.run(call, ctx)
 
