@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from builders import (
     suspended,
     tool_result,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.cli import main
 from engine.continuation import Continuation
@@ -255,27 +258,48 @@ def test_a_bad_where_is_refused_when_the_decision_is_made() -> None:
         rt.check_decisions(first, [Decide.approve("t1", scope="run", where="args.amont < 5")])
 
 
-def test_scoped_decisions_in_any_order_give_the_same_document() -> None:
-    rt = runtime(
-        SPEC,
-        {
-            "root": [calls(call("r1", "left", {"request": "x"}), pay("t2", "joe", 8))],
-            "left": [calls(pay("l1", "eve", 6))],
-        },
-    )
-    base = suspended(run(rt))
-    one = base.approve("l1", scope="run", where="args.amount < 10").reject("t2", "no", scope="run")
-    other = base.reject("t2", "no", scope="run").approve(
-        "l1", scope="run", where="args.amount < 10"
-    )
-    batch = base.decide_many(
-        [
-            Decide.reject("t2", "no", scope="run"),
-            Decide.approve("l1", scope="run", where="args.amount < 10"),
-        ]
-    )
-    assert one.to_json() == other.to_json() == batch.to_json()
-    check_document(one)
+ORDER_TURNS = {
+    "root": [calls(call("r1", "left", {"request": "x"}), pay("t2", "joe", 8), pay("t3", "ann", 9))],
+    "left": [calls(pay("l1", "eve", 6))],
+}
+CHOICES = ("approve", "reject", "approve for the run", "reject for the run", "approve where")
+
+
+@cache
+def three_pending() -> Continuation:
+    return suspended(runtime(SPEC, ORDER_TURNS).run("go", run_id="order-1"))
+
+
+def _decide(continuation: Continuation, ident: str, kind: str) -> Continuation:
+    if kind == "approve where":
+        return continuation.approve(ident, scope="run", where="args.amount < 9")
+    scope = "run" if kind.endswith("for the run") else "call"
+    if kind.startswith("approve"):
+        return continuation.approve(ident, scope=scope)
+    return continuation.reject(ident, "no", scope=scope)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    choices=st.dictionaries(st.sampled_from(["l1", "t2", "t3"]), st.sampled_from(CHOICES)),
+    data=st.data(),
+)
+def test_scoped_decisions_in_any_order_give_the_same_document(
+    choices: dict[str, str], data: st.DataObject
+) -> None:
+    base = three_pending()
+    order = data.draw(st.permutations(sorted(choices)))
+    shuffled = base
+    for ident in order:
+        shuffled = _decide(shuffled, ident, choices[ident])
+    canonical = base
+    for ident in sorted(choices):
+        canonical = _decide(canonical, ident, choices[ident])
+    reversed_ = base
+    for ident in reversed(order):
+        reversed_ = _decide(reversed_, ident, choices[ident])
+    assert shuffled.to_json() == canonical.to_json() == reversed_.to_json()
+    check_document(shuffled)
 
 
 def test_a_signed_document_with_an_edited_grant_is_refused() -> None:
