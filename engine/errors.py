@@ -109,23 +109,6 @@ class ScriptError(RunError):
     """A scripted model was asked for a turn its script does not have."""
 
 
-class ToolFailure(RunError):
-    """A tool raised; its `on_error` says what follows (the model reads it, a person decides
-    on an `error` entry, or the run fails)."""
-
-    def __init__(self, tool: str, message: str) -> None:
-        self.tool = tool
-        super().__init__(f"tool {tool!r} failed: {message}")
-
-
-class ToolTimeoutError(ToolFailure):
-    """A tool did not finish within its `timeout`."""
-
-    def __init__(self, tool: str, timeout_seconds: float) -> None:
-        self.timeout_seconds = timeout_seconds
-        super().__init__(tool, f"timed out after {timeout_seconds:g} s")
-
-
 class ToolServerError(RunError):
     """A tool server (`kind: mcp`) could not be reached, failed, or broke off a call."""
 

@@ -43,6 +43,9 @@ class Entry:
     """A decision already recorded for it, if any (kind only)."""
     expires_at: float | None = None
     """When an undecided approval is rejected by the workflow's timer (epoch seconds)."""
+    policy: dict[str, Any] | None = None
+    """Why a condition (`approval.when`) made the call wait, as the document holds it
+    (`{"kind", "when", "outcome", "error"?}`); None: no condition did."""
 
 
 @dataclass(kw_only=True)
