@@ -228,6 +228,7 @@ def test_reject_wins_over_approve_and_undecided_entries_are_decided_by_grants() 
             Decide.reject("t2", "stop paying", scope="run", where="args.amount > 6"),
         ]
     )  # t3 (8) is left undecided: the resume decides it by the grants, and reject wins
+    seen = observed(rt)
     out = finished(resume(rt, decided))
     assert paid() == [("bob", 5)]
     rejected = "rejected: the call was not executed (stop paying)"
@@ -237,6 +238,10 @@ def test_reject_wins_over_approve_and_undecided_entries_are_decided_by_grants() 
         tool_result("t3", rejected),
     ]
     assert out.messages[6] == tool_result("t4", rejected)
+    assert applied(seen) == [
+        ("t3", "root", "reject", "args.amount > 6", "root/t2"),
+        ("t4", "root", "reject", "args.amount > 6", "root/t2"),
+    ]
 
 
 def test_a_where_that_cannot_be_evaluated_does_not_cover() -> None:
