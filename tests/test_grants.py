@@ -494,6 +494,10 @@ def test_cli_approve_all_for_run_makes_each_entry_grant(tmp_path: Path) -> None:
         (["--for-run", "--approve", "call_laptop"], "--for-run applies to the --approve ID"),
         (["--approve", "call_laptop", "--where", "args.amount < 5"], "--where applies to"),
         (
+            ["--approve", "call_laptop", "--stop", "call_laptop", "--for-run"],
+            "--for-run applies to the --approve ID",
+        ),
+        (
             ["--approve", "call_laptop", "--for-run", "--for-run"],
             "--for-run is given twice for --approve call_laptop",
         ),

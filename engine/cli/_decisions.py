@@ -41,7 +41,7 @@ def add_decision_flags(parser: argparse.ArgumentParser) -> None:
         "args, agent, run (such as 'args.amount <= 100')",
     )
     decide.add_argument("--reason", action="append", default=[], help="reason of each --reject")
-    decide.add_argument("--edit", action="append", default=[], metavar="ID")
+    decide.add_argument("--edit", action=_Noted, default=[], metavar="ID")
     decide.add_argument("--args", action="append", default=[], help="JSON args of each --edit")
     decide.add_argument(
         "--patch",
@@ -51,7 +51,7 @@ def add_decision_flags(parser: argparse.ArgumentParser) -> None:
         metavar=("ID", "JSON"),
         help="edit with a JSON merge patch (RFC 7396) of the call's arguments",
     )
-    decide.add_argument("--answer", action="append", default=[], metavar="ID")
+    decide.add_argument("--answer", action=_Noted, default=[], metavar="ID")
     decide.add_argument("--result", action="append", default=[], help="JSON of each --answer")
     decide.add_argument(
         "--result-text",
@@ -61,9 +61,9 @@ def add_decision_flags(parser: argparse.ArgumentParser) -> None:
         metavar=("ID", "TEXT"),
         help="answer with plain text (no JSON quoting)",
     )
-    decide.add_argument("--extend", action="append", default=[], metavar="ID")
+    decide.add_argument("--extend", action=_Noted, default=[], metavar="ID")
     decide.add_argument("--turns", action="append", default=[], type=int, help="per --extend")
-    decide.add_argument("--stop", action="append", default=[], metavar="ID")
+    decide.add_argument("--stop", action=_Noted, default=[], metavar="ID")
     decide.add_argument(
         "--resume",
         "--continue",
@@ -100,13 +100,16 @@ Scoped = dict[tuple[str, int], dict[str, Any]]
 
 def scopes(args: argparse.Namespace) -> Scoped:
     """Which --approve and --reject flags a `--for-run` (and its `--where`) follows; a
-    `--for-run` with no such flag just before it, or a `--where` with no `--for-run` just
-    before it, is a `UsageError` (exit 2)."""
+    `--for-run` with no such flag just before it (another decision flag between them, such as
+    `--edit`, counts as none), or a `--where` with no `--for-run` just before it, is a
+    `UsageError` (exit 2)."""
     found: Scoped = {}
     last: tuple[str, int] | None = None
     for dest, position, value in getattr(args, "decision_order", None) or []:
         if dest in ("approve", "reject"):
             last = (dest, position)
+        elif dest not in ("for_run", "where"):  # another decision: nothing to attach to
+            last = None
         elif dest == "for_run":
             if last is None:
                 raise UsageError(
