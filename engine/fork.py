@@ -22,6 +22,10 @@ nothing runs twice:
 - A sub-agent under way carries on from its own checkpoint at step N, by these same rules; one
   without a checkpoint yet starts afresh.
 
+Grants never cross runs: the fork starts with none, whatever run-scoped grants
+(`engine.grants`) the original held at step N (a scoped decision the original had recorded by
+step N and not yet resumed is part of the history, and grants in the fork when it resumes).
+
 `prompt` replaces the text of the root frame's last user message as of step N (nothing else
 changes: tool results before the step stay); at a step where the run had answered already it
 is refused, since no model would read it.
@@ -111,6 +115,9 @@ def plan(
                     start = changed if start is None else min(start, changed)
                 starts[path] = start
                 reused.append(f"{path}/{call_id}")
+    root_state = frames[""]["state"] if "" in frames else None
+    if root_state is not None and root_state.pop("grants", None) is not None:
+        starts.setdefault("", None)  # grants never cross runs: the fork's root has none
     if prompt is not None:
         starts[""] = _reprompt(frames[""], prompt, source.run_id, step)
     extra = [_event(path, frames[path], start) for path, start in starts.items()]

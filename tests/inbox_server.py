@@ -54,7 +54,7 @@ def launch_chromium(playwright: Playwright) -> Browser:
 
 
 def write_specs(folder: Path, hostile: str) -> Path:
-    """The service's specs folder: HR (edit allowed), payments, and `hostile.yaml`."""
+    """The service's specs folder: HR (edit allowed), payments, bills, and `hostile.yaml`."""
     folder.mkdir(parents=True, exist_ok=True)
     hr = (SPECS / "hr_agent.yaml").read_text(encoding="utf-8")
     hr = hr.replace("decisions: [approve, reject]", "decisions: [approve, edit, reject]")
@@ -62,6 +62,8 @@ def write_specs(folder: Path, hostile: str) -> Path:
     (folder / "hr_agent.yaml").write_text(hr, encoding="utf-8")
     names = ("hr_agent.script.yaml", "payments.yaml", "payments.script.yaml", "transfers.yaml")
     for name in (*names, "transfers.script.yaml"):
+        shutil.copy(SPECS / name, folder / name)
+    for name in ("bills.yaml", "bills.script.yaml"):
         shutil.copy(SPECS / name, folder / name)
     shutil.copytree(SPECS / "callcc_examples", folder / "callcc_examples", dirs_exist_ok=True)
     spec = {

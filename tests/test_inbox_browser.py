@@ -146,6 +146,23 @@ def test_reject_with_a_reason(server: InboxServer, people: dict[str, Page]) -> N
     expect(page.locator("[data-status]")).to_have_text("finished")  # the model was told, went on
 
 
+def test_approve_for_the_rest_of_the_run(server: InboxServer, people: dict[str, Page]) -> None:
+    run_id = server.start_run("bills.yaml", "Pay the bills")
+    page = people["ada"]
+    page.goto("/")
+    item = card(page, run_id)
+    item.locator("form.inline").get_by_label("for the rest of this run").check()
+    item.get_by_role("button", name="Approve", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text(
+        f"Approved transfer (call_laptop). Run {run_id}"
+    )
+    page.goto(f"/runs/{run_id}")  # the phone ran granted; every later call too: no where
+    expect(page.locator("[data-status]")).to_have_text("finished")
+    expect(page.locator("table.audit tr", has_text="decided: approve")).to_contain_text(
+        "Granted for the rest of the run"
+    )
+
+
 def test_answer_an_external_call_then_extend_a_limit(
     server: InboxServer, people: dict[str, Page]
 ) -> None:

@@ -303,6 +303,34 @@ def test_a_replayed_decision_is_409_and_an_unknown_id_404(served: Served) -> Non
     error(decide(served, "ada", "no-such-run", {"id": first, "decision": "approve"}), 404)
 
 
+def test_a_decision_for_the_run_grants_and_a_bad_where_is_422(served: Served) -> None:
+    run = start(served, "bills.yaml")
+    [entry] = run["pending"]
+    bad = decide(
+        served, "ada", run["run_id"],
+        {"id": entry["path"], "decision": "approve", "scope": "run", "where": "args.amont < 5"},
+    )  # fmt: skip
+    body = error(bad, 422)
+    assert body["pointer"] == "/decisions/0" and "did you mean 'amount'?" in body["message"]
+    lone = decide(
+        served, "ada", run["run_id"],
+        {"id": entry["path"], "decision": "approve", "where": "args.amount < 5"},
+    )  # fmt: skip
+    assert error(lone, 422)["pointer"] == "/decisions/0/where"
+    scoped = {"decision": "approve", "scope": "run", "where": "args.amount <= 2000"}
+    granted = decide(served, "ada", run["run_id"], {"id": entry["path"], **scoped})
+    assert granted.status_code == 200, granted.text
+    after = granted.json()  # the phone (1,200) ran without asking; the car (15,000) asks
+    assert (after["status"], [p["id"] for p in after["pending"]]) == ("suspended", ["call_car"])
+    with served.client("bob") as client:
+        audit = client.get(f"/v1/runs/{run['run_id']}/audit").json()["audit"]
+    [decided] = [a for a in audit if a["action"] == "decided"]
+    assert (decided["call_id"], decided["detail"]) == (
+        "call_laptop",
+        {"scope": "run", "where": "args.amount <= 2000"},
+    )
+
+
 def test_a_bad_edit_and_a_decision_not_allowed_are_422_with_a_pointer(served: Served) -> None:
     pay = start(served, "payments.yaml")
     bad = {"from_account": "acct_alice", "to_account": "acct_bob", "amount": -5}

@@ -59,6 +59,7 @@ __all__ = [
     "error_entry",
     "external_entry",
     "register",
+    "rejected_text",
     "render_prompt",
     "runner_for",
     "short_text",
@@ -211,6 +212,11 @@ def render_prompt(template: str, arguments: dict[str, Any]) -> str:
 def short_text(value: Any) -> str:
     """A value as a person or model reads it inline: text as is, the rest as JSON."""
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def rejected_text(reason: str | None) -> str:
+    """What the model reads for a call rejected by a person or a reject-grant."""
+    return f"rejected: the call was not executed ({reason})"
 
 
 def error_entry(call: Call, message: str) -> Pending:

@@ -273,6 +273,10 @@ def audit_rows(entries: Iterable[AuditEntry]) -> list[dict[str, Any]]:
                 "tool": entry.tool,
                 "path": entry.path,
                 "reason": entry.reason,
+                "scope": "for the rest of the run"
+                + (f" where {entry.detail['where']}" if entry.detail.get("where") else "")
+                if entry.detail and entry.detail.get("scope") == "run"
+                else None,
                 "change": diff_lines(mask(entry.before), mask(entry.after)) if changed else [],
             }
         )

@@ -178,6 +178,12 @@ class DecisionItem(BaseModel):
     resume: Literal["now"] | None = Field(
         None, description='"now": resume once recorded, even with items undecided'
     )
+    scope: Literal["call", "run"] | None = Field(
+        None, description='"run" (approve, reject): also later calls of the tool in this run'
+    )
+    where: str | None = Field(
+        None, description='With "scope": "run": the CEL condition a later call must meet'
+    )
 
 
 class DecisionsIn(BaseModel):
@@ -272,6 +278,8 @@ async def decide(
             turns=d.turns,
             fingerprint=d.fingerprint,
             resume=d.resume,
+            scope=d.scope,
+            where=d.where,
         )
         for d in body.decisions
     ]

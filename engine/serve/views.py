@@ -148,11 +148,24 @@ class DecisionIn:
     """The entry's fingerprint as the reviewer saw it; a different current one is a 409."""
     resume: Literal["now"] | None = None
     """`"now"`: resume once recorded, even if other entries are undecided."""
+    scope: Literal["call", "run"] | None = None
+    """`"run"` (approve, reject): also later calls of the tool in this run (a grant)."""
+    where: str | None = None
+    """With scope `run`: the CEL condition a later call must meet to be covered."""
 
     def to_dict(self) -> dict[str, Any]:
         """The issue's decision object (None fields left out)."""
         data: dict[str, Any] = {"id": self.id, "decision": self.decision}
-        for name in ("reason", "arguments", "result", "turns", "fingerprint", "resume"):
+        for name in (
+            "reason",
+            "arguments",
+            "result",
+            "turns",
+            "fingerprint",
+            "resume",
+            "scope",
+            "where",
+        ):
             value = getattr(self, name)
             if value is not None:
                 data[name] = value

@@ -208,8 +208,8 @@ class RecordedDecision:
     fingerprint: str
     """The entry's fingerprint the decider saw; must equal the pending row's."""
     decision: dict[str, Any]
-    """`{"kind": ..., "reason"?, "arguments"?, "result"?, "turns"?}`: the fields of
-    `engine.decisions.Decide` but its id, plain JSON."""
+    """`{"kind": ..., "reason"?, "arguments"?, "result"?, "turns"?, "scope"?, "where"?}`:
+    the fields of `engine.decisions.Decide` but its id, plain JSON."""
     user: str
     """Who decided (`os:NAME` from the CLI, the service's user, `callcc` for expiry)."""
     at: float

@@ -328,6 +328,9 @@ def decide_of(decision: Decision) -> Decide:
         fields["result"] = decision.result
     if decision.kind == "extend":
         fields["turns"] = decision.turns
+    if decision.kind in ("approve", "reject") and decision.scope == "run":
+        fields["scope"] = "run"
+        fields["where"] = decision.where
     return Decide(**fields)
 
 

@@ -435,6 +435,8 @@ def decision_of(decide: Decide) -> Decision:
         reason=decide.reason if decide.kind == "reject" else None,
         result=decide.result,
         turns=decide.turns,
+        scope=decide.scope,
+        where=decide.where,
     )
 
 

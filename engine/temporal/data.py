@@ -96,6 +96,10 @@ class Decision:
     """For answer."""
     turns: int = 0
     """For extend."""
+    scope: str = "call"
+    """For approve and reject: `run` makes it a grant for the rest of the run."""
+    where: str | None = None
+    """With scope `run`: the CEL condition a later call must meet to be covered."""
 
 
 @dataclass(kw_only=True)
