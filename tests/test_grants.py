@@ -437,6 +437,34 @@ def test_a_fork_starts_with_no_grants(store_url: str) -> None:
         assert [p.id for p in again.pending()] == ["t3"]
 
 
+def test_a_fork_at_a_scoped_decision_the_original_never_turned_into_a_grant_grants_nothing(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.runtime
+
+    turns = {"root": [calls(pay("t1", "bob", 5)), calls(pay("t2", "eve", 6)), say("paid")]}
+    with Runtime(SPEC, model_override=script(turns), store=store_url) as rt:
+        first = suspended(rt.run("go", run_id="cut"))
+
+        def died(*_: object) -> None:  # the decisions are kept; the process dies before more
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(engine.runtime.grants, "take", died)
+        with pytest.raises(KeyboardInterrupt):
+            rt.resume(first.approve("t1", scope="run"))
+        monkeypatch.undo()
+    store = open_store(store_url)
+    try:
+        last = len(list(steps(store.events("cut"))))
+    finally:
+        store.close()
+    with Runtime(SPEC, model_override=script(turns), store=store_url) as rt:
+        forked = rt.fork("cut", at=last, new_run_id="cut-fork")
+        again = suspended(forked)  # t1's approval answers t1 alone: t2 asks in the fork
+        assert again.grants() == () and [p.id for p in again.pending()] == ["t2"]
+    assert paid() == [("bob", 5)]
+
+
 def test_a_new_run_starts_with_no_grants() -> None:
     turns = {"root": [calls(pay("t1", "bob", 5)), calls(pay("t2", "eve", 6)), say("ok")]}
     rt = runtime(SPEC, {"root": turns["root"] * 2})
