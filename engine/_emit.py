@@ -264,9 +264,7 @@ def tool_outcome(call: Call, outcome: Outcome, ctx: RunContext) -> None:
                     retry=outcome.to_model == "retry",
                 )
             )
-        tool_finished(
-            frame, call.id, name, "failed" if outcome.failed else "done", outcome.text, ctx
-        )
+        tool_finished(frame, call.id, name, outcome.status, outcome.text, ctx)
     elif isinstance(outcome, Failure):
         tool_finished(frame, call.id, name, "failed", outcome.reason, ctx)
     elif outcome.entry.reason != "subagent":

@@ -370,7 +370,7 @@ def _record(frame: Frame, call: Call, outcome: Outcome) -> str | None:
     """Keep a runner's outcome in the frame; return why the run must fail, if it must."""
     call_id = call.id
     if isinstance(outcome, Done):
-        frame.ledger[call_id] = "failed" if outcome.failed else "done"
+        frame.ledger[call_id] = outcome.status
         frame.results[call_id] = outcome.text
     elif isinstance(outcome, Wait):
         entry = outcome.entry

@@ -354,6 +354,35 @@ def test_a_tool_that_asks_is_answered_by_a_grant() -> None:
     ]
 
 
+def test_a_tool_that_asks_is_rejected_by_a_reject_grant_and_never_runs_approved() -> None:
+    tool = PythonTool(
+        name="issue_refund",
+        description="refund an order",
+        ref="asks_tools:issue_refund",
+        approval=Approval(required=False, decisions=("approve", "reject")),
+    )
+    spec = make_spec([agent("desk", "issue_refund")], [tool], name="asks")
+    rt = runtime(
+        spec,
+        {
+            "desk": [
+                calls(call("c1", "issue_refund", {"order_id": "A-2", "amount": 150})),
+                calls(call("c2", "issue_refund", {"order_id": "A-2", "amount": 120})),
+                say("no refunds"),
+            ]
+        },
+    )
+    first = suspended(run(rt))
+    events: list[Any] = observed(rt)
+    done = finished(resume(rt, first.reject("c1", "no refunds today", scope="run")))
+    assert [c[2] for c in asks_tools.CALLS] == [False, False]  # each asked; neither ran approved
+    [refused] = [e for e in events if e.kind == "tool_finished" and e.call_id == "c2"]
+    assert refused.status == "rejected"  # not `failed`: nothing of the tool went wrong
+    assert tool_result("c2", "rejected: the call was not executed (no refunds today)") in (
+        done.messages
+    )
+
+
 def test_a_condition_that_held_is_answered_by_a_grant() -> None:
     approval = Approval(required=True, when="args.amount > 100", decisions=("approve", "reject"))
     spec = make_spec(

@@ -98,6 +98,14 @@ class Done:
     """Set when `text` is a python tool's error handed to the model so it can correct itself
     (`error`: `on_error: model`; `retry`: the tool raised `RetryWithModel`): a
     `tool_error_to_model` event says so."""
+    rejected: bool = False
+    """True when a reject-grant answered the call instead of running it (`engine.grants`):
+    the ledger marks it `rejected`."""
+
+    @property
+    def status(self) -> Literal["done", "failed", "rejected"]:
+        """The call's ledger status."""
+        return "rejected" if self.rejected else "failed" if self.failed else "done"
 
 
 @dataclass(frozen=True, slots=True)

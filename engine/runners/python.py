@@ -86,7 +86,7 @@ class PythonRunner(Runner):
         if grant is None:
             return asked(call, request, ctx)
         if grant.kind == "reject":
-            return Done(rejected_text(grant.reason), failed=True)
+            return Done(rejected_text(grant.reason), rejected=True)
         call.frame.approved[call.id] = grant.fingerprint
         return await self.run(call, ctx)
 
