@@ -3,7 +3,8 @@
 Specs are built in Python (not YAML) so each test shows the whole agent it runs. Their `path`
 is a (virtual) file inside tests/, so refs like `loop_tools:transfer` import the recording tools
 of `tests/loop_tools.py`. Every continuation that passes through `run`/`resume` here is checked
-against `schema/continuation.v1.schema.json` and must survive a JSON round trip unchanged.
+against the schema of its version (`schema/continuation.v2.schema.json` for what callcc writes)
+and must survive a JSON round trip unchanged.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from engine.continuation import Continuation
+from engine.continuation import SUPPORTED_VERSIONS, VERSION, Continuation
 from engine.models.scripted import ScriptedModel as ScriptedClient
 from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped, Suspended
+from engine.spec.schema import continuation_schema_name
 from engine.spec.model import (
     Agent,
     AgentTool,
@@ -35,7 +37,8 @@ from engine.spec.model import (
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
 VIRTUAL_SPEC = str(TESTS / "virtual.yaml")
-SCHEMA_PATH = ROOT / "schema" / "continuation.v1.schema.json"
+SCHEMA_PATH = ROOT / "schema" / "continuation.v2.schema.json"
+"""The schema of the documents callcc writes (version 2)."""
 DIGEST = "sha256:test"
 
 
@@ -171,18 +174,29 @@ def tool_result(call_id: str, content: str) -> dict[str, Any]:
 
 
 @cache
-def continuation_validator() -> Draft202012Validator:
-    """The validator of `schema/continuation.v1.schema.json`."""
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+def continuation_validator(version: int = 2) -> Draft202012Validator:
+    """The validator of `schema/continuation.v<version>.schema.json`."""
+    path = ROOT / "schema" / continuation_schema_name(version)
+    schema = json.loads(path.read_text(encoding="utf-8"))
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
 
 
+def schema_errors(data: Any) -> list[str]:
+    """What the schema of the version `data` says it is (`version`) finds wrong with it."""
+    version = data.get("version") if isinstance(data, dict) else None
+    assert version in SUPPORTED_VERSIONS, f"no schema for version {version!r}"
+    errors = sorted(continuation_validator(version).iter_errors(data), key=lambda e: e.json_path)
+    return [f"{e.json_path}: {e.message}" for e in errors]
+
+
 def check_document(continuation: Continuation) -> Continuation:
-    """Fail unless the document fits the schema and survives a JSON round trip unchanged."""
+    """Fail unless the document fits the schema of the version it says it is (callcc writes
+    version 2) and survives a JSON round trip unchanged."""
     data = json.loads(continuation.to_json())
-    errors = sorted(continuation_validator().iter_errors(data), key=lambda e: e.json_path)
-    assert not errors, "\n".join(f"{e.json_path}: {e.message}" for e in errors)
+    assert data["version"] == VERSION
+    errors = schema_errors(data)
+    assert not errors, "\n".join(errors)
     again = Continuation.from_json(continuation.to_json())
     assert again.to_json() == continuation.to_json()
     return continuation
