@@ -425,7 +425,9 @@ def test_the_schema_refuses_what_the_loader_refuses() -> None:
     validator = continuation_validator()
     good = json.loads(continuation.to_json())
     for change in (
-        _set("/version", 2),
+        _set("/version", 1),  # version 1 has its own schema
+        _set("/version", 3),
+        _set("/frames/1/pending/0/limit", {"name": "max_turns", "used": 1, "allowed": 1}),
         _set("/frames/1/extra", 1),
         _set("/frames/1/pending/0/decision", {"kind": "approve"}),
         _set("/frames/1/pending/0/decision", {"kind": "edit", "fingerprint": "f"}),
