@@ -202,6 +202,22 @@ def check_document(continuation: Continuation) -> Continuation:
     return continuation
 
 
+def as_version_1(data: Any) -> Any:
+    """Plain data (a document, or anything a run store keeps: frame states, snapshots,
+    patches) as the release before version 2 wrote it: `version: 1` at the top of a
+    document and no `limit` on `turn_limit` entries. A copy; `data` is not changed."""
+    if isinstance(data, list):
+        return [as_version_1(item) for item in data]
+    if not isinstance(data, dict):
+        return data
+    out = {k: as_version_1(v) for k, v in data.items()}
+    if out.get("reason") == "turn_limit":
+        out.pop("limit", None)
+    if out.get("format") == "callcc.continuation":
+        out["version"] = 1
+    return out
+
+
 def _checked(outcome: Outcome) -> Outcome:
     if isinstance(outcome, Suspended | Failed):
         check_document(outcome.continuation)
