@@ -35,11 +35,14 @@ from builders import (
     suspended,
     tool_result,
 )
+from store_fixtures import query
 
+from engine import Decide, Finished, Suspended
 from engine.cli import main
 from engine.continuation import VERSION, Continuation
 from engine.errors import ContinuationError
 from engine.frames import Limit, frame_fingerprint
+from engine.inbox import record, resume_recorded
 from engine.render.text import inspect_text
 from engine.runtime import Runtime
 from engine.signing import sign
@@ -445,3 +448,57 @@ def test_the_v2_schema_refuses_other_shapes_of_scope_and_grants(change: Any) -> 
     change(data, data["frames"][0]["pending"][0]["fingerprint"])
 
     assert schema_errors(data) != []
+
+
+# -- a version 1 run kept in a store -------------------------------------------------------
+
+
+def _rewrite_as_version_1(store_url: str, run_id: str) -> int:
+    """Rewrite the run's stored events and snapshot as the release before version 2 wrote
+    them (no `limit` on `turn_limit` entries); how many rows changed."""
+    cast = "" if store_url.startswith("sqlite") else "::json"
+    changed = 0
+    for table, key in (("events", "seq"), ("snapshots", "seq")):
+        rows = query(store_url, f"SELECT {key}, data FROM {table} WHERE run_id = ?", (run_id,))
+        for seq, raw in rows:
+            data = json.loads(raw) if isinstance(raw, str) else raw
+            old = as_version_1(data)
+            if old != data:
+                changed += 1
+                query(
+                    store_url,
+                    f"UPDATE {table} SET data = ?{cast} WHERE run_id = ? AND {key} = ?",
+                    (json.dumps(old), run_id, seq),
+                )
+    return changed
+
+
+@pytest.mark.parametrize(
+    ("turns", "limit"), [(TWO_TURNS, 1), (LONG, 200)], ids=["events", "snapshot"]
+)
+def test_a_v1_run_in_a_store_is_listed_decided_and_resumed(
+    store_url: str, turns: dict[str, Any], limit: int
+) -> None:
+    spec = _limited(max_turns=limit)
+    with Runtime(spec, model_override=script(turns), store=store_url) as rt:
+        assert isinstance(rt.run("go", run_id="old-run"), Suspended)
+        assert rt.store is not None
+        assert _rewrite_as_version_1(store_url, "old-run") >= 1
+        has_snapshot = query(
+            store_url, "SELECT count(*) FROM snapshots WHERE run_id = ?", ("old-run",)
+        )
+        assert has_snapshot == [(1 if limit == 200 else 0,)]
+
+        [row] = rt.store.pending(run_id="old-run")
+        assert (row.path, row.reason) == ("bank/limit-1", "turn_limit")
+        loaded = rt.load_run("old-run")
+        assert [p.limit for p in loaded.pending()] == [
+            Limit(name="max_turns", used=limit, allowed=limit)
+        ]
+        check_document(loaded)
+        record(rt, "old-run", [Decide.extend("bank/limit-1", 1)], user="ada")
+        outcome = resume_recorded(rt, "old-run", user="ada")
+
+    assert isinstance(outcome, Finished), outcome
+    assert outcome.output == "Done."
+    assert len(loop_tools.CALLS) == limit
