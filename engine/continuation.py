@@ -64,9 +64,9 @@ from engine._codec import (
     split_messages,
 )
 from engine._json import escape_surrogates
+from engine._migrate import upgrade
 from engine.decisions import Decide, PendingIndex, decided_root, entry_at, leaf_entries, plan
 from engine.errors import ContinuationError
-from engine._migrate import upgrade
 from engine.frames import Decision, Frame, Limit, Pending, PolicyWhy, walk
 from engine.signing import ALGORITHM, SIGNED_TAIL, sign, verify
 from engine.usage import Usage, of_stack

@@ -20,7 +20,6 @@ from jsonschema import Draft202012Validator
 from engine.continuation import SUPPORTED_VERSIONS, VERSION, Continuation
 from engine.models.scripted import ScriptedModel as ScriptedClient
 from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped, Suspended
-from engine.spec.schema import continuation_schema_name
 from engine.spec.model import (
     Agent,
     AgentTool,
@@ -33,6 +32,7 @@ from engine.spec.model import (
     SuspendRules,
     Tool,
 )
+from engine.spec.schema import continuation_schema_name
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
