@@ -502,3 +502,19 @@ def test_a_v1_run_in_a_store_is_listed_decided_and_resumed(
     assert isinstance(outcome, Finished), outcome
     assert outcome.output == "Done."
     assert len(loop_tools.CALLS) == limit
+
+
+def test_inspect_json_shows_the_limit_of_a_v1_document(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    rt = runtime(_limited(max_turns=1), TWO_TURNS)
+    state.write_text(_v1_text(suspended(run(rt, run_id="inspect-1"))))
+    out, err = StringIO(), StringIO()
+
+    code = main(["inspect", str(state), "--format", "json"], stdout=out, stderr=err)
+
+    assert code == 0, err.getvalue()
+    printed = json.loads(out.getvalue())
+    assert (printed["run_id"], printed["spec"]) == ("inspect-1", "test")
+    [item] = printed["pending"]
+    assert (item["path"], item["reason"]) == ("bank/limit-1", "turn_limit")
+    assert item["limit"] == {"name": "max_turns", "used": 1, "allowed": 1}
