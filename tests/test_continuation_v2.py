@@ -132,6 +132,29 @@ def test_the_frozen_v2_fixture_loads_round_trips_and_resumes() -> None:
     assert outcome.output.startswith("Ada Lovelace is onboarded")
 
 
+def _fixture(name: str) -> str:
+    return (FIXTURES / name).read_text(encoding="utf-8")
+
+
+def test_the_frozen_v1_turn_limit_fixture_upgrades_to_what_version_2_writes() -> None:
+    """v1-turn-limit.json was written by the release before version 2, v2-turn-limit.json by
+    this one, from the same run (`_limited(max_turns=1)` playing TWO_TURNS): the upgrade of
+    the first is the second, but for the run's id and nonce."""
+    old = Continuation.from_json(_fixture("v1-turn-limit.json"))
+    new = Continuation.from_json(_fixture("v2-turn-limit.json"))
+    assert schema_errors(json.loads(_fixture("v1-turn-limit.json"))) == []
+    assert new.to_json(indent=2) == _fixture("v2-turn-limit.json")
+    check_document(new)
+
+    upgraded = {**old.to_dict(), "run_id": new.run_id, "nonce": new.nonce}
+    assert upgraded == new.to_dict()
+    for document in (old, new):
+        [entry] = document.pending()
+        assert entry.limit == Limit(name="max_turns", used=1, allowed=1)
+        rt = runtime(_limited(max_turns=1), TWO_TURNS)  # turn 1 is in the document
+        assert finished(resume(rt, document.extend("limit-1", 1))).output == "Done."
+
+
 # -- typed limits --------------------------------------------------------------------------
 
 
