@@ -162,6 +162,12 @@ def policy_to_data(policy: PolicyWhy) -> dict[str, Any]:
     return data
 
 
+def policy_from_data(raw: Any, pointer: str = "") -> PolicyWhy:
+    """`policy_to_data`'s data back (as a run store's pending row or a workflow's entry keeps
+    it), checked as a document's `policy` is; a refusal names `pointer`."""
+    return _policy(raw, pointer)
+
+
 def decision_to_data(decision: Decision) -> dict[str, Any]:
     """A decision as a JSON object tagged by `kind`."""
     data: dict[str, Any] = {"kind": decision.kind, "fingerprint": decision.fingerprint}

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from itertools import chain, islice
 from typing import Any
 
-from engine._codec import frame_state_data, ledger_data
+from engine._codec import frame_state_data, ledger_data, policy_to_data
 from engine._migrate import limits_of_states
 from engine.continuation import FORMAT, VERSION, Continuation
 from engine.errors import ContinuationError
@@ -182,6 +182,7 @@ class Journal:
                 fingerprint=p.fingerprint,
                 expires_at=p.expires_at,
                 approvers=p.approvers,
+                policy=None if p.policy is None else policy_to_data(p.policy),
             )
             for p in (continuation.pending() if continuation and status == "suspended" else [])
         ]

@@ -173,11 +173,19 @@ def test_a_viewer_sees_every_decision_and_no_action_button(
     server: InboxServer, people: dict[str, Page]
 ) -> None:
     run_id = server.start_run()
+    paid = server.start_run("transfers.yaml", "Pay the rent and the laptop")
     page = people["vic"]
     page.goto("/")
     item = card(page, run_id)
     expect(item).to_contain_text("Grant engineer access to ada?")
     expect(item).to_contain_text("You can read this; deciding needs the approver role.")
+    expect(item.locator("dt:text-is('Why') + dd")).to_have_text(
+        "The spec asks a person to approve every call of authorize_account."
+    )
+    expect(card(page, paid).locator("dt:text-is('Why') + dd")).to_have_text(  # its condition
+        "A condition asks a person to approve this call of transfer:"
+        ' when args.amount > 1000 || args.currency != "EUR" held.'
+    )
     expect(page.locator("form[action^='/decide']")).to_have_count(0)
     for name in ("Approve", "Reject", "Review edit", "Approve selected…"):
         expect(page.get_by_role("button", name=name, exact=True)).to_have_count(0)

@@ -130,6 +130,8 @@ def test_a_run_started_with_wait_answers_suspended_with_what_it_waits_on(served:
         "prompt": "Grant engineer access to ada?",
         "expires_at": None,
         "approvers": [],
+        "policy": None,  # every call of the tool asks: no condition made it wait
+        "why": None,
     }
     with served.client("bob") as client:
         assert client.get(f"/v1/runs/{run_id}").json() == run
@@ -149,6 +151,21 @@ def test_a_run_started_with_wait_answers_suspended_with_what_it_waits_on(served:
             "/v1/runs", json={"spec": "hr_agent.yaml", "prompt": "x", "run_id": run_id}
         )
         error(again, 409)
+
+
+def test_a_call_a_condition_made_wait_carries_the_condition_and_why(served: Served) -> None:
+    run = start(served, "transfers.yaml", prompt="Pay the rent and the laptop")
+    when = 'args.amount > 1000 || args.currency != "EUR"'  # specs/transfers.yaml's condition
+    [entry] = run["pending"]  # the rent (950 EUR) ran without asking
+    assert (entry["path"], entry["arguments"]["amount"]) == ("treasurer/call_laptop", 1899)
+    assert (entry["policy"], entry["why"]) == (
+        {"kind": "when", "when": when, "outcome": "held"},
+        f"when {when} held",
+    )
+    with served.client("bob") as client:
+        assert client.get(f"/v1/runs/{run['run_id']}").json()["pending"] == [entry]
+        listed = client.get("/v1/pending", params={"limit": 1000}).json()["pending"]
+    assert [p for p in listed if p["run_id"] == run["run_id"]] == [entry]
 
 
 def test_without_wait_a_run_answers_once_it_is_stored(served: Served) -> None:

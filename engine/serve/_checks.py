@@ -88,6 +88,7 @@ def decision_view(
         since=time.time() if since is None else since,
         expires_at=entry.expires_at,
         approvers=tuple(entry.approvers),
+        policy=entry.policy,
     )
 
 

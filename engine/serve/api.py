@@ -53,6 +53,16 @@ class ErrorOut(BaseModel):
     error: ErrorBody
 
 
+class PolicyOut(BaseModel):
+    """Why a condition made a call wait: the tool's `approval.when`, and that it held (or
+    could not be evaluated, `error` saying why: the call waits all the same)."""
+
+    kind: Literal["when"]
+    when: str
+    outcome: Literal["held", "error"]
+    error: str | None = None
+
+
 class PendingOut(BaseModel):
     """One decision a suspended run waits for."""
 
@@ -69,6 +79,8 @@ class PendingOut(BaseModel):
     since: float
     expires_at: float | None
     approvers: list[str]
+    policy: PolicyOut | None
+    why: str | None
 
 
 class UsageOut(BaseModel):

@@ -23,6 +23,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from engine import inbox
+from engine._codec import policy_to_data
 from engine.continuation import Continuation
 from engine.decisions import Decide
 from engine.errors import (
@@ -346,6 +347,8 @@ def entries_of(continuation: Continuation) -> list[Entry]:
             detail=p.detail,
             decision=p.decision,
             expires_at=p.expires_at,
+            approvers=list(p.approvers),
+            policy=None if p.policy is None else policy_to_data(p.policy),
         )
         for p in continuation.pending()
     ]

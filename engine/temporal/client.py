@@ -30,6 +30,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from engine import durable
+from engine._codec import policy_from_data
 from engine.continuation import PendingDecision
 from engine.decisions import Decide
 from engine.errors import RunError, UsageError
@@ -451,4 +452,7 @@ def pending_of(entry: Entry) -> PendingDecision:
         detail=entry.detail,
         decision=entry.decision,
         fingerprint=entry.fingerprint,
+        expires_at=entry.expires_at,
+        approvers=tuple(entry.approvers),
+        policy=None if entry.policy is None else policy_from_data(entry.policy, "/policy"),
     )

@@ -43,6 +43,11 @@ class Entry:
     """A decision already recorded for it, if any (kind only)."""
     expires_at: float | None = None
     """When an undecided approval is rejected by the workflow's timer (epoch seconds)."""
+    approvers: list[str] = field(default_factory=list)
+    """Who may decide (roles or user names); empty: any approver."""
+    policy: dict[str, Any] | None = None
+    """Why a condition (`approval.when`) made the call wait, as the document holds it
+    (`{"kind", "when", "outcome", "error"?}`); None: no condition did."""
 
 
 @dataclass(kw_only=True)
