@@ -496,14 +496,23 @@ def _rewrite_as_version_1(store_url: str, run_id: str) -> int:
     return changed
 
 
-@pytest.mark.parametrize(
-    ("turns", "limit"), [(TWO_TURNS, 1), (LONG, 200)], ids=["events", "snapshot"]
-)
-def test_a_v1_run_in_a_store_is_listed_decided_and_resumed(
-    store_url: str, turns: dict[str, Any], limit: int
-) -> None:
+def _echoes(n: int) -> dict[str, Any]:
+    """`n` turns that each call echo, then the answer."""
+    return {
+        "bank": [
+            *[calls(call(f"e{i}", "echo", {"text": f"step {i} " + "z" * 300})) for i in range(n)],
+            say("Done."),
+        ]
+    }
+
+
+@pytest.mark.parametrize("limit", [1, 200], ids=["events", "snapshot"])
+def test_a_v1_run_in_a_store_is_listed_decided_and_resumed(store_url: str, limit: int) -> None:
+    """The run suspends at `limit` turns; its stored rows are rewritten as the previous
+    release kept them; extending by one turn runs one more call and suspends again (written
+    by this release on top of the old rows), and extending again finishes."""
     spec = _limited(max_turns=limit)
-    with Runtime(spec, model_override=script(turns), store=store_url) as rt:
+    with Runtime(spec, model_override=script(_echoes(limit + 1)), store=store_url) as rt:
         assert isinstance(rt.run("go", run_id="old-run"), Suspended)
         assert rt.store is not None
         assert _rewrite_as_version_1(store_url, "old-run") >= 1
@@ -520,11 +529,22 @@ def test_a_v1_run_in_a_store_is_listed_decided_and_resumed(
         ]
         check_document(loaded)
         record(rt, "old-run", [Decide.extend("bank/limit-1", 1)], user="ada")
+        again = resume_recorded(rt, "old-run", user="ada")
+
+        assert isinstance(again, Suspended), again
+        reloaded = rt.load_run("old-run")
+        assert reloaded.to_dict() == again.continuation.to_dict()
+        [entry] = reloaded.pending()
+        assert (entry.id, entry.limit) == (
+            "limit-2",
+            Limit(name="max_turns", used=limit + 1, allowed=limit + 1),
+        )
+        record(rt, "old-run", [Decide.extend("bank/limit-2", 1)], user="ada")
         outcome = resume_recorded(rt, "old-run", user="ada")
 
     assert isinstance(outcome, Finished), outcome
     assert outcome.output == "Done."
-    assert len(loop_tools.CALLS) == limit
+    assert len(loop_tools.CALLS) == limit + 1  # each call once
 
 
 def test_inspect_json_shows_the_limit_of_a_v1_document(tmp_path: Path) -> None:
