@@ -37,7 +37,8 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `events`: the typed run events and `Observers`; the loop emits them, knowing no consumer;
   `_emit` builds them from the loop's state (only when the run has observers).
 - `continuation`: the document, its decision API, versions, a long document's messages read
-  on first use (`Unread`); `_codec` parses and checks it.
+  on first use (`Unread`); `_codec` parses and checks it; `_migrate` upgrades an older
+  version's data to the current one on read (version 1 -> 2: `limit` from `detail`).
 - `decisions`: `Decide` (a decision addressed by id or path, for `decide_many`), the index of
   pending entries and the copy-on-write that records a batch in O(K).
 - `_paths`: pending paths (`root/child@CALL/.../ENTRY`) and which entry an identifier names.

@@ -19,6 +19,7 @@ from engine.errors import ContinuationError
 from engine.frames import (
     CALL_STATUSES,
     DECISION_KINDS,
+    LIMIT_NAMES,
     REASONS,
     Answer,
     Approve,
@@ -26,6 +27,7 @@ from engine.frames import (
     Edit,
     Extend,
     Frame,
+    Limit,
     Pending,
     PolicyWhy,
     Reject,
@@ -55,8 +57,9 @@ _FRAME_KEYS = frozenset(
 )
 _PENDING_KEYS = frozenset(
     {"id", "reason", "tool", "arguments", "decisions", "fingerprint"}
-    | {"prompt", "detail", "decision", "child", "expires_at", "approvers", "policy"}
+    | {"prompt", "detail", "decision", "child", "expires_at", "approvers", "policy", "limit"}
 )
+_LIMIT_KEYS = frozenset({"name", "used", "allowed"})
 _POLICY_KEYS = frozenset({"kind", "when", "outcome", "error"})
 _GRANT_KEYS = frozenset({"kind", "tool", "where", "reason", "from", "fingerprint"})
 _ROLES = frozenset({"user", "assistant", "tool", "system", "developer"})
@@ -145,7 +148,14 @@ def _pending_to_data(entry: Pending, child_ref: Callable[[Frame], Any]) -> dict[
         data["approvers"] = list(entry.approvers)
     if entry.policy is not None:
         data["policy"] = policy_to_data(entry.policy)
+    if entry.limit is not None:
+        data["limit"] = limit_to_data(entry.limit)
     return data
+
+
+def limit_to_data(limit: Limit) -> dict[str, Any]:
+    """The limit a `turn_limit` entry reached, as the document holds it."""
+    return {"name": limit.name, "used": limit.used, "allowed": limit.allowed}
 
 
 def policy_to_data(policy: PolicyWhy) -> dict[str, Any]:
@@ -507,7 +517,36 @@ def _pending_from_data(raw: Any, ptr: str) -> tuple[Pending, int | None]:
         entry.approvers = _approvers(obj["approvers"], f"{ptr}/approvers")
     if "policy" in obj:
         entry.policy = _policy(obj["policy"], f"{ptr}/policy")
+    if (reason == "turn_limit") != ("limit" in obj):
+        raise ContinuationError(
+            "a `turn_limit` entry needs the `limit` it reached, and only it has one",
+            pointer=f"{ptr}/limit",
+            suggestion="add {name, used, allowed} (a version 1 document derives it from "
+            "`detail`: write `version: 1` if it is one)",
+        )
+    if "limit" in obj:
+        entry.limit = _limit(obj["limit"], f"{ptr}/limit")
     return entry, child
+
+
+def _limit(raw: Any, ptr: str) -> Limit:
+    """A `turn_limit` entry's `limit`: which budget, how much was used of how much."""
+    obj = _object(raw, ptr)
+    _known(obj, ptr, _LIMIT_KEYS)
+    name = obj.get("name")
+    if name not in LIMIT_NAMES:
+        raise ContinuationError(
+            f"unknown limit {name!r}; expected one of {', '.join(LIMIT_NAMES)}",
+            pointer=f"{ptr}/name",
+        )
+    numbers = []
+    for key in ("used", "allowed"):
+        number = _counter(obj.get(key), whole=name != "timeout")
+        if number is None:
+            expected = "a non-negative integer" if name != "timeout" else "a non-negative number"
+            raise ContinuationError(f"expected {expected}", pointer=f"{ptr}/{key}")
+        numbers.append(obj[key])
+    return Limit(name=name, used=numbers[0], allowed=numbers[1])
 
 
 def _policy(raw: Any, ptr: str) -> PolicyWhy:

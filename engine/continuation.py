@@ -26,8 +26,13 @@ Versions of the document (`version`), newest last; every version listed here sti
   - 1, minor addition: `frames[].approved`, the calls of the open turn a person approved,
     each with the fingerprint of the entry approved: a tool that asked for approval itself
     (`engine.NeedsApproval`) runs once approved and never asks again for that call.
-  - 1, minor addition (moves into version 2): an approve or reject decision's `scope: run`
-    and `where`, and the run's top-level `grants` those decisions made (`engine.grants`).
+- 2: every optional addition of version 1 folded in, plus: a `turn_limit` entry's typed
+  `limit` (`{name: max_turns | max_tool_calls | timeout, used, allowed}`, required there, what
+  `extend` grants more of; `detail` stays the words), a decision's `scope` (`run`) and `where`
+  on `approve` and `reject`, and the run's `grants` (see `schema/continuation.v2.schema.json`).
+  A version 1 document is upgraded on read (`engine._migrate`: `limit` derived from `detail`)
+  and then behaves exactly as a version 2 one; a signed one is verified on its text as
+  written first. Fingerprints are the same in both, so decisions made on v1 text still match.
 
 A continuation made by a `Runtime` that has signing keys carries its key in memory (never in
 the document): its decisions stay signed and `to_json` signs. One parsed from JSON is only
@@ -54,29 +59,32 @@ from engine._codec import (
     frames_to_data,
     grants_from_data,
     grants_to_data,
+    limit_to_data,
     messages_at,
     messages_fit,
     policy_to_data,
     split_messages,
 )
 from engine._json import escape_surrogates
+from engine._migrate import upgrade
 from engine.decisions import Decide, PendingIndex, decided_root, entry_at, leaf_entries, plan
 from engine.errors import ContinuationError
-from engine.frames import Decision, Frame, Pending, PolicyWhy, Scope, walk
+from engine.frames import Decision, Frame, Limit, Pending, PolicyWhy, Scope, walk
 from engine.grants import Grant
 from engine.signing import ALGORITHM, SIGNED_TAIL, sign, verify
 from engine.usage import Usage, of_stack
 
 FORMAT = "callcc.continuation"
-VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 CHANGELOG = {
     1: "first version: flat frames, counters, ledger, pending entries, decisions; "
     "optional since: `usage` and the token counters, `trace` (a W3C trace context), "
     "a pending entry's `expires_at`, `approvers` and `policy`, "
     "`frames[].toolsets` (MCP tool schema fingerprints), "
-    "`frames[].approved` (calls a person approved, for tools that ask), "
-    "a decision's `scope`/`where` and the run's `grants`",
+    "`frames[].approved` (calls a person approved, for tools that ask)",
+    2: "typed `limit` on turn_limit entries (upgraded from a v1 `detail`), decision "
+    "`scope`/`where`, top-level `grants`; v1's optional members folded in",
 }
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 """Documents larger than this are refused before parsing."""
@@ -115,6 +123,8 @@ class PendingDecision:
     """Who may decide (roles or user names); empty: any approver."""
     policy: PolicyWhy | None = None
     """Why a condition made the call wait (`approval.when`), or None."""
+    limit: Limit | None = None
+    """The limit a `turn_limit` entry reached (what `extend` grants more of), or None."""
 
     @property
     def why(self) -> str | None:
@@ -138,6 +148,7 @@ class PendingDecision:
             "approvers": list(self.approvers),
             "policy": None if self.policy is None else policy_to_data(self.policy),
             "why": self.why,
+            "limit": None if self.limit is None else limit_to_data(self.limit),
         }
 
 
@@ -472,12 +483,16 @@ class Continuation:
             )
         version = data.get("version")
         if type(version) is not int or version not in SUPPORTED_VERSIONS:
+            said = "no version" if "version" not in data else f"version {version!r}"
             raise ContinuationError(
-                f"unsupported continuation version {version!r}; this callcc reads versions "
-                f"{', '.join(map(str, SUPPORTED_VERSIONS))}",
+                f"unsupported continuation {said}; this callcc reads versions "
+                f"{', '.join(map(str, SUPPORTED_VERSIONS))} (an integer)",
                 pointer="/version",
-                suggestion="upgrade callcc to read newer documents",
+                suggestion="upgrade callcc to read newer documents"
+                if type(version) is int and version > VERSION
+                else f"write the version the document was made with (`version: {VERSION}`)",
             )
+        data = upgrade(data, version, VERSION)
         allowed = {"format", "version", "run_id", "nonce", "spec", "frames", "usage", "trace"}
         allowed.add("grants")
         unknown = sorted(set(data) - allowed)
@@ -668,6 +683,7 @@ def _view(path: str, frame: Frame, entry: Pending, arguments: Any) -> PendingDec
         expires_at=entry.expires_at,
         approvers=entry.approvers,
         policy=entry.policy,
+        limit=entry.limit,
     )
 
 

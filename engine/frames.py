@@ -133,6 +133,24 @@ class PolicyWhy:
         return f"when {self.when} could not be evaluated ({self.error}): approval required"
 
 
+LimitName: TypeAlias = Literal["max_turns", "max_tool_calls", "timeout"]
+LIMIT_NAMES: tuple[LimitName, ...] = ("max_turns", "max_tool_calls", "timeout")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Limit:
+    """The budget a `turn_limit` entry reached: which limit, how much was used, how much was
+    allowed (extra budget granted before included). `extend` grants more of exactly this."""
+
+    kind: Literal["limit"] = "limit"
+    name: LimitName
+    """`max_turns` (model turns), `max_tool_calls` (tool calls) or `timeout` (seconds)."""
+    used: int | float
+    """Turns or tool calls used, or seconds spent, when the entry was made."""
+    allowed: int | float
+    """The budget in force then: the spec's limit plus what `extend` granted."""
+
+
 def call_fingerprint(
     call_id: str, tool: str, arguments: Any, reason: str, decisions: tuple[str, ...]
 ) -> str:
@@ -182,6 +200,9 @@ class Pending:
     policy: PolicyWhy | None = None
     """Why a condition made the call wait (`approval.when`); None when every call of the
     tool waits. Not covered by `fingerprint`."""
+    limit: Limit | None = None
+    """For `turn_limit`: the limit reached (`detail` says it in words); None otherwise.
+    Not covered by `fingerprint` (computed from `detail`, which says the same)."""
     seal: Seal | None = field(default=None, repr=False, compare=False)
     """In memory only: what `fingerprint` was computed from, when this process computed it
     (see `Seal`); None for an entry read from a document, whose fingerprint is a claim
@@ -225,9 +246,10 @@ class Pending:
         return entry
 
     @staticmethod
-    def for_frame(*, id: str, reason: Reason, detail: str) -> Pending:
+    def for_frame(*, id: str, reason: Reason, detail: str, limit: Limit | None = None) -> Pending:
         """An entry for a wait no tool call caused (a limit, a pause, a model error), allowing
-        the decisions `engine.waits.FRAME_WAITS` gives its reason."""
+        the decisions `engine.waits.FRAME_WAITS` gives its reason; a `turn_limit` entry
+        carries the `limit` reached."""
         decisions = FRAME_WAITS[reason]
         entry = Pending(
             id=id,
@@ -237,6 +259,7 @@ class Pending:
             decisions=decisions,
             fingerprint=frame_fingerprint(id, reason, detail, decisions),
             detail=detail,
+            limit=limit,
         )
         entry.seal = Seal.of(entry, None)
         return entry
@@ -496,6 +519,7 @@ def _shallow(frame: Frame) -> Frame:
                 expires_at=p.expires_at,
                 approvers=p.approvers,
                 policy=p.policy,
+                limit=p.limit,
                 seal=p.seal,
             )
             for p in frame.pending

@@ -27,6 +27,7 @@ from itertools import chain, islice
 from typing import Any
 
 from engine._codec import frame_state_data, ledger_data, policy_to_data
+from engine._migrate import limits_of_states
 from engine.continuation import FORMAT, VERSION, Continuation
 from engine.errors import ContinuationError
 from engine.frames import Frame, assign_paths, call_fingerprint, walk
@@ -369,7 +370,7 @@ def rebuild(
         "nonce": run.nonce or f"recovered-{run.version}",
         "spec": {"name": run.spec_name, "digest": run.spec_digest}
         | ({"path": run.spec_path} if run.spec_path else {}),
-        "frames": documents,
+        "frames": limits_of_states(documents),  # a state the previous release kept has none
     }
     if run.trace:
         document["trace"] = run.trace

@@ -20,7 +20,7 @@ from typing import Any
 from engine import _emit
 from engine.compile import BoundAgent
 from engine.errors import ModelError, ScriptError, ToolServerError
-from engine.frames import Frame, Pending
+from engine.frames import Frame, Limit, Pending
 from engine.models.base import ModelReply, ModelRequest
 from engine.steps import (
     CLOSED_TURN,
@@ -133,11 +133,16 @@ def check_limits(frame: Frame, agent: BoundAgent) -> Pending | None:
     allowed = limits.max_turns + frame.extra_turns
     if frame.turns >= allowed:
         detail = f"max_turns: {frame.turns} model turns used of {allowed}"
+        limit = Limit(name="max_turns", used=frame.turns, allowed=allowed)
     elif limits.timeout is not None and frame.elapsed >= limits.timeout + frame.extra_seconds:
-        detail = f"timeout: {frame.elapsed:.1f} s of {limits.timeout + frame.extra_seconds:g} s"
+        seconds = limits.timeout + frame.extra_seconds
+        detail = f"timeout: {frame.elapsed:.1f} s of {seconds:g} s"
+        limit = Limit(name="timeout", used=round(frame.elapsed, 3), allowed=seconds)
     else:
         return None
-    return Pending.for_frame(id=frame.next_id("limit"), reason="turn_limit", detail=detail)
+    return Pending.for_frame(
+        id=frame.next_id("limit"), reason="turn_limit", detail=detail, limit=limit
+    )
 
 
 def check_pause(frame: Frame, agent: BoundAgent) -> Pending | None:
@@ -272,7 +277,7 @@ async def settle(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
         if decision.kind == "stop":
             return stop_early(frame, ctx)
         if decision.kind == "extend":
-            _grant(frame, entry.detail or "", decision.turns)
+            _grant(frame, entry.limit, decision.turns)
         elif entry.reason == "pause":
             frame.pause_turns = 0
             frame.pause_elapsed = 0.0
@@ -329,6 +334,7 @@ def open_turn(
             reason="turn_limit",
             detail=f"max_tool_calls: {frame.tool_calls} used of {allowed}, "
             f"the model asks for {len(fresh)} more",
+            limit=Limit(name="max_tool_calls", used=frame.tool_calls, allowed=allowed),
         )
         frame.pending.append(entry)
         if ctx.observers:
@@ -358,11 +364,12 @@ def stop_early(frame: Frame, ctx: RunContext) -> Finish:
     return Finish(frame.last_text(), stopped=True)
 
 
-def _grant(frame: Frame, detail: str, amount: int) -> None:
-    limit = detail.split(":", 1)[0]
-    if limit == "max_tool_calls":
+def _grant(frame: Frame, limit: Limit | None, amount: int) -> None:
+    """More of the budget `limit` names (a `turn_limit` entry always has one)."""
+    name = "max_turns" if limit is None else limit.name
+    if name == "max_tool_calls":
         frame.extra_tool_calls += amount
-    elif limit == "timeout":
+    elif name == "timeout":
         frame.extra_seconds += amount
     else:
         frame.extra_turns += amount

@@ -3,7 +3,8 @@
 Specs are built in Python (not YAML) so each test shows the whole agent it runs. Their `path`
 is a (virtual) file inside tests/, so refs like `loop_tools:transfer` import the recording tools
 of `tests/loop_tools.py`. Every continuation that passes through `run`/`resume` here is checked
-against `schema/continuation.v1.schema.json` and must survive a JSON round trip unchanged.
+against the schema of its version (`schema/continuation.v2.schema.json` for what callcc writes)
+and must survive a JSON round trip unchanged.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from engine.continuation import Continuation
+from engine.continuation import SUPPORTED_VERSIONS, VERSION, Continuation
 from engine.models.scripted import ScriptedModel as ScriptedClient
 from engine.runtime import Failed, Finished, Outcome, Runtime, Stopped, Suspended
 from engine.spec.model import (
@@ -31,11 +32,13 @@ from engine.spec.model import (
     SuspendRules,
     Tool,
 )
+from engine.spec.schema import continuation_schema_name
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
 VIRTUAL_SPEC = str(TESTS / "virtual.yaml")
-SCHEMA_PATH = ROOT / "schema" / "continuation.v1.schema.json"
+SCHEMA_PATH = ROOT / "schema" / "continuation.v2.schema.json"
+"""The schema of the documents callcc writes (version 2)."""
 DIGEST = "sha256:test"
 
 
@@ -171,21 +174,48 @@ def tool_result(call_id: str, content: str) -> dict[str, Any]:
 
 
 @cache
-def continuation_validator() -> Draft202012Validator:
-    """The validator of `schema/continuation.v1.schema.json`."""
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+def continuation_validator(version: int = 2) -> Draft202012Validator:
+    """The validator of `schema/continuation.v<version>.schema.json`."""
+    path = ROOT / "schema" / continuation_schema_name(version)
+    schema = json.loads(path.read_text(encoding="utf-8"))
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
 
 
+def schema_errors(data: Any) -> list[str]:
+    """What the schema of the version `data` says it is (`version`) finds wrong with it."""
+    version = data.get("version") if isinstance(data, dict) else None
+    assert version in SUPPORTED_VERSIONS, f"no schema for version {version!r}"
+    errors = sorted(continuation_validator(version).iter_errors(data), key=lambda e: e.json_path)
+    return [f"{e.json_path}: {e.message}" for e in errors]
+
+
 def check_document(continuation: Continuation) -> Continuation:
-    """Fail unless the document fits the schema and survives a JSON round trip unchanged."""
+    """Fail unless the document fits the schema of the version it says it is (callcc writes
+    version 2) and survives a JSON round trip unchanged."""
     data = json.loads(continuation.to_json())
-    errors = sorted(continuation_validator().iter_errors(data), key=lambda e: e.json_path)
-    assert not errors, "\n".join(f"{e.json_path}: {e.message}" for e in errors)
+    assert data["version"] == VERSION
+    errors = schema_errors(data)
+    assert not errors, "\n".join(errors)
     again = Continuation.from_json(continuation.to_json())
     assert again.to_json() == continuation.to_json()
     return continuation
+
+
+def as_version_1(data: Any) -> Any:
+    """Plain data (a document, or anything a run store keeps: frame states, snapshots,
+    patches) as the release before version 2 wrote it: `version: 1` at the top of a
+    document and no `limit` on `turn_limit` entries. A copy; `data` is not changed."""
+    if isinstance(data, list):
+        return [as_version_1(item) for item in data]
+    if not isinstance(data, dict):
+        return data
+    out = {k: as_version_1(v) for k, v in data.items()}
+    if out.get("reason") == "turn_limit":
+        out.pop("limit", None)
+    if out.get("format") == "callcc.continuation":
+        out["version"] = 1
+    return out
 
 
 def _checked(outcome: Outcome) -> Outcome:

@@ -1,4 +1,4 @@
-"""The continuation document, version 1: round trips, malformed input, tampering, size, schema."""
+"""The continuation document, version 2: round trips, malformed input, tampering, size, schema."""
 
 from __future__ import annotations
 
@@ -198,15 +198,27 @@ def test_truncated_json_is_refused_as_not_valid_json() -> None:
         Continuation.from_json(text[: len(text) // 2])
 
 
-def test_an_unknown_version_is_refused_naming_the_supported_versions() -> None:
+@pytest.mark.parametrize(
+    ("version", "said"),
+    [(99, "version 99"), (3, "version 3"), ("2", "version '2'"), (None, "no version")],
+)
+def test_an_unknown_version_is_refused_naming_the_supported_versions(
+    version: Any, said: str
+) -> None:
     _, continuation = nested()
 
+    def change(data: dict[str, Any]) -> None:
+        if version is None:
+            del data["version"]
+        else:
+            data["version"] = version
+
     with pytest.raises(ContinuationError) as caught:
-        edited(continuation, _set("/version", 99))
+        edited(continuation, change)
 
     assert caught.value.pointer == "/version"
-    assert "unsupported continuation version 99; this callcc reads versions 1" in str(caught.value)
-    assert SUPPORTED_VERSIONS == (1,)
+    assert f"unsupported continuation {said}; this callcc reads versions 1, 2" in str(caught.value)
+    assert SUPPORTED_VERSIONS == (1, 2)
 
 
 def test_a_frame_referenced_by_two_entries_is_refused() -> None:
@@ -413,7 +425,9 @@ def test_the_schema_refuses_what_the_loader_refuses() -> None:
     validator = continuation_validator()
     good = json.loads(continuation.to_json())
     for change in (
-        _set("/version", 2),
+        _set("/version", 1),  # version 1 has its own schema
+        _set("/version", 3),
+        _set("/frames/1/pending/0/limit", {"name": "max_turns", "used": 1, "allowed": 1}),
         _set("/frames/1/extra", 1),
         _set("/frames/1/pending/0/decision", {"kind": "approve"}),
         _set("/frames/1/pending/0/decision", {"kind": "edit", "fingerprint": "f"}),

@@ -397,8 +397,9 @@ def test_a_time_counter_that_is_not_a_non_negative_number_is_refused(value: Any)
 
 
 def test_a_boolean_version_is_not_version_1() -> None:
-    """engine/continuation.py from_dict: `version not in SUPPORTED_VERSIONS` is True for
-    `true` and `1.0` (`True == 1`), so `"version": true` loads as version 1."""
+    """engine/continuation.py from_dict: `version in SUPPORTED_VERSIONS` is True for
+    `true` and `1.0` (`True == 1`), so without the type check `"version": true` would load
+    as version 1."""
     rt, data = _decided_data()
     data["version"] = True
 
@@ -451,12 +452,12 @@ def test_a_value_of_the_wrong_type_at_any_field_is_refused_pointing_at_it(path: 
 
 def test_an_unknown_version_names_the_supported_versions() -> None:
     rt, data = _decided_data()
-    data["version"] = 2
+    data["version"] = 3
 
     error = refused(rt, json.dumps(data))
 
     assert error.pointer == "/version"
-    assert "unsupported continuation version 2; this callcc reads versions 1" in str(error)
+    assert "unsupported continuation version 3; this callcc reads versions 1, 2" in str(error)
 
 
 def test_a_100_mb_document_is_refused_by_its_size_before_parsing() -> None:

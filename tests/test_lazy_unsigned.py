@@ -354,7 +354,7 @@ def _indented(text: str) -> str:
 
 
 def _spaced(text: str) -> str:
-    return text.replace('"version":1', '"version": 1', 1)
+    return text.replace('"version":2', '"version": 2', 1)
 
 
 def _counters_first(text: str) -> str:

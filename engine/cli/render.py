@@ -57,6 +57,13 @@ def register(sub: Any) -> None:
         "state", metavar="STATE|RUN_ID", help="the continuation JSON file, or a run id of --store"
     )
     inspect.add_argument("--spec", metavar="SPEC", help="the spec, to show turn limits")
+    inspect.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="text, the tree (default); json: the run and its pending entries, as "
+        "`callcc pending --format json` lists them (with `limit` on turn_limit entries)",
+    )
     _store_option(inspect)
     inspect.set_defaults(handler=run_inspect)
 
@@ -112,6 +119,16 @@ def run_inspect(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
             f"{args.state} is a spec, not a continuation; inspect reads a state file "
             "(draw a spec with `callcc render`)"
         )
+    if args.format == "json":
+        data = {
+            "run_id": source.run_id,
+            "spec": source.spec_name,
+            "pending": [p.to_dict() for p in source.pending()],
+            "usage": source.usage.to_dict(),
+        }
+        json.dump(data, stdout, indent=2, ensure_ascii=False)
+        stdout.write("\n")
+        return EXIT_OK
     stdout.write(inspect_text(source, _spec(args.spec)))
     return EXIT_OK
 

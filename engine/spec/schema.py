@@ -16,8 +16,15 @@ if TYPE_CHECKING:  # imported by the validators' builders: `callcc schema` print
 SCHEMA_NAME = "agent-spec.v1.schema.json"
 """File name of the spec schema, in `schema/` of the repository (`engine/schema` links to it,
 so wheels ship it as package data)."""
-CONTINUATION_SCHEMA_NAME = "continuation.v1.schema.json"
-"""File name of the continuation document's schema, beside the spec schema."""
+CONTINUATION_SCHEMA_NAME = "continuation.v2.schema.json"
+"""File name of the schema of the continuation document as this callcc writes it (version 2),
+beside the spec schema."""
+
+
+def continuation_schema_name(version: int) -> str:
+    """File name of the schema of continuation documents of `version` (1 or 2: each version's
+    schema stays as released; `engine.continuation.SUPPORTED_VERSIONS` lists what loads)."""
+    return f"continuation.v{version}.schema.json"
 
 
 def schema_text(name: str = SCHEMA_NAME) -> str:
