@@ -72,7 +72,8 @@ def lay_out_specs(folder: Path) -> Path:
     `fanout.yaml` (two approvals in one run, in two sub-agents), `payments.yaml` (an approval
     that allows edits), `guarded.yaml` (payments whose transfers only ada and the finance
     team may decide), `flaky.yaml` (a model call that fails for good, then answers),
-    `transfers.yaml` (a call that waits because its approval condition held), `bills.yaml`
+    `transfers.yaml` (a call that waits because its approval condition held),
+    `limited.yaml` (transfers allowing one tool call: a turn limit at once), `bills.yaml`
     (transfers one a turn, for grants)."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copytree(SPECS / "callcc_examples", folder / "callcc_examples")
@@ -91,6 +92,13 @@ def lay_out_specs(folder: Path) -> Path:
     (folder / "fanout.yaml").write_text(
         hr.replace("name: hr_onboarding", "name: hr_fanout").replace(
             "script: hr_agent.script.yaml", "script: hr_agent.fanout.script.yaml"
+        ),
+        encoding="utf-8",
+    )
+    transfers = (SPECS / "transfers.yaml").read_text(encoding="utf-8")
+    (folder / "limited.yaml").write_text(
+        transfers.replace("name: transfers", "name: transfers_limited").replace(
+            "max_tool_calls: 4", "max_tool_calls: 1"
         ),
         encoding="utf-8",
     )

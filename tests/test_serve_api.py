@@ -132,6 +132,8 @@ def test_a_run_started_with_wait_answers_suspended_with_what_it_waits_on(served:
         "approvers": [],
         "policy": None,  # every call of the tool asks: no condition made it wait
         "why": None,
+        "detail": None,
+        "limit": None,
     }
     with served.client("bob") as client:
         assert client.get(f"/v1/runs/{run_id}").json() == run
@@ -166,6 +168,17 @@ def test_a_call_a_condition_made_wait_carries_the_condition_and_why(served: Serv
         assert client.get(f"/v1/runs/{run['run_id']}").json()["pending"] == [entry]
         listed = client.get("/v1/pending", params={"limit": 1000}).json()["pending"]
     assert [p for p in listed if p["run_id"] == run["run_id"]] == [entry]
+
+
+def test_a_turn_limit_carries_its_words_and_the_typed_limit(served: Served) -> None:
+    run = start(served, "limited.yaml", prompt="Pay the rent and the laptop")
+    [entry] = run["pending"]  # two calls in one turn, one tool call allowed
+    assert (entry["reason"], entry["decisions"]) == ("turn_limit", ["extend", "stop"])
+    assert entry["detail"] == "max_tool_calls: 0 used of 1, the model asks for 2 more"
+    assert entry["limit"] == {"name": "max_tool_calls", "used": 0, "allowed": 1}
+    with served.client("bob") as client:
+        listed = client.get("/v1/pending", params={"limit": 1000}).json()["pending"]
+    assert [p for p in listed if p["run_id"] == run["run_id"]] == [entry]  # from the rows
 
 
 def test_without_wait_a_run_answers_once_it_is_stored(served: Served) -> None:

@@ -89,6 +89,8 @@ def decision_view(
         expires_at=entry.expires_at,
         approvers=tuple(entry.approvers),
         policy=entry.policy,
+        detail=entry.detail,
+        limit=entry.limit,
     )
 
 

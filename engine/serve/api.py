@@ -63,6 +63,14 @@ class PolicyOut(BaseModel):
     error: str | None = None
 
 
+class LimitOut(BaseModel):
+    """The budget a `turn_limit` entry reached: `extend` grants more of exactly this."""
+
+    name: Literal["max_turns", "max_tool_calls", "timeout"]
+    used: int | float
+    allowed: int | float
+
+
 class PendingOut(BaseModel):
     """One decision a suspended run waits for."""
 
@@ -81,6 +89,8 @@ class PendingOut(BaseModel):
     approvers: list[str]
     policy: PolicyOut | None
     why: str | None
+    detail: str | None
+    limit: LimitOut | None
 
 
 class UsageOut(BaseModel):

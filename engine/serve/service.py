@@ -33,6 +33,7 @@ from typing import Any, cast
 
 from engine import inbox
 from engine._codec import policy_from_data
+from engine._migrate import limit_from_detail
 from engine.continuation import Continuation
 from engine.durable import spec_of_run
 from engine.errors import (
@@ -45,6 +46,7 @@ from engine.errors import (
     StoreError,
     UsageError,
 )
+from engine.frames import Limit
 from engine.journal import rebuild
 from engine.runtime import Runtime
 from engine.serve._checks import checked, conflict_message, decision_view
@@ -581,5 +583,17 @@ def _pending_view(row: PendingRow) -> PendingView:
         policy=None if row.policy is None else policy_from_data(row.policy, "/policy"),
         spec=row.spec_name,
         detail=row.detail,
+        limit=_row_limit(row),
         decided=row.decided,
     )
+
+
+def _row_limit(row: PendingRow) -> Limit | None:
+    """The typed limit of a stored `turn_limit` row: rows keep the entry's `detail`, read as
+    the document's upgrade reads a version 1 entry (`engine._migrate`)."""
+    if row.reason != "turn_limit":
+        return None
+    try:
+        return Limit(**limit_from_detail(row.detail, f"/pending/{row.call_id}"))
+    except ContinuationError:
+        return None  # a detail callcc did not write: the words alone

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from engine._codec import policy_to_data
-from engine.frames import PolicyWhy
+from engine._codec import limit_to_data, policy_to_data
+from engine.frames import Limit, PolicyWhy
 from engine.serve.auth import User
 
 DecisionKind = Literal["approve", "reject", "edit", "answer", "extend", "stop", "resume"]
@@ -48,7 +48,9 @@ class PendingView:
     spec: str = ""
     """The run's spec name (not in the JSON: for the inbox)."""
     detail: str | None = None
-    """More about the reason (not in the JSON: for the inbox)."""
+    """More about the reason, in words: the limit reached, the error, what the tool said."""
+    limit: Limit | None = None
+    """The budget a `turn_limit` entry reached (`extend` grants more of it); None otherwise."""
     decided: bool = False
     """A decision is recorded for it, waiting for the rest (not listed by the API)."""
 
@@ -83,6 +85,8 @@ class PendingView:
             "approvers": list(self.approvers),
             "policy": None if self.policy is None else policy_to_data(self.policy),
             "why": self.why,
+            "detail": self.detail,
+            "limit": None if self.limit is None else limit_to_data(self.limit),
         }
 
     @property
