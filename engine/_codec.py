@@ -172,6 +172,12 @@ def policy_from_data(raw: Any, pointer: str = "") -> PolicyWhy:
     return _policy(raw, pointer)
 
 
+def limit_from_data(raw: Any, pointer: str = "") -> Limit:
+    """`limit_to_data`'s data back (as a workflow's entry keeps it), checked as a document's
+    `limit` is; a refusal names `pointer`."""
+    return _limit(raw, pointer)
+
+
 def decision_to_data(decision: Decision) -> dict[str, Any]:
     """A decision as a JSON object tagged by `kind`."""
     data: dict[str, Any] = {"kind": decision.kind, "fingerprint": decision.fingerprint}

@@ -291,6 +291,28 @@ def test_the_workflow_lists_when_an_approval_expires_and_who_may_decide(
         runtime.cancel("pay-who")
 
 
+def test_the_workflow_lists_the_typed_limit_of_a_turn_limit(pool: Workers, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(ROOT / "specs" / "callcc_examples", tmp_path / "callcc_examples")
+    shutil.copy(ROOT / "specs" / "transfers.script.yaml", tmp_path)
+    text = (ROOT / "specs" / "transfers.yaml").read_text(encoding="utf-8")
+    (tmp_path / "limited.yaml").write_text(
+        text.replace("name: transfers", "name: transfers_limited").replace(
+            "max_tool_calls: 4", "max_tool_calls: 1"
+        ),
+        encoding="utf-8",
+    )
+    with client(pool) as runtime:
+        outcome = runtime.run(load_spec(tmp_path / "limited.yaml"), "pay", run_id="pay-limit")
+        assert isinstance(outcome, Suspended)
+        [kept] = outcome.continuation.pending()
+        [listed] = runtime.pending("pay-limit")  # the workflow's `pending` query
+        assert kept.limit is not None and kept.limit.name == "max_tool_calls"
+        assert (listed.reason, listed.limit) == ("turn_limit", kept.limit)
+        runtime.cancel("pay-limit")
+
+
 # -- the update's validator --------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from engine import inbox
-from engine._codec import policy_to_data
+from engine._codec import limit_to_data, policy_to_data
 from engine.continuation import Continuation
 from engine.decisions import Decide
 from engine.errors import (
@@ -351,6 +351,7 @@ def entries_of(continuation: Continuation) -> list[Entry]:
             decision=p.decision,
             expires_at=p.expires_at,
             approvers=list(p.approvers),
+            limit=None if p.limit is None else limit_to_data(p.limit),
             policy=None if p.policy is None else policy_to_data(p.policy),
         )
         for p in continuation.pending()

@@ -30,7 +30,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from engine import durable
-from engine._codec import policy_from_data
+from engine._codec import limit_from_data, policy_from_data
 from engine.continuation import PendingDecision
 from engine.decisions import Decide
 from engine.errors import RunError, UsageError
@@ -456,5 +456,6 @@ def pending_of(entry: Entry) -> PendingDecision:
         fingerprint=entry.fingerprint,
         expires_at=entry.expires_at,
         approvers=tuple(entry.approvers),
+        limit=None if entry.limit is None else limit_from_data(entry.limit, "/limit"),
         policy=None if entry.policy is None else policy_from_data(entry.policy, "/policy"),
     )

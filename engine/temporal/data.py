@@ -45,6 +45,9 @@ class Entry:
     """When an undecided approval is rejected by the workflow's timer (epoch seconds)."""
     approvers: list[str] = field(default_factory=list)
     """Who may decide (roles or user names); empty: any approver."""
+    limit: dict[str, Any] | None = None
+    """The budget a `turn_limit` entry reached, as the document holds it (`{"name", "used",
+    "allowed"}`); None for other entries."""
     policy: dict[str, Any] | None = None
     """Why a condition (`approval.when`) made the call wait, as the document holds it
     (`{"kind", "when", "outcome", "error"?}`); None: no condition did."""
