@@ -45,7 +45,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from engine import _json
+from engine import _ids, _json
 from engine._codec import (
     decision_to_data,
     frames_from_data,
@@ -171,11 +171,7 @@ class Continuation:
         """Digest of that spec's canonical form when the run suspended."""
         self.spec_path = spec_path
         """Where the spec file was when the run started: a hint for `callcc resume`."""
-        if not nonce:
-            import secrets  # only a new document draws a nonce; a parsed one carries its own
-
-            nonce = secrets.token_hex(12)
-        self.nonce = nonce
+        self.nonce = nonce or _ids.nonce()  # a parsed document carries its own
         """Names this suspension; a run store refuses to resume the same nonce twice."""
         self.trace: Mapping[str, str] | None = dict(trace) if trace else None
         """The W3C trace context (`traceparent`, `tracestate`) of the span that suspended

@@ -20,7 +20,6 @@ import asyncio
 import logging
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from engine import _eager, _json, _stream, durable, fork, lease
+from engine import _eager, _ids, _json, _stream, durable, fork, lease
 from engine._preflight import check_document, check_edits
 from engine.audit import decision_entry, os_user, run_entry
 from engine.compile import Program, compile_spec
@@ -329,7 +328,7 @@ class Runtime:
             known = ", ".join(sorted(self.spec.agents))
             raise UsageError(f"unknown agent {name!r}; agents of {self.spec.name}: {known}")
         root = Frame(agent=name, messages=[{"role": "user", "content": prompt}])
-        run_id = run_id or uuid.uuid4().hex
+        run_id = run_id or _ids.run_id()
         store = self._face(blocking)
         journal = (
             await durable.start(store, self.spec, root, run_id, self._lease()) if store else None
@@ -448,7 +447,7 @@ class Runtime:
             await store.events(source_id),
             at,
             spec=self.spec,
-            run_id=new_run_id or uuid.uuid4().hex,
+            run_id=new_run_id or _ids.run_id(),
             prompt=prompt,
             allow_spec_change=allow_spec_change,
         )
