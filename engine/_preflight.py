@@ -126,7 +126,8 @@ def _check_entry(
             "does not have in the spec",
             pointer=f"{where}/tool",
         )
-    if not entry.fingerprint_holds():  # computed again unless this process sealed it
+    sealed = entry.sealed()  # one snapshot of the arguments answers both checks below
+    if not sealed and not entry.fingerprint_holds():  # computed again: no seal holds
         raise ContinuationError(
             "the entry does not match its fingerprint: its call was modified",
             pointer=f"{where}/fingerprint",
@@ -140,7 +141,8 @@ def _check_entry(
             )
         text = call["function"]["arguments"]
         if call["function"]["name"] != entry.tool or (
-            not entry.decoded_from(text) and _parsed(call) != entry.arguments
+            not (sealed and entry.seal is not None and entry.seal.text == text)
+            and _parsed(call) != entry.arguments
         ):
             raise ContinuationError(
                 f"pending call {entry.id!r} differs from the call in the agent's messages: "

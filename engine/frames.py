@@ -231,9 +231,7 @@ class Pending:
         says so when nothing changed since it was computed (an entry read from a document
         takes the seal this process made with that fingerprint, when it is still exactly
         what the seal was taken of: see `Seal.made`), else it is computed again."""
-        if self.seal is None:
-            self.seal = Seal.made(self)
-        if self.seal is not None and self.seal.holds(self):
+        if self.sealed():
             return True
         if self.tool is None:
             expected = frame_fingerprint(self.id, self.reason, self.detail, self.decisions)
@@ -246,9 +244,17 @@ class Pending:
     def decoded_from(self, text: str) -> bool:
         """True when the entry's arguments are known to be `text` decoded: it was made from
         that very text and has not changed since (else decode `text` to compare)."""
+        return self.sealed() and self.seal is not None and self.seal.text == text
+
+    def sealed(self) -> bool:
+        """True when the entry has a seal that holds for it as it is now: its own, or (read
+        from a document) the one this process made with its fingerprint, which it takes.
+        One snapshot of the arguments: a caller asking both `fingerprint_holds` and
+        `decoded_from` of an entry it has not changed in between asks this once."""
         if self.seal is None:
-            self.seal = Seal.made(self)
-        return self.seal is not None and self.seal.text == text and self.seal.holds(self)
+            self.seal = Seal.made(self)  # found only when it holds
+            return self.seal is not None
+        return self.seal.holds(self)
 
 
 class Seal(NamedTuple):
