@@ -194,7 +194,9 @@ class Runtime:
         # Eager driving skips the event loop's round trip, but libraries that ask which async
         # library runs them (httpx, anyio: the openai client) need a real task: only when every
         # model is scripted and every tool is sync is the whole run free of such code.
-        self._eager = not self.program.has_toolsets and all(
+        self._toolsets = self.program.has_toolsets
+        """Whether a drive needs `engine.toolsets` (asked once: the program never changes)."""
+        self._eager = not self._toolsets and all(
             isinstance(a.model, ScriptedModel) and not any(t.is_async for t in a.tools.values())
             for a in self.program.agents.values()
         )
@@ -577,7 +579,7 @@ class Runtime:
             observers=observers,
             off_loop=leased and not blocking,
             clock=self.clock,
-            toolsets=Toolsets(self.spec) if self.program.has_toolsets else None,
+            toolsets=Toolsets(self.spec) if self._toolsets else None,
         )
         try:
             if journal is not None and journal.lease is not None and blocking:
@@ -672,11 +674,7 @@ class Runtime:
         )
 
     def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
+        if asyncio._get_running_loop() is not None:  # `get_running_loop`, without raising
             coro.close()
             raise UsageError(
                 "run/resume were called inside a running event loop; await arun/aresume"
