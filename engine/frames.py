@@ -241,6 +241,26 @@ class Pending:
             )
         return self.fingerprint == expected
 
+    def replaced(self, *, decision: Decision | None, child: Frame | None) -> Pending:
+        """A copy holding `decision` and `child`, every other field's value shared (spelled
+        out: `dataclasses.replace` costs four times as much, and one is made per decision)."""
+        return Pending(
+            id=self.id,
+            reason=self.reason,
+            tool=self.tool,
+            arguments=self.arguments,
+            decisions=self.decisions,
+            fingerprint=self.fingerprint,
+            prompt=self.prompt,
+            detail=self.detail,
+            decision=decision,
+            child=child,
+            expires_at=self.expires_at,
+            approvers=self.approvers,
+            policy=self.policy,
+            seal=self.seal,
+        )
+
     def decoded_from(self, text: str) -> bool:
         """True when the entry's arguments are known to be `text` decoded: it was made from
         that very text and has not changed since (else decode `text` to compare)."""
@@ -405,6 +425,35 @@ class Frame:
                 if entry.child is not None:
                     entry.child = copies[id(entry.child)]
         return copies[id(self)]
+
+    def holding(self, pending: list[Pending]) -> Frame:
+        """A copy holding `pending`, every other field's value shared with this frame (not
+        copied: see `copy` for that)."""
+        return Frame(
+            agent=self.agent,
+            messages=self.messages,
+            turns=self.turns,
+            attempts=self.attempts,
+            tool_calls=self.tool_calls,
+            extra_turns=self.extra_turns,
+            extra_tool_calls=self.extra_tool_calls,
+            extra_seconds=self.extra_seconds,
+            elapsed=self.elapsed,
+            pause_turns=self.pause_turns,
+            pause_elapsed=self.pause_elapsed,
+            serial=self.serial,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            ledger=self.ledger,
+            results=self.results,
+            pending=pending,
+            path=self.path,
+            names=self.names,
+            invocation=self.invocation,
+            toolsets=self.toolsets,
+            decoded=self.decoded,
+            approved=self.approved,
+        )
 
     def child(self, agent: str, call_id: str, messages: list[Message]) -> Frame:
         """A new frame for the sub-agent `agent` that this frame's call `call_id` starts,
