@@ -560,6 +560,11 @@ def walk(root: Frame) -> list[tuple[tuple[str, ...], Frame]]:
     """Every frame with its path, root first, depth first, without recursion: the root's
     agent, then one `agent@CALL` segment a sub-agent, `CALL` being the id of the parent's
     call that started it (`("hr_agent", "account_agent@call_hr_1")`)."""
+    for entry in root.pending:
+        if entry.child is not None:
+            break
+    else:  # a lone frame, the usual case: no stack to keep
+        return [((root.agent,), root)]
     out: list[tuple[tuple[str, ...], Frame]] = []
     stack: list[tuple[tuple[str, ...], Frame]] = [((root.agent,), root)]
     while stack:
