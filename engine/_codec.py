@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from itertools import chain, repeat
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any, cast
 
 from engine._canonical import json_problem
@@ -49,6 +49,13 @@ _COUNTERS_NUM = ("extra_seconds", "elapsed", "pause_elapsed")
 _SAME_AS = {"attempts": "turns", "pause_turns": "turns", "pause_elapsed": "elapsed"}
 """Counters left out when equal to another (the usual case): absent means equal."""
 _COUNTER_KEYS = frozenset(_COUNTERS_INT + _COUNTERS_NUM)
+_COUNTER_NAMES = _COUNTERS_INT + _COUNTERS_NUM
+"""Every counter, in the order a document writes them."""
+_COUNTER_VALUES = attrgetter(*_COUNTER_NAMES)
+_DEFAULT_AT = tuple(
+    _COUNTER_NAMES.index(_SAME_AS[name]) if name in _SAME_AS else -1 for name in _COUNTER_NAMES
+)
+"""Per counter, the position of the counter it is left out when equal to (-1: zero)."""
 _FRAME_KEYS = frozenset(
     {"agent", "messages", "counters", "ledger", "results", "pending", "toolsets", "approved"}
 )
@@ -96,14 +103,11 @@ def _frame_to_data(
     frame: Frame, child_ref: Callable[[Frame], Any], ledger: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     data: dict[str, Any] = {"agent": frame.agent, "messages": frame.messages}
+    # 1 ms is plenty for budgets in seconds
+    values = [round(v, 3) if isinstance(v, float) else v for v in _COUNTER_VALUES(frame)]
     counters: dict[str, Any] = {}
-    for name in _COUNTERS_INT + _COUNTERS_NUM:
-        value = getattr(frame, name)
-        if isinstance(value, float):
-            value = round(value, 3)  # 1 ms is plenty for budgets in seconds
-        other = _SAME_AS.get(name)
-        default = round(getattr(frame, other), 3) if other else 0
-        if value != default:
+    for name, value, other in zip(_COUNTER_NAMES, values, _DEFAULT_AT):  # of equal length
+        if value != (values[other] if other >= 0 else 0):
             counters[name] = value
     data["counters"] = counters
     data["ledger"] = ledger_data(frame) if ledger is None else ledger
