@@ -686,7 +686,7 @@ class Runtime:
             self._loops.append(loop)
         if self._eager:
             return _eager.run(loop, coro)
-        return loop.run_until_complete(coro)
+        return _eager.on_loop(loop, coro)
 
     def recover(
         self, run_id: str, *, allow_spec_change: bool = False, force: bool = False
