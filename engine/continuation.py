@@ -74,6 +74,10 @@ CHANGELOG = {
 }
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 """Documents larger than this are refused before parsing."""
+_DOCUMENT_KEYS = frozenset(
+    {"format", "version", "run_id", "nonce", "spec", "frames", "usage", "trace"}
+)
+_SPEC_KEYS = frozenset({"name", "digest", "path"})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -451,9 +455,8 @@ class Continuation:
                 pointer="/version",
                 suggestion="upgrade callcc to read newer documents",
             )
-        allowed = {"format", "version", "run_id", "nonce", "spec", "frames", "usage", "trace"}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
+        if not _DOCUMENT_KEYS.issuperset(data):
+            unknown = sorted(set(data) - _DOCUMENT_KEYS)
             raise ContinuationError(f"unknown field {unknown[0]!r}", pointer=f"/{unknown[0]}")
         run_id = data.get("run_id")
         if not isinstance(run_id, str) or not run_id:
@@ -467,7 +470,7 @@ class Continuation:
             or not isinstance(spec.get("name"), str)
             or not isinstance(spec.get("digest"), str)
             or not isinstance(spec.get("path", ""), str)
-            or set(spec) - {"name", "digest", "path"}
+            or not _SPEC_KEYS.issuperset(spec)
         ):
             raise ContinuationError(
                 "expected {name: string, digest: string, path?: string}", pointer="/spec"
