@@ -3,7 +3,8 @@
 Run: `.venv/bin/python -m bench.bench_inbox_store` (PostgreSQL from `CALLCC_TEST_POSTGRES_URL`,
 default the loopback server; skipped with a message when unreachable). For each backend it
 bulk-loads `STORED_RUNS` runs (60% suspended, each waiting on one or two entries over three
-specs and four tools, a tenth of them decided already, a third with an expiry; the rest finished
+specs and four tools, a tenth of them decided already, a third with an expiry, a fifth of the
+approvals with the condition that made them wait (migration 10); the rest finished
 or failed), then times every listing the service and the expiry loop run, `CALLS` times each,
 and prints p50 and p99 (goal: `GET /v1/pending` p99 under 50 ms, so each of these well under):
 
@@ -38,6 +39,8 @@ STORED_RUNS = 100_000
 CALLS = 200
 SPECS = ("hr", "payroll", "it")
 TOOLS = ("authorize_account", "send_email", "create_ticket")
+POLICY = dump_json({"kind": "when", "when": "args.amount > 1000", "outcome": "held"})
+"""The `policy` of a fifth of the approvals: a condition made them wait."""
 RARE_TOOL = "wire_transfer"
 """One row in a hundred calls it: a filter that matches few rows must not scan the rest."""
 
@@ -63,10 +66,11 @@ def bulk_rows(count: int, now: float) -> Iterator[tuple[str, tuple[Any, ...]]]:
             reason = "turn_limit" if k == 1 else "approval"
             path = f"hr_agent/call_{i}_{k}"
             expires = at + 3600 if i % 3 == 0 else None
+            policy = POLICY if reason == "approval" and i % 5 == 0 else None  # migration 10
             yield "pending", (
                 run_id, path, f"call_{i}_{k}", None if k == 1 else tool, reason, at,
                 "hr_agent", dump_json({"user": f"user{i}", "amount": i}), "Approve?", None,
-                '["approve","reject","edit"]', f"fp-{i}-{k}", expires, "[]", spec,
+                '["approve","reject","edit"]', f"fp-{i}-{k}", expires, "[]", policy, spec,
             )  # fmt: skip
             if i % 10 == 0 and k == 0:
                 yield "decisions", (run_id, nonce, path, 1, f"fp-{i}-{k}",

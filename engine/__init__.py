@@ -31,6 +31,9 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `policy`: approval conditions in CEL (`approval.when`): `check` for validate, `Condition`
   compiled once and evaluated per call (fail closed); the only module importing
   `cel_expr_python`, loaded only for a spec with a condition.
+- `grants`: run-scoped grants (`Grant`: a decision of scope `run`), which calls one covers
+  (reject wins; a `where` in CEL through `policy`), and turning scoped decisions into grants
+  when a run resumes.
 - `events`: the typed run events and `Observers`; the loop emits them, knowing no consumer;
   `_emit` builds them from the loop's state (only when the run has observers).
 - `continuation`: the document, its decision API, versions, a long document's messages read

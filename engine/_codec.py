@@ -33,6 +33,7 @@ from engine.frames import (
     Stop,
     walk,
 )
+from engine.grants import Grant
 
 _COUNTERS_INT = (
     "turns",
@@ -64,6 +65,7 @@ _PENDING_KEYS = frozenset(
     | {"prompt", "detail", "decision", "child", "expires_at", "approvers", "policy"}
 )
 _POLICY_KEYS = frozenset({"kind", "when", "outcome", "error"})
+_GRANT_KEYS = frozenset({"kind", "tool", "where", "reason", "from", "fingerprint"})
 _ROLES = frozenset({"user", "assistant", "tool", "system", "developer"})
 _NONE: dict[str, Any] = {}
 """What an absent object member reads as (never changed: only read)."""
@@ -81,6 +83,8 @@ def frame_state_data(frame: Frame, ledger: dict[str, Any] | None = None) -> dict
     `ledger` is its ledger part when the caller knows it already (see `ledger_data`)."""
     data = _frame_to_data(frame, lambda child: True, ledger)
     del data["messages"]
+    if frame.grants:  # the root's: a document writes them at its top level instead
+        data["grants"] = grants_to_data(frame.grants)
     return data
 
 
@@ -108,7 +112,7 @@ def _frame_to_data(
     # 1 ms is plenty for budgets in seconds
     values = [round(v, 3) if isinstance(v, float) else v for v in _COUNTER_VALUES(frame)]
     counters: dict[str, Any] = {}
-    for name, value, other in zip(_COUNTER_NAMES, values, _DEFAULT_AT):  # of equal length
+    for name, value, other in zip(_COUNTER_NAMES, values, _DEFAULT_AT, strict=True):
         if value != (values[other] if other >= 0 else 0):
             counters[name] = value
     data["counters"] = counters
@@ -158,6 +162,12 @@ def policy_to_data(policy: PolicyWhy) -> dict[str, Any]:
     return data
 
 
+def policy_from_data(raw: Any, pointer: str = "") -> PolicyWhy:
+    """`policy_to_data`'s data back (as a run store's pending row or a workflow's entry keeps
+    it), checked as a document's `policy` is; a refusal names `pointer`."""
+    return _policy(raw, pointer)
+
+
 def decision_to_data(decision: Decision) -> dict[str, Any]:
     """A decision as a JSON object tagged by `kind`."""
     data: dict[str, Any] = {"kind": decision.kind, "fingerprint": decision.fingerprint}
@@ -169,7 +179,78 @@ def decision_to_data(decision: Decision) -> dict[str, Any]:
         data["result"] = decision.result
     elif isinstance(decision, Extend):
         data["turns"] = decision.turns
+    if isinstance(decision, Approve | Reject) and decision.scope == "run":
+        data["scope"] = "run"
+        if decision.where is not None:
+            data["where"] = decision.where
     return data
+
+
+def grants_to_data(grants: Iterable[Grant]) -> list[dict[str, Any]]:
+    """The run's grants as the document's top-level `grants` holds them."""
+    out = []
+    for grant in grants:
+        data: dict[str, Any] = {"kind": grant.kind, "tool": grant.tool}
+        if grant.where is not None:
+            data["where"] = grant.where
+        if grant.reason is not None:
+            data["reason"] = grant.reason
+        data["from"] = grant.source
+        data["fingerprint"] = grant.fingerprint
+        out.append(data)
+    return out
+
+
+def grants_from_data(raw: Any, ptr: str) -> tuple[Grant, ...]:
+    """The top-level `grants`: a non-empty list (absent when the run has none)."""
+    if type(raw) is not list or not raw:
+        raise ContinuationError(
+            "expected a non-empty list of grants (leave `grants` out when there are none)",
+            pointer=ptr,
+        )
+    return tuple(_grant(item, f"{ptr}/{i}") for i, item in enumerate(raw))
+
+
+def _grant(raw: Any, ptr: str) -> Grant:
+    """One grant: `{kind, tool, where?, reason? (reject only), from, fingerprint}`."""
+    obj = _object(raw, ptr)
+    _known(obj, ptr, _GRANT_KEYS)
+    kind = obj.get("kind")
+    if kind not in ("approve", "reject"):
+        raise ContinuationError("expected 'approve' or 'reject'", pointer=f"{ptr}/kind")
+    reason = _opt_str(obj, "reason", ptr)
+    if (kind == "reject") != (reason is not None):
+        raise ContinuationError(
+            "a reject grant needs its reason, and only it has one", pointer=f"{ptr}/reason"
+        )
+    where = _opt_str(obj, "where", ptr)
+    if where is not None and not where.strip():
+        raise ContinuationError("expected a CEL condition", pointer=f"{ptr}/where")
+    tool, source = _str(obj, "tool", ptr), _str(obj, "from", ptr)
+    fingerprint = _str(obj, "fingerprint", ptr)
+    for key, value in (("tool", tool), ("from", source), ("fingerprint", fingerprint)):
+        if not value:
+            raise ContinuationError("expected a non-empty string", pointer=f"{ptr}/{key}")
+    _plain([where, reason], ptr)
+    return Grant(
+        kind=kind, tool=tool, source=source, fingerprint=fingerprint, where=where, reason=reason
+    )
+
+
+def _scope(obj: dict[str, Any], ptr: str) -> tuple[Any, str | None]:
+    """A decision's `scope` (absent: `call`) and `where` (only with scope `run`)."""
+    scope = obj.get("scope", "call")
+    if scope != "run" and "scope" in obj:
+        raise ContinuationError(
+            "expected 'run' (leave `scope` out for this call only)", pointer=f"{ptr}/scope"
+        )
+    where = _opt_str(obj, "where", ptr)
+    if where is not None and scope != "run":
+        raise ContinuationError("a `where` needs `scope: run` beside it", pointer=f"{ptr}/where")
+    if where is not None and not where.strip():
+        raise ContinuationError("expected a CEL condition", pointer=f"{ptr}/where")
+    _plain(where, f"{ptr}/where")
+    return scope, where
 
 
 def frames_from_data(raw: Any, pointer: str, order: list[Frame] | None = None) -> Frame:
@@ -484,14 +565,16 @@ def decision_from_data(raw: Any, ptr: str) -> Decision:
     kind = obj.get("kind")
     fp = _str(obj, "fingerprint", ptr)
     extra = {
+        "approve": {"scope", "where"},
         "edit": {"arguments"},
-        "reject": {"reason"},
+        "reject": {"reason", "scope", "where"},
         "answer": {"result"},
         "extend": {"turns"},
     }.get(kind if isinstance(kind, str) else "", set())
     _known(obj, ptr, {"kind", "fingerprint"} | extra)
     if kind == "approve":
-        return Approve(fingerprint=fp)
+        scope, where = _scope(obj, ptr)
+        return Approve(fingerprint=fp, scope=scope, where=where)
     if kind == "stop":
         return Stop(fingerprint=fp)
     if kind == "resume":
@@ -505,7 +588,8 @@ def decision_from_data(raw: Any, ptr: str) -> Decision:
     if kind == "reject":
         reason = _str(obj, "reason", ptr)
         _plain(reason, f"{ptr}/reason")
-        return Reject(fingerprint=fp, reason=reason)
+        scope, where = _scope(obj, ptr)
+        return Reject(fingerprint=fp, reason=reason, scope=scope, where=where)
     if kind == "answer":
         if "result" not in obj:
             raise ContinuationError("missing field", pointer=f"{ptr}/result")

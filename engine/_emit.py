@@ -16,6 +16,7 @@ from engine.events import (
     AgentStarted,
     DecisionApplied,
     EntryAdded,
+    GrantApplied,
     MessagesView,
     ModelCalled,
     ModelReplied,
@@ -27,6 +28,7 @@ from engine.events import (
     read_only,
 )
 from engine.frames import Frame, Pending
+from engine.grants import Grant
 from engine.models.base import ModelReply, model_identity
 from engine.runners.base import Call, Done, Failure, Outcome
 from engine.steps import End, Finish, Suspend
@@ -69,6 +71,24 @@ def policy_allowed(
             call_id=call_id,
             tool=tool,
             when=when,
+            arguments=read_only(arguments),
+        )
+    )
+
+
+def grant_applied(
+    frame: Frame, call_id: str, tool: str, grant: Grant, arguments: dict[str, Any], ctx: RunContext
+) -> None:
+    ctx.emit(
+        GrantApplied(
+            run_id=ctx.run_id,
+            path=frame.names,
+            invocation=frame.invocation,
+            call_id=call_id,
+            tool=tool,
+            grant=grant.kind,
+            where=grant.where,
+            source=grant.source,
             arguments=read_only(arguments),
         )
     )
@@ -244,9 +264,7 @@ def tool_outcome(call: Call, outcome: Outcome, ctx: RunContext) -> None:
                     retry=outcome.to_model == "retry",
                 )
             )
-        tool_finished(
-            frame, call.id, name, "failed" if outcome.failed else "done", outcome.text, ctx
-        )
+        tool_finished(frame, call.id, name, outcome.status, outcome.text, ctx)
     elif isinstance(outcome, Failure):
         tool_finished(frame, call.id, name, "failed", outcome.reason, ctx)
     elif outcome.entry.reason != "subagent":

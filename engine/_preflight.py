@@ -13,7 +13,8 @@ from typing import Any
 from engine.compile import BoundAgent, BoundTool, Program
 from engine.continuation import Continuation
 from engine.errors import ContinuationError, DecisionError, SpecChangedError
-from engine.frames import Frame, Message, Pending
+from engine.frames import Approve, Decision, Frame, Message, Pending, Reject
+from engine.grants import check_where
 from engine.spec.model import McpToolset
 from engine.tooling import argument_fault, argument_problem, decode_arguments
 from engine.waits import allowed
@@ -171,18 +172,22 @@ def _check_entry(
         )
     if decision.kind == "edit":
         _check_edit(agent, entry, decision.arguments)
+    _check_where(agent, entry, decision)
 
 
 def check_edits(program: Program, continuation: Continuation) -> None:
     """Refuse (`DecisionError`, with the JSON pointer inside the arguments) an edit decision
-    of `continuation` whose arguments fail its tool's parameters: what `check_document`
-    refuses of the decisions, without the rest of the document's checks."""
+    of `continuation` whose arguments fail its tool's parameters, and a run-scoped decision
+    whose `where` names an argument the tool does not have: what `check_document` refuses of
+    the decisions, without the rest of the document's checks."""
     for _, frame in continuation.frames():
         agent = program.agents.get(frame.agent)
         for entry in frame.pending:
             decision = entry.decision
             if agent is not None and decision is not None and decision.kind == "edit":
                 _check_edit(agent, entry, decision.arguments)
+            if agent is not None and decision is not None:
+                _check_where(agent, entry, decision)
 
 
 def _check_edit(agent: BoundAgent, entry: Pending, arguments: dict[str, Any]) -> None:
@@ -193,6 +198,16 @@ def _check_edit(agent: BoundAgent, entry: Pending, arguments: dict[str, Any]) ->
         raise DecisionError(
             f"edit of {entry.id}: {problem}", pending_ids=[entry.id], pointer=pointer
         )
+
+
+def _check_where(agent: BoundAgent, entry: Pending, decision: Decision) -> None:
+    """A run-scoped decision's `where`, checked against its tool's parameters."""
+    if not isinstance(decision, Approve | Reject) or decision.where is None:
+        return
+    tool = agent.tools.get(entry.tool or "")
+    properties = tool.parameters.get("properties") if tool is not None else None
+    fields = list(properties) if isinstance(properties, dict) else None
+    check_where(decision.where, fields, f"{decision.kind} of {entry.id} for the run", entry.id)
 
 
 def _allowed(program: Program, entry: Pending) -> frozenset[str]:

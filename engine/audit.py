@@ -43,14 +43,19 @@ def decision_entry(
     action: str = "decided",
 ) -> AuditEntry:
     """The entry of one decision: `decision` as a `RecordedDecision` holds it (`{"kind",
-    "reason"?, "arguments"?, "result"?, "turns"?}`), `arguments` the call's arguments the
-    decider saw (kept as `before`, with the edited ones as `after`, for an edit)."""
+    "reason"?, "arguments"?, "result"?, "turns"?, "scope"?, "where"?}`), `arguments` the
+    call's arguments the decider saw (kept as `before`, with the edited ones as `after`, for
+    an edit); a decision of scope `run` keeps `{"scope": "run", "where"?}` as its `detail`."""
     kind = decision["kind"]
     detail: dict[str, Any] | None = None
     if kind == "answer":
         detail = {"result": decision.get("result")}
     elif kind == "extend":
         detail = {"turns": decision.get("turns")}
+    if decision.get("scope") == "run":  # the decision grants for the run (`engine.grants`)
+        detail = {"scope": "run"}
+        if decision.get("where") is not None:
+            detail["where"] = decision["where"]
     return AuditEntry(
         run_id=run_id,
         at=at,

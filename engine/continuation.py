@@ -26,6 +26,8 @@ Versions of the document (`version`), newest last; every version listed here sti
   - 1, minor addition: `frames[].approved`, the calls of the open turn a person approved,
     each with the fingerprint of the entry approved: a tool that asked for approval itself
     (`engine.NeedsApproval`) runs once approved and never asks again for that call.
+  - 1, minor addition (moves into version 2): an approve or reject decision's `scope: run`
+    and `where`, and the run's top-level `grants` those decisions made (`engine.grants`).
 
 A continuation made by a `Runtime` that has signing keys carries its key in memory (never in
 the document): its decisions stay signed and `to_json` signs. One parsed from JSON is only
@@ -50,6 +52,8 @@ from engine._codec import (
     decision_to_data,
     frames_from_data,
     frames_to_data,
+    grants_from_data,
+    grants_to_data,
     messages_at,
     messages_fit,
     policy_to_data,
@@ -58,7 +62,8 @@ from engine._codec import (
 from engine._json import escape_surrogates
 from engine.decisions import Decide, PendingIndex, decided_root, entry_at, leaf_entries, plan
 from engine.errors import ContinuationError
-from engine.frames import Decision, Frame, Pending, PolicyWhy, walk
+from engine.frames import Decision, Frame, Pending, PolicyWhy, Scope, walk
+from engine.grants import Grant
 from engine.signing import ALGORITHM, SIGNED_TAIL, sign, verify
 from engine.usage import Usage, of_stack
 
@@ -70,12 +75,13 @@ CHANGELOG = {
     "optional since: `usage` and the token counters, `trace` (a W3C trace context), "
     "a pending entry's `expires_at`, `approvers` and `policy`, "
     "`frames[].toolsets` (MCP tool schema fingerprints), "
-    "`frames[].approved` (calls a person approved, for tools that ask)",
+    "`frames[].approved` (calls a person approved, for tools that ask), "
+    "a decision's `scope`/`where` and the run's `grants`",
 }
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 """Documents larger than this are refused before parsing."""
 _DOCUMENT_KEYS = frozenset(
-    {"format", "version", "run_id", "nonce", "spec", "frames", "usage", "trace"}
+    {"format", "version", "run_id", "nonce", "spec", "frames", "usage", "trace", "grants"}
 )
 _SPEC_KEYS = frozenset({"name", "digest", "path"})
 
@@ -262,17 +268,32 @@ class Continuation:
 
     # -- deciding ----------------------------------------------------------------------------
 
-    def approve(self, id: str) -> Continuation:
-        """Run the call as asked (for a failed call: run it again)."""
-        return self._decide([Decide.approve(id)], batch=False)
+    def grants(self) -> tuple[Grant, ...]:
+        """The run's grants (decisions of scope `run` made on earlier suspensions), in the
+        order they were made (`engine.grants`)."""
+        return self._tree.grants
+
+    def approve(self, id: str, *, scope: Scope = "call", where: str | None = None) -> Continuation:
+        """Run the call as asked (for a failed call: run it again). `scope="run"`: also run
+        later calls of the same tool in this run (its sub-agents too) without asking, while
+        `where` (a CEL condition over `args`, `agent`, `run`) holds."""
+        return self._decide([Decide.approve(id, scope=scope, where=where)], batch=False)
 
     def edit(self, id: str, arguments: dict[str, Any]) -> Continuation:
         """Run the call with these arguments instead; checked against the tool at resume."""
         return self._decide([Decide.edit(id, arguments)], batch=False)
 
-    def reject(self, id: str, reason: str = "rejected by the reviewer") -> Continuation:
-        """Never run the call; the model is told so, with the reason."""
-        return self._decide([Decide.reject(id, reason)], batch=False)
+    def reject(
+        self,
+        id: str,
+        reason: str = "rejected by the reviewer",
+        *,
+        scope: Scope = "call",
+        where: str | None = None,
+    ) -> Continuation:
+        """Never run the call; the model is told so, with the reason. `scope="run"`: also
+        reject later calls of the same tool in this run (while `where` holds)."""
+        return self._decide([Decide.reject(id, reason, scope=scope, where=where)], batch=False)
 
     def answer(self, id: str, result: Any) -> Continuation:
         """Supply the result of an external (or failed) call: any JSON value."""
@@ -356,6 +377,8 @@ class Continuation:
             data["usage"] = usage.to_dict()
         if self.trace:
             data["trace"] = dict(self.trace)
+        if self._tree.grants:
+            data["grants"] = grants_to_data(self._tree.grants)
         return data
 
     def to_json(self, *, indent: int | None = None) -> str:
@@ -478,6 +501,8 @@ class Continuation:
         root = frames_from_data(data.get("frames"), "/frames", order)
         if "usage" in data:
             _check_usage(data["usage"], root)
+        if "grants" in data:
+            root.grants = grants_from_data(data["grants"], "/grants")
         return cls(
             run_id=run_id,
             spec_name=spec["name"],

@@ -37,8 +37,10 @@ from engine.frames import (
     Pending,
     Reject,
     Resume,
+    Scope,
     Stop,
 )
+from engine.grants import where_problem
 from engine.waits import Kind
 
 _REJECTED = "rejected by the reviewer"
@@ -60,11 +62,18 @@ class Decide:
     """For `answer`: the call's result, any JSON value."""
     turns: int = 0
     """For `extend`: how many more turns (tool calls, seconds) to grant; at least 1."""
+    scope: Scope = "call"
+    """For `approve` and `reject`: `run` also answers later calls of the tool in this run
+    (a grant, `engine.grants`); `call`: this call only."""
+    where: str | None = None
+    """With scope `run`: the CEL condition over `args`, `agent`, `run` a later call must
+    meet to be covered (checked when the decision is made)."""
 
     @classmethod
-    def approve(cls, id: str) -> Decide:
-        """Run the call as asked (for a failed call: run it again)."""
-        return cls(id=id, kind="approve")
+    def approve(cls, id: str, *, scope: Scope = "call", where: str | None = None) -> Decide:
+        """Run the call as asked (for a failed call: run it again); with `scope="run"`, also
+        later calls of the tool in this run (while `where` holds)."""
+        return cls(id=id, kind="approve", scope=scope, where=where)
 
     @classmethod
     def edit(cls, id: str, arguments: dict[str, Any]) -> Decide:
@@ -72,9 +81,12 @@ class Decide:
         return cls(id=id, kind="edit", arguments=arguments)
 
     @classmethod
-    def reject(cls, id: str, reason: str = _REJECTED) -> Decide:
-        """Never run the call; the model is told so, with the reason."""
-        return cls(id=id, kind="reject", reason=reason)
+    def reject(
+        cls, id: str, reason: str = _REJECTED, *, scope: Scope = "call", where: str | None = None
+    ) -> Decide:
+        """Never run the call; the model is told so, with the reason; with `scope="run"`,
+        also later calls of the tool in this run (while `where` holds)."""
+        return cls(id=id, kind="reject", reason=reason, scope=scope, where=where)
 
     @classmethod
     def answer(cls, id: str, result: Any) -> Decide:
@@ -216,12 +228,26 @@ def _checked(
             f"{path} is decided by decision {by[position]} of this batch already; give one "
             "decision per entry"
         )
+    if problem is None and item.scope == "run":
+        problem = _scope_problem(item, entry, path)
     if problem is not None:
         undecided = [
             p for p, (_, e) in zip(index.paths, leaf_entries(root), strict=True) if not e.decision
         ]
         raise DecisionError(problem, pending_ids=undecided)
     return position, make(entry.fingerprint)
+
+
+def _scope_problem(item: Decide, entry: Pending, path: str) -> str | None:
+    """Why a decision of scope `run` cannot be recorded on `entry`, or None: only a tool
+    call's approve or reject may grant, and its `where` must compile (the tool's parameters
+    are checked against it where the spec is known: `engine._preflight`)."""
+    if item.kind not in ("approve", "reject") or entry.tool is None:
+        return f"{path}: only approve and reject of a tool call take scope 'run'"
+    if item.where is None:
+        return None
+    problem = where_problem(item.where, None)
+    return None if problem is None else f"{path}: {problem}"
 
 
 def entry_at(root: Frame, spot: Spot) -> tuple[Frame, Pending]:
@@ -252,8 +278,13 @@ def decision_for(item: Decide) -> Callable[[str], Decision]:
     `DecisionError` when its value cannot be recorded (values are copied, so a caller changing
     them later changes no continuation)."""
     kind = item.kind
+    scope, where = item.scope, item.where
+    if scope not in ("call", "run"):
+        raise DecisionError(f"scope must be 'call' or 'run', not {scope!r}")
+    if where is not None and (scope != "run" or not isinstance(where, str)):
+        raise DecisionError("a `where` needs scope 'run', and must be text")
     if kind == "approve":
-        return lambda fp: Approve(fingerprint=fp)
+        return lambda fp: Approve(fingerprint=fp, scope=scope, where=where)
     if kind == "edit":
         if not isinstance(item.arguments, dict):
             raise DecisionError("edited arguments must be a JSON object")
@@ -264,7 +295,7 @@ def decision_for(item: Decide) -> Callable[[str], Decision]:
         if not isinstance(reason, str):
             raise DecisionError("the reason of a rejection must be text")
         json_copy(reason, "the reason of a rejection")
-        return lambda fp: Reject(fingerprint=fp, reason=reason)
+        return lambda fp: Reject(fingerprint=fp, reason=reason, scope=scope, where=where)
     if kind == "answer":
         result = json_copy(item.result, "an answer")
         return lambda fp: Answer(fingerprint=fp, result=result)

@@ -28,6 +28,7 @@ __all__ = [
     "AgentStarted",
     "DecisionApplied",
     "EntryAdded",
+    "GrantApplied",
     "MessagesView",
     "ModelCalled",
     "ModelReplied",
@@ -378,6 +379,24 @@ class PolicyAllowed(RunEvent):
     """The condition, as the spec wrote it."""
     arguments: Mapping[str, Any] = field(default_factory=dict)
     """The arguments it was evaluated on (and the call runs with)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GrantApplied(RunEvent):
+    """A call that would have waited for approval was answered by a run-scoped grant (a
+    decision of scope `run`, `engine.grants`) without asking: run (`approve`) or rejected."""
+
+    kind: ClassVar[str] = "grant_applied"
+    tool: str
+    """The tool's name."""
+    grant: str
+    """`approve` or `reject`: what the grant decided."""
+    source: str
+    """The path of the entry whose decision made the grant."""
+    where: str | None = None
+    """The grant's condition, None when it covers every call of the tool."""
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    """The call's arguments."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -22,6 +22,11 @@ nothing runs twice:
 - A sub-agent under way carries on from its own checkpoint at step N, by these same rules; one
   without a checkpoint yet starts afresh.
 
+Grants never cross runs: the fork starts with none, whatever run-scoped grants
+(`engine.grants`) the original held at step N; a decision of scope `run` the original had
+recorded by step N and not yet turned into a grant answers its own call in the fork, and
+grants nothing.
+
 `prompt` replaces the text of the root frame's last user message as of step N (nothing else
 changes: tool results before the step stay); at a step where the run had answered already it
 is refused, since no model would read it.
@@ -111,6 +116,12 @@ def plan(
                     start = changed if start is None else min(start, changed)
                 starts[path] = start
                 reused.append(f"{path}/{call_id}")
+    root_state = frames[""]["state"] if "" in frames else None
+    if root_state is not None and root_state.pop("grants", None) is not None:
+        starts.setdefault("", None)  # grants never cross runs: the fork's root has none
+    for path in _live(frames, spec):
+        if _unscoped(frames[path]["state"]):  # nor do decisions that would make one
+            starts.setdefault(path, None)
     if prompt is not None:
         starts[""] = _reprompt(frames[""], prompt, source.run_id, step)
     extra = [_event(path, frames[path], start) for path, start in starts.items()]
@@ -314,3 +325,15 @@ def _event(path: str, slot: dict[str, Any], start: int | None) -> Event:
         return Event(frame=path, kind="state", data=slot["state"])
     data = {"start": start, "messages": slot["messages"][start:], "state": slot["state"]}
     return Event(frame=path, kind="messages", data=data)
+
+
+def _unscoped(state: dict[str, Any] | None) -> bool:
+    """Make every decision of scope `run` in a frame's pending entries answer its own call
+    only (in place); True when one did."""
+    changed = False
+    for entry in (state or {}).get("pending", []):
+        decision = entry.get("decision")
+        if isinstance(decision, dict) and decision.pop("scope", "call") != "call":
+            decision.pop("where", None)
+            changed = True
+    return changed

@@ -9,14 +9,18 @@ runs; a `Continuation` hands out copies, so a document once returned never chang
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias
 
 from engine._canonical import fingerprint
 from engine._json import _orjson
 from engine.waits import CALL_WAITS, FRAME_WAITS, Reason
 
+if TYPE_CHECKING:  # annotations only: engine.grants reads frames
+    from engine.grants import Grant
+
 CallStatus: TypeAlias = Literal["pending", "running", "done", "rejected", "failed"]
 Message: TypeAlias = dict[str, Any]
+Scope: TypeAlias = Literal["call", "run"]
 
 REASONS: tuple[Reason, ...] = ("approval", "subagent", "external", "turn_limit", "pause", "error")
 CALL_STATUSES: tuple[CallStatus, ...] = ("pending", "running", "done", "rejected", "failed")
@@ -29,6 +33,12 @@ class Approve:
     kind: Literal["approve"] = "approve"
     fingerprint: str
     """Fingerprint of the entry this decision answers."""
+    scope: Scope = "call"
+    """`call`: this call only; `run`: also later calls of the tool in this run, while `where`
+    holds (the resume makes it a grant: `engine.grants`)."""
+    where: str | None = None
+    """With scope `run`: the CEL condition over `args`, `agent`, `run` a later call must meet
+    to be covered; None: every call of the tool."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -51,6 +61,11 @@ class Reject:
     """Fingerprint of the entry this decision answers."""
     reason: str
     """Why, in words the model will read."""
+    scope: Scope = "call"
+    """`call`: this call only; `run`: also later calls of the tool in this run, while `where`
+    holds (the resume makes it a grant: `engine.grants`)."""
+    where: str | None = None
+    """With scope `run`: the CEL condition a later call must meet to be rejected too."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -412,6 +427,9 @@ class Frame:
     -> that entry's fingerprint, until the turn closes: their tool runs with
     `ToolContext.approved` and may not ask again (`engine.NeedsApproval`), also when it runs
     again after a recovery or a retry."""
+    grants: tuple[Grant, ...] = ()
+    """The root frame only: the run's grants (decisions of scope `run`, `engine.grants`),
+    in the order they were made; the document writes them at its top level."""
 
     def copy(self) -> Frame:
         """A deep copy of this frame and all its children (messages are shared: they are
@@ -453,6 +471,7 @@ class Frame:
             toolsets=self.toolsets,
             decoded=self.decoded,
             approved=self.approved,
+            grants=self.grants,
         )
 
     def child(self, agent: str, call_id: str, messages: list[Message]) -> Frame:
@@ -514,6 +533,7 @@ def _shallow(frame: Frame) -> Frame:
         results=dict(frame.results),
         toolsets=frame.toolsets,  # replaced whole, never mutated in place
         approved=dict(frame.approved),
+        grants=frame.grants,  # a tuple of frozen grants: shared
         path=frame.path,
         names=frame.names,
         invocation=frame.invocation,

@@ -121,6 +121,10 @@ def decision_record(
         data["result"] = decide.result
     elif decide.kind == "extend":
         data["turns"] = decide.turns
+    if decide.scope == "run":  # a grant for the rest of the run (`engine.grants`)
+        data["scope"] = "run"
+        if decide.where is not None:
+            data["where"] = decide.where
     return RecordedDecision(
         run_id=run_id,
         nonce=nonce,
@@ -136,8 +140,12 @@ def decide_of(record: RecordedDecision) -> Decide:
     """The `Decide` a recorded decision stands for (its id: the entry's full path)."""
     data = record.decision
     kind = data.get("kind")
+    scope, where = data.get("scope", "call"), data.get("where")
+    if kind == "approve":
+        return Decide.approve(record.path, scope=scope, where=where)
     if kind == "reject":
-        return Decide.reject(record.path, data.get("reason", "rejected by the reviewer"))
+        reason = data.get("reason", "rejected by the reviewer")
+        return Decide.reject(record.path, reason, scope=scope, where=where)
     if kind == "edit":
         return Decide.edit(record.path, data.get("arguments"))  # type: ignore[arg-type]
     if kind == "answer":

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from itertools import chain, islice
 from typing import Any
 
-from engine._codec import frame_state_data, ledger_data
+from engine._codec import frame_state_data, ledger_data, policy_to_data
 from engine.continuation import FORMAT, VERSION, Continuation
 from engine.errors import ContinuationError
 from engine.frames import Frame, assign_paths, call_fingerprint, walk
@@ -181,6 +181,7 @@ class Journal:
                 fingerprint=p.fingerprint,
                 expires_at=p.expires_at,
                 approvers=p.approvers,
+                policy=None if p.policy is None else policy_to_data(p.policy),
             )
             for p in (continuation.pending() if continuation and status == "suspended" else [])
         ]
@@ -223,6 +224,8 @@ def unsnapped(events: list[Event]) -> int:
 
 
 _MAPS = ("counters", "ledger", "results", "toolsets", "approved")
+_WHOLE = ("pending", "grants")
+"""Parts of a frame state a patch holds whole when they changed (`grants`: the root's)."""
 
 
 def _closed(state: dict[str, Any], new_messages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -246,8 +249,9 @@ def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
             changes = {k: v for k, v in new.items() if old.get(k) != v}
             changes.update({k: None for k in old if k not in new})
             patch[name] = changes
-    if before.get("pending") != after.get("pending"):
-        patch["pending"] = after.get("pending", [])
+    for name in _WHOLE:
+        if before.get(name) != after.get(name):
+            patch[name] = after.get(name, [])
     return patch
 
 
@@ -259,8 +263,9 @@ def _apply(state: dict[str, Any], patch: dict[str, Any]) -> None:
                 target.pop(key, None)
             else:
                 target[key] = value
-    if "pending" in patch:
-        state["pending"] = patch["pending"]
+    for name in _WHOLE:
+        if name in patch:
+            state[name] = patch[name]
 
 
 def replay(events: list[Event]) -> dict[str, dict[str, Any]]:
@@ -336,10 +341,12 @@ def rebuild(
         for path in list(frames):
             _settle_running(path, frames, spec)
     documents: list[dict[str, Any]] = []
+    grants = frames[""]["state"].get("grants")  # the root's: the document's top level
     order: list[tuple[str, int | None, int | None]] = [("", None, None)]
     while order:
         path, parent, slot = order.pop()
         data = {**frames[path]["state"], "messages": frames[path]["messages"]}
+        data.pop("grants", None)
         data["pending"] = [dict(p) for p in data.get("pending", [])]
         index = len(documents)
         documents.append(data)
@@ -366,6 +373,8 @@ def rebuild(
     }
     if run.trace:
         document["trace"] = run.trace
+    if grants:
+        document["grants"] = grants
     return Continuation.from_dict(document, _key=key)
 
 

@@ -27,7 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from engine import _eager, _ids, _json, _stream, durable, fork, lease
+from engine import _eager, _emit, _ids, _json, _stream, durable, fork, grants, lease
 from engine._preflight import check_document, check_edits
 from engine.audit import decision_entry, os_user, run_entry
 from engine.compile import Program, compile_spec
@@ -571,6 +571,8 @@ class Runtime:
         assign_paths(root)
         _json.orjson_ready()  # every call's arguments are read with it (`decode_arguments`)
         leased = journal is not None and journal.lease is not None
+        before = root.grants
+        granted = grants.take(root, run_id)  # decisions of scope `run` become grants
         ctx = RunContext(
             program=self.program,
             run_id=run_id,
@@ -580,7 +582,14 @@ class Runtime:
             off_loop=leased and not blocking,
             clock=self.clock,
             toolsets=Toolsets(self.spec) if self._toolsets else None,
+            grants=root.grants,
         )
+        if observers:
+            for done in granted:
+                call_id, tool, args = done.entry.id, done.entry.tool or "", done.entry.arguments
+                _emit.grant_applied(done.frame, call_id, tool, done.grant, args or {}, ctx)
+        if journal is not None and (granted or root.grants != before):
+            await journal.checkpoint(root)  # the grants are kept before anything runs
         try:
             if journal is not None and journal.lease is not None and blocking:
                 assert self.store is not None  # a thread renews through the blocking store

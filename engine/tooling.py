@@ -22,12 +22,14 @@ from engine.compile import BoundAgent, BoundTool, Program
 from engine.errors import ContinuationError
 from engine.events import Observers, RunEvent
 from engine.frames import Frame, Pending, PolicyWhy
+from engine.grants import Grant, covering
 from engine.runners import Call, Done, Outcome, Wait, runner_for
 from engine.runners.base import (
     approval_entry,
     approval_question,
     argument_fault,
     argument_problem,
+    rejected_text,
     render_prompt,
     tool_result_text,
 )
@@ -82,6 +84,17 @@ class RunContext:
     call expires is counted from it."""
     toolsets: Toolsets | None = None
     """The run's connections to tool servers (`kind: mcp`), when an agent uses one."""
+    grants: tuple[Grant, ...] = ()
+    """The run's grants (the root frame's, `engine.grants`): a call one covers that would
+    wait for approval is approved or rejected by it instead."""
+
+    def granted(self, frame: Frame, call_id: str, tool: str, args: dict[str, Any]) -> Grant | None:
+        """The grant that answers a call that would wait for approval, or None (it asks);
+        its application is an event (`grant_applied`)."""
+        grant = covering(self.grants, frame, tool, args, self.run_id) if self.grants else None
+        if grant is not None and self.observers:
+            _emit.grant_applied(frame, call_id, tool, grant, args, self)
+        return grant
 
     @property
     def durable(self) -> bool:
@@ -128,6 +141,13 @@ def classify(frame: Frame, agent: BoundAgent, call: dict[str, Any], ctx: RunCont
     text = call["function"]["arguments"]
     approval = tool.spec.approval
     asks, why = _asks(frame, tool, call_id, arguments, ctx) if approval.required else (False, None)
+    grant = ctx.granted(frame, call_id, name, arguments) if asks else None
+    if grant is not None and grant.kind == "reject":
+        _reject(frame, call_id, name, rejected_text(grant.reason), ctx)
+        return
+    if grant is not None:  # approved for the run: as if a person approved it (a pause holds)
+        frame.approved[call_id] = grant.fingerprint
+        asks = False
     if asks:
         job = Call(frame=frame, tool=tool, id=call_id, arguments=arguments)
         entry = approval_entry(
@@ -219,6 +239,14 @@ def _refuse(frame: Frame, call_id: str, tool: str, message: str, ctx: RunContext
         _emit.tool_finished(frame, call_id, tool, "rejected", message, ctx, refused=True)
 
 
+def _reject(frame: Frame, call_id: str, tool: str, text: str, ctx: RunContext) -> None:
+    """Answer a call a reject-grant covers without running it (`engine.grants`)."""
+    frame.ledger[call_id] = "rejected"
+    frame.results[call_id] = text
+    if ctx.observers:
+        _emit.tool_finished(frame, call_id, tool, "rejected", text, ctx)
+
+
 def _gate(frame: Frame, entry: Pending, ctx: RunContext) -> None:
     """Make the call `entry` is for wait on it."""
     frame.ledger[entry.id] = "pending"
@@ -263,7 +291,7 @@ async def run_calls(
             _emit.decision_applied(frame, entry, ctx)
         if decision.kind == "reject":
             frame.ledger[call_id] = "rejected"
-            text = f"rejected: the call was not executed ({decision.reason})"
+            text = rejected_text(decision.reason)
             frame.results[call_id] = text
             if observed:
                 _emit.tool_finished(frame, call_id, tool.name, "rejected", text, ctx)
@@ -342,7 +370,7 @@ def _record(frame: Frame, call: Call, outcome: Outcome) -> str | None:
     """Keep a runner's outcome in the frame; return why the run must fail, if it must."""
     call_id = call.id
     if isinstance(outcome, Done):
-        frame.ledger[call_id] = "failed" if outcome.failed else "done"
+        frame.ledger[call_id] = outcome.status
         frame.results[call_id] = outcome.text
     elif isinstance(outcome, Wait):
         entry = outcome.entry

@@ -1,7 +1,8 @@
 """A real `callcc serve` on loopback for the inbox's browser tests and screenshots.
 
 `InboxServer(folder)` writes a specs folder (the HR example, with `edit` allowed on its
-approval so a reviewer can change the role; the payments example; a spec whose model sends
+approval so a reviewer can change the role; the payments and transfers examples (a
+transfer waits because its approval condition held); a spec whose model sends
 hostile text; a desk whose external call is answered and whose one-turn limit is extended),
 a tokens file (ada the approver, vic the viewer, sam the submitter), and runs the service
 under uvicorn on a thread (`engine.serve.app.Background`). `launch_chromium(playwright)`
@@ -53,13 +54,16 @@ def launch_chromium(playwright: Playwright) -> Browser:
 
 
 def write_specs(folder: Path, hostile: str) -> Path:
-    """The service's specs folder: HR (edit allowed), payments, and `hostile.yaml`."""
+    """The service's specs folder: HR (edit allowed), payments, bills, and `hostile.yaml`."""
     folder.mkdir(parents=True, exist_ok=True)
     hr = (SPECS / "hr_agent.yaml").read_text(encoding="utf-8")
     hr = hr.replace("decisions: [approve, reject]", "decisions: [approve, edit, reject]")
     assert "decisions: [approve, edit, reject]" in hr, "the HR example's approval changed"
     (folder / "hr_agent.yaml").write_text(hr, encoding="utf-8")
-    for name in ("hr_agent.script.yaml", "payments.yaml", "payments.script.yaml"):
+    names = ("hr_agent.script.yaml", "payments.yaml", "payments.script.yaml", "transfers.yaml")
+    for name in (*names, "transfers.script.yaml"):
+        shutil.copy(SPECS / name, folder / name)
+    for name in ("bills.yaml", "bills.script.yaml"):
         shutil.copy(SPECS / name, folder / name)
     shutil.copytree(SPECS / "callcc_examples", folder / "callcc_examples", dirs_exist_ok=True)
     spec = {

@@ -71,12 +71,21 @@ def lay_out_specs(folder: Path) -> Path:
     """The example specs the tests start runs of: `hr_agent.yaml` (one approval),
     `fanout.yaml` (two approvals in one run, in two sub-agents), `payments.yaml` (an approval
     that allows edits), `guarded.yaml` (payments whose transfers only ada and the finance
-    team may decide), `flaky.yaml` (a model call that fails for good, then answers)."""
+    team may decide), `flaky.yaml` (a model call that fails for good, then answers),
+    `transfers.yaml` (a call that waits because its approval condition held), `bills.yaml`
+    (transfers one a turn, for grants)."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copytree(SPECS / "callcc_examples", folder / "callcc_examples")
     for name in ("hr_agent.yaml", "hr_agent.script.yaml", "hr_agent.fanout.script.yaml"):
         shutil.copy(SPECS / name, folder / name)
-    for name in ("payments.yaml", "payments.script.yaml"):
+    for name in (
+        "payments.yaml",
+        "payments.script.yaml",
+        "transfers.yaml",
+        "transfers.script.yaml",
+        "bills.yaml",
+        "bills.script.yaml",
+    ):
         shutil.copy(SPECS / name, folder / name)
     hr = (SPECS / "hr_agent.yaml").read_text(encoding="utf-8")
     (folder / "fanout.yaml").write_text(

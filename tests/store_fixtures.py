@@ -183,8 +183,20 @@ def lay_out_version(store_url: str, version: int) -> None:
         query(store_url, "INSERT INTO callcc_migrations VALUES (?, 0)", (applied,))
 
 
+def undo_why_migration(store_url: str) -> None:
+    """Take migration 10 (the pending rows' `policy`) back out of a store, as if the callcc
+    before it had made it."""
+    for statement in (
+        "ALTER TABLE pending DROP COLUMN policy",
+        "DELETE FROM callcc_migrations WHERE version = 10",
+    ):
+        query(store_url, statement)
+
+
 def undo_fork_migration(store_url: str) -> None:
-    """Take migration 9 (forks) back out of a store, as if the callcc before it had made it."""
+    """Take migration 9 (forks), and 10 after it, back out of a store, as if the callcc before
+    it had made it."""
+    undo_why_migration(store_url)
     for statement in (
         "ALTER TABLE runs DROP COLUMN forked_from",
         "ALTER TABLE runs DROP COLUMN forked_at",

@@ -16,6 +16,7 @@ SCHEMA_LINE = "# yaml-language-server: $schema=../schema/agent-spec.v1.schema.js
 
 def test_the_examples_are_there() -> None:
     assert [p.stem for p in SPECS] == [
+        "bills",
         "hr_agent",
         "hr_agent_fixed",
         "ledger",

@@ -480,7 +480,7 @@ def test_a_store_from_before_forks_gains_the_columns_and_its_runs_name_no_parent
     finally:
         store.close()
     versions = query(url, "SELECT version FROM callcc_migrations ORDER BY version")
-    assert [v for (v,) in versions][-2:] == [8, 9]
+    assert {8, 9} <= {v for (v,) in versions}  # and every later one
 
 
 def test_a_fork_at_a_decided_step_takes_the_result_the_original_ran_and_runs_nothing_again(

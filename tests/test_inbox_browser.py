@@ -146,6 +146,23 @@ def test_reject_with_a_reason(server: InboxServer, people: dict[str, Page]) -> N
     expect(page.locator("[data-status]")).to_have_text("finished")  # the model was told, went on
 
 
+def test_approve_for_the_rest_of_the_run(server: InboxServer, people: dict[str, Page]) -> None:
+    run_id = server.start_run("bills.yaml", "Pay the bills")
+    page = people["ada"]
+    page.goto("/")
+    item = card(page, run_id)
+    item.locator("form.inline").get_by_label("for the rest of this run").check()
+    item.get_by_role("button", name="Approve", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text(
+        f"Approved transfer (call_laptop). Run {run_id}"
+    )
+    page.goto(f"/runs/{run_id}")  # the phone ran granted; every later call too: no where
+    expect(page.locator("[data-status]")).to_have_text("finished")
+    expect(page.locator("table.audit tr", has_text="decided: approve")).to_contain_text(
+        "Granted for the rest of the run"
+    )
+
+
 def test_answer_an_external_call_then_extend_a_limit(
     server: InboxServer, people: dict[str, Page]
 ) -> None:
@@ -173,11 +190,19 @@ def test_a_viewer_sees_every_decision_and_no_action_button(
     server: InboxServer, people: dict[str, Page]
 ) -> None:
     run_id = server.start_run()
+    paid = server.start_run("transfers.yaml", "Pay the rent and the laptop")
     page = people["vic"]
     page.goto("/")
     item = card(page, run_id)
     expect(item).to_contain_text("Grant engineer access to ada?")
     expect(item).to_contain_text("You can read this; deciding needs the approver role.")
+    expect(item.locator("dt:text-is('Why') + dd")).to_have_text(
+        "The spec asks a person to approve every call of authorize_account."
+    )
+    expect(card(page, paid).locator("dt:text-is('Why') + dd")).to_have_text(  # its condition
+        "A condition asks a person to approve this call of transfer:"
+        ' when args.amount > 1000 || args.currency != "EUR" held.'
+    )
     expect(page.locator("form[action^='/decide']")).to_have_count(0)
     for name in ("Approve", "Reject", "Review edit", "Approve selected…"):
         expect(page.get_by_role("button", name=name, exact=True)).to_have_count(0)

@@ -149,3 +149,40 @@ def test_a_path_that_exists_is_read_as_a_file(
     assert code == 2 and "cannot read missing: no such file; to read a stored run" in err
     code, _, err = cli("inspect", "missing", *store)
     assert code == 2 and "no run 'missing'" in err
+
+
+def test_pending_and_runs_pending_show_why_a_condition_made_a_stored_call_wait(
+    store_url: str,
+) -> None:
+    specs = Path(__file__).parent.parent / "specs"
+    store = ("--store", store_url)
+    code, _, err = cli("run", str(specs / "transfers.yaml"), "-p", "pay", "--run-id", "pay", *store)
+    assert code == 3, err
+    code, _, err = cli("run", str(specs / "hr_agent.yaml"), "-p", "x", "--run-id", "hr", *store)
+    assert code == 3, err
+    when = 'args.amount > 1000 || args.currency != "EUR"'  # specs/transfers.yaml's condition
+    why, policy = f"when {when} held", {"kind": "when", "when": when, "outcome": "held"}
+
+    code, out, _ = cli("pending", "pay", *store, "--format", "json")
+    [entry] = json.loads(out)
+    assert (code, entry["path"]) == (3, "treasurer/call_laptop")
+    assert (entry["policy"], entry["why"]) == (policy, why)
+    code, out, _ = cli("pending", "pay", *store)
+    assert code == 3 and f"      why: {why}\n" in out
+    code, out, _ = cli("pending", "hr", *store)
+    assert code == 3 and "why:" not in out
+    code, out, _ = cli("runs", "show", "pay", *store)
+    assert code == 0 and f"why: {why}\n" in out
+    code, out, _ = cli("runs", "show", "pay", *store, "--format", "json")
+    assert [(p["policy"], p["why"]) for p in json.loads(out)["pending"]] == [(policy, why)]
+
+    code, out, _ = cli("runs", "pending", *store, "--format", "json")
+    rows = {r["run_id"]: (r["policy"], r["why"]) for r in json.loads(out)}
+    assert (code, rows) == (0, {"pay": (policy, why), "hr": (None, None)})
+    code, out, _ = cli("runs", "pending", *store)
+    lines = [line.split("  ", 1)[1] for line in out.splitlines()]  # without the time
+    assert lines == [  # oldest first: the transfers run suspended first
+        "pay  treasurer/call_laptop  [approval]  transfer",
+        f"    why: {why}",
+        "hr  hr_agent/account_agent@call_hr_1/call_acc_2  [approval]  authorize_account",
+    ]

@@ -72,6 +72,10 @@ def test_durations_and_reasons_read_as_sentences() -> None:
     assert why("approval", "pay", None, ["finance"]) == (
         "The spec asks a person to approve every call of pay. Only finance may decide."
     )
+    assert why("approval", "pay", None, ["finance"], "when args.amount > 5 held") == (
+        "A condition asks a person to approve this call of pay: when args.amount > 5 held."
+        " Only finance may decide."
+    )
     assert why("turn_limit", None, "max_turns: 10 used of 10", ()).startswith(
         "A limit was reached (max_turns: 10 used of 10)"
     )

@@ -130,6 +130,8 @@ def test_a_run_started_with_wait_answers_suspended_with_what_it_waits_on(served:
         "prompt": "Grant engineer access to ada?",
         "expires_at": None,
         "approvers": [],
+        "policy": None,  # every call of the tool asks: no condition made it wait
+        "why": None,
     }
     with served.client("bob") as client:
         assert client.get(f"/v1/runs/{run_id}").json() == run
@@ -149,6 +151,21 @@ def test_a_run_started_with_wait_answers_suspended_with_what_it_waits_on(served:
             "/v1/runs", json={"spec": "hr_agent.yaml", "prompt": "x", "run_id": run_id}
         )
         error(again, 409)
+
+
+def test_a_call_a_condition_made_wait_carries_the_condition_and_why(served: Served) -> None:
+    run = start(served, "transfers.yaml", prompt="Pay the rent and the laptop")
+    when = 'args.amount > 1000 || args.currency != "EUR"'  # specs/transfers.yaml's condition
+    [entry] = run["pending"]  # the rent (950 EUR) ran without asking
+    assert (entry["path"], entry["arguments"]["amount"]) == ("treasurer/call_laptop", 1899)
+    assert (entry["policy"], entry["why"]) == (
+        {"kind": "when", "when": when, "outcome": "held"},
+        f"when {when} held",
+    )
+    with served.client("bob") as client:
+        assert client.get(f"/v1/runs/{run['run_id']}").json()["pending"] == [entry]
+        listed = client.get("/v1/pending", params={"limit": 1000}).json()["pending"]
+    assert [p for p in listed if p["run_id"] == run["run_id"]] == [entry]
 
 
 def test_without_wait_a_run_answers_once_it_is_stored(served: Served) -> None:
@@ -284,6 +301,34 @@ def test_a_replayed_decision_is_409_and_an_unknown_id_404(served: Served) -> Non
     unknown = decide(served, "ada", run["run_id"], {"id": "call_nope", "decision": "approve"})
     assert error(unknown, 404)["pointer"] == "/decisions/0/id"
     error(decide(served, "ada", "no-such-run", {"id": first, "decision": "approve"}), 404)
+
+
+def test_a_decision_for_the_run_grants_and_a_bad_where_is_422(served: Served) -> None:
+    run = start(served, "bills.yaml")
+    [entry] = run["pending"]
+    bad = decide(
+        served, "ada", run["run_id"],
+        {"id": entry["path"], "decision": "approve", "scope": "run", "where": "args.amont < 5"},
+    )  # fmt: skip
+    body = error(bad, 422)
+    assert body["pointer"] == "/decisions/0" and "did you mean 'amount'?" in body["message"]
+    lone = decide(
+        served, "ada", run["run_id"],
+        {"id": entry["path"], "decision": "approve", "where": "args.amount < 5"},
+    )  # fmt: skip
+    assert error(lone, 422)["pointer"] == "/decisions/0/where"
+    scoped = {"decision": "approve", "scope": "run", "where": "args.amount <= 2000"}
+    granted = decide(served, "ada", run["run_id"], {"id": entry["path"], **scoped})
+    assert granted.status_code == 200, granted.text
+    after = granted.json()  # the phone (1,200) ran without asking; the car (15,000) asks
+    assert (after["status"], [p["id"] for p in after["pending"]]) == ("suspended", ["call_car"])
+    with served.client("bob") as client:
+        audit = client.get(f"/v1/runs/{run['run_id']}/audit").json()["audit"]
+    [decided] = [a for a in audit if a["action"] == "decided"]
+    assert (decided["call_id"], decided["detail"]) == (
+        "call_laptop",
+        {"scope": "run", "where": "args.amount <= 2000"},
+    )
 
 
 def test_a_bad_edit_and_a_decision_not_allowed_are_422_with_a_pointer(served: Served) -> None:

@@ -10,6 +10,7 @@ the blocking methods and through `store.aio`.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from store_fixtures import lay_out_version, query
 
 from engine import Runtime, Suspended, load_spec
 from engine.errors import DecisionConflict, UsageError
+from engine.frames import PolicyWhy
 from engine.store import PendingRow, RunRecord, RunStore, open_store
 from engine.store.base import (
     AuditEntry,
@@ -154,6 +156,36 @@ def test_an_old_style_pending_row_keeps_its_defaults(store: RunStore) -> None:
     (read,) = store.pending()
     assert read == replace(plain, spec_name="hr")
     assert (read.arguments, read.decisions, read.approvers, read.expires_at) == (None, (), (), None)
+
+
+def test_a_pending_row_keeps_the_condition_that_made_it_wait_and_a_plain_one_has_none(
+    store: RunStore,
+) -> None:
+    held = {
+        "kind": "when",
+        "when": 'args.amount > 1000 || args.currency != "EUR"',
+        "outcome": "held",
+    }
+    failed = {"kind": "when", "when": "args.memo.size() > 0", "outcome": "error"}
+    failed["error"] = "no field 'memo' \x00 \ud800 ✓"  # as a document may hold it
+    suspend(
+        store,
+        "run-1",
+        "n1",
+        replace(row("run-1", "call_1"), policy=held),
+        replace(row("run-1", "call_2", at=T0 + 1), policy=failed),
+        row("run-1", "call_3", at=T0 + 2),
+    )
+    listed = store.pending()
+    assert [p.policy for p in listed] == [held, failed, None]
+    assert [list(p.policy or ()) for p in listed] == [  # in the document's key order
+        ["kind", "when", "outcome"],
+        ["kind", "when", "outcome", "error"],
+        [],
+    ]
+    assert store.pending(tool="authorize_account", limit=1) == listed[:1]
+    stored = query(store.url, "SELECT policy FROM pending ORDER BY created_at")
+    assert [p if p is None else json.loads(p) for (p,) in stored] == [held, failed, None]
 
 
 # -- cursors and filters -----------------------------------------------------------------------
@@ -544,6 +576,49 @@ def test_a_store_at_migration_7_gains_the_inbox_and_keeps_its_pending_rows(
         store.close()
 
 
+def test_a_store_at_migration_9_gains_the_policy_column_and_its_rows_have_none(
+    store_url: str,
+) -> None:
+    lay_out_version(store_url, 9)
+    query(
+        store_url,
+        "INSERT INTO runs (id, spec_name, spec_digest, spec_path, agent, status, version, nonce,"
+        " output, created_at, updated_at) VALUES ('old', 'transfers', 'd', NULL, 'treasurer',"
+        " 'suspended', 1, 'n1', NULL, ?, ?)",
+        (T0, T0),
+    )
+    query(
+        store_url,
+        "INSERT INTO pending (run_id, path, call_id, tool, reason, created_at, agent, arguments,"
+        " prompt, decisions, fingerprint, spec_name) VALUES ('old', 'treasurer/call_1',"
+        " 'call_1', 'transfer', 'approval', ?, 'treasurer', ?, ?, ?, 'fp-1', 'transfers')",
+        (T0, '{"amount":1899}', "Send?", '["approve"]'),
+    )
+    store = open_store(store_url)
+    try:
+        (kept,) = store.pending()
+        assert kept == PendingRow(
+            run_id="old",
+            path="treasurer/call_1",
+            call_id="call_1",
+            tool="transfer",
+            reason="approval",
+            created_at=T0,
+            agent="treasurer",
+            arguments={"amount": 1899},
+            prompt="Send?",
+            decisions=("approve",),
+            fingerprint="fp-1",
+            spec_name="transfers",
+        )
+        assert kept.policy is None
+        versions = query(store_url, "SELECT version FROM callcc_migrations ORDER BY version")
+        applied = [v for (v,) in versions]
+        assert 10 in applied and applied == list(range(1, len(MIGRATIONS) + 1))
+    finally:
+        store.close()
+
+
 # -- the journal fills the rows ----------------------------------------------------------------
 
 
@@ -581,3 +656,17 @@ def test_a_suspended_run_keeps_each_pending_entry_as_the_continuation_shows_it(
     )
     assert kept.arguments and kept.fingerprint and "approve" in kept.decisions
     assert record.updated_at >= kept.created_at >= record.created_at
+    assert kept.policy is None  # every call of the tool asks: no condition made it wait
+
+
+def test_a_call_a_condition_made_wait_keeps_why_on_its_pending_row(store_url: str) -> None:
+    spec = load_spec(ROOT / "specs" / "transfers.yaml")
+    with Runtime(spec, store=store_url) as runtime:
+        outcome = runtime.run("Pay the rent and the laptop", run_id="pay-1")
+        assert isinstance(outcome, Suspended) and runtime.store is not None
+        (shown,) = outcome.continuation.pending()  # the rent (950 EUR) ran without asking
+        (kept,) = runtime.store.pending()
+    assert (kept.path, kept.tool, kept.arguments) == (shown.path, "transfer", shown.arguments)
+    when = 'args.amount > 1000 || args.currency != "EUR"'  # specs/transfers.yaml's condition
+    assert shown.policy == PolicyWhy(when=when, outcome="held")
+    assert kept.policy == {"kind": "when", "when": when, "outcome": "held"}

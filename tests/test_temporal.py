@@ -22,6 +22,7 @@ from store_fixtures import drop_schema, require_postgres, with_schema
 from temporal_fixtures import ROOT, Workers
 
 from engine.errors import UsageError
+from engine.frames import PolicyWhy
 from engine.runtime import Finished, Stopped, Suspended
 from engine.spec import load_spec
 from engine.store import open_store
@@ -230,6 +231,7 @@ def test_the_hr_example_suspends_is_approved_from_the_cli_and_finishes_on_two_wo
         APPROVAL, "authorize_account", "approval", ["approve", "reject"]
     )  # fmt: skip
     assert list(entry["arguments"]) == ["username", "role"]  # the model's order, kept
+    assert (entry["policy"], entry["why"]) == (None, None)  # no condition made it wait
 
     resumed = cli("resume", "hr-t1", "--approve", "call_acc_2", *on, *store)
     assert resumed.returncode == 0, resumed.stderr
@@ -253,6 +255,40 @@ def test_the_hr_example_suspends_is_approved_from_the_cli_and_finishes_on_two_wo
     started = cli("run", str(HR), "-p", "Onboard Ada", "--run-id", "hr-t2", "--no-wait",
                   *on, *store)  # fmt: skip
     assert (started.returncode, started.stdout) == (0, "hr-t2\n"), started.stderr
+
+
+def test_the_workflow_lists_why_a_condition_made_a_call_wait(pool: Workers) -> None:
+    spec = load_spec(ROOT / "specs" / "transfers.yaml")
+    when = 'args.amount > 1000 || args.currency != "EUR"'  # specs/transfers.yaml's condition
+    with client(pool) as runtime:
+        outcome = runtime.run(spec, "Pay the rent and the laptop", run_id="pay-why")
+        assert isinstance(outcome, Suspended)
+        [entry] = runtime.pending("pay-why")  # the workflow's `pending` query
+    assert (entry.path, entry.policy) == (
+        "treasurer/call_laptop",
+        PolicyWhy(when=when, outcome="held"),
+    )
+    on = ["--temporal", pool.address, "--task-queue", pool.queue]
+    listed = cli("pending", "pay-why", *on, "--format", "json")
+    [shown] = json.loads(listed.stdout)
+    assert (listed.returncode, shown["why"]) == (3, f"when {when} held")
+    assert shown["policy"] == {"kind": "when", "when": when, "outcome": "held"}
+    text = cli("pending", "pay-why", *on)
+    assert f"      why: when {when} held\n" in text.stdout
+
+
+def test_the_workflow_lists_when_an_approval_expires_and_who_may_decide(
+    pool: Workers, tmp_path: Path
+) -> None:
+    spec = load_spec(approval_spec(tmp_path, 1, expires_after="1h", approvers=("finance",)))
+    with client(pool) as runtime:
+        suspended = runtime.run(spec, "pay", run_id="pay-who")
+        assert isinstance(suspended, Suspended)
+        [kept] = suspended.continuation.pending()
+        [listed] = runtime.pending("pay-who")  # the workflow's `pending` query
+        assert kept.expires_at is not None and kept.approvers == ("finance",)
+        assert (listed.expires_at, listed.approvers) == (kept.expires_at, ("finance",))
+        runtime.cancel("pay-who")
 
 
 # -- the update's validator --------------------------------------------------------------------
@@ -394,9 +430,12 @@ def test_fifty_concurrent_runs_on_two_workers_run_each_tool_exactly_once(
     assert sorted(logged) == sorted([("echo", "before"), ("slow", "card"), ("slow", "page")] * 50)
 
 
-def approval_spec(tmp_path: Path, payments: int, expires_after: str | None = None) -> Path:
+def approval_spec(
+    tmp_path: Path, payments: int, expires_after: str | None = None, approvers: tuple[str, ...] = ()
+) -> Path:
     """A spec whose model makes `payments` approved transfers one after the other, then says
-    "paid"; the approval expires after `expires_after` when given."""
+    "paid"; the approval expires after `expires_after` when given, and only `approvers`
+    (when given) may decide."""
     turns: list[dict[str, Any]] = [
         {"tool_calls": [{"id": f"p{i}", "name": "transfer", "arguments": {"to": f"acct{i}",
                                                                           "amount": i}}]}
@@ -408,6 +447,8 @@ def approval_spec(tmp_path: Path, payments: int, expires_after: str | None = Non
     approval: dict[str, Any] = {"required": True, "decisions": ["approve", "reject"]}
     if expires_after is not None:
         approval["expires_after"] = expires_after
+    if approvers:
+        approval["approvers"] = list(approvers)
     spec = {
         "spec_version": 1,
         "name": "payer",

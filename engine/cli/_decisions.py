@@ -21,10 +21,27 @@ REJECTED = "rejected by the reviewer"
 def add_decision_flags(parser: argparse.ArgumentParser) -> None:
     """The decision flags, each repeatable, in their own help group."""
     decide = parser.add_argument_group("decisions (each may be repeated)")
-    decide.add_argument("--approve", action="append", default=[], metavar="ID|all")
-    decide.add_argument("--reject", action="append", default=[], metavar="ID|all")
+    decide.add_argument("--approve", action=_Noted, default=[], metavar="ID|all")
+    decide.add_argument("--reject", action=_Noted, default=[], metavar="ID|all")
+    decide.add_argument(
+        "--for-run",
+        action=_Noted,
+        nargs=0,
+        dest="for_run",
+        default=[],
+        help="the --approve/--reject just before also answers later calls of the same tool "
+        "in this run, sub-agents too (a grant)",
+    )
+    decide.add_argument(
+        "--where",
+        action=_Noted,
+        default=[],
+        metavar="EXPR",
+        help="the --for-run just before covers only calls meeting this CEL condition over "
+        "args, agent, run (such as 'args.amount <= 100')",
+    )
     decide.add_argument("--reason", action="append", default=[], help="reason of each --reject")
-    decide.add_argument("--edit", action="append", default=[], metavar="ID")
+    decide.add_argument("--edit", action=_Noted, default=[], metavar="ID")
     decide.add_argument("--args", action="append", default=[], help="JSON args of each --edit")
     decide.add_argument(
         "--patch",
@@ -34,7 +51,7 @@ def add_decision_flags(parser: argparse.ArgumentParser) -> None:
         metavar=("ID", "JSON"),
         help="edit with a JSON merge patch (RFC 7396) of the call's arguments",
     )
-    decide.add_argument("--answer", action="append", default=[], metavar="ID")
+    decide.add_argument("--answer", action=_Noted, default=[], metavar="ID")
     decide.add_argument("--result", action="append", default=[], help="JSON of each --answer")
     decide.add_argument(
         "--result-text",
@@ -44,9 +61,9 @@ def add_decision_flags(parser: argparse.ArgumentParser) -> None:
         metavar=("ID", "TEXT"),
         help="answer with plain text (no JSON quoting)",
     )
-    decide.add_argument("--extend", action="append", default=[], metavar="ID")
+    decide.add_argument("--extend", action=_Noted, default=[], metavar="ID")
     decide.add_argument("--turns", action="append", default=[], type=int, help="per --extend")
-    decide.add_argument("--stop", action="append", default=[], metavar="ID")
+    decide.add_argument("--stop", action=_Noted, default=[], metavar="ID")
     decide.add_argument(
         "--resume",
         "--continue",
@@ -58,16 +75,87 @@ def add_decision_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _Noted(argparse.Action):
+    """`append`, noting each flag's place among the decision flags (`args.decision_order`),
+    so `--for-run` and `--where` attach to the flag just before them."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        items = list(getattr(namespace, self.dest, None) or [])
+        items.append(values)
+        setattr(namespace, self.dest, items)
+        order = list(getattr(namespace, "decision_order", None) or [])
+        order.append((self.dest, len(items) - 1, values))
+        namespace.decision_order = order
+
+
+Scoped = dict[tuple[str, int], dict[str, Any]]
+"""(`approve` or `reject`, position among its flags) -> the `scope`/`where` of that flag."""
+
+
+def scopes(args: argparse.Namespace) -> Scoped:
+    """Which --approve and --reject flags a `--for-run` (and its `--where`) follows; a
+    `--for-run` with no such flag just before it (another decision flag between them, such as
+    `--edit`, counts as none), or a `--where` with no `--for-run` just before it, is a
+    `UsageError` (exit 2)."""
+    found: Scoped = {}
+    last: tuple[str, int] | None = None
+    for dest, position, value in getattr(args, "decision_order", None) or []:
+        if dest in ("approve", "reject"):
+            last = (dest, position)
+        elif dest not in ("for_run", "where"):  # another decision: nothing to attach to
+            last = None
+        elif dest == "for_run":
+            if last is None:
+                raise UsageError(
+                    "--for-run applies to the --approve ID or --reject ID just before it; "
+                    "give one first, such as --approve call_1 --for-run"
+                )
+            if last in found:
+                raise UsageError(f"--for-run is given twice for --{last[0]} {_flag(args, last)}")
+            found[last] = {"scope": "run"}
+        elif dest == "where":
+            if last is None or last not in found:
+                raise UsageError(
+                    "--where applies to the --for-run just before it, such as "
+                    "--approve call_1 --for-run --where 'args.amount <= 100'"
+                )
+            if "where" in found[last]:
+                raise UsageError(f"--where is given twice for --{last[0]} {_flag(args, last)}")
+            found[last]["where"] = value
+    return found
+
+
+def _flag(args: argparse.Namespace, spot: tuple[str, int]) -> str:
+    return str(getattr(args, spot[0])[spot[1]])
+
+
 def flag_decisions(continuation: Continuation, args: argparse.Namespace) -> list[Decide]:
     """The decisions the flags make on `continuation`, checking that paired flags come in
     pairs and that every id names a pending entry (`DecisionError` lists the ones there are).
     `--approve all` takes every undecided entry that allows approve and no other flag names;
-    `--reject all` then every such entry that allows reject."""
+    `--reject all` then every such entry that allows reject. A `--for-run` (with its
+    `--where`) makes the flag before it a decision of scope `run`; after an `all`, each
+    entry it decides."""
     from engine.decisions import Decide
 
-    named: list[Decide] = [Decide.approve(i) for i in args.approve if i != "all"]
-    rejects = _pairs(args.reject, args.reason, "--reject", "--reason", optional=True)
-    named += [Decide.reject(i, reason or REJECTED) for i, reason in rejects if i != "all"]
+    scoped = scopes(args)
+    approves = [(i, scoped.get(("approve", n), {})) for n, i in enumerate(args.approve)]
+    named: list[Decide] = [Decide.approve(i, **scope) for i, scope in approves if i != "all"]
+    rejects = [
+        (i, reason, scoped.get(("reject", n), {}))
+        for n, (i, reason) in enumerate(
+            _pairs(args.reject, args.reason, "--reject", "--reason", optional=True)
+        )
+    ]
+    named += [
+        Decide.reject(i, reason or REJECTED, **scope) for i, reason, scope in rejects if i != "all"
+    ]
     for ident, text in _pairs(args.edit, args.args, "--edit", "--args"):
         value = _json(text, "--args")
         if not isinstance(value, dict):
@@ -93,13 +181,16 @@ def flag_decisions(continuation: Continuation, args: argparse.Namespace) -> list
     named += [Decide.resume(i) for i in args.carry_on]
     taken = {continuation.find(d.id)[0].path for d in named}  # an unknown id is refused here
     rest = [v for v in continuation.undecided() if v.path not in taken]
-    if "all" in args.approve:  # last: `all` means every call no other flag decided
-        named += [Decide.approve(v.path) for v in rest if "approve" in v.decisions]
-        rest = [v for v in rest if "approve" not in v.decisions]
-    for ident, reason in rejects:
+    for ident, scope in approves:  # last: `all` means every call no other flag decided
+        if ident == "all":
+            named += [Decide.approve(v.path, **scope) for v in rest if "approve" in v.decisions]
+            rest = [v for v in rest if "approve" not in v.decisions]
+    for ident, reason, scope in rejects:
         if ident == "all":
             named += [
-                Decide.reject(v.path, reason or REJECTED) for v in rest if "reject" in v.decisions
+                Decide.reject(v.path, reason or REJECTED, **scope)
+                for v in rest
+                if "reject" in v.decisions
             ]
             rest = [v for v in rest if "reject" not in v.decisions]
     return named

@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -17,6 +18,7 @@ from engine.signing import KEY_ENV
 if TYPE_CHECKING:  # `pending` prints with `describe`: no runtime, no events, no frames
     from engine.continuation import Continuation, PendingDecision
     from engine.events import RunEvent
+    from engine.grants import Grant
     from engine.runtime import Failed, Outcome, Runtime
     from engine.usage import Usage
 
@@ -89,10 +91,12 @@ def report(
             pending=items,
             state_file=state_file,
             usage=outcome.usage,
+            grants=outcome.continuation.grants(),
         )
     where = f"state written to {state_file}" if state_file else f"run {run_id} kept in the store"
     stdout.write(f"suspended: {len(items)} pending, {where}\n")
     stdout.write(describe(items))
+    stdout.write(describe_grants(outcome.continuation.grants()))
     first = next((p for p in items if p.decision is None), None)
     if first is not None:
         kind = first.decisions[0]
@@ -177,8 +181,10 @@ def _emit(
     pending: list[PendingDecision] | None = None,
     state_file: str | None = None,
     usage: Usage | None = None,
+    grants: Sequence[Grant] = (),
 ) -> int:
     if args.format == "json":
+        from engine._codec import grants_to_data
         from engine.usage import Usage
 
         data = {
@@ -189,6 +195,8 @@ def _emit(
             "run_id": run_id,
             "usage": (usage or Usage()).to_dict(),
         }
+        if grants:
+            data["grants"] = grants_to_data(grants)
         if reason is not None:
             data["reason"] = reason
         json.dump(data, stdout, ensure_ascii=False)
@@ -214,6 +222,11 @@ def describe(items: list[PendingDecision]) -> str:
         state = f"decided: {p.decision}" if p.decision else "decide: " + ", ".join(p.decisions)
         lines.append(f"      {state}")
     return "\n".join(lines) + "\n"
+
+
+def describe_grants(grants: Sequence[Grant]) -> str:
+    """The run's grants, one line each (`""` when it has none)."""
+    return "".join(f"  grant: {grant.line()}\n" for grant in grants)
 
 
 def write_atomic(path: str, text: str) -> None:
@@ -296,6 +309,7 @@ def progress_line(event: RunEvent) -> str | None:
     from engine.events import (
         DecisionApplied,
         EntryAdded,
+        GrantApplied,
         ModelCalled,
         ModelReplied,
         PolicyAllowed,
@@ -324,6 +338,10 @@ def progress_line(event: RunEvent) -> str | None:
         return (
             f"{event.tool} needs no approval: `{_clip(event.when, 60)}` is false ({event.call_id})"
         )
+    if isinstance(event, GrantApplied):
+        done = "runs without asking" if event.grant == "approve" else "is rejected"
+        where = f" where `{_clip(event.where, 60)}`" if event.where else ""
+        return f"{event.tool} {done}: granted for the run{where} ({event.call_id})"
     if isinstance(event, EntryAdded):
         entry = event.entry
         if entry.reason == "approval":

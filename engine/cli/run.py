@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from engine.cli._decisions import add_decision_flags
 from engine.cli._exit import EXIT_FAILED, EXIT_OK, EXIT_SUSPENDED
 from engine.cli._options import temporal_of, temporal_options
-from engine.cli._output import describe, progress, report, warn_unused
+from engine.cli._output import describe, describe_grants, progress, report, warn_unused
 from engine.cli._stored import store_url_of
 from engine.errors import ContinuationError, UsageError
 from engine.signing import KEY_ENV, KEY_FILE_ENV, generate_key, keys_from_env
@@ -181,6 +181,7 @@ def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
         stdout.write("\n")
     else:
         stdout.write(describe(items) if items else "nothing is pending\n")
+        stdout.write(describe_grants(continuation.grants()))
     return EXIT_SUSPENDED if items else EXIT_OK
 
 

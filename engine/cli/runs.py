@@ -315,6 +315,8 @@ def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
                 "tool": r.tool,
                 "reason": r.reason,
                 "created_at": r.created_at,
+                "policy": r.policy,
+                "why": _why(r.policy),
             }
             for r in rows
         ]
@@ -325,7 +327,16 @@ def pending_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
         stdout.write("nothing is pending\n")
     for r in rows:
         stdout.write(f"{_when(r.created_at)}  {r.run_id}  {r.path}  [{r.reason}]  {r.tool or ''}\n")
+        if r.policy is not None:
+            stdout.write(f"      why: {_why(r.policy)}\n")
     return EXIT_OK
+
+
+def _why(policy: dict[str, Any] | None) -> str | None:
+    """A pending row's `policy` as the one `why:` line `callcc pending` shows, or None."""
+    from engine._codec import policy_from_data
+
+    return None if policy is None else policy_from_data(policy, "/policy").line()
 
 
 def prune_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:

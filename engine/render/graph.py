@@ -329,6 +329,7 @@ def _frame_rows(frame: Frame, spec: Spec | None) -> tuple[tuple[str, str], ...]:
     if user is not None:
         rows.append(("user", shorten(content_text(user.get("content")), TEXT_WIDTH) or "(empty)"))
     rows.append(("assistant", shorten(last_assistant(frame), TEXT_WIDTH)))
+    rows.extend(("grant", shorten(grant.line(), TEXT_WIDTH)) for grant in frame.grants)  # root's
     return tuple(rows)
 
 

@@ -72,6 +72,7 @@ def inspect_text(
                 continue
             head, *rest = _entry(entry, inner, secrets)
             out.extend([head, f"{inner}      path: {'/'.join((*path, entry.id))}", *rest])
+    out.extend(f"grant: {shorten(grant.line(), 200)}" for grant in continuation.grants())
     return "\n".join(out) + "\n"
 
 

@@ -59,6 +59,7 @@ __all__ = [
     "error_entry",
     "external_entry",
     "register",
+    "rejected_text",
     "render_prompt",
     "runner_for",
     "short_text",
@@ -97,6 +98,14 @@ class Done:
     """Set when `text` is a python tool's error handed to the model so it can correct itself
     (`error`: `on_error: model`; `retry`: the tool raised `RetryWithModel`): a
     `tool_error_to_model` event says so."""
+    rejected: bool = False
+    """True when a reject-grant answered the call instead of running it (`engine.grants`):
+    the ledger marks it `rejected`."""
+
+    @property
+    def status(self) -> Literal["done", "failed", "rejected"]:
+        """The call's ledger status."""
+        return "rejected" if self.rejected else "failed" if self.failed else "done"
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +220,11 @@ def render_prompt(template: str, arguments: dict[str, Any]) -> str:
 def short_text(value: Any) -> str:
     """A value as a person or model reads it inline: text as is, the rest as JSON."""
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def rejected_text(reason: str | None) -> str:
+    """What the model reads for a call rejected by a person or a reject-grant."""
+    return f"rejected: the call was not executed ({reason})"
 
 
 def error_entry(call: Call, message: str) -> Pending:

@@ -27,6 +27,7 @@ from engine.runners.base import (
     error_entry,
     external_entry,
     register,
+    rejected_text,
     tool_result_text,
 )
 from engine.spec.model import PythonTool
@@ -65,7 +66,7 @@ class PythonRunner(Runner):
                 return tool_error(call, f"{_not_text('Deferred reason', exc.reason)}")
             return Wait(external_entry(call, detail=exc.reason or None))
         except NeedsApproval as exc:
-            return asked(call, exc, ctx)
+            return await self._asked(call, exc, ctx)
         except RetryWithModel as exc:
             return Done(tool_result_text(exc.message), failed=True, to_model="retry")
         except TimeoutError:
@@ -73,6 +74,21 @@ class PythonRunner(Runner):
         except Exception as exc:  # a tool's failure must not lose the run: its on_error says
             return tool_error(call, f"{type(exc).__name__}: {exc}")
         return Done(tool_result_text(value))
+
+    async def _asked(self, call: Call, request: NeedsApproval, ctx: RunContext) -> Outcome:
+        """A tool that asks: a run-scoped grant covering the call answers it (an approve runs
+        it again, approved; a reject rejects it), else a person does (`asked`). A grant
+        covers only a request about the call's own arguments."""
+        own = request.arguments is None or request.arguments == call.arguments
+        grant = None
+        if own and call.id not in call.frame.approved:
+            grant = ctx.granted(call.frame, call.id, call.tool.name, call.arguments)
+        if grant is None:
+            return asked(call, request, ctx)
+        if grant.kind == "reject":
+            return Done(rejected_text(grant.reason), rejected=True)
+        call.frame.approved[call.id] = grant.fingerprint
+        return await self.run(call, ctx)
 
 
 def asked(call: Call, request: NeedsApproval, ctx: RunContext) -> Outcome:

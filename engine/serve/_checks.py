@@ -88,6 +88,7 @@ def decision_view(
         since=time.time() if since is None else since,
         expires_at=entry.expires_at,
         approvers=tuple(entry.approvers),
+        policy=entry.policy,
     )
 
 
@@ -111,6 +112,10 @@ def _decide_of(item: DecisionIn, path: str, where: str) -> Decide:
         raise ServeError(422, "an edit needs the new `arguments` (an object)", f"{where}/arguments")
     if kind == "extend" and (item.turns is None or item.turns < 1):
         raise ServeError(422, "an extend needs `turns`, at least 1", f"{where}/turns")
+    if item.scope == "run" and kind not in ("approve", "reject"):
+        raise ServeError(422, "only approve and reject take `scope: run`", f"{where}/scope")
+    if item.where is not None and item.scope != "run":
+        raise ServeError(422, 'a `where` needs `"scope": "run"` beside it', f"{where}/where")
     return Decide(
         id=path,
         kind=kind,
@@ -118,6 +123,8 @@ def _decide_of(item: DecisionIn, path: str, where: str) -> Decide:
         reason=item.reason or "rejected by the reviewer",
         result=item.result,
         turns=item.turns or 0,
+        scope=item.scope or "call",
+        where=item.where,
     )
 
 

@@ -96,10 +96,19 @@ def span(seconds: float) -> str:
     return f"{minutes} min" if minutes else "under a minute"
 
 
-def why(reason: str, tool: str | None, detail: str | None, approvers: Sequence[str]) -> str:
-    """Why a person must decide, in one sentence."""
+def why(
+    reason: str,
+    tool: str | None,
+    detail: str | None,
+    approvers: Sequence[str],
+    policy: str | None = None,
+) -> str:
+    """Why a person must decide, in one sentence; `policy` is the condition's verdict
+    (`PendingView.why`) when an `approval.when` made the call wait."""
     if reason == "approval":
         who = f" Only {', '.join(approvers)} may decide." if approvers else ""
+        if policy:
+            return f"A condition asks a person to approve this call of {tool}: {policy}.{who}"
         return f"The spec asks a person to approve every call of {tool}.{who}"
     if reason == "external":
         return "The result comes from outside callcc: answer with it, or reject the call."
@@ -137,7 +146,7 @@ def item_view(view: PendingView, user: User, schemas: Schemas, *, now: float) ->
         "tool": tool,
         "reason": data["reason"],
         "reason_label": REASONS.get(data["reason"], data["reason"]),
-        "why": why(data["reason"], tool, view.detail, approvers),
+        "why": why(data["reason"], tool, view.detail, approvers, data.get("why")),
         "prompt": data.get("prompt"),
         "arguments": mask(arguments),
         "pretty": shown,
@@ -264,6 +273,10 @@ def audit_rows(entries: Iterable[AuditEntry]) -> list[dict[str, Any]]:
                 "tool": entry.tool,
                 "path": entry.path,
                 "reason": entry.reason,
+                "scope": "for the rest of the run"
+                + (f" where {entry.detail['where']}" if entry.detail.get("where") else "")
+                if entry.detail and entry.detail.get("scope") == "run"
+                else None,
                 "change": diff_lines(mask(entry.before), mask(entry.after)) if changed else [],
             }
         )

@@ -53,6 +53,16 @@ class ErrorOut(BaseModel):
     error: ErrorBody
 
 
+class PolicyOut(BaseModel):
+    """Why a condition made a call wait: the tool's `approval.when`, and that it held (or
+    could not be evaluated, `error` saying why: the call waits all the same)."""
+
+    kind: Literal["when"]
+    when: str
+    outcome: Literal["held", "error"]
+    error: str | None = None
+
+
 class PendingOut(BaseModel):
     """One decision a suspended run waits for."""
 
@@ -69,6 +79,8 @@ class PendingOut(BaseModel):
     since: float
     expires_at: float | None
     approvers: list[str]
+    policy: PolicyOut | None
+    why: str | None
 
 
 class UsageOut(BaseModel):
@@ -166,6 +178,12 @@ class DecisionItem(BaseModel):
     resume: Literal["now"] | None = Field(
         None, description='"now": resume once recorded, even with items undecided'
     )
+    scope: Literal["call", "run"] | None = Field(
+        None, description='"run" (approve, reject): also later calls of the tool in this run'
+    )
+    where: str | None = Field(
+        None, description='With "scope": "run": the CEL condition a later call must meet'
+    )
 
 
 class DecisionsIn(BaseModel):
@@ -260,6 +278,8 @@ async def decide(
             turns=d.turns,
             fingerprint=d.fingerprint,
             resume=d.resume,
+            scope=d.scope,
+            where=d.where,
         )
         for d in body.decisions
     ]

@@ -217,6 +217,7 @@ def _decision(form: Mapping[str, list[str]]) -> DecisionIn:
         result=result,
         turns=turns,
         fingerprint=field(form, "fingerprint") or None,
+        scope="run" if kind in ("approve", "reject") and field(form, "scope") == "run" else None,
     )
 
 

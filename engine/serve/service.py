@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from engine import inbox
+from engine._codec import policy_from_data
 from engine.continuation import Continuation
 from engine.durable import spec_of_run
 from engine.errors import (
@@ -577,6 +578,7 @@ def _pending_view(row: PendingRow) -> PendingView:
         since=row.created_at,
         expires_at=row.expires_at,
         approvers=tuple(row.approvers),
+        policy=None if row.policy is None else policy_from_data(row.policy, "/policy"),
         spec=row.spec_name,
         detail=row.detail,
         decided=row.decided,

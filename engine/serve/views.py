@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from engine._codec import policy_to_data
+from engine.frames import PolicyWhy
 from engine.serve.auth import User
 
 DecisionKind = Literal["approve", "reject", "edit", "answer", "extend", "stop", "resume"]
@@ -41,6 +43,8 @@ class PendingView:
     """When it is rejected unless decided (seconds since the epoch), or None."""
     approvers: tuple[str, ...]
     """Roles or user names who may decide it; empty: any approver."""
+    policy: PolicyWhy | None = None
+    """Why a condition (`approval.when`) made the call wait; None: no condition did."""
     spec: str = ""
     """The run's spec name (not in the JSON: for the inbox)."""
     detail: str | None = None
@@ -77,7 +81,14 @@ class PendingView:
             "since": self.since,
             "expires_at": self.expires_at,
             "approvers": list(self.approvers),
+            "policy": None if self.policy is None else policy_to_data(self.policy),
+            "why": self.why,
         }
+
+    @property
+    def why(self) -> str | None:
+        """The condition's verdict as one line (`why:` in `callcc pending`), or None."""
+        return None if self.policy is None else self.policy.line()
 
 
 RunStatusView = Literal["running", "suspended", "finished", "failed", "stopped"]
@@ -137,11 +148,24 @@ class DecisionIn:
     """The entry's fingerprint as the reviewer saw it; a different current one is a 409."""
     resume: Literal["now"] | None = None
     """`"now"`: resume once recorded, even if other entries are undecided."""
+    scope: Literal["call", "run"] | None = None
+    """`"run"` (approve, reject): also later calls of the tool in this run (a grant)."""
+    where: str | None = None
+    """With scope `run`: the CEL condition a later call must meet to be covered."""
 
     def to_dict(self) -> dict[str, Any]:
         """The issue's decision object (None fields left out)."""
         data: dict[str, Any] = {"id": self.id, "decision": self.decision}
-        for name in ("reason", "arguments", "result", "turns", "fingerprint", "resume"):
+        for name in (
+            "reason",
+            "arguments",
+            "result",
+            "turns",
+            "fingerprint",
+            "resume",
+            "scope",
+            "where",
+        ):
             value = getattr(self, name)
             if value is not None:
                 data[name] = value

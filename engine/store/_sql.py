@@ -45,14 +45,14 @@ RUN_SELECT = f"{RUN_COLUMNS}, {LEASE_COLUMNS}, {USAGE_COLUMNS}, {FORK_COLUMNS}"
 
 PENDING_COLUMNS = (
     "run_id, path, call_id, tool, reason, created_at, agent, arguments, prompt, detail,"
-    " decisions, fingerprint, expires_at, approvers"
+    " decisions, fingerprint, expires_at, approvers, policy"
 )
 """The `pending` columns in the order `pending_row()` reads them (then `spec_name`, then
 whether the row is decided); `pending_params` gives them for an insert."""
 
 PENDING_INSERT = (
     f"INSERT INTO pending ({PENDING_COLUMNS}, spec_name)"
-    f" VALUES ({', '.join(['?'] * 14)}, (SELECT spec_name FROM runs WHERE id = ?))"
+    f" VALUES ({', '.join(['?'] * 15)}, (SELECT spec_name FROM runs WHERE id = ?))"
 )
 """Insert one `pending_params` row, its `spec_name` copied from the run (`?` placeholders:
 `marks` turns them into another driver's)."""
@@ -75,6 +75,10 @@ PENDING_SPEC_BACKFILL = (
     "(SELECT spec_name FROM runs WHERE runs.id = pending.run_id), '')"
 )
 """Migration 8: the spec name of every pending row kept before it."""
+
+POLICY_ADDED = "ALTER TABLE pending ADD COLUMN policy TEXT"
+"""Migration 10: why a condition made a call wait (the document's `policy` as JSON text, NULL
+for none), alike on both backends; rows kept before it have none."""
 
 INBOX_INDEXES = (
     "CREATE INDEX pending_by_spec ON pending (spec_name, created_at, run_id, path)",
@@ -200,8 +204,9 @@ def pending_row(row: Sequence[Any]) -> PendingRow:
         fingerprint=row[11],
         expires_at=float(row[12]) if row[12] is not None else None,
         approvers=names(row[13]),
-        spec_name=row[14] if len(row) > 14 else "",
-        decided=bool(row[15]) if len(row) > 15 else False,
+        policy=load_json(row[14]) if row[14] is not None else None,
+        spec_name=row[15] if len(row) > 15 else "",
+        decided=bool(row[16]) if len(row) > 16 else False,
     )
 
 
@@ -418,6 +423,7 @@ def pending_params(run_id: str, pending: Sequence[PendingRow]) -> list[tuple[Any
                 p.fingerprint,
                 p.expires_at,
                 dump_json(list(p.approvers)),
+                dump_json(p.policy) if p.policy is not None else None,
                 run_id,
             )
         )

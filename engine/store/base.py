@@ -36,8 +36,9 @@ awaited (`Runtime.arun`): PostgreSQL on a small pool of asyncio connections, SQL
 worker thread per store. Both keep the contract below alike.
 
 The inbox (migration 8). A suspended run's **pending rows** carry what a reviewer is shown
-(agent, arguments, prompt, detail, allowed decisions, fingerprint, expiry, approvers) and the
-name of its spec, so listing them parses no document. `pending` lists them oldest first
+(agent, arguments, prompt, detail, allowed decisions, fingerprint, expiry, approvers; since
+migration 10 the `policy` that made a call wait) and the name of its spec, so listing them
+parses no document. `pending` lists them oldest first
 (`created_at`, run, path), filtered by run, spec, tool or reason; `list_runs` lists runs newest
 first (`updated_at`, id), by status or spec. Both page with an opaque, url-safe cursor made from
 the last row of a page (`pending_cursor`, `run_cursor`; a malformed one is a UsageError): every
@@ -182,6 +183,10 @@ class PendingRow:
     """When an undecided entry expires (seconds since the epoch), None: never."""
     approvers: tuple[str, ...] = ()
     """Who may decide it (role or user names), empty: any approver."""
+    policy: dict[str, Any] | None = None
+    """Why a condition (the tool's `approval.when`) made the call wait, as the document holds
+    it (`{"kind": "when", "when", "outcome", "error"?}`: `engine._codec.policy_from_data`
+    reads it); None: no condition did."""
     spec_name: str = ""
     """`name` of the run's spec (the store fills it from the run; kept on the row so listing
     by spec needs no join)."""
@@ -203,8 +208,8 @@ class RecordedDecision:
     fingerprint: str
     """The entry's fingerprint the decider saw; must equal the pending row's."""
     decision: dict[str, Any]
-    """`{"kind": ..., "reason"?, "arguments"?, "result"?, "turns"?}`: the fields of
-    `engine.decisions.Decide` but its id, plain JSON."""
+    """`{"kind": ..., "reason"?, "arguments"?, "result"?, "turns"?, "scope"?, "where"?}`:
+    the fields of `engine.decisions.Decide` but its id, plain JSON."""
     user: str
     """Who decided (`os:NAME` from the CLI, the service's user, `callcc` for expiry)."""
     at: float

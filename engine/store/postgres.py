@@ -192,6 +192,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 9: forks (engine.fork): the run a fork was made from and the step it was made at.
     ("ALTER TABLE runs ADD COLUMN forked_from text, ADD COLUMN forked_at integer",),
+    # 10: why a condition (`approval.when`) made a pending call wait, so the inbox shows it.
+    (_sql.POLICY_ADDED,),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
 

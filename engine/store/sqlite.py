@@ -169,6 +169,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE runs ADD COLUMN forked_from TEXT",
         "ALTER TABLE runs ADD COLUMN forked_at INTEGER",
     ),
+    # 10: why a condition (`approval.when`) made a pending call wait, so the inbox shows it.
+    (_sql.POLICY_ADDED,),
 )
 """Numbered schema changes (version = index + 1), applied in order on open; append only."""
 

@@ -23,6 +23,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from engine import inbox
+from engine._codec import policy_to_data
 from engine.continuation import Continuation
 from engine.decisions import Decide
 from engine.errors import (
@@ -327,6 +328,9 @@ def decide_of(decision: Decision) -> Decide:
         fields["result"] = decision.result
     if decision.kind == "extend":
         fields["turns"] = decision.turns
+    if decision.kind in ("approve", "reject") and decision.scope == "run":
+        fields["scope"] = "run"
+        fields["where"] = decision.where
     return Decide(**fields)
 
 
@@ -346,6 +350,8 @@ def entries_of(continuation: Continuation) -> list[Entry]:
             detail=p.detail,
             decision=p.decision,
             expires_at=p.expires_at,
+            approvers=list(p.approvers),
+            policy=None if p.policy is None else policy_to_data(p.policy),
         )
         for p in continuation.pending()
     ]

@@ -30,6 +30,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from engine import durable
+from engine._codec import policy_from_data
 from engine.continuation import PendingDecision
 from engine.decisions import Decide
 from engine.errors import RunError, UsageError
@@ -434,6 +435,8 @@ def decision_of(decide: Decide) -> Decision:
         reason=decide.reason if decide.kind == "reject" else None,
         result=decide.result,
         turns=decide.turns,
+        scope=decide.scope,
+        where=decide.where,
     )
 
 
@@ -451,4 +454,7 @@ def pending_of(entry: Entry) -> PendingDecision:
         detail=entry.detail,
         decision=entry.decision,
         fingerprint=entry.fingerprint,
+        expires_at=entry.expires_at,
+        approvers=tuple(entry.approvers),
+        policy=None if entry.policy is None else policy_from_data(entry.policy, "/policy"),
     )

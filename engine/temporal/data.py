@@ -43,6 +43,11 @@ class Entry:
     """A decision already recorded for it, if any (kind only)."""
     expires_at: float | None = None
     """When an undecided approval is rejected by the workflow's timer (epoch seconds)."""
+    approvers: list[str] = field(default_factory=list)
+    """Who may decide (roles or user names); empty: any approver."""
+    policy: dict[str, Any] | None = None
+    """Why a condition (`approval.when`) made the call wait, as the document holds it
+    (`{"kind", "when", "outcome", "error"?}`); None: no condition did."""
 
 
 @dataclass(kw_only=True)
@@ -91,6 +96,10 @@ class Decision:
     """For answer."""
     turns: int = 0
     """For extend."""
+    scope: str = "call"
+    """For approve and reject: `run` makes it a grant for the rest of the run."""
+    where: str | None = None
+    """With scope `run`: the CEL condition a later call must meet to be covered."""
 
 
 @dataclass(kw_only=True)
