@@ -151,7 +151,7 @@ def _check_entry(
                 pointer=f"{where}/arguments",
             )
     allowed = _server_decisions(agent) if entry.tool in served else _allowed(program, entry)
-    extra = set(entry.decisions) - allowed
+    extra = () if allowed.issuperset(entry.decisions) else set(entry.decisions) - allowed
     if extra:
         raise ContinuationError(
             f"decisions {sorted(extra)} are not allowed for this entry by the spec",
