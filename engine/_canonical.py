@@ -52,7 +52,8 @@ def fingerprint(*parts: Any) -> str:
     A lone surrogate (in a model's error message, say) is hashed as its own three bytes, so
     every `str` has a fingerprint and valid text hashes exactly as before."""
     text = canonical_json(list(parts))
-    return _sha256()(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    digest: str = _sha256()(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return digest[:32]
 
 
 @functools.cache
