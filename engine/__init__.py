@@ -42,7 +42,8 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `decisions`: `Decide` (a decision addressed by id or path, for `decide_many`), the index of
   pending entries and the copy-on-write that records a batch in O(K).
 - `_paths`: pending paths (`root/child@CALL/.../ENTRY`) and which entry an identifier names.
-- `runtime`: `Runtime` and its outcomes; `_eager` drives scripted runs without a loop trip.
+- `runtime`: `Runtime` and its outcomes; `_eager` drives scripted runs without a loop trip;
+  `_ids` draws run ids and nonces.
 - `_preflight`: the check of a document against the spec before a resume runs anything.
 - `inbox`: decisions recorded in a store until the run resumes with them (the service, the
   CLI and Temporal share it): `record`, `resume_recorded` (`ResumedElsewhere` for the loser

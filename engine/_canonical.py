@@ -3,6 +3,7 @@ the check that a value is plain JSON data canonical JSON can write and read back
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -50,10 +51,19 @@ def fingerprint(*parts: Any) -> str:
 
     A lone surrogate (in a model's error message, say) is hashed as its own three bytes, so
     every `str` has a fingerprint and valid text hashes exactly as before."""
-    import hashlib  # here: `callcc runs list` and `--help` hash nothing (OpenSSL loads with it)
-
     text = canonical_json(list(parts))
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    digest: str = _sha256()(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return digest[:32]
+
+
+@functools.cache
+def _sha256() -> Any:
+    """`hashlib.sha256`, imported when something is first hashed: `callcc runs list` and
+    `--help` hash nothing (OpenSSL loads with it); an import statement on every call cost
+    a tenth of a fingerprint."""
+    import hashlib
+
+    return hashlib.sha256
 
 
 def json_problem(value: Any) -> tuple[str, str] | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from itertools import chain, repeat
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any, cast
 
 from engine._canonical import json_problem
@@ -52,6 +52,13 @@ _COUNTERS_NUM = ("extra_seconds", "elapsed", "pause_elapsed")
 _SAME_AS = {"attempts": "turns", "pause_turns": "turns", "pause_elapsed": "elapsed"}
 """Counters left out when equal to another (the usual case): absent means equal."""
 _COUNTER_KEYS = frozenset(_COUNTERS_INT + _COUNTERS_NUM)
+_COUNTER_NAMES = _COUNTERS_INT + _COUNTERS_NUM
+"""Every counter, in the order a document writes them."""
+_COUNTER_VALUES = attrgetter(*_COUNTER_NAMES)
+_DEFAULT_AT = tuple(
+    _COUNTER_NAMES.index(_SAME_AS[name]) if name in _SAME_AS else -1 for name in _COUNTER_NAMES
+)
+"""Per counter, the position of the counter it is left out when equal to (-1: zero)."""
 _FRAME_KEYS = frozenset(
     {"agent", "messages", "counters", "ledger", "results", "pending", "toolsets", "approved"}
 )
@@ -63,6 +70,8 @@ _LIMIT_KEYS = frozenset({"name", "used", "allowed"})
 _POLICY_KEYS = frozenset({"kind", "when", "outcome", "error"})
 _GRANT_KEYS = frozenset({"kind", "tool", "where", "reason", "from", "fingerprint"})
 _ROLES = frozenset({"user", "assistant", "tool", "system", "developer"})
+_NONE: dict[str, Any] = {}
+"""What an absent object member reads as (never changed: only read)."""
 
 
 def frames_to_data(root: Frame) -> list[dict[str, Any]]:
@@ -103,14 +112,11 @@ def _frame_to_data(
     frame: Frame, child_ref: Callable[[Frame], Any], ledger: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     data: dict[str, Any] = {"agent": frame.agent, "messages": frame.messages}
+    # 1 ms is plenty for budgets in seconds
+    values = [round(v, 3) if isinstance(v, float) else v for v in _COUNTER_VALUES(frame)]
     counters: dict[str, Any] = {}
-    for name in _COUNTERS_INT + _COUNTERS_NUM:
-        value = getattr(frame, name)
-        if isinstance(value, float):
-            value = round(value, 3)  # 1 ms is plenty for budgets in seconds
-        other = _SAME_AS.get(name)
-        default = round(getattr(frame, other), 3) if other else 0
-        if value != default:
+    for name, value, other in zip(_COUNTER_NAMES, values, _DEFAULT_AT, strict=True):
+        if value != (values[other] if other >= 0 else 0):
             counters[name] = value
     data["counters"] = counters
     data["ledger"] = ledger_data(frame) if ledger is None else ledger
@@ -303,8 +309,9 @@ def _frame_from_data(raw: Any, ptr: str, links: list[tuple[Pending, int, str]]) 
     agent = _str(obj, "agent", ptr)
     messages, call_ids = _messages(obj.get("messages"), f"{ptr}/messages")
     frame = Frame(agent=agent, messages=messages)
-    counters = _object(obj.get("counters", {}), f"{ptr}/counters")
-    _known(counters, f"{ptr}/counters", _COUNTER_KEYS)
+    counters = obj.get("counters", _NONE)
+    if type(counters) is not dict or not _COUNTER_KEYS.issuperset(counters):
+        _known(_object(counters, f"{ptr}/counters"), f"{ptr}/counters", _COUNTER_KEYS)
     for name, value in counters.items():  # absent counters keep the frame's zero default
         whole = name in _COUNTERS_INT
         number = _counter(value, whole)
@@ -315,7 +322,9 @@ def _frame_from_data(raw: Any, ptr: str, links: list[tuple[Pending, int, str]]) 
     for name, other in _SAME_AS.items():
         if name not in counters:
             setattr(frame, name, getattr(frame, other))
-    ledger = _object(obj.get("ledger", {}), f"{ptr}/ledger")
+    ledger = obj.get("ledger", _NONE)
+    if type(ledger) is not dict:
+        ledger = _object(ledger, f"{ptr}/ledger")
     for call_id, status in ledger.items():
         if status not in CALL_STATUSES:
             raise ContinuationError(
@@ -323,7 +332,9 @@ def _frame_from_data(raw: Any, ptr: str, links: list[tuple[Pending, int, str]]) 
                 pointer=f"{ptr}/ledger/{_escape(call_id)}",
             )
     frame.ledger = cast(Any, _full_ledger(frame, ledger, call_ids))
-    results = _object(obj.get("results", {}), f"{ptr}/results")
+    results = obj.get("results", _NONE)
+    if type(results) is not dict:
+        results = _object(results, f"{ptr}/results")
     for call_id, text in results.items():
         if not isinstance(text, str):
             raise ContinuationError(
@@ -490,9 +501,9 @@ def _pending_from_data(raw: Any, ptr: str) -> tuple[Pending, int | None]:
     arguments = obj.get("arguments")
     if arguments is not None and not isinstance(arguments, dict):
         raise ContinuationError("expected an object or null", pointer=f"{ptr}/arguments")
-    _plain(arguments, f"{ptr}/arguments")
+    _plain(arguments, ptr, "/arguments")
     decisions = obj.get("decisions")
-    if not isinstance(decisions, list) or any(d not in DECISION_KINDS for d in decisions):
+    if not isinstance(decisions, list) or not _decision_kinds(decisions):
         raise ContinuationError(
             f"expected a list of decision kinds ({', '.join(DECISION_KINDS)})",
             pointer=f"{ptr}/decisions",
@@ -723,15 +734,27 @@ def _tool_calls(calls: Any, ptr: str) -> None:
         raise ContinuationError("two tool calls of one message share an id", pointer=ptr)
 
 
-def _plain(value: Any, ptr: str) -> None:
+def _plain(value: Any, ptr: str, below: str = "") -> None:
     """Refuse a value a call runs with or a person supplied unless it is plain JSON data:
-    NaN, Infinity, a lone surrogate or absurd nesting would fail later, half-way through."""
+    NaN, Infinity, a lone surrogate or absurd nesting would fail later, half-way through
+    (`ptr + below`: where the value is; the two are joined only for a fault)."""
     problem = json_problem(value)
     if problem is not None:
         where, what = problem
         raise ContinuationError(
-            f"the value {what}", pointer=ptr + where, suggestion="was the document edited?"
+            f"the value {what}", pointer=ptr + below + where, suggestion="was the document edited?"
         )
+
+
+_DECISION_KIND_SET = frozenset(DECISION_KINDS)
+
+
+def _decision_kinds(kinds: list[Any]) -> bool:
+    """True when every item of `kinds` is a decision kind."""
+    try:
+        return _DECISION_KIND_SET.issuperset(kinds)
+    except TypeError:  # an unhashable item: no decision kind
+        return False
 
 
 def _object(raw: Any, ptr: str) -> dict[str, Any]:

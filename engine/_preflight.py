@@ -127,7 +127,8 @@ def _check_entry(
             "does not have in the spec",
             pointer=f"{where}/tool",
         )
-    if not entry.fingerprint_holds():  # computed again unless this process sealed it
+    sealed = entry.sealed()  # one snapshot of the arguments answers both checks below
+    if not sealed and not entry.fingerprint_holds():  # computed again: no seal holds
         raise ContinuationError(
             "the entry does not match its fingerprint: its call was modified",
             pointer=f"{where}/fingerprint",
@@ -141,7 +142,8 @@ def _check_entry(
             )
         text = call["function"]["arguments"]
         if call["function"]["name"] != entry.tool or (
-            not entry.decoded_from(text) and _parsed(call) != entry.arguments
+            not (sealed and entry.seal is not None and entry.seal.text == text)
+            and _parsed(call) != entry.arguments
         ):
             raise ContinuationError(
                 f"pending call {entry.id!r} differs from the call in the agent's messages: "
@@ -149,7 +151,7 @@ def _check_entry(
                 pointer=f"{where}/arguments",
             )
     allowed = _server_decisions(agent) if entry.tool in served else _allowed(program, entry)
-    extra = set(entry.decisions) - allowed
+    extra = () if allowed.issuperset(entry.decisions) else set(entry.decisions) - allowed
     if extra:
         raise ContinuationError(
             f"decisions {sorted(extra)} are not allowed for this entry by the spec",

@@ -52,7 +52,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from engine import _json
+from engine import _ids, _json
 from engine._codec import (
     decision_to_data,
     frames_from_data,
@@ -88,6 +88,10 @@ CHANGELOG = {
 }
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 """Documents larger than this are refused before parsing."""
+_DOCUMENT_KEYS = frozenset(
+    {"format", "version", "run_id", "nonce", "spec", "frames", "usage", "trace", "grants"}
+)
+_SPEC_KEYS = frozenset({"name", "digest", "path"})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -188,11 +192,7 @@ class Continuation:
         """Digest of that spec's canonical form when the run suspended."""
         self.spec_path = spec_path
         """Where the spec file was when the run started: a hint for `callcc resume`."""
-        if not nonce:
-            import secrets  # only a new document draws a nonce; a parsed one carries its own
-
-            nonce = secrets.token_hex(12)
-        self.nonce = nonce
+        self.nonce = nonce or _ids.nonce()  # a parsed document carries its own
         """Names this suspension; a run store refuses to resume the same nonce twice."""
         self.trace: Mapping[str, str] | None = dict(trace) if trace else None
         """The W3C trace context (`traceparent`, `tracestate`) of the span that suspended
@@ -493,10 +493,8 @@ class Continuation:
                 else f"write the version the document was made with (`version: {VERSION}`)",
             )
         data = upgrade(data, version, VERSION)
-        allowed = {"format", "version", "run_id", "nonce", "spec", "frames", "usage", "trace"}
-        allowed.add("grants")
-        unknown = sorted(set(data) - allowed)
-        if unknown:
+        if not _DOCUMENT_KEYS.issuperset(data):
+            unknown = sorted(set(data) - _DOCUMENT_KEYS)
             raise ContinuationError(f"unknown field {unknown[0]!r}", pointer=f"/{unknown[0]}")
         run_id = data.get("run_id")
         if not isinstance(run_id, str) or not run_id:
@@ -510,7 +508,7 @@ class Continuation:
             or not isinstance(spec.get("name"), str)
             or not isinstance(spec.get("digest"), str)
             or not isinstance(spec.get("path", ""), str)
-            or set(spec) - {"name", "digest", "path"}
+            or not _SPEC_KEYS.issuperset(spec)
         ):
             raise ContinuationError(
                 "expected {name: string, digest: string, path?: string}", pointer="/spec"

@@ -18,7 +18,6 @@ everything else with the stack it came from (a continuation's frames are never m
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -366,19 +365,14 @@ def decided_root(root: Frame, decisions: Mapping[Spot, Decision]) -> Frame:
     return _frame_with(root, lists[()])
 
 
-_PENDING_FIELDS = tuple(f.name for f in dataclasses.fields(Pending))
-_FRAME_FIELDS = tuple(f.name for f in dataclasses.fields(Frame))
-
-
 def _with(entry: Pending, name: str, value: Any) -> Pending:
-    """A copy of `entry` with one field changed (`dataclasses.replace`, at half its cost)."""
-    values = {field: getattr(entry, field) for field in _PENDING_FIELDS}
-    values[name] = value
-    return Pending(**values)
+    """A copy of `entry` with its `decision` or its `child` changed (`entry.replaced`, a
+    quarter of `dataclasses.replace`'s cost)."""
+    if name == "decision":
+        return entry.replaced(decision=value, child=entry.child)
+    return entry.replaced(decision=entry.decision, child=value)
 
 
 def _frame_with(frame: Frame, pending: list[Pending]) -> Frame:
     """A copy of `frame` holding `pending`, sharing every other field's value."""
-    values = {field: getattr(frame, field) for field in _FRAME_FIELDS}
-    values["pending"] = pending
-    return Frame(**values)
+    return frame.holding(pending)

@@ -269,9 +269,7 @@ class Pending:
         says so when nothing changed since it was computed (an entry read from a document
         takes the seal this process made with that fingerprint, when it is still exactly
         what the seal was taken of: see `Seal.made`), else it is computed again."""
-        if self.seal is None:
-            self.seal = Seal.made(self)
-        if self.seal is not None and self.seal.holds(self):
+        if self.sealed():
             return True
         if self.tool is None:
             expected = frame_fingerprint(self.id, self.reason, self.detail, self.decisions)
@@ -281,12 +279,41 @@ class Pending:
             )
         return self.fingerprint == expected
 
+    def replaced(self, *, decision: Decision | None, child: Frame | None) -> Pending:
+        """A copy holding `decision` and `child`, every other field's value shared (spelled
+        out: `dataclasses.replace` costs four times as much, and one is made per decision)."""
+        return Pending(
+            id=self.id,
+            reason=self.reason,
+            tool=self.tool,
+            arguments=self.arguments,
+            decisions=self.decisions,
+            fingerprint=self.fingerprint,
+            prompt=self.prompt,
+            detail=self.detail,
+            decision=decision,
+            child=child,
+            expires_at=self.expires_at,
+            approvers=self.approvers,
+            policy=self.policy,
+            limit=self.limit,
+            seal=self.seal,
+        )
+
     def decoded_from(self, text: str) -> bool:
         """True when the entry's arguments are known to be `text` decoded: it was made from
         that very text and has not changed since (else decode `text` to compare)."""
+        return self.sealed() and self.seal is not None and self.seal.text == text
+
+    def sealed(self) -> bool:
+        """True when the entry has a seal that holds for it as it is now: its own, or (read
+        from a document) the one this process made with its fingerprint, which it takes.
+        One snapshot of the arguments: a caller asking both `fingerprint_holds` and
+        `decoded_from` of an entry it has not changed in between asks this once."""
         if self.seal is None:
-            self.seal = Seal.made(self)
-        return self.seal is not None and self.seal.text == text and self.seal.holds(self)
+            self.seal = Seal.made(self)  # found only when it holds
+            return self.seal is not None
+        return self.seal.holds(self)
 
 
 class Seal(NamedTuple):
@@ -441,6 +468,36 @@ class Frame:
                     entry.child = copies[id(entry.child)]
         return copies[id(self)]
 
+    def holding(self, pending: list[Pending]) -> Frame:
+        """A copy holding `pending`, every other field's value shared with this frame (not
+        copied: see `copy` for that)."""
+        return Frame(
+            agent=self.agent,
+            messages=self.messages,
+            turns=self.turns,
+            attempts=self.attempts,
+            tool_calls=self.tool_calls,
+            extra_turns=self.extra_turns,
+            extra_tool_calls=self.extra_tool_calls,
+            extra_seconds=self.extra_seconds,
+            elapsed=self.elapsed,
+            pause_turns=self.pause_turns,
+            pause_elapsed=self.pause_elapsed,
+            serial=self.serial,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            ledger=self.ledger,
+            results=self.results,
+            pending=pending,
+            path=self.path,
+            names=self.names,
+            invocation=self.invocation,
+            toolsets=self.toolsets,
+            decoded=self.decoded,
+            approved=self.approved,
+            grants=self.grants,
+        )
+
     def child(self, agent: str, call_id: str, messages: list[Message]) -> Frame:
         """A new frame for the sub-agent `agent` that this frame's call `call_id` starts,
         with its `path`, `names` and `invocation` set."""
@@ -548,6 +605,11 @@ def walk(root: Frame) -> list[tuple[tuple[str, ...], Frame]]:
     """Every frame with its path, root first, depth first, without recursion: the root's
     agent, then one `agent@CALL` segment a sub-agent, `CALL` being the id of the parent's
     call that started it (`("hr_agent", "account_agent@call_hr_1")`)."""
+    for entry in root.pending:
+        if entry.child is not None:
+            break
+    else:  # a lone frame, the usual case: no stack to keep
+        return [((root.agent,), root)]
     out: list[tuple[tuple[str, ...], Frame]] = []
     stack: list[tuple[tuple[str, ...], Frame]] = [((root.agent,), root)]
     while stack:

@@ -120,18 +120,20 @@ def take(root: Frame, run_id: str) -> list[Granted]:
     made = list(root.grants)
     known = {(g.source, g.fingerprint) for g in made}
     leaves = [
-        ("/".join(where), frame, entry)
+        (where, frame, entry)
         for where, frame in walk(root)
         for entry in frame.pending
         if entry.child is None and entry.reason != "subagent"
     ]
     for where, _, entry in leaves:
-        grant = _of_decision(f"{where}/{entry.id}", entry)
+        grant = _of_decision(where, entry)
         if grant is not None and (grant.source, grant.fingerprint) not in known:
             made.append(grant)
             known.add((grant.source, grant.fingerprint))
     root.grants = tuple(made)
     decided: list[Granted] = []
+    if not made:  # no grant covers anything (the usual resume)
+        return decided
     for _, frame, entry in leaves:
         if entry.decision is not None or entry.reason != "approval" or entry.tool is None:
             continue
@@ -149,14 +151,16 @@ def decision_of(grant: Grant, fingerprint: str) -> Approve | Reject:
     return Approve(fingerprint=fingerprint)
 
 
-def _of_decision(path: str, entry: Pending) -> Grant | None:
+def _of_decision(where: tuple[str, ...], entry: Pending) -> Grant | None:
+    """The grant `entry`'s decision makes, if it has scope `run` (`where`: the entry's
+    frame's path, as `walk` gives it)."""
     decision = entry.decision
     if not isinstance(decision, Approve | Reject) or decision.scope != "run" or not entry.tool:
         return None
     return Grant(
         kind=decision.kind,
         tool=entry.tool,
-        source=path,
+        source=f"{'/'.join(where)}/{entry.id}",
         fingerprint=entry.fingerprint,
         where=decision.where,
         reason=decision.reason if isinstance(decision, Reject) else None,

@@ -20,7 +20,6 @@ import asyncio
 import logging
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from engine import _eager, _emit, _json, _stream, durable, fork, grants, lease
+from engine import _eager, _emit, _ids, _json, _stream, durable, fork, grants, lease
 from engine._preflight import check_document, check_edits
 from engine.audit import decision_entry, os_user, run_entry
 from engine.compile import Program, compile_spec
@@ -195,7 +194,9 @@ class Runtime:
         # Eager driving skips the event loop's round trip, but libraries that ask which async
         # library runs them (httpx, anyio: the openai client) need a real task: only when every
         # model is scripted and every tool is sync is the whole run free of such code.
-        self._eager = not self.program.has_toolsets and all(
+        self._toolsets = self.program.has_toolsets
+        """Whether a drive needs `engine.toolsets` (asked once: the program never changes)."""
+        self._eager = not self._toolsets and all(
             isinstance(a.model, ScriptedModel) and not any(t.is_async for t in a.tools.values())
             for a in self.program.agents.values()
         )
@@ -329,7 +330,7 @@ class Runtime:
             known = ", ".join(sorted(self.spec.agents))
             raise UsageError(f"unknown agent {name!r}; agents of {self.spec.name}: {known}")
         root = Frame(agent=name, messages=[{"role": "user", "content": prompt}])
-        run_id = run_id or uuid.uuid4().hex
+        run_id = run_id or _ids.run_id()
         store = self._face(blocking)
         journal = (
             await durable.start(store, self.spec, root, run_id, self._lease()) if store else None
@@ -448,7 +449,7 @@ class Runtime:
             await store.events(source_id),
             at,
             spec=self.spec,
-            run_id=new_run_id or uuid.uuid4().hex,
+            run_id=new_run_id or _ids.run_id(),
             prompt=prompt,
             allow_spec_change=allow_spec_change,
         )
@@ -580,7 +581,7 @@ class Runtime:
             observers=observers,
             off_loop=leased and not blocking,
             clock=self.clock,
-            toolsets=Toolsets(self.spec) if self.program.has_toolsets else None,
+            toolsets=Toolsets(self.spec) if self._toolsets else None,
             grants=root.grants,
         )
         if observers:
@@ -682,11 +683,7 @@ class Runtime:
         )
 
     def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
+        if asyncio._get_running_loop() is not None:  # `get_running_loop`, without raising
             coro.close()
             raise UsageError(
                 "run/resume were called inside a running event loop; await arun/aresume"
@@ -698,7 +695,7 @@ class Runtime:
             self._loops.append(loop)
         if self._eager:
             return _eager.run(loop, coro)
-        return loop.run_until_complete(coro)
+        return _eager.on_loop(loop, coro)
 
     def recover(
         self, run_id: str, *, allow_spec_change: bool = False, force: bool = False
