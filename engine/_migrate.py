@@ -24,7 +24,7 @@ from typing import Any
 
 from engine.errors import ContinuationError
 
-_NUMBER = r"\d+(?:\.\d+)?"
+_NUMBER = r"\d+(?:\.\d+)?(?:e[+-]\d+)?"  # `:g` writes 1e+06 from a million on
 _V1_LIMITS = {
     "max_turns": re.compile(rf"max_turns: ({_NUMBER}) model turns used of ({_NUMBER})$"),
     "max_tool_calls": re.compile(rf"max_tool_calls: ({_NUMBER}) used of ({_NUMBER})(?:,|$)"),
@@ -51,7 +51,7 @@ def limit_from_detail(detail: Any, pointer: str) -> dict[str, Any]:
 
 
 def _number(text: str) -> int | float:
-    return float(text) if "." in text else int(text)
+    return float(text) if "." in text or "e" in text else int(text)
 
 
 def v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:

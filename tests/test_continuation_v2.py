@@ -212,14 +212,26 @@ def test_a_v1_max_tool_calls_entry_gets_its_limit_and_extend_grants_tool_calls()
     assert outcome.messages[-2] == tool_result("c4", "echo: 4")
 
 
-def test_a_v1_timeout_entry_gets_its_limit_and_extend_grants_seconds() -> None:
+@pytest.mark.parametrize(
+    ("timeout", "elapsed", "detail"),
+    [
+        (10.0, 12.0, "timeout: 12.0 s of 10 s"),
+        (2.5, 3.0, "timeout: 3.0 s of 2.5 s"),
+        (1e6, 1_200_000.0, "timeout: 1200000.0 s of 1e+06 s"),  # `:g` from a million on
+        (1234567.0, 1_300_000.5, "timeout: 1300000.5 s of 1.23457e+06 s"),
+    ],
+)
+def test_a_v1_timeout_entry_gets_its_limit_and_extend_grants_seconds(
+    timeout: float, elapsed: float, detail: str
+) -> None:
     """A timeout entry of version 1 (made here from a max_turns one, as the clock of a test
-    cannot run out): extend grants seconds, so the turn budget stops the run right after."""
-    rt = runtime(_limited(max_turns=1, timeout=10.0), TWO_TURNS)
+    cannot run out), its detail as version 1's `f"timeout: {elapsed:.1f} s of {allowed:g} s"`
+    wrote it: extend grants seconds, so the turn budget stops the run right after."""
+    assert detail == f"timeout: {elapsed:.1f} s of {timeout:g} s"
+    rt = runtime(_limited(max_turns=1, timeout=timeout), TWO_TURNS)
     data = as_version_1(json.loads(suspended(run(rt)).to_json()))
     frame = data["frames"][0]
-    frame["counters"]["elapsed"] = 12.0
-    detail = "timeout: 12.0 s of 10 s"
+    frame["counters"]["elapsed"] = elapsed
     frame["pending"][0]["detail"] = detail
     frame["pending"][0]["fingerprint"] = frame_fingerprint(
         "limit-1", "turn_limit", detail, ("extend", "stop")
@@ -227,7 +239,10 @@ def test_a_v1_timeout_entry_gets_its_limit_and_extend_grants_seconds() -> None:
 
     document = Continuation.from_json(json.dumps(data))
 
-    assert [p.limit for p in document.pending()] == [Limit(name="timeout", used=12.0, allowed=10)]
+    allowed = float(f"{timeout:g}")  # as the words had it: `:g` keeps six digits
+    assert [p.limit for p in document.pending()] == [
+        Limit(name="timeout", used=elapsed, allowed=allowed)
+    ]
     again = suspended(resume(rt, document.extend("limit-1", 5)))
     [(_, after)] = again.frames()
     assert (after.extra_seconds, after.extra_turns, after.extra_tool_calls) == (5.0, 0, 0)
