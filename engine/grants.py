@@ -59,19 +59,20 @@ class Grant:
 
     def covers(
         self, tool: str, args: Mapping[str, Any], agent: Mapping[str, Any], run: Any
-    ) -> bool:
-        """True when this grant answers a call of `tool` with these variables: the same tool,
-        and `where` (if any) evaluated to true (an evaluation error does not cover)."""
+    ) -> bool | None:
+        """True when this grant answers a call of `tool` with these variables (the same tool,
+        and `where`, if any, evaluated to true), False when it does not, None when it cannot
+        tell: `where` could not be evaluated for the call (`covering` decides what follows)."""
         if tool != self.tool:
             return False
         if self.where is None:
             return True
         try:
             condition = _compiled(self.where)
-        except ValueError:  # a document's `where` no check passed: it covers nothing
-            return False
+        except ValueError:  # a document's `where` no check passed: it cannot tell
+            return None
         verdict = condition.evaluate(args, agent, run)
-        return verdict.held and verdict.error is None
+        return None if verdict.error is not None else verdict.held
 
     def line(self) -> str:
         """One line for `callcc pending`/`inspect` and the picture."""
@@ -105,12 +106,19 @@ def covering(
     grants: Sequence[Grant], frame: Frame, tool: str, args: Mapping[str, Any], run_id: str
 ) -> Grant | None:
     """The grant that answers a call of `tool` by `frame`: the first reject-grant covering
-    it, else the first approve-grant covering it, else None."""
+    it, else the first approve-grant covering it, else None (a person decides). Fail closed:
+    a `where` that cannot be evaluated covers nothing, and a reject-grant that cannot tell
+    whether it covers the call stops every approve-grant from covering it."""
     if not grants:
         return None
     agent, run = variables(frame, run_id)
-    found = [g for g in grants if g.covers(tool, args, agent, run)]
-    return next((g for g in found if g.kind == "reject"), found[0] if found else None)
+    verdicts = [(g, g.covers(tool, args, agent, run)) for g in grants]
+    rejects = [held for g, held in verdicts if g.kind == "reject"]
+    if True in rejects:
+        return next(g for g, held in verdicts if g.kind == "reject" and held is True)
+    if None in rejects:
+        return None
+    return next((g for g, held in verdicts if g.kind == "approve" and held is True), None)
 
 
 def take(root: Frame, run_id: str) -> list[Granted]:

@@ -252,6 +252,22 @@ def test_a_where_that_cannot_be_evaluated_does_not_cover() -> None:
     assert paid() == [("bob", 5)]
 
 
+def test_a_reject_grant_that_cannot_tell_makes_the_call_ask_despite_an_approve_grant() -> None:
+    rt = runtime(
+        SPEC, {"root": [calls(pay("t1", "bob", 5), pay("t2", "7", 7)), calls(pay("t3", "ann", 8))]}
+    )
+    first = suspended(run(rt))
+    decided = first.decide_many(
+        [
+            Decide.approve("t1", scope="run"),
+            Decide.reject("t2", "no numbered accounts", scope="run", where="int(args.to) > 0"),
+        ]
+    )
+    second = suspended(resume(rt, decided))
+    assert [p.id for p in second.pending()] == ["t3"]  # int('ann') fails: a person decides
+    assert paid() == [("bob", 5)]
+
+
 def test_a_bad_where_is_refused_when_the_decision_is_made() -> None:
     first = suspended(run(runtime(SPEC, {"root": [calls(pay("t1", "bob", 5))]})))
     with pytest.raises(DecisionError, match=r"the condition ends too early \(at column 14\)"):
