@@ -239,11 +239,18 @@ def _checked(
 
 
 def _scope_problem(item: Decide, entry: Pending, path: str) -> str | None:
-    """Why a decision of scope `run` cannot be recorded on `entry`, or None: only a tool
-    call's approve or reject may grant, and its `where` must compile (the tool's parameters
-    are checked against it where the spec is known: `engine._preflight`)."""
+    """Why a decision of scope `run` cannot be recorded on `entry`, or None: only approve or
+    reject of a call waiting for approval may grant (a grant answers later calls that would
+    wait for approval: on an `error` entry approve means run it again, on an `external` one
+    reject answers a result), and its `where` must compile (the tool's parameters are
+    checked against it where the spec is known: `engine._preflight`)."""
     if item.kind not in ("approve", "reject") or entry.tool is None:
         return f"{path}: only approve and reject of a tool call take scope 'run'"
+    if entry.reason != "approval":
+        return (
+            f"{path}: scope 'run' grants later approvals, and this entry waits for "
+            f"{entry.reason!r}, not approval; decide it for this call only (without --for-run)"
+        )
     if item.where is None:
         return None
     problem = where_problem(item.where, None)

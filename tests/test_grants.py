@@ -22,6 +22,7 @@ from builders import (
     finished,
     gated,
     make_spec,
+    python_tool,
     resume,
     run,
     runtime,
@@ -266,6 +267,29 @@ def test_a_reject_grant_that_cannot_tell_makes_the_call_ask_despite_an_approve_g
     second = suspended(resume(rt, decided))
     assert [p.id for p in second.pending()] == ["t3"]  # int('ann') fails: a person decides
     assert paid() == [("bob", 5)]
+
+
+def test_only_an_entry_waiting_for_approval_takes_scope_run() -> None:
+    flaky, later = python_tool("flaky", on_error="suspend"), python_tool("later")
+    spec = make_spec([agent("root", "flaky", "later")], [flaky, later], name="unscoped")
+    turns = {
+        "root": [
+            calls(call("f1", "flaky", {"key": f"k{id(spec)}"}), call("e1", "later", {"topic": "x"}))
+        ]
+    }
+    first = suspended(run(runtime(spec, turns)))
+    assert sorted((p.id, p.reason) for p in first.pending()) == [
+        ("e1", "external"),
+        ("f1", "error"),
+    ]
+    with pytest.raises(
+        DecisionError,
+        match=r"root/f1: scope 'run' grants later approvals, and this entry waits for 'error'",
+    ):
+        first.approve("f1", scope="run")  # on an error entry, approve runs it again
+    with pytest.raises(DecisionError, match=r"waits for 'external', not approval"):
+        first.reject("e1", "no", scope="run")
+    assert first.approve("f1").reject("e1", "no").grants() == ()  # for the call alone: fine
 
 
 def test_a_bad_where_is_refused_when_the_decision_is_made() -> None:
