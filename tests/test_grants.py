@@ -574,6 +574,8 @@ def test_cli_for_run_and_where_grant_and_the_grant_is_shown(tmp_path: Path) -> N
     assert code == 3 and out.endswith(expected)
     _, out, _ = cli("inspect", state)
     assert "grant: approve transfer where args.amount <= 2000" in out
+    _, out, _ = cli("inspect", state, "--format", "json")
+    assert json.loads(out)["grants"] == data["grants"]
     code, out, _ = cli("resume", state, "-q", "--reject", "call_car", "--reason", "not now")
     assert code == 0 and "the car (15,000 EUR) was not approved" in out
 

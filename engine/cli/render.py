@@ -110,6 +110,7 @@ def run_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 def run_inspect(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Print the call stack of the continuation in `args.state`."""
+    from engine._codec import grants_to_data
     from engine.continuation import Continuation
     from engine.render.text import inspect_text
 
@@ -124,6 +125,7 @@ def run_inspect(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
             "run_id": source.run_id,
             "spec": source.spec_name,
             "pending": [p.to_dict() for p in source.pending()],
+            "grants": grants_to_data(source.grants()),
             "usage": source.usage.to_dict(),
         }
         json.dump(data, stdout, indent=2, ensure_ascii=False)
