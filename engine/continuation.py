@@ -483,14 +483,19 @@ class Continuation:
             )
         version = data.get("version")
         if type(version) is not int or version not in SUPPORTED_VERSIONS:
-            said = "no version" if "version" not in data else f"version {version!r}"
+            said = (
+                "the continuation has no version"
+                if "version" not in data
+                else f"unsupported continuation version {version!r}"
+            )
+            versions = ", ".join(map(str, SUPPORTED_VERSIONS))
             raise ContinuationError(
-                f"unsupported continuation {said}; this callcc reads versions "
-                f"{', '.join(map(str, SUPPORTED_VERSIONS))} (an integer)",
+                f"{said}; this callcc reads versions {versions} (an integer)",
                 pointer="/version",
                 suggestion="upgrade callcc to read newer documents"
                 if type(version) is int and version > VERSION
-                else f"write the version the document was made with (`version: {VERSION}`)",
+                else f"write the version the document was made with (one of {versions}, as "
+                "an integer: `version: 1` for a document without turn_limit `limit`s)",
             )
         data = upgrade(data, version, VERSION)
         if not _DOCUMENT_KEYS.issuperset(data):

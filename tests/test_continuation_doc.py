@@ -200,7 +200,12 @@ def test_truncated_json_is_refused_as_not_valid_json() -> None:
 
 @pytest.mark.parametrize(
     ("version", "said"),
-    [(99, "version 99"), (3, "version 3"), ("2", "version '2'"), (None, "no version")],
+    [
+        (99, "unsupported continuation version 99"),
+        (3, "unsupported continuation version 3"),
+        ("2", "unsupported continuation version '2'"),
+        (None, "the continuation has no version"),
+    ],
 )
 def test_an_unknown_version_is_refused_naming_the_supported_versions(
     version: Any, said: str
@@ -217,7 +222,7 @@ def test_an_unknown_version_is_refused_naming_the_supported_versions(
         edited(continuation, change)
 
     assert caught.value.pointer == "/version"
-    assert f"unsupported continuation {said}; this callcc reads versions 1, 2" in str(caught.value)
+    assert f"{said}; this callcc reads versions 1, 2 (an integer)" in str(caught.value)
     assert SUPPORTED_VERSIONS == (1, 2)
 
 

@@ -897,6 +897,13 @@ def test_runs_cancel_says_no_worker_polls_and_stops_waiting_at_its_timeout(
     )
     assert "has not closed within 0.2 s; the cancel stays sent" in waited.stderr
     assert waited.stdout == "run pay-idle: suspended, cancel sent, workflow RUNNING\n"
+    as_json = cli("runs", "cancel", "pay-idle", "--temporal", pool.address, *store, "--timeout",
+                  "0.2", "--format", "json")  # fmt: skip
+    assert as_json.returncode == 3
+    assert json.loads(as_json.stdout) == {
+        "run_id": "pay-idle", "status": "suspended", "output": None, "workflow": "RUNNING",
+        "timed_out": True,
+    }  # fmt: skip
     assert workflow_status(pool, "pay-idle") == "RUNNING"
     bad = cli("runs", "cancel", "pay-idle", "--temporal", pool.address, *store, "--timeout", "0")
     assert bad.returncode == 2 and "'0' is not a number of seconds above 0" in bad.stderr

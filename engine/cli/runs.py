@@ -266,7 +266,8 @@ def cancel_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     if workflow is None:
         if args.format == "json":
             data = {"run_id": run.run_id, "status": run.status, "output": run.output}
-            json.dump(data | {"workflow": "RUNNING"}, stdout, indent=2, ensure_ascii=False)
+            timed_out = {"workflow": "RUNNING", "timed_out": True}
+            json.dump(data | timed_out, stdout, indent=2, ensure_ascii=False)
             stdout.write("\n")
         else:
             stdout.write(f"run {run.run_id}: {run.status}, cancel sent, workflow RUNNING\n")
