@@ -328,8 +328,9 @@ def decide_of(decision: Decision) -> Decide:
         fields["result"] = decision.result
     if decision.kind == "extend":
         fields["turns"] = decision.turns
-    if decision.kind in ("approve", "reject") and decision.scope == "run":
+    if decision.scope == "run":  # on any kind: the decision's own check refuses what may not
         fields["scope"] = "run"
+    if decision.where is not None:
         fields["where"] = decision.where
     return Decide(**fields)
 
