@@ -96,7 +96,8 @@ class Granted:
 
 
 def variables(frame: Frame, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """`agent` and `run` as a condition sees them for a call of `frame` (`engine.policy`)."""
+    """`agent` and `run` as a condition sees them for a call of `frame` (`engine.policy`):
+    one place for a tool's `approval.when` and a grant's `where` alike."""
     agent = {"name": frame.agent, "path": frame.names or frame.agent}
     run = {"id": run_id, "turns": frame.turns, "tool_calls": frame.tool_calls}
     return agent, run

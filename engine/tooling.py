@@ -22,7 +22,7 @@ from engine.compile import BoundAgent, BoundTool, Program
 from engine.errors import ContinuationError
 from engine.events import Observers, RunEvent
 from engine.frames import Frame, Pending, PolicyWhy
-from engine.grants import Grant, covering
+from engine.grants import Grant, covering, variables
 from engine.runners import Call, Done, Outcome, Wait, runner_for
 from engine.runners.base import (
     approval_entry,
@@ -173,8 +173,7 @@ def _asks(
     condition = tool.condition
     if condition is None:
         return True, None
-    agent = {"name": frame.agent, "path": frame.names or frame.agent}
-    run = {"id": ctx.run_id, "turns": frame.turns, "tool_calls": frame.tool_calls}
+    agent, run = variables(frame, ctx.run_id)  # the same a grant's `where` sees
     verdict = condition.evaluate(arguments, agent, run)
     if verdict.error is not None:
         return True, PolicyWhy(when=condition.text, outcome="error", error=verdict.error)
