@@ -14,7 +14,7 @@ from engine.compile import BoundAgent, BoundTool, Program
 from engine.continuation import Continuation
 from engine.errors import ContinuationError, DecisionError, SpecChangedError
 from engine.frames import Approve, Decision, Frame, Message, Pending, Reject
-from engine.grants import check_where
+from engine.grants import Grant, check_where, where_problem
 from engine.spec.model import McpToolset
 from engine.tooling import argument_fault, argument_problem, decode_arguments
 from engine.waits import allowed
@@ -52,6 +52,24 @@ def check_document(
     # `frames()` reads and checks the messages a lazily read document left unread
     for index, (_, frame) in enumerate(continuation.frames()):
         _check_frame(program, frame, f"/frames/{index}")
+    for index, grant in enumerate(continuation.grants()):
+        _check_grant(program, grant, f"/grants/{index}")
+
+
+def _check_grant(program: Program, grant: Grant, ptr: str) -> None:
+    """A grant of the document answers calls of a tool of this spec (a tool server's tools
+    are only known to its server), with a `where` that compiles (one that does not would
+    cover nothing, without a word)."""
+    if grant.tool not in program.spec.tools and not program.has_toolsets:
+        known = ", ".join(sorted(program.spec.tools)) or "none"
+        raise ContinuationError(
+            f"grant for tool {grant.tool!r}, which is not in the spec (tools: {known})",
+            pointer=f"{ptr}/tool",
+        )
+    if grant.where is not None:
+        problem = where_problem(grant.where, None)
+        if problem is not None:
+            raise ContinuationError(f"grant {problem}", pointer=f"{ptr}/where")
 
 
 def _check_frame(program: Program, frame: Frame, ptr: str) -> None:

@@ -292,6 +292,27 @@ def test_only_an_entry_waiting_for_approval_takes_scope_run() -> None:
     assert first.approve("f1").reject("e1", "no").grants() == ()  # for the call alone: fine
 
 
+@pytest.mark.parametrize(
+    ("grant", "pointer", "message"),
+    [
+        ({"tool": "wire"}, "/grants/0/tool", "grant for tool 'wire', which is not in the spec"),
+        ({"where": "args.amount >"}, "/grants/0/where", "grant where 'args.amount >'"),
+    ],
+)
+def test_a_grant_the_spec_cannot_honour_is_refused_before_the_resume_runs_anything(
+    grant: dict[str, Any], pointer: str, message: str
+) -> None:
+    rt = runtime(SPEC, {"root": [calls(pay("t1", "bob", 5)), calls(pay("t2", "eve", 7))]})
+    data = json.loads(suspended(run(rt)).to_json())
+    data["grants"] = [
+        {"kind": "approve", "tool": "transfer", "from": "root/x", "fingerprint": "f", **grant}
+    ]
+    with pytest.raises(ContinuationError, match=message) as caught:
+        rt.resume(Continuation.from_dict(data).approve("t1"))
+    assert caught.value.pointer == pointer
+    assert paid() == []  # nothing ran
+
+
 def test_a_bad_where_is_refused_when_the_decision_is_made() -> None:
     first = suspended(run(runtime(SPEC, {"root": [calls(pay("t1", "bob", 5))]})))
     with pytest.raises(DecisionError, match=r"the condition ends too early \(at column 14\)"):
