@@ -838,6 +838,10 @@ def test_runs_cancel_ends_a_suspended_run_and_runs_show_tells_how_its_workflow_s
     assert (json.loads(after.stdout)["workflow"], json.loads(after.stdout)["status"]) == (
         "COMPLETED", "stopped"
     )  # fmt: skip
+    assert json.loads(after.stdout)["pending"] == []  # cancelled: nothing waits any more
+    shown = cli("runs", "show", "pay-cancel", *store).stdout
+    assert " · 0 waiting, 0 decided · stopped" in shown and "decide:" not in shown
+    assert "never decided: the run is stopped (nothing waits any more)" in shown
     again = cli("runs", "cancel", "pay-cancel", *on, *store, "--format", "json")
     assert again.returncode == 0, again.stderr
     assert "its workflow had closed already (COMPLETED)" in again.stderr

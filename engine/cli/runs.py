@@ -221,10 +221,13 @@ def show_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     finally:
         store.close()
     flows = _workflows(args, [run.run_id])
+    ended = run.status in ("finished", "stopped")
     if args.format == "json":
         data = _record(run) | {
             "usage": continuation.usage.to_dict(),  # as of the last checkpoint, even if running
-            "pending": [p.to_dict() for p in continuation.pending()],
+            # a stopped or finished run waits for nothing, whatever its last checkpoint held
+            # (a cancel on Temporal ends a waiting run without running it on)
+            "pending": [] if ended else [p.to_dict() for p in continuation.pending()],
         }
         data |= _workflow(flows, run.run_id)
         json.dump(data, stdout, indent=2, ensure_ascii=False)

@@ -33,8 +33,9 @@ def inspect_text(
     """The stack, root first, children indented under the call that started them; `status`
     (a stored run's, such as `stopped`) is named in the first line."""
     secrets = secret_names(spec)
-    waiting = continuation.undecided()
-    decided = len(continuation.pending()) - len(waiting)
+    ended = status if status in ("finished", "stopped") else None  # nothing waits any more
+    waiting = [] if ended else continuation.undecided()
+    decided = len(continuation.pending()) - len(continuation.undecided())
     usage = continuation.usage
     out = [
         f"run {continuation.run_id} · spec {continuation.spec_name} · "
@@ -70,7 +71,7 @@ def inspect_text(
             if entry.child is not None:
                 via[id(entry.child)] = entry
                 continue
-            head, *rest = _entry(entry, inner, secrets)
+            head, *rest = _entry(entry, inner, secrets, ended)
             out.extend([head, f"{inner}      path: {'/'.join((*path, entry.id))}", *rest])
     out.extend(f"grant: {shorten(grant.line(), 200)}" for grant in continuation.grants())
     return "\n".join(out) + "\n"
@@ -88,8 +89,10 @@ def _turns(frame: Frame, spec: Spec | None) -> str:
     return f"turns {frame.turns} of {agent.limits.max_turns + frame.extra_turns}{spent}"
 
 
-def _entry(entry: Pending, pad: str, secrets: frozenset[str]) -> list[str]:
-    if entry.decision is not None:
+def _entry(entry: Pending, pad: str, secrets: frozenset[str], ended: str | None) -> list[str]:
+    if ended and entry.decision is None:
+        mark = "--"
+    elif entry.decision is not None:
         mark = "=>"
     elif entry.reason == "error":
         mark = "!"
@@ -106,7 +109,9 @@ def _entry(entry: Pending, pad: str, secrets: frozenset[str]) -> list[str]:
         lines.append(f"{more}detail: {shorten(entry.detail)}")
     if entry.policy is not None:
         lines.append(f"{more}why: {shorten(entry.policy.line())}")
-    if entry.decision is not None:
+    if ended and entry.decision is None:
+        lines.append(f"{more}never decided: the run is {ended} (nothing waits any more)")
+    elif entry.decision is not None:
         lines.append(f"{more}decided: {entry.decision.kind} (resume to carry it out)")
     else:
         lines.append(f"{more}decide: {' | '.join(entry.decisions)}")
