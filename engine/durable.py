@@ -209,7 +209,8 @@ def not_waiting(run: RunRecord) -> ConflictError:
     else:
         why = (
             f"run {ident!r} is {run.status}, not suspended: nothing waits for a decision any "
-            "more (its suspension was resumed, or the run cancelled, before)"
+            "more (its suspension was resumed before, by this or another process, or the run "
+            "was cancelled)"
         )
     return ConflictError(f"{why}; `callcc runs show {ident}` shows where it stands", run_id=ident)
 

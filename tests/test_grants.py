@@ -387,7 +387,8 @@ def test_a_signed_document_with_an_edited_grant_is_refused() -> None:
     assert rt.load(second.to_json()).grants() == second.grants()
 
 
-def test_a_tool_that_asks_is_answered_by_a_grant() -> None:
+def refunds(second: int, final: str) -> Runtime:
+    """A desk whose tool asks for refunds above 100 itself: 150 EUR, then `second` EUR."""
     tool = PythonTool(
         name="issue_refund",
         description="refund an order",
@@ -395,16 +396,20 @@ def test_a_tool_that_asks_is_answered_by_a_grant() -> None:
         approval=Approval(required=False, decisions=("approve", "reject")),
     )
     spec = make_spec([agent("desk", "issue_refund")], [tool], name="asks")
-    rt = runtime(
+    return runtime(
         spec,
         {
             "desk": [
                 calls(call("c1", "issue_refund", {"order_id": "A-2", "amount": 150})),
-                calls(call("c2", "issue_refund", {"order_id": "A-2", "amount": 200})),
-                say("refunded"),
+                calls(call("c2", "issue_refund", {"order_id": "A-2", "amount": second})),
+                say(final),
             ]
         },
     )
+
+
+def test_a_tool_that_asks_is_answered_by_a_grant() -> None:
+    rt = refunds(200, "refunded")
     first = suspended(run(rt))
     finished(resume(rt, first.approve("c1", scope="run")))
     assert asks_tools.CALLS == [
@@ -416,23 +421,7 @@ def test_a_tool_that_asks_is_answered_by_a_grant() -> None:
 
 
 def test_a_tool_that_asks_is_rejected_by_a_reject_grant_and_never_runs_approved() -> None:
-    tool = PythonTool(
-        name="issue_refund",
-        description="refund an order",
-        ref="asks_tools:issue_refund",
-        approval=Approval(required=False, decisions=("approve", "reject")),
-    )
-    spec = make_spec([agent("desk", "issue_refund")], [tool], name="asks")
-    rt = runtime(
-        spec,
-        {
-            "desk": [
-                calls(call("c1", "issue_refund", {"order_id": "A-2", "amount": 150})),
-                calls(call("c2", "issue_refund", {"order_id": "A-2", "amount": 120})),
-                say("no refunds"),
-            ]
-        },
-    )
+    rt = refunds(120, "no refunds")
     first = suspended(run(rt))
     events: list[Any] = observed(rt)
     done = finished(resume(rt, first.reject("c1", "no refunds today", scope="run")))
