@@ -24,11 +24,12 @@ from typing import Any
 
 from engine.errors import ContinuationError
 
-_NUMBER = r"\d+(?:\.\d+)?(?:e[+-]\d+)?"  # `:g` writes 1e+06 from a million on
+_COUNT = r"\d+"
+_SECONDS = r"\d+(?:\.\d+)?(?:e[+-]\d+)?"  # `:g` writes 1e+06 from a million on
 _V1_LIMITS = {
-    "max_turns": re.compile(rf"max_turns: ({_NUMBER}) model turns used of ({_NUMBER})$"),
-    "max_tool_calls": re.compile(rf"max_tool_calls: ({_NUMBER}) used of ({_NUMBER})(?:,|$)"),
-    "timeout": re.compile(rf"timeout: ({_NUMBER}) s of ({_NUMBER}) s$"),
+    "max_turns": re.compile(rf"max_turns: ({_COUNT}) model turns used of ({_COUNT})$"),
+    "max_tool_calls": re.compile(rf"max_tool_calls: ({_COUNT}) used of ({_COUNT})(?:,|$)"),
+    "timeout": re.compile(rf"timeout: ({_SECONDS}) s of ({_SECONDS}) s$"),
 }
 """The `detail` of a version 1 `turn_limit` entry, as `engine.loop` wrote it, per limit."""
 

@@ -52,15 +52,17 @@ def check_document(
     # `frames()` reads and checks the messages a lazily read document left unread
     for index, (_, frame) in enumerate(continuation.frames()):
         _check_frame(program, frame, f"/frames/{index}")
+    changed = continuation.spec_digest != program.spec.digest  # allowed, or refused above
     for index, grant in enumerate(continuation.grants()):
-        _check_grant(program, grant, f"/grants/{index}")
+        _check_grant(program, grant, f"/grants/{index}", changed)
 
 
-def _check_grant(program: Program, grant: Grant, ptr: str) -> None:
+def _check_grant(program: Program, grant: Grant, ptr: str, changed: bool) -> None:
     """A grant of the document answers calls of a tool of this spec (a tool server's tools
-    are only known to its server), with a `where` that compiles (one that does not would
-    cover nothing, without a word)."""
-    if grant.tool not in program.spec.tools and not program.has_toolsets:
+    are only known to its server; after an allowed spec change a grant for a tool the spec
+    dropped covers nothing), with a `where` that compiles (one that does not would cover
+    nothing, without a word)."""
+    if grant.tool not in program.spec.tools and not program.has_toolsets and not changed:
         known = ", ".join(sorted(program.spec.tools)) or "none"
         raise ContinuationError(
             f"grant for tool {grant.tool!r}, which is not in the spec (tools: {known})",

@@ -249,7 +249,8 @@ def _scope_problem(item: Decide, entry: Pending, path: str) -> str | None:
     if entry.reason != "approval":
         return (
             f"{path}: scope 'run' grants later approvals, and this entry waits for "
-            f"{entry.reason!r}, not approval; decide it for this call only (without --for-run)"
+            f"{entry.reason!r}, not approval; decide it for this call only (scope 'call': no "
+            "--for-run)"
         )
     if item.where is None:
         return None
