@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
         default=[],
         metavar="NAME",
         choices=runner.WORKLOADS + runner.SYSTEMS[1:] + tuple(SUITES),
-        help="a workload, another system (callcc_eager, a peer) or a suite (serve) to run"
-        " (repeatable); callcc on its production path, the headline, always runs",
+        help="a workload, another system (callcc_sync, callcc_eager, a peer) or a suite (serve)"
+        " to run (repeatable); callcc on its production path, the headline, always runs",
     )
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     args = parser.parse_args(argv)

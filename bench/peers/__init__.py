@@ -10,15 +10,18 @@ pending approval it saw and the tool's result):
 - `over_http`: `approval_cycle` through each system's Chat Completions adapter against one
   loopback server (`server.py`).
 
-Every ratio is to `callcc`, callcc's production path (runs on the event loop, the model an
-async client); `callcc_eager` is its eager path, which only scripted models with sync tools get
-(see `callcc_worker`).
+Every ratio is to `callcc`, callcc's production path (`arun`/`aresume` awaited on a running
+event loop, as a service drives runs; the model an async client); `callcc_sync` is its sync
+API (`run`/`resume`, entering the loop per call) and `callcc_eager` its eager path, which only
+scripted models with sync tools get (see `callcc_worker`). The peers with an async API
+(OpenAI Agents SDK, PydanticAI) are awaited on a running loop too; LangGraph's `invoke` is
+sync.
 
 Ownership, one line a module:
 - `script`: the shared script (which turn a model gives) and the tool bodies; stdlib only.
 - `worker`: the worker protocol and the timing, peak-memory and held-runs measurements.
 - `<system>_worker`: one system's workloads, run in that system's environment
-  (`callcc_worker` serves both `callcc`, the production path, and `callcc_eager`).
+  (`callcc_worker` serves `callcc`, the production path, `callcc_sync` and `callcc_eager`).
 - `server`: the loopback OpenAI-compatible server answering from `script`.
 - `venvs`: pinned per-peer environments under bench/.venvs/.
 - `runner`: starts the workers and alternates them in rounds; `report`: table, JSON, machine.

@@ -4,15 +4,17 @@ The spec is built once (as a deployment would load its YAML once); every iterati
 new run, serializes the continuation to bytes, parses it into a fresh object graph, decides
 and resumes. Tools are bench/bench_tools.py, the same bodies the peers call.
 
-Two paths. The headline (`callcc`) is the production path: the runtime drives every run on
-its event loop, and the model is an async client (`AsyncScript`), as every real model client
-is; it plays the script without waiting, like the peers' scripted models, which their
-frameworks likewise drive on an event loop (LangGraph's `invoke` is plain sync code). The
-eager path (`callcc_eager`, `--eager`) hands the runtime the scripted model itself, whose runs
-it drives without the event loop (engine/_eager.py): only scripted models with sync tools get
-that, so no production run does.
+Three paths. The headline (`callcc`) is the production path, as a service or a worker drives
+runs: `await runtime.arun(...)` / `aresume(...)` on its running event loop, the model an async
+client (`AsyncScript`), as every real model client is; it plays the script without waiting,
+like the peers' scripted models (the peers with an async API are awaited on a running loop
+the same way; LangGraph's `invoke` is plain sync code). `callcc_sync` (`--sync`) is the sync
+API a script calls, `runtime.run` / `resume`, which enter the event loop and leave it once per
+call. The eager path (`callcc_eager`, `--eager`) hands the sync API the scripted model itself,
+whose runs it drives without the event loop (engine/_eager.py): only scripted models with
+sync tools get that, so no production run does.
 
-    .venv/bin/python -m bench.peers.callcc_worker [--eager]   # the worker protocol on stdin
+    .venv/bin/python -m bench.peers.callcc_worker [--sync | --eager]   # the worker protocol
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.peers import script
-from bench.peers.worker import Workload, serve
-from engine import Continuation, Finished, Runtime, Suspended
+from bench.peers.worker import Workload, on_loop, serve
+from engine import Continuation, Finished, Outcome, Runtime, Suspended
 from engine.models.base import ModelReply, ModelRequest
 from engine.models.scripted import ScriptedModel
 from engine.spec.model import (
@@ -125,41 +127,65 @@ def approval(runtime: Runtime, agent: str, final: str) -> Workload:
     result = script.TRANSFER_RESULT if agent == "payer" else f"{script.NESTED[1]} done"
 
     def held() -> Continuation:
-        outcome = runtime.run(script.PROMPT, agent=agent)
-        assert isinstance(outcome, Suspended), outcome
-        return outcome.continuation
+        return suspended(runtime.run(script.PROMPT, agent=agent))
 
     def suspend() -> bytes:
         return held().to_json().encode()
 
-    def cycle() -> None:
-        data = last[0] = suspend()
+    def decided(data: bytes) -> Continuation:
+        last[0] = data
         loaded = Continuation.from_json(data)
         [entry] = loaded.pending()
         assert (entry.tool, entry.arguments) == ("transfer", script.TRANSFER_ARGS), entry
-        outcome = runtime.resume(loaded.approve(entry.path))
+        return loaded.approve(entry.path)
+
+    def check(outcome: Outcome) -> None:
         assert isinstance(outcome, Finished) and outcome.output == final, outcome
         assert outcome.messages[-2]["content"] == result, outcome.messages[-2]
 
-    return Workload(cycle=cycle, state_bytes=lambda: len(last[0]), suspend=suspend, live=held)
+    def cycle() -> None:
+        check(runtime.resume(decided(suspend())))
+
+    async def acycle() -> None:
+        outcome = await runtime.arun(script.PROMPT, agent=agent)
+        data = suspended(outcome).to_json().encode()
+        check(await runtime.aresume(decided(data)))
+
+    kw: dict[str, Any] = {"state_bytes": lambda: len(last[0]), "suspend": suspend, "live": held}
+    if SYNC or EAGER:
+        return Workload(cycle=cycle, **kw)
+    return on_loop(acycle, **kw)
+
+
+def suspended(outcome: Outcome) -> Continuation:
+    """The continuation of a run that must have suspended."""
+    assert isinstance(outcome, Suspended), outcome
+    return outcome.continuation
 
 
 def long_loop(runtime: Runtime) -> Workload:
     """50 turns each calling `echo`, then the answer; the state is the finished transcript."""
     last: list[Finished] = []
 
-    def cycle() -> None:
-        outcome = runtime.run("loop", agent="looper")
+    def check(outcome: Outcome) -> None:
         assert isinstance(outcome, Finished) and outcome.output == script.LOOP_FINAL, outcome
         assert len(outcome.messages) == 2 + 2 * script.TURNS
         outputs = [m["content"] for m in outcome.messages if m["role"] == "tool"]
         assert outputs == ECHOES, outputs
         last[:] = [outcome]
 
+    def cycle() -> None:
+        check(runtime.run("loop", agent="looper"))
+
+    async def acycle() -> None:
+        check(await runtime.arun("loop", agent="looper"))
+
     def state_bytes() -> int:
         return len(json.dumps(last[0].messages, separators=(",", ":")).encode())
 
-    return Workload(cycle=cycle, state_bytes=state_bytes)
+    if SYNC or EAGER:
+        return Workload(cycle=cycle, state_bytes=state_bytes)
+    return on_loop(acycle, state_bytes=state_bytes)
 
 
 ECHOES = [script.echo(f"t{i}") for i in range(script.TURNS)]
@@ -167,6 +193,8 @@ ECHOES = [script.echo(f"t{i}") for i in range(script.TURNS)]
 
 EAGER = "--eager" in sys.argv
 """Drive the scripted model eagerly (`callcc_eager`), not through the event loop."""
+SYNC = "--sync" in sys.argv
+"""Time the sync API (`callcc_sync`), which enters the event loop once per call."""
 
 
 def model() -> ScriptedModel | AsyncScript:

@@ -12,7 +12,6 @@ is disabled: there is no key to export to, and callcc does no tracing either.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -31,7 +30,7 @@ from agents.usage import Usage
 from openai import AsyncOpenAI
 
 from bench.peers import script
-from bench.peers.worker import Workload, serve
+from bench.peers.worker import LOOP, Workload, on_loop, serve
 
 set_tracing_disabled(True)
 
@@ -96,34 +95,34 @@ def nested() -> Agent:
 
 
 def approval(agent: Agent, final: str) -> Workload:
-    """run -> interruptions -> to_string -> from_string -> approve -> run -> final output."""
-    loop = asyncio.new_event_loop()
+    """run -> interruptions -> to_string -> from_string -> approve -> run -> final output,
+    awaited on the worker's running loop."""
     last: list[bytes] = [b""]
 
-    def held() -> Any:
-        result = loop.run_until_complete(Runner.run(agent, script.PROMPT))
+    async def aheld() -> Any:
+        result = await Runner.run(agent, script.PROMPT)
         assert len(result.interruptions) == 1, result.interruptions
         return result.to_state()
+
+    def held() -> Any:
+        return LOOP.run_until_complete(aheld())
 
     def suspend() -> bytes:
         return held().to_string().encode()
 
-    async def resume(data: bytes) -> Any:
+    async def acycle() -> None:
+        data = last[0] = (await aheld()).to_string().encode()
         state = await RunState.from_string(agent, data.decode())
         [item] = state.get_interruptions()
         assert item.tool_name == "transfer", item
         assert json.loads(item.arguments or "") == script.TRANSFER_ARGS, item
         state.approve(item)
-        return await Runner.run(agent, state)
-
-    def cycle() -> None:
-        data = last[0] = suspend()
-        result = loop.run_until_complete(resume(data))
+        result = await Runner.run(agent, state)
         assert result.final_output == final, result.final_output
         outputs = [i.output for i in result.new_items if isinstance(i, ToolCallOutputItem)]
         assert outputs[-1] in (script.TRANSFER_RESULT, "child done"), outputs
 
-    return Workload(cycle=cycle, state_bytes=lambda: len(last[0]), suspend=suspend, live=held)
+    return on_loop(acycle, state_bytes=lambda: len(last[0]), suspend=suspend, live=held)
 
 
 def long_loop() -> Workload:
@@ -134,12 +133,10 @@ def long_loop() -> Workload:
         model=ScriptModel("looper"),
         tools=[function_tool(echo)],
     )
-    loop = asyncio.new_event_loop()
     last: list[Any] = []
 
-    def cycle() -> None:
-        run = Runner.run(agent, "loop", max_turns=script.TURNS + 1)
-        result = loop.run_until_complete(run)
+    async def acycle() -> None:
+        result = await Runner.run(agent, "loop", max_turns=script.TURNS + 1)
         assert result.final_output == script.LOOP_FINAL, result.final_output
         outputs = [i for i in result.new_items if isinstance(i, ToolCallOutputItem)]
         assert len(outputs) == script.TURNS, len(outputs)
@@ -148,7 +145,7 @@ def long_loop() -> Workload:
     def state_bytes() -> int:
         return len(last[0].to_state().to_string().encode())
 
-    return Workload(cycle=cycle, state_bytes=state_bytes)
+    return on_loop(acycle, state_bytes=state_bytes)
 
 
 def make(name: str, server: str | None) -> Workload | str:

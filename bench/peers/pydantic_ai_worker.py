@@ -13,8 +13,6 @@ history by hand and raise `ApprovalRequired`, which is application code, not the
 
 from __future__ import annotations
 
-import asyncio
-
 from pydantic_ai import Agent, DeferredToolRequests, DeferredToolResults
 from pydantic_ai.messages import (
     ModelMessage,
@@ -33,7 +31,7 @@ from pydantic_ai.providers.openai import OpenAIProvider
 from pydantic_ai.usage import UsageLimits
 
 from bench.peers import script
-from bench.peers.worker import Workload, serve
+from bench.peers.worker import LOOP, Workload, on_loop, serve
 
 NESTED_UNSUPPORTED = (
     "no native propagation of a delegate agent's DeferredToolRequests to the caller "
@@ -70,28 +68,30 @@ def payer(model: Model) -> Agent[None, str | DeferredToolRequests]:
 
 
 def approval(agent: Agent[None, str | DeferredToolRequests]) -> Workload:
-    """run -> DeferredToolRequests -> bytes -> fresh messages -> approve -> run -> text."""
-    loop = asyncio.new_event_loop()
+    """run -> DeferredToolRequests -> bytes -> fresh messages -> approve -> run -> text,
+    awaited on the worker's running loop."""
     last: list[bytes] = [b""]
 
-    def held() -> list[ModelMessage]:
-        result = loop.run_until_complete(agent.run(script.PROMPT))
+    async def aheld() -> list[ModelMessage]:
+        result = await agent.run(script.PROMPT)
         assert isinstance(result.output, DeferredToolRequests), result.output
         return result.all_messages()
+
+    def held() -> list[ModelMessage]:
+        return LOOP.run_until_complete(aheld())
 
     def suspend() -> bytes:
         return ModelMessagesTypeAdapter.dump_json(held())
 
-    def cycle() -> None:
-        data = last[0] = suspend()
+    async def acycle() -> None:
+        data = last[0] = ModelMessagesTypeAdapter.dump_json(await aheld())
         messages = ModelMessagesTypeAdapter.validate_json(data)
         last_response = messages[-1]
         assert isinstance(last_response, ModelResponse)
         [call] = last_response.tool_calls
         assert (call.tool_name, call.args_as_dict()) == ("transfer", script.TRANSFER_ARGS)
         decided = DeferredToolResults(approvals={call.tool_call_id: True})
-        run = agent.run(message_history=messages, deferred_tool_results=decided)
-        result = loop.run_until_complete(run)
+        result = await agent.run(message_history=messages, deferred_tool_results=decided)
         assert result.output == script.FINAL, result.output
         returns = [
             p.content
@@ -101,19 +101,18 @@ def approval(agent: Agent[None, str | DeferredToolRequests]) -> Workload:
         ]
         assert returns == [script.TRANSFER_RESULT], returns
 
-    return Workload(cycle=cycle, state_bytes=lambda: len(last[0]), suspend=suspend, live=held)
+    return on_loop(acycle, state_bytes=lambda: len(last[0]), suspend=suspend, live=held)
 
 
 def long_loop() -> Workload:
     """50 turns each calling `echo`, then the answer; the state is the message history."""
     agent = Agent(scripted("looper"), instructions="Loop.")
     agent.tool_plain(script.echo)
-    loop = asyncio.new_event_loop()
     last: list[list[ModelMessage]] = []
     limits = UsageLimits(request_limit=script.TURNS + 1)  # the default is 50 requests
 
-    def cycle() -> None:
-        result = loop.run_until_complete(agent.run("loop", usage_limits=limits))
+    async def acycle() -> None:
+        result = await agent.run("loop", usage_limits=limits)
         assert result.output == script.LOOP_FINAL, result.output
         messages = result.all_messages()
         assert len(messages) == 2 + 2 * script.TURNS, len(messages)
@@ -122,7 +121,7 @@ def long_loop() -> Workload:
     def state_bytes() -> int:
         return len(ModelMessagesTypeAdapter.dump_json(last[0]))
 
-    return Workload(cycle=cycle, state_bytes=state_bytes)
+    return on_loop(acycle, state_bytes=state_bytes)
 
 
 def make(name: str, server: str | None) -> Workload | str:

@@ -67,8 +67,10 @@ def table(results: dict[str, Any], out: TextIO) -> None:
             )
     print(
         "\ntimes per iteration; x callcc = median / the median of callcc on its production"
-        " path (event loop, async model client); callcc_eager: its eager path, which only"
-        " scripted models with sync tools get",
+        " path (awaited on a running event loop, async model client; the peers with an async"
+        " API are awaited on one too); callcc_sync: its sync API (run/resume enter and leave"
+        " the loop per call); callcc_eager: its eager path, which only scripted models with"
+        " sync tools get",
         file=out,
     )
     held = results.get("held")

@@ -29,9 +29,10 @@ WORKLOADS = (
 )
 CALLCC_ONLY = ("store_sqlite", "store_postgresql")
 """approval_cycle with callcc's run stores, a checkpoint at every step (no peer equivalent)."""
-CALLCC = ("callcc", "callcc_eager")
-"""callcc on its production path (the event loop, an async model client: the headline every
-ratio is to) and on its eager path (scripted models only; see callcc_worker)."""
+CALLCC = ("callcc", "callcc_sync", "callcc_eager")
+"""callcc on its production path (awaited on a running event loop, an async model client: the
+headline every ratio is to), through its sync API (a loop entered per call), and on its eager
+path (scripted models only; see callcc_worker)."""
 PEERS = ("langgraph", "openai_agents", "pydantic_ai")
 SYSTEMS = (*CALLCC, *PEERS)
 ROUNDS = 5
@@ -61,9 +62,9 @@ class Worker:
         ours = self.system in CALLCC
         python = sys.executable if ours else str(venvs.python(self.system))
         module = "bench.peers.callcc_worker" if ours else f"bench.peers.{self.system}_worker"
-        eager = ["--eager"] if self.system == "callcc_eager" else []
+        path = {"callcc_eager": ["--eager"], "callcc_sync": ["--sync"]}.get(self.system, [])
         self.proc = subprocess.Popen(
-            [python, "-m", module, "--server", self.server, *eager],
+            [python, "-m", module, "--server", self.server, *path],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

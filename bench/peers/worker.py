@@ -5,14 +5,17 @@ request a line on stdin; the worker answers one JSON line on the stdout it start
 Anything a framework prints goes to stderr, so it cannot corrupt the protocol.
 
 Requests: `{"op": "time", "workload", "n", "warmup"}` -> per-iteration seconds and the state
-size; `{"op": "peak", "workload"}` -> tracemalloc peak of one iteration; `{"op": "hold",
-"workload", "n"}` -> per suspended run held in memory: its serialized bytes, the RSS growth
-while holding them, and (tracemalloc) the memory of the live object a caller holds between
-suspend and resume; `{"op": "quit"}`.
+size (a workload with an async cycle is timed inside one running event loop, as a service
+awaits it: no iteration pays for entering and leaving the loop); `{"op": "peak",
+"workload"}` -> tracemalloc peak of one iteration; `{"op": "hold", "workload", "n"}` -> per
+suspended run held in memory: its serialized bytes, the RSS growth while holding them, and
+(tracemalloc) the memory of the live object a caller holds between suspend and resume;
+`{"op": "quit"}`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -20,7 +23,7 @@ import sys
 import time
 import traceback
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -33,6 +36,10 @@ class Workload:
     """One verified iteration; raises when the result (output, approval seen) is wrong."""
     state_bytes: Callable[[], int]
     """Size of the state the last iteration serialized (suspended, or final for a loop)."""
+    acycle: Callable[[], Awaitable[None]] | None = None
+    """The same iteration as a coroutine, for a system whose API is async: then it is what is
+    timed, awaited on the worker's running loop (`cycle` runs it to completion from sync code,
+    for the memory measurements)."""
     suspend: Callable[[], bytes] | None = None
     """One fresh run up to its suspension, serialized; for the memory of held runs."""
     live: Callable[[], Any] | None = None
@@ -80,7 +87,23 @@ def _answer(workload: Workload | str, request: dict[str, Any]) -> dict[str, Any]
     raise ValueError(f"unknown op {request['op']!r}")
 
 
+LOOP = asyncio.new_event_loop()
+"""The worker's event loop: every async iteration runs on it."""
+
+
+def on_loop(acycle: Callable[[], Awaitable[None]], **kw: Any) -> Workload:
+    """A workload whose iteration is the coroutine `acycle` (see `Workload.acycle`)."""
+
+    def cycle() -> None:
+        LOOP.run_until_complete(acycle())
+
+    return Workload(cycle=cycle, acycle=acycle, **kw)
+
+
 def _time(workload: Workload, n: int, warmup: int) -> dict[str, Any]:
+    if workload.acycle is not None:
+        samples = LOOP.run_until_complete(_atime(workload.acycle, n, warmup))
+        return {"samples": samples, "state_bytes": workload.state_bytes()}
     for _ in range(warmup):
         workload.cycle()
     samples = []
@@ -91,6 +114,18 @@ def _time(workload: Workload, n: int, warmup: int) -> dict[str, Any]:
         cycle()
         samples.append(clock() - start)
     return {"samples": samples, "state_bytes": workload.state_bytes()}
+
+
+async def _atime(acycle: Callable[[], Awaitable[None]], n: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        await acycle()
+    samples = []
+    clock = time.perf_counter
+    for _ in range(n):
+        start = clock()
+        await acycle()
+        samples.append(clock() - start)
+    return samples
 
 
 def _peak(workload: Workload) -> int:
