@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -188,9 +189,11 @@ class Runtime:
             allowed_modules=allowed_modules,
             allowed_commands=allowed_commands,
         )
-        self._consumed: dict[str, None] = {}
+        self._consumed: OrderedDict[str, None] = OrderedDict()
         """Nonces this runtime resumed without a store (the store keeps its own), oldest first,
-        at most `REMEMBERED_NONCES` of them so a long-lived process does not grow forever."""
+        at most `REMEMBERED_NONCES` of them so a long-lived process does not grow forever (an
+        OrderedDict: a plain dict's first key, once many were deleted before it, is found by
+        scanning past every deleted slot, which made each resume cost O(nonces) once full)."""
         # Eager driving skips the event loop's round trip, but libraries that ask which async
         # library runs them (httpx, anyio: the openai client) need a real task: only when every
         # model is scripted and every tool is sync is the whole run free of such code.
@@ -381,7 +384,7 @@ class Runtime:
         if store is None:
             self._consumed[continuation.nonce] = None
             if len(self._consumed) > REMEMBERED_NONCES:
-                del self._consumed[next(iter(self._consumed))]
+                self._consumed.popitem(last=False)
             return await self._drive(
                 continuation.root, continuation.run_id, None, observers, opening, blocking
             )
