@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias
 
 from engine._canonical import fingerprint
 from engine._json import _orjson
+from engine._quick import quick_init
 from engine.waits import CALL_WAITS, FRAME_WAITS, Reason
 
 if TYPE_CHECKING:  # annotations only: engine.grants reads frames
@@ -26,6 +27,7 @@ REASONS: tuple[Reason, ...] = ("approval", "subagent", "external", "turn_limit",
 CALL_STATUSES: tuple[CallStatus, ...] = ("pending", "running", "done", "rejected", "failed")
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Approve:
     """Run the call as the model asked (for `error` entries: run it again)."""
@@ -41,6 +43,7 @@ class Approve:
     to be covered; None: every call of the tool."""
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Edit:
     """Run the call with other arguments; the model sees the edited call."""
@@ -52,6 +55,7 @@ class Edit:
     """The arguments to run with instead (validated against the tool's parameters)."""
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Reject:
     """Never run the call; the model is told it was rejected and why."""
@@ -68,6 +72,7 @@ class Reject:
     """With scope `run`: the CEL condition a later call must meet to be rejected too."""
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Answer:
     """Supply the result of an external call (or of a failed call) without running anything."""
@@ -79,6 +84,7 @@ class Answer:
     """Any JSON value; text is passed to the model as is, anything else as JSON."""
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Extend:
     """Grant more budget after a `turn_limit` suspension."""
@@ -90,6 +96,7 @@ class Extend:
     """More model turns, tool calls or seconds, whichever limit was reached."""
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Stop:
     """End the agent now with its reply so far."""
@@ -99,6 +106,7 @@ class Stop:
     """Fingerprint of the entry this decision answers."""
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Resume:
     """Carry on after a `pause` or a model `error`."""
@@ -112,6 +120,7 @@ Decision: TypeAlias = Approve | Edit | Reject | Answer | Extend | Stop | Resume
 DECISION_KINDS = ("approve", "edit", "reject", "answer", "extend", "stop", "resume")
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PolicyWhy:
     """Why a condition made a call wait: the tool's `approval.when`, and that it held, or
@@ -137,6 +146,7 @@ LimitName: TypeAlias = Literal["max_turns", "max_tool_calls", "timeout"]
 LIMIT_NAMES: tuple[LimitName, ...] = ("max_turns", "max_tool_calls", "timeout")
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Limit:
     """The budget a `turn_limit` entry reached: which limit, how much was used, how much was

@@ -30,6 +30,7 @@ from typing import Any, Literal, TypeVar
 
 from engine import _eager, _emit, _ids, _json, _stream, durable, fork, grants, lease
 from engine._preflight import check_document, check_edits
+from engine._quick import quick_init
 from engine.audit import decision_entry, os_user, run_entry
 from engine.compile import Program, compile_spec
 from engine.continuation import Continuation, decision_to_data
@@ -67,6 +68,7 @@ log = logging.getLogger("callcc")
 T = TypeVar("T")
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Finished:
     """The entry agent answered."""
@@ -82,6 +84,7 @@ class Finished:
     """The tokens the whole run spent, sub-agents included (`engine.usage`)."""
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Stopped:
     """A `stop` decision ended the entry agent; `output` is its reply so far."""
@@ -97,6 +100,7 @@ class Stopped:
     """The tokens the whole run spent, sub-agents included (`engine.usage`)."""
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Suspended:
     """The run waits; decide on `continuation` and resume it."""
@@ -111,6 +115,7 @@ class Suspended:
         return self.continuation.usage
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Failed:
     """The run cannot go on; `continuation` shows the stack as it was."""

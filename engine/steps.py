@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
+from engine._quick import quick_init
+
 __all__ = [
     "CLOSED_TURN",
     "CONTINUE",
@@ -23,6 +25,7 @@ __all__ = [
 ]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Continue:
     """Take another step."""
@@ -33,6 +36,7 @@ class Continue:
     turn whose results are all recorded), so a run store need not write it."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Suspend:
     """The frame waits on its `pending` entries."""
@@ -40,6 +44,7 @@ class Suspend:
     kind: Literal["suspend"] = "suspend"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Finish:
     """The agent answered (or a `stop` decision ended it: `stopped`)."""
@@ -49,6 +54,7 @@ class Finish:
     stopped: bool = False
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Fail:
     """The agent cannot go on."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from engine import _emit
 from engine._canonical import MAX_DEPTH, json_problem
 from engine._json import loads_plain
+from engine._quick import quick_init
 from engine.compile import BoundAgent, BoundTool, Program
 from engine.errors import ContinuationError
 from engine.events import Observers, RunEvent
@@ -60,6 +61,7 @@ Driver: TypeAlias = "Callable[[Frame, RunContext], Awaitable[End]]"
 """The loop's driver (`engine.loop.drive`): steps a frame until it ends."""
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RunContext:
     """What every step of one run shares: the compiled spec, the run's id, the driver, and

@@ -18,11 +18,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine._quick import quick_init
 from engine.frames import Frame, walk
 
 __all__ = ["Usage", "count", "fold", "of_stack", "reply_tokens"]
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Usage:
     """Tokens spent, as the model servers reported them."""

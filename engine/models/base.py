@@ -6,7 +6,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from engine._quick import quick_init
 
+
+@quick_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ToolCall:
     """One function call the model asked for."""
@@ -22,6 +25,7 @@ class ToolCall:
     string, not a function call); the loop answers the call with this error, running nothing."""
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ModelRequest:
     """Everything one model call needs."""
@@ -50,6 +54,7 @@ class ModelRequest:
         return self.path.rpartition("/")[2] or None
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ModelReply:
     """One assistant turn."""

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from jsonschema.exceptions import best_match
 
+from engine._quick import quick_init
 from engine.compile import BoundTool
 from engine.errors import ContinuationError, UsageError
 from engine.frames import Frame, Pending, PolicyWhy
@@ -85,6 +86,7 @@ class Call:
     """True when it is the only call of its turn: a sync function may run inline."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Done:
     """The call has its result."""
@@ -108,6 +110,7 @@ class Done:
         return "rejected" if self.rejected else "failed" if self.failed else "done"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Wait:
     """The call waits on `entry`."""
@@ -115,6 +118,7 @@ class Wait:
     entry: Pending
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Failure:
     """The run must fail."""
