@@ -109,12 +109,15 @@ def _keeps(result: Step) -> bool:
 
 async def step(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
     """One phase of the loop, chosen by the frame's state alone."""
-    if frame.pending or frame.in_flight():
+    if frame.pending:
         return await settle(frame, agent, ctx)
-    if frame.messages and frame.messages[-1].get("role") == "assistant":
+    messages = frame.messages
+    last = messages[-1] if messages else None
+    if last is not None and last.get("role") == "assistant":
+        if last.get("tool_calls"):  # calls in flight (`Frame.in_flight`)
+            return await settle(frame, agent, ctx)
         # the agent answered already: a recovered run whose process died after keeping the
         # answer and before reporting it ends as it would have, asking no model again
-        last = frame.messages[-1]
         if "finish_reason" in last:
             return Fail(_incomplete(frame, last["finish_reason"]))
         return Finish(last.get("content") or "")
@@ -222,7 +225,7 @@ async def ask_model(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
         for call_id, name, problem in malformed:  # recorded as sent, answered, never run
             refuse_malformed(frame, call_id, name, problem, ctx)
         # sorted now, so the checkpoint of the reply also marks its calls running
-        return open_turn(frame, agent, frame.in_flight(), ctx)
+        return open_turn(frame, agent, message["tool_calls"], ctx)
     return Finish(reply.content or "")
 
 
@@ -267,7 +270,7 @@ def _assistant_message(
 
 async def settle(frame: Frame, agent: BoundAgent, ctx: RunContext) -> Step:
     """Apply decisions, run what may run, and close the turn once every call has a result."""
-    for entry in [p for p in frame.pending if p.tool is None]:
+    for entry in [p for p in frame.pending if p.tool is None] if frame.pending else ():
         decision = entry.decision
         if decision is None:
             return SUSPEND

@@ -261,7 +261,7 @@ async def run_calls(
 ) -> tuple[str | None, bool]:
     """Run every call that may run now; return why the run must fail (if it must) and whether
     a result was recorded that no checkpoint holds yet (a lone call run inline)."""
-    entries = {p.id: p for p in frame.pending if p.tool is not None}
+    entries = {p.id: p for p in frame.pending if p.tool is not None} if frame.pending else {}
     observed = bool(ctx.observers)
     jobs: list[tuple[str, BoundTool, dict[str, Any], Pending | None]] = []
     for call in calls:
@@ -322,28 +322,34 @@ async def run_calls(
         frame.ledger[call_id] = "running"
     if durable:  # mark them running before any side effect happens
         await ctx.checkpoint(frame)
-    inline = len(jobs) == 1
-    if inline:
+    if len(jobs) == 1:  # inline: its result is kept by the step's checkpoint
         call_id, tool, args, entry = jobs[0]
         job = Call(frame=frame, tool=tool, id=call_id, arguments=args, inline=True)
-        failures = [await _settle_one(job, entry, ctx, observed, keep=False)]
-    else:
-        failures = await asyncio.gather(  # each result is kept the moment it exists
-            *(
-                _settle_one(
-                    Call(frame=frame, tool=t, id=i, arguments=a, inline=False),
-                    e,
-                    ctx,
-                    observed,
-                    keep=durable,
-                )
-                for i, t, a, e in jobs
+        failure = await _settle_one(job, entry, ctx, observed, keep=False)
+        if len(frame.pending) > 1:
+            _sort_pending(frame, calls)
+        return failure, True
+    failures = await asyncio.gather(  # each result is kept the moment it exists
+        *(
+            _settle_one(
+                Call(frame=frame, tool=t, id=i, arguments=a, inline=False),
+                e,
+                ctx,
+                observed,
+                keep=durable,
             )
+            for i, t, a, e in jobs
         )
+    )
     if len(frame.pending) > 1:
-        order = {call["id"]: i for i, call in enumerate(calls)}
-        frame.pending.sort(key=lambda p: order.get(p.id, -1))
-    return next((f for f in failures if f is not None), None), inline
+        _sort_pending(frame, calls)
+    return next((f for f in failures if f is not None), None), False
+
+
+def _sort_pending(frame: Frame, calls: list[dict[str, Any]]) -> None:
+    """Keep the frame's entries in the order of the calls they are for."""
+    order = {call["id"]: i for i, call in enumerate(calls)}
+    frame.pending.sort(key=lambda p: order.get(p.id, -1))
 
 
 async def _settle_one(
