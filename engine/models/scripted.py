@@ -114,8 +114,8 @@ class ScriptedModel:
                 f"(scripted agents: {known}); add `agents: {{{request.agent}: [...]}}`"
             )
         key, turns = self._invocation(request, scripted)
-        label = f"agent {request.agent!r}" + (f" invoked by {key!r}" if key else "")
         if request.attempt >= len(turns):
+            label = _label(request, key)
             raise ScriptError(
                 f"scripted model {self._source} was asked for turn {request.attempt + 1} of "
                 f"{label} but the script has only {len(turns)}; "
@@ -127,7 +127,7 @@ class ScriptedModel:
         if isinstance(turn, _ErrorTurn):
             raise ModelError(turn.message, transient=turn.transient, model="scripted")
         if request.tool_choice is not None:
-            self._check_choice(turn, request, label)
+            self._check_choice(turn, request, _label(request, key))
         return turn
 
     def _check_choice(self, turn: ModelReply, request: ModelRequest, label: str) -> None:
@@ -316,3 +316,8 @@ def _usage(raw: Any, fail: Any, where: str) -> dict[str, int]:
         "completion_tokens": spent_out,
         "total_tokens": spent_in + spent_out,
     }
+
+
+def _label(request: ModelRequest, key: str | None) -> str:
+    """The invocation a script error names: the agent, and the call that started it."""
+    return f"agent {request.agent!r}" + (f" invoked by {key!r}" if key else "")
