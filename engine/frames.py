@@ -469,7 +469,7 @@ class Frame:
         """A deep copy of this frame and all its children (messages are shared: they are
         never mutated, only replaced). Iterative, so any depth is fine."""
         copies: dict[int, Frame] = {}
-        frames = [f for _, f in walk(self)]
+        frames = stack_frames(self)
         for frame in frames:
             copies[id(frame)] = _shallow(frame)
         for new in copies.values():
@@ -636,6 +636,21 @@ def walk(root: Frame) -> list[tuple[tuple[str, ...], Frame]]:
     while stack:
         path, frame = stack.pop()
         out.append((path, frame))
-        children = [((*path, f"{p.child.agent}@{p.id}"), p.child) for p in frame.pending if p.child]
-        stack.extend(reversed(children))
+        for entry in reversed(frame.pending):  # pushed last first: popped in stack order
+            child = entry.child
+            if child is not None:
+                stack.append(((*path, f"{child.agent}@{entry.id}"), child))
+    return out
+
+
+def stack_frames(root: Frame) -> list[Frame]:
+    """Every frame of the stack, in `walk`'s order, without building their paths."""
+    out: list[Frame] = []
+    stack = [root]
+    while stack:
+        frame = stack.pop()
+        out.append(frame)
+        for entry in reversed(frame.pending):
+            if entry.child is not None:
+                stack.append(entry.child)
     return out

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine._quick import quick_init
-from engine.frames import Frame, walk
+from engine.frames import Frame, stack_frames
 
 __all__ = ["Usage", "count", "fold", "of_stack", "reply_tokens"]
 
@@ -88,7 +88,7 @@ def fold(parent: Frame, child: Frame) -> None:
 def of_stack(root: Frame) -> Usage:
     """The run's total: the sum over every frame of the stack."""
     spent_in = spent_out = 0
-    for _, frame in walk(root):
+    for frame in stack_frames(root):
         spent_in += frame.input_tokens
         spent_out += frame.output_tokens
     return Usage(input_tokens=spent_in, output_tokens=spent_out)
