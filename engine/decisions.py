@@ -180,6 +180,19 @@ class PendingIndex(NamedTuple):
         spots: list[Spot] = []
         by_path: dict[str, int] = {}
         by_id: dict[str, list[int]] = {}
+        for entry in root.pending:
+            if entry.child is not None:
+                break
+        else:  # a lone frame, the usual case: no stack to keep (as in `engine.frames.walk`)
+            prefix = f"{root.agent}/"
+            for position, entry in enumerate(root.pending):
+                if entry.reason != "subagent":
+                    path = prefix + entry.id
+                    by_path[path] = len(paths)
+                    by_id.setdefault(path.rpartition("/")[2], []).append(len(paths))
+                    paths.append(path)
+                    spots.append(((), position))
+            return PendingIndex(paths, spots, by_path, by_id)
         stack: list[tuple[str, tuple[int, ...], Frame]] = [(root.agent, (), root)]
         while stack:
             prefix, route, frame = stack.pop()
@@ -201,6 +214,9 @@ class PendingIndex(NamedTuple):
     def find(self, ident: str) -> int:
         """The position of the one entry `ident` names; `DecisionError` when it names none or
         several (listing the paths there are, or the ones it names)."""
+        exact = self.by_path.get(ident) if type(ident) is str else None
+        if exact is not None:  # a full path, the usual case: no list to make
+            return exact
         found = self.select(ident) if isinstance(ident, str) else []
         if len(found) == 1:
             return found[0]
@@ -229,7 +245,12 @@ def plan(
     """The decision each item records, by the spot of its entry, checked as a whole before
     anything is recorded. A refused item raises `DecisionError`: worded as the one-by-one
     methods word it for a single decision, and naming the item (`decision 2 of 5 (...)`) in
-    a batch, which is then refused whole."""
+    a batch, which is then refused whole (`batch=False`: the one item of a one-by-one
+    method)."""
+    if not batch:  # a one-by-one method's single decision: refused as it is worded
+        (item,) = items
+        position, made = _checked(root, index, item, {})
+        return {index.spots[position]: made}
     chosen: dict[Spot, Decision] = {}
     by: dict[int, int] = {}  # position in the index -> number of the item deciding it
     for number, item in enumerate(items, 1):
@@ -333,6 +354,10 @@ def leaf_entries(root: Frame) -> list[tuple[Frame, Pending]]:
     return out
 
 
+_APPROVE = draft_of(Approve)
+"""An `Approve` being filled in (see `engine._frozen`): the decision made most often."""
+
+
 def decision_for(item: Decide) -> Callable[[str], Decision]:
     """How `item` becomes the decision recorded on the entry whose fingerprint it is given;
     `DecisionError` when its value cannot be recorded (values are copied, so a caller changing
@@ -344,7 +369,17 @@ def decision_for(item: Decide) -> Callable[[str], Decision]:
     if where is not None and (scope != "run" or not isinstance(where, str)):
         raise DecisionError("a `where` needs scope 'run', and must be text")
     if kind == "approve":
-        return lambda fp: _approve(fp, scope, where)
+
+        def approve(fingerprint: str) -> Decision:  # the most made: filled in as a draft
+            made = _APPROVE()  # `Approve(fingerprint=..., scope=..., where=...)`
+            made.kind = "approve"
+            made.fingerprint = fingerprint
+            made.scope = scope
+            made.where = where
+            made.__class__ = Approve  # every field written: an Approve now
+            return made  # type: ignore[no-any-return]
+
+        return approve
     if kind == "edit":
         if not isinstance(item.arguments, dict):
             raise DecisionError("edited arguments must be a JSON object")
@@ -369,21 +404,6 @@ def decision_for(item: Decide) -> Callable[[str], Decision]:
     if kind == "resume":
         return lambda fp: Resume(fingerprint=fp)
     raise DecisionError(f"unknown decision {kind!r}; one of {', '.join(DECISION_KINDS)}")
-
-
-_APPROVE = draft_of(Approve)
-"""An `Approve` being filled in (see `engine._frozen`): the decision made most often."""
-
-
-def _approve(fingerprint: str, scope: Scope, where: str | None) -> Approve:
-    """`Approve(fingerprint=fingerprint, scope=scope, where=where)`, filled in as a draft."""
-    made = _APPROVE()
-    made.kind = "approve"
-    made.fingerprint = fingerprint
-    made.scope = scope
-    made.where = where
-    made.__class__ = Approve  # every field written: an Approve now
-    return made  # type: ignore[no-any-return]
 
 
 def json_copy(value: Any, what: str) -> Any:
