@@ -42,6 +42,8 @@ Ownership, one line a module (a leading underscore marks an internal):
 - `decisions`: `Decide` (a decision addressed by id or path, for `decide_many`), the index of
   pending entries and the copy-on-write that records a batch in O(K).
 - `_paths`: pending paths (`root/child@CALL/.../ENTRY`) and which entry an identifier names.
+- `_frozen`: frozen dataclasses made on hot paths at a fraction of their `__init__`'s cost:
+  `quick_init` for those made every turn, drafts for a pending view and a decision.
 - `runtime`: `Runtime` and its outcomes; `_eager` drives scripted runs without a loop trip;
   `_ids` draws run ids and nonces.
 - `_preflight`: the check of a document against the spec before a resume runs anything.

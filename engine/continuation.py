@@ -65,6 +65,7 @@ from engine._codec import (
     policy_to_data,
     split_messages,
 )
+from engine._frozen import draft_of
 from engine._json import escape_surrogates
 from engine._migrate import upgrade
 from engine.decisions import Decide, PendingIndex, decided_root, entry_at, leaf_entries, plan
@@ -345,16 +346,17 @@ class Continuation:
         chosen = plan(self._tree, index, items, batch=batch)  # entries only: no messages read
         if not chosen:
             return self
-        derived = Continuation(
-            run_id=self.run_id,
-            spec_name=self.spec_name,
-            spec_digest=self.spec_digest,
-            spec_path=self.spec_path,
-            nonce=self.nonce,
-            key=self._key,
-            root=decided_root(self._tree, chosen),
-            trace=self.trace,
-        )
+        # what `Continuation(...)` would set from this one's fields, written directly (this
+        # one's were checked when it was made)
+        derived: Continuation = _new(Continuation)
+        derived.run_id = self.run_id
+        derived.spec_name = self.spec_name
+        derived.spec_digest = self.spec_digest
+        derived.spec_path = self.spec_path
+        derived.nonce = self.nonce
+        derived.trace = dict(self.trace) if self.trace else None  # its own, as __init__ makes
+        derived._tree = decided_root(self._tree, chosen)
+        derived._key = self._key
         derived._index = index  # decisions move no entry: the index holds for it too
         derived._unread = self._unread  # nor any frame: `walk` order holds too
         return derived
@@ -670,39 +672,49 @@ def _check_usage(raw: Any, root: Frame) -> None:
             )
 
 
+_new = object.__new__
+"""Makes an instance without running its `__init__`, every slot then written by hand."""
+_VIEW = draft_of(PendingDecision)
+"""A `PendingDecision` being filled in (see `engine._frozen`): one is made per entry listed."""
+
+
 def _view(path: str, frame: Frame, entry: Pending, arguments: Any) -> PendingDecision:
-    return PendingDecision(
-        id=entry.id,
-        path=path,
-        agent=frame.agent,
-        tool=entry.tool,
-        arguments=arguments,
-        reason=entry.reason,
-        decisions=entry.decisions,
-        prompt=entry.prompt,
-        detail=entry.detail,
-        decision=entry.decision.kind if entry.decision else None,
-        fingerprint=entry.fingerprint,
-        expires_at=entry.expires_at,
-        approvers=entry.approvers,
-        policy=entry.policy,
-        limit=entry.limit,
-    )
+    view = _VIEW()
+    view.id = entry.id
+    view.path = path
+    view.agent = frame.agent
+    view.tool = entry.tool
+    view.arguments = arguments
+    view.reason = entry.reason
+    view.decisions = entry.decisions
+    view.prompt = entry.prompt
+    view.detail = entry.detail
+    view.decision = None if entry.decision is None else entry.decision.kind
+    view.fingerprint = entry.fingerprint
+    view.expires_at = entry.expires_at
+    view.approvers = entry.approvers
+    view.policy = entry.policy
+    view.limit = entry.limit
+    view.__class__ = PendingDecision  # every field written: a PendingDecision now
+    return view  # type: ignore[no-any-return]
 
 
 def _copy_arguments(value: Any) -> Any:
-    try:
+    try:  # `_copy`, its first level spelled out: arguments are an object (or None)
+        if isinstance(value, dict):
+            return {k: _copy(v) if isinstance(v, (dict, list)) else v for k, v in value.items()}
         return _copy(value)
     except RecursionError:  # absurdly deep arguments: hand out the original, read-only by doc
         return value
 
 
 def _copy(value: Any) -> Any:
-    """A copy of plain JSON data (dicts and lists copied, everything else immutable)."""
+    """A copy of plain JSON data (dicts and lists copied, everything else immutable; a
+    scalar member is taken as it is, without a call for it)."""
     if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
+        return {k: _copy(v) if isinstance(v, (dict, list)) else v for k, v in value.items()}
     if isinstance(value, list):
-        return [_copy(v) for v in value]
+        return [_copy(v) if isinstance(v, (dict, list)) else v for v in value]
     return value
 
 

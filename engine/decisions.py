@@ -21,10 +21,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine import _paths
 from engine._canonical import json_problem
+from engine._frozen import draft_of
 from engine.errors import DecisionError
 from engine.frames import (
     DECISION_KINDS,
@@ -73,12 +74,12 @@ class Decide:
     def approve(cls, id: str, *, scope: Scope = "call", where: str | None = None) -> Decide:
         """Run the call as asked (for a failed call: run it again); with `scope="run"`, also
         later calls of the tool in this run (while `where` holds)."""
-        return cls(id=id, kind="approve", scope=scope, where=where)
+        return _made(cls, id, "approve", scope=scope, where=where)
 
     @classmethod
     def edit(cls, id: str, arguments: dict[str, Any]) -> Decide:
         """Run the call with these arguments instead."""
-        return cls(id=id, kind="edit", arguments=arguments)
+        return _made(cls, id, "edit", arguments=arguments)
 
     @classmethod
     def reject(
@@ -86,27 +87,69 @@ class Decide:
     ) -> Decide:
         """Never run the call; the model is told so, with the reason; with `scope="run"`,
         also later calls of the tool in this run (while `where` holds)."""
-        return cls(id=id, kind="reject", reason=reason, scope=scope, where=where)
+        return _made(cls, id, "reject", reason=reason, scope=scope, where=where)
 
     @classmethod
     def answer(cls, id: str, result: Any) -> Decide:
         """Supply the result of an external (or failed) call."""
-        return cls(id=id, kind="answer", result=result)
+        return _made(cls, id, "answer", result=result)
 
     @classmethod
     def extend(cls, id: str, turns: int) -> Decide:
         """Grant more budget after a `turn_limit` wait."""
-        return cls(id=id, kind="extend", turns=turns)
+        return _made(cls, id, "extend", turns=turns)
 
     @classmethod
     def stop(cls, id: str) -> Decide:
         """End the waiting agent now with its reply so far."""
-        return cls(id=id, kind="stop")
+        return _made(cls, id, "stop")
 
     @classmethod
     def resume(cls, id: str) -> Decide:
         """Carry on after a pause or a model error."""
-        return cls(id=id, kind="resume")
+        return _made(cls, id, "resume")
+
+
+_DECIDE = draft_of(Decide)
+"""A `Decide` being filled in (see `engine._frozen`): one is made per decision."""
+
+
+def _made(
+    cls: type[Decide],
+    id: str,
+    kind: Kind,
+    *,
+    arguments: dict[str, Any] | None = None,
+    reason: str = _REJECTED,
+    result: Any = None,
+    turns: int = 0,
+    scope: Scope = "call",
+    where: str | None = None,
+) -> Decide:
+    """`cls(id=id, kind=kind, ...)`, filled in as a draft when `cls` is `Decide` itself (a
+    subclass may add fields: it gets its own `__init__`)."""
+    if cls is not Decide:
+        return cls(
+            id=id,
+            kind=kind,
+            arguments=arguments,
+            reason=reason,
+            result=result,
+            turns=turns,
+            scope=scope,
+            where=where,
+        )
+    made = _DECIDE()
+    made.id = id
+    made.kind = kind
+    made.arguments = arguments
+    made.reason = reason
+    made.result = result
+    made.turns = turns
+    made.scope = scope
+    made.where = where
+    made.__class__ = Decide  # every field written: a Decide now
+    return made  # type: ignore[no-any-return]
 
 
 Spot = tuple[tuple[int, ...], int]
@@ -114,11 +157,11 @@ Spot = tuple[tuple[int, ...], int]
 leading from the root to its frame, then its own position there."""
 
 
-@dataclass(frozen=True, slots=True)
-class PendingIndex:
+class PendingIndex(NamedTuple):
     """Every entry that waits for a decision (not `subagent` entries), in stack order, found
     by path or id without a scan. Decisions never add, remove or move entries, so one index
-    serves a continuation and every continuation decided from it."""
+    serves a continuation and every continuation decided from it. (A named tuple: as
+    immutable as a frozen dataclass, for a third of its cost to make.)"""
 
     paths: list[str]
     """Each entry's full path (`root/child@CALL/ENTRY`), in stack order."""
@@ -131,9 +174,25 @@ class PendingIndex:
 
     @staticmethod
     def of(root: Frame) -> PendingIndex:
-        """The index of `root`'s stack, walked like `engine.frames.walk` (no recursion)."""
+        """The index of `root`'s stack, walked like `engine.frames.walk` (no recursion), in
+        one pass that fills every table."""
         paths: list[str] = []
         spots: list[Spot] = []
+        by_path: dict[str, int] = {}
+        by_id: dict[str, list[int]] = {}
+        for entry in root.pending:
+            if entry.child is not None:
+                break
+        else:  # a lone frame, the usual case: no stack to keep (as in `engine.frames.walk`)
+            prefix = f"{root.agent}/"
+            for position, entry in enumerate(root.pending):
+                if entry.reason != "subagent":
+                    path = prefix + entry.id
+                    by_path[path] = len(paths)
+                    by_id.setdefault(path.rpartition("/")[2], []).append(len(paths))
+                    paths.append(path)
+                    spots.append(((), position))
+            return PendingIndex(paths, spots, by_path, by_id)
         stack: list[tuple[str, tuple[int, ...], Frame]] = [(root.agent, (), root)]
         while stack:
             prefix, route, frame = stack.pop()
@@ -143,17 +202,21 @@ class PendingIndex:
                     where = f"{prefix}/{entry.child.agent}@{entry.id}"
                     children.append((where, (*route, position), entry.child))
                 elif entry.reason != "subagent":
-                    paths.append(f"{prefix}/{entry.id}")
+                    path = f"{prefix}/{entry.id}"
+                    by_path[path] = len(paths)  # a repeated path: the last one, as before
+                    by_id.setdefault(path.rpartition("/")[2], []).append(len(paths))
+                    paths.append(path)
                     spots.append((route, position))
-            stack.extend(reversed(children))
-        by_id: dict[str, list[int]] = {}
-        for i, path in enumerate(paths):
-            by_id.setdefault(path.rpartition("/")[2], []).append(i)
-        return PendingIndex(paths, spots, {p: i for i, p in enumerate(paths)}, by_id)
+            if children:
+                stack.extend(reversed(children))
+        return PendingIndex(paths, spots, by_path, by_id)
 
     def find(self, ident: str) -> int:
         """The position of the one entry `ident` names; `DecisionError` when it names none or
         several (listing the paths there are, or the ones it names)."""
+        exact = self.by_path.get(ident) if type(ident) is str else None
+        if exact is not None:  # a full path, the usual case: no list to make
+            return exact
         found = self.select(ident) if isinstance(ident, str) else []
         if len(found) == 1:
             return found[0]
@@ -182,7 +245,12 @@ def plan(
     """The decision each item records, by the spot of its entry, checked as a whole before
     anything is recorded. A refused item raises `DecisionError`: worded as the one-by-one
     methods word it for a single decision, and naming the item (`decision 2 of 5 (...)`) in
-    a batch, which is then refused whole."""
+    a batch, which is then refused whole (`batch=False`: the one item of a one-by-one
+    method)."""
+    if not batch:  # a one-by-one method's single decision: refused as it is worded
+        (item,) = items
+        position, made = _checked(root, index, item, {})
+        return {index.spots[position]: made}
     chosen: dict[Spot, Decision] = {}
     by: dict[int, int] = {}  # position in the index -> number of the item deciding it
     for number, item in enumerate(items, 1):
@@ -272,6 +340,11 @@ def entry_at(root: Frame, spot: Spot) -> tuple[Frame, Pending]:
 def leaf_entries(root: Frame) -> list[tuple[Frame, Pending]]:
     """Every entry that waits for a decision, with its frame, in the order of
     `PendingIndex.paths`."""
+    for entry in root.pending:
+        if entry.child is not None:
+            break
+    else:  # a lone frame, the usual case: no stack to keep (as in `engine.frames.walk`)
+        return [(root, e) for e in root.pending if e.reason != "subagent"]
     out: list[tuple[Frame, Pending]] = []
     stack = [root]
     while stack:
@@ -279,6 +352,10 @@ def leaf_entries(root: Frame) -> list[tuple[Frame, Pending]]:
         out.extend((frame, e) for e in frame.pending if e.child is None and e.reason != "subagent")
         stack.extend(reversed([e.child for e in frame.pending if e.child is not None]))
     return out
+
+
+_APPROVE = draft_of(Approve)
+"""An `Approve` being filled in (see `engine._frozen`): the decision made most often."""
 
 
 def decision_for(item: Decide) -> Callable[[str], Decision]:
@@ -292,7 +369,17 @@ def decision_for(item: Decide) -> Callable[[str], Decision]:
     if where is not None and (scope != "run" or not isinstance(where, str)):
         raise DecisionError("a `where` needs scope 'run', and must be text")
     if kind == "approve":
-        return lambda fp: Approve(fingerprint=fp, scope=scope, where=where)
+
+        def approve(fingerprint: str) -> Decision:  # the most made: filled in as a draft
+            made = _APPROVE()  # `Approve(fingerprint=..., scope=..., where=...)`
+            made.kind = "approve"
+            made.fingerprint = fingerprint
+            made.scope = scope
+            made.where = where
+            made.__class__ = Approve  # every field written: an Approve now
+            return made  # type: ignore[no-any-return]
+
+        return approve
     if kind == "edit":
         if not isinstance(item.arguments, dict):
             raise DecisionError("edited arguments must be a JSON object")
@@ -337,6 +424,17 @@ def decided_root(root: Frame, decisions: Mapping[Spot, Decision]) -> Frame:
     """A new root whose entries at the given spots hold the given decisions. Only the frames
     on the way to a decided entry are new, and only their `pending` lists are copied; the
     rest (messages, ledgers, every other frame) is shared with `root`, which stays as it was."""
+    for route, _ in decisions:
+        if route:
+            break
+    else:  # every decided entry is in the root frame (all of a lone frame's are)
+        if not decisions:
+            return root
+        pending = list(root.pending)
+        for (_, position), decision in decisions.items():
+            entry = pending[position]
+            pending[position] = entry.replaced(decision=decision, child=entry.child)
+        return root.holding(pending)
     lists: dict[tuple[int, ...], list[Pending]] = {}
     frames: dict[tuple[int, ...], Frame] = {(): root}
 

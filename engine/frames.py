@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias
 
 from engine._canonical import fingerprint
+from engine._frozen import quick_init
 from engine._json import _orjson
-from engine._quick import quick_init
 from engine.waits import CALL_WAITS, FRAME_WAITS, Reason
 
 if TYPE_CHECKING:  # annotations only: engine.grants reads frames
@@ -25,6 +25,9 @@ Scope: TypeAlias = Literal["call", "run"]
 
 REASONS: tuple[Reason, ...] = ("approval", "subagent", "external", "turn_limit", "pause", "error")
 CALL_STATUSES: tuple[CallStatus, ...] = ("pending", "running", "done", "rejected", "failed")
+
+_new = object.__new__
+"""Makes an instance without running its `__init__`, every slot then written by hand."""
 
 
 @quick_init
@@ -291,24 +294,25 @@ class Pending:
 
     def replaced(self, *, decision: Decision | None, child: Frame | None) -> Pending:
         """A copy holding `decision` and `child`, every other field's value shared (spelled
-        out: `dataclasses.replace` costs four times as much, and one is made per decision)."""
-        return Pending(
-            id=self.id,
-            reason=self.reason,
-            tool=self.tool,
-            arguments=self.arguments,
-            decisions=self.decisions,
-            fingerprint=self.fingerprint,
-            prompt=self.prompt,
-            detail=self.detail,
-            decision=decision,
-            child=child,
-            expires_at=self.expires_at,
-            approvers=self.approvers,
-            policy=self.policy,
-            limit=self.limit,
-            seal=self.seal,
-        )
+        out as plain slot writes: the generated `__init__` with fifteen keywords costs three
+        times as much, `dataclasses.replace` ten, and one is made per decision)."""
+        new: Pending = _new(Pending)
+        new.id = self.id
+        new.reason = self.reason
+        new.tool = self.tool
+        new.arguments = self.arguments
+        new.decisions = self.decisions
+        new.fingerprint = self.fingerprint
+        new.prompt = self.prompt
+        new.detail = self.detail
+        new.decision = decision
+        new.child = child
+        new.expires_at = self.expires_at
+        new.approvers = self.approvers
+        new.policy = self.policy
+        new.limit = self.limit
+        new.seal = self.seal
+        return new
 
     def decoded_from(self, text: str) -> bool:
         """True when the entry's arguments are known to be `text` decoded: it was made from
@@ -480,33 +484,35 @@ class Frame:
 
     def holding(self, pending: list[Pending]) -> Frame:
         """A copy holding `pending`, every other field's value shared with this frame (not
-        copied: see `copy` for that)."""
-        return Frame(
-            agent=self.agent,
-            messages=self.messages,
-            turns=self.turns,
-            attempts=self.attempts,
-            tool_calls=self.tool_calls,
-            extra_turns=self.extra_turns,
-            extra_tool_calls=self.extra_tool_calls,
-            extra_seconds=self.extra_seconds,
-            elapsed=self.elapsed,
-            pause_turns=self.pause_turns,
-            pause_elapsed=self.pause_elapsed,
-            serial=self.serial,
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
-            ledger=self.ledger,
-            results=self.results,
-            pending=pending,
-            path=self.path,
-            names=self.names,
-            invocation=self.invocation,
-            toolsets=self.toolsets,
-            decoded=self.decoded,
-            approved=self.approved,
-            grants=self.grants,
-        )
+        copied: see `copy` for that). Plain slot writes, a quarter of the cost of the
+        generated `__init__` with its 24 keywords (`tests/test_frames_copy.py` checks that
+        every field is carried)."""
+        new: Frame = _new(Frame)
+        new.agent = self.agent
+        new.messages = self.messages
+        new.turns = self.turns
+        new.attempts = self.attempts
+        new.tool_calls = self.tool_calls
+        new.extra_turns = self.extra_turns
+        new.extra_tool_calls = self.extra_tool_calls
+        new.extra_seconds = self.extra_seconds
+        new.elapsed = self.elapsed
+        new.pause_turns = self.pause_turns
+        new.pause_elapsed = self.pause_elapsed
+        new.serial = self.serial
+        new.input_tokens = self.input_tokens
+        new.output_tokens = self.output_tokens
+        new.ledger = self.ledger
+        new.results = self.results
+        new.pending = pending
+        new.path = self.path
+        new.names = self.names
+        new.invocation = self.invocation
+        new.toolsets = self.toolsets
+        new.decoded = self.decoded
+        new.approved = self.approved
+        new.grants = self.grants
+        return new
 
     def child(self, agent: str, call_id: str, messages: list[Message]) -> Frame:
         """A new frame for the sub-agent `agent` that this frame's call `call_id` starts,
@@ -549,60 +555,15 @@ class Frame:
 
 def _shallow(frame: Frame) -> Frame:
     """A copy of `frame` owning its own lists and dicts (messages, ledger, results, approved,
-    pending and each entry; `decoded` starts empty), sharing what is never mutated in place.
-    Assigned slot by slot on a bare instance: a constructor call with two dozen keyword
-    arguments costs six times as much, and every resume copies every frame."""
-    copy: Frame = _new(Frame)
-    copy.agent = frame.agent
+    pending and each entry; `decoded` starts empty), sharing what is never mutated in place
+    (`toolsets` is replaced whole, `grants` is a tuple of frozen grants)."""
+    copy = frame.holding([p.replaced(decision=p.decision, child=p.child) for p in frame.pending])
     copy.messages = list(frame.messages)
-    copy.turns = frame.turns
-    copy.attempts = frame.attempts
-    copy.tool_calls = frame.tool_calls
-    copy.extra_turns = frame.extra_turns
-    copy.extra_tool_calls = frame.extra_tool_calls
-    copy.extra_seconds = frame.extra_seconds
-    copy.elapsed = frame.elapsed
-    copy.pause_turns = frame.pause_turns
-    copy.pause_elapsed = frame.pause_elapsed
-    copy.serial = frame.serial
-    copy.input_tokens = frame.input_tokens
-    copy.output_tokens = frame.output_tokens
     copy.ledger = dict(frame.ledger)
     copy.results = dict(frame.results)
-    copy.pending = [_entry_copy(p) for p in frame.pending]
-    copy.path = frame.path
-    copy.names = frame.names
-    copy.invocation = frame.invocation
-    copy.toolsets = frame.toolsets  # replaced whole, never mutated in place
     copy.decoded = {}
     copy.approved = dict(frame.approved)
-    copy.grants = frame.grants  # a tuple of frozen grants: shared
     return copy
-
-
-def _entry_copy(entry: Pending) -> Pending:
-    """A copy of `entry` sharing every field's value (its `child` is re-pointed by `copy`)."""
-    copy: Pending = _new(Pending)
-    copy.id = entry.id
-    copy.reason = entry.reason
-    copy.tool = entry.tool
-    copy.arguments = entry.arguments
-    copy.decisions = entry.decisions
-    copy.fingerprint = entry.fingerprint
-    copy.prompt = entry.prompt
-    copy.detail = entry.detail
-    copy.decision = entry.decision
-    copy.child = entry.child
-    copy.expires_at = entry.expires_at
-    copy.approvers = entry.approvers
-    copy.policy = entry.policy
-    copy.limit = entry.limit
-    copy.seal = entry.seal
-    return copy
-
-
-_new = object.__new__
-"""A bare instance of a slotted dataclass, its slots assigned next (see `_shallow`)."""
 
 
 def assign_paths(root: Frame) -> None:

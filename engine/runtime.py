@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from engine import _eager, _emit, _ids, _json, _stream, durable, fork, grants, lease
+from engine._frozen import quick_init
 from engine._preflight import check_document, check_edits
-from engine._quick import quick_init
 from engine.audit import decision_entry, os_user, run_entry
 from engine.compile import Program, compile_spec
 from engine.continuation import Continuation, decision_to_data

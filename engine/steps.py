@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
-from engine._quick import quick_init
+from engine._frozen import quick_init
 
 __all__ = [
     "CLOSED_TURN",

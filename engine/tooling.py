@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from engine import _emit
 from engine._canonical import MAX_DEPTH, json_problem
+from engine._frozen import quick_init
 from engine._json import loads_plain
-from engine._quick import quick_init
 from engine.compile import BoundAgent, BoundTool, Program
 from engine.errors import ContinuationError
 from engine.events import Observers, RunEvent

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine._quick import quick_init
+from engine._frozen import quick_init
 from engine.frames import Frame, stack_frames
 
 __all__ = ["Usage", "count", "fold", "of_stack", "reply_tokens"]

@@ -1,10 +1,15 @@
-"""The spelled-out copies (`Pending.replaced`, `Frame.holding`, `Frame.copy`) carry every
-field, so a field added later is not lost by a decision."""
+"""The spelled-out copies (`Pending.replaced`, `Frame.holding`, `Frame.copy`) and the drafted
+frozen values (`engine._frozen`) carry every field, so a field added later is not lost by a
+decision or a resume."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
+from engine.continuation import PendingDecision, _view
+from engine.decisions import Decide, decision_for
 from engine.frames import Approve, Frame, Pending
 
 
@@ -60,3 +65,48 @@ def test_a_copied_frame_carries_every_field_owning_its_containers() -> None:
     [copied] = copy.pending
     for field in dataclasses.fields(Pending):
         assert getattr(copied, field.name) is getattr(entry, field.name), field.name
+
+
+def test_drafted_frozen_values_equal_the_ones_their_init_makes() -> None:
+    """`engine._frozen` drafts (a pending view, `Decide`, `Approve`) write every field: each
+    equals, hashes and prints like the value its class's own `__init__` makes, and stays
+    frozen."""
+    values = _distinct(Pending)
+    entry = Pending(**values)  # type: ignore[arg-type]
+    entry.decision = Approve(fingerprint="f")
+    frame = Frame(agent="a", messages=[])
+    view = _view("a/x", frame, entry, {"k": 1})
+    expected = {f.name: getattr(entry, f.name, None) for f in dataclasses.fields(PendingDecision)}
+    expected.update(path="a/x", agent="a", arguments={"k": 1}, decision="approve")
+    assert type(view) is PendingDecision
+    assert view == PendingDecision(**expected)  # type: ignore[arg-type]
+    assert repr(view) == repr(PendingDecision(**expected))  # type: ignore[arg-type]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        view.id = "y"  # type: ignore[misc]
+
+    made = [
+        Decide.approve("a", scope="run", where="true"),
+        Decide.edit("a", {"k": 1}),
+        Decide.reject("a", "no", scope="run"),
+        Decide.answer("a", [1]),
+        Decide.extend("a", 3),
+        Decide.stop("a"),
+        Decide.resume("a"),
+    ]
+    by_init = [
+        Decide(id="a", kind="approve", scope="run", where="true"),
+        Decide(id="a", kind="edit", arguments={"k": 1}),
+        Decide(id="a", kind="reject", reason="no", scope="run"),
+        Decide(id="a", kind="answer", result=[1]),
+        Decide(id="a", kind="extend", turns=3),
+        Decide(id="a", kind="stop"),
+        Decide(id="a", kind="resume"),
+    ]
+    assert made == by_init and [hash(repr(d)) for d in made] == [hash(repr(d)) for d in by_init]
+    assert all(type(d) is Decide for d in made)
+    approve = decision_for(Decide.approve("a", scope="run", where="x"))("fp")
+    assert type(approve) is Approve
+    assert approve == Approve(fingerprint="fp", scope="run", where="x")
+    assert hash(approve) == hash(Approve(fingerprint="fp", scope="run", where="x"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        approve.scope = "call"  # type: ignore[misc]

@@ -1,4 +1,4 @@
-"""`engine._quick.quick_init` gives frozen dataclasses an `__init__` that makes the very
+"""`engine._frozen.quick_init` gives frozen dataclasses an `__init__` that makes the very
 instances the dataclass's own would, from the same arguments, and refuses the same mistakes."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from engine._quick import quick_init
+from engine._frozen import quick_init
 from engine.frames import Approve, Limit
 from engine.models.base import ModelRequest
 from engine.runtime import Finished

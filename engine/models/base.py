@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine._quick import quick_init
+from engine._frozen import quick_init
 
 
 @quick_init

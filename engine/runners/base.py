@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from jsonschema.exceptions import best_match
 
-from engine._quick import quick_init
+from engine._frozen import quick_init
 from engine.compile import BoundTool
 from engine.errors import ContinuationError, UsageError
 from engine.frames import Frame, Pending, PolicyWhy
