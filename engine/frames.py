@@ -241,20 +241,21 @@ class Pending:
         `decisions`, by default those `engine.waits.CALL_WAITS` gives its reason."""
         if decisions is None:
             decisions = CALL_WAITS[reason]
-        entry = Pending(
-            id=id,
-            reason=reason,
-            tool=tool,
-            arguments=arguments,
-            decisions=decisions,
-            fingerprint=call_fingerprint(id, tool, arguments, reason, decisions),
-            prompt=prompt,
-            detail=detail,
-            child=child,
-            expires_at=expires_at,
-            approvers=approvers,
-            policy=policy,
-        )
+        entry: Pending = _new(Pending)  # plain slot writes (see `replaced`)
+        entry.id = id
+        entry.reason = reason
+        entry.tool = tool
+        entry.arguments = arguments
+        entry.decisions = decisions
+        entry.fingerprint = call_fingerprint(id, tool, arguments, reason, decisions)
+        entry.prompt = prompt
+        entry.detail = detail
+        entry.decision = None
+        entry.child = child
+        entry.expires_at = expires_at
+        entry.approvers = approvers
+        entry.policy = policy
+        entry.limit = None
         entry.seal = Seal.of(entry, text)
         return entry
 

@@ -110,3 +110,19 @@ def test_drafted_frozen_values_equal_the_ones_their_init_makes() -> None:
     assert hash(approve) == hash(Approve(fingerprint="fp", scope="run", where="x"))
     with pytest.raises(dataclasses.FrozenInstanceError):
         approve.scope = "call"  # type: ignore[misc]
+
+
+def test_an_entry_for_a_call_sets_every_field_as_the_constructor_would() -> None:
+    entry = Pending.for_call(id="c1", reason="approval", tool="t", arguments={"a": 1})
+    made = Pending(
+        id="c1",
+        reason="approval",
+        tool="t",
+        arguments={"a": 1},
+        decisions=entry.decisions,
+        fingerprint=entry.fingerprint,
+    )
+    for field in dataclasses.fields(Pending):
+        if field.name != "seal":
+            assert getattr(entry, field.name) == getattr(made, field.name), field.name
+    assert entry.seal is not None and entry.fingerprint_holds()
