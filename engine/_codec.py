@@ -81,8 +81,14 @@ _NO_ITEMS: list[Any] = []
 def frames_to_data(root: Frame) -> list[dict[str, Any]]:
     """The stack as a flat list of frame objects, root first."""
     order = walk(root)
+    if len(order) == 1:  # a lone frame, the usual case: no child to index
+        return [_frame_to_data(root, _no_child)]
     index = {id(frame): i for i, (_, frame) in enumerate(order)}
     return [_frame_to_data(frame, lambda child: index[id(child)]) for _, frame in order]
+
+
+def _no_child(child: Frame) -> Any:
+    raise AssertionError("a lone frame has no child")  # pragma: no cover - walk found none
 
 
 def frame_state_data(frame: Frame, ledger: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -118,11 +124,11 @@ def _frame_to_data(
     data: dict[str, Any] = {"agent": frame.agent, "messages": frame.messages}
     # 1 ms is plenty for budgets in seconds
     values = [round(v, 3) if isinstance(v, float) else v for v in _COUNTER_VALUES(frame)]
-    counters: dict[str, Any] = {}
-    for name, value, other in zip(_COUNTER_NAMES, values, _DEFAULT_AT, strict=True):
-        if value != (values[other] if other >= 0 else 0):
-            counters[name] = value
-    data["counters"] = counters
+    data["counters"] = {
+        name: value
+        for name, value, other in zip(_COUNTER_NAMES, values, _DEFAULT_AT, strict=True)
+        if value != (values[other] if other >= 0 else 0)
+    }
     data["ledger"] = ledger_data(frame) if ledger is None else ledger
     if frame.results:
         data["results"] = dict(frame.results)  # a snapshot: the frame goes on changing
