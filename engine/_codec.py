@@ -52,6 +52,8 @@ _COUNTERS_NUM = ("extra_seconds", "elapsed", "pause_elapsed")
 _SAME_AS = {"attempts": "turns", "pause_turns": "turns", "pause_elapsed": "elapsed"}
 """Counters left out when equal to another (the usual case): absent means equal."""
 _COUNTER_KEYS = frozenset(_COUNTERS_INT + _COUNTERS_NUM)
+_COUNTER_TYPES = dict.fromkeys(_COUNTERS_INT, int) | dict.fromkeys(_COUNTERS_NUM, float)
+"""The exact type of each counter's value that the plain way of reading takes as it is."""
 _COUNTER_NAMES = _COUNTERS_INT + _COUNTERS_NUM
 """Every counter, in the order a document writes them."""
 _COUNTER_VALUES = attrgetter(*_COUNTER_NAMES)
@@ -72,13 +74,21 @@ _GRANT_KEYS = frozenset({"kind", "tool", "where", "reason", "from", "fingerprint
 _ROLES = frozenset({"user", "assistant", "tool", "system", "developer"})
 _NONE: dict[str, Any] = {}
 """What an absent object member reads as (never changed: only read)."""
+_NO_ITEMS: list[Any] = []
+"""What an absent array member reads as (never changed: only read)."""
 
 
 def frames_to_data(root: Frame) -> list[dict[str, Any]]:
     """The stack as a flat list of frame objects, root first."""
     order = walk(root)
+    if len(order) == 1:  # a lone frame, the usual case: no child to index
+        return [_frame_to_data(root, _no_child)]
     index = {id(frame): i for i, (_, frame) in enumerate(order)}
     return [_frame_to_data(frame, lambda child: index[id(child)]) for _, frame in order]
+
+
+def _no_child(child: Frame) -> Any:
+    raise AssertionError("a lone frame has no child")  # pragma: no cover - walk found none
 
 
 def frame_state_data(frame: Frame, ledger: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -114,11 +124,11 @@ def _frame_to_data(
     data: dict[str, Any] = {"agent": frame.agent, "messages": frame.messages}
     # 1 ms is plenty for budgets in seconds
     values = [round(v, 3) if isinstance(v, float) else v for v in _COUNTER_VALUES(frame)]
-    counters: dict[str, Any] = {}
-    for name, value, other in zip(_COUNTER_NAMES, values, _DEFAULT_AT, strict=True):
-        if value != (values[other] if other >= 0 else 0):
-            counters[name] = value
-    data["counters"] = counters
+    data["counters"] = {
+        name: value
+        for name, value, other in zip(_COUNTER_NAMES, values, _DEFAULT_AT, strict=True)
+        if value != (values[other] if other >= 0 else 0)
+    }
     data["ledger"] = ledger_data(frame) if ledger is None else ledger
     if frame.results:
         data["results"] = dict(frame.results)  # a snapshot: the frame goes on changing
@@ -278,6 +288,8 @@ def frames_from_data(raw: Any, pointer: str, order: list[Frame] | None = None) -
     links: list[tuple[Pending, int, str]] = []
     for i, item in enumerate(raw):
         frames.append(_frame_from_data(item, f"{pointer}/{i}", links))
+    if not links and len(frames) == 1:  # a lone frame, the usual case: no links to check
+        return frames[0]
     parent_of: dict[int, str] = {}
     for entry, child_index, where in links:
         if not 0 < child_index < len(frames):
@@ -304,56 +316,98 @@ def frames_from_data(raw: Any, pointer: str, order: list[Frame] | None = None) -
 
 
 def _frame_from_data(raw: Any, ptr: str, links: list[tuple[Pending, int, str]]) -> Frame:
-    obj = _object(raw, ptr)
-    _known(obj, ptr, _FRAME_KEYS)
-    agent = _str(obj, "agent", ptr)
+    # each check is first the plain test of the well-formed case, inline; only when it fails
+    # does the detailed checker run, which raises with the pointer (or accepts what the
+    # plain test was too strict for, a `str` subclass say): the same verdict either way
+    if type(raw) is not dict or not _FRAME_KEYS.issuperset(raw):
+        _known(_object(raw, ptr), ptr, _FRAME_KEYS)
+    obj = raw
+    agent = obj.get("agent")
+    if type(agent) is not str:
+        agent = _str(obj, "agent", ptr)
     messages, call_ids = _messages(obj.get("messages"), f"{ptr}/messages")
-    frame = Frame(agent=agent, messages=messages)
     counters = obj.get("counters", _NONE)
+    frame = _plain_counters_frame(agent, messages, counters)
+    if frame is None:
+        frame = _checked_counters_frame(agent, messages, counters, f"{ptr}/counters")
+    ledger = obj.get("ledger", _NONE)
+    if type(ledger) is not dict:
+        ledger = _object(ledger, f"{ptr}/ledger")
+    if not _all_in(_STATUS_SET, ledger.values()):
+        for call_id, status in ledger.items():
+            if status not in CALL_STATUSES:
+                raise ContinuationError(
+                    f"unknown call status {status!r}; expected one of {', '.join(CALL_STATUSES)}",
+                    pointer=f"{ptr}/ledger/{_escape(call_id)}",
+                )
+    frame.ledger = cast(Any, _full_ledger(frame, ledger, call_ids))
+    results = obj.get("results", _NONE)
+    if type(results) is not dict:
+        results = _object(results, f"{ptr}/results")
+    if results:  # else the frame's own empty default
+        for call_id, text in results.items():
+            if not isinstance(text, str):
+                raise ContinuationError(
+                    "expected a string", pointer=f"{ptr}/results/{_escape(call_id)}"
+                )
+        frame.results = dict(results)
+    if "toolsets" in obj:
+        frame.toolsets = _toolsets(obj["toolsets"], f"{ptr}/toolsets")
+    if "approved" in obj:
+        frame.approved = _approved(obj["approved"], f"{ptr}/approved", frame)
+    pending_raw = obj.get("pending", _NO_ITEMS)
+    if type(pending_raw) is not list and not isinstance(pending_raw, list):
+        raise ContinuationError("expected a list", pointer=f"{ptr}/pending")
+    if pending_raw:
+        entries = frame.pending
+        for j, item in enumerate(pending_raw):
+            entry = _plain_entry(item)
+            if entry is None:
+                where = f"{ptr}/pending/{j}"
+                entry, child = _pending_from_data(item, where)
+                if child is not None:
+                    links.append((entry, child, f"{where}/child"))
+            entries.append(entry)
+    return frame
+
+
+def _plain_counters_frame(agent: str, messages: Any, counters: Any) -> Frame | None:
+    """The frame with `counters` when every counter is known and of its exact type (an `int`
+    counter a non-negative `int`, a number counter a finite non-negative `float`: what
+    `_counter` keeps unchanged), the absent ones as `_SAME_AS` says; else None."""
+    if type(counters) is not dict:
+        return None
+    for name, value in counters.items():
+        kind = _COUNTER_TYPES.get(name)
+        if kind is not type(value) or not 0 <= value < math.inf:
+            return None
+    turns = counters.get("turns", 0)
+    return Frame(
+        agent=agent,
+        messages=messages,
+        **{
+            "attempts": turns,
+            "pause_turns": turns,
+            "pause_elapsed": counters.get("elapsed", 0.0),
+            **counters,
+        },
+    )
+
+
+def _checked_counters_frame(agent: str, messages: Any, counters: Any, ptr: str) -> Frame:
+    frame = Frame(agent=agent, messages=messages)
     if type(counters) is not dict or not _COUNTER_KEYS.issuperset(counters):
-        _known(_object(counters, f"{ptr}/counters"), f"{ptr}/counters", _COUNTER_KEYS)
+        _known(_object(counters, ptr), ptr, _COUNTER_KEYS)
     for name, value in counters.items():  # absent counters keep the frame's zero default
         whole = name in _COUNTERS_INT
         number = _counter(value, whole)
         if number is None:
             expected = "a non-negative integer" if whole else "a finite non-negative number"
-            raise ContinuationError(f"expected {expected}", pointer=f"{ptr}/counters/{name}")
+            raise ContinuationError(f"expected {expected}", pointer=f"{ptr}/{name}")
         setattr(frame, name, number)
     for name, other in _SAME_AS.items():
         if name not in counters:
             setattr(frame, name, getattr(frame, other))
-    ledger = obj.get("ledger", _NONE)
-    if type(ledger) is not dict:
-        ledger = _object(ledger, f"{ptr}/ledger")
-    for call_id, status in ledger.items():
-        if status not in CALL_STATUSES:
-            raise ContinuationError(
-                f"unknown call status {status!r}; expected one of {', '.join(CALL_STATUSES)}",
-                pointer=f"{ptr}/ledger/{_escape(call_id)}",
-            )
-    frame.ledger = cast(Any, _full_ledger(frame, ledger, call_ids))
-    results = obj.get("results", _NONE)
-    if type(results) is not dict:
-        results = _object(results, f"{ptr}/results")
-    for call_id, text in results.items():
-        if not isinstance(text, str):
-            raise ContinuationError(
-                "expected a string", pointer=f"{ptr}/results/{_escape(call_id)}"
-            )
-    frame.results = dict(results)
-    if "toolsets" in obj:
-        frame.toolsets = _toolsets(obj["toolsets"], f"{ptr}/toolsets")
-    if "approved" in obj:
-        frame.approved = _approved(obj["approved"], f"{ptr}/approved", frame)
-    pending_raw = obj.get("pending", [])
-    if not isinstance(pending_raw, list):
-        raise ContinuationError("expected a list", pointer=f"{ptr}/pending")
-    for j, item in enumerate(pending_raw):
-        where = f"{ptr}/pending/{j}"
-        entry, child = _pending_from_data(item, where)
-        frame.pending.append(entry)
-        if child is not None:
-            links.append((entry, child, f"{where}/child"))
     return frame
 
 
@@ -484,6 +538,66 @@ def _full_ledger(
             ledger[call["id"]] = "done"
     ledger.update(written)
     return ledger
+
+
+def _plain_entry(raw: Any) -> Pending | None:
+    """The entry `raw` holds when it is a plain one (the usual `approval` or `external`
+    entry: no decision, child, limit, policy, expiry or approvers) and every field has its
+    exact type, else None (`_pending_from_data` then reads it, with its pointers)."""
+    if type(raw) is not dict or not _PLAIN_ENTRY_KEYS.issuperset(raw):
+        return None
+    get = raw.get
+    reason, tool, arguments, decisions = (
+        get("reason"),
+        get("tool"),
+        get("arguments"),
+        get("decisions"),
+    )
+    entry_id, fingerprint, prompt, detail = (
+        get("id"),
+        get("fingerprint"),
+        get("prompt"),
+        get("detail"),
+    )
+    if not (
+        type(reason) is str
+        and reason in _PLAIN_REASONS
+        and type(entry_id) is str
+        and type(fingerprint) is str
+        and (tool is None or type(tool) is str)
+        and (prompt is None or type(prompt) is str)
+        and (detail is None or type(detail) is str)
+        and (arguments is None or (type(arguments) is dict and json_problem(arguments) is None))
+        and type(decisions) is list
+        and _decision_kinds(decisions)
+    ):
+        return None
+    return Pending(
+        id=entry_id,
+        reason=reason,
+        tool=tool,
+        arguments=arguments,
+        decisions=tuple(decisions),
+        fingerprint=fingerprint,
+        prompt=prompt,
+        detail=detail,
+    )
+
+
+_PLAIN_ENTRY_KEYS = frozenset(
+    {"id", "reason", "tool", "arguments", "decisions", "fingerprint", "prompt", "detail"}
+)
+_PLAIN_REASONS = frozenset(REASONS) - {"subagent", "turn_limit"}
+"""Reasons whose entries need none of the members a plain entry leaves out."""
+_STATUS_SET = frozenset(CALL_STATUSES)
+
+
+def _all_in(allowed: frozenset[Any], values: Iterable[Any]) -> bool:
+    """True when every item of `values` is in `allowed` (an unhashable one is not)."""
+    try:
+        return allowed.issuperset(values)
+    except TypeError:
+        return False
 
 
 def _pending_from_data(raw: Any, ptr: str) -> tuple[Pending, int | None]:

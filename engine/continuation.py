@@ -377,15 +377,19 @@ class Continuation:
 
     def to_dict(self) -> dict[str, Any]:
         """The document as plain JSON data."""
+        spec = {"name": self.spec_name, "digest": self.spec_digest}
+        if self.spec_path is not None:
+            spec["path"] = self.spec_path
+        root = self._root
         data = {
             "format": FORMAT,
             "version": VERSION,
             "run_id": self.run_id,
             "nonce": self.nonce,
-            "spec": self._spec_data(),
-            "frames": frames_to_data(self._root),
+            "spec": spec,
+            "frames": frames_to_data(root),
         }
-        usage = self.usage
+        usage = of_stack(root)
         if usage:
             data["usage"] = usage.to_dict()
         if self.trace:
@@ -407,12 +411,6 @@ class Continuation:
             return payload[:-1] + ',"signature":' + _compact(signature) + "}"
         data["signature"] = signature
         return _indented(data, indent)
-
-    def _spec_data(self) -> dict[str, str]:
-        data = {"name": self.spec_name, "digest": self.spec_digest}
-        if self.spec_path is not None:
-            data["path"] = self.spec_path
-        return data
 
     @classmethod
     def from_json(
