@@ -381,21 +381,17 @@ def _plain_counters_frame(agent: str, messages: Any, counters: Any) -> Frame | N
         kind = _COUNTER_TYPES.get(name)
         if kind is not type(value) or not 0 <= value < math.inf:
             return None
+    frame = Frame.new(agent, messages)
     turns = counters.get("turns", 0)
-    return Frame(
-        agent=agent,
-        messages=messages,
-        **{
-            "attempts": turns,
-            "pause_turns": turns,
-            "pause_elapsed": counters.get("elapsed", 0.0),
-            **counters,
-        },
-    )
+    frame.attempts = frame.pause_turns = turns  # unless the document says otherwise
+    frame.pause_elapsed = counters.get("elapsed", 0.0)
+    for name, value in counters.items():
+        setattr(frame, name, value)
+    return frame
 
 
 def _checked_counters_frame(agent: str, messages: Any, counters: Any, ptr: str) -> Frame:
-    frame = Frame(agent=agent, messages=messages)
+    frame = Frame.new(agent, messages)
     if type(counters) is not dict or not _COUNTER_KEYS.issuperset(counters):
         _known(_object(counters, ptr), ptr, _COUNTER_KEYS)
     for name, value in counters.items():  # absent counters keep the frame's zero default

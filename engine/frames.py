@@ -515,16 +515,35 @@ class Frame:
         new.grants = self.grants
         return new
 
+    @staticmethod
+    def new(agent: str, messages: list[Message]) -> Frame:
+        """`Frame(agent=agent, messages=messages)`, every other field at its default, in
+        plain slot writes (see `holding`): one is made for every run and every document read
+        (`tests/test_frames_copy.py` holds it to the constructor)."""
+        new: Frame = _new(Frame)
+        new.agent = agent
+        new.messages = messages
+        new.turns = new.attempts = new.tool_calls = new.extra_turns = new.extra_tool_calls = 0
+        new.extra_seconds = new.elapsed = new.pause_elapsed = 0.0
+        new.pause_turns = new.serial = new.input_tokens = new.output_tokens = 0
+        new.ledger = {}
+        new.results = {}
+        new.pending = []
+        new.path = new.names = new.invocation = ""
+        new.toolsets = {}
+        new.decoded = {}
+        new.approved = {}
+        new.grants = ()
+        return new
+
     def child(self, agent: str, call_id: str, messages: list[Message]) -> Frame:
         """A new frame for the sub-agent `agent` that this frame's call `call_id` starts,
         with its `path`, `names` and `invocation` set."""
-        return Frame(
-            agent=agent,
-            messages=messages,
-            path=f"{self.path}/{call_id}",
-            names=f"{self.names or self.agent}/{agent}",
-            invocation=f"{self.invocation or self.agent}/{agent}@{call_id}",
-        )
+        child = Frame.new(agent, messages)
+        child.path = f"{self.path}/{call_id}"
+        child.names = f"{self.names or self.agent}/{agent}"
+        child.invocation = f"{self.invocation or self.agent}/{agent}@{call_id}"
+        return child
 
     def entry_path(self, entry_id: str) -> str:
         """The pending path of this frame's entry `entry_id`, as `Continuation.pending()`

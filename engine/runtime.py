@@ -337,7 +337,7 @@ class Runtime:
         if name not in self.spec.agents:
             known = ", ".join(sorted(self.spec.agents))
             raise UsageError(f"unknown agent {name!r}; agents of {self.spec.name}: {known}")
-        root = Frame(agent=name, messages=[{"role": "user", "content": prompt}])
+        root = Frame.new(name, [{"role": "user", "content": prompt}])
         run_id = run_id or _ids.run_id()
         store = self._face(blocking)
         journal = (

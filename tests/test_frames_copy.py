@@ -126,3 +126,14 @@ def test_an_entry_for_a_call_sets_every_field_as_the_constructor_would() -> None
         if field.name != "seal":
             assert getattr(entry, field.name) == getattr(made, field.name), field.name
     assert entry.seal is not None and entry.fingerprint_holds()
+
+
+def test_a_new_frame_is_the_constructors_with_containers_of_its_own() -> None:
+    messages: list[dict[str, object]] = [{"role": "user", "content": "hi"}]
+    made, new = Frame(agent="a", messages=messages), Frame.new("a", messages)
+    for field in dataclasses.fields(Frame):
+        value = getattr(new, field.name)
+        assert value == getattr(made, field.name), field.name
+        if isinstance(value, dict | list) and field.name != "messages":
+            assert value is not Frame.new("a", messages).__getattribute__(field.name)
+    assert new.messages is messages
