@@ -568,15 +568,8 @@ def _plain_entry(raw: Any) -> Pending | None:
         and _decision_kinds(decisions)
     ):
         return None
-    return Pending(
-        id=entry_id,
-        reason=reason,
-        tool=tool,
-        arguments=arguments,
-        decisions=tuple(decisions),
-        fingerprint=fingerprint,
-        prompt=prompt,
-        detail=detail,
+    return Pending.new(
+        entry_id, reason, tool, arguments, tuple(decisions), fingerprint, prompt, detail
     )
 
 
@@ -626,15 +619,15 @@ def _pending_from_data(raw: Any, ptr: str) -> tuple[Pending, int | None]:
             "a `subagent` entry needs a child frame, and only it may have one",
             pointer=f"{ptr}/child",
         )
-    entry = Pending(
-        id=_str(obj, "id", ptr),
-        reason=reason,
-        tool=tool,
-        arguments=arguments,
-        decisions=tuple(decisions),
-        fingerprint=_str(obj, "fingerprint", ptr),
-        prompt=_opt_str(obj, "prompt", ptr),
-        detail=_opt_str(obj, "detail", ptr),
+    entry = Pending.new(
+        _str(obj, "id", ptr),
+        reason,
+        tool,
+        arguments,
+        tuple(decisions),
+        _str(obj, "fingerprint", ptr),
+        _opt_str(obj, "prompt", ptr),
+        _opt_str(obj, "detail", ptr),
     )
     if "decision" in obj:
         entry.decision = decision_from_data(obj["decision"], f"{ptr}/decision")

@@ -260,6 +260,33 @@ class Pending:
         return entry
 
     @staticmethod
+    def new(
+        id: str,
+        reason: Reason,
+        tool: str | None,
+        arguments: dict[str, Any] | None,
+        decisions: tuple[str, ...],
+        fingerprint: str,
+        prompt: str | None = None,
+        detail: str | None = None,
+    ) -> Pending:
+        """`Pending(id=id, ..., detail=detail)`, every other field at its default, in plain
+        slot writes (see `replaced`): one is made for every entry of every document read."""
+        entry: Pending = _new(Pending)
+        entry.id = id
+        entry.reason = reason
+        entry.tool = tool
+        entry.arguments = arguments
+        entry.decisions = decisions
+        entry.fingerprint = fingerprint
+        entry.prompt = prompt
+        entry.detail = detail
+        entry.decision = entry.child = entry.expires_at = entry.policy = entry.limit = None
+        entry.approvers = ()
+        entry.seal = None
+        return entry
+
+    @staticmethod
     def for_frame(*, id: str, reason: Reason, detail: str, limit: Limit | None = None) -> Pending:
         """An entry for a wait no tool call caused (a limit, a pause, a model error), allowing
         the decisions `engine.waits.FRAME_WAITS` gives its reason; a `turn_limit` entry

@@ -137,3 +137,12 @@ def test_a_new_frame_is_the_constructors_with_containers_of_its_own() -> None:
         if isinstance(value, dict | list) and field.name != "messages":
             assert value is not Frame.new("a", messages).__getattribute__(field.name)
     assert new.messages is messages
+
+
+def test_a_new_entry_is_the_constructors() -> None:
+    args = {"id": "c", "reason": "approval", "tool": "t", "arguments": {"a": 1}}
+    rest = {"decisions": ("approve",), "fingerprint": "f", "prompt": "p", "detail": "d"}
+    made = Pending(**args, **rest)  # type: ignore[arg-type]
+    new = Pending.new(*args.values(), *rest.values())  # type: ignore[arg-type]
+    for field in dataclasses.fields(Pending):
+        assert getattr(new, field.name) == getattr(made, field.name), field.name
