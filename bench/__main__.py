@@ -1,6 +1,6 @@
 """callcc side by side with LangGraph, the OpenAI Agents SDK and PydanticAI.
 
-    .venv/bin/python -m bench                  # everything (14 minutes on 2 cores)
+    .venv/bin/python -m bench                  # everything (about 30 minutes on 2 cores)
     .venv/bin/python -m bench --quick          # 100 iterations, 1,000 held runs
     .venv/bin/python -m bench --only long_loop --only langgraph
     .venv/bin/python -m bench --only serve     # bench/bench_serve.py alone
