@@ -356,7 +356,7 @@ def _frame_from_data(raw: Any, ptr: str, links: list[tuple[Pending, int, str]]) 
     if "approved" in obj:
         frame.approved = _approved(obj["approved"], f"{ptr}/approved", frame)
     pending_raw = obj.get("pending", _NO_ITEMS)
-    if type(pending_raw) is not list and not isinstance(pending_raw, list):
+    if not isinstance(pending_raw, list):
         raise ContinuationError("expected a list", pointer=f"{ptr}/pending")
     if pending_raw:
         entries = frame.pending

@@ -22,6 +22,7 @@ writes every field (its tests compare it with `cls(...)`); a field left out is a
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, TypeVar
 
 
@@ -52,6 +53,10 @@ def quick_init(cls: C) -> C:
     params = dataclasses.fields(cls)
     if not params or not all(f.init for f in params) or hasattr(cls, "__post_init__"):
         raise TypeError(f"quick_init: {cls.__name__} needs every field in __init__")
+    generated = cls.__dict__["__init__"]
+    taken = list(inspect.signature(generated).parameters)[1:]
+    if taken != [f.name for f in params]:  # an `InitVar`: a parameter that is no field
+        raise TypeError(f"quick_init: {cls.__name__} takes __init__ parameters that are no fields")
     kw_only = {f.kw_only for f in params}
     if len(kw_only) != 1:
         raise TypeError(f"quick_init: {cls.__name__} mixes keyword-only and other fields")
@@ -75,7 +80,6 @@ def quick_init(cls: C) -> C:
     init = names["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
-    generated = cls.__dict__["__init__"]
     init.__doc__ = generated.__doc__
     init.__annotations__ = dict(generated.__annotations__)
     setattr(cls, "__init__", init)  # noqa: B010  (mypy refuses to assign __init__)

@@ -110,6 +110,17 @@ class Decide:
         return _made(cls, id, "resume")
 
 
+_GIVEN: dict[str, tuple[str, ...]] = {
+    "approve": ("scope", "where"),
+    "edit": ("arguments",),
+    "reject": ("reason", "scope", "where"),
+    "answer": ("result",),
+    "extend": ("turns",),
+    "stop": (),
+    "resume": (),
+}
+"""The fields each of `Decide`'s methods names (the rest keep the class's defaults)."""
+
 _DECIDE = draft_of(Decide)
 """A `Decide` being filled in (see `engine._frozen`): one is made per decision."""
 
@@ -126,19 +137,19 @@ def _made(
     scope: Scope = "call",
     where: str | None = None,
 ) -> Decide:
-    """`cls(id=id, kind=kind, ...)`, filled in as a draft when `cls` is `Decide` itself (a
-    subclass may add fields: it gets its own `__init__`)."""
+    """`cls(id=id, kind=kind, ...)`, filled in as a draft when `cls` is `Decide` itself. A
+    subclass (it may add fields, or change a default) is made by its own `__init__`, given
+    only the fields the method named (`_GIVEN`), as the methods always did."""
     if cls is not Decide:
-        return cls(
-            id=id,
-            kind=kind,
-            arguments=arguments,
-            reason=reason,
-            result=result,
-            turns=turns,
-            scope=scope,
-            where=where,
-        )
+        named = {
+            "arguments": arguments,
+            "reason": reason,
+            "result": result,
+            "turns": turns,
+            "scope": scope,
+            "where": where,
+        }
+        return cls(id=id, kind=kind, **{k: named[k] for k in _GIVEN[kind]})
     made = _DECIDE()
     made.id = id
     made.kind = kind
@@ -257,8 +268,6 @@ def plan(
         try:
             position, made = _checked(root, index, item, by)
         except DecisionError as exc:
-            if not batch:
-                raise
             what = f"{item.kind} {item.id!r}" if isinstance(item, Decide) else "?"
             raise DecisionError(
                 f"decision {number} of {len(items)} ({what}) is refused, so nothing was "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from io import StringIO
 from pathlib import Path
@@ -373,3 +374,13 @@ def test_the_clis_approve_all_decides_in_one_batch(
     assert (code, err) == (0, "")
     assert counted["rebuild"] == [K]  # one rebuild holding all K decisions
     assert len(loop_tools.CALLS) == K
+
+
+def test_a_subclass_of_decide_keeps_the_defaults_a_method_does_not_name() -> None:
+    @dataclass(frozen=True, kw_only=True, slots=True)
+    class Mine(Decide):
+        where: str | None = "args.amount < 10"
+
+    assert Mine.stop("x").where == "args.amount < 10"
+    assert Mine.approve("x", scope="run", where=None).where is None  # named: as given
+    assert type(Mine.reject("x", "no")) is Mine

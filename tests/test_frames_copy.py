@@ -146,3 +146,29 @@ def test_a_new_entry_is_the_constructors() -> None:
     new = Pending.new(*args.values(), *rest.values())  # type: ignore[arg-type]
     for field in dataclasses.fields(Pending):
         assert getattr(new, field.name) == getattr(made, field.name), field.name
+
+
+def test_a_decided_continuation_carries_every_slot_its_constructor_would_set() -> None:
+    from engine import Continuation
+
+    entry = Pending.for_call(id="c1", reason="approval", tool="t", arguments={"a": 1})
+    root = Frame.new("agent", [{"role": "user", "content": "hi"}])
+    root.messages.append(
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "c1", "function": {"name": "t", "arguments": '{"a": 1}'}}],
+        }
+    )
+    root.ledger["c1"] = "pending"
+    root.pending.append(entry)
+    made = Continuation(
+        run_id="r", spec_name="s", spec_digest="d", root=root, spec_path="p", trace={"x": "y"}
+    )
+    decided = made.approve("c1")
+    for slot in Continuation.__slots__:
+        if slot not in ("_tree", "_index"):  # the decided stack, and the index it shares
+            assert getattr(decided, slot) == getattr(made, slot), slot
+    assert decided.trace is not made.trace  # its own copy, as the constructor makes
+    [view] = decided.pending()
+    assert view.decision == "approve"

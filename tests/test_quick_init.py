@@ -87,3 +87,13 @@ def test_the_engine_classes_made_every_turn_use_it_and_still_build_alike() -> No
     request = ModelRequest(agent="a", instructions="i", messages=[], tools=[], attempt=0)
     assert (request.path, request.tool_choice) == ("", None)
     assert Finish("done") == Finish(output="done", kind="finish", stopped=False)
+
+
+def test_a_class_with_an_init_only_variable_is_refused_too() -> None:
+    with pytest.raises(TypeError, match="no fields"):
+
+        @quick_init
+        @dataclass(frozen=True, slots=True)
+        class Later:
+            name: str
+            hint: dataclasses.InitVar[int] = 0
