@@ -40,6 +40,7 @@ from engine.frames import (
     Resume,
     Scope,
     Stop,
+    lone,
 )
 from engine.grants import where_problem
 from engine.waits import Kind
@@ -191,10 +192,7 @@ class PendingIndex(NamedTuple):
         spots: list[Spot] = []
         by_path: dict[str, int] = {}
         by_id: dict[str, list[int]] = {}
-        for entry in root.pending:
-            if entry.child is not None:
-                break
-        else:  # a lone frame, the usual case: no stack to keep (as in `engine.frames.walk`)
+        if lone(root):  # the usual case: no stack to keep (as in `engine.frames.walk`)
             prefix = f"{root.agent}/"
             for position, entry in enumerate(root.pending):
                 if entry.reason != "subagent":
@@ -349,10 +347,7 @@ def entry_at(root: Frame, spot: Spot) -> tuple[Frame, Pending]:
 def leaf_entries(root: Frame) -> list[tuple[Frame, Pending]]:
     """Every entry that waits for a decision, with its frame, in the order of
     `PendingIndex.paths`."""
-    for entry in root.pending:
-        if entry.child is not None:
-            break
-    else:  # a lone frame, the usual case: no stack to keep (as in `engine.frames.walk`)
+    if lone(root):  # the usual case: no stack to keep (as in `engine.frames.walk`)
         return [(root, e) for e in root.pending if e.reason != "subagent"]
     out: list[tuple[Frame, Pending]] = []
     stack = [root]

@@ -630,14 +630,20 @@ def assign_paths(root: Frame) -> None:
                 stack.append(child)
 
 
+def lone(root: Frame) -> bool:
+    """True when `root` waits on no sub-agent: the stack is this one frame (the usual case,
+    which the walks over a stack take a shortcut for)."""
+    for entry in root.pending:  # noqa: SIM110  (a loop: `all` of a generator costs twice as much)
+        if entry.child is not None:
+            return False
+    return True
+
+
 def walk(root: Frame) -> list[tuple[tuple[str, ...], Frame]]:
     """Every frame with its path, root first, depth first, without recursion: the root's
     agent, then one `agent@CALL` segment a sub-agent, `CALL` being the id of the parent's
     call that started it (`("hr_agent", "account_agent@call_hr_1")`)."""
-    for entry in root.pending:
-        if entry.child is not None:
-            break
-    else:  # a lone frame, the usual case: no stack to keep
+    if lone(root):  # the usual case: no stack to keep
         return [((root.agent,), root)]
     out: list[tuple[tuple[str, ...], Frame]] = []
     stack: list[tuple[tuple[str, ...], Frame]] = [((root.agent,), root)]
