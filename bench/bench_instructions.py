@@ -76,6 +76,10 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--child"]:
         iterate(argv[1], int(argv[2]))
         return 0
+    unknown = [w for w in argv if w not in WORKLOADS]
+    if unknown:
+        print(f"unknown workload {unknown[0]!r}; expected one of {', '.join(WORKLOADS)}")
+        return 2
     for workload in argv or WORKLOADS:
         per = (instructions(workload, MANY) - instructions(workload, FEW)) / (MANY - FEW)
         print(f"{workload:<24} {per / 1e6:8.3f} M instructions an iteration", flush=True)

@@ -33,3 +33,14 @@ def test_an_unknown_path_is_refused() -> None:
         timeout=120,
     )
     assert done.returncode != 0
+
+
+def test_an_unknown_workload_is_refused_before_anything_is_counted() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.bench_instructions", "long_loop:fast"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "expected one of approval_cycle:sync" in done.stdout

@@ -9,6 +9,9 @@ pending approval it saw and the tool's result):
 - `long_loop`: 50 model turns each calling a cheap tool, then the answer; no approval.
 - `over_http`: `approval_cycle` through each system's Chat Completions adapter against one
   loopback server (`server.py`).
+- `store_sqlite`, `store_postgresql`: `approval_cycle` with callcc's run stores (callcc only).
+Besides, 10,000 suspended approval_cycle runs are held in one process per system: their bytes,
+the process's growth, and the live object a caller keeps to resume each.
 
 Every ratio is to `callcc`, callcc's production path (`arun`/`aresume` awaited on a running
 event loop, as a service drives runs; the model an async client); `callcc_sync` is its sync
