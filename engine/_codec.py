@@ -854,10 +854,7 @@ _DECISION_KIND_SET = frozenset(DECISION_KINDS)
 
 def _decision_kinds(kinds: list[Any]) -> bool:
     """True when every item of `kinds` is a decision kind."""
-    try:
-        return _DECISION_KIND_SET.issuperset(kinds)
-    except TypeError:  # an unhashable item: no decision kind
-        return False
+    return _all_in(_DECISION_KIND_SET, kinds)
 
 
 def _object(raw: Any, ptr: str) -> dict[str, Any]:

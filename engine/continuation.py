@@ -698,9 +698,7 @@ def _view(path: str, frame: Frame, entry: Pending, arguments: Any) -> PendingDec
 
 
 def _copy_arguments(value: Any) -> Any:
-    try:  # `_copy`, its first level spelled out: arguments are an object (or None)
-        if isinstance(value, dict):
-            return {k: _copy(v) if isinstance(v, (dict, list)) else v for k, v in value.items()}
+    try:
         return _copy(value)
     except RecursionError:  # absurdly deep arguments: hand out the original, read-only by doc
         return value
